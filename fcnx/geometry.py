@@ -1,0 +1,95 @@
+"""Pure geometry of FCNs and image pyramids: integers and floats only, no framework.
+
+Conventions: sizes are ``(height, width)``; heatmap cell ``(i, j)`` is row ``i``, column ``j``;
+a window or box is ``(x, y, w, h)`` in pixels of the image it refers to.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def w_min(d: int, stride: int, offset: int) -> int:
+    """Smallest input side whose final feature map has side ``d`` (``stride * d + offset``)."""
+    if d < 1:
+        raise ValueError(f"pooled size must be >= 1, got {d}")
+    return stride * d + offset
+
+
+def pool_size(w: int, stride: int, offset: int) -> int:
+    """Side of the final feature map for an input side ``w``: ``floor((w - offset) / stride)``."""
+    d = (w - offset) // stride
+    if d < 1:
+        raise ValueError(f"input side {w} is below the smallest size {w_min(1, stride, offset)}")
+    return d
+
+
+def heatmap_side(side: int, kernel: int, stride: int, offset: int) -> int:
+    """Heatmap cells along ``side`` for an FCN pooled for input ``kernel`` (0 if side < its window)."""
+    if side < w_min(1, stride, offset):
+        return 0
+    return max(0, pool_size(side, stride, offset) - pool_size(kernel, stride, offset) + 1)
+
+
+def common_cells(side: int, kernel: int, stride: int) -> int:
+    """Windows of ``kernel`` pixels at ``stride`` that fit in ``side``: the cells all nets share.
+
+    Every net whose pool size ``D`` was taken at ``kernel`` has at least this many cells,
+    because ``kernel`` lies in ``[W_min(D), W_min(D) + stride - 1]``.
+    """
+    return max(0, (side - kernel) // stride + 1)
+
+
+def cell_window(index: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Pixel span ``[start, stop)`` of heatmap cell ``index`` along one axis of the scaled image."""
+    start = stride * index
+    return start, start + kernel
+
+
+def formula_text(stride: int, offset: int) -> str:
+    """The receptive-size formula as text: ``32D``, ``32D+43``, ``32D-25``."""
+    return f"{stride}D" + (f"{offset:+d}" if offset else "")
+
+
+def pyramid_scales(height: int, width: int, kernel: int, step: float = 1.2, max_scale: float = 3.0) -> list[float]:
+    """Scale factors of the image pyramid.
+
+    The first scale makes the short side equal ``kernel`` (images smaller than the kernel are
+    upscaled); each next one is ``step`` times larger, up to ``max_scale`` times the first.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    if step <= 1.0:
+        raise ValueError(f"scale step must be > 1, got {step}")
+    if max_scale < 1.0:
+        raise ValueError(f"max scale must be >= 1, got {max_scale}")
+    first = kernel / min(height, width)
+    count = int(math.floor(math.log(max_scale) / math.log(step) + 1e-9)) + 1
+    return [first * step**k for k in range(count)]
+
+
+def scaled_size(height: int, width: int, scale: float, kernel: int) -> tuple[int, int]:
+    """Image size at ``scale``, rounded, never below ``kernel`` on either side."""
+    return max(kernel, round(height * scale)), max(kernel, round(width * scale))
+
+
+def cell_to_box(
+    cell: tuple[int, int],
+    image_size: tuple[int, int],
+    scaled: tuple[int, int],
+    kernel: int,
+    stride: int,
+) -> tuple[float, float, float, float]:
+    """Box ``(x, y, w, h)`` in original-image pixels of heatmap ``cell`` at a pyramid level.
+
+    ``image_size`` is the original ``(height, width)``, ``scaled`` the size it was resized to.
+    Per axis: vertex = stride * index / scale, edge = kernel / scale (the paper's eq. 2 and 3,
+    with the exact per-axis scale that rounding produced), clipped to the image.
+    """
+    (i, j), (height, width) = cell, image_size
+    sy, sx = scaled[0] / height, scaled[1] / width
+    y0, y1 = (v / sy for v in cell_window(i, kernel, stride))
+    x0, x1 = (v / sx for v in cell_window(j, kernel, stride))
+    x0, y0 = max(0.0, x0), max(0.0, y0)
+    x1, y1 = min(float(width), x1), min(float(height), y1)
+    return x0, y0, x1 - x0, y1 - y0
