@@ -137,8 +137,12 @@ def load_full_model(path: Path) -> Any:
     if config is None:
         raise WeightsError("holds weights only, not a model", path)
     check_config(config, path)
+    k = keras()  # first: sets up the import order
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer  # Keras' own block scaling
+
     try:
-        return keras().saving.load_model(path, compile=False, safe_mode=True)
+        return k.saving.load_model(path, compile=False, safe_mode=True,
+                                         custom_objects={"CustomScaleLayer": CustomScaleLayer})
     except Exception as exc:
         raise WeightsError(f"cannot load the Keras model ({type(exc).__name__}: {_first_line(exc)})", path) from None
 
