@@ -126,4 +126,4 @@ def test_random_init_needs_classes():
 def test_cli_turns_errors_into_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["info", "xcepton"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: unknown backbone 'xcepton' (did you mean: xception, inception_v3?); see 'fcnx list-backbones'"
+    assert result.stderr.strip() == "Error: unknown backbone 'xcepton' (did you mean: xception, keras_xception, inception_v3?); see 'fcnx list-backbones'"
