@@ -259,7 +259,7 @@ class Cropper:
             pixels, size = array, (int(array.shape[0]), int(array.shape[1]))
             item = ImageItem(Path("<array>"), PurePosixPath("image.png"), label)
         tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
-        wanted = [self.category_index(c) for c in categories] if categories else None
+        wanted = [self.category_index(c) for c in categories] if categories else self._categories_of(item)
         return self._run_batch([self._prepare(item, tensor, size, wanted)])[0]
 
     # ------------------------------------------------------------------ many images

@@ -115,11 +115,14 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(white, rgba)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
-    """``(height, width)`` of an opened (not yet transposed) image once its EXIF orientation is applied."""
+    """``(height, width)`` of an opened JPEG (not yet transposed) once its EXIF orientation is applied.
+
+    Only for formats whose EXIF is read at open: for others ``getexif`` decodes the pixels.
+    """
     width, height = image.size
     try:
         orientation = image.getexif().get(_ORIENTATION, 1)
@@ -136,17 +139,20 @@ def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> tuple
     the returned size is still the full one, so coordinates refer to the original image.
     """
     image = _open(path)
-    size = upright_size(image)
-    if min_side is not None and image.format == "JPEG" and min(size) > min_side:
-        factor = min_side / min(size)
-        width, height = image.size
-        try:
-            image.draft(image.mode, (math.ceil(width * factor), math.ceil(height * factor)))
-        except Exception:  # draft is an optimisation only
-            pass
+    size = None
+    if min_side is not None and image.format == "JPEG":  # a JPEG's EXIF is read at open, before any decoding
+        full = upright_size(image)
+        if min(full) > min_side:
+            factor = min_side / min(full)
+            width, height = image.size
+            try:
+                image.draft(image.mode, (math.ceil(width * factor), math.ceil(height * factor)))
+                size = full
+            except Exception:  # draft is an optimisation only
+                pass
     upright = _decode(image, path)
     try:
-        return to_rgb(upright), size
+        return to_rgb(upright), size or (upright.height, upright.width)
     except Exception as exc:
         raise FcnxError(f"cannot convert {upright.mode} image to RGB ({_reason(exc)})", path) from None
 

@@ -122,3 +122,20 @@ def color_checkpoint(path: Path, name: str, classes: list[str] | None = None, in
     model = colorize(TinyNet(LAYOUTS[name][1], len(classes)))
     meta = checkpoint.CheckpointMeta(arch=name, classes=list(classes), input_size=input_size)
     return checkpoint.save(path, model.state_dict(), meta)
+
+
+def random_tiny_checkpoint(path: Path, name: str, classes: list[str], seed: int = 0, input_size: int = 299) -> Path:
+    """A checkpoint of ``name`` with seeded random weights: colour weights perturbed, and a random head.
+
+    (A default random initialisation of such thin nets gives nearly the same output everywhere.)
+    """
+    generator = torch.Generator().manual_seed(seed)
+    model = colorize(TinyNet(LAYOUTS[name][1], len(classes)))
+    with torch.no_grad():
+        for conv in model.features:
+            if isinstance(conv, nn.Conv2d):
+                conv.weight.mul_(1 + 0.5 * torch.randn(conv.weight.shape, generator=generator))
+        model.fc.weight.copy_(torch.randn(model.fc.weight.shape, generator=generator) * 8.0)
+        model.fc.bias.copy_(torch.randn(model.fc.bias.shape, generator=generator))
+    meta = checkpoint.CheckpointMeta(arch=name, classes=list(classes), input_size=input_size)
+    return checkpoint.save(path, model.state_dict(), meta)
