@@ -48,7 +48,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def open_upright(path: str | os.PathLike[str]) -> Image.Image:
-    """The image at ``path``, decoded, first frame, turned upright by its EXIF orientation, in its own mode.
+    """The image at ``path``, decoded, first frame, turned upright by its EXIF orientation, in its own mode and format.
 
     Raises :class:`FcnxError` naming the file for missing, unreadable, empty, corrupt, truncated
     or non-image files and for decompression bombs (Pillow's ``MAX_IMAGE_PIXELS``).
@@ -86,9 +86,11 @@ def _decode(image: Image.Image, path: str | os.PathLike[str]) -> Image.Image:
             image.seek(0)
             image.load()
             try:
-                return ImageOps.exif_transpose(image)
+                upright = ImageOps.exif_transpose(image)
             except Exception:  # unreadable EXIF: keep the stored orientation, as upright_size() does
-                return image.copy()
+                upright = image.copy()
+            upright.format = image.format  # copies forget it; crops are saved in it
+            return upright
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise FcnxError(f"over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels", path) from None
     except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
