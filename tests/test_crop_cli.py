@@ -118,7 +118,8 @@ def test_rerun_resumes_and_other_settings_are_refused(tmp_path, weights):
     assert other.exit_code == 2 and "other settings (selection differ)" in other.stderr
 
 
-def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, weights):
+def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, weights, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # in-process run (--workers 0): applies to the loader
     photos = tmp_path / "photos"
     square(photos / "good.png")
     square(photos / "dir.jpg" / "inside.png")
@@ -138,13 +139,15 @@ def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, wei
         "truncated.jpg": "cannot decode image",
         "loop.jpg": "symbolic link loop",
         "strip.png": "too elongated",
+        "bomb.png": "decompression-bomb limit of 100000 pixels",
     }
     (photos / "empty.jpg").write_bytes(b"")
     (photos / "text.jpg").write_text("not a jpeg")
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(tmp_path / "t.jpg")
     (photos / "truncated.jpg").write_bytes((tmp_path / "t.jpg").read_bytes()[:2000])
     os.symlink("loop.jpg", photos / "loop.jpg")
-    Image.new("RGB", (20000, 10)).save(photos / "strip.png")
+    Image.new("RGB", (8000, 10)).save(photos / "strip.png")
+    Image.new("RGB", (400, 400)).save(photos / "bomb.png")
     out = tmp_path / "out"
     result = crop(weights, "--category", "red", photos, "-o", out)
     assert result.exit_code == 1

@@ -172,16 +172,19 @@ def test_worker_processes_give_the_same_results(tmp_path, color_nets):
     assert a.keys() == b.keys() and all((a[p].cell, a[p].level) == (b[p].cell, b[p].level) for p in a)
 
 
-def test_exif_rotated_photo_gets_boxes_in_upright_coordinates(tmp_path, color_nets):
-    cropper = Cropper.from_nets(list(color_nets), color_nets, device="cpu", categories=["red"])
-    upright = red_square(400, 600, 40, 60, 120)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_rotated_photos_get_boxes_in_upright_coordinates(tmp_path, color_nets, orientation):
+    from test_crop_images import STORED
+
+    cropper = Cropper.from_nets(list(color_nets), color_nets, device="cpu", categories=["red"], max_scale=1.5)
+    upright = red_square(200, 300, 20, 30, 60)
     exif = Image.Exif()
-    exif[0x0112] = 6  # stored rotated: the viewer turns it 90 degrees clockwise
-    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(tmp_path / "rotated.png", exif=exif)
-    Image.fromarray(upright).save(tmp_path / "upright.png")
-    (a,), (b,) = cropper.crop_image(tmp_path / "rotated.png").boxes, cropper.crop_image(tmp_path / "upright.png").boxes
-    assert (a.x, a.y, a.w, a.h) == (b.x, b.y, b.w, b.h)
-    assert a.x1 <= 60 and a.y1 <= 40 and a.x2 >= 180 and a.y2 >= 160
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(STORED[orientation](upright))).save(tmp_path / "turned.png", exif=exif)
+    (turned,), (plain,) = cropper.crop_image(tmp_path / "turned.png").boxes, cropper.crop_image(upright).boxes
+    assert cropper.crop_image(tmp_path / "turned.png").size == (200, 300)
+    assert (turned.x, turned.y, turned.w, turned.h) == (plain.x, plain.y, plain.w, plain.h)
+    assert turned.x1 <= 30 and turned.y1 <= 20 and turned.x2 >= 90 and turned.y2 >= 80
 
 
 def test_tiny_images_are_upscaled_and_elongated_ones_fail_cleanly(tmp_path, color_nets):
