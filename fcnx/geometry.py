@@ -93,3 +93,26 @@ def cell_to_box(
     x0, y0 = max(0.0, x0), max(0.0, y0)
     x1, y1 = min(float(width), x1), min(float(height), y1)
     return x0, y0, x1 - x0, y1 - y0
+
+
+def box_to_cell(
+    box: tuple[float, float, float, float],
+    image_size: tuple[int, int],
+    scaled: tuple[int, int],
+    stride: int,
+) -> tuple[int, int]:
+    """The heatmap cell a :func:`cell_to_box` box came from (its vertex is never clipped)."""
+    (x, y), (height, width) = box[:2], image_size
+    return round(y * scaled[0] / height / stride), round(x * scaled[1] / width / stride)
+
+
+def pixel_box(box: tuple[float, float, float, float], image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Integer corners ``(x1, y1, x2, y2)`` of a box, rounded half up, inside the image, at least one pixel wide."""
+    height, width = image_size
+    x, y, w, h = box
+
+    def clamp(v: float, hi: int) -> int:
+        return min(hi, max(0, math.floor(v + 0.5)))
+
+    x1, y1 = min(clamp(x, width), width - 1), min(clamp(y, height), height - 1)
+    return x1, y1, max(x1 + 1, clamp(x + w, width)), max(y1 + 1, clamp(y + h, height))

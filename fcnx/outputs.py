@@ -1,0 +1,421 @@
+"""What ``fcnx crop`` writes, written so that a killed run loses nothing and duplicates nothing.
+
+``OUTDIR`` holds the crops (same format as the originals, mirrored folders), ``boxes.jsonl`` (one
+record per image and category), ``boxes.csv`` (the same, regenerated at the end of each run),
+``heatmaps/`` (``--heatmaps``), ``gallery.html`` (``--gallery``), ``failures.txt`` and
+``.fcnx-crop.json`` (the settings the boxes were made with).
+
+Every file is written to a temporary name in its folder and renamed into place. A record is
+appended to ``boxes.jsonl`` only after the image's files exist, so the journal doubles as the
+resume manifest: an image is done when its records match the file's path, size and mtime (and
+its files exist). On start, a line cut by a kill is dropped and superseded records are compacted.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from fcnx import geometry
+from fcnx.cropper import Box, CropResult
+from fcnx.errors import FcnxError, UsageError
+from fcnx.images import ImageItem, open_upright, to_rgb
+
+JOURNAL = "boxes.jsonl"
+TABLE = "boxes.csv"
+SETTINGS = ".fcnx-crop.json"
+FAILURES = "failures.txt"
+HEATMAPS = "heatmaps"
+GALLERY = "gallery.html"
+GALLERY_PAGE = 500
+TEMP_SUFFIX = ".fcnx-tmp"
+RESERVED = (JOURNAL, TABLE, SETTINGS, FAILURES, HEATMAPS, GALLERY)
+SAVE_FORMATS = {"MPO": "JPEG"}  # formats Pillow reads but writes under another name
+SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Create ``path`` via ``write(file)`` on a temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text), "w")
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed run left under ``folder``; returns how many."""
+    count = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                os.unlink(os.path.join(dirpath, name))
+                count += 1
+    return count
+
+
+def check_outdir(outdir: Path, inputs: Sequence[Path]) -> Path:
+    """Refuse an OUTDIR that is, contains or lies inside an input; create it and check it is writable."""
+    out = Path(os.path.realpath(outdir))
+    for given in inputs:
+        real = Path(os.path.realpath(given))
+        if out == real or real in out.parents or out in real.parents:
+            raise UsageError(f"the output folder {outdir} overlaps the input {given}: choose an OUTDIR outside "
+                             f"the inputs (originals are never overwritten)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", suffix=TEMP_SUFFIX, dir=out)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UsageError(f"cannot write to the output folder ({exc.strerror or exc})", outdir) from None
+    return out
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("._") or "category"
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def _colormap(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] to RGB: dark blue, purple, red, orange, yellow (perceptually ordered)."""
+    anchors = np.array([[0, 0, 60], [90, 20, 140], [200, 40, 80], [250, 140, 20], [255, 240, 110]], dtype=np.float64)
+    pos = np.clip(values, 0, 1) * (len(anchors) - 1)
+    low = np.floor(pos).astype(int).clip(0, len(anchors) - 2)
+    frac = (pos - low)[..., None]
+    return (anchors[low] * (1 - frac) + anchors[low + 1] * frac).astype(np.uint8)
+
+
+def _sample(heat: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``heat`` at fractional cell coordinates (clamped to the grid)."""
+    h, w = heat.shape
+    rows, cols = rows.clip(0, h - 1), cols.clip(0, w - 1)
+    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
+    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
+    top = heat[r0][:, c0] * (1 - fc) + heat[r0][:, c1] * fc
+    bottom = heat[r1][:, c0] * (1 - fc) + heat[r1][:, c1] * fc
+    return top * (1 - fr) + bottom * fr
+
+
+def heatmap_overlay(pixels: np.ndarray, box: Box, kernel: int, stride: int, max_side: int = 768) -> Image.Image:
+    """The image with the summed ensemble heatmap at the chosen level (mean probability, 0..1) and the box.
+
+    Each cell's value is drawn at the centre of its window and interpolated in between.
+    """
+    if box.heatmap is None:
+        raise ValueError("the box carries no heatmap (crop with keep_heatmaps=True)")
+    height, width = pixels.shape[:2]
+    zoom = min(1.0, max_side / max(height, width))
+    size = (max(1, round(width * zoom)), max(1, round(height * zoom)))
+    base = Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)
+    sy, sx = box.scaled_size[0] / height, box.scaled_size[1] / width
+    ys = (np.arange(size[1]) + 0.5) / zoom  # original-image coordinates of the display pixels
+    xs = (np.arange(size[0]) + 0.5) / zoom
+    heat = _sample(box.heatmap / box.nets, (ys * sy - kernel / 2) / stride, (xs * sx - kernel / 2) / stride)
+    picture = Image.blend(base, Image.fromarray(_colormap(heat)), 0.55)
+    draw = ImageDraw.Draw(picture)
+    x1, y1, x2, y2 = (v * zoom for v in (box.x1, box.y1, box.x2, box.y2))
+    draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=(40, 255, 40), width=max(2, round(3 * zoom)))
+    caption = f"{box.category}  votes {box.votes}/{box.nets}  p {box.mean_confidence:.2f}  scale {box.scale:.2f}"
+    draw.rectangle([0, 0, size[0], 14], fill=(0, 0, 0))
+    draw.text((3, 1), caption, fill=(255, 255, 255))
+    return picture
+
+
+# --------------------------------------------------------------------------- the output folder
+
+
+class CropOutputs:
+    """The output folder of one ``fcnx crop`` run: resume state, files, journal, table and gallery.
+
+    ``settings`` are the options that change boxes; an OUTDIR made with other settings is refused.
+    ``expected_boxes`` is the number of records an image gets (one per category).
+    """
+
+    def __init__(self, outdir: Path, settings: dict[str, Any], *, net_names: Sequence[str], kernel: int, stride: int,
+                 expected_boxes: int, crops: bool = True, heatmaps: bool = False, gallery: bool = False,
+                 threads: int = 2) -> None:
+        self.outdir = outdir
+        self.settings = settings
+        self.net_names = list(net_names)
+        self.kernel, self.stride = kernel, stride
+        self.expected_boxes = expected_boxes
+        self.crops, self.heatmaps, self.gallery = crops, heatmaps, gallery
+        self._groups: dict[str, list[dict[str, Any]]] = {}  # path -> its latest records
+        self._superseded = False
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="fcnx-write")
+        self._inflight: list[tuple[CropResult, Future]] = []
+        self._threads = max(1, threads)
+
+    # ---- resume state
+
+    def open(self) -> None:
+        """Clean what a killed run left, check the settings, load the journal (repairing a cut last line)."""
+        remove_temporaries(self.outdir)
+        settings_path = self.outdir / SETTINGS
+        if settings_path.is_file():
+            try:
+                previous = json.loads(settings_path.read_text(encoding="utf-8")).get("settings", {})
+            except (OSError, ValueError, AttributeError):
+                raise UsageError(f"unreadable settings file {settings_path}; remove it or choose another OUTDIR") from None
+            changed = sorted(k for k in set(previous) | set(self.settings) if previous.get(k) != self.settings.get(k))
+            if changed:
+                raise UsageError(f"{self.outdir} holds boxes made with other settings ({', '.join(changed)} differ); "
+                                 f"choose another OUTDIR, or run again with the same options to resume")
+        elif (self.outdir / JOURNAL).exists():
+            raise UsageError(f"{self.outdir} has a {JOURNAL} but no {SETTINGS}; choose another OUTDIR")
+        else:
+            atomic_text(settings_path, json.dumps({"version": 1, "settings": self.settings}, indent=2) + "\n")
+        self._load_journal()
+
+    def _load_journal(self) -> None:
+        path = self.outdir / JOURNAL
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        repaired = not data.endswith(b"\n") and bool(data)
+        lines = data.split(b"\n")[:-1]  # the last piece is empty, or a line cut by a kill
+        groups: dict[str, list[dict[str, Any]]] = {}
+        previous: str | None = None
+        for raw in lines:
+            try:
+                record = json.loads(raw)
+                key = record["path"]
+            except (ValueError, KeyError, TypeError):
+                repaired = True
+                previous = None
+                continue
+            if key != previous:
+                if key in groups:
+                    repaired = True  # an earlier write for this image is superseded
+                groups[key] = []
+            groups[key].append(record)
+            previous = key
+        self._groups = groups
+        if repaired:
+            self._rewrite_journal()
+
+    def _rewrite_journal(self) -> None:
+        lines = [json.dumps(r, ensure_ascii=False) + "\n" for group in self._groups.values() for r in group]
+        atomic_text(self.outdir / JOURNAL, "".join(lines))
+        self._superseded = False
+
+    def done(self, item: ImageItem) -> bool:
+        """Whether ``item`` was fully processed with these settings and its source file has not changed."""
+        group = self._groups.get(str(item.path))
+        if not group or len(group) != self.expected_boxes:
+            return False
+        try:
+            stat = item.path.stat()
+        except OSError:
+            return False
+        if any(r.get("source_size") != stat.st_size or r.get("source_mtime_ns") != stat.st_mtime_ns for r in group):
+            return False
+        for record in group:
+            for key, wanted in (("crop", self.crops), ("heatmap", self.heatmaps)):
+                if wanted and not (record.get(key) and (self.outdir / record[key]).is_file()):
+                    return False
+        return True
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [r for group in self._groups.values() for r in group]
+
+    # ---- writing one image
+
+    def crop_path(self, item: ImageItem, box: Box, boxes: int) -> PurePosixPath:
+        rel = item.rel
+        return rel if boxes == 1 else rel.with_name(f"{rel.stem}.{_safe_name(box.category)}{rel.suffix}")
+
+    def heatmap_path(self, item: ImageItem, box: Box, boxes: int) -> PurePosixPath:
+        rel = PurePosixPath(HEATMAPS) / item.rel
+        stem = rel.stem if boxes == 1 else f"{rel.stem}.{_safe_name(box.category)}"
+        return rel.with_name(f"{stem}{rel.suffix.replace('.', '_')}.png")
+
+    def _write_files(self, result: CropResult) -> list[dict[str, Any]]:
+        item = result.item
+        stat = item.path.stat()
+        original = open_upright(item.path) if self.crops or self.heatmaps else None
+        if original is not None and (original.height, original.width) != result.size:
+            raise FcnxError("the file changed while it was being processed", item.path)
+        records = []
+        n = len(result.boxes)
+        for box in result.boxes:
+            record: dict[str, Any] = {
+                "path": str(item.path), "file": item.rel.as_posix(), "label": item.label,
+                "width": result.size[1], "height": result.size[0], **box.as_dict(),
+                "crop": None, "heatmap": None, "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns,
+            }
+            if self.crops:
+                rel = self.crop_path(item, box, n)
+                self._save_crop(original, box, result.size, self.outdir / rel)
+                record["crop"] = rel.as_posix()
+            if self.heatmaps:
+                rel = self.heatmap_path(item, box, n)
+                picture = heatmap_overlay(to_rgb(original), box, self.kernel, self.stride)
+                atomic_write(self.outdir / rel, lambda f, p=picture: p.save(f, format="PNG", optimize=False))
+                record["heatmap"] = rel.as_posix()
+            records.append(record)
+        return records
+
+    @staticmethod
+    def _save_crop(original: Image.Image, box: Box, size: tuple[int, int], path: Path) -> None:
+        x1, y1, x2, y2 = geometry.pixel_box((box.x, box.y, box.w, box.h), size)
+        crop = original.crop((x1, y1, x2, y2))
+        fmt = SAVE_FORMATS.get(original.format or "", original.format or "PNG")
+        options = dict(SAVE_OPTIONS.get(fmt, {}))
+        for key in ("icc_profile", "exif"):
+            if original.info.get(key) and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+                options[key] = original.info[key]
+        if fmt == "JPEG" and crop.mode not in ("RGB", "L", "CMYK"):
+            crop = crop.convert("RGB")
+        buffer = io.BytesIO()
+        try:
+            crop.save(buffer, format=fmt, **options)
+        except (KeyError, OSError, ValueError) as exc:
+            raise FcnxError(f"cannot write the crop as {fmt} ({exc})", path) from None
+        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+    def submit(self, result: CropResult) -> list[tuple[CropResult, list[dict[str, Any]] | FcnxError]]:
+        """Queue ``result``'s files for writing; returns the images finished meanwhile (records, or the error)."""
+        self._inflight.append((result, self._pool.submit(self._write_files, result)))
+        return self._drain(limit=4 * self._threads)
+
+    def flush(self) -> list[tuple[CropResult, list[dict[str, Any]] | FcnxError]]:
+        """Wait for every queued image; returns them as :meth:`submit` does."""
+        return self._drain(limit=0)
+
+    def _drain(self, limit: int) -> list[tuple[CropResult, list[dict[str, Any]] | FcnxError]]:
+        finished = []
+        while self._inflight and (len(self._inflight) > limit or self._inflight[0][1].done()):
+            result, future = self._inflight.pop(0)
+            try:
+                records = future.result()
+            except FcnxError as exc:
+                finished.append((result, exc))
+                continue
+            except OSError as exc:
+                finished.append((result, FcnxError(f"cannot write outputs ({exc.strerror or exc})", result.item.path)))
+                continue
+            self._append(records)
+            finished.append((result, records))
+        return finished
+
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        key = records[0]["path"]
+        if key in self._groups:
+            self._superseded = True
+        self._groups.pop(key, None)
+        self._groups[key] = records
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        with open(self.outdir / JOURNAL, "a", encoding="utf-8") as f:
+            f.write(text)
+
+    # ---- the end of a run
+
+    def finish(self, failures: Iterable[str], meta_copies: Iterable[tuple[Path, PurePosixPath]] = ()) -> None:
+        """Compact the journal if needed, write the table, the gallery, the failure list and dataset meta files."""
+        self.flush()
+        self._pool.shutdown(wait=True)
+        if self._superseded:
+            self._rewrite_journal()
+        self._write_table()
+        failures = list(failures)
+        failures_path = self.outdir / FAILURES
+        if failures:
+            atomic_text(failures_path, "".join(f"{line}\n" for line in failures))
+        elif failures_path.exists():
+            failures_path.unlink()
+        if self.gallery:
+            self._write_gallery()
+        for source, rel in meta_copies:
+            data = source.read_bytes()
+            atomic_write(self.outdir / rel, lambda f, d=data: f.write(d))
+
+    def _write_table(self) -> None:
+        columns = ["file", "path", "label", "category", "category_index", "found", "votes", "nets", "confidence",
+                   "mean_confidence", "scale", "level", "cell_i", "cell_j", "x", "y", "w", "h", "x1", "y1", "x2", "y2",
+                   "crop", "heatmap"]
+        columns += [f"score:{n}" for n in self.net_names] + [f"vote:{n}" for n in self.net_names]
+
+        def write(f: Any) -> None:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for r in self.records:
+                row = {**r, "cell_i": r["cell"][0], "cell_j": r["cell"][1]}
+                row.update({f"score:{n}": r["net_scores"].get(n) for n in self.net_names})
+                row.update({f"vote:{n}": r["net_votes"].get(n) for n in self.net_names})
+                writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+
+        atomic_write(self.outdir / TABLE, write, "w")
+
+    def _write_gallery(self) -> None:
+        records = self.records
+        pages = max(1, -(-len(records) // GALLERY_PAGE))
+        names = [GALLERY] + [f"gallery-{k}.html" for k in range(2, pages + 1)]
+        for page, name in enumerate(names):
+            chunk = records[page * GALLERY_PAGE:(page + 1) * GALLERY_PAGE]
+            links = " ".join(f'<a href="{n}">{k + 1}</a>' if k != page else f"<b>{k + 1}</b>" for k, n in enumerate(names))
+            atomic_text(self.outdir / name, _gallery_page(chunk, self.outdir, links))
+
+
+def _gallery_page(records: list[dict[str, Any]], outdir: Path, links: str) -> str:
+    def src(path: str | Path) -> str:
+        return html.escape(Path(os.path.relpath(path, outdir)).as_posix().replace("#", "%23"), quote=True)
+
+    rows = []
+    for r in records:
+        left, top = 100 * r["x"] / r["width"], 100 * r["y"] / r["height"]
+        w, h = 100 * r["w"] / r["width"], 100 * r["h"] / r["height"]
+        shown = [f'<img src="{src(outdir / r[key])}" loading="lazy" alt="{key}">' for key in ("crop", "heatmap") if r.get(key)]
+        flag = "" if r["found"] else ' <span class="bad">not found</span>'
+        rows.append(
+            f'<div class="item"><div class="orig"><img src="{src(r["path"])}" loading="lazy" alt="original">'
+            f'<div class="box" style="left:{left:.3f}%;top:{top:.3f}%;width:{w:.3f}%;height:{h:.3f}%"></div></div>'
+            f'{"".join(shown)}<p>{html.escape(r["file"])}<br>{html.escape(r["category"])}: '
+            f'{r["votes"]}/{r["nets"]} votes, p {r["mean_confidence"]:.2f}{flag}</p></div>'
+        )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>fcnx crops</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em; }}
+.item {{ display: flex; gap: 8px; align-items: flex-start; margin: 0 0 12px; border-bottom: 1px solid #ddd; padding-bottom: 8px; }}
+.item img {{ max-height: 240px; max-width: 320px; }}
+.orig {{ position: relative; display: inline-block; line-height: 0; }}
+.orig img {{ max-height: 240px; max-width: 320px; }}
+.box {{ position: absolute; border: 2px solid #2f2; box-sizing: border-box; }}
+.item p {{ margin: 0; font-size: 13px; }}
+.bad {{ color: #c00; font-weight: bold; }}
+</style></head><body>
+<p>Pages: {links}</p>
+{chr(10).join(rows)}
+<p>Pages: {links}</p>
+</body></html>
+"""
