@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,9 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise WeightsError(f"not a readable safetensors file ({exc})", path) from None
     if path.suffix in PICKLE_SUFFIXES:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WeightsError(f"refused or unreadable torch file (loaded with weights_only=True): {reason}", path) from None

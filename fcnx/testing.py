@@ -12,13 +12,20 @@ from typing import Any
 
 from fcnx import checkpoint
 from fcnx.registry import get_backbone
+from fcnx.spec import Preprocess
 
 
-def calibrate_batchnorm(model: Any, size: int, batches: int = 2, batch_size: int = 4, seed: int = 0) -> Any:
-    """Re-estimate every batch-norm layer's running statistics on random ``size x size`` inputs."""
+def calibrate_batchnorm(model: Any, size: int, preprocess: Preprocess = Preprocess(), batches: int = 2,
+                        batch_size: int = 4, seed: int = 0) -> Any:
+    """Re-estimate every batch-norm layer's running statistics on uniformly random pixels.
+
+    The pixels go through ``preprocess`` first, so the statistics fit inputs like the ones tests feed.
+    """
     import torch
 
     generator = torch.Generator().manual_seed(seed)
+    mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:
         m.reset_running_stats()
@@ -26,7 +33,7 @@ def calibrate_batchnorm(model: Any, size: int, batches: int = 2, batch_size: int
     model.train()
     with torch.no_grad():
         for _ in range(batches):
-            model(torch.randn(batch_size, 3, size, size, generator=generator))
+            model((torch.rand(batch_size, 3, size, size, generator=generator) - mean) / std)
     for m in norms:
         m.momentum = 0.1
     return model.eval()
@@ -46,6 +53,6 @@ def random_checkpoint(
     spec = get_backbone(backbone)
     size = input_size or spec.default_size
     torch.manual_seed(seed)
-    model = calibrate_batchnorm(spec.build(len(classes), tuple(head), None), size, seed=seed)
+    model = calibrate_batchnorm(spec.build(len(classes), tuple(head), None), size, spec.preprocess, seed=seed)
     meta = checkpoint.CheckpointMeta(arch=spec.name, classes=list(classes), input_size=size, head=list(head))
     return checkpoint.save(path, model.state_dict(), meta)

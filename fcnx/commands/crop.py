@@ -14,6 +14,21 @@ from fcnx.errors import FcnxError, UsageError
 from fcnx.selection import RULES
 
 SETTINGS_VERSION = 1
+#: the ensemble used when neither --nets nor --weights is given: real ImageNet weights that ship with fcnx
+DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+#: their common kernel, chosen by measurement (docs/efficientnet.md)
+DEFAULT_NETS_KERNEL = 224
+COMMON_KERNEL = 299
+#: runs of at most this many images print one line per box
+SHOW_BOXES_UP_TO = 20
+
+
+def _box_line(record: dict[str, Any]) -> str:
+    flag = "" if record["found"] else "  [found=false: no net finds it]"
+    crop = f" -> {record['crop']}" if record.get("crop") else ""
+    return (f"{record['file']}: {record['category']} at x={record['x']:.0f} y={record['y']:.0f} w={record['w']:.0f} "
+            f"h={record['h']:.0f}, votes {record['votes']}/{record['nets']}, mean confidence "
+            f"{record['mean_confidence']:.2f}, scale {record['scale']:.2f}{crop}{flag}")
 
 
 def _parse_nets(text: str) -> list[str]:
@@ -95,14 +110,17 @@ class _Progress:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (must not overlap an input).")
-@click.option("--nets", required=True, help="Comma-separated backbones of the ensemble, e.g. inception_v3,xception.")
+@click.option("--nets", default=None,
+              help="Comma-separated backbones of the ensemble, e.g. inception_v3,xception. Default: the nets named "
+                   "by --weights, else the offline ImageNet ensemble " + ",".join(DEFAULT_NETS) + f" at kernel {DEFAULT_NETS_KERNEL}.")
 @click.option("--weights", "weights", multiple=True, metavar="NET=FILE",
               help="Weights of one net: an fcnx checkpoint (its classes are used) or 'pretrained'/a hub tag. Repeatable.")
 @click.option("--category", "categories", multiple=True, metavar="NAME|INDEX",
               help="Category to find (repeatable: one box per category). Default: each image's label (dataset "
                    "roots), else the ensemble's top class.")
-@click.option("--kernel", default=299, show_default=True, type=click.IntRange(min=1),
-              help="Common kernel: every net is convolutionalized for this input side.")
+@click.option("--kernel", default=None, type=click.IntRange(min=1),
+              help="Common kernel: every net is convolutionalized for this input side [default: 299, or "
+                   f"{DEFAULT_NETS_KERNEL} for the default ensemble].")
 @click.option("--step", default=1.2, show_default=True, type=float, help="Scale factor between pyramid levels.")
 @click.option("--max-scale", default=3.0, show_default=True, type=float,
               help="Largest level, relative to the first (short side = kernel).")
@@ -122,8 +140,8 @@ class _Progress:
 @click.option("--gallery", is_flag=True, help="Also write gallery.html: originals with their boxes beside the crops.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first image that fails.")
-def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str, weights: tuple[str, ...], categories: tuple[str, ...],
-             kernel: int, step: float, max_scale: float, selection: str, early_stop: bool, split: str, device: str,
+def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: tuple[str, ...], categories: tuple[str, ...],
+             kernel: int | None, step: float, max_scale: float, selection: str, early_stop: bool, split: str, device: str,
              half: bool, batch_size: int | None, workers: int | None, dry_run: bool, heatmaps: bool, gallery: bool,
              quiet: bool, fail_fast: bool) -> None:
     """Crop images where an ensemble of FCNs finds a category.
@@ -135,6 +153,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str, weights: tuple[s
 
     \b
     Examples:
+      fcnx crop --category espresso coffee.jpg -o out/      # offline EfficientNet-Lite ensemble
       fcnx crop --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
                 --weights xception=xc.safetensors food-101/ -o food-101-cropped/
       fcnx crop --nets resnet50 --category "golden retriever" --heatmaps --gallery dogs/ -o out/
@@ -147,8 +166,18 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str, weights: tuple[s
     from fcnx.ensemble import load_ensemble, trained_size
     from fcnx.outputs import RESERVED, CropOutputs, check_outdir
 
-    net_names = _parse_nets(nets)
     weight_map = _parse_weights(weights)
+    if nets is not None:
+        net_names = _parse_nets(nets)
+    elif weight_map:
+        net_names = list(weight_map)
+    else:
+        net_names = list(DEFAULT_NETS)
+        kernel = kernel or DEFAULT_NETS_KERNEL
+    kernel = kernel or COMMON_KERNEL
+    extra = sorted(set(weight_map) - set(net_names))
+    if extra:
+        raise UsageError(f"--weights given for {', '.join(extra)}, which --nets does not name")
     if step <= 1.0:
         raise UsageError(f"--step must be > 1, got {step}")
     if max_scale < 1.0:
@@ -204,6 +233,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str, weights: tuple[s
         click.echo(f"crop: {len(pending)} image(s) to do" + (f", {skipped} already done" if skipped else "")
                    + f"; nets {', '.join(ensemble.names)} at kernel {kernel} on {torch_device}", err=True)
     progress = _Progress(len(pending), quiet)
+    show_boxes = not quiet and len(pending) <= SHOW_BOXES_UP_TO
     failures: list[str] = []
     not_found = 0
     interrupted = False
@@ -216,6 +246,9 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str, weights: tuple[s
                 progress.say(f"error: {outcome}")
             else:
                 not_found += sum(not r["found"] for r in outcome)
+                if show_boxes:
+                    for record in outcome:
+                        progress.say(_box_line(record))
             progress.update()
 
     results = cropper.crop_items(pending)

@@ -72,10 +72,15 @@ def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
 
 
 def load_weights(model: Any, path: Path) -> None:
-    """Load an fcnx/timm state dict strictly."""
-    from fcnx.checkpoint import load_state_strict, read_tensors
+    """Load an fcnx/timm state dict strictly; weights converted from Keras also get Keras' pooling."""
+    from fcnx.checkpoint import load_state_strict, read_meta, read_tensors
 
     load_state_strict(model, read_tensors(path), path)
+    meta = read_meta(path)
+    if meta is not None and meta.extra.get("pooling") == "keras":
+        from fcnx_timm.keras_pooling import use_keras_pooling
+
+        use_keras_pooling(model)
 
 
 def convolutionalize(model: Any, pool: int) -> Any:

@@ -1,0 +1,3 @@
+from fcnx.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""Shared fixtures: a clean plugin registry per test that registers plugins inline."""
+
+from __future__ import annotations
+
+import pytest
+
+from fcnx import plugins, registry
+
+
+@pytest.fixture
+def clean_registry():
+    """Yield the plugin manager; afterwards unregister plugins the test added and forget broken ones."""
+    plugins.load_plugins()
+    before = set(plugins.pm.get_plugins())
+    broken = dict(plugins.broken)
+    registry.refresh()
+    yield plugins.pm
+    for plugin in set(plugins.pm.get_plugins()) - before:
+        plugins.pm.unregister(plugin)
+    plugins.broken.clear()
+    plugins.broken.update(broken)
+    registry.refresh()
