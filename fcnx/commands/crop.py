@@ -100,8 +100,8 @@ class _Progress:
 @click.option("--split", default="all", show_default=True, type=click.Choice(["all", "train", "test"]),
               help="Which meta list of a Food-101-style dataset root to crop.")
 @click.option("--half", is_flag=True, help="Run the nets in float16 (CUDA/MPS autocast).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
-              help="Images of one size run through the nets together.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Images of one size run through the nets together [default: 8 on a GPU, 1 on the CPU].")
 @click.option("--workers", default=None, type=click.IntRange(min=0),
               help="Processes decoding images ahead of the nets [default: half the CPUs, at most 4].")
 @click.option("--dry-run", is_flag=True, help="Write only boxes.jsonl/boxes.csv, no crop images.")
@@ -111,7 +111,7 @@ class _Progress:
 @click.option("--fail-fast", is_flag=True, help="Stop at the first image that fails.")
 def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: tuple[str, ...], categories: tuple[str, ...],
              kernel: int | None, step: float, max_scale: float, selection: str, early_stop: bool, split: str, device: str,
-             half: bool, batch_size: int, workers: int | None, dry_run: bool, heatmaps: bool, gallery: bool,
+             half: bool, batch_size: int | None, workers: int | None, dry_run: bool, heatmaps: bool, gallery: bool,
              quiet: bool, fail_fast: bool) -> None:
     """Crop images where an ensemble of FCNs finds a category.
 
