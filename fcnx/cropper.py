@@ -359,7 +359,7 @@ class Cropper:
         kept: list[list[torch.Tensor]] = [[] for _ in batch]  # no category: all probabilities, kept on the device
         maps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
         active = list(range(len(batch)))
-        for scale, size in levels:
+        for _, size in levels:
             subset = pixels if len(active) == len(batch) else pixels[torch.tensor(active, device=device)]
             probs = ensemble.probabilities(resize(subset, size))  # A x nets x classes x h x w
             if known:

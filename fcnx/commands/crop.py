@@ -198,7 +198,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
 
     def settle(finished: list) -> None:
         nonlocal not_found
-        for result, outcome in finished:
+        for _, outcome in finished:
             if isinstance(outcome, FcnxError):
                 failures.append(str(outcome))
                 progress.say(f"error: {outcome}")
