@@ -260,7 +260,8 @@ class ImageDataset:
 
         item = self.items[k]
         try:
-            pixels, _ = images.load_rgb(item.path, min_side=self.size)
+            # training may decode a large JPEG at a reduced size; validation decodes it whole, as evaluate does
+            pixels, _ = images.load_rgb(item.path, min_side=self.size if self.train else None)
         except FcnxError:
             return torch.zeros(3, self.size, self.size), UNREADABLE, k
         if self.train:

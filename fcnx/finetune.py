@@ -171,7 +171,15 @@ def body_blocks(model: nn.Module) -> list[list[str]]:
     if callable(getattr(model, "group_matcher", None)):
         from timm.models import group_parameters
 
-        groups = [list(names) for _, names in sorted(group_parameters(model, model.group_matcher()).items())]
+        # timm's matchers expect their own classifier (Inception-v3's fails on a dense head): ask with a leaf there
+        owner, last = _module_at(model, head_path(model))
+        original = getattr(owner, last)
+        setattr(owner, last, nn.Identity())
+        try:
+            matcher = model.group_matcher()
+        finally:
+            setattr(owner, last, original)
+        groups = [list(names) for _, names in sorted(group_parameters(model, matcher).items())]
     else:
         by_child: dict[str, list[str]] = {}
         for name, _ in model.named_parameters():
@@ -223,7 +231,7 @@ def plan_steps(model: nn.Module, schedule: str, blocks_per_step: int = 1) -> lis
         chunk = blocks[start:start + blocks_per_step]
         for block in chunk:
             trainable.update(block)
-        text = label(chunk[0]) + (f" .. {label(chunk[-1])}" if len(chunk) > 1 else "")
+        text = label(chunk[-1])  # the lowest block trained so far
         steps.append(Step(f"head + down to {text}", frozenset(trainable)))
     return steps
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -329,7 +329,7 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
                               pin_memory=pin, drop_last=shard > config.batch_size, persistent_workers=workers > 0)
     val_loader = DataLoader(torch.utils.data.Subset(val_set, range(ctx.rank, len(val_set), ctx.world)),
                             batch_size=config.batch_size, num_workers=workers, pin_memory=pin)
-    meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data)}
+    meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
     unreadable_total = 0
     if data.missing and ctx.main:
         log(f"{len(data.missing)} listed image(s) missing on disk, skipped, e.g. {data.missing[0]}")
@@ -354,7 +354,8 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
                 _seed_epoch(config.seed, progress.epoch, ctx.rank)
                 sampler.set_epoch(progress.epoch)
                 with tqdm(total=len(train_loader), desc=f"step {progress.step + 1}/{len(steps)} epoch "
-                          f"{progress.step_epoch + 1}", unit="batch", disable=quiet or not ctx.main, leave=False) as bar:
+                          f"{progress.step_epoch + 1}", unit="batch", leave=False,
+                          disable=quiet or not ctx.main or not sys.stderr.isatty()) as bar:
                     train_loss, train_top1, bad = _train_epoch(net, model, train_loader, optimizer, normalize, autocast,
                                                                scaler, ctx, bar)
                 val = _validate(model, val_loader, normalize, autocast, ctx) if val_items else None

@@ -16,13 +16,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from tiny_train_backbone import COLORS, NAME, TinyTrainNet, make_folders, make_food101, tiny_train  # noqa: F401
 
 from fcnx import checkpoint, datasets, finetune, training
 from fcnx.cli import cli
 from fcnx.ensemble import resize
 from fcnx.fcn import load_fcn
 from fcnx.images import load_rgb
-from tiny_train_backbone import COLORS, NAME, TinyTrainNet, make_folders, make_food101, tiny_train  # noqa: F401
 
 CLASSES = list(COLORS)
 FAST = ["--size", "64", "--weights", "none", "--batch-size", "8", "--workers", "0", "--val-fraction", "0.25", "-q"]
@@ -32,8 +32,9 @@ def run(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def train_args(root, out, *extra) -> list[str]:
-    return ["train", "--net", NAME, "--data", str(root), "-o", str(out), *FAST, *extra]
+def train_args(root, out, *extra, batch: int = 8) -> list[str]:
+    fast = [str(batch) if k and FAST[k - 1] == "--batch-size" else a for k, a in enumerate(FAST)]
+    return ["train", "--net", NAME, "--data", str(root), "-o", str(out), *fast, *extra]
 
 
 def rows(path) -> list[dict[str, str]]:
@@ -264,7 +265,7 @@ def test_blockwise_plan_of_the_tiny_net_and_inception_v3():
     assert steps[1].trainable == head | {f"blocks.3.{k}" for k in ("0.weight", "0.bias", "1.weight", "1.bias")}
     assert steps[-1].trainable == {n for n, _ in TinyTrainNet(3).named_parameters()}
     assert [s.name for s in finetune.plan_steps(TinyTrainNet(3), "blockwise", 2)][1:] == [
-        "head + down to blocks.3 .. blocks.2", "head + down to blocks.1 .. blocks.0", "head + down to stem"]
+        "head + down to blocks.2", "head + down to blocks.0", "head + down to stem"]
     assert [s.name for s in finetune.plan_steps(TinyTrainNet(3, (8,)), "two-pass")] == ["head", "all layers"]
 
     iv3 = timm.create_model("inception_v3", num_classes=5)
@@ -320,7 +321,7 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, food, tiny_train):  # no
     assert result.exit_code == 0, result.output
     a, b = (checkpoint.read_tensors(tmp_path / d / training.BEST) for d in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda table: [{k: v for k, v in r.items() if k != "seconds"} for r in table]  # noqa: E731
+    strip = lambda table: [{k: v for k, v in r.items() if k != "seconds"} for r in table]
     assert strip(rows(tmp_path / "a" / training.METRICS)) == strip(rows(tmp_path / "b" / training.METRICS))
     assert len(rows(tmp_path / "b" / training.METRICS)) == 6
 
@@ -361,8 +362,8 @@ def test_transfer_from_a_checkpoint_and_from_a_plain_state_dict(tmp_path, tiny_t
 
 @pytest.mark.parametrize("args, message", [
     (["--net", "tiny_trian"], "unknown backbone 'tiny_trian' (did you mean: tiny_train?)"),
-    (["--weights", "pretrained"], "cannot load the ImageNet weights 'tiny.hub' of tiny_train (no network access?): "
-                                  "give a weight file with --weights FILE"),
+    (["--weights", "pretrained"], ("cannot load the ImageNet weights 'tiny.hub' of tiny_train (no network access?): "
+                                   "give a weight file with --weights FILE")),
     (["--weights", "nothere.safetensors"], "nothere.safetensors: no such weight file"),
     (["--head", "1024,x"], "--head expects comma-separated layer widths"),
     (["--opt", "nosuch"], "unknown optimizer 'nosuch'"),
@@ -387,3 +388,62 @@ def test_output_inside_the_dataset_and_resume_of_nothing(tmp_path, food, tiny_tr
     assert result.exit_code == 2 and "nothing to resume" in result.stderr
     result = run("train", "-o", tmp_path / "x")
     assert result.exit_code == 2 and "needs --net NAME and --data ROOT" in result.stderr
+
+
+# --------------------------------------------------------------------------- torchrun
+
+
+LAUNCHER = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch
+torch.set_num_threads(1)
+import tiny_train_backbone
+tiny_train_backbone.register()
+from fcnx.cli import main
+sys.argv = ["fcnx", *sys.argv[1:]]
+main()
+"""
+
+
+def test_torchrun_two_processes_on_gloo_match_one_process(tmp_path, food, tiny_train):  # noqa: F811
+    """2 processes x batch 4 under DistributedDataParallel = 1 process x batch 8.
+
+    The head step (batch-norm frozen) gives the same losses and validation scores; the second step
+    (every layer, batch statistics per process) runs and the rank-0 checkpoint loads back.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    common = ["--schedule", "two-pass", "--epochs", "2", "--patience", "5", "--no-augment", "--lr", "0.05"]
+    single = run(*train_args(food, tmp_path / "one", *common))
+    assert single.exit_code == 0, single.output
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER.format(tests=str(Path(__file__).parent)))
+    args = train_args(food, tmp_path / "two", *common, batch=4)
+    env = dict(os.environ, OMP_NUM_THREADS="1", FCNX_DEBUG="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(launcher), *args], check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = rows(tmp_path / "one" / training.METRICS), rows(tmp_path / "two" / training.METRICS)
+    assert [r["step"] for r in two] == ["1", "1", "2", "2"]
+    for a, b in zip(one[:2], two[:2]):
+        for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
+    assert all(math.isfinite(float(r["train_loss"])) for r in two)
+    assert load_fcn(NAME, tmp_path / "two" / training.BEST).classes == CLASSES
+    assert checkpoint.read_meta(tmp_path / "two" / training.BEST).extra["training"]["processes"] == 2
+
+
+def test_validation_images_are_read_and_resized_exactly_as_evaluate_does(tmp_path, food):
+    """A large JPEG is decoded whole (no draft) and squashed with fcnx.ensemble.resize."""
+    big = food / "images" / "red" / "0.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 900, 3), dtype=np.uint8)).save(big, quality=90)
+    items = [i for i in datasets.open_dataset(food, "train").items if i.path == big]
+    pixels, label, index = datasets.ImageDataset(items, CLASSES, 64, train=False)[0]
+    expected = resize(torch.from_numpy(load_rgb(big)[0]).permute(2, 0, 1)[None], (64, 64))[0]
+    assert (label, index) == (0, 0) and torch.equal(pixels, expected)
+    augmented, label, _ = datasets.ImageDataset(items, CLASSES, 64, train=True)[0]
+    assert augmented.shape == (3, 64, 64) and augmented.dtype == torch.float32 and label == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import nn
 
 from fcnx import checkpoint, plugins, registry
@@ -107,8 +107,6 @@ def shape_image(color: tuple[int, int, int], rng: random.Random, size: tuple[int
     width, height = size
     noise = np.random.default_rng(rng.randrange(2**32)).integers(90, 160, (height, width, 3), dtype=np.uint8)
     image = Image.fromarray(noise)
-    from PIL import ImageDraw
-
     r = rng.randrange(14, 24)
     x, y = rng.randrange(r, width - r), rng.randrange(r, height - r)
     draw = ImageDraw.Draw(image)

@@ -106,7 +106,12 @@ def train_cmd(ctx: click.Context, outdir: Path, device: str, workers: int, resum
 
     check_outdir(outdir, [Path(config.data)])
     log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
-    result = training.train(config, outdir, device=device, workers=workers, resume=resume, quiet=quiet, log=log)
+    try:
+        result = training.train(config, outdir, device=device, workers=workers, resume=resume, quiet=quiet, log=log)
+    except KeyboardInterrupt:
+        if (outdir / training.RESUME).is_file():
+            click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
+        raise click.Abort() from None
     if result.history:
         summary = f"best: {result.best}"
         if result.best_top1 is not None:
