@@ -217,25 +217,28 @@ def train_transform(size: int, augment: bool = True, interpolation: str = "bicub
                             crop_mode="squash", use_prefetcher=True)
 
 
-def eval_resize(size: int) -> Callable[[Any], Any]:
+class EvalResize:
     """``3 x H x W`` uint8 tensor -> ``3 x size x size`` float pixels, exactly as ``fcnx evaluate`` and ``fcnx crop`` resize.
 
     The whole image is squashed to the kernel with :func:`fcnx.ensemble.resize` (bicubic,
     antialiased), so validation accuracy during training is the number ``fcnx evaluate`` reports.
+    (A class, not a closure: data-loading processes started by *spawn* must be able to pickle it.)
     """
-    from fcnx.ensemble import resize
 
-    def apply(tensor: Any) -> Any:
-        return resize(tensor[None], (size, size))[0].contiguous()
+    def __init__(self, size: int) -> None:
+        self.size = size
 
-    return apply
+    def __call__(self, tensor: Any) -> Any:
+        from fcnx.ensemble import resize
+
+        return resize(tensor[None], (self.size, self.size))[0].contiguous()
 
 
 class ImageDataset:
     """A torch map-style dataset of ``(pixels, label, index)`` for labelled ``items``.
 
     ``pixels`` is a float ``3 x size x size`` tensor in ``[0, 255]``. With ``train=True`` the image goes
-    through :func:`train_transform`, otherwise through :func:`eval_resize`. An unreadable image gives
+    through :func:`train_transform`, otherwise through :class:`EvalResize`. An unreadable image gives
     zeros and label :data:`UNREADABLE`; ``index`` says which item it was.
     """
 
@@ -249,7 +252,7 @@ class ImageDataset:
         self.labels = [index[item.label] for item in self.items]
         self.size = size
         self.train = train
-        self._transform = train_transform(size, augment) if train else eval_resize(size)
+        self._transform = train_transform(size, augment) if train else EvalResize(size)
 
     def __len__(self) -> int:
         return len(self.items)

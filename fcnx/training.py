@@ -11,7 +11,7 @@ A run lives in one folder:
 
 Every epoch is seeded from ``(seed, epoch, rank)`` and the shuffling from ``(seed, epoch)``, so a
 resumed run repeats exactly what the uninterrupted run would have done. Validation squashes whole
-images to the training size with the resize of ``fcnx evaluate`` (:func:`fcnx.datasets.eval_resize`),
+images to the training size with the resize of ``fcnx evaluate`` (:class:`fcnx.datasets.EvalResize`),
 so its top-1 is the number ``fcnx evaluate`` reports on the same images.
 """
 
@@ -326,7 +326,7 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
     shard = len(sampler)
     pin = ctx.device.type == "cuda"
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
-                              pin_memory=pin, drop_last=shard > config.batch_size, persistent_workers=workers > 0)
+                              pin_memory=pin, drop_last=shard > config.batch_size)
     val_loader = DataLoader(torch.utils.data.Subset(val_set, range(ctx.rank, len(val_set), ctx.world)),
                             batch_size=config.batch_size, num_workers=workers, pin_memory=pin)
     meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
