@@ -82,6 +82,24 @@ def transplant_head(model: nn.Module, donor: nn.Module) -> nn.Module:
     return model
 
 
+def init_head(model: nn.Module) -> nn.Module:
+    """Initialise the classifier as Keras initialises a new Dense head: Glorot-uniform weights, zero biases.
+
+    Plugins' defaults vary (timm's EfficientNet scales by the *output* width, which for a few
+    classes makes the first losses several times ln(classes)); the paper's nets were Keras models.
+    Batch-norm layers of a dense head restart at identity.
+    """
+    owner, last = _module_at(model, head_path(model))
+    for module in getattr(owner, last).modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_parameters()
+    return model
+
+
 def head_names(model: nn.Module) -> set[str]:
     """Names of the head's parameters."""
     prefix = head_path(model) + "."
@@ -97,50 +115,56 @@ def initial_model(spec: BackboneSpec, classes: Sequence[str], head: Sequence[int
     ``weights`` is ``pretrained`` (or one of the backbone's hub tags: ImageNet weights), ``none``
     (random initialisation) or a weight file: an fcnx checkpoint of the same backbone (with the same
     classes and head it continues as is, otherwise its head is replaced) or a plain state dict
-    (every tensor outside the head must fit).
+    (every tensor outside the head must fit; the head is new). A new head is initialised by :func:`init_head`.
     """
+    model, carried, new_head = _initial_model(spec, list(classes), tuple(head), weights)
+    return (init_head(model) if new_head else model), carried
+
+
+def _initial_model(spec: BackboneSpec, classes: list[str], head: tuple[int, ...], weights: str) -> tuple[nn.Module, dict[str, Any], bool]:
     if spec.framework != "pytorch":
         raise UsageError(f"fcnx train trains PyTorch backbones; {spec.name!r} is {spec.framework} "
                          f"(convert its weights with 'fcnx convert' and train the PyTorch twin)")
-    n, head = len(classes), tuple(head)
+    n = len(classes)
     if weights == "none":
-        return spec.build(n, head, None), {}
+        return spec.build(n, head, None), {}, True
     if weights == "pretrained" or weights in spec.pretrained:
         if not spec.pretrained:
             raise UsageError(f"backbone {spec.name!r} has no pretrained weights: give a weight file with "
                              f"--weights FILE, or train from a random start with --weights none")
         tag = spec.pretrained[0] if weights == "pretrained" else weights
         try:
-            return spec.build(n, head, tag), {}
+            return spec.build(n, head, tag), {}, True
         except FcnxError as exc:
             raise FcnxError(f"cannot load the ImageNet weights {tag!r} of {spec.name} (no network access?): give a "
                             f"weight file with --weights FILE (e.g. the hub's model.safetensors), or train from a "
                             f"random start with --weights none") from exc
-    return _from_file(spec, list(classes), head, Path(weights))
+    return _from_file(spec, classes, head, Path(weights))
 
 
-def _from_file(spec: BackboneSpec, classes: list[str], head: tuple[int, ...], path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def _from_file(spec: BackboneSpec, classes: list[str], head: tuple[int, ...], path: Path) -> tuple[nn.Module, dict[str, Any], bool]:
     meta = checkpoint.read_meta(path)
     if meta is None:
         model = spec.build(len(classes), head, None)
         load_body(model, checkpoint.read_tensors(path), path)
-        return model, {}
+        return model, {}, True
     if meta.arch != spec.name:
         raise WeightsError(f"checkpoint is for backbone {meta.arch!r}, not {spec.name!r}", path)
     model = spec.build(len(meta.classes), tuple(meta.head), None)
     spec.load_weights(model, path)  # the plugin's own strict loading (and e.g. Keras pooling)
-    if meta.classes != classes or tuple(meta.head) != head:
+    new_head = meta.classes != classes or tuple(meta.head) != head
+    if new_head:
         target = spec.build(len(classes), head, None)
         transplant_head(model, target)
         if set(model.state_dict()) != set(target.state_dict()):
             raise WeightsError(f"cannot give this {spec.name} checkpoint a new head: its tensors differ from "
                                f"those of a fresh {spec.name} beyond the classifier", path)
     carried = {k: v for k, v in meta.extra.items() if k == "pooling"}
-    return model, carried
+    return model, carried, new_head
 
 
 def load_body(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Load every tensor outside the head from a plain state dict; the head too when it fits exactly.
+    """Load every tensor outside the head from a plain state dict (without class names the head is always new).
 
     A tensor the body needs that is missing or misshapen, or a tensor of the file that belongs
     neither to the body nor to a head, is a :class:`~fcnx.errors.WeightsError`.
@@ -155,11 +179,7 @@ def load_body(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) ->
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise WeightsError(f"does not fit {type(model).__name__}: {problems[0]}{more}", path)
-    head_keys = [k for k in own if k.startswith(prefix)]
-    same_head = set(head_keys) == {k for k in tensors if k.startswith(prefix)} and all(
-        tensors[k].shape == own[k].shape for k in head_keys)
-    keys = list(own) if same_head else body
-    model.load_state_dict({k: tensors[k] for k in keys}, strict=same_head)
+    model.load_state_dict({k: tensors[k] for k in body}, strict=False)
 
 
 # --------------------------------------------------------------------------- blocks and steps

@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 PANEL = (560, 400)
-MARGIN = (64, 26, 24, 52)  # left, top, right, bottom
+MARGIN = (64, 46, 24, 52)  # left, top, right, bottom
 #: series per panel: (metrics.csv column, legend, colour)
 PANELS: dict[str, list[tuple[str, str, tuple[int, int, int]]]] = {
     "loss": [("train_loss", "train", (31, 119, 180)), ("val_loss", "validation", (214, 39, 40))],
@@ -66,7 +66,7 @@ def _panel(rows: Sequence[dict[str, Any]], title: str, series: list[tuple[str, s
             for y in range(top, bottom, 8):
                 draw.line([(x, y), (x, min(y + 4, bottom))], fill=(150, 150, 150))
     draw.rectangle([left, top, right, bottom], outline="black")
-    draw.text(((left + right) / 2, 4), title, fill="black", font=font, anchor="mt")
+    draw.text(((left + right) / 2, 4), title, fill="black", font=font, anchor="mt")  # panel title
     draw.text(((left + right) / 2, PANEL[1] - 6), "epoch", fill="black", font=font, anchor="mb")
     for key, _, colour in series:
         points = [(xy(e + 1, v)) for e, v in enumerate(data[key]) if v is not None]
@@ -74,11 +74,11 @@ def _panel(rows: Sequence[dict[str, Any]], title: str, series: list[tuple[str, s
             draw.line(points, fill=colour, width=2)
         for x, y in points:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-    draw.rectangle([right - 158, top + 2, right - 2, top + 8 + 18 * len(series)], fill="white", outline=(200, 200, 200))
-    for k, (_, legend, colour) in enumerate(series):
-        ly = top + 14 + 18 * k
-        draw.line([(right - 150, ly), (right - 130, ly)], fill=colour, width=3)
-        draw.text((right - 124, ly), legend, fill="black", font=font, anchor="lm")
+    x = left  # legend: one row above the plot
+    for _, legend, colour in series:
+        draw.line([(x, top - 12), (x + 20, top - 12)], fill=colour, width=3)
+        draw.text((x + 26, top - 12), legend, fill="black", font=font, anchor="lm")
+        x += 26 + draw.textlength(legend, font=font) + 18
     return image
 
 

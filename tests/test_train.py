@@ -343,6 +343,9 @@ def test_transfer_from_a_checkpoint_and_from_a_plain_state_dict(tmp_path, tiny_t
                            checkpoint.CheckpointMeta(NAME, list("abcde"), 64, [8], {"pooling": "keras"}))
     model, carried = finetune.initial_model(tiny_train, CLASSES, [], str(ckpt))
     assert carried == {"pooling": "keras"} and model.fc.out_features == 3
+    limit = math.sqrt(6 / (32 + 3))  # the new head: Glorot-uniform, zero bias
+    assert model.fc.weight.abs().max() <= limit and model.fc.weight.abs().max() > limit / 2
+    assert not model.fc.bias.any()
     body = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
     assert all(torch.equal(model.state_dict()[k], v) for k, v in body.items())
     same, _ = finetune.initial_model(tiny_train, list("abcde"), [8], str(ckpt))  # same classes and head: kept
