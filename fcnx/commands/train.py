@@ -81,8 +81,8 @@ def train_cmd(ctx: click.Context, outdir: Path, device: str, workers: int, resum
 
     given = {name for name in CONFIG_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     options["head"] = _parse_head(options["head"])
-    if options["data"] is not None:
-        options["data"] = str(options["data"])
+    if options["data"] is not None:  # absolute, so that --resume works from any folder
+        options["data"] = str(options["data"].resolve())
     if resume:
         if not (outdir / training.RESUME).is_file():
             raise UsageError(f"nothing to resume: no {training.RESUME} here", outdir)
