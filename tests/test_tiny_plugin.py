@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from fcnx import errors, registry
 from fcnx.cli import cli
 from fcnx.fcn import load_fcn
-from fcnx.testing import random_checkpoint
+from fcnx.testing import formula_boundaries, random_checkpoint
 
 TINY = ("tiny_vgg", "tiny_resnet", "tiny_inception")
 CLASSES = [f"c{i}" for i in range(5)]
@@ -92,6 +92,11 @@ def test_convolutionalized_exactly(name, tmp_path):
     assert tuple(heat.shape[2:]) == spec.heatmap_shape(height, width, kernel) == (4, 6)
     if name == "tiny_vgg":
         assert (heat[:, :, 0, 0] - corner).abs().max().item() <= 1e-4
+    # the FCN's heatmap sides at the formula's boundaries
+    sizes, expected = formula_boundaries(spec, fcn.pool)
+    with torch.no_grad():
+        got_sides = [fcn(torch.zeros(1, 3, side, side)).shape[-1] for side in sizes]
+    assert got_sides == expected
 
 
 def test_no_pretrained_and_strict_loading(tmp_path):
