@@ -56,3 +56,19 @@ def random_checkpoint(
     model = calibrate_batchnorm(spec.build(len(classes), tuple(head), None), size, spec.preprocess, seed=seed)
     meta = checkpoint.CheckpointMeta(arch=spec.name, classes=list(classes), input_size=size, head=list(head))
     return checkpoint.save(path, model.state_dict(), meta)
+
+
+def formula_boundaries(spec: Any, d0: int, steps: tuple[int, ...] = (1, 2, 5)) -> tuple[list[int], list[int]]:
+    """Input sides around the boundaries of ``D = d0 + step`` and the heatmap sides the formula promises there.
+
+    For each ``D``: ``W_min(D) - 1`` (one cell less), ``W_min(D)`` and ``W_min(D) + stride - 1`` (the
+    same cells) and ``W_min(D) + stride`` (one more), for an FCN pooled at ``d0``.
+    """
+    sizes, expected = [], []
+    for d in (d0 + step for step in steps):
+        lo = spec.w_min(d)
+        hi = lo + spec.stride - 1
+        for side, cells in ((lo - 1, d - d0), (lo, d - d0 + 1), (hi, d - d0 + 1), (hi + 1, d - d0 + 2)):
+            sizes.append(side)
+            expected.append(cells)
+    return sizes, expected

@@ -1,11 +1,16 @@
 """A PyTorch FCN and a Keras FCN on the same image at the common kernel 299: the same heatmap grid,
 cell (i, j) covering the same window [32 i, 32 i + 299) in both, so their heatmaps can be summed.
-
-The end-to-end ``fcnx crop --nets inception_v3,keras_xception`` test comes with the crop engine."""
+Then ``fcnx crop --nets inception_v3,keras_xception`` end to end."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import pytest
 import torch
+from click.testing import CliRunner
+from PIL import Image
 
 from fcnx import geometry
 from keras_helpers import CLASSES, needs_tf
@@ -43,3 +48,27 @@ def test_torch_and_keras_heatmaps_align_at_kernel_299(tmp_path):
     with torch.inference_mode():
         for fcn in (torch_fcn, keras_fcn):
             assert (fcn(window)[:, :, 0, 0] - fcn.classifier(fcn.normalize(window))).abs().max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_mixed_ensemble_crops_end_to_end(tmp_path):
+    from fcnx.cli import cli
+    from fcnx.testing import random_checkpoint
+    from fcnx_keras.testing import random_classifier, save_keras
+
+    torch_file = random_checkpoint(tmp_path / "iv3.safetensors", "inception_v3", CLASSES, input_size=KERNEL)
+    keras_file = save_keras(random_classifier("keras_xception", CLASSES, size=KERNEL), tmp_path / "xc.keras", CLASSES,
+                            input_size=KERNEL)
+    photo = tmp_path / "in" / "photo.png"
+    photo.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (360, 420, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["crop", "--nets", "inception_v3,keras_xception", "--weights",
+                                      f"inception_v3={torch_file}", "--weights", f"keras_xception={keras_file}",
+                                      "--category", "cannoli", "--max-scale", "1.5", "-q", str(photo), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    assert record["nets"] == 2 and set(record["net_scores"]) == {"inception_v3", "keras_xception"}
+    assert record["category"] == "cannoli" and 0 <= record["x1"] < record["x2"] <= 420
+    assert 0 <= record["y1"] < record["y2"] <= 360
+    assert Image.open(out / "photo.png").size == (round(record["w"]), round(record["h"]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from fcnx.testing import formula_boundaries
+
 from keras_helpers import KERAS_BACKBONES, needs_tf
 
 pytestmark = needs_tf
@@ -22,13 +24,7 @@ def test_declared_formula_matches_keras_implementation(name):
     spec = get_backbone(name)
     d0 = spec.pool_size(299)
     fcn = keras_fcn(spec.build(2, (), None), d0)
-    sizes, expected = [], []
-    for d in (d0 + 1, d0 + 2, d0 + 5):
-        lo = spec.w_min(d)
-        hi = lo + spec.stride - 1
-        for side, cells in ((lo - 1, d - d0), (lo, d - d0 + 1), (hi, d - d0 + 1), (hi + 1, d - d0 + 2)):
-            sizes.append(side)
-            expected.append(cells)
+    sizes, expected = formula_boundaries(spec, d0)
     measured = [fcn.compute_output_shape((1, side, side + spec.stride, 3))[1:3] for side in sizes]
     assert [h for h, _ in measured] == expected
     assert [w for _, w in measured] == [cells + 1 for cells in expected]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from fcnx.testing import formula_boundaries
+
 from fcnx.registry import list_backbones
 
 TORCH_BACKBONES = [s.name for s in list_backbones() if s.framework == "pytorch" and not s.missing_requirements()]
@@ -33,12 +35,6 @@ def test_declared_formula_matches_implementation(name):
 
     spec = get_backbone(name)
     d0 = spec.pool_size(spec.default_size)
-    sizes, expected = [], []
-    for d in (d0 + 1, d0 + 2, d0 + 5):
-        lo = spec.w_min(d)
-        hi = lo + spec.stride - 1
-        for side, cells in ((lo - 1, d - d0), (lo, d - d0 + 1), (hi, d - d0 + 1), (hi + 1, d - d0 + 2)):
-            sizes.append(side)
-            expected.append(cells)
+    sizes, expected = formula_boundaries(spec, d0)
     assert _heatmap_sides(spec, sizes) == expected
     assert [spec.heatmap_side(s, spec.default_size) for s in sizes] == expected

@@ -11,14 +11,10 @@ from typing import Any
 import click
 
 from fcnx.errors import FcnxError, UsageError
+from fcnx.commands.common import ensemble_options, resolve_nets
 from fcnx.selection import RULES
 
 SETTINGS_VERSION = 1
-#: the ensemble used when neither --nets nor --weights is given: real ImageNet weights that ship with fcnx
-DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-#: their common kernel, chosen by measurement (docs/efficientnet.md)
-DEFAULT_NETS_KERNEL = 224
-COMMON_KERNEL = 299
 #: runs of at most this many images print one line per box
 SHOW_BOXES_UP_TO = 20
 
@@ -29,25 +25,6 @@ def _box_line(record: dict[str, Any]) -> str:
     return (f"{record['file']}: {record['category']} at x={record['x']:.0f} y={record['y']:.0f} w={record['w']:.0f} "
             f"h={record['h']:.0f}, votes {record['votes']}/{record['nets']}, mean confidence "
             f"{record['mean_confidence']:.2f}, scale {record['scale']:.2f}{crop}{flag}")
-
-
-def _parse_nets(text: str) -> list[str]:
-    nets = [n.strip() for n in text.split(",") if n.strip()]
-    if not nets:
-        raise UsageError("--nets needs at least one backbone name, e.g. --nets inception_v3,xception")
-    return nets
-
-
-def _parse_weights(pairs: tuple[str, ...]) -> dict[str, str]:
-    weights: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise UsageError(f"--weights expects NET=FILE or NET=pretrained, got {pair!r}")
-        if name.strip() in weights:
-            raise UsageError(f"--weights given twice for {name.strip()}")
-        weights[name.strip()] = value.strip()
-    return weights
 
 
 def _file_digest(path: Path) -> str:
@@ -110,17 +87,10 @@ class _Progress:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (must not overlap an input).")
-@click.option("--nets", default=None,
-              help="Comma-separated backbones of the ensemble, e.g. inception_v3,xception. Default: the nets named "
-                   "by --weights, else the offline ImageNet ensemble " + ",".join(DEFAULT_NETS) + f" at kernel {DEFAULT_NETS_KERNEL}.")
-@click.option("--weights", "weights", multiple=True, metavar="NET=FILE",
-              help="Weights of one net: an fcnx checkpoint (its classes are used) or 'pretrained'/a hub tag. Repeatable.")
+@ensemble_options
 @click.option("--category", "categories", multiple=True, metavar="NAME|INDEX",
               help="Category to find (repeatable: one box per category). Default: each image's label (dataset "
                    "roots), else the ensemble's top class.")
-@click.option("--kernel", default=None, type=click.IntRange(min=1),
-              help="Common kernel: every net is convolutionalized for this input side [default: 299, or "
-                   f"{DEFAULT_NETS_KERNEL} for the default ensemble].")
 @click.option("--step", default=1.2, show_default=True, type=float, help="Scale factor between pyramid levels.")
 @click.option("--max-scale", default=3.0, show_default=True, type=float,
               help="Largest level, relative to the first (short side = kernel).")
@@ -129,7 +99,6 @@ class _Progress:
 @click.option("--early-stop", is_flag=True, help="Stop an image's pyramid at the first level where every net votes.")
 @click.option("--split", default="all", show_default=True, type=click.Choice(["all", "train", "test"]),
               help="Which meta list of a Food-101-style dataset root to crop.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--half", is_flag=True, help="Run the nets in float16 (CUDA/MPS autocast).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Images of one size run through the nets together [default: 8 on a GPU, 1 on the CPU].")
@@ -166,18 +135,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
     from fcnx.ensemble import load_ensemble, trained_size
     from fcnx.outputs import RESERVED, CropOutputs, check_outdir
 
-    weight_map = _parse_weights(weights)
-    if nets is not None:
-        net_names = _parse_nets(nets)
-    elif weight_map:
-        net_names = list(weight_map)
-    else:
-        net_names = list(DEFAULT_NETS)
-        kernel = kernel or DEFAULT_NETS_KERNEL
-    kernel = kernel or COMMON_KERNEL
-    extra = sorted(set(weight_map) - set(net_names))
-    if extra:
-        raise UsageError(f"--weights given for {', '.join(extra)}, which --nets does not name")
+    net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
     if step <= 1.0:
         raise UsageError(f"--step must be > 1, got {step}")
     if max_scale < 1.0:

@@ -1,0 +1,72 @@
+"""Options shared by the commands that run an ensemble: --nets, --weights, --kernel, --device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from fcnx.errors import UsageError
+
+#: the ensemble used when neither --nets nor --weights is given: real ImageNet weights that ship with fcnx
+DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+#: their common kernel, chosen by measurement (docs/efficientnet.md)
+DEFAULT_NETS_KERNEL = 224
+#: the paper's common kernel
+COMMON_KERNEL = 299
+
+
+def _parse_nets(text: str) -> list[str]:
+    nets = [n.strip() for n in text.split(",") if n.strip()]
+    if not nets:
+        raise UsageError("--nets needs at least one backbone name, e.g. --nets inception_v3,xception")
+    return nets
+
+
+def _parse_weights(pairs: tuple[str, ...]) -> dict[str, str]:
+    weights: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"--weights expects NET=FILE or NET=pretrained, got {pair!r}")
+        if name.strip() in weights:
+            raise UsageError(f"--weights given twice for {name.strip()}")
+        weights[name.strip()] = value.strip()
+    return weights
+
+
+def resolve_nets(nets: str | None, weights: tuple[str, ...], kernel: int | None) -> tuple[list[str], dict[str, str], int]:
+    """Net names, their weights and the common kernel from the options (defaults documented on the options)."""
+    weight_map = _parse_weights(weights)
+    if nets is not None:
+        names = _parse_nets(nets)
+    elif weight_map:
+        names = list(weight_map)
+    else:
+        names = list(DEFAULT_NETS)
+        kernel = kernel or DEFAULT_NETS_KERNEL
+    extra = sorted(set(weight_map) - set(names))
+    if extra:
+        raise UsageError(f"--weights given for {', '.join(extra)}, which --nets does not name")
+    return names, weight_map, kernel or COMMON_KERNEL
+
+
+def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --nets, --weights, --kernel and --device to a click command."""
+    options = [
+        click.option("--nets", default=None,
+                     help="Comma-separated backbones of the ensemble, e.g. inception_v3,xception. Default: the nets "
+                          "named by --weights, else the offline ImageNet ensemble " + ",".join(DEFAULT_NETS)
+                          + f" at kernel {DEFAULT_NETS_KERNEL}."),
+        click.option("--weights", "weights", multiple=True, metavar="NET=FILE",
+                     help="Weights of one net: an fcnx checkpoint (its classes are used) or 'pretrained'/a hub tag. "
+                          "Repeatable."),
+        click.option("--kernel", default=None, type=click.IntRange(min=1),
+                     help=f"Common kernel: every net is convolutionalized for this input side [default: {COMMON_KERNEL}, "
+                          f"or {DEFAULT_NETS_KERNEL} for the default ensemble]."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -1,0 +1,107 @@
+"""``fcnx suspects``: images whose label no net finds at any scale (the paper's mislabel signal)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from fcnx.commands.common import ensemble_options, resolve_nets
+from fcnx.errors import UsageError
+
+THUMBNAIL = 192
+
+
+def _thumbnail(path: Path, box: tuple[float, float, float, float]) -> str:
+    """A small JPEG of the image with the ensemble's box drawn, as a data URI."""
+    from PIL import Image, ImageDraw
+
+    from fcnx.images import open_upright
+
+    with open_upright(path) as image:
+        image = image.convert("RGB")
+        x, y, w, h = box
+        ImageDraw.Draw(image).rectangle([x, y, x + w, y + h], outline=(255, 40, 40), width=max(2, image.width // 100))
+        image.thumbnail((THUMBNAIL, THUMBNAIL))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _page(suspects, root: Path) -> str:
+    cards = []
+    for rank, s in enumerate(suspects, 1):
+        cards.append(
+            f'<figure><img src="{_thumbnail(s.path, s.box)}" alt="">'
+            f"<figcaption>#{rank} {html.escape(str(s.path.relative_to(root)) if s.path.is_relative_to(root) else str(s.path))}"
+            f"<br>label <b>{html.escape(s.label)}</b>, nets see <b>{html.escape(s.other)}</b> "
+            f"({s.other_votes} vote(s), p={s.other_confidence:.2f})</figcaption></figure>")
+    return ("<!doctype html><meta charset='utf-8'><title>fcnx suspects</title><style>body{font:14px sans-serif}"
+            "figure{display:inline-block;width:200px;margin:6px;vertical-align:top}img{max-width:192px}</style>"
+            f"<h1>{len(suspects)} suspected label(s) in {html.escape(str(root))}</h1>"
+            "<p>No net finds the label at any scale; red: where the ensemble sees its own top class.</p>"
+            + "".join(cards))
+
+
+@click.command("suspects")
+@ensemble_options
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Dataset root in Food-101 layout.")
+@click.option("--split", default="all", show_default=True, type=click.Choice(["train", "test", "all"]))
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for suspects.csv, suspects.json and suspects.html.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> None:
+    """List the images whose label no net of the ensemble finds at any scale: likely mislabelled.
+
+    Ranked with the most convincing first (most nets agreeing on another category, then their
+    confidence), as CSV/JSON and an HTML page of thumbnails for a quick human review.
+
+    \b
+    Examples:
+      fcnx suspects --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
+                    --weights xception=xc.safetensors --data food-101/ -o review/
+    """
+    from fcnx import evaluation, images
+    from fcnx.cropper import Cropper
+    from fcnx.devices import resolve_device
+    from fcnx.ensemble import load_ensemble
+    from fcnx.outputs import atomic_text, check_outdir
+
+    if not images.is_dataset_root(data):
+        raise UsageError("not a dataset root: expected images/ and meta/classes.txt", data)
+    items = images.dataset_items(data, split)
+    if not items:
+        raise UsageError(f"no images in the {split} split", data)
+    out = check_outdir(outdir, [data])
+    names, weight_map, kernel = resolve_nets(nets, weights, kernel)
+    cropper = Cropper(load_ensemble(names, weight_map, kernel=kernel, device=resolve_device(device)))
+    unknown = sorted({i.label for i in items} - set(cropper.classes))
+    if unknown:
+        raise UsageError(f"label(s) {', '.join(map(repr, unknown[:3]))} are not classes of the nets", data)
+    bar = tqdm(total=len(items), unit="img", desc="suspects", disable=quiet)
+    try:
+        suspects, failures = evaluation.find_suspects(cropper, items, progress=bar.update)
+    finally:
+        bar.close()
+    rows = [s.as_dict() for s in suspects]
+    buffer = io.StringIO()
+    fields = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "x", "y", "w", "h"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_text(out / "suspects.csv", buffer.getvalue())
+    atomic_text(out / "suspects.json", json.dumps({"images": len(items), "suspects": rows, "failures": failures}, indent=2))
+    atomic_text(out / "suspects.html", _page(suspects, Path(data).resolve()))
+    for s in suspects[:20]:
+        click.echo(f"{s.path}: label {s.label!r}, nets see {s.other!r} ({s.other_votes} vote(s), p={s.other_confidence:.2f})")
+    click.echo(f"suspects: {len(suspects)} of {len(items)} image(s); see {out / 'suspects.html'}", err=True)
+    if failures:
+        click.echo(f"suspects: {len(failures)} unreadable image(s) skipped, e.g. {failures[0]}", err=True)
+        raise SystemExit(1)

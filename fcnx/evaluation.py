@@ -1,0 +1,203 @@
+"""Classifier accuracy on original vs cropped images (the paper's Table IV), and mislabel suspects.
+
+Originals and crops go through the *same* resize policy: the whole region (the image, or the
+box cut from it) is squashed to ``kernel x kernel`` with the ensemble's one interpolation
+(bicubic, antialiased). The authors' code squashed originals but clipped and bicubic-resized
+crops, so part of their gain could come from the interpolation rather than the crop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcnx.errors import FcnxError, UsageError
+from fcnx.images import ImageItem, load_rgb
+
+Box = tuple[float, float, float, float]
+
+
+def topk_hits(probs: np.ndarray, labels: Sequence[int], k: int) -> int:
+    """How many rows of ``probs`` (``N x classes``) have their label among their ``k`` largest (ties: lower index first)."""
+    probs = np.asarray(probs)
+    if len(probs) == 0:
+        return 0
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return int(sum(label in row for label, row in zip(labels, order)))
+
+
+def cut_box(pixels: np.ndarray, box: Box) -> np.ndarray:
+    """The box ``(x, y, w, h)`` (rounded to whole pixels, clipped to the image, at least 1 px) cut from ``pixels``."""
+    height, width = pixels.shape[:2]
+    x0 = min(max(0, math.floor(box[0])), width - 1)
+    y0 = min(max(0, math.floor(box[1])), height - 1)
+    x1 = min(width, max(x0 + 1, math.ceil(box[0] + box[2])))
+    y1 = min(height, max(y0 + 1, math.ceil(box[1] + box[3])))
+    return pixels[y0:y1, x0:x1]
+
+
+def read_boxes(path: Path) -> dict[str, Box]:
+    """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields), by image path.
+
+    Each line needs ``path`` (the image file) and ``x, y, w, h`` in upright original pixels (a
+    nested ``box`` object with those keys is accepted too); other fields are ignored. When an
+    image has several boxes the first one counts.
+    """
+    boxes: dict[str, Box] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            source = record.get("box", record)
+            box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
+            key = str(Path(record["path"]).resolve())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
+        if box[2] <= 0 or box[3] <= 0:
+            raise UsageError(f"line {number}: empty box {box}", path)
+        boxes.setdefault(key, box)
+    return boxes
+
+
+@dataclass
+class Scores:
+    """Top-1/top-5 counts of one classifier on one side (original or cropped)."""
+
+    top1: int = 0
+    top5: int = 0
+    total: int = 0
+
+    def add(self, probs: np.ndarray, label: int) -> None:
+        self.top1 += topk_hits(probs[None], [label], 1)
+        self.top5 += topk_hits(probs[None], [label], 5)
+        self.total += 1
+
+    def rate(self, k: int) -> float:
+        return (self.top1 if k == 1 else self.top5) / self.total if self.total else float("nan")
+
+
+@dataclass
+class Evaluation:
+    """Per classifier (each net and the ensemble's mean), scores on the originals and on the crops."""
+
+    names: list[str]
+    original: dict[str, Scores] = field(default_factory=dict)
+    cropped: dict[str, Scores] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.names:
+            row: dict[str, Any] = {"model": name, "images": self.original[name].total,
+                                   "original_top1": self.original[name].rate(1), "original_top5": self.original[name].rate(5)}
+            if name in self.cropped:
+                row |= {"cropped_top1": self.cropped[name].rate(1), "cropped_top5": self.cropped[name].rate(5),
+                        "delta_top1": self.cropped[name].rate(1) - self.original[name].rate(1)}
+            rows.append(row)
+        return rows
+
+
+def classify(ensemble: Any, region: np.ndarray) -> np.ndarray:
+    """Class probabilities ``nets x classes`` of an ``H x W x 3`` uint8 region squashed to the kernel."""
+    import torch
+
+    from fcnx.ensemble import resize
+
+    tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
+    probs = ensemble.probabilities(resize(tensor, (ensemble.kernel, ensemble.kernel)))
+    return probs[0, :, :, 0, 0].cpu().numpy()
+
+
+def evaluate(
+    ensemble: Any,
+    items: Iterable[ImageItem],
+    box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> Evaluation:
+    """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
+
+    ``box_of(item, pixels)`` gives the crop of an image (``None``: no crop side). Unreadable
+    images are skipped and listed in ``Evaluation.skipped``.
+    """
+    names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
+    result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
+    classes = {name: index for index, name in enumerate(ensemble.classes)}
+    for item in items:
+        if item.label not in classes:
+            raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
+        label = classes[item.label]
+        try:
+            pixels, _ = load_rgb(item.path)
+        except FcnxError as exc:
+            result.skipped.append(str(exc))
+            if progress:
+                progress()
+            continue
+        sides = [(result.original, pixels)]
+        if box_of is not None:
+            box = box_of(item, pixels)
+            if box is None:
+                raise UsageError("no box for this image (crop the same split first, or use --crop)", item.path)
+            sides.append((result.cropped, cut_box(pixels, box)))
+        for scores, region in sides:
+            probs = classify(ensemble, region)
+            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
+                scores[name].add(row, label)
+        if progress:
+            progress()
+    return result
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """An image whose label no net finds at any scale, with what the ensemble sees instead."""
+
+    path: Path
+    label: str
+    other: str
+    other_votes: int
+    other_confidence: float
+    box: Box
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "label": self.label, "other_category": self.other,
+                "other_votes": self.other_votes, "other_mean_confidence": self.other_confidence,
+                "x": self.box[0], "y": self.box[1], "w": self.box[2], "h": self.box[3]}
+
+
+def rank_suspects(suspects: Iterable[Suspect]) -> list[Suspect]:
+    """Most convincing first: more nets voting for the other category, then higher confidence, then path."""
+    return sorted(suspects, key=lambda s: (-s.other_votes, -s.other_confidence, str(s.path)))
+
+
+def find_suspects(cropper: Any, items: Iterable[ImageItem], progress: Callable[[], None] | None = None) -> tuple[list[Suspect], list[str]]:
+    """The paper's mislabel signal: images for whose label no net votes at any scale, ranked.
+
+    Returns the ranked suspects and the one-line errors of unreadable images.
+    """
+    from fcnx.cropper import CropFailure
+
+    suspects, failures = [], []
+    for result in cropper.crop_items(items):
+        if progress:
+            progress()
+        if isinstance(result, CropFailure):
+            failures.append(result.error)
+            continue
+        if result.boxes[0].found:
+            continue
+        seen = cropper.crop_image(result.item.path).boxes[0]  # no category, no label: the top class
+        suspects.append(Suspect(result.item.path, result.item.label or "", seen.category, seen.votes,
+                                seen.mean_confidence, (seen.x, seen.y, seen.w, seen.h)))
+    return rank_suspects(suspects), failures

@@ -1,0 +1,119 @@
+"""`fcnx evaluate` and `fcnx suspects` on a dataset the test builds: coloured squares on grey.
+
+With the colour nets of tests/tiny_backbones.py the outcome is known by construction: on a
+whole 400x400 image a 100 px square is too small against the grey, so every net says `none`;
+on a crop around the square it says the square's colour. One image is planted with a wrong
+label (a red square labelled `blue`): no net ever finds blue in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fcnx.cli import cli
+from fcnx.evaluation import cut_box, read_boxes, topk_hits
+from tiny_backbones import color_checkpoint, tiny_registry  # noqa: F401
+
+COLORS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+PER_CLASS = 3
+
+
+def make_dataset(root):
+    rng = random.Random(0)
+    (root / "meta").mkdir(parents=True)
+    (root / "meta" / "classes.txt").write_text("red\ngreen\nblue\n")
+    lines = []
+    for label, color in [(c, COLORS[c]) for c in COLORS for _ in range(PER_CLASS)] + [("blue", COLORS["red"])]:
+        pixels = np.full((400, 400, 3), 128, np.uint8)
+        x, y = rng.randrange(0, 300), rng.randrange(0, 300)
+        pixels[y:y + 100, x:x + 100] = color
+        name = f"{label}/{len(lines)}"
+        (root / "images" / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(root / "images" / f"{name}.png")
+        lines.append(name)
+    (root / "meta" / "test.txt").write_text("\n".join(name + ".png" for name in lines) + "\n")
+    return len(lines)
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_registry):  # noqa: F811
+    weights = {name: color_checkpoint(tmp_path / f"{name}.safetensors", name) for name in ("tiny0", "tiny43")}
+    args = ["--nets", "tiny0,tiny43"] + [a for n, p in weights.items() for a in ("--weights", f"{n}={p}")]
+    root = tmp_path / "data"
+    return args, root, make_dataset(root)
+
+
+def test_topk_hits_and_cut_box_by_hand():
+    probs = np.array([[0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.2, 0.2, 0.6]])
+    assert topk_hits(probs, [1, 0, 1], 1) == 1
+    assert topk_hits(probs, [1, 0, 1], 2) == 2  # row 1: ties keep the lower index (0) in the top 2
+    pixels = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
+    assert cut_box(pixels, (1.5, 0.2, 2.0, 3.1)).shape == (4, 3, 3)
+    assert cut_box(pixels, (10, 10, 5, 5)).shape == (1, 1, 3)
+
+
+def test_evaluate_table_iv_on_originals_and_crops(tmp_path, setup):
+    args, root, n = setup
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crop", "-q", "-o", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    rows = {r["model"]: r for r in json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]}
+    assert set(rows) == {"tiny0", "tiny43", "ensemble"}
+    for row in rows.values():
+        assert row["images"] == n
+        assert row["original_top1"] == 0.0  # the grey wins: 'none'
+        assert row["cropped_top1"] == pytest.approx((n - 1) / n)  # all but the planted image
+        assert row["original_top5"] == row["cropped_top5"] == 1.0  # four classes
+        assert row["delta_top1"] == pytest.approx((n - 1) / n)
+    table = list(csv.DictReader((tmp_path / "ev" / "evaluation.csv").open()))
+    assert [r["model"] for r in table] == ["tiny0", "tiny43", "ensemble"]
+    assert "cropped top-1" in result.stdout and "+90.00" in result.stdout
+
+
+def test_evaluate_reads_boxes_of_fcnx_crop(tmp_path, setup):
+    args, root, n = setup
+    crop = CliRunner().invoke(cli, ["crop", *args, str(root), "-o", str(tmp_path / "cropped"), "--dry-run", "-q",
+                                    "--split", "test"])
+    assert crop.exit_code == 0, crop.output
+    boxes = read_boxes(tmp_path / "cropped" / "boxes.jsonl")
+    assert len(boxes) == n
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "-q", "--crops",
+                                      str(tmp_path / "cropped" / "boxes.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[:7] == ["tiny0", str(n), "0.00%", "100.00%", "90.00%", "100.00%", "+90.00"]
+
+
+def test_evaluate_bad_inputs(tmp_path, setup):
+    args, root, n = setup
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"path": "x.png", "x": 1}\n')
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crops", str(bad)])
+    assert result.exit_code == 2 and "bad.jsonl: line 1: not a box record (KeyError" in result.stderr
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(tmp_path)])
+    assert result.exit_code == 2 and "not a dataset root" in result.stderr
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "-o", str(root / "out")])
+    assert result.exit_code == 2 and "overlaps the input" in result.stderr
+
+
+def test_suspects_finds_the_planted_label(tmp_path, setup):
+    args, root, n = setup
+    (root / "images" / "red" / "broken.png").write_bytes(b"not an image")
+    with (root / "meta" / "test.txt").open("a") as f:
+        f.write("red/broken.png\n")
+    out = tmp_path / "review"
+    result = CliRunner().invoke(cli, ["suspects", *args, "--data", str(root), "-o", str(out), "-q"])
+    assert result.exit_code == 1  # one unreadable image, reported
+    assert "broken.png" in result.stderr and "1 unreadable image(s) skipped" in result.stderr
+    data = json.loads((out / "suspects.json").read_text())
+    assert data["images"] == n + 1
+    [suspect] = data["suspects"]
+    assert suspect["path"].endswith(f"blue/{n - 1}.png")
+    assert (suspect["label"], suspect["other_category"], suspect["other_votes"]) == ("blue", "red", 2)
+    assert "data:image/jpeg;base64," in (out / "suspects.html").read_text()
+    assert list(csv.DictReader((out / "suspects.csv").open()))[0]["other_category"] == "red"
