@@ -19,17 +19,9 @@ import numpy as np
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, load_rgb
+from fcnx.metrics import top_k_accuracy
 
 Box = tuple[float, float, float, float]
-
-
-def topk_hits(probs: np.ndarray, labels: Sequence[int], k: int) -> int:
-    """How many rows of ``probs`` (``N x classes``) have their label among their ``k`` largest (ties: lower index first)."""
-    probs = np.asarray(probs)
-    if len(probs) == 0:
-        return 0
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return int(sum(label in row for label, row in zip(labels, order)))
 
 
 def cut_box(pixels: np.ndarray, box: Box) -> np.ndarray:
@@ -79,8 +71,9 @@ class Scores:
     total: int = 0
 
     def add(self, probs: np.ndarray, label: int) -> None:
-        self.top1 += topk_hits(probs[None], [label], 1)
-        self.top5 += topk_hits(probs[None], [label], 5)
+        """Count one image whose class probabilities are ``probs`` (top-5 is top-all with fewer classes)."""
+        self.top1 += int(top_k_accuracy(probs[None], [label], 1))
+        self.top5 += int(top_k_accuracy(probs[None], [label], min(5, len(probs))))
         self.total += 1
 
     def rate(self, k: int) -> float:
