@@ -9,7 +9,6 @@ crops, so part of their gain could come from the interpolation rather than the c
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from fcnx import geometry
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, load_rgb
 from fcnx.metrics import top_k_accuracy
@@ -25,13 +25,9 @@ Box = tuple[float, float, float, float]
 
 
 def cut_box(pixels: np.ndarray, box: Box) -> np.ndarray:
-    """The box ``(x, y, w, h)`` (rounded to whole pixels, clipped to the image, at least 1 px) cut from ``pixels``."""
-    height, width = pixels.shape[:2]
-    x0 = min(max(0, math.floor(box[0])), width - 1)
-    y0 = min(max(0, math.floor(box[1])), height - 1)
-    x1 = min(width, max(x0 + 1, math.ceil(box[0] + box[2])))
-    y1 = min(height, max(y0 + 1, math.ceil(box[1] + box[3])))
-    return pixels[y0:y1, x0:x1]
+    """The box ``(x, y, w, h)`` cut from ``pixels`` exactly as ``fcnx crop`` cuts its crops (:func:`geometry.pixel_box`)."""
+    x1, y1, x2, y2 = geometry.pixel_box(box, pixels.shape[:2])
+    return pixels[y1:y2, x1:x2]
 
 
 def read_boxes(path: Path) -> dict[str, Box]:

@@ -52,7 +52,7 @@ def setup(tmp_path, tiny_registry):  # noqa: F811
 
 def test_cut_box_by_hand():
     pixels = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
-    assert cut_box(pixels, (1.5, 0.2, 2.0, 3.1)).shape == (4, 3, 3)
+    assert cut_box(pixels, (1.5, 0.2, 2.0, 3.1)).shape == (3, 2, 3)  # rounded half up: x 2..4, y 0..3
     assert cut_box(pixels, (10, 10, 5, 5)).shape == (1, 1, 3)
 
 
