@@ -30,14 +30,36 @@ def cut_box(pixels: np.ndarray, box: Box) -> np.ndarray:
     return pixels[y1:y2, x1:x2]
 
 
-def read_boxes(path: Path) -> dict[str, Box]:
-    """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields), by image path.
+@dataclass
+class BoxIndex:
+    """The boxes of a ``boxes.jsonl``, by image (its resolved path, or its ``file`` relative to the crop's
+    output) and by category; see :func:`read_boxes`."""
 
-    Each line needs ``path`` (the image file) and ``x, y, w, h`` in upright original pixels (a
-    nested ``box`` object with those keys is accepted too); other fields are ignored. When an
-    image has several boxes the first one counts.
+    by_path: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+    by_file: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.by_path)
+
+    def find(self, item: ImageItem) -> Box | None:
+        """The box of ``item``: the one for its label when the image has several, else the first; ``None`` if none."""
+        entries = self.by_path.get(str(Path(item.path).resolve())) or self.by_file.get(item.rel.as_posix())
+        if not entries:
+            return None
+        return entries.get(item.label) or next(iter(entries.values()))
+
+
+def read_boxes(path: Path) -> BoxIndex:
+    """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields).
+
+    Each line is a JSON object with ``path`` (the image file; relative paths are taken from the
+    current folder) and its box in upright original pixels, either as ``x, y, w, h`` fields or as
+    a nested ``box`` object with those keys. Optional: ``category`` (the box's category: an image
+    with several boxes is scored with the box of its label) and ``file`` (the image's path relative
+    to the dataset root, used when ``path`` does not match, e.g. on another machine). Other fields
+    are ignored; per image and category the first box counts.
     """
-    boxes: dict[str, Box] = {}
+    index = BoxIndex()
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -50,12 +72,17 @@ def read_boxes(path: Path) -> dict[str, Box]:
             source = record.get("box", record)
             box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
             key = str(Path(record["path"]).resolve())
+            category = record.get("category")
+            file = record.get("file")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
-        if box[2] <= 0 or box[3] <= 0:
-            raise UsageError(f"line {number}: empty box {box}", path)
-        boxes.setdefault(key, box)
-    return boxes
+        if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+            raise UsageError(f"line {number}: empty or invalid box {box}", path)
+        category = None if category is None else str(category)
+        index.by_path.setdefault(key, {}).setdefault(category, box)
+        if isinstance(file, str):
+            index.by_file.setdefault(file, {}).setdefault(category, box)
+    return index
 
 
 @dataclass

@@ -93,7 +93,7 @@ def test_evaluate_bad_inputs(tmp_path, setup):
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crops", str(bad)])
     assert result.exit_code == 2 and "bad.jsonl: line 1: not a box record (KeyError" in result.stderr
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(tmp_path)])
-    assert result.exit_code == 2 and "not a dataset root" in result.stderr
+    assert result.exit_code == 2 and "not a dataset root, but data/ inside it is one" in result.stderr
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "-o", str(root / "out")])
     assert result.exit_code == 2 and "overlaps the input" in result.stderr
 

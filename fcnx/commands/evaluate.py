@@ -30,7 +30,8 @@ def _table(rows: list[dict]) -> str:
 @click.command("evaluate")
 @ensemble_options
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Dataset root in Food-101 layout (images/<class>/..., meta/classes.txt, meta/{train,test}.txt).")
+              help="Dataset root: Food-101 layout (images/<class>/..., meta/classes.txt, meta/{train,test}.txt) "
+                   "or class folders (<class>/*.jpg, optionally under train/ and test/).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test", "all"]))
 @click.option("--crops", "crops", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="boxes.jsonl of an earlier 'fcnx crop' of the same images: score the crops too.")
@@ -49,26 +50,29 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
                     --weights xception=xc.safetensors --data food-101/ --crops cropped/boxes.jsonl -o eval/
       fcnx evaluate --weights vgg19=vgg19.safetensors --data food-101/ --crops cropped/boxes.jsonl
     """
-    from fcnx import evaluation, images
+    from fcnx import datasets, evaluation
     from fcnx.devices import resolve_device
     from fcnx.ensemble import load_ensemble
     from fcnx.outputs import atomic_text, check_outdir
 
     if crops and crop_now:
         raise UsageError("give --crops FILE or --crop, not both")
-    if not images.is_dataset_root(data):
-        raise UsageError("not a dataset root: expected images/ and meta/classes.txt", data)
-    items = images.dataset_items(data, split)
+    dataset = datasets.open_dataset(data, split)
+    items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
     if outdir is not None:
         outdir = check_outdir(outdir, [data])
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
     ensemble = load_ensemble(names, weight_map, kernel=kernel, device=resolve_device(device))
+    unknown = [c for c in dataset.classes if c not in ensemble.classes]
+    if unknown:
+        raise UsageError(f"{len(unknown)} of the dataset's {len(dataset.classes)} classes are not classes of the nets "
+                         f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?", data)
     box_of = None
     if crops:
         boxes = evaluation.read_boxes(crops)
-        box_of = lambda item, pixels: boxes.get(str(item.path.resolve()))  # noqa: E731
+        box_of = lambda item, pixels: boxes.find(item)  # noqa: E731
     elif crop_now:
         from fcnx.cropper import Cropper
 
@@ -83,6 +87,7 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
         result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update)
     finally:
         bar.close()
+    result.skipped += [f"{path}: listed in meta but no such file" for path in dataset.missing]
     rows = result.rows()
     click.echo(_table(rows))
     if result.skipped:

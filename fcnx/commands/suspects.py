@@ -52,7 +52,7 @@ def _page(suspects, root: Path) -> str:
 @click.command("suspects")
 @ensemble_options
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Dataset root in Food-101 layout.")
+              help="Dataset root: Food-101 layout or class folders (<class>/*.jpg).")
 @click.option("--split", default="all", show_default=True, type=click.Choice(["train", "test", "all"]))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for suspects.csv, suspects.json and suspects.html.")
@@ -68,15 +68,14 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
       fcnx suspects --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
                     --weights xception=xc.safetensors --data food-101/ -o review/
     """
-    from fcnx import evaluation, images
+    from fcnx import datasets, evaluation
     from fcnx.cropper import Cropper
     from fcnx.devices import resolve_device
     from fcnx.ensemble import load_ensemble
     from fcnx.outputs import atomic_text, check_outdir
 
-    if not images.is_dataset_root(data):
-        raise UsageError("not a dataset root: expected images/ and meta/classes.txt", data)
-    items = images.dataset_items(data, split)
+    dataset = datasets.open_dataset(data, split)
+    items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
     out = check_outdir(outdir, [data])
@@ -90,6 +89,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
         suspects, failures = evaluation.find_suspects(cropper, items, progress=bar.update)
     finally:
         bar.close()
+    failures += [f"{path}: listed in meta but no such file" for path in dataset.missing]
     rows = [s.as_dict() for s in suspects]
     buffer = io.StringIO()
     fields = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "x", "y", "w", "h"]
