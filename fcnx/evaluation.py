@@ -9,6 +9,7 @@ crops, so part of their gain could come from the interpolation rather than the c
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
