@@ -13,8 +13,8 @@ One run, same images (photos from scikit-image, resized like Food-101: long side
 (d) the share of (a)'s wall time spent in the nets' forward passes;
 (e) peak RSS of a crop run over 10 vs 200 images (one pyramid level, to keep it short).
 
-    python benchmarks/bench_crop.py            # a few minutes on a 2-core CPU
-    python benchmarks/bench_crop.py --quick    # about a minute
+    python benchmarks/bench_crop.py --threads 1            # about 12 minutes on a 2-core CPU
+    python benchmarks/bench_crop.py --quick --threads 1    # about 6 minutes
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def peak_rss(count: int, work: Path, weights_dir: Path) -> tuple[int, float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer images (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="2 images, and 10 vs 40 for the memory check (about 6 minutes)")
     parser.add_argument("--images", type=int, default=None, help="images for (a) and (b)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: fcnx's (1 on the CPU)")
     parser.add_argument("--workers", type=int, default=1)

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from fcnx.fcn import imagenet_classes, load_fcn
-from fcnx.sample_photos import PHOTOS, box_iou, square_around
+from fcnx.metrics import box_iou
+from fcnx.sample_photos import PHOTOS, square_around
 
 NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 #: photos whose whole frame is a fair test of the object's class (the others are scenes)

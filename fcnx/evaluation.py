@@ -17,29 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from fcnx import geometry
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, load_rgb
+from fcnx.metrics import top_k_accuracy
 
 Box = tuple[float, float, float, float]
 
 
-def topk_hits(probs: np.ndarray, labels: Sequence[int], k: int) -> int:
-    """How many rows of ``probs`` (``N x classes``) have their label among their ``k`` largest (ties: lower index first)."""
-    probs = np.asarray(probs)
-    if len(probs) == 0:
-        return 0
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return int(sum(label in row for label, row in zip(labels, order)))
-
-
 def cut_box(pixels: np.ndarray, box: Box) -> np.ndarray:
-    """The box ``(x, y, w, h)`` (rounded to whole pixels, clipped to the image, at least 1 px) cut from ``pixels``."""
-    height, width = pixels.shape[:2]
-    x0 = min(max(0, math.floor(box[0])), width - 1)
-    y0 = min(max(0, math.floor(box[1])), height - 1)
-    x1 = min(width, max(x0 + 1, math.ceil(box[0] + box[2])))
-    y1 = min(height, max(y0 + 1, math.ceil(box[1] + box[3])))
-    return pixels[y0:y1, x0:x1]
+    """The box ``(x, y, w, h)`` cut from ``pixels`` exactly as ``fcnx crop`` cuts its crops (:func:`geometry.pixel_box`)."""
+    x1, y1, x2, y2 = geometry.pixel_box(box, pixels.shape[:2])
+    return pixels[y1:y2, x1:x2]
 
 
 @dataclass
@@ -106,8 +95,9 @@ class Scores:
     total: int = 0
 
     def add(self, probs: np.ndarray, label: int) -> None:
-        self.top1 += topk_hits(probs[None], [label], 1)
-        self.top5 += topk_hits(probs[None], [label], 5)
+        """Count one image whose class probabilities are ``probs`` (top-5 is top-all with fewer classes)."""
+        self.top1 += int(top_k_accuracy(probs[None], [label], 1))
+        self.top5 += int(top_k_accuracy(probs[None], [label], min(5, len(probs))))
         self.total += 1
 
     def rate(self, k: int) -> float:

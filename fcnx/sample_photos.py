@@ -62,15 +62,6 @@ PHOTOS: dict[str, AnnotatedPhoto] = {p.name: p for p in (
 )}
 
 
-def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
 def square_around(box: tuple[int, int, int, int], height: int, width: int) -> tuple[int, int, int, int]:
     """The square of side ``max(w, h)`` (at most the photo's short side) centred on ``box``, moved inside the photo."""
     x, y, w, h = box

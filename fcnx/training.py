@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fcnx import checkpoint, datasets, distributed, finetune
 from fcnx.errors import UsageError
-from fcnx.evaluation import topk_hits
+from fcnx.metrics import top_k_accuracy
 from fcnx.registry import get_backbone
 
 BEST = "best.safetensors"
@@ -254,8 +254,8 @@ def _validate(model: torch.nn.Module, loader: DataLoader, normalize: _Normalize,
             logits = model(normalize(pixels.to(ctx.device))).float()
         loss_sum += float(F.cross_entropy(logits, labels.to(ctx.device), reduction="sum"))
         probs = logits.softmax(1).cpu().numpy()
-        top1 += topk_hits(probs, labels.tolist(), 1)
-        top5 += topk_hits(probs, labels.tolist(), 5)
+        top1 += round(top_k_accuracy(probs, labels.numpy(), 1) * len(labels))
+        top5 += round(top_k_accuracy(probs, labels.numpy(), min(5, probs.shape[1])) * len(labels))
         seen += len(labels)
     loss_sum, top1, top5, seen, unreadable = distributed.sum_all([loss_sum, top1, top5, seen, unreadable], ctx)
     n = max(seen, 1)

@@ -24,15 +24,16 @@ def test_fcn_equals_classifier_at_kernel_and_gives_heatmap_above(tmp_path, name,
     fcn = load_fcn(name, path, kernel=KERNEL)
     assert fcn.classes == CLASSES and fcn.pool == fcn.spec.pool_size(KERNEL)
     generator = torch.Generator().manual_seed(1)
+    high, wide = KERNEL + 2 * fcn.spec.stride, KERNEL + fcn.spec.stride  # two and one cells more
     pixels = torch.rand(2, 3, KERNEL, KERNEL, generator=generator) * 255
     with torch.inference_mode():
         expected = fcn.classifier(fcn.normalize(pixels))
         got = fcn(pixels)
-        larger = fcn(torch.rand(1, 3, KERNEL + 64, KERNEL + 32, generator=generator) * 255)
+        larger = fcn(torch.rand(1, 3, high, wide, generator=generator) * 255)
     assert got.shape == (2, len(CLASSES), 1, 1)
     assert expected.abs().max() > 1e-2  # a meaningful comparison, not zeros against zeros
     assert (got[:, :, 0, 0] - expected).abs().max().item() <= 1e-4
-    assert tuple(larger.shape[-2:]) == fcn.spec.heatmap_shape(KERNEL + 64, KERNEL + 32, KERNEL) == (3, 2)
+    assert tuple(larger.shape[-2:]) == fcn.spec.heatmap_shape(high, wide, KERNEL) == (3, 2)
 
 
 def test_dense_head_converts_layer_by_layer():

@@ -15,7 +15,8 @@ pytest.importorskip("skimage")
 
 from fcnx.cropper import Cropper  # noqa: E402
 from fcnx.ensemble import resize  # noqa: E402
-from fcnx.sample_photos import PHOTOS, box_iou  # noqa: E402
+from fcnx.metrics import box_iou
+from fcnx.sample_photos import PHOTOS  # noqa: E402
 
 pytestmark = pytest.mark.slow
 NETS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]

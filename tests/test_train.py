@@ -364,7 +364,7 @@ def test_transfer_from_a_checkpoint_and_from_a_plain_state_dict(tmp_path, tiny_t
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--net", "tiny_trian"], "unknown backbone 'tiny_trian' (did you mean: tiny_train?)"),
+    (["--net", "tiny_trian"], "unknown backbone 'tiny_trian' (did you mean: tiny_train"),
     (["--weights", "pretrained"], ("cannot load the ImageNet weights 'tiny.hub' of tiny_train (no network access?): "
                                    "give a weight file with --weights FILE")),
     (["--weights", "nothere.safetensors"], "nothere.safetensors: no such weight file"),

@@ -243,6 +243,6 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
             click.echo(f"  {line}", err=True)
         if len(failures) > 20:
             click.echo(f"  ... and {len(failures) - 20} more", err=True)
-        if fail_fast and len(failures) == 1:
+        if fail_fast:
             click.echo("crop: stopped at the first failure (--fail-fast)", err=True)
         raise SystemExit(1)

@@ -1,0 +1,69 @@
+"""fcnx-tiny: three tiny stride-8 backbones, registered with fcnx like any third-party plugin.
+
+This module is what the entry point ``tiny`` (group ``fcnx``) names. It only declares specs:
+torch and the network code (:mod:`fcnx_tiny.nets`) are imported when a backbone is used, so
+``fcnx --help`` and ``fcnx list-backbones`` stay fast. ``docs/writing-a-plugin.md`` walks
+through it.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from fcnx.hookspecs import hookimpl
+from fcnx.spec import BackboneSpec, Preprocess
+
+#: pixels in [0, 255] -> [-1, 1]
+PREPROCESS = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
+STRIDE = 8  # one stride for all three, so that they can form one ensemble
+DEFAULT_SIZE = 56  # a kernel all three accept: D = 3, 7, 5
+
+#: name -> (offset, padding, description); W_min(D) = STRIDE * D + offset, checked by tests/test_tiny_plugin.py
+ARCHS: dict[str, tuple[int, str, str]] = {
+    "tiny_vgg": (28, "valid", "tiny VGG-like: 3 x (two valid 3x3 convs, 2x2 max pool), 64 channels"),
+    "tiny_resnet": (-7, "same", "tiny ResNet-like: same-padded stem and three stride-2 basic blocks, 64 channels"),
+    "tiny_inception": (9, "valid", "tiny Inception-like: valid stem, 3 x (valid reduction, 3-branch block), 96 channels"),
+}
+
+
+def build(name: str, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
+    """A randomly initialised classifier (the tiny backbones have no pretrained weights to fetch)."""
+    from fcnx.errors import FcnxError
+    from fcnx_tiny import nets
+
+    if pretrained:
+        raise FcnxError(f"{name} has no pretrained weights; train it (fcnx train) or pass a checkpoint file")
+    return nets.build(name, num_classes, head)
+
+
+def load_weights(model: Any, path: Path) -> None:
+    """Strict load of an fcnx checkpoint (safetensors, or .pt read with weights_only=True)."""
+    from fcnx.checkpoint import load_state_strict, read_tensors
+
+    load_state_strict(model, read_tensors(path), path)
+
+
+def convolutionalize(model: Any, pool: int) -> Any:
+    """The FCN: the classifier's conv trunk, an average pool of side ``pool`` (stride 1), the head as 1x1 convs."""
+    from fcnx.torch_fcn import PooledFCN, convolutionalize_head
+
+    return PooledFCN(model.features, pool, convolutionalize_head(model.fc), owner=model)
+
+
+def spec(name: str) -> BackboneSpec:
+    """The spec of one tiny backbone."""
+    offset, padding, description = ARCHS[name]
+    return BackboneSpec(
+        name=name, framework="pytorch", stride=STRIDE, offset=offset, default_size=DEFAULT_SIZE,
+        preprocess=PREPROCESS, padding=padding, requires=("torch",), install_hint="pip install torch",
+        description=description, build=functools.partial(build, name), load_weights=load_weights,
+        convolutionalize=convolutionalize,
+    )
+
+
+@hookimpl
+def register_backbones(register):
+    for name in ARCHS:
+        register(spec(name))
