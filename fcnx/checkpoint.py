@@ -18,6 +18,8 @@ from typing import Any
 from fcnx.errors import WeightsError
 
 FORMAT_VERSION = 1
+#: permissions of the files fcnx writes (what a plain ``open(..., "w")`` gives under the usual umask 022)
+FILE_MODE = 0o644
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
 
@@ -110,6 +112,7 @@ def save(path: str | os.PathLike[str], tensors: dict[str, Any], meta: Checkpoint
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would make outputs private to their creator
     os.close(fd)
     try:
         contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fcnx import geometry
+from fcnx.checkpoint import FILE_MODE
 from fcnx.cropper import Box, CropResult
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, open_upright, to_rgb
@@ -53,6 +54,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     """Create ``path`` via ``write(file)`` on a temporary file in the same folder, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)

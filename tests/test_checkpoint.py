@@ -127,3 +127,12 @@ def test_cli_turns_errors_into_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["info", "xcepton"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: unknown backbone 'xcepton' (did you mean: xception, keras_xception, inception_v3?); see 'fcnx list-backbones'"
+
+
+def test_written_files_are_readable_by_others(tmp_path, xception_file):
+    from fcnx.outputs import atomic_text
+
+    saved = checkpoint.save(tmp_path / "copy.safetensors", checkpoint.read_tensors(xception_file),
+                            checkpoint.read_meta(xception_file))
+    assert saved.stat().st_mode & 0o777 == 0o644
+    assert atomic_text(tmp_path / "a.txt", "x").stat().st_mode & 0o777 == 0o644
