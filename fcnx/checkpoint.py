@@ -112,11 +112,11 @@ def save(path: str | os.PathLike[str], tensors: dict[str, Any], meta: Checkpoint
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would make outputs private to their creator
     os.close(fd)
     try:
         contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         save_file(contiguous, tmp, metadata={"fcnx": meta.to_json()})
+        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would make checkpoints private to their creator
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
