@@ -36,12 +36,15 @@ def _file_digest(path: Path) -> str:
 
 
 def _weights_identity(nets: list[str], weights: dict[str, str]) -> dict[str, str]:
-    """Per net, what identifies its weights: a file's SHA-256 or a pretrained tag."""
+    """Per net, what identifies its weights: a file's SHA-256 (shipped files too) or a hub tag."""
+    from fcnx.fcn import weight_file
+    from fcnx.registry import get_backbone
+
     identity = {}
     for net in nets:
         value = weights.get(net, "pretrained")
-        path = Path(value)
-        identity[net] = f"sha256:{_file_digest(path)}" if path.is_file() else f"tag:{value}"
+        path = weight_file(get_backbone(net), value)
+        identity[net] = f"sha256:{_file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
     return identity
 
 
@@ -132,7 +135,8 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
     from fcnx import images
     from fcnx.cropper import CropFailure, Cropper
     from fcnx.devices import resolve_device
-    from fcnx.ensemble import load_ensemble, trained_size
+    from fcnx.ensemble import load_ensemble
+    from fcnx.fcn import trained_size
     from fcnx.outputs import RESERVED, CropOutputs, check_outdir
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
@@ -155,7 +159,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
     torch_device = resolve_device(device)
     ensemble = load_ensemble(net_names, weight_map, kernel=kernel, device=torch_device, half=half)
     for name in net_names:
-        size = trained_size(weight_map.get(name))
+        size = trained_size(name, weight_map.get(name, "pretrained"))
         if size is not None and size != kernel and not quiet:
             click.echo(f"warning: {name} was trained at {size} px and runs at kernel {kernel}; the paper fine-tunes "
                        f"every net at the common kernel", err=True)

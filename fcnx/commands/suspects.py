@@ -20,7 +20,7 @@ THUMBNAIL = 192
 
 def _thumbnail(path: Path, box: tuple[float, float, float, float]) -> str:
     """A small JPEG of the image with the ensemble's box drawn, as a data URI."""
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
     from fcnx.images import open_upright
 
