@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from image_corpus import BOMB_LIMIT, LOADABLE, NESTED, UNREADABLE, square, write_corpus
 from tiny_backbones import color_checkpoint, tiny_registry  # noqa: F401
 
 from fcnx import geometry
@@ -43,14 +44,6 @@ def crop(weights, *args: str) -> object:
     """Run ``fcnx crop`` in-process with the tiny nets, small pyramids and no worker processes."""
     argv = ["crop", *net_args(weights), "--workers", "0", "--max-scale", "1.5", *map(str, args)]
     return CliRunner().invoke(cli, argv, catch_exceptions=False)
-
-
-def square(path: Path, size=(120, 160), top=60, left=90, side=40, fmt=None) -> Path:
-    image = np.full((*size, 3), 128, np.uint8)
-    image[top:top + side, left:left + side] = (230, 20, 20)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, format=fmt)
-    return path
 
 
 def digest(path: Path) -> str:
@@ -119,35 +112,9 @@ def test_rerun_resumes_and_other_settings_are_refused(tmp_path, weights):
 
 
 def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, weights, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # in-process run (--workers 0): applies to the loader
-    photos = tmp_path / "photos"
-    square(photos / "good.png")
-    square(photos / "dir.jpg" / "inside.png")
-    square(photos / "a" / "same.png")
-    square(photos / "b" / "same.png", top=0)
-    square(photos / "naïve name.png")
-    Image.new("RGB", (1, 1), (230, 20, 20)).save(photos / "one.png")
-    Image.fromarray(np.full((120, 160), 30000, np.uint16)).save(photos / "grey16.png")
-    Image.open(square(tmp_path / "rgb.png")).convert("CMYK").save(photos / "cmyk.jpg")
-    Image.open(square(tmp_path / "rgba.png")).convert("RGBA").save(photos / "rgba.png")
-    Image.open(square(tmp_path / "p.png")).convert("P").save(photos / "palette.png", transparency=0)
-    frames = [Image.open(square(tmp_path / "f.png")).convert("P"), Image.new("P", (160, 120))]
-    frames[0].save(photos / "anim.gif", save_all=True, append_images=frames[1:])
-    bad = {
-        "empty.jpg": "empty file, not an image",
-        "text.jpg": "not an image file Pillow can read",
-        "truncated.jpg": "cannot decode image",
-        "loop.jpg": "symbolic link loop",
-        "strip.png": "too elongated",
-        "bomb.png": "decompression-bomb limit of 100000 pixels",
-    }
-    (photos / "empty.jpg").write_bytes(b"")
-    (photos / "text.jpg").write_text("not a jpeg")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(tmp_path / "t.jpg")
-    (photos / "truncated.jpg").write_bytes((tmp_path / "t.jpg").read_bytes()[:2000])
-    os.symlink("loop.jpg", photos / "loop.jpg")
-    Image.new("RGB", (8000, 10)).save(photos / "strip.png")
-    Image.new("RGB", (400, 400)).save(photos / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", BOMB_LIMIT)  # in-process run (--workers 0): applies to the loader
+    photos = write_corpus(tmp_path / "photos")
+    bad = {**UNREADABLE, "strip.png": "too elongated"}
     out = tmp_path / "out"
     result = crop(weights, "--category", "red", photos, "-o", out)
     assert result.exit_code == 1
@@ -158,8 +125,7 @@ def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, wei
     assert sorted((out / "failures.txt").read_text().splitlines()) == sorted(
         line.removeprefix("error: ") for line in result.stderr.splitlines() if line.startswith("error: "))
     done = {r["file"] for r in journal(out)}
-    assert done == {"good.png", "dir.jpg/inside.png", "a/same.png", "b/same.png", "naïve name.png", "one.png",
-                    "grey16.png", "cmyk.jpg", "rgba.png", "palette.png", "anim.gif"}
+    assert done == (set(LOADABLE) | set(NESTED)) - set(bad)
     for rel in done:
         assert (out / rel).is_file()
     assert Image.open(out / "cmyk.jpg").mode == "CMYK" and Image.open(out / "grey16.png").mode.startswith("I")
