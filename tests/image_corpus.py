@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-BOMB_LIMIT = 100_000
+BOMB_LIMIT = 200_000
 #: flat files that load (converted to 8-bit RGB)
 LOADABLE = ["good.png", "naïve name.png", "one.png", "grey16.png", "cmyk.jpg", "rgba.png", "palette.png", "anim.gif",
             "strip.png"]
@@ -56,12 +56,12 @@ def write_corpus(folder: Path, nested: bool = True) -> Path:
     Image.fromarray(red).convert("P").save(folder / "palette.png", transparency=0)
     frames = [Image.fromarray(red).convert("P"), Image.new("P", (160, 120))]
     frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
-    Image.new("RGB", (8000, 10)).save(folder / "strip.png")
+    Image.new("RGB", (16000, 10)).save(folder / "strip.png")
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "text.jpg").write_text("not a jpeg")
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8))
     noise.save(folder / "truncated.jpg")
     (folder / "truncated.jpg").write_bytes((folder / "truncated.jpg").read_bytes()[:2000])
     os.symlink("loop.jpg", folder / "loop.jpg")
-    Image.new("RGB", (400, 400)).save(folder / "bomb.png")
+    Image.new("RGB", (500, 500)).save(folder / "bomb.png")
     return folder
