@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fcnx import geometry
-from fcnx.checkpoint import FILE_MODE
+from fcnx.checkpoint import FILE_MODE, TEMP_SUFFIX
 from fcnx.cropper import Box, CropResult
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, open_upright, to_rgb
@@ -45,7 +45,6 @@ FAILURES = "failures.txt"
 HEATMAPS = "heatmaps"
 GALLERY = "gallery.html"
 GALLERY_PAGE = 500
-TEMP_SUFFIX = ".fcnx-tmp"
 #: what ``--in-place`` puts before a crop's suffix; files so named inside OUTDIR are fcnx's, never inputs
 IN_PLACE_MARK = ".fcnx-crop"
 RESERVED = (JOURNAL, TABLE, SETTINGS, FAILURES, HEATMAPS, GALLERY)

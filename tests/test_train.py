@@ -16,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from image_corpus import BOMB_LIMIT, LOADABLE, UNREADABLE, write_corpus
 from tiny_train_backbone import COLORS, NAME, TinyTrainNet, make_folders, make_food101, tiny_train  # noqa: F401
 
 from fcnx import checkpoint, datasets, finetune, training
@@ -245,10 +246,32 @@ def test_unreadable_and_missing_images_are_skipped_and_counted(tmp_path, food, t
     out = tmp_path / "run"
     args = [a for a in train_args(food, out, "--schedule", "all", "--epochs", "2") if a != "-q"]
     result = run(*args, "--val-fraction", "0")
-    assert result.exit_code == 0, result.output
-    assert "1 listed image(s) missing on disk, skipped" in result.stderr and "green/2.jpg" in result.stderr
-    assert "1 unreadable image(s) skipped" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert f"error: {food / 'images' / 'green' / '2.jpg'}: listed in meta but no such file" in result.stderr
+    assert f"error: {food / 'images' / 'red' / '1.jpg'}: not an image file Pillow can read" in result.stderr
+    assert "train: 2 image(s) skipped (1 missing, 1 unreadable)" in result.stderr
     assert [int(r["unreadable"]) for r in rows(out / training.METRICS)] in ([1, 1], [0, 1], [1, 0])
+
+
+def test_train_goes_through_the_bad_input_corpus(tmp_path, food, tiny_train, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", BOMB_LIMIT)  # --workers 0: applies to the loader
+    red = write_corpus(food / "images" / "red", nested=False)
+    (red / "dir.jpg").mkdir()
+    with (food / "meta" / "train.txt").open("a") as f:
+        f.writelines(f"red/{name}\n" for name in [*LOADABLE, *UNREADABLE, "dir.jpg", "gone.png"])
+    bad = {**UNREADABLE, "dir.jpg": "is a folder, not an image", "gone.png": "listed in meta but no such file"}
+    out = tmp_path / "run"
+    # one batch holds every image, so each is met in each epoch; -q: the errors are shown all the same
+    result = run(*train_args(food, out, "--schedule", "all", "--epochs", "2", batch=64))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(bad), "\n".join(errors)  # once each, though met in both epochs
+    for name, message in bad.items():
+        assert any(line.startswith(f"error: {red / name}: ") and message in line for line in errors), name
+    assert f"train: {len(bad)} image(s) skipped (1 missing, {len(bad) - 1} unreadable)" in result.stderr
+    assert sorted((out / training.SKIPPED).read_text().splitlines()) == sorted(e.removeprefix("error: ") for e in errors)
+    assert [int(r["unreadable"]) for r in rows(out / training.METRICS)] == [len(bad) - 1] * 2
+    assert load_model(out / training.BEST) is not None  # the run's result is complete
 
 
 # --------------------------------------------------------------------------- schedules
