@@ -5,8 +5,8 @@ A run lives in one folder:
 - ``best.safetensors``: the fcnx checkpoint with the best validation top-1 so far (the result:
   ``fcnx crop --weights NET=OUT/best.safetensors``);
 - ``resume.safetensors``: the current weights, the optimizer's tensors and, in its metadata, the
-  configuration and progress (JSON), written atomically after every epoch, so ``--resume`` loses
-  at most the epoch that was running;
+  configuration and progress (JSON), written atomically after every epoch, last, so ``--resume``
+  loses at most the epoch that was running (a kill at any moment leaves it whole);
 - ``metrics.csv`` and ``training.png``: loss and accuracy per epoch;
 - ``skipped.txt``: the images left out, one error line each (files a meta list names that are
   missing, files the loader cannot read), when there are any.
@@ -427,12 +427,14 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
                         checkpoint.save(outdir / BEST, best_state, _meta(config, data.classes, carried, **meta_info,
                                                                           epoch=row["epoch"], step=row["step"],
                                                                           val_top1=row["val_top1"]))
-                    _save_resume(outdir, model, None if step_done else optimizer, scaler, config, data.classes,
-                                 carried, progress)
                     write_metrics(outdir, progress.history)
                     if missing or progress.unreadable:
                         lines = missing + list(progress.unreadable.values())
                         atomic_text(outdir / SKIPPED, "".join(f"{line}\n" for line in lines))
+                    # last: the epoch counts once this is written (a kill before it redoes the epoch, and the
+                    # files above are rewritten whole from the saved history)
+                    _save_resume(outdir, model, None if step_done else optimizer, scaler, config, data.classes,
+                                 carried, progress)
                 distributed.barrier(ctx)
                 if on_epoch is not None:
                     on_epoch(progress)

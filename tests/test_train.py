@@ -463,6 +463,49 @@ def test_torchrun_two_processes_on_gloo_match_one_process(tmp_path, food, tiny_t
     assert checkpoint.read_meta(tmp_path / "two" / training.BEST).extra["training"]["processes"] == 2
 
 
+def test_a_killed_run_resumes_with_each_epoch_once_as_if_never_killed(tmp_path, food, tiny_train):  # noqa: F811
+    """kill -9 once the first resume checkpoint exists (at whatever point of writing the next one that lands);
+    ``--resume`` then finishes with every epoch once, no temporary left, the result of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    common = ["--schedule", "two-pass", "--head", "8", "--epochs", "6", "--patience", "10", "--lr", "0.02"]
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER.format(tests=str(Path(__file__).parent)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, str(launcher), *train_args(food, out, *common)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / training.RESUME).exists():
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
+    assert 1 <= len(training.read_resume(out)[1].history) < 12
+    (out / f".{training.RESUME}.cut.fcnx-tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves one
+    resumed = run("train", "--resume", "-o", out, "--workers", "0", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert [int(r["epoch"]) for r in rows(out / training.METRICS)] == list(range(1, 13))
+    assert sorted(p.name for p in out.iterdir()) == sorted([training.BEST, training.RESUME, training.METRICS,
+                                                            training.PLOT])
+    progress = training.read_resume(out)[1]
+    assert progress.finished and len(progress.history) == 12
+    assert load_model(out / training.BEST).fc is not None
+    whole = tmp_path / "whole"
+    assert run(*train_args(food, whole, *common)).exit_code == 0
+    a, b = (checkpoint.read_tensors(d / training.BEST) for d in (whole, out))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda table: [{k: v for k, v in r.items() if k != "seconds"} for r in table]  # noqa: E731
+    assert strip(rows(whole / training.METRICS)) == strip(rows(out / training.METRICS))
+
+
 def test_validation_images_are_read_and_resized_exactly_as_evaluate_does(tmp_path, food):
     """A large JPEG is decoded whole (no draft) and squashed with fcnx.ensemble.resize."""
     big = food / "images" / "red" / "0.jpg"
