@@ -137,6 +137,25 @@ def test_bad_food101_roots_are_one_line_errors(tmp_path, food, tiny_train, what,
     assert not (tmp_path / "out" / training.RESUME).exists()
 
 
+@pytest.mark.parametrize("meta, line", [
+    ("train.txt", "../../etc/passwd"), ("train.txt", "red/../../../../etc/passwd"), ("train.txt", "/etc/passwd"),
+    ("train.txt", "red/.."), ("train.txt", "red\\..\\..\\x"), ("train.txt", "red/./../../x"),
+    ("test.txt", "../../../../etc/shadow"), ("classes.txt", "../etc"), ("classes.txt", ".."),
+])
+def test_meta_names_leaving_images_are_refused_by_every_command(tmp_path, food, tiny_train, meta, line):  # noqa: F811
+    with (food / "meta" / meta).open("a") as f:
+        f.write(line + "\n")
+    number = len((food / "meta" / meta).read_text().splitlines())
+    nets = ["--nets", NAME, "--data", food, "--split", "all"]
+    for args in (train_args(food, tmp_path / "out", "--split", "all"), ["evaluate", *nets],
+                 ["suspects", *nets, "-o", tmp_path / "review"]):
+        result = run(*args)
+        error = result.stderr.strip()
+        assert result.exit_code == 2 and "\n" not in error and "Traceback" not in result.output, (args[0], result.output)
+        assert f"meta/{meta}:{number}: " in error and "refusing the path" in error, (args[0], error)
+    assert not list(tmp_path.glob("out/*")) and not (tmp_path / "review").exists()
+
+
 def test_bad_class_folders(tmp_path, tiny_train):  # noqa: F811
     root = make_folders(tmp_path / "plain", per_class=2)
     (root / "purple").mkdir()
