@@ -93,6 +93,11 @@ def test_evaluate_bad_inputs(tmp_path, setup):
     bad.write_text('{"path": "x.png", "x": 1}\n')
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crops", str(bad)])
     assert result.exit_code == 2 and "bad.jsonl: line 1: not a box record (KeyError" in result.stderr
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text('{"path": "/nowhere/x.png", "x": 1, "y": 1, "w": 5, "h": 5}\n')
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crops", str(elsewhere)])
+    assert result.exit_code == 1 and f"{root}: no image could be scored ({n} skipped, e.g. " in result.stderr
+    assert result.stderr.count("no box for this image") == n + 1  # each image, and the example
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(tmp_path)])
     assert result.exit_code == 2 and "not a dataset root, but data/ inside it is one" in result.stderr
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "-o", str(root / "out")])
@@ -147,7 +152,8 @@ def test_suspects_finds_the_planted_label(tmp_path, setup):
     out = tmp_path / "review"
     result = CliRunner().invoke(cli, ["suspects", *args, "--data", str(root), "-o", str(out), "-q"])
     assert result.exit_code == 1  # one unreadable image, reported
-    assert "broken.png" in result.stderr and "1 unreadable image(s) skipped" in result.stderr
+    assert f"error: {root / 'images' / 'red' / 'broken.png'}: " in result.stderr
+    assert "1 unreadable image(s) skipped" in result.stderr
     data = json.loads((out / "suspects.json").read_text())
     assert data["images"] == n + 1
     [suspect] = data["suspects"]
