@@ -103,15 +103,22 @@ def check_outdir(outdir: Path, inputs: Sequence[Path], in_place: bool = False) -
     return out
 
 
-def entry(path: Path) -> Path:
-    """``path`` with its folder resolved but not its name: the directory entry a rename into ``path`` replaces."""
-    return Path(os.path.realpath(path.parent)) / path.name
+def entries(paths: Iterable[Path]) -> list[Path]:
+    """Each path with its folder resolved but not its name: the directory entry a rename into it replaces."""
+    folders: dict[Path, Path] = {}
+    resolved = []
+    for path in paths:
+        if path.parent not in folders:
+            folders[path.parent] = Path(os.path.realpath(path.parent))
+        resolved.append(folders[path.parent] / path.name)
+    return resolved
 
 
-def is_own_output(path: Path, outdir: Path) -> bool:
-    """Whether ``path`` is a file ``fcnx crop --in-place`` writes in ``outdir`` (real path): a marked crop or a heatmap."""
+def is_own_output(entry: Path, outdir: Path) -> bool:
+    """Whether ``entry`` (see :func:`entries`) is a file ``fcnx crop --in-place`` writes in ``outdir`` (a real path):
+    a marked crop or a heatmap."""
     try:
-        rel = entry(path).relative_to(outdir)
+        rel = entry.relative_to(outdir)
     except ValueError:
         return False
     return rel.parts[0] == HEATMAPS or rel.name.endswith(IN_PLACE_MARK) or rel.stem.endswith(IN_PLACE_MARK)
@@ -192,7 +199,7 @@ class CropOutputs:
         self.expected_boxes = expected_boxes
         self.crops, self.heatmaps, self.gallery = crops, heatmaps, gallery
         self.in_place = in_place
-        self._protected = {entry(p) for p in protected}
+        self._protected = set(entries(protected))
         self._groups: dict[str, list[dict[str, Any]]] = {}  # path -> its latest records
         self._superseded = False
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="fcnx-write")
@@ -288,7 +295,7 @@ class CropOutputs:
     def _target(self, rel: PurePosixPath, item: ImageItem) -> Path:
         """Where output ``rel`` goes; refused (never written) when that is the path of an input."""
         path = self.outdir / rel
-        if entry(path) in self._protected:
+        if entries([path])[0] in self._protected:
             raise FcnxError(f"refusing to write an output over the input {path}", item.path)
         return path
 

@@ -138,7 +138,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, in_place: bool, nets: str |
     from fcnx.cropper import CropFailure, Cropper
     from fcnx.devices import resolve_device
     from fcnx.ensemble import load_ensemble, trained_size
-    from fcnx.outputs import RESERVED, CropOutputs, check_outdir, is_own_output
+    from fcnx.outputs import RESERVED, CropOutputs, check_outdir, entries, is_own_output
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
     if step <= 1.0:
@@ -152,7 +152,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, in_place: bool, nets: str |
     own = 0
     if in_place:  # crops and heatmaps of an earlier run are outputs, not inputs
         real_out = Path(os.path.realpath(outdir))
-        kept = [i for i in items if not is_own_output(i.path, real_out)]
+        kept = [i for i, entry in zip(items, entries(i.path for i in items)) if not is_own_output(entry, real_out)]
         own, items = len(items) - len(kept), kept
     if not items:
         raise UsageError("no images found in " + ", ".join(str(p) for p in inputs))
