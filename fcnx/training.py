@@ -311,11 +311,11 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
     ``on_epoch(progress)`` is called after each epoch's files are written (e.g. to stop a run).
     Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
     """
+    from tqdm import tqdm
+
     from fcnx.outputs import atomic_text, remove_temporaries
 
     report = report or log
-    from tqdm import tqdm
-
     ctx = distributed.context(device)
     outdir = Path(outdir)
     spec = get_backbone(config.net)

@@ -75,10 +75,10 @@ def train_cmd(ctx: click.Context, outdir: Path, device: str, workers: int, resum
       fcnx train --net inception_v3 --head 1024,512 --data food-101/ -o runs/iv3
       fcnx train --net vgg16 --weights vgg16_imagenet.safetensors --data food-101/ -o runs/vgg16
       fcnx train --resume -o runs/iv3                     # continue an interrupted run
+      torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
 
     An image that is missing or cannot be read is skipped and counted, with one error line
     naming it; the run goes on and ends with exit status 1 (its result is valid).
-      torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
     """
     from fcnx import training
 
