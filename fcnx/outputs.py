@@ -86,7 +86,7 @@ def remove_temporaries(folder: Path) -> int:
 
 
 def check_outdir(outdir: Path, inputs: Sequence[Path], in_place: bool = False) -> Path:
-    """Refuse an OUTDIR that is, contains or lies inside an input (unless ``in_place``); create it and check it is writable."""
+    """Refuse an OUTDIR that is, contains or lies inside an input (unless ``in_place``); create it, check it is writable."""
     out = Path(os.path.realpath(outdir))
     for given in inputs:
         real = Path(os.path.realpath(given))

@@ -112,10 +112,10 @@ class _Progress:
 @click.option("--gallery", is_flag=True, help="Also write gallery.html: originals with their boxes beside the crops.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first image that fails.")
-def crop_cmd(inputs: tuple[Path, ...], outdir: Path, in_place: bool, nets: str | None, weights: tuple[str, ...], categories: tuple[str, ...],
+def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: tuple[str, ...], categories: tuple[str, ...],
              kernel: int | None, step: float, max_scale: float, selection: str, early_stop: bool, split: str, device: str,
              half: bool, batch_size: int | None, workers: int | None, dry_run: bool, heatmaps: bool, gallery: bool,
-             quiet: bool, fail_fast: bool) -> None:
+             quiet: bool, fail_fast: bool, in_place: bool) -> None:
     """Crop images where an ensemble of FCNs finds a category.
 
     INPUT is image files, folders (searched recursively) or Food-101-style dataset roots
@@ -201,7 +201,8 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, in_place: bool, nets: str |
     if not quiet:
         skipped = len(items) - len(pending)
         click.echo(f"crop: {len(pending)} image(s) to do" + (f", {skipped} already done" if skipped else "")
-                   + (f", {own} output(s) of fcnx crop in OUTDIR left out" if own else "") + f"; nets {', '.join(ensemble.names)} at kernel {kernel} on {torch_device}", err=True)
+                   + (f", {own} output(s) of fcnx crop in OUTDIR left out" if own else "")
+                   + f"; nets {', '.join(ensemble.names)} at kernel {kernel} on {torch_device}", err=True)
     progress = _Progress(len(pending), quiet)
     show_boxes = not quiet and len(pending) <= SHOW_BOXES_UP_TO
     failures: list[str] = []
