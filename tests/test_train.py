@@ -482,9 +482,25 @@ def test_torchrun_two_processes_on_gloo_match_one_process(tmp_path, food, tiny_t
     assert checkpoint.read_meta(tmp_path / "two" / training.BEST).extra["training"]["processes"] == 2
 
 
+#: prepended to LAUNCHER: the process kills itself half-way through writing its first resume checkpoint
+CUT_RESUME = """
+import os, signal
+import safetensors.torch
+write = safetensors.torch.save_file
+def save_file(tensors, filename, metadata=None):
+    write(tensors, filename, metadata=metadata)
+    if "resume.safetensors" in os.path.basename(filename):  # whatever name the writer writes it under
+        data = open(filename, "rb").read()
+        open(filename, "wb").write(data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+safetensors.torch.save_file = save_file
+"""
+
+
 def test_a_killed_run_resumes_with_each_epoch_once_as_if_never_killed(tmp_path, food, tiny_train):  # noqa: F811
-    """kill -9 once the first resume checkpoint exists (at whatever point of writing the next one that lands);
-    ``--resume`` then finishes with every epoch once, no temporary left, the result of an uninterrupted run."""
+    """kill -9 once the first resume checkpoint exists (wherever the run then is), then a resumed run killed in the
+    middle of writing its checkpoint; ``--resume`` then finishes with every epoch once, no temporary left, and the
+    result of an uninterrupted run."""
     import os
     import signal
     import subprocess
@@ -507,8 +523,15 @@ def test_a_killed_run_resumes_with_each_epoch_once_as_if_never_killed(tmp_path, 
         time.sleep(0.005)
     process.wait()
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
-    assert 1 <= len(training.read_resume(out)[1].history) < 12
-    (out / f".{training.RESUME}.cut.fcnx-tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves one
+    done = len(training.read_resume(out)[1].history)
+    assert 1 <= done < 12
+    cut = tmp_path / "cut.py"
+    cut.write_text(CUT_RESUME + LAUNCHER.format(tests=str(Path(__file__).parent)))
+    killed = subprocess.run([sys.executable, str(cut), "train", "--resume", "-o", str(out), "--workers", "0", "-q"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert len(list(out.glob(f".{training.RESUME}.*.fcnx-tmp"))) == 1  # half written, never renamed into place
+    assert len(training.read_resume(out)[1].history) == done and checkpoint.read_tensors(out / training.RESUME)
     resumed = run("train", "--resume", "-o", out, "--workers", "0", "-q")
     assert resumed.exit_code == 0, resumed.output
     assert [int(r["epoch"]) for r in rows(out / training.METRICS)] == list(range(1, 13))
