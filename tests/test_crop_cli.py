@@ -118,7 +118,7 @@ def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, wei
     bad = {**UNREADABLE, "strip.png": "too elongated"}
     out = tmp_path / "out"
     result = crop(weights, "--category", "red", photos, "-o", out)
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # no crash
     assert "Traceback" not in result.output
     for name, message in bad.items():
         assert f"error: {photos / name}: " in result.stderr and message in result.stderr
