@@ -102,8 +102,8 @@ def _food101(root: Path, split: str) -> LabelledImages:
         raise UsageError(f"class folders do not match the class list ({detail})", classes_file)
     listed = images.dataset_items(root, split)
     present, missing = [], []
-    for item in listed:
-        (present if item.path.is_file() else missing).append(item)
+    for item in listed:  # a folder or a link loop named like an image is there: the loader says what is wrong
+        (present if item.path.exists() or item.path.is_symlink() else missing).append(item)
     counts = {name: 0 for name in classes}
     for item in present:
         counts[item.label] += 1

@@ -141,11 +141,14 @@ def evaluate(
     items: Iterable[ImageItem],
     box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
     progress: Callable[[], None] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
 
-    ``box_of(item, pixels)`` gives the crop of an image (``None``: no crop side). Unreadable
-    images are skipped and listed in ``Evaluation.skipped``.
+    ``box_of(item, pixels)`` gives the crop of an image (``None``: it has no box). An image that
+    cannot be read, or has no box, or whose box cannot be made (:class:`FcnxError`) is skipped on
+    both sides, so originals and crops are scored on the same images; its one-line error is listed
+    in ``Evaluation.skipped`` and passed to ``report``.
     """
     names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
     result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
@@ -156,17 +159,22 @@ def evaluate(
         label = classes[item.label]
         try:
             pixels, _ = load_rgb(item.path)
+            sides = [(result.original, pixels)]
+            if box_of is not None:
+                box = box_of(item, pixels)
+                if box is None:
+                    raise FcnxError("no box for this image (its crop failed, or crop the same split first)", item.path)
+                sides.append((result.cropped, cut_box(pixels, box)))
+        except UsageError:
+            raise
         except FcnxError as exc:
-            result.skipped.append(str(exc))
+            line = str(exc) if exc.path == item.path else f"{item.path}: {str(exc).removeprefix(f'{exc.path}: ')}"
+            result.skipped.append(line)
+            if report:
+                report(line)
             if progress:
                 progress()
             continue
-        sides = [(result.original, pixels)]
-        if box_of is not None:
-            box = box_of(item, pixels)
-            if box is None:
-                raise UsageError("no box for this image (crop the same split first, or use --crop)", item.path)
-            sides.append((result.cropped, cut_box(pixels, box)))
         for scores, region in sides:
             probs = classify(ensemble, region)
             for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):

@@ -135,6 +135,8 @@ def load_fcn(
     if classes is None:
         raise UsageError(f"backbone {spec.name!r} needs class names or weights")
     kernel = kernel or input_size
+    if kernel < spec.w_min(1):
+        raise UsageError(f"kernel {kernel} is too small for {spec.name}: its smallest input side is {spec.w_min(1)}")
     pool = spec.pool_size(kernel)
     classifier = spec.build(len(classes), tuple(head), pretrained)
     if path is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
 from fcnx.commands.common import ensemble_options, resolve_nets
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 
 
 def _table(rows: list[dict]) -> str:
@@ -82,16 +83,20 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
             box = cropper.crop_image(pixels, [item.label]).boxes[0]
             return box.x, box.y, box.w, box.h
 
+    missing = [f"{path}: listed in meta but no such file" for path in dataset.missing]
+    for line in missing:
+        click.echo(f"error: {line}", err=True)
     bar = tqdm(total=len(items), unit="img", desc="evaluate", disable=quiet)
     try:
-        result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update)
+        result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update,
+                                     report=lambda line: bar.write(f"error: {line}", file=sys.stderr))
     finally:
         bar.close()
-    result.skipped += [f"{path}: listed in meta but no such file" for path in dataset.missing]
+    result.skipped += missing
+    if all(scores.total == 0 for scores in result.original.values()):
+        raise FcnxError(f"no image could be scored ({len(result.skipped)} skipped, e.g. {result.skipped[0]})", data)
     rows = result.rows()
     click.echo(_table(rows))
-    if result.skipped:
-        click.echo(f"evaluate: {len(result.skipped)} unreadable image(s) skipped, e.g. {result.skipped[0]}", err=True)
     if outdir is not None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -100,3 +105,8 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
         atomic_text(outdir / "evaluation.csv", buffer.getvalue())
         atomic_text(outdir / "evaluation.json", json.dumps({"split": split, "kernel": kernel, "rows": rows,
                                                              "skipped": result.skipped}, indent=2))
+    if result.skipped:
+        where = f" (listed in {outdir / 'evaluation.json'})" if outdir is not None else ""
+        click.echo(f"evaluate: {len(result.skipped)} image(s) skipped: unreadable, missing or without a box{where}; "
+                   f"the table counts the others", err=True)
+        raise SystemExit(1)

@@ -103,5 +103,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
         click.echo(f"{s.path}: label {s.label!r}, nets see {s.other!r} ({s.other_votes} vote(s), p={s.other_confidence:.2f})")
     click.echo(f"suspects: {len(suspects)} of {len(items)} image(s); see {out / 'suspects.html'}", err=True)
     if failures:
-        click.echo(f"suspects: {len(failures)} unreadable image(s) skipped, e.g. {failures[0]}", err=True)
+        for line in failures:
+            click.echo(f"error: {line}", err=True)
+        click.echo(f"suspects: {len(failures)} unreadable image(s) skipped (listed in {out / 'suspects.json'})", err=True)
         raise SystemExit(1)
