@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 import fcnx_tiny
@@ -20,12 +19,7 @@ NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]
 DEMO = Path(fcnx_tiny.__file__).parent / "demo"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,7 @@ TINY = ("tiny_vgg", "tiny_resnet", "tiny_inception", "tiny_mobilenet")
 CLASSES = [f"c{i}" for i in range(5)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_by_entry_point():
