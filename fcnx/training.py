@@ -301,6 +301,8 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
         _check_resume(config, data.classes, saved, digest, progress, outdir)
     if ctx.main:
         log(data.describe() + f"; {len(train_items)} for training, {len(val_items)} for validation")
+        for warning in data.warnings:
+            log(f"warning: {warning}")
     if not train_items:
         raise UsageError(f"no training images left in the {config.split} split", data.root)
 
@@ -332,7 +334,7 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
     meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
     unreadable_total = 0
     if data.missing and ctx.main:
-        log(f"{len(data.missing)} listed image(s) missing on disk, skipped, e.g. {data.missing[0]}")
+        log(f"{len(data.missing)} listed image(s) missing on disk, skipped, e.g. {data.missing_lines[0]}")
 
     try:
         while not progress.finished and progress.step < len(steps):

@@ -58,6 +58,8 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
     if crops and crop_now:
         raise UsageError("give --crops FILE or --crop, not both")
     dataset = datasets.open_dataset(data, split)
+    for warning in dataset.warnings:
+        click.echo(f"evaluate: warning: {warning}", err=True)
     items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
@@ -87,7 +89,7 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
         result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update)
     finally:
         bar.close()
-    result.skipped += [f"{path}: listed in meta but no such file" for path in dataset.missing]
+    result.skipped += dataset.missing_lines
     rows = result.rows()
     click.echo(_table(rows))
     if result.skipped:
