@@ -105,7 +105,7 @@ def _food101(root: Path, split: str) -> LabelledImages:
             f"images/ has folders not in the list: {_few(extra)}" if extra else "",
             f"classes without a folder in images/: {_few(absent)}" if absent else "") if part)
         raise UsageError(f"class folders do not match the class list ({detail})", classes_file)
-    listed = images.read_image_lists(root, split) if lists else images.ImageLists(images.dataset_items(root, split), {}, [])
+    listed = images.read_image_lists(root, split) if lists else images.ImageLists(images.dataset_items(root), {}, [])
     present = [item for item in listed.items if item.path not in listed.unresolved]
     missing = list(listed.unresolved)
     counts = {name: 0 for name in classes}
