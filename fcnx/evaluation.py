@@ -8,7 +8,6 @@ crops, so part of their gain could come from the interpolation rather than the c
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 from fcnx import geometry
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, load_rgb
+from fcnx.journal import read_journal
 from fcnx.metrics import top_k_accuracy
 
 Box = tuple[float, float, float, float]
@@ -38,6 +38,8 @@ class BoxIndex:
 
     by_path: dict[str, dict[str | None, Box]] = field(default_factory=dict)
     by_file: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+    #: one line each, not fatal: a last line cut by a killed run
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.by_path)
@@ -58,18 +60,21 @@ def read_boxes(path: Path) -> BoxIndex:
     a nested ``box`` object with those keys. Optional: ``category`` (the box's category: an image
     with several boxes is scored with the box of its label) and ``file`` (the image's path relative
     to the dataset root, used when ``path`` does not match, e.g. on another machine). Other fields
-    are ignored; per image and category the first box counts.
+    are ignored. The file is read as ``fcnx crop`` reads its journal (:func:`fcnx.journal.read_journal`):
+    a last line cut by a killed run is dropped with a warning, and per image and category the
+    last record counts (a resumed run's).
     """
     index = BoxIndex()
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        journal = read_journal(path)
+    except OSError as exc:
         raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    if journal.cut:
+        index.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
+    for number, record in journal.lines:
         try:
-            record = json.loads(line)
+            if record is None:
+                raise ValueError("not a JSON object")
             source = record.get("box", record)
             box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
             key = str(Path(record["path"]).resolve())
@@ -80,9 +85,9 @@ def read_boxes(path: Path) -> BoxIndex:
         if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
             raise UsageError(f"line {number}: empty or invalid box {box}", path)
         category = None if category is None else str(category)
-        index.by_path.setdefault(key, {}).setdefault(category, box)
+        index.by_path.setdefault(key, {})[category] = box
         if isinstance(file, str):
-            index.by_file.setdefault(file, {}).setdefault(category, box)
+            index.by_file.setdefault(file, {})[category] = box
     return index
 
 

@@ -36,10 +36,13 @@ def _table(rows: list[dict]) -> str:
 @click.option("--crops", "crops", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="boxes.jsonl of an earlier 'fcnx crop' of the same images: score the crops too.")
 @click.option("--crop", "crop_now", is_flag=True, help="Crop every image for its label with this ensemble, then score the crops.")
+@click.option("--skip-missing", is_flag=True,
+              help="With --crops: leave out (on both sides) the images that have no box, e.g. those the crop run "
+                   "could not read, instead of refusing to start.")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for evaluation.csv and evaluation.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, outdir, quiet) -> None:
+def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, skip_missing, outdir, quiet) -> None:
     """Top-1 and top-5 of each net (and of their mean) on the original images and on their crops,
     as in the paper's Table IV. Originals and crops are squashed to the kernel with the same
     interpolation, so the difference measures the crop and nothing else.
@@ -57,12 +60,29 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
 
     if crops and crop_now:
         raise UsageError("give --crops FILE or --crop, not both")
+    if skip_missing and not crops:
+        raise UsageError("--skip-missing goes with --crops FILE")
     dataset = datasets.open_dataset(data, split)
     for warning in dataset.warnings:
         click.echo(f"evaluate: warning: {warning}", err=True)
     items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
+    box_of = None
+    without_box: list = []
+    if crops:
+        boxes = evaluation.read_boxes(crops)
+        for warning in boxes.warnings:
+            click.echo(f"evaluate: warning: {warning}", err=True)
+        without_box = [item for item in items if boxes.find(item) is None]
+        if without_box and not skip_missing:
+            raise UsageError(f"{len(without_box)} of the {len(items)} images have no box in it, e.g. "
+                             f"{', '.join(item.rel.as_posix() for item in without_box[:3])}: crop the same split "
+                             f"first, or pass --skip-missing to score only the images that have one", crops)
+        items = [item for item in items if boxes.find(item) is not None]
+        if not items:
+            raise UsageError(f"no image of the {split} split has a box in it", crops)
+        box_of = lambda item, pixels: boxes.find(item)  # noqa: E731
     if outdir is not None:
         outdir = check_outdir(outdir, [data])
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
@@ -71,11 +91,7 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
     if unknown:
         raise UsageError(f"{len(unknown)} of the dataset's {len(dataset.classes)} classes are not classes of the nets "
                          f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?", data)
-    box_of = None
-    if crops:
-        boxes = evaluation.read_boxes(crops)
-        box_of = lambda item, pixels: boxes.find(item)  # noqa: E731
-    elif crop_now:
+    if crop_now:
         from fcnx.cropper import Cropper
 
         cropper = Cropper(ensemble)
@@ -94,6 +110,9 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
     click.echo(_table(rows))
     if result.skipped:
         click.echo(f"evaluate: {len(result.skipped)} unreadable image(s) skipped, e.g. {result.skipped[0]}", err=True)
+    if without_box:
+        click.echo(f"evaluate: {len(without_box)} image(s) without a box left out (--skip-missing), e.g. "
+                   f"{without_box[0].path}", err=True)
     if outdir is not None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -101,4 +120,6 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
         writer.writerows(rows)
         atomic_text(outdir / "evaluation.csv", buffer.getvalue())
         atomic_text(outdir / "evaluation.json", json.dumps({"split": split, "kernel": kernel, "rows": rows,
-                                                             "skipped": result.skipped}, indent=2))
+                                                             "skipped": result.skipped,
+                                                             "without_box": [str(i.path) for i in without_box]},
+                                                            indent=2))
