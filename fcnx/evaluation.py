@@ -130,15 +130,22 @@ class Evaluation:
         return rows
 
 
-def classify(ensemble: Any, region: np.ndarray) -> np.ndarray:
-    """Class probabilities ``nets x classes`` of an ``H x W x 3`` uint8 region squashed to the kernel."""
+def squash(ensemble: Any, region: np.ndarray) -> Any:
+    """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
     import torch
 
     from fcnx.ensemble import resize
 
     tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
-    probs = ensemble.probabilities(resize(tensor, (ensemble.kernel, ensemble.kernel)))
-    return probs[0, :, :, 0, 0].cpu().numpy()
+    return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
+
+
+def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:
+    """Class probabilities ``B x nets x classes`` of regions already :func:`squash`-ed, in one forward pass."""
+    import torch
+
+    batch = torch.stack(list(squashed)).contiguous(memory_format=torch.channels_last)
+    return ensemble.probabilities(batch)[:, :, :, 0, 0].cpu().numpy()
 
 
 def evaluate(
@@ -146,15 +153,30 @@ def evaluate(
     items: Iterable[ImageItem],
     box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
     progress: Callable[[], None] | None = None,
+    batch_size: int = 1,
 ) -> Evaluation:
     """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
 
     ``box_of(item, pixels)`` gives the crop of an image (``None``: no crop side). Unreadable
-    images are skipped and listed in ``Evaluation.skipped``.
+    images are skipped and listed in ``Evaluation.skipped``. Regions (originals and crops) go
+    through the nets ``batch_size`` at a time; all are squashed to the kernel first, so any
+    regions batch together and the scores are those of one region at a time.
     """
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, got {batch_size}")
     names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
     result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
     classes = {name: index for index, name in enumerate(ensemble.classes)}
+    pending: list[tuple[dict[str, Scores], int, Any]] = []
+
+    def run_pending() -> None:
+        if not pending:
+            return
+        for (scores, label, _), probs in zip(pending, classify_batch(ensemble, [t for _, _, t in pending])):
+            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
+                scores[name].add(row, label)
+        pending.clear()
+
     for item in items:
         if item.label not in classes:
             raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
@@ -172,12 +194,12 @@ def evaluate(
             if box is None:
                 raise UsageError("no box for this image (crop the same split first, or use --crop)", item.path)
             sides.append((result.cropped, cut_box(pixels, box)))
-        for scores, region in sides:
-            probs = classify(ensemble, region)
-            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
-                scores[name].add(row, label)
+        pending.extend((scores, label, squash(ensemble, region)) for scores, region in sides)
+        if len(pending) >= batch_size:
+            run_pending()
         if progress:
             progress()
+    run_pending()
     return result
 
 
