@@ -68,6 +68,10 @@ def test_cached_weights_load_without_network(no_hub):
     (no_hub / "models--timm--test_resnet.r160_in1k" / "refs" / "main").write_text("0" * 40)
     loaded = hub.create_pretrained("test_resnet.r160_in1k").state_dict()
     assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    (snapshot / "model.safetensors").write_bytes(b"cut short")
+    with pytest.raises(FcnxError, match=r"model\.safetensors: cannot load the cached pretrained weights "
+                                        r"'test_resnet\.r160_in1k' \(\w+\); remove the file"):
+        hub.create_pretrained("test_resnet.r160_in1k")
 
 
 def test_a_url_hosted_net_without_network_names_its_server(no_hub, monkeypatch):

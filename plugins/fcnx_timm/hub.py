@@ -28,20 +28,23 @@ def create_pretrained(tag: str) -> Any:
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(tag)
-    if cfg is not None:
-        cached = _cached_file(cfg)
+    cached = None if cfg is None else _cached_file(cfg)
+    source = None if cfg is None or cached is not None else _source(cfg)
+    if source is not None:
+        hub, url, hints = source
+        problem = _offline_reason(hub) or _probe(url)
+        if problem is not None:
+            raise FcnxError(f"cannot download the pretrained weights {tag!r} from {hub} ({problem}): pass a "
+                            f"local weight file with --weights NET=FILE, or {hints}")
+    try:
         if cached is not None:
             return timm.create_model(tag, pretrained=True, pretrained_cfg_overlay={"file": cached})
-        source = _source(cfg)
-        if source is not None:
-            hub, url, hints = source
-            problem = _offline_reason(hub) or _probe(url)
-            if problem is not None:
-                raise FcnxError(f"cannot download the pretrained weights {tag!r} from {hub} ({problem}): pass a "
-                                f"local weight file with --weights NET=FILE, or {hints}")
-    try:
         return timm.create_model(tag, pretrained=True)
     except Exception as exc:
+        if cached is not None:
+            raise FcnxError(f"cannot load the cached pretrained weights {tag!r} ({type(exc).__name__}); remove the "
+                            f"file to download it again, or pass a checkpoint file with --weights NET=FILE",
+                            cached) from None
         raise FcnxError(f"cannot fetch pretrained weights {tag!r} ({type(exc).__name__}); without network "
                         f"access pass a checkpoint file with --weights NET=FILE") from None
 
