@@ -8,8 +8,8 @@ crops, so part of their gain could come from the interpolation rather than the c
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 from fcnx import geometry
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, load_rgb
+from fcnx.journal import read_journal
 from fcnx.metrics import top_k_accuracy
 
 Box = tuple[float, float, float, float]
@@ -38,13 +39,16 @@ class BoxIndex:
 
     by_path: dict[str, dict[str | None, Box]] = field(default_factory=dict)
     by_file: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+    #: one line each, not fatal: a last line cut by a killed run
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.by_path)
 
     def find(self, item: ImageItem) -> Box | None:
         """The box of ``item``: the one for its label when the image has several, else the first; ``None`` if none."""
-        entries = self.by_path.get(str(Path(item.path).resolve())) or self.by_file.get(item.rel.as_posix())
+        # realpath, not Path.resolve: no error on a link loop
+        entries = self.by_path.get(os.path.realpath(item.path)) or self.by_file.get(item.rel.as_posix())
         if not entries:
             return None
         return entries.get(item.label) or next(iter(entries.values()))
@@ -58,21 +62,24 @@ def read_boxes(path: Path) -> BoxIndex:
     a nested ``box`` object with those keys. Optional: ``category`` (the box's category: an image
     with several boxes is scored with the box of its label) and ``file`` (the image's path relative
     to the dataset root, used when ``path`` does not match, e.g. on another machine). Other fields
-    are ignored; per image and category the first box counts.
+    are ignored. The file is read as ``fcnx crop`` reads its journal (:func:`fcnx.journal.read_journal`):
+    a last line cut by a killed run is dropped with a warning, and per image and category the
+    last record counts (a resumed run's).
     """
     index = BoxIndex()
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        journal = read_journal(path)
+    except OSError as exc:
         raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    if journal.cut:
+        index.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
+    for number, record in journal.lines:
         try:
-            record = json.loads(line)
+            if record is None:
+                raise ValueError("not a JSON object")
             source = record.get("box", record)
             box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
-            key = str(Path(record["path"]).resolve())
+            key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -80,9 +87,9 @@ def read_boxes(path: Path) -> BoxIndex:
         if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
             raise UsageError(f"line {number}: empty or invalid box {box}", path)
         category = None if category is None else str(category)
-        index.by_path.setdefault(key, {}).setdefault(category, box)
+        index.by_path.setdefault(key, {})[category] = box
         if isinstance(file, str):
-            index.by_file.setdefault(file, {}).setdefault(category, box)
+            index.by_file.setdefault(file, {})[category] = box
     return index
 
 
@@ -125,15 +132,22 @@ class Evaluation:
         return rows
 
 
-def classify(ensemble: Any, region: np.ndarray) -> np.ndarray:
-    """Class probabilities ``nets x classes`` of an ``H x W x 3`` uint8 region squashed to the kernel."""
+def squash(ensemble: Any, region: np.ndarray) -> Any:
+    """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
     import torch
 
     from fcnx.ensemble import resize
 
     tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
-    probs = ensemble.probabilities(resize(tensor, (ensemble.kernel, ensemble.kernel)))
-    return probs[0, :, :, 0, 0].cpu().numpy()
+    return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
+
+
+def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:
+    """Class probabilities ``B x nets x classes`` of regions already :func:`squash`-ed, in one forward pass."""
+    import torch
+
+    batch = torch.stack(list(squashed)).contiguous(memory_format=torch.channels_last)
+    return ensemble.probabilities(batch)[:, :, :, 0, 0].cpu().numpy()
 
 
 def evaluate(
@@ -142,17 +156,32 @@ def evaluate(
     box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
     progress: Callable[[], None] | None = None,
     report: Callable[[str], None] | None = None,
+    batch_size: int = 1,
 ) -> Evaluation:
     """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
 
     ``box_of(item, pixels)`` gives the crop of an image (``None``: it has no box). An image that
     cannot be read, or has no box, or whose box cannot be made (:class:`FcnxError`) is skipped on
     both sides, so originals and crops are scored on the same images; its one-line error is listed
-    in ``Evaluation.skipped`` and passed to ``report``.
+    in ``Evaluation.skipped`` and passed to ``report``. Regions (originals and crops) go through
+    the nets ``batch_size`` at a time; all are squashed to the kernel first, so any regions batch
+    together and the scores are those of one region at a time.
     """
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, got {batch_size}")
     names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
     result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
     classes = {name: index for index, name in enumerate(ensemble.classes)}
+    pending: list[tuple[dict[str, Scores], int, Any]] = []
+
+    def run_pending() -> None:
+        if not pending:
+            return
+        for (scores, label, _), probs in zip(pending, classify_batch(ensemble, [t for _, _, t in pending])):
+            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
+                scores[name].add(row, label)
+        pending.clear()
+
     for item in items:
         if item.label not in classes:
             raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
@@ -175,12 +204,12 @@ def evaluate(
             if progress:
                 progress()
             continue
-        for scores, region in sides:
-            probs = classify(ensemble, region)
-            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
-                scores[name].add(row, label)
+        pending.extend((scores, label, squash(ensemble, region)) for scores, region in sides)
+        if len(pending) >= batch_size:
+            run_pending()
         if progress:
             progress()
+    run_pending()
     return result
 
 

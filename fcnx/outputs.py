@@ -37,6 +37,7 @@ from fcnx.checkpoint import FILE_MODE, TEMP_SUFFIX
 from fcnx.cropper import Box, CropResult
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, open_upright, to_rgb
+from fcnx.journal import read_journal
 
 JOURNAL = "boxes.jsonl"
 TABLE = "boxes.csv"
@@ -235,16 +236,13 @@ class CropOutputs:
         path = self.outdir / JOURNAL
         if not path.exists():
             return
-        data = path.read_bytes()
-        repaired = not data.endswith(b"\n") and bool(data)
-        lines = data.split(b"\n")[:-1]  # the last piece is empty, or a line cut by a kill
+        journal = read_journal(path)
+        repaired = journal.unterminated  # a line cut by a kill, or a last record without its newline
         groups: dict[str, list[dict[str, Any]]] = {}
         previous: str | None = None
-        for raw in lines:
-            try:
-                record = json.loads(raw)
-                key = record["path"]
-            except (ValueError, KeyError, TypeError):
+        for _, record in journal.lines:
+            key = None if record is None else record.get("path")
+            if not isinstance(key, str):
                 repaired = True
                 previous = None
                 continue

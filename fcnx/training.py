@@ -329,6 +329,8 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
         _check_resume(config, data.classes, saved, digest, progress, outdir)
     if ctx.main:
         log(data.describe() + f"; {len(train_items)} for training, {len(val_items)} for validation")
+        for warning in data.warnings:
+            log(f"warning: {warning}")
     if not train_items:
         raise UsageError(f"no training images left in the {config.split} split", data.root)
 
@@ -359,7 +361,7 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
                             batch_size=config.batch_size, num_workers=workers, pin_memory=pin)
     meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
     unreadable_total = 0
-    missing = [f"{path}: listed in meta but no such file" for path in data.missing]
+    missing = list(data.missing_lines)  # one line each, naming the meta file and line
     if ctx.main:
         remove_temporaries(outdir)  # what a killed run was writing
         for line in missing:

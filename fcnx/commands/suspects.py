@@ -75,6 +75,8 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
     from fcnx.outputs import atomic_text, check_outdir
 
     dataset = datasets.open_dataset(data, split)
+    for warning in dataset.warnings:
+        click.echo(f"suspects: warning: {warning}", err=True)
     items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
@@ -89,7 +91,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
         suspects, failures = evaluation.find_suspects(cropper, items, progress=bar.update)
     finally:
         bar.close()
-    failures += [f"{path}: listed in meta but no such file" for path in dataset.missing]
+    failures += dataset.missing_lines
     rows = [s.as_dict() for s in suspects]
     buffer = io.StringIO()
     fields = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "x", "y", "w", "h"]
