@@ -1,0 +1,208 @@
+"""``--engine ray``: the crop engine spread over a Ray cluster with Ray Data.
+
+The driver (``fcnx crop`` or :func:`crop_on_ray`) keeps everything that touches OUTDIR: it lists
+the images, skips the done ones, and writes crops, ``boxes.jsonl`` and the table from the results
+exactly as the local engine does (:mod:`fcnx.outputs`). Ray only decides *where*
+:meth:`fcnx.cropper.Cropper.crop_decoded` runs: in a pool of actors, each holding a
+:class:`~fcnx.cropper.Cropper` (one actor per GPU with ``num_gpus=1``; on a cluster without GPUs,
+one actor per CPU, one torch thread each). Each actor batches the images of a Ray Data batch by
+size, as the local engine does. With GPU actors, images are decoded by Ray Data tasks on the CPUs;
+CPU actors decode their own images (the nets already keep every core busy).
+
+Every node needs fcnx, its plugins and the weight files at the same paths, and must see the
+images at the paths the driver gives (a shared file system).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcnx.errors import FcnxError, UsageError
+from fcnx.images import ImageItem
+
+INSTALL_HINT = "the Ray engine needs Ray: pip install 'fcnx[ray]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module (with Ray Data), or a :class:`UsageError` saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return ray
+
+
+@dataclasses.dataclass(frozen=True)
+class CropperConfig:
+    """What an actor needs to build the driver's cropper on its own device (weights as absolute paths)."""
+
+    nets: tuple[str, ...]
+    weights: dict[str, str]
+    kernel: int
+    half: bool = False
+    compile: bool = False
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        absolute = {n: os.path.abspath(w) if Path(w).is_file() else w for n, w in self.weights.items()}
+        object.__setattr__(self, "weights", absolute)
+
+    def build(self, device: str) -> Any:
+        from fcnx.cropper import Cropper
+
+        return Cropper.from_nets(list(self.nets), self.weights, kernel=self.kernel, device=device, half=self.half,
+                                 compile=self.compile, **self.options, workers=0)
+
+
+@dataclasses.dataclass
+class RayStats:
+    """Filled in while :func:`crop_on_ray` runs: actors, their kind, and seconds of forward passes in all of them."""
+
+    actors: int = 0
+    gpus: bool = False
+    forward_seconds: float = 0.0
+
+
+def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, list]:
+    """Ray Data task: decode the images of a batch (pickled ``(pixels 3 x h x w uint8, size)`` or the error)."""
+    from fcnx.cropper import decode
+
+    decoded = []
+    for raw in batch["item"]:
+        image = decode(pickle.loads(raw), min_side)
+        decoded.append(pickle.dumps(image if isinstance(image, str) else (image[0].numpy(), image[1])))
+    return {"index": batch["index"], "item": batch["item"], "decoded": decoded}
+
+
+class CropActor:
+    """Ray Data actor: a cropper on this actor's device; crops one batch of images, batched by size."""
+
+    def __init__(self, config: CropperConfig, device: str, timed: bool = False) -> None:
+        import torch
+
+        if device == "cpu":
+            torch.set_num_threads(1)
+        self.cropper = config.build(device)
+        self.cropper.ensemble.timed = timed
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        from fcnx.cropper import decode
+
+        items = [pickle.loads(raw) for raw in batch["item"]]
+        position = {id(item): int(index) for item, index in zip(items, batch["index"])}
+        if "decoded" in batch:
+            stream = ((item, _unpack(raw)) for item, raw in zip(items, batch["decoded"]))
+        else:
+            stream = ((item, decode(item, self.cropper.min_side)) for item in items)
+        ensemble = self.cropper.ensemble
+        before = ensemble.forward_seconds
+        results = list(self.cropper.crop_decoded(stream))
+        seconds = [0.0] * len(results)
+        if seconds:
+            seconds[0] = ensemble.forward_seconds - before
+        return {"index": [position[id(r.item)] for r in results], "result": [pickle.dumps(r) for r in results],
+                "forward_seconds": seconds}
+
+
+def _unpack(raw: bytes) -> Any:
+    import torch
+
+    image = pickle.loads(raw)
+    if isinstance(image, str):
+        return image
+    pixels, size = image
+    return torch.from_numpy(pixels), size
+
+
+def crop_on_ray(
+    config: CropperConfig,
+    items: Sequence[ImageItem],
+    *,
+    address: str | None = None,
+    device: str = "auto",
+    actors: int | None = None,
+    decode_tasks: bool | None = None,
+    timed: bool = False,
+    stats: RayStats | None = None,
+) -> Iterator[Any]:
+    """Crop ``items`` on a Ray cluster: a :class:`~fcnx.cropper.CropResult` or ``CropFailure`` per image, as they complete.
+
+    Joins the cluster at ``address`` (default: ``RAY_ADDRESS``, else a new local one) unless Ray is
+    already initialised; a cluster it started is shut down when the iterator ends or is closed.
+    ``device``: ``auto`` (GPU actors when the cluster has GPUs), ``cpu`` or ``cuda``. ``actors``:
+    default one per GPU, else one per CPU. ``decode_tasks``: decode in Ray Data tasks rather than in
+    the actors (default: with GPU actors). ``timed``: synchronise around forward passes so that
+    ``stats.forward_seconds`` is exact on a GPU.
+    """
+    ray = import_ray()
+    items = list(items)
+    if not items:
+        return
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--engine ray runs on the cluster's GPUs or CPUs: use --device auto, cpu or cuda, not {device!r}")
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=True, include_dashboard=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"cannot start or join the Ray cluster at {address or 'a new local instance'} ({exc})") from None
+    try:
+        yield from _run(ray, config, items, device, actors, decode_tasks, timed, stats or RayStats())
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run(ray: Any, config: CropperConfig, items: list[ImageItem], device: str, actors: int | None,
+         decode_tasks: bool | None, timed: bool, stats: RayStats) -> Iterator[Any]:
+    from fcnx.cropper import min_decode_side
+
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    use_gpus = device == "cuda" or (device == "auto" and gpus > 0)
+    if use_gpus and gpus < 1:
+        raise UsageError("--device cuda: the Ray cluster has no GPU")
+    if config.half and not use_gpus:
+        raise UsageError("--half needs GPU actors, and the Ray cluster has no GPU (or --device cpu was given)")
+    count = actors or (gpus if use_gpus else max(1, cpus))
+    decode_tasks = use_gpus if decode_tasks is None else decode_tasks
+    batch_size = config.options.get("batch_size") or (8 if use_gpus else 1)
+    rows = 4 * batch_size  # a Ray Data batch: the images an actor sorts by size into batches of batch_size
+    min_side = min_decode_side(config.kernel, config.options.get("max_scale", 3.0))
+    stats.actors, stats.gpus = count, use_gpus
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # fcnx prints its own progress
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    records = [{"index": k, "item": pickle.dumps(dataclasses.replace(item, path=Path(os.path.abspath(item.path))))}
+               for k, item in enumerate(items)]
+    dataset = ray.data.from_items(records, override_num_blocks=max(1, -(-len(records) // rows)))
+    if decode_tasks:
+        dataset = dataset.map_batches(_decode_batch, fn_kwargs={"min_side": min_side}, batch_size=rows, num_cpus=1)
+    resources = {"num_gpus": 1} if use_gpus else {"num_cpus": 1}
+    dataset = dataset.map_batches(
+        CropActor, fn_constructor_kwargs={"config": config, "device": "cuda" if use_gpus else "cpu", "timed": timed},
+        batch_size=rows, compute=ray.data.ActorPoolStrategy(size=count), **resources,
+    )
+    try:
+        for row in dataset.iter_rows():
+            stats.forward_seconds += float(row["forward_seconds"])
+            result = pickle.loads(row["result"])
+            yield dataclasses.replace(result, item=items[int(row["index"])])
+    except ray.exceptions.RayError as exc:
+        raise FcnxError(f"the Ray engine failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
