@@ -353,7 +353,7 @@ class CropOutputs:
         """
         self.flush()
         self._pool.shutdown(wait=True)
-        if self._superseded or self._reorder(order):
+        if self._reorder(order) or self._superseded:
             self._rewrite_journal()
         self._write_table()
         failures = list(failures)

@@ -164,7 +164,7 @@ def crop_on_ray(
 
 def _run(ray: Any, config: CropperConfig, items: list[ImageItem], device: str, actors: int | None,
          decode_tasks: bool | None, timed: bool, stats: RayStats) -> Iterator[Any]:
-    from fcnx.cropper import min_decode_side
+    from fcnx.cropper import CropFailure, min_decode_side
 
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
@@ -197,8 +197,10 @@ def _run(ray: Any, config: CropperConfig, items: list[ImageItem], device: str, a
     try:
         for row in dataset.iter_rows():
             stats.forward_seconds += float(row["forward_seconds"])
-            result = pickle.loads(row["result"])
-            yield dataclasses.replace(result, item=items[int(row["index"])])
+            result, item = pickle.loads(row["result"]), items[int(row["index"])]
+            if isinstance(result, CropFailure):  # name the file as the driver was given it
+                result = CropFailure(item, result.error.replace(str(result.item.path), str(item.path), 1))
+            yield dataclasses.replace(result, item=item)
     except ray.exceptions.RayError as exc:
         raise FcnxError(f"the Ray engine failed: {_first_line(exc)}") from exc
 
