@@ -136,43 +136,73 @@ def classify(ensemble: Any, region: np.ndarray) -> np.ndarray:
     return probs[0, :, :, 0, 0].cpu().numpy()
 
 
+def boxes_of(boxes: BoxIndex) -> Callable[[ImageItem, np.ndarray], Box | None]:
+    """``box_of`` for :func:`evaluate`: each image's box from a ``boxes.jsonl`` (:func:`read_boxes`)."""
+    return lambda item, pixels: boxes.find(item)
+
+
+def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], Box | None]:
+    """``box_of`` for :func:`evaluate`: crop each image for its label with ``cropper`` now."""
+    def box_of(item: ImageItem, pixels: np.ndarray) -> Box:
+        box = cropper.crop_image(pixels, [item.label]).boxes[0]
+        return box.x, box.y, box.w, box.h
+
+    return box_of
+
+
+def item_probabilities(
+    ensemble: Any, item: ImageItem, box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
+) -> list[np.ndarray] | str:
+    """Class probabilities ``nets x classes`` of an image and, with ``box_of``, of its crop; or the one-line
+    error of an unreadable image. :class:`UsageError` when ``box_of`` has no box for it."""
+    try:
+        pixels, _ = load_rgb(item.path)
+    except FcnxError as exc:
+        return str(exc)
+    regions = [pixels]
+    if box_of is not None:
+        box = box_of(item, pixels)
+        if box is None:
+            raise UsageError("no box for this image (crop the same split first, or use --crop)", item.path)
+        regions.append(cut_box(pixels, box))
+    return [classify(ensemble, region) for region in regions]
+
+
 def evaluate(
     ensemble: Any,
     items: Iterable[ImageItem],
     box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
     progress: Callable[[], None] | None = None,
+    outcomes: Iterable[tuple[ImageItem, list[np.ndarray] | str]] | None = None,
 ) -> Evaluation:
     """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
 
     ``box_of(item, pixels)`` gives the crop of an image (``None``: no crop side). Unreadable
-    images are skipped and listed in ``Evaluation.skipped``.
+    images are skipped and listed in ``Evaluation.skipped`` (in the order of ``items``).
+    ``outcomes``: :func:`item_probabilities` of every item computed elsewhere, in any order
+    (the Ray engine); ``box_of`` then only says whether they include crops.
     """
+    items = list(items)
     names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
     result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
     classes = {name: index for index, name in enumerate(ensemble.classes)}
     for item in items:
         if item.label not in classes:
             raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
-        label = classes[item.label]
-        try:
-            pixels, _ = load_rgb(item.path)
-        except FcnxError as exc:
-            result.skipped.append(str(exc))
-            if progress:
-                progress()
-            continue
-        sides = [(result.original, pixels)]
-        if box_of is not None:
-            box = box_of(item, pixels)
-            if box is None:
-                raise UsageError("no box for this image (crop the same split first, or use --crop)", item.path)
-            sides.append((result.cropped, cut_box(pixels, box)))
-        for scores, region in sides:
-            probs = classify(ensemble, region)
-            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
-                scores[name].add(row, label)
+    if outcomes is None:
+        outcomes = ((item, item_probabilities(ensemble, item, box_of)) for item in items)
+    skipped: dict[int, str] = {}
+    position = {id(item): k for k, item in enumerate(items)}
+    for item, outcome in outcomes:
+        if isinstance(outcome, str):
+            skipped[position[id(item)]] = outcome
+        else:
+            for scores, probs in zip([result.original, result.cropped], outcome):
+                for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
+                    scores[name].add(row, classes[item.label])
         if progress:
             progress()
+    result.skipped = [skipped[k] for k in sorted(skipped)]
     return result
 
 

@@ -15,10 +15,12 @@ images at the paths the driver gives (a shared file system).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import pickle
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,11 +67,13 @@ class CropperConfig:
 
 @dataclasses.dataclass
 class RayStats:
-    """Filled in while :func:`crop_on_ray` runs: actors, their kind, and seconds of forward passes in all of them."""
+    """Filled in while :func:`crop_on_ray` runs: actors, their kind, and in all of them together the seconds
+    of forward passes and the CPU seconds of the actor processes (while they cropped)."""
 
     actors: int = 0
     gpus: bool = False
     forward_seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, list]:
@@ -104,13 +108,12 @@ class CropActor:
         else:
             stream = ((item, decode(item, self.cropper.min_side)) for item in items)
         ensemble = self.cropper.ensemble
-        before = ensemble.forward_seconds
+        before, cpu = ensemble.forward_seconds, time.process_time()
         results = list(self.cropper.crop_decoded(stream))
-        seconds = [0.0] * len(results)
-        if seconds:
-            seconds[0] = ensemble.forward_seconds - before
+        seconds, cpu_seconds = [0.0] * len(results), [0.0] * len(results)
+        seconds[0], cpu_seconds[0] = ensemble.forward_seconds - before, time.process_time() - cpu
         return {"index": [position[id(r.item)] for r in results], "result": [pickle.dumps(r) for r in results],
-                "forward_seconds": seconds}
+                "forward_seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 def _unpack(raw: bytes) -> Any:
@@ -121,6 +124,36 @@ def _unpack(raw: bytes) -> Any:
         return image
     pixels, size = image
     return torch.from_numpy(pixels), size
+
+
+class EvaluateActor:
+    """Ray Data actor: the probabilities of each image of a batch and of its crop (:func:`fcnx.evaluation.item_probabilities`)."""
+
+    def __init__(self, config: CropperConfig, device: str, boxes: Any = None, crop: bool = False) -> None:
+        import torch
+
+        from fcnx import evaluation
+
+        if device == "cpu":
+            torch.set_num_threads(1)
+        cropper = config.build(device)
+        self.ensemble = cropper.ensemble
+        self.box_of = evaluation.boxes_of(boxes) if boxes is not None else evaluation.crops_of(cropper) if crop else None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        from fcnx.evaluation import item_probabilities
+
+        outcomes = []
+        before = self.ensemble.forward_seconds
+        for raw in batch["item"]:
+            try:
+                outcomes.append(item_probabilities(self.ensemble, pickle.loads(raw), self.box_of))
+            except UsageError as exc:  # raised again by the driver
+                outcomes.append(exc)
+        seconds = [0.0] * len(outcomes)
+        seconds[0] = self.ensemble.forward_seconds - before
+        return {"index": batch["index"], "result": [pickle.dumps(o) for o in outcomes], "forward_seconds": seconds,
+                "cpu_seconds": [0.0] * len(outcomes)}
 
 
 def crop_on_ray(
@@ -143,43 +176,100 @@ def crop_on_ray(
     the actors (default: with GPU actors). ``timed``: synchronise around forward passes so that
     ``stats.forward_seconds`` is exact on a GPU.
     """
+    from fcnx.cropper import CropFailure, min_decode_side
+
     ray = import_ray()
     items = list(items)
     if not items:
         return
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--engine ray runs on the cluster's GPUs or CPUs: use --device auto, cpu or cuda, not {device!r}")
+    stats = stats if stats is not None else RayStats()
+    with _cluster(ray, address):
+        use_gpus, count = _plan(ray, device, actors, config.half)
+        stats.actors, stats.gpus = count, use_gpus
+        batch_size = config.options.get("batch_size") or (8 if use_gpus else 1)
+        decode = use_gpus if decode_tasks is None else decode_tasks
+        min_side = min_decode_side(config.kernel, config.options.get("max_scale", 3.0))
+        kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "timed": timed}
+        # a Ray Data batch: the images an actor sorts by size into batches of batch_size
+        rows = _stream(ray, items, CropActor, kwargs, use_gpus, count, 4 * batch_size, min_side if decode else None)
+        for index, result, seconds, cpu in rows:
+            stats.forward_seconds += seconds
+            stats.cpu_seconds += cpu
+            item = items[index]
+            if isinstance(result, CropFailure):  # name the file as the driver was given it
+                result = CropFailure(item, result.error.replace(str(result.item.path), str(item.path), 1))
+            yield dataclasses.replace(result, item=item)
+
+
+def evaluate_on_ray(
+    config: CropperConfig,
+    items: Sequence[ImageItem],
+    *,
+    boxes: Any = None,
+    crop: bool = False,
+    address: str | None = None,
+    device: str = "auto",
+    actors: int | None = None,
+) -> Iterator[tuple[ImageItem, Any]]:
+    """``(item, probabilities or error)`` for ``fcnx evaluate`` (:func:`fcnx.evaluation.evaluate`'s ``outcomes``), on Ray.
+
+    ``boxes``: a :class:`~fcnx.evaluation.BoxIndex` to score crops from; ``crop``: crop each image
+    for its label in the actors. Cluster, ``device`` and ``actors``: as :func:`crop_on_ray`.
+    """
+    ray = import_ray()
+    items = list(items)
+    if not items:
+        return
+    with _cluster(ray, address):
+        use_gpus, count = _plan(ray, device, actors, config.half)
+        kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "boxes": boxes, "crop": crop}
+        for index, outcome, _, _ in _stream(ray, items, EvaluateActor, kwargs, use_gpus, count, 16, None):
+            if isinstance(outcome, UsageError):
+                raise outcome
+            if isinstance(outcome, str):  # name the file as the driver was given it
+                outcome = outcome.replace(os.path.abspath(items[index].path), str(items[index].path), 1)
+            yield items[index], outcome
+
+
+@contextlib.contextmanager
+def _cluster(ray: Any, address: str | None) -> Iterator[None]:
+    """Join or start a cluster unless Ray is initialised already; shut down one that was started here."""
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=True, include_dashboard=False)
+            ray.init(address=address, logging_level="WARNING", include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UsageError(f"cannot start or join the Ray cluster at {address or 'a new local instance'} ({exc})") from None
     try:
-        yield from _run(ray, config, items, device, actors, decode_tasks, timed, stats or RayStats())
+        yield
     finally:
         if started:
             ray.shutdown()
 
 
-def _run(ray: Any, config: CropperConfig, items: list[ImageItem], device: str, actors: int | None,
-         decode_tasks: bool | None, timed: bool, stats: RayStats) -> Iterator[Any]:
-    from fcnx.cropper import CropFailure, min_decode_side
-
+def _plan(ray: Any, device: str, actors: int | None, half: bool) -> tuple[bool, int]:
+    """Whether the actors take GPUs, and how many actors: one per GPU, else one per CPU, unless ``actors``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--engine ray runs on the cluster's GPUs or CPUs: use --device auto, cpu or cuda, not {device!r}")
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     use_gpus = device == "cuda" or (device == "auto" and gpus > 0)
     if use_gpus and gpus < 1:
         raise UsageError("--device cuda: the Ray cluster has no GPU")
-    if config.half and not use_gpus:
+    if half and not use_gpus:
         raise UsageError("--half needs GPU actors, and the Ray cluster has no GPU (or --device cpu was given)")
-    count = actors or (gpus if use_gpus else max(1, cpus))
-    decode_tasks = use_gpus if decode_tasks is None else decode_tasks
-    batch_size = config.options.get("batch_size") or (8 if use_gpus else 1)
-    rows = 4 * batch_size  # a Ray Data batch: the images an actor sorts by size into batches of batch_size
-    min_side = min_decode_side(config.kernel, config.options.get("max_scale", 3.0))
-    stats.actors, stats.gpus = count, use_gpus
+    return use_gpus, actors or (gpus if use_gpus else max(1, cpus))
 
+
+def _stream(ray: Any, items: list[ImageItem], actor: type, kwargs: dict[str, Any], use_gpus: bool, count: int,
+            rows: int, decode_min_side: int | None) -> Iterator[tuple[int, Any, float, float]]:
+    """Run ``actor`` over ``items`` with Ray Data, at most ``rows`` images a batch.
+
+    Yields ``(index, outcome, forward seconds, CPU seconds)``; the seconds of a batch come with its first image.
+
+    ``decode_min_side``: decode in Ray Data tasks first (on CPUs), at least that short side.
+    """
+    rows = max(1, min(rows, -(-len(items) // (4 * count))))  # at least 4 batches an actor, to balance the load
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # fcnx prints its own progress
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
@@ -187,24 +277,18 @@ def _run(ray: Any, config: CropperConfig, items: list[ImageItem], device: str, a
     records = [{"index": k, "item": pickle.dumps(dataclasses.replace(item, path=Path(os.path.abspath(item.path))))}
                for k, item in enumerate(items)]
     dataset = ray.data.from_items(records, override_num_blocks=max(1, -(-len(records) // rows)))
-    if decode_tasks:
-        dataset = dataset.map_batches(_decode_batch, fn_kwargs={"min_side": min_side}, batch_size=rows, num_cpus=1)
+    if decode_min_side is not None:
+        dataset = dataset.map_batches(_decode_batch, fn_kwargs={"min_side": decode_min_side}, batch_size=rows, num_cpus=1)
     resources = {"num_gpus": 1} if use_gpus else {"num_cpus": 1}
-    dataset = dataset.map_batches(
-        CropActor, fn_constructor_kwargs={"config": config, "device": "cuda" if use_gpus else "cpu", "timed": timed},
-        batch_size=rows, compute=ray.data.ActorPoolStrategy(size=count), **resources,
-    )
+    dataset = dataset.map_batches(actor, fn_constructor_kwargs=kwargs, batch_size=rows,
+                                  compute=ray.data.ActorPoolStrategy(size=count), **resources)
     try:
         for row in dataset.iter_rows():
-            stats.forward_seconds += float(row["forward_seconds"])
-            result, item = pickle.loads(row["result"]), items[int(row["index"])]
-            if isinstance(result, CropFailure):  # name the file as the driver was given it
-                result = CropFailure(item, result.error.replace(str(result.item.path), str(item.path), 1))
-            yield dataclasses.replace(result, item=item)
+            yield int(row["index"]), pickle.loads(row["result"]), float(row["forward_seconds"]), float(row["cpu_seconds"])
     except ray.exceptions.RayError as exc:
-        raise FcnxError(f"the Ray engine failed: {_first_line(exc)}") from exc
+        raise FcnxError(f"the Ray engine failed: {_last_line(exc)}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def _last_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(exc).__name__

@@ -139,3 +139,37 @@ def test_without_ray_the_engine_says_how_to_install_it(tmp_path, weights, monkey
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     result = crop(weights, "--engine", "ray", tmp_path / "photos", "-o", tmp_path / "out")
     assert result.exit_code == 2 and "pip install 'fcnx[ray]'" in result.stderr
+
+
+def labelled(folder: Path) -> Path:
+    """A class-folder dataset: two noise images per class, and one unreadable file."""
+    rng = np.random.default_rng(1)
+    for k, label in enumerate(CLASSES * 2):
+        path = folder / label / f"{k}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (60 + 4 * k, 70, 3), np.uint8)).save(path)
+    (folder / "cake" / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def evaluate(weights: dict[str, Path], *args: object) -> object:
+    argv = ["evaluate", "--nets", ",".join(NETS), "--kernel", str(KERNEL), "--split", "all", "--quiet"]
+    for name, path in weights.items():
+        argv += ["--weights", f"{name}={path}"]
+    return CliRunner().invoke(cli, argv + [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_evaluate_on_ray_writes_the_local_figures(tmp_path, cluster, weights, one_thread):
+    data = labelled(tmp_path / "data")
+    for mode in (["--crop"], ["--crops", None]):
+        if mode[-1] is None:  # boxes of an earlier crop
+            assert crop(weights, "--dry-run", data, "-o", tmp_path / "boxes").exit_code == 1  # the broken file
+            mode = ["--crops", tmp_path / "boxes" / "boxes.jsonl"]
+        local = evaluate(weights, "--data", data, *mode, "-o", tmp_path / "local")
+        remote = evaluate(weights, "--data", data, *mode, "--engine", "ray", "--actors", "2", "-o", tmp_path / "ray")
+        assert local.exit_code == remote.exit_code == 0, remote.output
+        assert "1 unreadable image(s) skipped" in remote.stderr and remote.stdout == local.stdout
+        for name in ("evaluation.json", "evaluation.csv"):
+            assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    assert "cropped top-1" in remote.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from fcnx.commands.common import ensemble_options, resolve_nets
+from fcnx.commands.common import engine_options, ensemble_options, resolve_nets
 from fcnx.errors import UsageError
 
 
@@ -39,7 +39,8 @@ def _table(rows: list[dict]) -> str:
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for evaluation.csv and evaluation.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, outdir, quiet) -> None:
+@engine_options
+def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, outdir, quiet, engine, address, actors) -> None:
     """Top-1 and top-5 of each net (and of their mean) on the original images and on their crops,
     as in the paper's Table IV. Originals and crops are squashed to the kernel with the same
     interpolation, so the difference measures the crop and nothing else.
@@ -49,6 +50,7 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
       fcnx evaluate --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
                     --weights xception=xc.safetensors --data food-101/ --crops cropped/boxes.jsonl -o eval/
       fcnx evaluate --weights vgg19=vgg19.safetensors --data food-101/ --crops cropped/boxes.jsonl
+      fcnx evaluate --engine ray --weights ... --data food-101/ --crop       # on a Ray cluster
     """
     from fcnx import datasets, evaluation
     from fcnx.devices import resolve_device
@@ -57,6 +59,13 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
 
     if crops and crop_now:
         raise UsageError("give --crops FILE or --crop, not both")
+    local = engine == "local"
+    if local and (address is not None or actors is not None):
+        raise UsageError("--address and --actors apply to --engine ray")
+    if not local:
+        from fcnx.ray_engine import import_ray
+
+        import_ray()  # refuse early when Ray is not installed
     dataset = datasets.open_dataset(data, split)
     items = dataset.items
     if not items:
@@ -64,27 +73,30 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
     if outdir is not None:
         outdir = check_outdir(outdir, [data])
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-    ensemble = load_ensemble(names, weight_map, kernel=kernel, device=resolve_device(device))
+    # the Ray engine's driver loads the nets on its CPU only for their names and classes
+    ensemble = load_ensemble(names, weight_map, kernel=kernel, device=resolve_device(device if local else "cpu"))
     unknown = [c for c in dataset.classes if c not in ensemble.classes]
     if unknown:
         raise UsageError(f"{len(unknown)} of the dataset's {len(dataset.classes)} classes are not classes of the nets "
                          f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?", data)
-    box_of = None
+    boxes, box_of = None, None
     if crops:
         boxes = evaluation.read_boxes(crops)
-        box_of = lambda item, pixels: boxes.find(item)  # noqa: E731
+        box_of = evaluation.boxes_of(boxes)
     elif crop_now:
         from fcnx.cropper import Cropper
 
-        cropper = Cropper(ensemble)
+        box_of = evaluation.crops_of(Cropper(ensemble))
+    outcomes = None
+    if not local:
+        from fcnx.ray_engine import CropperConfig, evaluate_on_ray
 
-        def box_of(item, pixels):
-            box = cropper.crop_image(pixels, [item.label]).boxes[0]
-            return box.x, box.y, box.w, box.h
-
+        config = CropperConfig(tuple(names), weight_map, kernel)
+        outcomes = evaluate_on_ray(config, items, boxes=boxes, crop=crop_now, address=address, device=device,
+                                   actors=actors)
     bar = tqdm(total=len(items), unit="img", desc="evaluate", disable=quiet)
     try:
-        result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update)
+        result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update, outcomes=outcomes)
     finally:
         bar.close()
     result.skipped += [f"{path}: listed in meta but no such file" for path in dataset.missing]
