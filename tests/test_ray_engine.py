@@ -26,12 +26,12 @@ from fcnx.testing import random_checkpoint
 NETS = ["tiny_vgg", "tiny_resnet"]
 CLASSES = ["apple", "bread", "cake", "dumpling"]
 KERNEL = 56
-ray = pytest.importorskip("ray", reason="the Ray engine needs pip install 'fcnx[ray]'")
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster of 2 CPUs for the module (nothing leaves this machine)."""
+    """A local Ray cluster of 2 CPUs for the module (nothing leaves this machine); skips without Ray."""
+    ray = pytest.importorskip("ray", reason="the Ray engine needs pip install 'fcnx[ray]'")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
