@@ -9,8 +9,8 @@ Same images and nets as ``bench_crop.py`` (scikit-image photos resized like Food
 (c) the Ray engine on a local cluster of 2 CPUs with 1 and with 2 CPU actors (one thread each),
     crops written by the driver; each run's ``boxes.jsonl`` is compared with (b)'s.
 
-    python benchmarks/bench_ray.py              # about 8 minutes on a 2-core CPU
-    python benchmarks/bench_ray.py --images 4   # about 5 minutes
+    python benchmarks/bench_ray.py              # about 7 minutes on a 2-core CPU
+    python benchmarks/bench_ray.py --images 4   # about 4 minutes
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main() -> None:
                 base = base or wall
                 print(f"  Ray, {actors} CPU actor(s): {wall:.1f} s wall ({first:.1f} s to the first result), "
                       f"{len(items) / wall:.3f} images/s, speed-up {base / wall:.2f}x, {cpu / len(items):.1f} s actor CPU "
-                      f"per image; boxes.jsonl {'identical to' if same else 'DIFFERS from'} the local engine's; "
+                      f"per image, {cpu / wall:.2f} cores busy; boxes.jsonl {'identical to' if same else 'DIFFERS from'} the local engine's; "
                       f"load average {os.getloadavg()[0]:.1f}")
         finally:
             ray.shutdown()
