@@ -68,11 +68,12 @@ class CropperConfig:
 @dataclasses.dataclass
 class RayStats:
     """Filled in while :func:`crop_on_ray` runs: actors, their kind, and in all of them together the seconds
-    of forward passes and the CPU seconds of the actor processes (while they cropped)."""
+    of forward passes, the seconds spent cropping batches and the CPU seconds of that."""
 
     actors: int = 0
     gpus: bool = False
     forward_seconds: float = 0.0
+    busy_seconds: float = 0.0
     cpu_seconds: float = 0.0
 
 
@@ -108,12 +109,13 @@ class CropActor:
         else:
             stream = ((item, decode(item, self.cropper.min_side)) for item in items)
         ensemble = self.cropper.ensemble
-        before, cpu = ensemble.forward_seconds, time.process_time()
+        before, start, cpu = ensemble.forward_seconds, time.perf_counter(), time.process_time()
         results = list(self.cropper.crop_decoded(stream))
-        seconds, cpu_seconds = [0.0] * len(results), [0.0] * len(results)
-        seconds[0], cpu_seconds[0] = ensemble.forward_seconds - before, time.process_time() - cpu
+        times = [[0.0] * len(results) for _ in range(3)]
+        times[0][0], times[1][0] = ensemble.forward_seconds - before, time.perf_counter() - start
+        times[2][0] = time.process_time() - cpu
         return {"index": [position[id(r.item)] for r in results], "result": [pickle.dumps(r) for r in results],
-                "forward_seconds": seconds, "cpu_seconds": cpu_seconds}
+                "forward_seconds": times[0], "busy_seconds": times[1], "cpu_seconds": times[2]}
 
 
 def _unpack(raw: bytes) -> Any:
@@ -152,8 +154,9 @@ class EvaluateActor:
                 outcomes.append(exc)
         seconds = [0.0] * len(outcomes)
         seconds[0] = self.ensemble.forward_seconds - before
+        zeros = [0.0] * len(outcomes)
         return {"index": batch["index"], "result": [pickle.dumps(o) for o in outcomes], "forward_seconds": seconds,
-                "cpu_seconds": [0.0] * len(outcomes)}
+                "busy_seconds": zeros, "cpu_seconds": zeros}
 
 
 def crop_on_ray(
@@ -192,8 +195,9 @@ def crop_on_ray(
         kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "timed": timed}
         # a Ray Data batch: the images an actor sorts by size into batches of batch_size
         rows = _stream(ray, items, CropActor, kwargs, use_gpus, count, 4 * batch_size, min_side if decode else None)
-        for index, result, seconds, cpu in rows:
-            stats.forward_seconds += seconds
+        for index, result, (forward, busy, cpu) in rows:
+            stats.forward_seconds += forward
+            stats.busy_seconds += busy
             stats.cpu_seconds += cpu
             item = items[index]
             if isinstance(result, CropFailure):  # name the file as the driver was given it
@@ -223,7 +227,7 @@ def evaluate_on_ray(
     with _cluster(ray, address):
         use_gpus, count = _plan(ray, device, actors, config.half)
         kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "boxes": boxes, "crop": crop}
-        for index, outcome, _, _ in _stream(ray, items, EvaluateActor, kwargs, use_gpus, count, 16, None):
+        for index, outcome, _ in _stream(ray, items, EvaluateActor, kwargs, use_gpus, count, 16, None):
             if isinstance(outcome, UsageError):
                 raise outcome
             if isinstance(outcome, str):  # name the file as the driver was given it
@@ -262,10 +266,10 @@ def _plan(ray: Any, device: str, actors: int | None, half: bool) -> tuple[bool, 
 
 
 def _stream(ray: Any, items: list[ImageItem], actor: type, kwargs: dict[str, Any], use_gpus: bool, count: int,
-            rows: int, decode_min_side: int | None) -> Iterator[tuple[int, Any, float, float]]:
+            rows: int, decode_min_side: int | None) -> Iterator[tuple[int, Any, tuple[float, float, float]]]:
     """Run ``actor`` over ``items`` with Ray Data, at most ``rows`` images a batch.
 
-    Yields ``(index, outcome, forward seconds, CPU seconds)``; the seconds of a batch come with its first image.
+    Yields ``(index, outcome, (forward, busy, CPU seconds))``; the seconds of a batch come with its first image.
 
     ``decode_min_side``: decode in Ray Data tasks first (on CPUs), at least that short side.
     """
@@ -284,7 +288,8 @@ def _stream(ray: Any, items: list[ImageItem], actor: type, kwargs: dict[str, Any
                                   compute=ray.data.ActorPoolStrategy(size=count), **resources)
     try:
         for row in dataset.iter_rows():
-            yield int(row["index"]), pickle.loads(row["result"]), float(row["forward_seconds"]), float(row["cpu_seconds"])
+            seconds = (float(row["forward_seconds"]), float(row["busy_seconds"]), float(row["cpu_seconds"]))
+            yield int(row["index"]), pickle.loads(row["result"]), seconds
     except ray.exceptions.RayError as exc:
         raise FcnxError(f"the Ray engine failed: {_last_line(exc)}") from exc
 

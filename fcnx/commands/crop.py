@@ -262,10 +262,10 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
             click.echo(f"crop: forward passes {ensemble.forward_seconds:.1f} s of {wall:.1f} s wall "
                        f"({100 * ensemble.forward_seconds / max(wall, 1e-9):.1f} %)", err=True)
         else:
-            busy = wall * max(1, stats.actors)
             click.echo(f"crop: forward passes {stats.forward_seconds:.1f} s in {stats.actors} "
-                       f"{'GPU' if stats.gpus else 'CPU'} actor(s) over {wall:.1f} s wall "
-                       f"({100 * stats.forward_seconds / max(busy, 1e-9):.1f} % of their time)", err=True)
+                       f"{'GPU' if stats.gpus else 'CPU'} actor(s): {100 * stats.forward_seconds / max(stats.busy_seconds, 1e-9):.1f} % "
+                       f"of the {stats.busy_seconds:.1f} s they spent cropping, {100 * stats.forward_seconds / max(wall * stats.actors, 1e-9):.1f} % "
+                       f"of their {wall:.1f} s wall (with the start of the cluster and actors)", err=True)
 
     if not quiet:
         done = len(outputs.records)
