@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -330,3 +331,12 @@ def test_the_journal_ends_in_input_order_whatever_order_batches_complete_in(tmp_
     assert [r["file"] for r in journal(out)] == [f"{k}.png" for k in range(5)]
     with open(out / "boxes.csv", newline="", encoding="utf-8") as f:
         assert [row["file"] for row in csv.DictReader(f)] == [f"{k}.png" for k in range(5)]
+
+
+def test_profile_prints_the_share_of_time_in_forward_passes(tmp_path, weights):
+    square(tmp_path / "photos" / "x.png")
+    result = crop(weights, "--category", "red", "--profile", tmp_path / "photos", "-o", tmp_path / "out")
+    assert result.exit_code == 0
+    (line,) = [line for line in result.stderr.splitlines() if "forward passes" in line]
+    forward, wall, share = (float(v) for v in re.fullmatch(r"crop: forward passes ([\d.]+) s of ([\d.]+) s wall \(([\d.]+) %\)", line).groups())
+    assert forward <= wall + 0.05 and 0 < share <= 100  # rounded to 0.1 s: the share is the exact ratio
