@@ -20,6 +20,8 @@ from fcnx.errors import WeightsError
 FORMAT_VERSION = 1
 #: permissions of the files fcnx writes (what a plain ``open(..., "w")`` gives under the usual umask 022)
 FILE_MODE = 0o644
+#: suffix of the temporary files fcnx writes before renaming them into place (a killed run's are deleted)
+TEMP_SUFFIX = ".fcnx-tmp"
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
 
@@ -111,7 +113,7 @@ def save(path: str | os.PathLike[str], tensors: dict[str, Any], meta: Checkpoint
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}

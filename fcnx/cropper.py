@@ -32,7 +32,7 @@ from fcnx import geometry
 from fcnx.ensemble import DEFAULT_KERNEL, Ensemble, load_ensemble, resize
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.images import ImageItem, load_rgb, to_rgb
-from fcnx.selection import RULES, Level, Selector, top_category
+from fcnx.selection import RULES, Choice, Level, Selector, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
 MAX_LEVEL_PIXELS = 16_000_000
@@ -281,6 +281,33 @@ class Cropper:
         wanted = [self.category_index(c) for c in categories] if categories else self._categories_of(item)
         return self._run_batch([self._prepare(item, tensor, size, wanted)])[0]
 
+    def label_levels(self, item: ImageItem, category: str | int) -> tuple[
+            tuple[int, int], list[tuple[float, tuple[int, int]]], list[Level], list[tuple[np.ndarray, np.ndarray]]]:
+        """Every pyramid level of one image for one category, all nets kept apart (no selection).
+
+        Returns the upright ``(height, width)``, the levels' ``(scale, scaled size)``, their
+        :class:`~fcnx.selection.Level` (``nets x h x w``) and their :func:`~fcnx.selection.top_class_map`,
+        so that any rule or subset of nets can be selected afterwards in numpy:
+        :func:`fcnx.selection.select` over the levels and :meth:`box_of` give exactly the box
+        :meth:`crop_image` gives without ``early_stop``, and :func:`~fcnx.selection.top_category`
+        over the maps is the category it takes when none is given.
+        """
+        index = self.category_index(category)
+        pixels, size = load_rgb(item.path, self._min_side())
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.ensemble.device)
+        prepared = self._prepare(item, tensor[0], size, [index])
+        levels, maps = [], []
+        for _, scaled in prepared.levels:
+            probs = self.ensemble.probabilities(resize(tensor, scaled))[0]  # nets x classes x h x w
+            levels.append(Level(probs[:, index].cpu().numpy(), (probs.argmax(dim=1) == index).cpu().numpy()))
+            values, classes = probs.sum(dim=0).max(dim=0)
+            maps.append((values.cpu().numpy(), classes.cpu().numpy()))
+        return prepared.size, prepared.levels, levels, maps
+
+    def box_of(self, choice: Choice, size: tuple[int, int], levels: Sequence[tuple[float, tuple[int, int]]]) -> tuple[float, float, float, float]:
+        """The box ``(x, y, w, h)`` in upright original pixels of a selection over :meth:`label_levels`."""
+        return geometry.cell_to_box(choice.cell, size, levels[choice.level][1], self.ensemble.kernel, self.ensemble.stride)
+
     # ------------------------------------------------------------------ many images
 
     def crop_items(self, items: Iterable[ImageItem]) -> Iterator[CropResult | CropFailure]:
@@ -412,12 +439,12 @@ class Cropper:
         return [self._result(p, s) for p, s in zip(batch, selectors)]
 
     def _result(self, prepared: _Prepared, selectors: list[Selector]) -> CropResult:
-        ensemble, names = self.ensemble, self.ensemble.names
+        names = self.ensemble.names
         boxes = []
         for category, selector in zip(prepared.categories or [], selectors):
             choice = selector.result()
             scale, scaled = prepared.levels[choice.level]
-            x, y, w, h = geometry.cell_to_box(choice.cell, prepared.size, scaled, ensemble.kernel, ensemble.stride)
+            x, y, w, h = self.box_of(choice, prepared.size, prepared.levels)
             boxes.append(Box(
                 category=self.classes[category], category_index=category, found=choice.found, votes=choice.votes,
                 nets=choice.nets, confidence=choice.confidence, scale=scale, level=choice.level, cell=choice.cell,

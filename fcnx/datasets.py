@@ -3,9 +3,10 @@
 Two layouts are recognised:
 
 - **Food-101**: ``meta/classes.txt`` (class order), ``meta/train.txt`` and ``meta/test.txt`` (lines
-  ``<class>/<id>``, no extension: ``.jpg``) and ``images/<class>/<id>.jpg``. Listing and path checks
-  are :func:`fcnx.images.dataset_items`'s; this module adds the consistency checks (class folders vs
-  ``classes.txt``, empty classes) and a count of listed files that are missing.
+  ``<class>/<id>``, no extension: ``.jpg``, though any image suffix is found) and ``images/<class>/<id>.jpg``.
+  Listing, path checks, duplicate and train/test overlap warnings are :func:`fcnx.images.read_image_lists`'s;
+  this module adds the consistency checks (class folders vs ``classes.txt``, empty classes) and a count
+  of listed files that are missing.
 - **Class folders** (torchvision's ``ImageFolder``): ``<root>/<class>/*.jpg``, classes sorted by name,
   or the same under ``<root>/train/`` and ``<root>/test/`` (or ``val/``) when the split has its own folder.
 
@@ -44,6 +45,10 @@ class LabelledImages:
     items: list[ImageItem]
     #: files a meta list names that are not on disk (skipped)
     missing: list[Path] = field(default_factory=list)
+    #: for each of ``missing``, one line naming the meta file and line
+    missing_lines: list[str] = field(default_factory=list)
+    #: duplicate lines, images in both meta lists: one line each, not fatal
+    warnings: list[str] = field(default_factory=list)
 
     def labels(self) -> list[int]:
         """Class index of every item, in ``classes`` order."""
@@ -100,10 +105,9 @@ def _food101(root: Path, split: str) -> LabelledImages:
             f"images/ has folders not in the list: {_few(extra)}" if extra else "",
             f"classes without a folder in images/: {_few(absent)}" if absent else "") if part)
         raise UsageError(f"class folders do not match the class list ({detail})", classes_file)
-    listed = images.dataset_items(root, split)
-    present, missing = [], []
-    for item in listed:
-        (present if item.path.is_file() else missing).append(item)
+    listed = images.read_image_lists(root, split) if lists else images.ImageLists(images.dataset_items(root), {}, [])
+    present = [item for item in listed.items if item.path not in listed.unresolved]
+    missing = list(listed.unresolved)
     counts = {name: 0 for name in classes}
     for item in present:
         counts[item.label] += 1
@@ -111,7 +115,8 @@ def _food101(root: Path, split: str) -> LabelledImages:
     if empty:
         where = " and ".join(f"meta/{p.name}" for p in lists) or "images/"
         raise UsageError(f"{len(empty)} class(es) have no image in {where} (on disk): {_few(empty)}", classes_file)
-    return LabelledImages(root, "food101", split, classes, present, [item.path for item in missing])
+    return LabelledImages(root, "food101", split, classes, present, missing, list(listed.unresolved.values()),
+                          listed.warnings)
 
 
 # --------------------------------------------------------------------------- class folders (ImageFolder)

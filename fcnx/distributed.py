@@ -68,6 +68,15 @@ def sum_all(values: Sequence[float], ctx: Context) -> list[float]:
     return tensor.tolist()
 
 
+def gather_all(values: Sequence[Any], ctx: Context) -> list[Any]:
+    """The concatenated ``values`` of all processes, in rank order (the values themselves for one process)."""
+    if not ctx.distributed:
+        return list(values)
+    parts: list[Any] = [None] * ctx.world
+    dist.all_gather_object(parts, list(values))
+    return [value for part in parts for value in part]
+
+
 def wrap(model: torch.nn.Module, ctx: Context) -> Any:
     """The model wrapped in DistributedDataParallel (its trainable parameters as they are now), or itself."""
     if not ctx.distributed:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fcnx import checkpoint, geometry
+from fcnx import geometry
 from fcnx.devices import resolve_device
 from fcnx.errors import UsageError
 from fcnx.fcn import FCN, load_fcn
@@ -146,14 +146,6 @@ def _unique_names(names: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return unique
-
-
-def trained_size(weights: str | Path | None) -> int | None:
-    """The input size a checkpoint was trained at (its metadata), or ``None`` when unknown."""
-    if weights is None or not Path(weights).is_file():
-        return None
-    meta = checkpoint.read_meta(weights)
-    return meta.input_size if meta is not None else None
 
 
 def load_ensemble(

@@ -8,8 +8,8 @@ crops, so part of their gain could come from the interpolation rather than the c
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 from fcnx import geometry
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, load_rgb
+from fcnx.journal import read_journal
 from fcnx.metrics import top_k_accuracy
 
 Box = tuple[float, float, float, float]
@@ -38,13 +39,16 @@ class BoxIndex:
 
     by_path: dict[str, dict[str | None, Box]] = field(default_factory=dict)
     by_file: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+    #: one line each, not fatal: a last line cut by a killed run
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.by_path)
 
     def find(self, item: ImageItem) -> Box | None:
         """The box of ``item``: the one for its label when the image has several, else the first; ``None`` if none."""
-        entries = self.by_path.get(str(Path(item.path).resolve())) or self.by_file.get(item.rel.as_posix())
+        # realpath, not Path.resolve: no error on a link loop
+        entries = self.by_path.get(os.path.realpath(item.path)) or self.by_file.get(item.rel.as_posix())
         if not entries:
             return None
         return entries.get(item.label) or next(iter(entries.values()))
@@ -58,21 +62,24 @@ def read_boxes(path: Path) -> BoxIndex:
     a nested ``box`` object with those keys. Optional: ``category`` (the box's category: an image
     with several boxes is scored with the box of its label) and ``file`` (the image's path relative
     to the dataset root, used when ``path`` does not match, e.g. on another machine). Other fields
-    are ignored; per image and category the first box counts.
+    are ignored. The file is read as ``fcnx crop`` reads its journal (:func:`fcnx.journal.read_journal`):
+    a last line cut by a killed run is dropped with a warning, and per image and category the
+    last record counts (a resumed run's).
     """
     index = BoxIndex()
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        journal = read_journal(path)
+    except OSError as exc:
         raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    if journal.cut:
+        index.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
+    for number, record in journal.lines:
         try:
-            record = json.loads(line)
+            if record is None:
+                raise ValueError("not a JSON object")
             source = record.get("box", record)
             box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
-            key = str(Path(record["path"]).resolve())
+            key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -80,9 +87,9 @@ def read_boxes(path: Path) -> BoxIndex:
         if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
             raise UsageError(f"line {number}: empty or invalid box {box}", path)
         category = None if category is None else str(category)
-        index.by_path.setdefault(key, {}).setdefault(category, box)
+        index.by_path.setdefault(key, {})[category] = box
         if isinstance(file, str):
-            index.by_file.setdefault(file, {}).setdefault(category, box)
+            index.by_file.setdefault(file, {})[category] = box
     return index
 
 
@@ -124,25 +131,28 @@ class Evaluation:
             rows.append(row)
         return rows
 
+    def merge(self, other: Evaluation) -> None:
+        """Add the counts and skipped images of ``other``, the evaluation of other images by the same nets."""
+        for mine, theirs in ((self.original, other.original), (self.cropped, other.cropped)):
+            for name, scores in theirs.items():
+                mine[name].top1 += scores.top1
+                mine[name].top5 += scores.top5
+                mine[name].total += scores.total
+        self.skipped += other.skipped
 
-def classify(ensemble: Any, region: np.ndarray) -> np.ndarray:
-    """Class probabilities ``nets x classes`` of an ``H x W x 3`` uint8 region squashed to the kernel."""
+
+def squash(ensemble: Any, region: np.ndarray) -> Any:
+    """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
     import torch
 
     from fcnx.ensemble import resize
 
     tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
-    probs = ensemble.probabilities(resize(tensor, (ensemble.kernel, ensemble.kernel)))
-    return probs[0, :, :, 0, 0].cpu().numpy()
+    return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
 
 
-def boxes_of(boxes: BoxIndex) -> Callable[[ImageItem, np.ndarray], Box | None]:
-    """``box_of`` for :func:`evaluate`: each image's box from a ``boxes.jsonl`` (:func:`read_boxes`)."""
-    return lambda item, pixels: boxes.find(item)
-
-
-def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], Box | None]:
-    """``box_of`` for :func:`evaluate`: crop each image for its label with ``cropper`` now."""
+def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], Box]:
+    """``box_of`` for :func:`evaluate` that crops each image for its label with ``cropper``."""
     def box_of(item: ImageItem, pixels: np.ndarray) -> Box:
         box = cropper.crop_image(pixels, [item.label]).boxes[0]
         return box.x, box.y, box.w, box.h
@@ -150,22 +160,12 @@ def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], Box | None]:
     return box_of
 
 
-def item_probabilities(
-    ensemble: Any, item: ImageItem, box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
-) -> list[np.ndarray] | str:
-    """Class probabilities ``nets x classes`` of an image and, with ``box_of``, of its crop; or the one-line
-    error of an unreadable image. :class:`UsageError` when ``box_of`` has no box for it."""
-    try:
-        pixels, _ = load_rgb(item.path)
-    except FcnxError as exc:
-        return str(exc)
-    regions = [pixels]
-    if box_of is not None:
-        box = box_of(item, pixels)
-        if box is None:
-            raise UsageError("no box for this image (crop the same split first, or use --crop)", item.path)
-        regions.append(cut_box(pixels, box))
-    return [classify(ensemble, region) for region in regions]
+def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:
+    """Class probabilities ``B x nets x classes`` of regions already :func:`squash`-ed, in one forward pass."""
+    import torch
+
+    batch = torch.stack(list(squashed)).contiguous(memory_format=torch.channels_last)
+    return ensemble.probabilities(batch)[:, :, :, 0, 0].cpu().numpy()
 
 
 def evaluate(
@@ -173,36 +173,61 @@ def evaluate(
     items: Iterable[ImageItem],
     box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
     progress: Callable[[], None] | None = None,
-    outcomes: Iterable[tuple[ImageItem, list[np.ndarray] | str]] | None = None,
+    report: Callable[[str], None] | None = None,
+    batch_size: int = 1,
 ) -> Evaluation:
     """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
 
-    ``box_of(item, pixels)`` gives the crop of an image (``None``: no crop side). Unreadable
-    images are skipped and listed in ``Evaluation.skipped`` (in the order of ``items``).
-    ``outcomes``: :func:`item_probabilities` of every item computed elsewhere, in any order
-    (the Ray engine); ``box_of`` then only says whether they include crops.
+    ``box_of(item, pixels)`` gives the crop of an image (``None``: it has no box). An image that
+    cannot be read, or has no box, or whose box cannot be made (:class:`FcnxError`) is skipped on
+    both sides, so originals and crops are scored on the same images; its one-line error is listed
+    in ``Evaluation.skipped`` and passed to ``report``. Regions (originals and crops) go through
+    the nets ``batch_size`` at a time; all are squashed to the kernel first, so any regions batch
+    together and the scores are those of one region at a time.
     """
-    items = list(items)
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, got {batch_size}")
     names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
     result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
     classes = {name: index for index, name in enumerate(ensemble.classes)}
+    pending: list[tuple[dict[str, Scores], int, Any]] = []
+
+    def run_pending() -> None:
+        if not pending:
+            return
+        for (scores, label, _), probs in zip(pending, classify_batch(ensemble, [t for _, _, t in pending])):
+            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
+                scores[name].add(row, label)
+        pending.clear()
+
     for item in items:
         if item.label not in classes:
             raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
-    if outcomes is None:
-        outcomes = ((item, item_probabilities(ensemble, item, box_of)) for item in items)
-    skipped: dict[int, str] = {}
-    position = {id(item): k for k, item in enumerate(items)}
-    for item, outcome in outcomes:
-        if isinstance(outcome, str):
-            skipped[position[id(item)]] = outcome
-        else:
-            for scores, probs in zip([result.original, result.cropped], outcome):
-                for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
-                    scores[name].add(row, classes[item.label])
+        label = classes[item.label]
+        try:
+            pixels, _ = load_rgb(item.path)
+            sides = [(result.original, pixels)]
+            if box_of is not None:
+                box = box_of(item, pixels)
+                if box is None:
+                    raise FcnxError("no box for this image (its crop failed, or crop the same split first)", item.path)
+                sides.append((result.cropped, cut_box(pixels, box)))
+        except UsageError:
+            raise
+        except FcnxError as exc:
+            line = str(exc) if exc.path == item.path else f"{item.path}: {str(exc).removeprefix(f'{exc.path}: ')}"
+            result.skipped.append(line)
+            if report:
+                report(line)
+            if progress:
+                progress()
+            continue
+        pending.extend((scores, label, squash(ensemble, region)) for scores, region in sides)
+        if len(pending) >= batch_size:
+            run_pending()
         if progress:
             progress()
-    result.skipped = [skipped[k] for k in sorted(skipped)]
+    run_pending()
     return result
 
 

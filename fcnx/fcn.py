@@ -66,6 +66,29 @@ def _looks_like_tag(spec: BackboneSpec, weights: str) -> bool:
     return weights in spec.pretrained or weights == "pretrained"
 
 
+def weight_file(spec: BackboneSpec, weights: str | Path | None) -> Path | None:
+    """The checkpoint file ``weights`` stands for: a path, or a pretrained tag the plugin ships as a file.
+
+    ``None`` for no weights or a tag that ``build`` downloads from a hub.
+    """
+    if weights is None:
+        return None
+    if _looks_like_tag(spec, str(weights)):
+        if not spec.pretrained or spec.shipped_weights is None:
+            return None
+        return spec.shipped_weights(spec.pretrained[0] if str(weights) == "pretrained" else str(weights))
+    return Path(weights)
+
+
+def trained_size(net: str, weights: str | Path | None = "pretrained") -> int | None:
+    """The input size ``net``'s checkpoint (a file or a shipped tag) was trained at, or ``None`` when unknown."""
+    path = weight_file(get_backbone(net), weights)
+    if path is None or not path.is_file():
+        return None
+    meta = checkpoint.read_meta(path)
+    return meta.input_size if meta is not None else None
+
+
 def load_fcn(
     backbone: str | BackboneSpec,
     weights: str | Path | None = None,
@@ -78,7 +101,8 @@ def load_fcn(
     """Build ``backbone``, load ``weights`` and convolutionalize it for input side ``kernel``.
 
     ``weights`` is an fcnx checkpoint file (its metadata gives classes, head and input size), one
-    of the backbone's pretrained hub tags (``"pretrained"`` picks the first; ImageNet-1k classes),
+    of the backbone's pretrained tags (``"pretrained"`` picks the first: a checkpoint the plugin
+    ships, see :attr:`BackboneSpec.shipped_weights`, else a hub download with ImageNet-1k classes),
     or ``None`` for a random initialisation with ``classes``. ``kernel`` defaults to the
     checkpoint's input size, else the backbone's default size.
     """
@@ -90,14 +114,13 @@ def load_fcn(
         raise UsageError(f"backbone {spec.name!r} needs {', '.join(missing)}: {spec.install_hint or 'pip install ' + ' '.join(missing)}")
     pretrained: str | None = None
     input_size = spec.default_size
-    path: Path | None = None
-    if weights is not None and _looks_like_tag(spec, str(weights)):
+    path = weight_file(spec, weights)
+    if path is None and weights is not None:
         if not spec.pretrained:
             raise UsageError(f"backbone {spec.name!r} has no pretrained weights; pass a weight file")
         pretrained = spec.pretrained[0] if str(weights) == "pretrained" else str(weights)
         classes = list(classes) if classes is not None else list(imagenet_classes())
-    elif weights is not None:
-        path = Path(weights)
+    elif path is not None:
         meta = checkpoint.read_meta(path)
         if meta is not None:
             if meta.arch != spec.name:
@@ -112,6 +135,8 @@ def load_fcn(
     if classes is None:
         raise UsageError(f"backbone {spec.name!r} needs class names or weights")
     kernel = kernel or input_size
+    if kernel < spec.w_min(1):
+        raise UsageError(f"kernel {kernel} is too small for {spec.name}: its smallest input side is {spec.w_min(1)}")
     pool = spec.pool_size(kernel)
     classifier = spec.build(len(classes), tuple(head), pretrained)
     if path is not None:

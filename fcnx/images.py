@@ -176,10 +176,10 @@ def _safe_relative(text: str, where: str) -> PurePosixPath:
 
 
 def read_classes(root: Path) -> list[str]:
-    """Class names of a dataset root, one per line of ``meta/classes.txt``."""
+    """Class names of a dataset root, one per line of ``meta/classes.txt`` (a UTF-8 BOM and CRLF are fine)."""
     path = root / "meta" / "classes.txt"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read class list ({_reason(exc)})", path) from None
     classes = [line.strip() for line in lines if line.strip()]
@@ -191,42 +191,129 @@ def read_classes(root: Path) -> list[str]:
     return classes
 
 
+#: image suffixes a meta line's ``<id>`` may be completed with, in the order they are tried
+LIST_SUFFIXES = (".jpg", ".jpeg", ".png", *sorted(IMAGE_SUFFIXES - {".jpg", ".jpeg", ".png"}))
+
+
+@dataclass
+class ImageLists:
+    """What the meta lists of a Food-101-style root name (see :func:`read_image_lists`)."""
+
+    #: each listed image once, in list order; an image with no file keeps its default path (``<id>.jpg``)
+    items: list[ImageItem]
+    #: path of each listed image with no file -> one line naming the meta file and line
+    unresolved: dict[Path, str]
+    #: one line per kind of oddity: duplicate lines, images listed in both train and test
+    warnings: list[str]
+
+
+def _strip_image_suffix(name: str) -> str:
+    suffix = PurePosixPath(name).suffix
+    return name[: -len(suffix)] if suffix.lower() in IMAGE_SUFFIXES else name
+
+
+def _find_listed(folder: Path, name: str, index: dict[Path, dict[str, str]]) -> Path | None:
+    """The file a meta line names in ``folder``: ``name`` itself, ``name.jpg``, then ``name`` (or its stem when it
+    ends in an image suffix) with any of :data:`LIST_SUFFIXES`, compared without regard to case."""
+    for candidate in (name, name + ".jpg"):
+        if os.path.lexists(folder / candidate):  # a folder or a link loop is there too: the loader says what is wrong
+            return folder / candidate
+    if folder not in index:  # one listing per class folder, built only when a line needs it
+        try:
+            index[folder] = {entry.lower(): entry for entry in sorted(os.listdir(folder), reverse=True)}
+        except OSError:
+            index[folder] = {}
+    names = index[folder]
+    for stem in dict.fromkeys((name, _strip_image_suffix(name))):
+        for suffix in ("", *LIST_SUFFIXES):
+            found = names.get((stem + suffix).lower())
+            if found is not None and (folder / found).is_file():
+                return folder / found
+    return None
+
+
+def _read_list(meta: Path, classes: set[str]) -> list[tuple[int, PurePosixPath]]:
+    """``(line number, <class>/<id>)`` of every non-empty line of a meta list; a line leaving ``images/`` is refused."""
+    try:
+        lines = meta.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read image list ({_reason(exc)})", meta) from None
+    entries = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        rel = _safe_relative(text, f"{meta}:{number}")
+        if len(rel.parts) != 2 or rel.parts[0] not in classes:
+            raise UsageError(f"{meta}:{number}: expected '<class>/<id>' with a class of meta/classes.txt, got {text!r}")
+        entries.append((number, rel))
+    return entries
+
+
+def read_image_lists(root: Path, split: str = "all") -> ImageLists:
+    """The images ``meta/train.txt`` and/or ``meta/test.txt`` list for ``split``, each resolved to its file.
+
+    A line ``<class>/<id>`` names ``images/<class>/<id>`` whatever the image's suffix (see
+    :func:`_find_listed`). A line listed twice, or in both lists, gives one item and a warning
+    with the count; the lists are compared even when ``split`` reads only one of them.
+    """
+    classes = set(read_classes(root))
+    lists = {name: root / "meta" / f"{name}.txt" for name in ("train", "test")}
+    names = [name for name in lists if lists[name].is_file()] if split == "all" else [split]
+    read = {name: _read_list(path, classes) for name, path in lists.items() if name in names or path.is_file()}
+    result = ImageLists([], {}, [])
+    index: dict[Path, dict[str, str]] = {}
+    seen: set[Path] = set()
+    for name in names:
+        here: set[Path] = set()
+        duplicates: list[tuple[int, PurePosixPath]] = []
+        for number, rel in read[name]:
+            found = _find_listed(root / "images" / rel.parent, rel.name, index)
+            default = rel if rel.suffix.lower() in IMAGE_SUFFIXES else rel.with_name(rel.name + ".jpg")
+            path = found or root / "images" / default
+            if path in here:
+                duplicates.append((number, rel))
+                continue
+            here.add(path)
+            if path in seen:  # in the train list too: counted as a leak below
+                continue
+            seen.add(path)
+            result.items.append(ImageItem(path, PurePosixPath("images") / rel.parent / path.name, rel.parts[0]))
+            if found is None:
+                result.unresolved[path] = (f"{path}: listed in meta but no such file, nor with another image suffix "
+                                           f"({lists[name]}:{number}: {rel.as_posix()!r})")
+        if duplicates:
+            number, rel = duplicates[0]
+            result.warnings.append(f"{lists[name]}: {len(duplicates)} duplicate line(s), each image used once "
+                                   f"(e.g. line {number}: {rel.as_posix()!r})")
+    if "train" in read and "test" in read:
+        train = {_strip_image_suffix(rel.as_posix()) for _, rel in read["train"]}
+        both = sorted({key for _, rel in read["test"] if (key := _strip_image_suffix(rel.as_posix())) in train})
+        if both:
+            result.warnings.append(f"{len(both)} image(s) listed in both meta/train.txt and meta/test.txt: test "
+                                   f"images leak into training (e.g. {both[0]!r})")
+    return result
+
+
 def dataset_items(root: Path, split: str = "all") -> list[ImageItem]:
     """The images of a Food-101-style root with their labels.
 
-    Listed by ``meta/train.txt`` and ``meta/test.txt`` (lines ``<class>/<id>``, no extension: ``.jpg``)
-    when they exist, else every image under ``images/<class>/``. Lines that would leave
-    ``images/`` are refused. Output paths mirror the layout: ``images/<class>/<id>.jpg``.
+    Listed by ``meta/train.txt`` and ``meta/test.txt`` (lines ``<class>/<id>``, see
+    :func:`read_image_lists`) when they exist, else every image under ``images/<class>/``. Lines
+    that would leave ``images/`` are refused. Output paths mirror the layout: ``images/<class>/<id>.jpg``.
     """
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    classes = set(read_classes(root))
     lists = [root / "meta" / f"{name}.txt" for name in (("train", "test") if split == "all" else (split,))]
-    present = [p for p in lists if p.is_file()]
-    items: list[ImageItem] = []
-    if present:
-        for meta in present:
-            try:
-                lines = meta.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"cannot read image list ({_reason(exc)})", meta) from None
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                rel = _safe_relative(line.strip(), f"{meta}:{number}")
-                if len(rel.parts) != 2 or rel.parts[0] not in classes:
-                    raise UsageError(f"{meta}:{number}: expected '<class>/<id>' with a class of meta/classes.txt, got {line.strip()!r}")
-                if rel.suffix.lower() not in IMAGE_SUFFIXES:
-                    rel = rel.with_name(rel.name + ".jpg")
-                rel = PurePosixPath("images") / rel
-                items.append(ImageItem(root / rel, rel, rel.parts[1]))
-    elif split != "all":
+    if any(p.is_file() for p in lists):
+        return read_image_lists(root, split).items
+    if split != "all":
         raise UsageError(f"no meta/{split}.txt in dataset root", root)
-    else:
-        images = root / "images"
-        for path in _walk(images):
-            rel = PurePosixPath(path.relative_to(root).as_posix())
-            items.append(ImageItem(path, rel, rel.parts[1] if len(rel.parts) > 2 else None))
+    items: list[ImageItem] = []
+    images = root / "images"
+    for path in _walk(images):
+        rel = PurePosixPath(path.relative_to(root).as_posix())
+        items.append(ImageItem(path, rel, rel.parts[1] if len(rel.parts) > 2 else None))
     return items
 
 

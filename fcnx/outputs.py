@@ -5,6 +5,10 @@ record per image and category), ``boxes.csv`` (the same, regenerated at the end 
 ``heatmaps/`` (``--heatmaps``), ``gallery.html`` (``--gallery``), ``failures.txt`` and
 ``.fcnx-crop.json`` (the settings the boxes were made with).
 
+With ``--in-place`` OUTDIR may be (or lie inside) an input folder: crops are then named
+``<stem>.fcnx-crop<suffix>``, such files and ``heatmaps/`` inside OUTDIR are never inputs, and no
+output is ever written at the path of an input.
+
 Every file is written to a temporary name in its folder and renamed into place. A record is
 appended to ``boxes.jsonl`` only after the image's files exist, so the journal doubles as the
 resume manifest: an image is done when its records match the file's path, size and mtime (and
@@ -29,10 +33,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fcnx import geometry
-from fcnx.checkpoint import FILE_MODE
+from fcnx.checkpoint import FILE_MODE, TEMP_SUFFIX
 from fcnx.cropper import Box, CropResult
 from fcnx.errors import FcnxError, UsageError
 from fcnx.images import ImageItem, open_upright, to_rgb
+from fcnx.journal import read_journal
 
 JOURNAL = "boxes.jsonl"
 TABLE = "boxes.csv"
@@ -41,7 +46,8 @@ FAILURES = "failures.txt"
 HEATMAPS = "heatmaps"
 GALLERY = "gallery.html"
 GALLERY_PAGE = 500
-TEMP_SUFFIX = ".fcnx-tmp"
+#: what ``--in-place`` puts before a crop's suffix; files so named inside OUTDIR are fcnx's, never inputs
+IN_PLACE_MARK = ".fcnx-crop"
 RESERVED = (JOURNAL, TABLE, SETTINGS, FAILURES, HEATMAPS, GALLERY)
 SAVE_FORMATS = {"MPO": "JPEG"}  # formats Pillow reads but writes under another name
 SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
@@ -80,12 +86,12 @@ def remove_temporaries(folder: Path) -> int:
     return count
 
 
-def check_outdir(outdir: Path, inputs: Sequence[Path]) -> Path:
-    """Refuse an OUTDIR that is, contains or lies inside an input; create it and check it is writable."""
+def check_outdir(outdir: Path, inputs: Sequence[Path], in_place: bool = False) -> Path:
+    """Refuse an OUTDIR that is, contains or lies inside an input (unless ``in_place``); create it, check it is writable."""
     out = Path(os.path.realpath(outdir))
     for given in inputs:
         real = Path(os.path.realpath(given))
-        if out == real or real in out.parents or out in real.parents:
+        if not in_place and (out == real or real in out.parents or out in real.parents):
             raise UsageError(f"the output folder {outdir} overlaps the input {given}: choose an OUTDIR outside "
                              f"the inputs (originals are never overwritten)")
     try:
@@ -96,6 +102,27 @@ def check_outdir(outdir: Path, inputs: Sequence[Path]) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot write to the output folder ({exc.strerror or exc})", outdir) from None
     return out
+
+
+def entries(paths: Iterable[Path]) -> list[Path]:
+    """Each path with its folder resolved but not its name: the directory entry a rename into it replaces."""
+    folders: dict[Path, Path] = {}
+    resolved = []
+    for path in paths:
+        if path.parent not in folders:
+            folders[path.parent] = Path(os.path.realpath(path.parent))
+        resolved.append(folders[path.parent] / path.name)
+    return resolved
+
+
+def is_own_output(entry: Path, outdir: Path) -> bool:
+    """Whether ``entry`` (see :func:`entries`) is a file ``fcnx crop --in-place`` writes in ``outdir`` (a real path):
+    a marked crop or a heatmap."""
+    try:
+        rel = entry.relative_to(outdir)
+    except ValueError:
+        return False
+    return rel.parts[0] == HEATMAPS or rel.name.endswith(IN_PLACE_MARK) or rel.stem.endswith(IN_PLACE_MARK)
 
 
 def _safe_name(text: str) -> str:
@@ -158,18 +185,22 @@ class CropOutputs:
     """The output folder of one ``fcnx crop`` run: resume state, files, journal, table and gallery.
 
     ``settings`` are the options that change boxes; an OUTDIR made with other settings is refused.
-    ``expected_boxes`` is the number of records an image gets (one per category).
+    ``expected_boxes`` is the number of records an image gets (one per category). ``in_place`` marks
+    crop names with :data:`IN_PLACE_MARK`; nothing is ever written at the path of a ``protected`` file
+    (the inputs).
     """
 
     def __init__(self, outdir: Path, settings: dict[str, Any], *, net_names: Sequence[str], kernel: int, stride: int,
                  expected_boxes: int, crops: bool = True, heatmaps: bool = False, gallery: bool = False,
-                 threads: int = 2) -> None:
+                 threads: int = 2, in_place: bool = False, protected: Iterable[Path] = ()) -> None:
         self.outdir = outdir
         self.settings = settings
         self.net_names = list(net_names)
         self.kernel, self.stride = kernel, stride
         self.expected_boxes = expected_boxes
         self.crops, self.heatmaps, self.gallery = crops, heatmaps, gallery
+        self.in_place = in_place
+        self._protected = set(entries(protected))
         self._groups: dict[str, list[dict[str, Any]]] = {}  # path -> its latest records
         self._superseded = False
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="fcnx-write")
@@ -193,6 +224,10 @@ class CropOutputs:
                                  f"choose another OUTDIR, or run again with the same options to resume")
         elif (self.outdir / JOURNAL).exists():
             raise UsageError(f"{self.outdir} has a {JOURNAL} but no {SETTINGS}; choose another OUTDIR")
+        elif self.in_place and (taken := [p.name for p in self.outdir.iterdir()
+                                          if p.name in RESERVED or re.fullmatch(r"gallery-\d+\.html", p.name)]):
+            raise UsageError(f"{self.outdir} already holds {', '.join(sorted(taken))}, not written by fcnx crop: "
+                             f"--in-place would replace them; choose another OUTDIR")
         else:
             atomic_text(settings_path, json.dumps({"version": 1, "settings": self.settings}, indent=2) + "\n")
         self._load_journal()
@@ -201,16 +236,13 @@ class CropOutputs:
         path = self.outdir / JOURNAL
         if not path.exists():
             return
-        data = path.read_bytes()
-        repaired = not data.endswith(b"\n") and bool(data)
-        lines = data.split(b"\n")[:-1]  # the last piece is empty, or a line cut by a kill
+        journal = read_journal(path)
+        repaired = journal.unterminated  # a line cut by a kill, or a last record without its newline
         groups: dict[str, list[dict[str, Any]]] = {}
         previous: str | None = None
-        for raw in lines:
-            try:
-                record = json.loads(raw)
-                key = record["path"]
-            except (ValueError, KeyError, TypeError):
+        for _, record in journal.lines:
+            key = None if record is None else record.get("path")
+            if not isinstance(key, str):
                 repaired = True
                 previous = None
                 continue
@@ -253,8 +285,17 @@ class CropOutputs:
     # ---- writing one image
 
     def crop_path(self, item: ImageItem, box: Box, boxes: int) -> PurePosixPath:
-        rel = item.rel
-        return rel if boxes == 1 else rel.with_name(f"{rel.stem}.{_safe_name(box.category)}{rel.suffix}")
+        rel, mark = item.rel, IN_PLACE_MARK if self.in_place else ""
+        if boxes == 1:
+            return rel.with_name(f"{rel.stem}{mark}{rel.suffix}") if mark else rel
+        return rel.with_name(f"{rel.stem}.{_safe_name(box.category)}{mark}{rel.suffix}")
+
+    def _target(self, rel: PurePosixPath, item: ImageItem) -> Path:
+        """Where output ``rel`` goes; refused (never written) when that is the path of an input."""
+        path = self.outdir / rel
+        if entries([path])[0] in self._protected:
+            raise FcnxError(f"refusing to write an output over the input {path}", item.path)
+        return path
 
     def heatmap_path(self, item: ImageItem, box: Box, boxes: int) -> PurePosixPath:
         rel = PurePosixPath(HEATMAPS) / item.rel
@@ -277,12 +318,12 @@ class CropOutputs:
             }
             if self.crops:
                 rel = self.crop_path(item, box, n)
-                self._save_crop(original, box, result.size, self.outdir / rel)
+                self._save_crop(original, box, result.size, self._target(rel, item))
                 record["crop"] = rel.as_posix()
             if self.heatmaps:
                 rel = self.heatmap_path(item, box, n)
                 picture = heatmap_overlay(to_rgb(original), box, self.kernel, self.stride)
-                atomic_write(self.outdir / rel, lambda f, p=picture: p.save(f, format="PNG", optimize=False))
+                atomic_write(self._target(rel, item), lambda f, p=picture: p.save(f, format="PNG", optimize=False))
                 record["heatmap"] = rel.as_posix()
             records.append(record)
         return records

@@ -21,7 +21,7 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, list
     for raw in batch["item"]:
         image = decode(pickle.loads(raw), min_side)
         decoded.append(pickle.dumps(image if isinstance(image, str) else (image[0].numpy(), image[1])))
-    return {"index": batch["index"], "item": batch["item"], "decoded": decoded}
+    return {"index": batch["index"], "given": batch["given"], "item": batch["item"], "decoded": decoded}
 
 
 class CropActor:
@@ -129,9 +129,10 @@ def _unpack(raw: bytes) -> Any:
 
 
 class EvaluateActor:
-    """Ray Data actor: the probabilities of each image of a batch and of its crop (:func:`fcnx.evaluation.item_probabilities`)."""
+    """Ray Data actor: :func:`fcnx.evaluation.evaluate` of a batch of images (the result comes with its first row)."""
 
-    def __init__(self, config: CropperConfig, device: str, boxes: Any = None, crop: bool = False) -> None:
+    def __init__(self, config: CropperConfig, device: str, boxes: Any = None, crop: bool = False,
+                 batch_size: int | None = None) -> None:
         import torch
 
         from fcnx import evaluation
@@ -140,23 +141,31 @@ class EvaluateActor:
             torch.set_num_threads(1)
         cropper = config.build(device)
         self.ensemble = cropper.ensemble
-        self.box_of = evaluation.boxes_of(boxes) if boxes is not None else evaluation.crops_of(cropper) if crop else None
+        self.batch_size = batch_size or (8 if device == "cuda" else 1)
+        self.box_of = (lambda item, pixels: boxes.find(item)) if boxes is not None else (
+            evaluation.crops_of(cropper) if crop else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from fcnx.evaluation import item_probabilities
+        from fcnx.evaluation import evaluate
 
-        outcomes = []
-        before = self.ensemble.forward_seconds
-        for raw in batch["item"]:
-            try:
-                outcomes.append(item_probabilities(self.ensemble, pickle.loads(raw), self.box_of))
-            except UsageError as exc:  # raised again by the driver
-                outcomes.append(exc)
-        seconds = [0.0] * len(outcomes)
-        seconds[0] = self.ensemble.forward_seconds - before
-        zeros = [0.0] * len(outcomes)
-        return {"index": batch["index"], "result": [pickle.dumps(o) for o in outcomes], "forward_seconds": seconds,
-                "busy_seconds": zeros, "cpu_seconds": zeros}
+        items = [pickle.loads(raw) for raw in batch["item"]]
+        before, start, cpu = self.ensemble.forward_seconds, time.perf_counter(), time.process_time()
+        try:
+            outcome: Any = evaluate(self.ensemble, items, self.box_of, batch_size=self.batch_size)
+        except UsageError as exc:  # raised again by the driver
+            outcome = exc
+        else:  # each skipped image: its index, and its line naming the file as the driver was given it
+            located = []
+            for line in outcome.skipped:
+                k = next((k for k, item in enumerate(items) if line.startswith(f"{item.path}: ")), None)
+                located.append((-1, line) if k is None else
+                               (int(batch["index"][k]), str(batch["given"][k]) + line[len(str(items[k].path)):]))
+            outcome.skipped = located
+        times = [[0.0] * len(items) for _ in range(3)]
+        times[0][0], times[1][0] = self.ensemble.forward_seconds - before, time.perf_counter() - start
+        times[2][0] = time.process_time() - cpu
+        return {"index": batch["index"], "result": [pickle.dumps(outcome)] + [pickle.dumps(None)] * (len(items) - 1),
+                "forward_seconds": times[0], "busy_seconds": times[1], "cpu_seconds": times[2]}
 
 
 def crop_on_ray(
@@ -211,28 +220,47 @@ def evaluate_on_ray(
     *,
     boxes: Any = None,
     crop: bool = False,
+    batch_size: int | None = None,
     address: str | None = None,
     device: str = "auto",
     actors: int | None = None,
-) -> Iterator[tuple[ImageItem, Any]]:
-    """``(item, probabilities or error)`` for ``fcnx evaluate`` (:func:`fcnx.evaluation.evaluate`'s ``outcomes``), on Ray.
+    progress: Callable[[], None] | None = None,
+    report: Callable[[str], None] | None = None,
+) -> Any:
+    """:func:`fcnx.evaluation.evaluate` of ``items`` on a Ray cluster: the same :class:`~fcnx.evaluation.Evaluation`.
 
     ``boxes``: a :class:`~fcnx.evaluation.BoxIndex` to score crops from; ``crop``: crop each image
-    for its label in the actors. Cluster, ``device`` and ``actors``: as :func:`crop_on_ray`.
+    for its label in the actors. The actors score batches of images; the driver adds up their
+    counts and lists the skipped images in input order. Cluster, ``device`` and ``actors``: as
+    :func:`crop_on_ray`.
     """
+    from fcnx.evaluation import Evaluation, Scores
+
     ray = import_ray()
     items = list(items)
     if not items:
-        return
+        names = list(config.nets) + (["ensemble"] if len(config.nets) > 1 else [])
+        return Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if boxes or crop else {})
+    total = None
     with _cluster(ray, address):
         use_gpus, count = _plan(ray, device, actors, config.half)
-        kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "boxes": boxes, "crop": crop}
-        for index, outcome, _ in _stream(ray, items, EvaluateActor, kwargs, use_gpus, count, 16, None):
+        kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "boxes": boxes, "crop": crop,
+                  "batch_size": batch_size}
+        for _index, outcome, _seconds in _stream(ray, items, EvaluateActor, kwargs, use_gpus, count, 32, None):
             if isinstance(outcome, UsageError):
                 raise outcome
-            if isinstance(outcome, str):  # name the file as the driver was given it
-                outcome = outcome.replace(os.path.abspath(items[index].path), str(items[index].path), 1)
-            yield items[index], outcome
+            if outcome is not None:
+                for _, line in outcome.skipped:
+                    if report:
+                        report(line)
+                if total is None:
+                    total = outcome
+                else:
+                    total.merge(outcome)
+            if progress:
+                progress()
+    total.skipped = [line for _, line in sorted(total.skipped, key=lambda pair: pair[0])]  # input order
+    return total
 
 
 @contextlib.contextmanager
@@ -278,7 +306,8 @@ def _stream(ray: Any, items: list[ImageItem], actor: type, kwargs: dict[str, Any
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    records = [{"index": k, "item": pickle.dumps(dataclasses.replace(item, path=Path(os.path.abspath(item.path))))}
+    records = [{"index": k, "given": str(item.path),
+                "item": pickle.dumps(dataclasses.replace(item, path=Path(os.path.abspath(item.path))))}
                for k, item in enumerate(items)]
     dataset = ray.data.from_items(records, override_num_blocks=max(1, -(-len(records) // rows)))
     if decode_min_side is not None:

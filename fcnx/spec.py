@@ -39,6 +39,9 @@ LoadWeightsFn = Callable[[Any, Path], None]
 #: ``convolutionalize(classifier, pool)`` -> a torch-callable FCN: normalized ``N x 3 x H x W`` input
 #: to ``N x classes x h x w`` logits, with the global pool replaced by an average pool of side ``pool``.
 ConvolutionalizeFn = Callable[[Any, int], Any]
+#: ``shipped_weights(tag)`` -> the fcnx checkpoint file a plugin ships for a pretrained tag, or ``None``
+#: when the tag is for ``build`` (a hub download). A shipped file's metadata gives classes, head and size.
+ShippedWeightsFn = Callable[[str], "Path | None"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class BackboneSpec:
     preprocess: Preprocess = Preprocess()
     padding: Literal["valid", "same"] = "valid"
     pretrained: tuple[str, ...] = ()
+    shipped_weights: ShippedWeightsFn | None = field(default=None, repr=False, compare=False)
     requires: tuple[str, ...] = ()
     install_hint: str = ""
     description: str = ""

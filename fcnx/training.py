@@ -5,9 +5,14 @@ A run lives in one folder:
 - ``best.safetensors``: the fcnx checkpoint with the best validation top-1 so far (the result:
   ``fcnx crop --weights NET=OUT/best.safetensors``);
 - ``resume.safetensors``: the current weights, the optimizer's tensors and, in its metadata, the
-  configuration and progress (JSON), written atomically after every epoch, so ``--resume`` loses
-  at most the epoch that was running;
-- ``metrics.csv`` and ``training.png``: loss and accuracy per epoch.
+  configuration and progress (JSON), written atomically after every epoch, last, so ``--resume``
+  loses at most the epoch that was running (a kill at any moment leaves it whole);
+- ``metrics.csv`` and ``training.png``: loss and accuracy per epoch;
+- ``skipped.txt``: the images left out, one error line each (files a meta list names that are
+  missing, files the loader cannot read), when there are any.
+
+A bad image never stops a run: it is skipped (in every epoch) and counted, and its one-line
+error is reported once.
 
 Every epoch is seeded from ``(seed, epoch, rank)`` and the shuffling from ``(seed, epoch)``, so a
 resumed run repeats exactly what the uninterrupted run would have done. Validation squashes whole
@@ -33,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from fcnx import checkpoint, datasets, distributed, finetune
-from fcnx.errors import UsageError
+from fcnx import checkpoint, datasets, distributed, finetune, images
+from fcnx.errors import FcnxError, UsageError
 from fcnx.metrics import top_k_accuracy
 from fcnx.registry import get_backbone
 
@@ -42,6 +47,7 @@ BEST = "best.safetensors"
 RESUME = "resume.safetensors"
 METRICS = "metrics.csv"
 PLOT = "training.png"
+SKIPPED = "skipped.txt"
 COLUMNS = ["epoch", "step", "step_name", "step_epoch", "trainable", "lr", "train_loss", "train_top1", "val_loss",
            "val_top1", "val_top5", "best", "unreadable", "seconds"]
 
@@ -95,6 +101,7 @@ class Progress:
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     validation: str = ""  # digest of the validation images, to notice a changed dataset on resume
+    unreadable: dict[str, str] = field(default_factory=dict)  # image the loader could not read -> its error
 
 
 @dataclass
@@ -108,6 +115,8 @@ class TrainResult:
     steps: list[finetune.Step]
     unreadable: int
     missing: int
+    #: one error line per image left out (missing, then unreadable)
+    skipped: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- saving and loading state
@@ -209,14 +218,18 @@ def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.amp.GradScale
 
 def _train_epoch(net: Any, model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  normalize: _Normalize, autocast: Callable[[], Any], scaler: torch.amp.GradScaler,
-                 ctx: distributed.Context, bar: Any) -> tuple[float, float, int]:
-    """One pass over the training shard; returns summed (loss, correct, seen) and the unreadable count."""
+                 ctx: distributed.Context, bar: Any, bad: list[int]) -> tuple[float, float, int]:
+    """One pass over the training shard; returns summed (loss, correct, seen) and the unreadable count.
+
+    The dataset indices of this shard's unreadable images are appended to ``bad``.
+    """
     finetune.train_mode(model)
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss, correct, seen
     unreadable = 0
-    for batch, (pixels, labels, _) in enumerate(loader):
+    for batch, (pixels, labels, index) in enumerate(loader):
         keep = labels >= 0
         unreadable += int((~keep).sum())
+        bad += index[~keep].tolist()
         pixels = normalize(pixels.to(ctx.device, non_blocking=True))
         labels = labels.to(ctx.device, non_blocking=True)
         keep = keep.to(ctx.device)
@@ -240,13 +253,15 @@ def _train_epoch(net: Any, model: torch.nn.Module, loader: DataLoader, optimizer
 
 @torch.inference_mode()
 def _validate(model: torch.nn.Module, loader: DataLoader, normalize: _Normalize, autocast: Callable[[], Any],
-              ctx: distributed.Context) -> tuple[float, float, float, int]:
-    """Loss, top-1 and top-5 over the validation images (this shard's, summed over processes), and unreadable ones."""
+              ctx: distributed.Context, bad: list[int]) -> tuple[float, float, float, int]:
+    """Loss, top-1 and top-5 over the validation images (this shard's, summed over processes), and unreadable ones
+    (their dataset indices appended to ``bad``)."""
     model.eval()
     loss_sum = top1 = top5 = seen = unreadable = 0.0
-    for pixels, labels, _ in loader:
+    for pixels, labels, index in loader:
         keep = labels >= 0
         unreadable += int((~keep).sum())
+        bad += index[~keep].tolist()
         if not keep.any():
             continue
         pixels, labels = pixels[keep], labels[keep]
@@ -278,16 +293,29 @@ def _check_resume(config: TrainConfig, classes: list[str], saved: dict[str, Any]
         raise UsageError("the dataset's images changed since the run started (another validation split)", outdir / RESUME)
 
 
+def _unreadable(path: Path) -> str:
+    """The one-line error of an image the data loader could not read (read again here: loader processes keep none)."""
+    try:
+        images.load_rgb(path)
+    except FcnxError as exc:
+        return str(exc)
+    return f"{path}: could not be read during training"
+
+
 def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", workers: int = 4, resume: bool = False,
-          quiet: bool = False, log: Callable[[str], None] = print,
+          quiet: bool = False, log: Callable[[str], None] = print, report: Callable[[str], None] | None = None,
           on_epoch: Callable[[Progress], None] | None = None) -> TrainResult:
     """Fine-tune ``config.net`` on ``config.data`` into ``outdir`` (see the module docstring).
 
+    ``report(line)`` receives the error of each image left out, once (default: ``log``).
     ``on_epoch(progress)`` is called after each epoch's files are written (e.g. to stop a run).
     Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
     """
     from tqdm import tqdm
 
+    from fcnx.outputs import atomic_text, remove_temporaries
+
+    report = report or log
     ctx = distributed.context(device)
     outdir = Path(outdir)
     spec = get_backbone(config.net)
@@ -301,6 +329,8 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
         _check_resume(config, data.classes, saved, digest, progress, outdir)
     if ctx.main:
         log(data.describe() + f"; {len(train_items)} for training, {len(val_items)} for validation")
+        for warning in data.warnings:
+            log(f"warning: {warning}")
     if not train_items:
         raise UsageError(f"no training images left in the {config.split} split", data.root)
 
@@ -331,8 +361,11 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
                             batch_size=config.batch_size, num_workers=workers, pin_memory=pin)
     meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
     unreadable_total = 0
-    if data.missing and ctx.main:
-        log(f"{len(data.missing)} listed image(s) missing on disk, skipped, e.g. {data.missing[0]}")
+    missing = list(data.missing_lines)  # one line each, naming the meta file and line
+    if ctx.main:
+        remove_temporaries(outdir)  # what a killed run was writing
+        for line in missing:
+            report(f"error: {line}")
 
     try:
         while not progress.finished and progress.step < len(steps):
@@ -353,16 +386,21 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
                 start = time.perf_counter()
                 _seed_epoch(config.seed, progress.epoch, ctx.rank)
                 sampler.set_epoch(progress.epoch)
+                bad_train: list[int] = []
+                bad_val: list[int] = []
                 with tqdm(total=len(train_loader), desc=f"step {progress.step + 1}/{len(steps)} epoch "
                           f"{progress.step_epoch + 1}", unit="batch", leave=False,
                           disable=quiet or not ctx.main or not sys.stderr.isatty()) as bar:
                     train_loss, train_top1, bad = _train_epoch(net, model, train_loader, optimizer, normalize, autocast,
-                                                               scaler, ctx, bar)
-                val = _validate(model, val_loader, normalize, autocast, ctx) if val_items else None
+                                                               scaler, ctx, bar, bad_train)
+                val = _validate(model, val_loader, normalize, autocast, ctx, bad_val) if val_items else None
                 bad += val[3] if val else 0
-                if bad and not unreadable_total and ctx.main:
-                    log(f"{bad} unreadable image(s) skipped this epoch")
                 unreadable_total = max(unreadable_total, bad)
+                paths = [str(train_set.items[k].path) for k in bad_train] + [str(val_set.items[k].path) for k in bad_val]
+                for path in sorted(set(distributed.gather_all(paths, ctx)) - set(progress.unreadable)):
+                    progress.unreadable[path] = _unreadable(Path(path))
+                    if ctx.main:
+                        report(f"error: {progress.unreadable[path]}")
                 top1 = val[1] if val else train_top1
                 improved = val is None or top1 > progress.best_top1
                 if improved:
@@ -391,9 +429,14 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
                         checkpoint.save(outdir / BEST, best_state, _meta(config, data.classes, carried, **meta_info,
                                                                           epoch=row["epoch"], step=row["step"],
                                                                           val_top1=row["val_top1"]))
+                    write_metrics(outdir, progress.history)
+                    if missing or progress.unreadable:
+                        lines = missing + list(progress.unreadable.values())
+                        atomic_text(outdir / SKIPPED, "".join(f"{line}\n" for line in lines))
+                    # last: the epoch counts once this is written (a kill before it redoes the epoch, and the
+                    # files above are rewritten whole from the saved history)
                     _save_resume(outdir, model, None if step_done else optimizer, scaler, config, data.classes,
                                  carried, progress)
-                    write_metrics(outdir, progress.history)
                 distributed.barrier(ctx)
                 if on_epoch is not None:
                     on_epoch(progress)
@@ -401,7 +444,8 @@ def train(config: TrainConfig, outdir: str | Path, *, device: str = "auto", work
     finally:
         distributed.finish(ctx)
     best = progress.best_top1 if val_items else None
-    return TrainResult(outdir, outdir / BEST, best, progress.history, steps, unreadable_total, len(data.missing))
+    return TrainResult(outdir, outdir / BEST, best, progress.history, steps, unreadable_total, len(data.missing),
+                       missing + list(progress.unreadable.values()))
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig, lr: float) -> torch.optim.Optimizer:

@@ -20,3 +20,14 @@ def clean_registry():
     plugins.broken.clear()
     plugins.broken.update(broken)
     registry.refresh()
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny nets run faster so, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

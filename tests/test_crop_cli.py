@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from image_corpus import BOMB_LIMIT, LOADABLE, NESTED, UNREADABLE, square, write_corpus
 from tiny_backbones import color_checkpoint, tiny_registry  # noqa: F401
 
 from fcnx import geometry
 from fcnx.cli import cli
 from fcnx.cropper import Cropper
+from fcnx.errors import FcnxError
 
 TESTS = Path(__file__).parent
 NETS = ["tiny0", "tiny43", "tiny_m25"]
@@ -44,14 +46,6 @@ def crop(weights, *args: str) -> object:
     """Run ``fcnx crop`` in-process with the tiny nets, small pyramids and no worker processes."""
     argv = ["crop", *net_args(weights), "--workers", "0", "--max-scale", "1.5", *map(str, args)]
     return CliRunner().invoke(cli, argv, catch_exceptions=False)
-
-
-def square(path: Path, size=(120, 160), top=60, left=90, side=40, fmt=None) -> Path:
-    image = np.full((*size, 3), 128, np.uint8)
-    image[top:top + side, left:left + side] = (230, 20, 20)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, format=fmt)
-    return path
 
 
 def digest(path: Path) -> str:
@@ -120,38 +114,12 @@ def test_rerun_resumes_and_other_settings_are_refused(tmp_path, weights):
 
 
 def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, weights, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # in-process run (--workers 0): applies to the loader
-    photos = tmp_path / "photos"
-    square(photos / "good.png")
-    square(photos / "dir.jpg" / "inside.png")
-    square(photos / "a" / "same.png")
-    square(photos / "b" / "same.png", top=0)
-    square(photos / "naïve name.png")
-    Image.new("RGB", (1, 1), (230, 20, 20)).save(photos / "one.png")
-    Image.fromarray(np.full((120, 160), 30000, np.uint16)).save(photos / "grey16.png")
-    Image.open(square(tmp_path / "rgb.png")).convert("CMYK").save(photos / "cmyk.jpg")
-    Image.open(square(tmp_path / "rgba.png")).convert("RGBA").save(photos / "rgba.png")
-    Image.open(square(tmp_path / "p.png")).convert("P").save(photos / "palette.png", transparency=0)
-    frames = [Image.open(square(tmp_path / "f.png")).convert("P"), Image.new("P", (160, 120))]
-    frames[0].save(photos / "anim.gif", save_all=True, append_images=frames[1:])
-    bad = {
-        "empty.jpg": "empty file, not an image",
-        "text.jpg": "not an image file Pillow can read",
-        "truncated.jpg": "cannot decode image",
-        "loop.jpg": "symbolic link loop",
-        "strip.png": "too elongated",
-        "bomb.png": "decompression-bomb limit of 100000 pixels",
-    }
-    (photos / "empty.jpg").write_bytes(b"")
-    (photos / "text.jpg").write_text("not a jpeg")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(tmp_path / "t.jpg")
-    (photos / "truncated.jpg").write_bytes((tmp_path / "t.jpg").read_bytes()[:2000])
-    os.symlink("loop.jpg", photos / "loop.jpg")
-    Image.new("RGB", (8000, 10)).save(photos / "strip.png")
-    Image.new("RGB", (400, 400)).save(photos / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", BOMB_LIMIT)  # in-process run (--workers 0): applies to the loader
+    photos = write_corpus(tmp_path / "photos")
+    bad = {**UNREADABLE, "strip.png": "too elongated"}
     out = tmp_path / "out"
     result = crop(weights, "--category", "red", photos, "-o", out)
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # no crash
     assert "Traceback" not in result.output
     for name, message in bad.items():
         assert f"error: {photos / name}: " in result.stderr and message in result.stderr
@@ -159,8 +127,7 @@ def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, wei
     assert sorted((out / "failures.txt").read_text().splitlines()) == sorted(
         line.removeprefix("error: ") for line in result.stderr.splitlines() if line.startswith("error: "))
     done = {r["file"] for r in journal(out)}
-    assert done == {"good.png", "dir.jpg/inside.png", "a/same.png", "b/same.png", "naïve name.png", "one.png",
-                    "grey16.png", "cmyk.jpg", "rgba.png", "palette.png", "anim.gif"}
+    assert done == (set(LOADABLE) | set(NESTED)) - set(bad)
     for rel in done:
         assert (out / rel).is_file()
     assert Image.open(out / "cmyk.jpg").mode == "CMYK" and Image.open(out / "grey16.png").mode.startswith("I")
@@ -246,6 +213,98 @@ def test_dataset_root_crops_each_image_for_its_label(tmp_path, weights):
     assert traversal.exit_code == 2 and "test.txt:1: refusing the path" in traversal.stderr
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_in_place_writes_marked_crops_beside_the_originals_and_never_takes_them_as_inputs(tmp_path, weights):
+    photos = tmp_path / "photos"
+    for rel in ["x.png", "sub/y.jpg", "sub/deeper/z.png"]:
+        square(photos / rel)
+    originals = _digests(photos)
+    args = ["--category", "red", "--heatmaps", "--gallery", "--in-place", photos, "-o", photos]
+    result = crop(weights, *args)
+    assert result.exit_code == 0, result.output
+    assert {r["file"]: r["crop"] for r in journal(photos)} == {
+        "x.png": "x.fcnx-crop.png", "sub/y.jpg": "sub/y.fcnx-crop.jpg", "sub/deeper/z.png": "sub/deeper/z.fcnx-crop.png"}
+    after = _digests(photos)
+    assert {k: after[k] for k in originals} == originals  # byte for byte
+    for r in journal(photos):
+        x1, y1, x2, y2 = geometry.pixel_box((r["x"], r["y"], r["w"], r["h"]), (120, 160))
+        assert Image.open(photos / r["crop"]).size == (x2 - x1, y2 - y1)
+    assert (photos / "heatmaps" / "sub" / "y_jpg.png").is_file() and (photos / "gallery.html").is_file()
+    # a rerun finds nothing new: the crops and heatmaps are outputs, not inputs
+    again = crop(weights, *args)
+    assert again.exit_code == 0 and "0 image(s) to do, 3 already done, 6 output(s) of fcnx crop" in again.stderr
+    assert _digests(photos) == after | {"gallery.html": after["gallery.html"]}
+    # a run killed after writing a crop but before its record: the orphan crop is redone, not cropped itself
+    lines = (photos / "boxes.jsonl").read_text().splitlines(keepends=True)
+    (photos / "boxes.jsonl").write_text("".join(lines[:-1]))
+    resumed = crop(weights, *args)
+    assert resumed.exit_code == 0 and "1 image(s) to do, 2 already done" in resumed.stderr
+    assert len(journal(photos)) == 3 and not list(photos.rglob("*.fcnx-crop.fcnx-crop*"))
+    assert {k: digest(photos / k) for k in originals} == originals
+    # other settings are refused as usual, and so is the overlap without --in-place
+    other = crop(weights, "--category", "green", "--in-place", photos, "-o", photos)
+    assert other.exit_code == 2 and "other settings (categories differ)" in other.stderr
+    plain = crop(weights, "--category", "red", photos / "sub", "-o", photos / "sub")
+    assert plain.exit_code == 2 and "overlaps the input" in plain.stderr
+
+
+def test_in_place_into_a_dataset_root_or_a_folder_inside_the_input(tmp_path, weights):
+    root = tmp_path / "food"
+    (root / "meta").mkdir(parents=True)
+    (root / "meta" / "classes.txt").write_text("red\ngreen\n")
+    (root / "meta" / "train.txt").write_text("red/1\ngreen/2\n")
+    for rel in ["red/1", "green/2"]:
+        square(root / "images" / f"{rel}.jpg")
+    originals = _digests(root)
+    assert crop(weights, "--in-place", root, "-o", root).exit_code == 0
+    assert sorted(r["crop"] for r in journal(root)) == ["images/green/2.fcnx-crop.jpg", "images/red/1.fcnx-crop.jpg"]
+    assert {k: digest(root / k) for k in originals} == originals  # meta lists untouched: they name the originals
+    assert "0 image(s) to do, 2 already done" in crop(weights, "--in-place", root, "-o", root).stderr
+    (root / "meta" / "train.txt").unlink()  # without lists the root is walked: the crops are still left out
+    again = crop(weights, "--in-place", root, "-o", root)
+    assert again.exit_code == 0 and "0 image(s) to do, 2 already done, 2 output(s)" in again.stderr
+    # OUTDIR inside the input: its crops are left out of the next walk of the input
+    photos = tmp_path / "photos"
+    square(photos / "x.png")
+    out = photos / "cropped"
+    assert crop(weights, "--category", "red", "--in-place", photos, "-o", out).exit_code == 0
+    assert [r["crop"] for r in journal(out)] == ["x.fcnx-crop.png"] and (out / "x.fcnx-crop.png").is_file()
+    again = crop(weights, "--category", "red", "--in-place", photos, "-o", out)
+    assert again.exit_code == 0 and "0 image(s) to do, 1 already done, 1 output(s)" in again.stderr
+
+
+def test_in_place_refuses_to_replace_files_it_did_not_write(tmp_path, weights):
+    photos = tmp_path / "photos"
+    square(photos / "x.png")
+    (photos / "boxes.csv").write_text("my own table\n")
+    result = crop(weights, "--category", "red", "--in-place", photos, "-o", photos)
+    assert result.exit_code == 2 and "already holds boxes.csv, not written by fcnx crop" in result.stderr
+    assert (photos / "boxes.csv").read_text() == "my own table\n" and not (photos / "boxes.jsonl").exists()
+
+
+def test_no_output_is_ever_written_at_the_path_of_an_input(tmp_path, weights):
+    from fcnx.cropper import Cropper
+    from fcnx.ensemble import load_ensemble
+    from fcnx.images import discover
+    from fcnx.outputs import CropOutputs
+
+    photos = tmp_path / "photos"
+    source = square(photos / "x.png")
+    before = digest(source)
+    ensemble = load_ensemble(["tiny0"], {"tiny0": str(weights["tiny0"])}, kernel=64, device="cpu")
+    [item] = discover([photos])
+    outputs = CropOutputs(photos, {}, net_names=["tiny0"], kernel=64, stride=32, expected_boxes=1, protected=[source])
+    outputs.open()
+    result = next(Cropper(ensemble, categories=["red"], workers=0).crop_items([item]))
+    [(_, outcome)] = outputs.submit(result) or outputs.flush()
+    outputs.finish([])
+    assert isinstance(outcome, FcnxError) and f"refusing to write an output over the input {source}" in str(outcome)
+    assert digest(source) == before and outputs.records == []
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
@@ -255,8 +314,9 @@ def test_dataset_root_crops_each_image_for_its_label(tmp_path, weights):
         (lambda p, w: ["--category", "red", p / "in", "-o", p / "file.txt" / "out"], "cannot write to the output folder"),
         (lambda p, w: ["--category", "red", p / "missing", "-o", p / "out"], "no such file or folder"),
         (lambda p, w: ["--category", "red", "--step", "1", p / "in", "-o", p / "out"], "--step must be > 1"),
+        (lambda p, w: ["--kernel", "64", p / "in", "-o", p / "out"], "kernel 64 is too small for tiny43: its smallest"),
     ],
-    ids=["category", "outdir-inside", "outdir-equal", "unwritable", "missing-input", "step"],
+    ids=["category", "outdir-inside", "outdir-equal", "unwritable", "missing-input", "step", "kernel"],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, weights, make_args, message):
     square(tmp_path / "in" / "x.png")

@@ -19,6 +19,7 @@ from PIL import Image
 
 from fcnx.cli import cli
 from fcnx.evaluation import cut_box, read_boxes
+from image_corpus import BOMB_LIMIT, LOADABLE, UNREADABLE, square, write_corpus
 from tiny_backbones import color_checkpoint, tiny_registry  # noqa: F401
 
 COLORS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
@@ -92,10 +93,54 @@ def test_evaluate_bad_inputs(tmp_path, setup):
     bad.write_text('{"path": "x.png", "x": 1}\n')
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crops", str(bad)])
     assert result.exit_code == 2 and "bad.jsonl: line 1: not a box record (KeyError" in result.stderr
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text('{"path": "/nowhere/x.png", "x": 1, "y": 1, "w": 5, "h": 5}\n')
+    result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crops", str(elsewhere)])
+    assert result.exit_code == 2 and f"elsewhere.jsonl: none of the {n} images of the test split has a box" in result.stderr
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(tmp_path)])
     assert result.exit_code == 2 and "not a dataset root, but data/ inside it is one" in result.stderr
     result = CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "-o", str(root / "out")])
     assert result.exit_code == 2 and "overlaps the input" in result.stderr
+
+
+def test_evaluate_goes_through_the_bad_input_corpus_one_line_each_and_exits_1(tmp_path, setup, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", BOMB_LIMIT)
+    args = [*setup[0], "--kernel", "107"]  # small images, a small kernel: a fraction of a second per run
+    root = tmp_path / "corpus"
+    (root / "meta").mkdir(parents=True)
+    (root / "meta" / "classes.txt").write_text("red\ngreen\nblue\n")
+    for name in ("green", "blue"):
+        square(root / "images" / name / "0.png")
+    red = write_corpus(root / "images" / "red", nested=False)
+    (red / "dir.jpg").mkdir()
+    names = ["green/0.png", "blue/0.png", *(f"red/{name}" for name in [*LOADABLE, *UNREADABLE, "dir.jpg", "gone.png"])]
+    (root / "meta" / "test.txt").write_text("".join(f"{name}\n" for name in names))
+    n = 2
+    bad = {**UNREADABLE, "dir.jpg": "is a folder, not an image", "gone.png": "listed in meta but no such file"}
+
+    def scored(result, failed: dict[str, str]) -> int:
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output  # no crash
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == len(failed), "\n".join(errors)
+        for name, message in failed.items():
+            assert any(line.startswith(f"error: {red / name}: ") and message in line for line in errors), (name, errors)
+        assert f"evaluate: {len(failed)} image(s) skipped" in result.stderr
+        return int(result.stdout.splitlines()[1].split()[1])
+
+    def evaluate(*extra):
+        return CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "-q", *map(str, extra)])
+
+    # originals only: every loadable file is scored, the strip too
+    assert scored(evaluate("-o", tmp_path / "ev"), bad) == n + len(LOADABLE)
+    assert len(json.loads((tmp_path / "ev" / "evaluation.json").read_text())["skipped"]) == len(bad)
+    # --crop: the strip is too elongated to crop, so it is left out on both sides
+    assert scored(evaluate("--crop"), {**bad, "strip.png": "too elongated"}) == n + len(LOADABLE) - 1
+    # boxes of fcnx crop: the images it could not crop have no box
+    crop = CliRunner().invoke(cli, ["crop", *args, str(root), "-o", str(tmp_path / "cropped"), "--dry-run", "-q",
+                                    "--split", "test", "--workers", "0"])
+    assert crop.exit_code == 1 and len(read_boxes(tmp_path / "cropped" / "boxes.jsonl")) == n + len(LOADABLE) - 1
+    result = evaluate("--crops", tmp_path / "cropped" / "boxes.jsonl")
+    assert scored(result, {**bad, "strip.png": "no box for this image"}) == n + len(LOADABLE) - 1
 
 
 def test_suspects_finds_the_planted_label(tmp_path, setup):
@@ -106,7 +151,8 @@ def test_suspects_finds_the_planted_label(tmp_path, setup):
     out = tmp_path / "review"
     result = CliRunner().invoke(cli, ["suspects", *args, "--data", str(root), "-o", str(out), "-q"])
     assert result.exit_code == 1  # one unreadable image, reported
-    assert "broken.png" in result.stderr and "1 unreadable image(s) skipped" in result.stderr
+    assert f"error: {root / 'images' / 'red' / 'broken.png'}: " in result.stderr
+    assert "1 unreadable image(s) skipped" in result.stderr
     data = json.loads((out / "suspects.json").read_text())
     assert data["images"] == n + 1
     [suspect] = data["suspects"]

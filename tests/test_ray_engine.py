@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -42,14 +41,6 @@ def weights(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
     return {n: random_checkpoint(folder / f"{n}.safetensors", n, CLASSES, input_size=KERNEL, seed=k)
             for k, n in enumerate(NETS)}
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def photos(folder: Path) -> Path:
@@ -168,8 +159,9 @@ def test_evaluate_on_ray_writes_the_local_figures(tmp_path, cluster, weights, on
             mode = ["--crops", tmp_path / "boxes" / "boxes.jsonl"]
         local = evaluate(weights, "--data", data, *mode, "-o", tmp_path / "local")
         remote = evaluate(weights, "--data", data, *mode, "--engine", "ray", "--actors", "2", "-o", tmp_path / "ray")
-        assert local.exit_code == remote.exit_code == 0, remote.output
-        assert "1 unreadable image(s) skipped" in remote.stderr and remote.stdout == local.stdout
+        assert local.exit_code == remote.exit_code == 1, remote.output  # the unreadable image
+        assert "1 image(s) skipped" in remote.stderr and remote.stdout == local.stdout
+        assert f"error: {data / 'cake' / 'broken.png'}: " in remote.stderr
         for name in ("evaluation.json", "evaluation.csv"):
             assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
     assert "cropped top-1" in remote.stdout

@@ -14,16 +14,11 @@ from fcnx.cli import cli
 from fcnx.fcn import load_fcn
 from fcnx.testing import formula_boundaries, random_checkpoint
 
-TINY = ("tiny_vgg", "tiny_resnet", "tiny_inception")
+TINY = ("tiny_vgg", "tiny_resnet", "tiny_inception", "tiny_mobilenet")
 CLASSES = [f"c{i}" for i in range(5)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_by_entry_point():
@@ -33,10 +28,11 @@ def test_registered_by_entry_point():
     specs = {spec.name: spec for spec in registry.list_backbones("tiny_*")}
     assert set(specs) == set(TINY)
     assert {s.plugin for s in specs.values()} == {"tiny"}
-    assert {s.formula() for s in specs.values()} == {"8D+28", "8D-7", "8D+9"}
+    assert {s.formula() for s in specs.values()} == {"8D+28", "8D-7", "8D+9", "8D-5"}
     result = CliRunner().invoke(cli, ["list-backbones", "tiny_*"])
     assert result.exit_code == 0, result.output
-    for name, formula in (("tiny_vgg", "8D+28"), ("tiny_resnet", "8D-7"), ("tiny_inception", "8D+9")):
+    for name, formula in (("tiny_vgg", "8D+28"), ("tiny_resnet", "8D-7"), ("tiny_inception", "8D+9"),
+                           ("tiny_mobilenet", "8D-5")):
         assert name in result.output and formula in result.output
 
 
@@ -99,10 +95,22 @@ def test_convolutionalized_exactly(name, tmp_path):
     assert got_sides == expected
 
 
-def test_no_pretrained_and_strict_loading(tmp_path):
+def test_shipped_weights_load_by_tag_and_strict_loading(tmp_path, monkeypatch):
+    import fcnx_tiny
+    from fcnx import checkpoint
+    from fcnx.fcn import trained_size
+
+    for tag in ("pretrained", "fashion-bench"):
+        fcn = load_fcn("tiny_vgg", tag)
+        shipped = fcnx_tiny.WEIGHTS / "tiny_vgg.safetensors"
+        assert fcn.classes == checkpoint.read_meta(shipped).classes and fcn.kernel == 56
+        state = checkpoint.read_tensors(shipped)
+        assert all(torch.equal(v, state[k]) for k, v in fcn.classifier.state_dict().items())
+    assert trained_size("tiny_vgg") == 56
+    monkeypatch.setattr(fcnx_tiny, "WEIGHTS", tmp_path / "gone")
+    with pytest.raises(errors.FcnxError, match="the shipped weights .* are missing"):
+        load_fcn("tiny_vgg", "pretrained")
     spec = registry.get_backbone("tiny_vgg")
-    with pytest.raises(errors.FcnxError, match="no pretrained weights"):
-        spec.build(3, (), "fashion")
     other = random_checkpoint(tmp_path / "resnet.safetensors", "tiny_resnet", CLASSES, input_size=56)
     with pytest.raises(errors.WeightsError, match="does not fit this architecture"):
         spec.load_weights(spec.build(len(CLASSES), (), None), other)
@@ -115,3 +123,31 @@ def test_hidden_head_convolutionalized(tmp_path):
     with torch.no_grad():
         diff = fcn(images)[:, :, 0, 0] - fcn.classifier(fcn.normalize(images))
     assert diff.abs().max().item() <= 1e-5
+
+
+def test_demo_canvases_crop_offline_with_the_shipped_weights(tmp_path):
+    """The README's main job: no --weights, no --kernel; each canvas cropped for its own label, near its true box."""
+    import json
+    from pathlib import Path
+
+    import fcnx_tiny
+    from fcnx.metrics import box_iou, centred_boxes
+
+    demo = Path(fcnx_tiny.__file__).parent / "demo"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["crop", "--nets", "tiny_vgg,tiny_resnet,tiny_inception", "--gallery", str(demo),
+                                      "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "at kernel 56" in result.output and (out / "gallery.html").is_file()
+    truth = json.loads((demo / "boxes.json").read_text())
+    records = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    assert sorted(r["file"] for r in records) == sorted(f"images/{key}" for key in truth)
+    ious, centred = [], []
+    for r in records:
+        _, label, name = r["file"].split("/")
+        assert r["category"] == label and (out / r["crop"]).is_file()
+        true_box = truth[f"{label}/{name}"]
+        ious.append(float(box_iou([r["x"], r["y"], r["w"], r["h"]], true_box)))
+        side = min(r["width"], r["height"])  # the usual centre crop: the centred square of the short side
+        centred.append(float(box_iou(centred_boxes([[r["height"], r["width"]]], [side, side])[0], true_box)))
+    assert sum(ious) / 10 > 0.25 and sum(centred) / 10 < 0.15, (ious, centred)

@@ -16,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from image_corpus import BOMB_LIMIT, LOADABLE, UNREADABLE, write_corpus
 from tiny_train_backbone import COLORS, NAME, TinyTrainNet, make_folders, make_food101, tiny_train  # noqa: F401
 
 from fcnx import checkpoint, datasets, finetune, training
@@ -136,6 +137,25 @@ def test_bad_food101_roots_are_one_line_errors(tmp_path, food, tiny_train, what,
     assert not (tmp_path / "out" / training.RESUME).exists()
 
 
+@pytest.mark.parametrize("meta, line", [
+    ("train.txt", "../../etc/passwd"), ("train.txt", "red/../../../../etc/passwd"), ("train.txt", "/etc/passwd"),
+    ("train.txt", "red/.."), ("train.txt", "red\\..\\..\\x"), ("train.txt", "red/./../../x"),
+    ("test.txt", "../../../../etc/shadow"), ("classes.txt", "../etc"), ("classes.txt", ".."),
+])
+def test_meta_names_leaving_images_are_refused_by_every_command(tmp_path, food, tiny_train, meta, line):  # noqa: F811
+    with (food / "meta" / meta).open("a") as f:
+        f.write(line + "\n")
+    number = len((food / "meta" / meta).read_text().splitlines())
+    nets = ["--nets", NAME, "--data", food, "--split", "all"]
+    for args in (train_args(food, tmp_path / "out", "--split", "all"), ["evaluate", *nets],
+                 ["suspects", *nets, "-o", tmp_path / "review"]):
+        result = run(*args)
+        error = result.stderr.strip()
+        assert result.exit_code == 2 and "\n" not in error and "Traceback" not in result.output, (args[0], result.output)
+        assert f"meta/{meta}:{number}: " in error and "refusing the path" in error, (args[0], error)
+    assert not list(tmp_path.glob("out/*")) and not (tmp_path / "review").exists()
+
+
 def test_bad_class_folders(tmp_path, tiny_train):  # noqa: F811
     root = make_folders(tmp_path / "plain", per_class=2)
     (root / "purple").mkdir()
@@ -245,10 +265,32 @@ def test_unreadable_and_missing_images_are_skipped_and_counted(tmp_path, food, t
     out = tmp_path / "run"
     args = [a for a in train_args(food, out, "--schedule", "all", "--epochs", "2") if a != "-q"]
     result = run(*args, "--val-fraction", "0")
-    assert result.exit_code == 0, result.output
-    assert "1 listed image(s) missing on disk, skipped" in result.stderr and "green/2.jpg" in result.stderr
-    assert "1 unreadable image(s) skipped" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert f"error: {food / 'images' / 'green' / '2.jpg'}: listed in meta but no such file" in result.stderr
+    assert f"error: {food / 'images' / 'red' / '1.jpg'}: not an image file Pillow can read" in result.stderr
+    assert "train: 2 image(s) skipped (1 missing, 1 unreadable)" in result.stderr
     assert [int(r["unreadable"]) for r in rows(out / training.METRICS)] in ([1, 1], [0, 1], [1, 0])
+
+
+def test_train_goes_through_the_bad_input_corpus(tmp_path, food, tiny_train, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", BOMB_LIMIT)  # --workers 0: applies to the loader
+    red = write_corpus(food / "images" / "red", nested=False)
+    (red / "dir.jpg").mkdir()
+    with (food / "meta" / "train.txt").open("a") as f:
+        f.writelines(f"red/{name}\n" for name in [*LOADABLE, *UNREADABLE, "dir.jpg", "gone.png"])
+    bad = {**UNREADABLE, "dir.jpg": "is a folder, not an image", "gone.png": "listed in meta but no such file"}
+    out = tmp_path / "run"
+    # one batch holds every image, so each is met in each epoch; -q: the errors are shown all the same
+    result = run(*train_args(food, out, "--schedule", "all", "--epochs", "2", batch=64))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output  # no crash
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(bad), "\n".join(errors)  # once each, though met in both epochs
+    for name, message in bad.items():
+        assert any(line.startswith(f"error: {red / name}: ") and message in line for line in errors), name
+    assert f"train: {len(bad)} image(s) skipped (1 missing, {len(bad) - 1} unreadable)" in result.stderr
+    assert sorted((out / training.SKIPPED).read_text().splitlines()) == sorted(e.removeprefix("error: ") for e in errors)
+    assert [int(r["unreadable"]) for r in rows(out / training.METRICS)] == [len(bad) - 1] * 2
+    assert load_model(out / training.BEST) is not None  # the run's result is complete
 
 
 # --------------------------------------------------------------------------- schedules
@@ -438,6 +480,72 @@ def test_torchrun_two_processes_on_gloo_match_one_process(tmp_path, food, tiny_t
     assert all(math.isfinite(float(r["train_loss"])) for r in two)
     assert load_fcn(NAME, tmp_path / "two" / training.BEST).classes == CLASSES
     assert checkpoint.read_meta(tmp_path / "two" / training.BEST).extra["training"]["processes"] == 2
+
+
+#: prepended to LAUNCHER: the process kills itself half-way through writing its first resume checkpoint
+CUT_RESUME = """
+import os, signal
+import safetensors.torch
+write = safetensors.torch.save_file
+def save_file(tensors, filename, metadata=None):
+    write(tensors, filename, metadata=metadata)
+    if "resume.safetensors" in os.path.basename(filename):  # whatever name the writer writes it under
+        data = open(filename, "rb").read()
+        open(filename, "wb").write(data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+safetensors.torch.save_file = save_file
+"""
+
+
+def test_a_killed_run_resumes_with_each_epoch_once_as_if_never_killed(tmp_path, food, tiny_train):  # noqa: F811
+    """kill -9 once the first resume checkpoint exists (wherever the run then is), then a resumed run killed in the
+    middle of writing its checkpoint; ``--resume`` then finishes with every epoch once, no temporary left, and the
+    result of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    common = ["--schedule", "two-pass", "--head", "8", "--epochs", "6", "--patience", "10", "--lr", "0.02"]
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER.format(tests=str(Path(__file__).parent)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, str(launcher), *train_args(food, out, *common)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / training.RESUME).exists():
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
+    done = len(training.read_resume(out)[1].history)
+    assert 1 <= done < 12
+    cut = tmp_path / "cut.py"
+    cut.write_text(CUT_RESUME + LAUNCHER.format(tests=str(Path(__file__).parent)))
+    killed = subprocess.run([sys.executable, str(cut), "train", "--resume", "-o", str(out), "--workers", "0", "-q"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert len(list(out.glob(f".{training.RESUME}.*.fcnx-tmp"))) == 1  # half written, never renamed into place
+    assert len(training.read_resume(out)[1].history) == done and checkpoint.read_tensors(out / training.RESUME)
+    resumed = run("train", "--resume", "-o", out, "--workers", "0", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert [int(r["epoch"]) for r in rows(out / training.METRICS)] == list(range(1, 13))
+    assert sorted(p.name for p in out.iterdir()) == sorted([training.BEST, training.RESUME, training.METRICS,
+                                                            training.PLOT])
+    progress = training.read_resume(out)[1]
+    assert progress.finished and len(progress.history) == 12
+    assert load_model(out / training.BEST).fc is not None
+    whole = tmp_path / "whole"
+    assert run(*train_args(food, whole, *common)).exit_code == 0
+    a, b = (checkpoint.read_tensors(d / training.BEST) for d in (whole, out))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda table: [{k: v for k, v in r.items() if k != "seconds"} for r in table]  # noqa: E731
+    assert strip(rows(whole / training.METRICS)) == strip(rows(out / training.METRICS))
 
 
 def test_validation_images_are_read_and_resized_exactly_as_evaluate_does(tmp_path, food):

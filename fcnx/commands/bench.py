@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from fcnx.commands.common import parse_weights, ensemble_options, resolve_nets
+from fcnx.errors import UsageError
+
 
 @click.group("bench")
 def bench_cmd() -> None:
@@ -46,3 +49,76 @@ def plant_cmd(root: Path, out: Path, share: float, seed: int) -> None:
 
     planted = benchdata.plant_mislabels(root, out, share, seed)
     click.echo(f"{out}: {len(planted)} test images mislabelled, listed in {out / 'meta' / 'mislabels.json'}")
+
+
+#: the ensemble and held-out classifier of ``bench localization`` when --nets is not given: fcnx-tiny's shipped weights
+BENCH_NETS = "tiny_vgg,tiny_resnet,tiny_inception"
+BENCH_HELD_OUT = ("tiny_mobilenet",)
+
+
+@bench_cmd.command("localization")
+@click.option("--data", "root", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Benchmark root from 'fcnx bench data' (test canvases and boxes.json).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for results.md, results.json and results.png.")
+@ensemble_options
+@click.option("--held-out", "held_out", multiple=True, metavar="NET[=FILE]",
+              help="A classifier outside the ensemble, scored on canvases and crops (the paper's VGG19 role). "
+                   f"Repeatable [default with the default nets: {', '.join(BENCH_HELD_OUT)}].")
+@click.option("--step", default=1.2, show_default=True, type=float, help="Scale factor between pyramid levels.")
+@click.option("--max-scale", default=4.0, show_default=True, type=float, help="Largest pyramid level, relative to the first.")
+@click.option("--mislabel-share", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of test images given a wrong label for the suspects test (0: skip it).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random baseline and of the planted labels.")
+@click.option("--check", is_flag=True, help="Exit with status 1 when a target is missed.")
+def localization_cmd(root: Path, out: Path, nets: str | None, weights: tuple[str, ...], kernel: int | None, device: str,
+                     held_out: tuple[str, ...], step: float, max_scale: float, mislabel_share: float, seed: int,
+                     check: bool) -> None:
+    """Measure on ground truth: localization of the ensemble, single nets and baselines, top-1 on canvases
+    vs crops (held-out classifier included), mislabel detection, paper vs votes-first, 1/2/3 nets.
+
+    \b
+      fcnx bench data -o bench/
+      fcnx bench localization --data bench/ -o results/               # fcnx-tiny's shipped weights
+      fcnx bench localization --data food/ --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
+          --weights xception=xc.safetensors --held-out vgg19=vgg19.safetensors -o results/
+    """
+    import shlex
+
+    from fcnx import experiment, experiment_report
+    from fcnx.cropper import Cropper
+    from fcnx.devices import resolve_device
+    from fcnx.ensemble import load_ensemble
+
+    if nets is None and not weights:
+        nets, held_out = BENCH_NETS, held_out or BENCH_HELD_OUT
+    names, weight_map, kernel = resolve_nets(nets, weights, kernel)
+    extra = parse_weights(tuple(h if "=" in h else f"{h}=pretrained" for h in held_out))
+    inside = sorted(set(extra) & set(names))
+    if inside:
+        raise UsageError(f"--held-out {inside[0]} is in the ensemble; a held-out classifier is a backbone outside --nets")
+    torch_device = resolve_device(device)
+    cropper = Cropper.from_nets(names, weight_map, kernel=kernel, device=torch_device, step=step, max_scale=max_scale)
+    classifiers = load_ensemble(names + list(extra), weight_map | extra, kernel=kernel, device=torch_device)
+    if classifiers.classes != cropper.classes:
+        raise UsageError("the held-out classifiers must have the ensemble's classes")
+    click.echo(f"bench: nets {', '.join(names)}, held out {', '.join(extra) or 'none'}, kernel {kernel}, {torch_device}",
+               err=True)
+    results = experiment.run(cropper, classifiers, root, mislabel_share=mislabel_share, seed=seed,
+                             progress=_progress_line)
+    command = " ".join(["fcnx bench localization --data", shlex.quote(str(root)), "--nets", ",".join(names)]
+                       + [f"--weights {shlex.quote(f'{n}={w}')}" for n, w in weight_map.items()]
+                       + [f"--held-out {shlex.quote(f'{n}={w}')}" for n, w in extra.items()]
+                       + [f"--kernel {kernel} --max-scale {max_scale} --step {step} -o", shlex.quote(str(out))])
+    for path in experiment_report.write(results, out, command):
+        click.echo(f"wrote {path}", err=True)
+    targets = results.targets()
+    for text, ok in targets:
+        click.echo(f"{'met   ' if ok else 'MISSED'} {text}")
+    if check and not all(ok for _, ok in targets):
+        raise SystemExit(1)
+
+
+def _progress_line(done: int, total: int) -> None:
+    if done == total or done % 50 == 0:
+        click.echo(f"bench: pyramids {done}/{total}", err=True)

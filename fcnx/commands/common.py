@@ -24,7 +24,7 @@ def _parse_nets(text: str) -> list[str]:
     return nets
 
 
-def _parse_weights(pairs: tuple[str, ...]) -> dict[str, str]:
+def parse_weights(pairs: tuple[str, ...]) -> dict[str, str]:
     weights: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -38,7 +38,7 @@ def _parse_weights(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def resolve_nets(nets: str | None, weights: tuple[str, ...], kernel: int | None) -> tuple[list[str], dict[str, str], int]:
     """Net names, their weights and the common kernel from the options (defaults documented on the options)."""
-    weight_map = _parse_weights(weights)
+    weight_map = parse_weights(weights)
     if nets is not None:
         names = _parse_nets(nets)
     elif weight_map:
@@ -49,6 +49,11 @@ def resolve_nets(nets: str | None, weights: tuple[str, ...], kernel: int | None)
     extra = sorted(set(weight_map) - set(names))
     if extra:
         raise UsageError(f"--weights given for {', '.join(extra)}, which --nets does not name")
+    if kernel is None:
+        from fcnx.fcn import trained_size
+
+        sizes = {trained_size(name, weight_map.get(name, "pretrained")) for name in names}
+        kernel = sizes.pop() if len(sizes) == 1 and None not in sizes else None
     return names, weight_map, kernel or COMMON_KERNEL
 
 
@@ -63,8 +68,9 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Weights of one net: an fcnx checkpoint (its classes are used) or 'pretrained'/a hub tag. "
                           "Repeatable."),
         click.option("--kernel", default=None, type=click.IntRange(min=1),
-                     help=f"Common kernel: every net is convolutionalized for this input side [default: {COMMON_KERNEL}, "
-                          f"or {DEFAULT_NETS_KERNEL} for the default ensemble]."),
+                     help=f"Common kernel: every net is convolutionalized for this input side [default: the size all "
+                          f"the nets' checkpoints were trained at, else {COMMON_KERNEL}; {DEFAULT_NETS_KERNEL} for "
+                          f"the default ensemble]."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
     ]
     for option in reversed(options):

@@ -36,12 +36,15 @@ def _file_digest(path: Path) -> str:
 
 
 def _weights_identity(nets: list[str], weights: dict[str, str]) -> dict[str, str]:
-    """Per net, what identifies its weights: a file's SHA-256 or a pretrained tag."""
+    """Per net, what identifies its weights: a file's SHA-256 (shipped files too) or a hub tag."""
+    from fcnx.fcn import weight_file
+    from fcnx.registry import get_backbone
+
     identity = {}
     for net in nets:
         value = weights.get(net, "pretrained")
-        path = Path(value)
-        identity[net] = f"sha256:{_file_digest(path)}" if path.is_file() else f"tag:{value}"
+        path = weight_file(get_backbone(net), value)
+        identity[net] = f"sha256:{_file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
     return identity
 
 
@@ -86,7 +89,10 @@ class _Progress:
 @click.command("crop")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Output folder (must not overlap an input).")
+              help="Output folder (must not overlap an input, unless --in-place).")
+@click.option("--in-place", is_flag=True,
+              help="Allow OUTDIR to be an input folder or inside one: crops are written beside the originals as "
+                   "<name>.fcnx-crop.<ext> (originals are never written) and are never taken as inputs.")
 @ensemble_options
 @click.option("--category", "categories", multiple=True, metavar="NAME|INDEX",
               help="Category to find (repeatable: one box per category). Default: each image's label (dataset "
@@ -117,14 +123,15 @@ class _Progress:
 def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: tuple[str, ...], categories: tuple[str, ...],
              kernel: int | None, step: float, max_scale: float, selection: str, early_stop: bool, split: str, device: str,
              half: bool, batch_size: int | None, workers: int | None, dry_run: bool, heatmaps: bool, gallery: bool,
-             quiet: bool, fail_fast: bool, compile_: bool, profile: bool, engine: str, address: str | None,
-             actors: int | None) -> None:
+             quiet: bool, fail_fast: bool, in_place: bool, compile_: bool, profile: bool, engine: str,
+             address: str | None, actors: int | None) -> None:
     """Crop images where an ensemble of FCNs finds a category.
 
     INPUT is image files, folders (searched recursively) or Food-101-style dataset roots
     (images/<class>/<id>.jpg with meta/classes.txt and meta/{train,test}.txt; each image is
     cropped for its own label). OUTDIR receives the crops (same format, mirrored folders),
     boxes.jsonl and boxes.csv. Running the same command again resumes where it stopped.
+    With --in-place OUTDIR may be the INPUT folder itself: each crop lands beside its original.
 
     \b
     Examples:
@@ -132,6 +139,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
       fcnx crop --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
                 --weights xception=xc.safetensors food-101/ -o food-101-cropped/
       fcnx crop --nets resnet50 --category "golden retriever" --heatmaps --gallery dogs/ -o out/
+      fcnx crop --category espresso --in-place photos/ -o photos/   # photos/x.jpg -> photos/x.fcnx-crop.jpg
       fcnx crop --engine ray --address auto --weights ... food-101/ -o cropped/   # on a Ray cluster
     """
     import os
@@ -139,8 +147,9 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
     from fcnx import images
     from fcnx.cropper import CropFailure, Cropper
     from fcnx.devices import resolve_device
-    from fcnx.ensemble import load_ensemble, trained_size
-    from fcnx.outputs import RESERVED, CropOutputs, check_outdir
+    from fcnx.ensemble import load_ensemble
+    from fcnx.fcn import trained_size
+    from fcnx.outputs import RESERVED, CropOutputs, check_outdir, entries, is_own_output
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
     if step <= 1.0:
@@ -151,13 +160,18 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
         workers = min(4, (os.cpu_count() or 2) // 2)
 
     items = images.discover(inputs, split)
+    own = 0
+    if in_place:  # crops and heatmaps of an earlier run are outputs, not inputs
+        real_out = Path(os.path.realpath(outdir))
+        kept = [i for i, entry in zip(items, entries(i.path for i in items)) if not is_own_output(entry, real_out)]
+        own, items = len(items) - len(kept), kept
     if not items:
         raise UsageError("no images found in " + ", ".join(str(p) for p in inputs))
     clash = next((i for i in items if i.rel.parts[0] in RESERVED or i.rel.parts[0].startswith("gallery-")), None)
     if clash is not None:
         raise UsageError(f"the output {clash.rel} would collide with fcnx's own files in OUTDIR ({', '.join(RESERVED)}); "
                          f"give the folder that contains it as INPUT instead", clash.path)
-    out = check_outdir(outdir, list(inputs))
+    out = check_outdir(outdir, list(inputs), in_place=in_place)
 
     local = engine == "local"
     if local and (address is not None or actors is not None):
@@ -172,7 +186,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
                              compile=compile_ and local)
     ensemble.timed = profile
     for name in net_names:
-        size = trained_size(weight_map.get(name))
+        size = trained_size(name, weight_map.get(name, "pretrained"))
         if size is not None and size != kernel and not quiet:
             click.echo(f"warning: {name} was trained at {size} px and runs at kernel {kernel}; the paper fine-tunes "
                        f"every net at the common kernel", err=True)
@@ -190,14 +204,16 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
         "kernel": kernel, "step": step, "max_scale": max_scale, "selection": selection, "early_stop": early_stop,
         "categories": [cropper.classes[c] for c in cropper.categories] if cropper.categories else None, "half": half,
     }
+    if in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
+        settings["in_place"] = True
     outputs = CropOutputs(out, settings, net_names=ensemble.names, kernel=ensemble.kernel, stride=ensemble.stride,
                           expected_boxes=len(cropper.categories or [None]), crops=not dry_run, heatmaps=heatmaps,
-                          gallery=gallery)
+                          gallery=gallery, in_place=in_place, protected=[item.path for item in items])
     outputs.open()
     pending = [item for item in items if not outputs.done(item)]
     base = images.output_base(list(inputs))
     meta_copies = []
-    if not dry_run:
+    if not dry_run and not in_place:  # in place, the lists are there already (and name the originals)
         for root in (Path(os.path.abspath(p)) for p in inputs):
             if root.is_dir() and images.is_dataset_root(root):
                 prefix = PurePosixPath(root.relative_to(base).as_posix())
@@ -206,6 +222,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
     if not quiet:
         skipped = len(items) - len(pending)
         click.echo(f"crop: {len(pending)} image(s) to do" + (f", {skipped} already done" if skipped else "")
+                   + (f", {own} output(s) of fcnx crop in OUTDIR left out" if own else "")
                    + f"; nets {', '.join(ensemble.names)} at kernel {kernel} "
                    + (f"on {torch_device}" if local else "on a Ray cluster"), err=True)
     progress = _Progress(len(pending), quiet)

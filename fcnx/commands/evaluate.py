@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
 from fcnx.commands.common import engine_options, ensemble_options, resolve_nets
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 
 
 def _table(rows: list[dict]) -> str:
@@ -36,11 +37,18 @@ def _table(rows: list[dict]) -> str:
 @click.option("--crops", "crops", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="boxes.jsonl of an earlier 'fcnx crop' of the same images: score the crops too.")
 @click.option("--crop", "crop_now", is_flag=True, help="Crop every image for its label with this ensemble, then score the crops.")
+@click.option("--skip-missing", is_flag=True,
+              help="With --crops: leave out quietly (on both sides) the images that have no box, e.g. those the crop "
+                   "run could not read, instead of reporting each as a failure and exiting with 1.")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for evaluation.csv and evaluation.json.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Originals and crops classified together (all are squashed to the kernel first; the scores do "
+                   "not depend on it) [default: 8 on a GPU, 1 on the CPU].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
-def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, outdir, quiet, engine, address, actors) -> None:
+def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, skip_missing, outdir, batch_size,
+                 quiet, engine, address, actors) -> None:
     """Top-1 and top-5 of each net (and of their mean) on the original images and on their crops,
     as in the paper's Table IV. Originals and crops are squashed to the kernel with the same
     interpolation, so the difference measures the crop and nothing else.
@@ -50,7 +58,7 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
       fcnx evaluate --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
                     --weights xception=xc.safetensors --data food-101/ --crops cropped/boxes.jsonl -o eval/
       fcnx evaluate --weights vgg19=vgg19.safetensors --data food-101/ --crops cropped/boxes.jsonl
-      fcnx evaluate --engine ray --weights ... --data food-101/ --crop       # on a Ray cluster
+      fcnx evaluate --engine ray --address auto --weights ... --data food-101/ --crop   # on a Ray cluster
     """
     from fcnx import datasets, evaluation
     from fcnx.devices import resolve_device
@@ -59,6 +67,8 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
 
     if crops and crop_now:
         raise UsageError("give --crops FILE or --crop, not both")
+    if skip_missing and not crops:
+        raise UsageError("--skip-missing goes with --crops FILE")
     local = engine == "local"
     if local and (address is not None or actors is not None):
         raise UsageError("--address and --actors apply to --engine ray")
@@ -67,9 +77,26 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
 
         import_ray()  # refuse early when Ray is not installed
     dataset = datasets.open_dataset(data, split)
+    for warning in dataset.warnings:
+        click.echo(f"evaluate: warning: {warning}", err=True)
     items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
+    boxes, box_of = None, None
+    without_box: list = []
+    if crops:
+        boxes = evaluation.read_boxes(crops)
+        for warning in boxes.warnings:
+            click.echo(f"evaluate: warning: {warning}", err=True)
+        without_box = [item for item in items if boxes.find(item) is None]
+        if len(without_box) == len(items):
+            raise UsageError(f"none of the {len(items)} images of the {split} split has a box in it: crop the same "
+                             f"split first", crops)
+        if skip_missing:
+            items = [item for item in items if boxes.find(item) is not None]
+        else:  # each is reported as it is met, skipped on both sides, and the run exits with 1
+            without_box = []
+        box_of = lambda item, pixels: boxes.find(item)  # noqa: E731
     if outdir is not None:
         outdir = check_outdir(outdir, [data])
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
@@ -79,31 +106,35 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
     if unknown:
         raise UsageError(f"{len(unknown)} of the dataset's {len(dataset.classes)} classes are not classes of the nets "
                          f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?", data)
-    boxes, box_of = None, None
-    if crops:
-        boxes = evaluation.read_boxes(crops)
-        box_of = evaluation.boxes_of(boxes)
-    elif crop_now:
+    if crop_now:
         from fcnx.cropper import Cropper
 
         box_of = evaluation.crops_of(Cropper(ensemble))
-    outcomes = None
-    if not local:
-        from fcnx.ray_engine import CropperConfig, evaluate_on_ray
 
-        config = CropperConfig(tuple(names), weight_map, kernel)
-        outcomes = evaluate_on_ray(config, items, boxes=boxes, crop=crop_now, address=address, device=device,
-                                   actors=actors)
+    for line in dataset.missing_lines:
+        click.echo(f"error: {line}", err=True)
     bar = tqdm(total=len(items), unit="img", desc="evaluate", disable=quiet)
+    report = lambda line: bar.write(f"error: {line}", file=sys.stderr)  # noqa: E731
     try:
-        result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update, outcomes=outcomes)
+        if local:
+            result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update, report=report,
+                                         batch_size=batch_size or (1 if ensemble.device.type == "cpu" else 8))
+        else:
+            from fcnx.ray_engine import CropperConfig, evaluate_on_ray
+
+            result = evaluate_on_ray(CropperConfig(tuple(names), weight_map, kernel), items, boxes=boxes,
+                                     crop=crop_now, batch_size=batch_size, address=address, device=device,
+                                     actors=actors, progress=bar.update, report=report)
     finally:
         bar.close()
-    result.skipped += [f"{path}: listed in meta but no such file" for path in dataset.missing]
+    result.skipped += dataset.missing_lines
+    if all(scores.total == 0 for scores in result.original.values()):
+        raise FcnxError(f"no image could be scored ({len(result.skipped)} skipped, e.g. {result.skipped[0]})", data)
     rows = result.rows()
     click.echo(_table(rows))
-    if result.skipped:
-        click.echo(f"evaluate: {len(result.skipped)} unreadable image(s) skipped, e.g. {result.skipped[0]}", err=True)
+    if without_box:
+        click.echo(f"evaluate: {len(without_box)} image(s) without a box left out (--skip-missing), e.g. "
+                   f"{without_box[0].path}", err=True)
     if outdir is not None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -111,4 +142,11 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, ou
         writer.writerows(rows)
         atomic_text(outdir / "evaluation.csv", buffer.getvalue())
         atomic_text(outdir / "evaluation.json", json.dumps({"split": split, "kernel": kernel, "rows": rows,
-                                                             "skipped": result.skipped}, indent=2))
+                                                             "skipped": result.skipped,
+                                                             "without_box": [str(i.path) for i in without_box]},
+                                                            indent=2))
+    if result.skipped:
+        where = f" (listed in {outdir / 'evaluation.json'})" if outdir is not None else ""
+        click.echo(f"evaluate: {len(result.skipped)} image(s) skipped: unreadable, missing or without a box{where}; "
+                   f"the table counts the others", err=True)
+        raise SystemExit(1)

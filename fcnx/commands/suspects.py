@@ -20,7 +20,7 @@ THUMBNAIL = 192
 
 def _thumbnail(path: Path, box: tuple[float, float, float, float]) -> str:
     """A small JPEG of the image with the ensemble's box drawn, as a data URI."""
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
     from fcnx.images import open_upright
 
@@ -75,6 +75,8 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
     from fcnx.outputs import atomic_text, check_outdir
 
     dataset = datasets.open_dataset(data, split)
+    for warning in dataset.warnings:
+        click.echo(f"suspects: warning: {warning}", err=True)
     items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
@@ -89,7 +91,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
         suspects, failures = evaluation.find_suspects(cropper, items, progress=bar.update)
     finally:
         bar.close()
-    failures += [f"{path}: listed in meta but no such file" for path in dataset.missing]
+    failures += dataset.missing_lines
     rows = [s.as_dict() for s in suspects]
     buffer = io.StringIO()
     fields = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "x", "y", "w", "h"]
@@ -103,5 +105,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, quiet) -> N
         click.echo(f"{s.path}: label {s.label!r}, nets see {s.other!r} ({s.other_votes} vote(s), p={s.other_confidence:.2f})")
     click.echo(f"suspects: {len(suspects)} of {len(items)} image(s); see {out / 'suspects.html'}", err=True)
     if failures:
-        click.echo(f"suspects: {len(failures)} unreadable image(s) skipped, e.g. {failures[0]}", err=True)
+        for line in failures:
+            click.echo(f"error: {line}", err=True)
+        click.echo(f"suspects: {len(failures)} unreadable image(s) skipped (listed in {out / 'suspects.json'})", err=True)
         raise SystemExit(1)

@@ -76,6 +76,9 @@ def train_cmd(ctx: click.Context, outdir: Path, device: str, workers: int, resum
       fcnx train --net vgg16 --weights vgg16_imagenet.safetensors --data food-101/ -o runs/vgg16
       fcnx train --resume -o runs/iv3                     # continue an interrupted run
       torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
+
+    An image that is missing or cannot be read is skipped and counted, with one error line
+    naming it; the run goes on and ends with exit status 1 (its result is valid).
     """
     from fcnx import training
 
@@ -107,7 +110,8 @@ def train_cmd(ctx: click.Context, outdir: Path, device: str, workers: int, resum
     check_outdir(outdir, [Path(config.data)])
     log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     try:
-        result = training.train(config, outdir, device=device, workers=workers, resume=resume, quiet=quiet, log=log)
+        result = training.train(config, outdir, device=device, workers=workers, resume=resume, quiet=quiet, log=log,
+                                report=lambda text: click.echo(text, err=True))
     except KeyboardInterrupt:
         if (outdir / training.RESUME).is_file():
             click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
@@ -117,5 +121,7 @@ def train_cmd(ctx: click.Context, outdir: Path, device: str, workers: int, resum
         if result.best_top1 is not None:
             summary += f" (validation top-1 {result.best_top1:.2%})"
         click.echo(summary)
-    if result.unreadable:
-        click.echo(f"train: {result.unreadable} unreadable image(s) skipped per epoch", err=True)
+    if result.skipped:
+        click.echo(f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
+                   f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / training.SKIPPED}", err=True)
+        raise SystemExit(1)

@@ -51,15 +51,11 @@ def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
     """A timm classifier with ``num_classes`` outputs and an optional dense ``head`` of hidden widths."""
     import timm
 
-    from fcnx.errors import FcnxError
     from fcnx.torch_fcn import dense_head
+    from fcnx_timm.hub import create_pretrained
 
     if pretrained:
-        try:
-            model = timm.create_model(pretrained, pretrained=True)
-        except Exception as exc:
-            raise FcnxError(f"cannot fetch pretrained weights {pretrained!r} ({type(exc).__name__}); without network "
-                            f"access pass a checkpoint file with --weights NET=FILE") from None
+        model = create_pretrained(pretrained)
         if model.num_classes != num_classes:
             model.reset_classifier(num_classes)
     else:

@@ -1,4 +1,4 @@
-"""fcnx-tiny: three tiny stride-8 backbones, registered with fcnx like any third-party plugin.
+"""fcnx-tiny: four tiny stride-8 backbones, registered with fcnx like any third-party plugin.
 
 This module is what the entry point ``tiny`` (group ``fcnx``) names. It only declares specs:
 torch and the network code (:mod:`fcnx_tiny.nets`) are imported when a backbone is used, so
@@ -17,25 +17,37 @@ from fcnx.spec import BackboneSpec, Preprocess
 
 #: pixels in [0, 255] -> [-1, 1]
 PREPROCESS = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
-STRIDE = 8  # one stride for all three, so that they can form one ensemble
-DEFAULT_SIZE = 56  # a kernel all three accept: D = 3, 7, 5
+STRIDE = 8  # one stride for all four, so that they can form one ensemble
+DEFAULT_SIZE = 56  # a kernel all four accept: D = 3, 7, 5, 7
+#: the pretrained tag of the weights shipped in ``fcnx_tiny/weights/``: trained by ``scripts/train_tiny.sh``
+#: on ``fcnx bench data --train-per-class 200`` (Fashion-MNIST objects on photo backgrounds, 10 classes)
+SHIPPED_TAG = "fashion-bench"
+WEIGHTS = Path(__file__).parent / "weights"
 
 #: name -> (offset, padding, description); W_min(D) = STRIDE * D + offset, checked by tests/test_tiny_plugin.py
 ARCHS: dict[str, tuple[int, str, str]] = {
     "tiny_vgg": (28, "valid", "tiny VGG-like: 3 x (two valid 3x3 convs, 2x2 max pool), 64 channels"),
     "tiny_resnet": (-7, "same", "tiny ResNet-like: same-padded stem and three stride-2 basic blocks, 64 channels"),
     "tiny_inception": (9, "valid", "tiny Inception-like: valid stem, 3 x (valid reduction, 3-branch block), 96 channels"),
+    "tiny_mobilenet": (-5, "same", "tiny MobileNet-like: valid stem, 6 depthwise-separable convs (3 strided), 96 channels"),
 }
 
 
 def build(name: str, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
-    """A randomly initialised classifier (the tiny backbones have no pretrained weights to fetch)."""
+    """A randomly initialised classifier (shipped weights are loaded through :func:`shipped_weights`)."""
     from fcnx.errors import FcnxError
     from fcnx_tiny import nets
 
     if pretrained:
-        raise FcnxError(f"{name} has no pretrained weights; train it (fcnx train) or pass a checkpoint file")
+        raise FcnxError(f"{name}: the shipped weights {WEIGHTS / (name + '.safetensors')} are missing; reinstall "
+                        f"fcnx-tiny, train the net (fcnx train) or pass a checkpoint file")
     return nets.build(name, num_classes, head)
+
+
+def shipped_weights(name: str, tag: str) -> Path | None:
+    """The checkpoint shipped for ``tag``, when the package holds it."""
+    path = WEIGHTS / f"{name}.safetensors"
+    return path if tag == SHIPPED_TAG and path.is_file() else None
 
 
 def load_weights(model: Any, path: Path) -> None:
@@ -59,7 +71,7 @@ def spec(name: str) -> BackboneSpec:
         name=name, framework="pytorch", stride=STRIDE, offset=offset, default_size=DEFAULT_SIZE,
         preprocess=PREPROCESS, padding=padding, requires=("torch",), install_hint="pip install torch",
         description=description, build=functools.partial(build, name), load_weights=load_weights,
-        convolutionalize=convolutionalize,
+        convolutionalize=convolutionalize, pretrained=(SHIPPED_TAG,), shipped_weights=functools.partial(shipped_weights, name),
     )
 
 

@@ -11,10 +11,10 @@ from torch import nn
 from fcnx.torch_fcn import dense_head
 
 
-def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Sequential:
     """Convolution (no bias), batch-norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class TinyClassifier(nn.Module):
@@ -98,7 +98,19 @@ def inception_trunk() -> tuple[nn.Module, int]:
     return nn.Sequential(*layers), cin
 
 
-TRUNKS = {"tiny_vgg": vgg_trunk, "tiny_resnet": resnet_trunk, "tiny_inception": inception_trunk}
+def separable(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """MobileNet's depthwise-separable convolution: a same-padded depthwise 3x3, then a pointwise 1x1."""
+    return nn.Sequential(conv_bn(cin, cin, 3, stride, 1, groups=cin), conv_bn(cin, cout, 1))
+
+
+def mobilenet_trunk() -> tuple[nn.Module, int]:
+    """A valid 3x3 stem, then three stride-2 depthwise-separable stages: side ``ceil((W - 2) / 8)``, ``W_min(D) = 8D - 5``."""
+    return nn.Sequential(conv_bn(3, 16, 3), separable(16, 32, 2), separable(32, 32, 1), separable(32, 64, 2),
+                         separable(64, 64, 1), separable(64, 96, 2), separable(96, 96, 1)), 96
+
+
+TRUNKS = {"tiny_vgg": vgg_trunk, "tiny_resnet": resnet_trunk, "tiny_inception": inception_trunk,
+          "tiny_mobilenet": mobilenet_trunk}
 
 
 def build(name: str, num_classes: int, head: tuple[int, ...] = ()) -> TinyClassifier:
