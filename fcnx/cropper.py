@@ -293,7 +293,7 @@ class Cropper:
         over the maps is the category it takes when none is given.
         """
         index = self.category_index(category)
-        pixels, size = load_rgb(item.path, self._min_side())
+        pixels, size = load_rgb(item.path, self.min_side)
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.ensemble.device)
         prepared = self._prepare(item, tensor[0], size, [index])
         levels, maps = [], []
