@@ -194,18 +194,35 @@ def classification(classifiers: Any, canvases: Sequence[Canvas], crops: dict[str
 
 
 def mislabel_detection(cropper: Any, root: Path, share: float, seed: int) -> dict[str, Any]:
-    """Plant wrong labels on ``share`` of the test images of ``root`` and score ``fcnx suspects`` on them."""
+    """Plant wrong labels on ``share`` of the test images of ``root``; score two signals against them.
+
+    ``suspects``: the paper's, what ``fcnx suspects`` flags (no net votes for the label at any cell
+    of any level: ``found`` is false). ``graded``: the images ranked by how far the label's best
+    summed probability anywhere falls below the best of any class, as many flagged as were planted
+    (so its precision equals its recall).
+    """
     from fcnx.benchdata import plant_mislabels
-    from fcnx.evaluation import find_suspects
+    from fcnx.errors import FcnxError
 
     with tempfile.TemporaryDirectory(prefix="fcnx-mislabels-") as tmp:
         planted_root = Path(tmp) / "planted"
         planted = plant_mislabels(root, planted_root, share, seed)
-        suspects, failures = find_suspects(cropper, dataset_items(planted_root, "test"))
-        ids = [PurePosixPath(s.path.relative_to(planted_root / "images")).as_posix() for s in suspects]
-    scores = metrics.detection_scores(ids, planted)
-    return {"share": share, "planted": scores.planted, "suspects": scores.suspects, "found": scores.found,
-            "precision": scores.precision, "recall": scores.recall, "failures": len(failures)}
+        not_found, gaps, failures = [], {}, 0
+        for item in dataset_items(planted_root, "test"):
+            key = PurePosixPath(item.rel.relative_to("images")).as_posix()
+            try:
+                _, _, levels, maps = cropper.label_levels(item, item.label)
+            except FcnxError:
+                failures += 1
+                continue
+            if not any(level.vote.any() for level in levels):
+                not_found.append(key)
+            gaps[key] = max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
+    paper = metrics.detection_scores(not_found, planted)
+    graded = metrics.detection_scores(sorted(gaps, key=lambda k: (-gaps[k], k))[:len(planted)], planted)
+    return {"share": share, "planted": paper.planted, "suspects": paper.suspects, "found": paper.found,
+            "precision": paper.precision, "recall": paper.recall, "graded_found": graded.found,
+            "graded_precision": graded.precision, "failures": failures, "suspect_ids": sorted(not_found)}
 
 
 def run(cropper: Any, classifiers: Any, root: Path, *, mislabel_share: float = 0.1,

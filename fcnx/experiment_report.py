@@ -59,8 +59,11 @@ def markdown(results: Results, command: str) -> str:
         m = results.mislabels
         lines += ["", "## Mislabel detection (`fcnx suspects`)", "",
                   f"{m['planted']} of the test images ({100 * m['share']:.0f}%) were moved to a wrong class. "
-                  f"`fcnx suspects` flagged {m['suspects']}, {m['found']} of them planted: precision "
-                  f"**{_pct(m['precision'])}%**, recall **{_pct(m['recall'])}%**."]
+                  f"`fcnx suspects` (the paper's signal: no net votes for the label anywhere) flagged "
+                  f"{m['suspects']}, {m['found']} of them planted: precision **{_pct(m['precision'])}%**, recall "
+                  f"**{_pct(m['recall'])}%**. A graded signal, the {m['planted']} images whose label's best summed "
+                  f"probability falls furthest below the best class's, holds {m['graded_found']} planted ones: "
+                  f"precision = recall = **{_pct(m['graded_precision'])}%**."]
     lines += ["", "## Targets", ""]
     lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in results.targets()]
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in results.seconds.items())
