@@ -134,8 +134,26 @@ class _Prepared:
         return self.size, tuple(self.pixels.shape), len(self.categories or ())
 
 
+def min_decode_side(kernel: int, max_scale: float) -> int:
+    """The short side an image is decoded to at least: the largest pyramid level needs no more."""
+    return math.ceil(kernel * max_scale)
+
+
+#: a decoded image: ``(pixels 3 x h x w uint8, upright size)``, or the one-line error naming the file
+Decoded = tuple[torch.Tensor, tuple[int, int]] | str
+
+
+def decode(item: ImageItem, min_side: int) -> Decoded:
+    """``item``'s pixels (maybe decoded at reduced size, short side still >= ``min_side``) and upright size."""
+    try:
+        pixels, size = load_rgb(item.path, min_side)
+    except FcnxError as exc:
+        return str(exc)
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), size
+
+
 class _Files(torch.utils.data.Dataset):
-    """Decodes images (in DataLoader workers): ``(index, pixels or None, size or None, error or None)``."""
+    """Decodes images (in DataLoader workers): ``(index, decoded)``."""
 
     def __init__(self, items: Sequence[ImageItem], min_side: int) -> None:
         self.items, self.min_side = items, min_side
@@ -143,12 +161,8 @@ class _Files(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, tuple[int, int] | None, str | None]:
-        try:
-            pixels, size = load_rgb(self.items[index].path, self.min_side)
-        except FcnxError as exc:
-            return index, None, None, str(exc)
-        return index, torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), size, None
+    def __getitem__(self, index: int) -> tuple[int, Decoded]:
+        return index, decode(self.items[index], self.min_side)
 
 
 def _identity(sample: Any) -> Any:
@@ -211,10 +225,11 @@ class Cropper:
         kernel: int = DEFAULT_KERNEL,
         device: Any = "auto",
         half: bool = False,
+        compile: bool = False,
         **options: Any,
     ) -> Cropper:
         """Load the ensemble (see :func:`fcnx.ensemble.load_ensemble`) and build a cropper with ``options``."""
-        return cls(load_ensemble(nets, weights, kernel=kernel, device=device, half=half), **options)
+        return cls(load_ensemble(nets, weights, kernel=kernel, device=device, half=half, compile=compile), **options)
 
     @property
     def classes(self) -> list[str]:
@@ -249,7 +264,7 @@ class Cropper:
         """
         if isinstance(image, (str, Path)):
             path = Path(image)
-            pixels, size = load_rgb(path, self._min_side())
+            pixels, size = load_rgb(path, self.min_side)
             item = ImageItem(path, PurePosixPath(path.name), label)
         else:
             from PIL import Image, ImageOps
@@ -278,7 +293,7 @@ class Cropper:
         over the maps is the category it takes when none is given.
         """
         index = self.category_index(category)
-        pixels, size = load_rgb(item.path, self._min_side())
+        pixels, size = load_rgb(item.path, self.min_side)
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.ensemble.device)
         prepared = self._prepare(item, tensor[0], size, [index])
         levels, maps = [], []
@@ -305,17 +320,21 @@ class Cropper:
         if not items:
             return
         loader = torch.utils.data.DataLoader(
-            _Files(items, self._min_side()), batch_size=None, shuffle=False, num_workers=self.workers,
+            _Files(items, self.min_side), batch_size=None, shuffle=False, num_workers=self.workers,
             collate_fn=_identity, pin_memory=self.ensemble.device.type == "cuda",
             prefetch_factor=2 if self.workers else None,
         )
+        yield from self.crop_decoded((items[index], decoded) for index, decoded in loader)
+
+    def crop_decoded(self, decoded: Iterable[tuple[ImageItem, Decoded]]) -> Iterator[CropResult | CropFailure]:
+        """Like :meth:`crop_items` for images already decoded (:func:`decode`): batched by size, as they complete."""
         buckets: dict[tuple, list[_Prepared]] = {}
         waiting = 0
-        for index, pixels, size, error in loader:
-            item = items[index]
-            if error is not None:
-                yield CropFailure(item, error)
+        for item, image in decoded:
+            if isinstance(image, str):
+                yield CropFailure(item, image)
                 continue
+            pixels, size = image
             try:
                 prepared = self._prepare(item, pixels, size, self._categories_of(item))
             except FcnxError as exc:
@@ -348,8 +367,10 @@ class Cropper:
 
     # ------------------------------------------------------------------ internals
 
-    def _min_side(self) -> int:
-        return math.ceil(self.ensemble.kernel * self.max_scale)
+    @property
+    def min_side(self) -> int:
+        """The short side images are decoded to at least (:func:`min_decode_side`)."""
+        return min_decode_side(self.ensemble.kernel, self.max_scale)
 
     def _categories_of(self, item: ImageItem) -> list[int] | None:
         if self.categories is not None:
@@ -378,7 +399,7 @@ class Cropper:
 
     def _run_batch(self, batch: list[_Prepared]) -> list[CropResult]:
         ensemble, device = self.ensemble, self.ensemble.device
-        pixels = torch.stack([p.pixels for p in batch]).to(device, non_blocking=True)
+        pixels = _to_device([p.pixels for p in batch], device)
         levels = batch[0].levels
         known = batch[0].categories is not None
         early = self.early_stop and known
@@ -433,6 +454,14 @@ class Cropper:
                 heatmap=choice.heatmap if self.keep_heatmaps else None,
             ))
         return CropResult(prepared.item, prepared.size, tuple(s for s, _ in prepared.levels), tuple(boxes))
+
+
+def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Stack equally sized images on ``device``; for CUDA through pinned memory with an asynchronous copy."""
+    if device.type != "cuda":
+        return torch.stack(images).to(device)
+    staged = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype, pin_memory=True)
+    return torch.stack(images, out=staged).to(device, non_blocking=True)
 
 
 def _preview(names: Sequence[str], n: int = 5) -> str:

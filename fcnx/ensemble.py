@@ -67,10 +67,11 @@ class Ensemble:
     ``probabilities(pixels)`` runs every net on the same batch and returns softmax probabilities
     ``B x nets x classes x h x w`` on the common cell grid. Nets are switched to channels-last
     memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
-    (CUDA or MPS only).
+    (CUDA or MPS only); ``compile`` wraps each torch net in ``torch.compile`` with dynamic shapes
+    (one compilation serves every pyramid level; the first images pay for it).
     """
 
-    def __init__(self, fcns: Sequence[FCN], *, half: bool = False) -> None:
+    def __init__(self, fcns: Sequence[FCN], *, half: bool = False, compile: bool = False) -> None:
         if not fcns:
             raise UsageError("an ensemble needs at least one net")
         self.fcns = list(fcns)
@@ -92,8 +93,13 @@ class Ensemble:
         for fcn in self.fcns:
             if isinstance(fcn.net, torch.nn.Module):
                 fcn.net.to(memory_format=torch.channels_last)
-        #: seconds spent in the nets' forward passes (on CUDA/MPS: kernel launch time unless synchronized)
+                if compile:
+                    fcn.net = torch.compile(fcn.net, dynamic=True)
+        self.compiled = compile
+        #: seconds spent in the nets' forward passes (on CUDA/MPS: kernel launch time unless ``timed``)
         self.forward_seconds = 0.0
+        #: synchronise the device around forward passes, so that ``forward_seconds`` is exact on a GPU
+        self.timed = False
 
     def __len__(self) -> int:
         return len(self.fcns)
@@ -109,6 +115,7 @@ class Ensemble:
         if rows < 1 or cols < 1:
             raise ValueError(f"input {tuple(pixels.shape[-2:])} is smaller than the kernel {self.kernel}")
         out = []
+        self._synchronize()
         start = time.perf_counter()
         for fcn, order in zip(self.fcns, self._orders):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
@@ -121,8 +128,15 @@ class Ensemble:
             if order is not None:
                 logits = logits.index_select(1, order)
             out.append(logits.softmax(dim=1))
+        self._synchronize()
         self.forward_seconds += time.perf_counter() - start
         return torch.stack(out, dim=1)
+
+    def _synchronize(self) -> None:
+        if self.timed and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.timed and self.device.type == "mps":
+            torch.mps.synchronize()
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -141,11 +155,13 @@ def load_ensemble(
     kernel: int = DEFAULT_KERNEL,
     device: Any = "auto",
     half: bool = False,
+    compile: bool = False,
 ) -> Ensemble:
     """Load ``nets`` (backbone names) at the common ``kernel`` on ``device`` into an :class:`Ensemble`.
 
     ``weights`` maps a backbone name to an fcnx checkpoint file (its classes are used) or to a
     pretrained tag (``"pretrained"`` or a hub tag); a net without an entry uses ``"pretrained"``.
+    ``half`` and ``compile``: see :class:`Ensemble`.
     """
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(nets))
@@ -153,4 +169,4 @@ def load_ensemble(
         raise UsageError(f"--weights given for {', '.join(unknown)}, which is not in --nets ({', '.join(nets)})")
     dev = resolve_device(device) if isinstance(device, str) else device
     fcns = [load_fcn(name, weights.get(name, "pretrained"), kernel=kernel, device=dev) for name in nets]
-    return Ensemble(fcns, half=half)
+    return Ensemble(fcns, half=half, compile=compile)

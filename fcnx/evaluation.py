@@ -131,6 +131,15 @@ class Evaluation:
             rows.append(row)
         return rows
 
+    def merge(self, other: Evaluation) -> None:
+        """Add the counts and skipped images of ``other``, the evaluation of other images by the same nets."""
+        for mine, theirs in ((self.original, other.original), (self.cropped, other.cropped)):
+            for name, scores in theirs.items():
+                mine[name].top1 += scores.top1
+                mine[name].top5 += scores.top5
+                mine[name].total += scores.total
+        self.skipped += other.skipped
+
 
 def squash(ensemble: Any, region: np.ndarray) -> Any:
     """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
@@ -140,6 +149,15 @@ def squash(ensemble: Any, region: np.ndarray) -> Any:
 
     tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
     return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
+
+
+def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], Box]:
+    """``box_of`` for :func:`evaluate` that crops each image for its label with ``cropper``."""
+    def box_of(item: ImageItem, pixels: np.ndarray) -> Box:
+        box = cropper.crop_image(pixels, [item.label]).boxes[0]
+        return box.x, box.y, box.w, box.h
+
+    return box_of
 
 
 def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:

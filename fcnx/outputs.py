@@ -383,11 +383,18 @@ class CropOutputs:
 
     # ---- the end of a run
 
-    def finish(self, failures: Iterable[str], meta_copies: Iterable[tuple[Path, PurePosixPath]] = ()) -> None:
-        """Compact the journal if needed, write the table, the gallery, the failure list and dataset meta files."""
+    def finish(self, failures: Iterable[str], meta_copies: Iterable[tuple[Path, PurePosixPath]] = (),
+               order: Sequence[ImageItem] = ()) -> None:
+        """Compact the journal if needed, write the table, the gallery, the failure list and dataset meta files.
+
+        ``order``: the run's images in input order. The journal is rewritten in that order if images
+        completed in another (batches by size, a resumed run, several Ray actors), so a complete
+        run's ``boxes.jsonl`` is the same whatever the engine; images of earlier runs not in
+        ``order`` stay first.
+        """
         self.flush()
         self._pool.shutdown(wait=True)
-        if self._superseded:
+        if self._reorder(order) or self._superseded:
             self._rewrite_journal()
         self._write_table()
         failures = list(failures)
@@ -401,6 +408,16 @@ class CropOutputs:
         for source, rel in meta_copies:
             data = source.read_bytes()
             atomic_write(self.outdir / rel, lambda f, d=data: f.write(d))
+
+    def _reorder(self, order: Sequence[ImageItem]) -> bool:
+        """Put the records in ``order`` (see :meth:`finish`); whether that changed anything."""
+        rank = {str(item.path): k for k, item in enumerate(order)}
+        keys = list(self._groups)
+        wanted = sorted(keys, key=lambda key: rank.get(key, -1))
+        if wanted == keys:
+            return False
+        self._groups = {key: self._groups[key] for key in wanted}
+        return True
 
     def _write_table(self) -> None:
         columns = ["file", "path", "label", "category", "category_index", "found", "votes", "nets", "confidence",

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -377,3 +378,25 @@ def test_a_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, weights)
         assert Image.open(out / r["crop"]).size[0] > 0 and Image.open(out / r["heatmap"]).format == "PNG"
     with open(out / "boxes.csv", newline="", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == 50
+
+
+def test_the_journal_ends_in_input_order_whatever_order_batches_complete_in(tmp_path, weights):
+    photos = tmp_path / "photos"
+    sizes = [(120, 160), (130, 170), (130, 170), (120, 160), (140, 150)]  # batches of 2 by size complete out of order
+    for k, size in enumerate(sizes):
+        square(photos / f"{k}.png", size=size)
+    out = tmp_path / "out"
+    result = crop(weights, "--category", "red", "--batch-size", "2", "--dry-run", photos, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert [r["file"] for r in journal(out)] == [f"{k}.png" for k in range(5)]
+    with open(out / "boxes.csv", newline="", encoding="utf-8") as f:
+        assert [row["file"] for row in csv.DictReader(f)] == [f"{k}.png" for k in range(5)]
+
+
+def test_profile_prints_the_share_of_time_in_forward_passes(tmp_path, weights):
+    square(tmp_path / "photos" / "x.png")
+    result = crop(weights, "--category", "red", "--profile", tmp_path / "photos", "-o", tmp_path / "out")
+    assert result.exit_code == 0
+    (line,) = [line for line in result.stderr.splitlines() if "forward passes" in line]
+    forward, wall, share = (float(v) for v in re.fullmatch(r"crop: forward passes ([\d.]+) s of ([\d.]+) s wall \(([\d.]+) %\)", line).groups())
+    assert forward <= wall + 0.05 and 0 < share <= 100  # rounded to 0.1 s: the share is the exact ratio

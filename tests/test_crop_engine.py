@@ -232,3 +232,21 @@ def test_nets_must_share_classes_kernel_and_stride(tmp_path, tiny_registry):
         Ensemble([a], half=True)
     with pytest.raises(UsageError, match="--weights given for tiny11, which is not in --nets"):
         load_ensemble(["tiny0"], {"tiny11": "x.safetensors"}, device="cpu")
+
+
+@pytest.mark.slow
+def test_compiled_nets_choose_the_same_boxes(tmp_path, random_nets):
+    """``--compile``: torch.compile with dynamic shapes, one compilation for every level and image size."""
+    for k, (height, width) in enumerate([(330, 420), (360, 300)]):
+        Image.fromarray(noise(height, width, seed=k)).save(tmp_path / f"{k}.png")
+    items = discover([tmp_path / "0.png", tmp_path / "1.png"])
+    weights = {"tiny0": random_nets["tiny0"]}
+    plain = Cropper.from_nets(["tiny0"], weights, device="cpu", max_scale=1.5)
+    compiled = Cropper.from_nets(["tiny0"], weights, device="cpu", max_scale=1.5, compile=True)
+    assert compiled.ensemble.compiled and not plain.ensemble.compiled
+    for a, b in zip(plain.crop_items(items), compiled.crop_items(items)):
+        assert len(a.scales) > 1
+        (box_a,), (box_b,) = a.boxes, b.boxes
+        assert (box_a.category, box_a.level, box_a.cell, box_a.x, box_a.y, box_a.w, box_a.h) == (
+            box_b.category, box_b.level, box_b.cell, box_b.x, box_b.y, box_b.w, box_b.h)
+        assert box_b.confidence == pytest.approx(box_a.confidence, rel=1e-5)

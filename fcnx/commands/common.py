@@ -76,3 +76,19 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --engine, --address and --actors (where the nets run) to a click command."""
+    options = [
+        click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+                     help="local: this machine; ray: a Ray cluster (pip install 'fcnx[ray]'), same outputs."),
+        click.option("--address", default=None, metavar="ADDR",
+                     help="--engine ray: the cluster to join (e.g. auto, ray://head:10001) [default: RAY_ADDRESS, "
+                          "else a new local cluster]."),
+        click.option("--actors", default=None, type=click.IntRange(min=1),
+                     help="--engine ray: actors running the nets [default: one per GPU, else one per CPU].")
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from fcnx.errors import FcnxError, UsageError
-from fcnx.commands.common import ensemble_options, resolve_nets
+from fcnx.commands.common import engine_options, ensemble_options, resolve_nets
 from fcnx.selection import RULES
 
 SETTINGS_VERSION = 1
@@ -106,6 +106,8 @@ class _Progress:
 @click.option("--split", default="all", show_default=True, type=click.Choice(["all", "train", "test"]),
               help="Which meta list of a Food-101-style dataset root to crop.")
 @click.option("--half", is_flag=True, help="Run the nets in float16 (CUDA/MPS autocast).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the nets (dynamic shapes): faster on a GPU once compiled; the first images pay.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Images of one size run through the nets together [default: 8 on a GPU, 1 on the CPU].")
 @click.option("--workers", default=None, type=click.IntRange(min=0),
@@ -115,10 +117,14 @@ class _Progress:
 @click.option("--gallery", is_flag=True, help="Also write gallery.html: originals with their boxes beside the crops.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first image that fails.")
+@click.option("--profile", is_flag=True,
+              help="Print the share of time spent in the nets' forward passes (synchronises the GPU around them).")
+@engine_options
 def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: tuple[str, ...], categories: tuple[str, ...],
              kernel: int | None, step: float, max_scale: float, selection: str, early_stop: bool, split: str, device: str,
              half: bool, batch_size: int | None, workers: int | None, dry_run: bool, heatmaps: bool, gallery: bool,
-             quiet: bool, fail_fast: bool, in_place: bool) -> None:
+             quiet: bool, fail_fast: bool, in_place: bool, compile_: bool, profile: bool, engine: str,
+             address: str | None, actors: int | None) -> None:
     """Crop images where an ensemble of FCNs finds a category.
 
     INPUT is image files, folders (searched recursively) or Food-101-style dataset roots
@@ -134,6 +140,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
                 --weights xception=xc.safetensors food-101/ -o food-101-cropped/
       fcnx crop --nets resnet50 --category "golden retriever" --heatmaps --gallery dogs/ -o out/
       fcnx crop --category espresso --in-place photos/ -o photos/   # photos/x.jpg -> photos/x.fcnx-crop.jpg
+      fcnx crop --engine ray --address auto --weights ... food-101/ -o cropped/   # on a Ray cluster
     """
     import os
 
@@ -166,8 +173,18 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
                          f"give the folder that contains it as INPUT instead", clash.path)
     out = check_outdir(outdir, list(inputs), in_place=in_place)
 
-    torch_device = resolve_device(device)
-    ensemble = load_ensemble(net_names, weight_map, kernel=kernel, device=torch_device, half=half)
+    local = engine == "local"
+    if local and (address is not None or actors is not None):
+        raise UsageError("--address and --actors apply to --engine ray")
+    if not local:
+        from fcnx.ray_engine import import_ray
+
+        import_ray()  # refuse early when Ray is not installed
+    # the Ray engine's driver loads the nets on its CPU only for their classes and geometry
+    torch_device = resolve_device(device if local else "cpu")
+    ensemble = load_ensemble(net_names, weight_map, kernel=kernel, device=torch_device, half=half and local,
+                             compile=compile_ and local)
+    ensemble.timed = profile
     for name in net_names:
         size = trained_size(name, weight_map.get(name, "pretrained"))
         if size is not None and size != kernel and not quiet:
@@ -206,7 +223,8 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
         skipped = len(items) - len(pending)
         click.echo(f"crop: {len(pending)} image(s) to do" + (f", {skipped} already done" if skipped else "")
                    + (f", {own} output(s) of fcnx crop in OUTDIR left out" if own else "")
-                   + f"; nets {', '.join(ensemble.names)} at kernel {kernel} on {torch_device}", err=True)
+                   + f"; nets {', '.join(ensemble.names)} at kernel {kernel} "
+                   + (f"on {torch_device}" if local else "on a Ray cluster"), err=True)
     progress = _Progress(len(pending), quiet)
     show_boxes = not quiet and len(pending) <= SHOW_BOXES_UP_TO
     failures: list[str] = []
@@ -226,7 +244,18 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
                         progress.say(_box_line(record))
             progress.update()
 
-    results = cropper.crop_items(pending)
+    if local:
+        results = cropper.crop_items(pending)
+    else:
+        from fcnx.ray_engine import CropperConfig, RayStats, crop_on_ray
+
+        config = CropperConfig(
+            tuple(net_names), weight_map, kernel, half=half, compile=compile_,
+            options={"step": step, "max_scale": max_scale, "selection": selection, "early_stop": early_stop,
+                     "categories": list(categories) or None, "batch_size": batch_size, "keep_heatmaps": heatmaps})
+        stats = RayStats()
+        results = crop_on_ray(config, pending, address=address, device=device, actors=actors, timed=profile, stats=stats)
+    start = time.perf_counter()
     try:
         for result in results:
             if isinstance(result, CropFailure):
@@ -243,7 +272,17 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
     finally:
         results.close()
         progress.close()
-    outputs.finish(failures, meta_copies)
+    wall = time.perf_counter() - start
+    outputs.finish(failures, meta_copies, order=items)
+    if profile and not quiet:
+        if local:
+            click.echo(f"crop: forward passes {ensemble.forward_seconds:.1f} s of {wall:.1f} s wall "
+                       f"({100 * ensemble.forward_seconds / max(wall, 1e-9):.1f} %)", err=True)
+        else:
+            click.echo(f"crop: forward passes {stats.forward_seconds:.1f} s in {stats.actors} "
+                       f"{'GPU' if stats.gpus else 'CPU'} actor(s): {100 * stats.forward_seconds / max(stats.busy_seconds, 1e-9):.1f} % "
+                       f"of the {stats.busy_seconds:.1f} s they spent cropping, {100 * stats.forward_seconds / max(wall * stats.actors, 1e-9):.1f} % "
+                       f"of their {wall:.1f} s wall (with the start of the cluster and actors)", err=True)
 
     if not quiet:
         done = len(outputs.records)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from fcnx.commands.common import ensemble_options, resolve_nets
+from fcnx.commands.common import engine_options, ensemble_options, resolve_nets
 from fcnx.errors import FcnxError, UsageError
 
 
@@ -46,8 +46,9 @@ def _table(rows: list[dict]) -> str:
               help="Originals and crops classified together (all are squashed to the kernel first; the scores do "
                    "not depend on it) [default: 8 on a GPU, 1 on the CPU].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@engine_options
 def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, skip_missing, outdir, batch_size,
-                 quiet) -> None:
+                 quiet, engine, address, actors) -> None:
     """Top-1 and top-5 of each net (and of their mean) on the original images and on their crops,
     as in the paper's Table IV. Originals and crops are squashed to the kernel with the same
     interpolation, so the difference measures the crop and nothing else.
@@ -57,6 +58,7 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, sk
       fcnx evaluate --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
                     --weights xception=xc.safetensors --data food-101/ --crops cropped/boxes.jsonl -o eval/
       fcnx evaluate --weights vgg19=vgg19.safetensors --data food-101/ --crops cropped/boxes.jsonl
+      fcnx evaluate --engine ray --address auto --weights ... --data food-101/ --crop   # on a Ray cluster
     """
     from fcnx import datasets, evaluation
     from fcnx.devices import resolve_device
@@ -67,13 +69,20 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, sk
         raise UsageError("give --crops FILE or --crop, not both")
     if skip_missing and not crops:
         raise UsageError("--skip-missing goes with --crops FILE")
+    local = engine == "local"
+    if local and (address is not None or actors is not None):
+        raise UsageError("--address and --actors apply to --engine ray")
+    if not local:
+        from fcnx.ray_engine import import_ray
+
+        import_ray()  # refuse early when Ray is not installed
     dataset = datasets.open_dataset(data, split)
     for warning in dataset.warnings:
         click.echo(f"evaluate: warning: {warning}", err=True)
     items = dataset.items
     if not items:
         raise UsageError(f"no images in the {split} split", data)
-    box_of = None
+    boxes, box_of = None, None
     without_box: list = []
     if crops:
         boxes = evaluation.read_boxes(crops)
@@ -91,7 +100,8 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, sk
     if outdir is not None:
         outdir = check_outdir(outdir, [data])
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-    ensemble = load_ensemble(names, weight_map, kernel=kernel, device=resolve_device(device))
+    # the Ray engine's driver loads the nets on its CPU only for their names and classes
+    ensemble = load_ensemble(names, weight_map, kernel=kernel, device=resolve_device(device if local else "cpu"))
     unknown = [c for c in dataset.classes if c not in ensemble.classes]
     if unknown:
         raise UsageError(f"{len(unknown)} of the dataset's {len(dataset.classes)} classes are not classes of the nets "
@@ -99,19 +109,22 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, sk
     if crop_now:
         from fcnx.cropper import Cropper
 
-        cropper = Cropper(ensemble)
-
-        def box_of(item, pixels):
-            box = cropper.crop_image(pixels, [item.label]).boxes[0]
-            return box.x, box.y, box.w, box.h
+        box_of = evaluation.crops_of(Cropper(ensemble))
 
     for line in dataset.missing_lines:
         click.echo(f"error: {line}", err=True)
     bar = tqdm(total=len(items), unit="img", desc="evaluate", disable=quiet)
+    report = lambda line: bar.write(f"error: {line}", file=sys.stderr)  # noqa: E731
     try:
-        result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update,
-                                     report=lambda line: bar.write(f"error: {line}", file=sys.stderr),
-                                     batch_size=batch_size or (1 if ensemble.device.type == "cpu" else 8))
+        if local:
+            result = evaluation.evaluate(ensemble, items, box_of, progress=bar.update, report=report,
+                                         batch_size=batch_size or (1 if ensemble.device.type == "cpu" else 8))
+        else:
+            from fcnx.ray_engine import CropperConfig, evaluate_on_ray
+
+            result = evaluate_on_ray(CropperConfig(tuple(names), weight_map, kernel), items, boxes=boxes,
+                                     crop=crop_now, batch_size=batch_size, address=address, device=device,
+                                     actors=actors, progress=bar.update, report=report)
     finally:
         bar.close()
     result.skipped += dataset.missing_lines
