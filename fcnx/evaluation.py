@@ -231,9 +231,17 @@ def evaluate(
     return result
 
 
+#: mislabel signals of :func:`find_suspects`
+SIGNALS = ("paper", "graded")
+
+
 @dataclass(frozen=True)
 class Suspect:
-    """An image whose label no net finds at any scale, with what the ensemble sees instead."""
+    """A likely mislabelled image, with what the ensemble sees instead (its top class, where and how strongly).
+
+    ``gap`` (graded signal only): how far the label's best summed probability anywhere in the
+    pyramid falls below the best of any class.
+    """
 
     path: Path
     label: str
@@ -241,35 +249,64 @@ class Suspect:
     other_votes: int
     other_confidence: float
     box: Box
+    gap: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "label": self.label, "other_category": self.other,
-                "other_votes": self.other_votes, "other_mean_confidence": self.other_confidence,
+                "other_votes": self.other_votes, "other_mean_confidence": self.other_confidence, "gap": self.gap,
                 "x": self.box[0], "y": self.box[1], "w": self.box[2], "h": self.box[3]}
 
 
 def rank_suspects(suspects: Iterable[Suspect]) -> list[Suspect]:
-    """Most convincing first: more nets voting for the other category, then higher confidence, then path."""
-    return sorted(suspects, key=lambda s: (-s.other_votes, -s.other_confidence, str(s.path)))
+    """Most convincing first: the largest gap (graded), else more nets voting for the other category,
+    then higher confidence, then path."""
+    return sorted(suspects, key=lambda s: (-(s.gap or 0.0), -s.other_votes, -s.other_confidence, str(s.path)))
 
 
-def find_suspects(cropper: Any, items: Iterable[ImageItem], progress: Callable[[], None] | None = None) -> tuple[list[Suspect], list[str]]:
-    """The paper's mislabel signal: images for whose label no net votes at any scale, ranked.
+def label_gap(levels: Sequence[Any], maps: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The graded mislabel signal of one image from :meth:`~fcnx.cropper.Cropper.label_levels`: the best
+    summed probability of any class anywhere in its pyramid minus the best of its label (0 when the
+    label is the most confident class there)."""
+    return max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
 
-    Returns the ranked suspects and the one-line errors of unreadable images.
+
+def find_suspects(cropper: Any, items: Iterable[ImageItem], progress: Callable[[], None] | None = None,
+                  signal: str = "paper", top: int | None = None) -> tuple[list[Suspect], list[str]]:
+    """Likely mislabelled images, most convincing first (at most ``top``), and the one-line errors of unreadable ones.
+
+    ``signal="paper"``: the images for whose label no net votes at any cell of any scale.
+    ``signal="graded"``: the images whose label is not the most confident class, ranked by
+    :func:`label_gap` (on cluttered images the paper's signal rarely fires: docs/benchmark.md).
     """
     from fcnx.cropper import CropFailure
 
-    suspects, failures = [], []
-    for result in cropper.crop_items(items):
-        if progress:
-            progress()
-        if isinstance(result, CropFailure):
-            failures.append(result.error)
-            continue
-        if result.boxes[0].found:
-            continue
-        seen = cropper.crop_image(result.item.path).boxes[0]  # no category, no label: the top class
-        suspects.append(Suspect(result.item.path, result.item.label or "", seen.category, seen.votes,
-                                seen.mean_confidence, (seen.x, seen.y, seen.w, seen.h)))
-    return rank_suspects(suspects), failures
+    if signal not in SIGNALS:
+        raise UsageError(f"unknown mislabel signal {signal!r}; use one of {', '.join(SIGNALS)}")
+    flagged: list[tuple[ImageItem, float | None]] = []
+    failures: list[str] = []
+    if signal == "paper":
+        for result in cropper.crop_items(items):
+            if progress:
+                progress()
+            if isinstance(result, CropFailure):
+                failures.append(result.error)
+            elif not result.boxes[0].found:
+                flagged.append((result.item, None))
+    else:
+        for item in items:
+            try:
+                gap = label_gap(*cropper.label_levels(item, item.label)[2:])
+            except FcnxError as exc:
+                failures.append(str(exc))
+                gap = 0.0
+            if progress:
+                progress()
+            if gap > 0:
+                flagged.append((item, gap))
+        flagged = sorted(flagged, key=lambda f: (-f[1], str(f[0].path)))[:top]
+    suspects = []
+    for item, gap in flagged:
+        seen = cropper.crop_image(item.path).boxes[0]  # no category, no label: the top class
+        suspects.append(Suspect(item.path, item.label or "", seen.category, seen.votes, seen.mean_confidence,
+                                (seen.x, seen.y, seen.w, seen.h), gap))
+    return rank_suspects(suspects)[:top], failures

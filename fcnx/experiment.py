@@ -199,10 +199,11 @@ def mislabel_detection(cropper: Any, root: Path, share: float, seed: int) -> dic
     ``suspects``: the paper's, what ``fcnx suspects`` flags (no net votes for the label at any cell
     of any level: ``found`` is false). ``graded``: the images ranked by how far the label's best
     summed probability anywhere falls below the best of any class, as many flagged as were planted
-    (so its precision equals its recall).
+    (so its precision equals its recall): ``fcnx suspects --signal graded --top <planted>``.
     """
     from fcnx.benchdata import plant_mislabels
     from fcnx.errors import FcnxError
+    from fcnx.evaluation import label_gap
 
     with tempfile.TemporaryDirectory(prefix="fcnx-mislabels-") as tmp:
         planted_root = Path(tmp) / "planted"
@@ -215,14 +216,15 @@ def mislabel_detection(cropper: Any, root: Path, share: float, seed: int) -> dic
             except FcnxError:
                 failures += 1
                 continue
+            gaps[key] = label_gap(levels, maps)
             if not any(level.vote.any() for level in levels):
                 not_found.append(key)
-            gaps[key] = max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
     paper = metrics.detection_scores(not_found, planted)
-    graded = metrics.detection_scores(sorted(gaps, key=lambda k: (-gaps[k], k))[:len(planted)], planted)
+    ranked = sorted((k for k in gaps if gaps[k] > 0), key=lambda k: (-gaps[k], k))[:len(planted)]
+    graded = metrics.detection_scores(ranked, planted)
     return {"share": share, "planted": paper.planted, "suspects": paper.suspects, "found": paper.found,
             "precision": paper.precision, "recall": paper.recall, "graded_found": graded.found,
-            "graded_precision": graded.precision, "failures": failures, "suspect_ids": sorted(not_found)}
+            "graded_precision": graded.precision, "failures": failures, "suspect_ids": sorted(not_found), "graded_ids": ranked}
 
 
 def run(cropper: Any, classifiers: Any, root: Path, *, mislabel_share: float = 0.1,

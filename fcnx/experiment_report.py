@@ -61,9 +61,10 @@ def markdown(results: Results, command: str) -> str:
                   f"{m['planted']} of the test images ({100 * m['share']:.0f}%) were moved to a wrong class. "
                   f"`fcnx suspects` (the paper's signal: no net votes for the label anywhere) flagged "
                   f"{m['suspects']}, {m['found']} of them planted: precision **{_pct(m['precision'])}%**, recall "
-                  f"**{_pct(m['recall'])}%**. A graded signal, the {m['planted']} images whose label's best summed "
-                  f"probability falls furthest below the best class's, holds {m['graded_found']} planted ones: "
-                  f"precision = recall = **{_pct(m['graded_precision'])}%**."]
+                  f"**{_pct(m['recall'])}%**. The graded signal (`--signal graded --top {m['planted']}`: the images "
+                  f"whose label's best summed probability falls furthest below the best class's) flags "
+                  f"{len(m['graded_ids'])}, {m['graded_found']} of them planted: precision "
+                  f"**{_pct(m['graded_precision'])}%**, recall **{_pct(m['graded_found'] / m['planted'])}%**."]
     lines += ["", "## Targets", ""]
     lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in results.targets()]
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in results.seconds.items())

@@ -71,6 +71,22 @@ def test_mislabel_detection_flags_exactly_what_fcnx_suspects_flags(tmp_path):
     assert found["planted"] == len(planted) == 5 and len(ids) >= 3
     assert found["suspect_ids"] == sorted(ids) and found["found"] == len(ids & set(planted)) and found["failures"] == 0
     assert found["graded_precision"] == found["graded_found"] / 5
+    graded, _ = find_suspects(one_level, dataset_items(planted_root, "test"), signal="graded", top=5)
+    assert sorted(s.path.relative_to(planted_root / "images").as_posix() for s in graded) == sorted(found["graded_ids"])
+    assert [s.gap for s in graded] == sorted((s.gap for s in graded), reverse=True) and all(s.gap > 0 for s in graded)
+
+
+def test_suspects_cli_with_the_graded_signal(tmp_path):
+    out = tmp_path / "review"
+    result = CliRunner().invoke(cli, ["suspects", "--nets", "tiny_vgg,tiny_inception", "--data", str(DEMO),
+                                      "--signal", "graded", "--top", "4", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "suspects.json").read_text())
+    assert saved["signal"] == "graded" and len(saved["suspects"]) == 4
+    gaps = [s["gap"] for s in saved["suspects"]]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] > 0
+    assert "less likely than another class" in (out / "suspects.html").read_text()
+    assert (out / "suspects.csv").read_text().splitlines()[0].split(",")[5] == "gap"
 
 
 def _results(ensemble: float, single: float, centred: float, crop_gain: float) -> experiment.Results:
@@ -87,7 +103,8 @@ def _results(ensemble: float, single: float, centred: float, crop_gain: float) -
                                "unlabelled_top1": 0.6, "unlabelled_top5": 0.9, "truth_top1": 0.8, "truth_top5": 1.0}
                               for m in ("a", "b", "h", "ensemble")]
     results.mislabels = {"share": 0.1, "planted": 1, "suspects": 2, "found": 1, "precision": 0.5, "recall": 1.0,
-                         "graded_found": 1, "graded_precision": 1.0, "failures": 0}
+                         "graded_found": 1, "graded_precision": 1.0, "failures": 0, "suspect_ids": ["x", "y"],
+                         "graded_ids": ["x"]}
     return results
 
 
