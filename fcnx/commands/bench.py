@@ -77,6 +77,9 @@ def localization_cmd(root: Path, out: Path, nets: str | None, weights: tuple[str
     """Measure on ground truth: localization of the ensemble, single nets and baselines, top-1 on canvases
     vs crops (held-out classifier included), mislabel detection, paper vs votes-first, 1/2/3 nets.
 
+    Without --nets and --weights: fcnx-tiny's shipped nets, the ensemble tiny_vgg, tiny_resnet and
+    tiny_inception with tiny_mobilenet held out. See docs/benchmark.md.
+
     \b
       fcnx bench data -o bench/
       fcnx bench localization --data bench/ -o results/               # fcnx-tiny's shipped weights
