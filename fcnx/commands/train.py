@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 
 #: options that are part of the saved configuration (``--resume`` refuses other values for them)
 CONFIG_OPTIONS = ("net", "data", "split", "size", "weights", "head", "schedule", "blocks_per_step", "epochs", "patience",
@@ -107,11 +107,16 @@ def train_cmd(ctx: click.Context, outdir: Path, device: str, workers: int, resum
         config = training.TrainConfig(**options)
     from fcnx.outputs import check_outdir
 
+    created = not outdir.exists()
     check_outdir(outdir, [Path(config.data)])
     log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     try:
         result = training.train(config, outdir, device=device, workers=workers, resume=resume, quiet=quiet, log=log,
                                 report=lambda text: click.echo(text, err=True))
+    except FcnxError:
+        if created and not any(outdir.iterdir()):  # refused before anything was written: leave no trace
+            outdir.rmdir()
+        raise
     except KeyboardInterrupt:
         if (outdir / training.RESUME).is_file():
             click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
