@@ -270,6 +270,11 @@ def label_gap(levels: Sequence[Any], maps: Sequence[tuple[np.ndarray, np.ndarray
     return max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
 
 
+def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
+    """The keys of ``gaps`` (:func:`label_gap` by image) above 0, largest gap first (ties: by key), at most ``top``."""
+    return sorted((key for key, gap in gaps.items() if gap > 0), key=lambda key: (-gaps[key], key))[:top]
+
+
 def find_suspects(cropper: Any, items: Iterable[ImageItem], progress: Callable[[], None] | None = None,
                   signal: str = "paper", top: int | None = None) -> tuple[list[Suspect], list[str]]:
     """Likely mislabelled images, most convincing first (at most ``top``), and the one-line errors of unreadable ones.
@@ -293,17 +298,16 @@ def find_suspects(cropper: Any, items: Iterable[ImageItem], progress: Callable[[
             elif not result.boxes[0].found:
                 flagged.append((result.item, None))
     else:
+        by_path, gaps = {}, {}
         for item in items:
             try:
-                gap = label_gap(*cropper.label_levels(item, item.label)[2:])
+                gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:])
+                by_path[str(item.path)] = item
             except FcnxError as exc:
                 failures.append(str(exc))
-                gap = 0.0
             if progress:
                 progress()
-            if gap > 0:
-                flagged.append((item, gap))
-        flagged = sorted(flagged, key=lambda f: (-f[1], str(f[0].path)))[:top]
+        flagged = [(by_path[key], gaps[key]) for key in rank_by_gap(gaps, top)]
     suspects = []
     for item, gap in flagged:
         seen = cropper.crop_image(item.path).boxes[0]  # no category, no label: the top class

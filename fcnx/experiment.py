@@ -203,7 +203,7 @@ def mislabel_detection(cropper: Any, root: Path, share: float, seed: int) -> dic
     """
     from fcnx.benchdata import plant_mislabels
     from fcnx.errors import FcnxError
-    from fcnx.evaluation import label_gap
+    from fcnx.evaluation import label_gap, rank_by_gap
 
     with tempfile.TemporaryDirectory(prefix="fcnx-mislabels-") as tmp:
         planted_root = Path(tmp) / "planted"
@@ -220,7 +220,7 @@ def mislabel_detection(cropper: Any, root: Path, share: float, seed: int) -> dic
             if not any(level.vote.any() for level in levels):
                 not_found.append(key)
     paper = metrics.detection_scores(not_found, planted)
-    ranked = sorted((k for k in gaps if gaps[k] > 0), key=lambda k: (-gaps[k], k))[:len(planted)]
+    ranked = rank_by_gap(gaps, len(planted))
     graded = metrics.detection_scores(ranked, planted)
     return {"share": share, "planted": paper.planted, "suspects": paper.suspects, "found": paper.found,
             "precision": paper.precision, "recall": paper.recall, "graded_found": graded.found,

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def two_threads():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

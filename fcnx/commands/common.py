@@ -78,6 +78,18 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def is_local_engine(engine: str, address: str | None, actors: int | None) -> bool:
+    """Whether the options ask for the local engine; refuses Ray-only options without Ray, and Ray when not installed."""
+    if engine == "local":
+        if address is not None or actors is not None:
+            raise UsageError("--address and --actors apply to --engine ray")
+        return True
+    from fcnx.ray_engine import import_ray
+
+    import_ray()  # refuse early when Ray is not installed
+    return False
+
+
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add --engine, --address and --actors (where the nets run) to a click command."""
     options = [

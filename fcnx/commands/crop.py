@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from fcnx.errors import FcnxError, UsageError
-from fcnx.commands.common import engine_options, ensemble_options, resolve_nets
+from fcnx.commands.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.selection import RULES
 
 SETTINGS_VERSION = 1
@@ -173,13 +173,7 @@ def crop_cmd(inputs: tuple[Path, ...], outdir: Path, nets: str | None, weights: 
                          f"give the folder that contains it as INPUT instead", clash.path)
     out = check_outdir(outdir, list(inputs), in_place=in_place)
 
-    local = engine == "local"
-    if local and (address is not None or actors is not None):
-        raise UsageError("--address and --actors apply to --engine ray")
-    if not local:
-        from fcnx.ray_engine import import_ray
-
-        import_ray()  # refuse early when Ray is not installed
+    local = is_local_engine(engine, address, actors)
     # the Ray engine's driver loads the nets on its CPU only for their classes and geometry
     torch_device = resolve_device(device if local else "cpu")
     ensemble = load_ensemble(net_names, weight_map, kernel=kernel, device=torch_device, half=half and local,

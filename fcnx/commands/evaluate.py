@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from fcnx.commands.common import engine_options, ensemble_options, resolve_nets
+from fcnx.commands.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import FcnxError, UsageError
 
 
@@ -69,13 +69,7 @@ def evaluate_cmd(nets, weights, kernel, device, data, split, crops, crop_now, sk
         raise UsageError("give --crops FILE or --crop, not both")
     if skip_missing and not crops:
         raise UsageError("--skip-missing goes with --crops FILE")
-    local = engine == "local"
-    if local and (address is not None or actors is not None):
-        raise UsageError("--address and --actors apply to --engine ray")
-    if not local:
-        from fcnx.ray_engine import import_ray
-
-        import_ray()  # refuse early when Ray is not installed
+    local = is_local_engine(engine, address, actors)
     dataset = datasets.open_dataset(data, split)
     for warning in dataset.warnings:
         click.echo(f"evaluate: warning: {warning}", err=True)
