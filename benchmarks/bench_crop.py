@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnx import geometry
-from fcnx.cropper import CropFailure, Cropper
-from fcnx.ensemble import load_ensemble
-from fcnx.images import discover
-from fcnx.outputs import CropOutputs
+from fcnx.engine.cropper import CropFailure, Cropper
+from fcnx.engine.ensemble import load_ensemble
+from fcnx.io.images import discover
+from fcnx.jobs.outputs import CropOutputs
+from fcnx.method import geometry
 from fcnx.testing import random_checkpoint
 
 NETS = ["inception_v3", "xception"]
@@ -57,8 +57,10 @@ def machine() -> str:
     except OSError:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{model}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}, intra-op threads={torch.get_num_threads()}")
+    return (
+        f"{model}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, intra-op threads={torch.get_num_threads()}"
+    )
 
 
 def make_photos(folder: Path, count: int, seed: int = 0, vary: bool = False) -> list[Path]:
@@ -91,8 +93,9 @@ def cpu_seconds() -> float:
 def run_fcnx(cropper: Cropper, photos: Path, out: Path) -> tuple[float, int]:
     """fcnx crop's loop over a folder (crops written); returns (wall seconds, images)."""
     items = discover([photos])
-    outputs = CropOutputs(out, {"bench": True}, net_names=cropper.ensemble.names, kernel=KERNEL, stride=32,
-                          expected_boxes=1)
+    outputs = CropOutputs(
+        out, {"bench": True}, net_names=cropper.ensemble.names, kernel=KERNEL, stride=32, expected_boxes=1
+    )
     outputs.open()
     start = time.perf_counter()
     done = 0
@@ -138,8 +141,13 @@ def authors_crop(fcns, path: Path, category: int, scales: list[float] | None = N
         if votes.max() == len(fcns):
             break
     chosen = sorted(results, key=lambda r: (r["votes"], r["score"]), reverse=True)[0]
-    return {**chosen, "levels": len(results), "x": int(32 * chosen["cell"][1] / chosen["factor"]),
-            "y": int(32 * chosen["cell"][0] / chosen["factor"]), "side": int(295 / chosen["factor"])}
+    return {
+        **chosen,
+        "levels": len(results),
+        "x": int(32 * chosen["cell"][1] / chosen["factor"]),
+        "y": int(32 * chosen["cell"][0] / chosen["factor"]),
+        "side": int(295 / chosen["factor"]),
+    }
 
 
 # --------------------------------------------------------------------------- (c) sliding the classifier
@@ -147,8 +155,8 @@ def authors_crop(fcns, path: Path, category: int, scales: list[float] | None = N
 
 def sliding_vs_fcn(ensemble, path: Path, sample: int) -> dict:
     """CPU seconds per image: the FCNs over the pyramid vs the plain classifiers over every window (sampled)."""
-    from fcnx.ensemble import resize
-    from fcnx.images import load_rgb
+    from fcnx.engine.ensemble import resize
+    from fcnx.io.images import load_rgb
 
     pixels, size = load_rgb(path)
     batch = torch.from_numpy(pixels).permute(2, 0, 1)[None]
@@ -162,7 +170,7 @@ def sliding_vs_fcn(ensemble, path: Path, sample: int) -> dict:
     largest = resize(batch, levels[-1])
     rows, cols = ensemble.cells(levels[-1])
     picks = [(int(rng.integers(rows)), int(rng.integers(cols))) for _ in range(sample)]
-    crops = torch.cat([largest[:, :, 32 * i:32 * i + KERNEL, 32 * j:32 * j + KERNEL] for i, j in picks]).float()
+    crops = torch.cat([largest[:, :, 32 * i : 32 * i + KERNEL, 32 * j : 32 * j + KERNEL] for i, j in picks]).float()
     per_window = 0.0
     with torch.inference_mode():
         for fcn in ensemble.fcns:
@@ -198,8 +206,16 @@ def peak_rss_kib() -> int:
 def peak_rss(count: int, work: Path, weights_dir: Path) -> tuple[int, float, float]:
     photos = work / f"rss{count}"
     make_photos(photos, count, seed=count, vary=True)
-    command = [sys.executable, __file__, "--threads", str(torch.get_num_threads()),
-               "--rss-child", str(photos), str(weights_dir), str(work / f"rss-out{count}")]
+    command = [
+        sys.executable,
+        __file__,
+        "--threads",
+        str(torch.get_num_threads()),
+        "--rss-child",
+        str(photos),
+        str(weights_dir),
+        str(work / f"rss-out{count}"),
+    ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
     done, kib, wall, batch = int(output[0]), int(output[1]), float(output[2]), int(output[3])
     assert done == count
@@ -211,7 +227,9 @@ def peak_rss(count: int, work: Path, weights_dir: Path) -> tuple[int, float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 images, and 10 vs 40 for the memory check (about 6 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 images, and 10 vs 40 for the memory check (about 6 minutes)"
+    )
     parser.add_argument("--images", type=int, default=None, help="images for (a) and (b)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: fcnx's (1 on the CPU)")
     parser.add_argument("--workers", type=int, default=1)
@@ -230,23 +248,28 @@ def main() -> None:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="bench-crop-") as tmp:
         work = Path(tmp)
-        weights = {name: random_checkpoint(work / "weights" / f"{name}.safetensors", name, CLASSES, input_size=KERNEL,
-                                           seed=k) for k, name in enumerate(NETS)}
+        weights = {
+            name: random_checkpoint(work / "weights" / f"{name}.safetensors", name, CLASSES, input_size=KERNEL, seed=k)
+            for k, name in enumerate(NETS)
+        }
         photos = work / "photos"
         paths = make_photos(photos, count)
         sizes = sorted({Image.open(p).size for p in paths})
         print(f"images: {count} JPEGs, sizes {sizes}; nets {', '.join(NETS)} at kernel {KERNEL}, 101 classes")
 
-        cropper = Cropper.from_nets(NETS, weights, device="cpu", categories=["food_0"], batch_size=args.batch_size,
-                                    workers=args.workers)
+        cropper = Cropper.from_nets(
+            NETS, weights, device="cpu", categories=["food_0"], batch_size=args.batch_size, workers=args.workers
+        )
         cropper.crop_image(paths[0])  # warm-up
         cropper.ensemble.forward_seconds = 0.0
         cpu = cpu_seconds()
         wall_a, done = run_fcnx(cropper, photos, work / "out")
         cpu_a = cpu_seconds() - cpu
         forward_share = cropper.ensemble.forward_seconds / wall_a
-        print(f"(a) fcnx crop engine: {done / wall_a:.3f} images/s ({wall_a:.1f} s wall, {cpu_a:.1f} s CPU for {done} "
-              f"images; batch {cropper.batch_size}, {args.workers} decode worker(s), crops written)")
+        print(
+            f"(a) fcnx crop engine: {done / wall_a:.3f} images/s ({wall_a:.1f} s wall, {cpu_a:.1f} s CPU for {done} "
+            f"images; batch {cropper.batch_size}, {args.workers} decode worker(s), crops written)"
+        )
 
         fcns = load_ensemble(NETS, weights, device="cpu").fcns
         for f in fcns:  # the authors' loop: plain contiguous tensors, batch 1
@@ -256,27 +279,35 @@ def main() -> None:
         for path in paths:
             levels += authors_crop(fcns, path, 0)["levels"]
         wall_b, cpu_b = time.perf_counter() - start, cpu_seconds() - cpu
-        print(f"(b) authors' procedure, one image at a time: {count / wall_b:.3f} images/s ({wall_b:.1f} s wall, "
-              f"{cpu_b:.1f} s CPU; {levels / count:.1f} levels per image) -> fcnx is {wall_b / wall_a:.2f}x faster "
-              f"in wall time, {cpu_b / cpu_a:.2f}x in CPU time (target >= 2x)")
+        print(
+            f"(b) authors' procedure, one image at a time: {count / wall_b:.3f} images/s ({wall_b:.1f} s wall, "
+            f"{cpu_b:.1f} s CPU; {levels / count:.1f} levels per image) -> fcnx is {wall_b / wall_a:.2f}x faster "
+            f"in wall time, {cpu_b / cpu_a:.2f}x in CPU time (target >= 2x)"
+        )
         start, cpu = time.perf_counter(), cpu_seconds()
         for path in paths:
             height, width = Image.open(path).size[::-1]
             authors_crop(fcns, path, 0, scales=geometry.pyramid_scales(height, width, KERNEL))
         wall_b2, cpu_b2 = time.perf_counter() - start, cpu_seconds() - cpu
-        print(f"(b') the same loop on fcnx's scales (same forward work): {count / wall_b2:.3f} images/s "
-              f"-> fcnx is {wall_b2 / wall_a:.2f}x faster in wall time, {cpu_b2 / cpu_a:.2f}x in CPU time")
+        print(
+            f"(b') the same loop on fcnx's scales (same forward work): {count / wall_b2:.3f} images/s "
+            f"-> fcnx is {wall_b2 / wall_a:.2f}x faster in wall time, {cpu_b2 / cpu_a:.2f}x in CPU time"
+        )
 
         slide = sliding_vs_fcn(cropper.ensemble, paths[0], sample=8 if args.quick else 24)
-        print(f"(c) one image, {slide['windows']} windows per net over 7 levels: FCNs {slide['fcn_s']:.1f} s CPU; plain "
-              f"classifiers {slide['per_window_s'] * 1000:.0f} ms CPU per window (both nets, measured on a sample) -> "
-              f"{slide['sliding_s']:.0f} s -> FCN is {slide['sliding_s'] / slide['fcn_s']:.0f}x faster (target >= 25x)")
+        print(
+            f"(c) one image, {slide['windows']} windows per net over 7 levels: FCNs {slide['fcn_s']:.1f} s CPU; plain "
+            f"classifiers {slide['per_window_s'] * 1000:.0f} ms CPU per window (both nets, measured on a sample) -> "
+            f"{slide['sliding_s']:.0f} s -> FCN is {slide['sliding_s'] / slide['fcn_s']:.0f}x faster (target >= 25x)"
+        )
         print(f"(d) share of (a)'s wall time in the nets' forward passes: {100 * forward_share:.1f} % (target >= 90 %)")
 
         rss = [peak_rss(n, work, work / "weights") for n in rss_counts]
-        print(f"(e) peak RSS, one level, batch {rss[0][3]}, varied sizes, crops written: {rss_counts[0]} images "
-              f"{rss[0][0] / 1024:.0f} MiB, "
-              f"{rss_counts[1]} images {rss[1][0] / 1024:.0f} MiB ({rss[1][2]:.2f} images/s)")
+        print(
+            f"(e) peak RSS, one level, batch {rss[0][3]}, varied sizes, crops written: {rss_counts[0]} images "
+            f"{rss[0][0] / 1024:.0f} MiB, "
+            f"{rss_counts[1]} images {rss[1][0] / 1024:.0f} MiB ({rss[1][2]:.2f} images/s)"
+        )
 
 
 if __name__ == "__main__":

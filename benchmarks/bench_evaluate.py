@@ -1,9 +1,9 @@
 """Speed of ``fcnx evaluate`` (originals and crops) with ``--batch-size 1`` vs ``8``, side by side.
 
-Real photos and boxes from scikit-image (:mod:`fcnx.sample_photos`), each photo saved as a PNG
+Real photos and boxes from scikit-image (:mod:`fcnx.testing.photos`), each photo saved as a PNG
 file and listed several times (``--images`` in all), labelled with its ImageNet class; the net
 is EfficientNet-Lite0 with its ImageNet weights (installed offline) at kernel 224 on the CPU. Both
-runs go through :func:`fcnx.evaluation.evaluate` exactly as the command does (decode, cut the
+runs go through :func:`fcnx.jobs.evaluation.evaluate` exactly as the command does (decode, cut the
 box, squash both regions to the kernel, classify), after one warm-up pass; the scores of the two
 runs are checked to be equal.
 
@@ -20,10 +20,10 @@ from pathlib import Path, PurePosixPath
 import torch
 from PIL import Image
 
-from fcnx.ensemble import load_ensemble
-from fcnx.evaluation import evaluate
-from fcnx.images import ImageItem
-from fcnx.sample_photos import PHOTOS
+from fcnx.engine.ensemble import load_ensemble
+from fcnx.io.images import ImageItem
+from fcnx.jobs.evaluation import evaluate
+from fcnx.testing.photos import PHOTOS
 
 
 def main() -> None:
@@ -59,8 +59,10 @@ def main() -> None:
                 rates[size] = max(rates.get(size, 0.0), len(items) / (time.perf_counter() - start))
                 assert rows is None or result.rows() == rows, "scores differ between batch sizes"
                 rows = result.rows()
-    print(f"{args.net} at kernel {args.kernel}, CPU, {args.threads} thread(s), {len(items)} images "
-          f"(each: the original and its crop), best of {args.repeats}")
+    print(
+        f"{args.net} at kernel {args.kernel}, CPU, {args.threads} thread(s), {len(items)} images "
+        f"(each: the original and its crop), best of {args.repeats}"
+    )
     print("  ".join(f"batch {size}: {rate:6.2f} images/s" for size, rate in rates.items()))
     first, *others = rates
     for size in others:

@@ -26,14 +26,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_crop import CLASSES, KERNEL, NETS, machine, make_photos  # noqa: E402
+from bench_crop import CLASSES, KERNEL, NETS, machine, make_photos
 
-from fcnx import geometry  # noqa: E402
-from fcnx.cropper import CropFailure, Cropper  # noqa: E402
-from fcnx.ensemble import load_ensemble, resize  # noqa: E402
-from fcnx.images import ImageItem, discover, load_rgb  # noqa: E402
-from fcnx.outputs import CropOutputs  # noqa: E402
-from fcnx.testing import random_checkpoint  # noqa: E402
+from fcnx.engine.cropper import CropFailure, Cropper
+from fcnx.engine.ensemble import load_ensemble, resize
+from fcnx.io.images import ImageItem, discover, load_rgb
+from fcnx.jobs.outputs import CropOutputs
+from fcnx.method import geometry
+from fcnx.testing import random_checkpoint
 
 
 def pyramid_flops(cropper: Cropper, path: Path) -> dict[str, tuple[float, float]]:
@@ -41,8 +41,10 @@ def pyramid_flops(cropper: Cropper, path: Path) -> dict[str, tuple[float, float]
     pixels, size = load_rgb(path, cropper.min_side)
     tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
     kernel = cropper.ensemble.kernel
-    levels = [geometry.scaled_size(*size, scale, kernel)
-              for scale in geometry.pyramid_scales(*size, kernel, cropper.step, cropper.max_scale)]
+    levels = [
+        geometry.scaled_size(*size, scale, kernel)
+        for scale in geometry.pyramid_scales(*size, kernel, cropper.step, cropper.max_scale)
+    ]
     figures = {}
     for name, fcn in zip(cropper.ensemble.names, cropper.ensemble.fcns):
         flops, seconds = 0, 0.0
@@ -59,7 +61,9 @@ def pyramid_flops(cropper: Cropper, path: Path) -> dict[str, tuple[float, float]
     return figures
 
 
-def crop_run(cropper_or_config, items: list[ImageItem], out: Path, actors: int | None = None) -> tuple[float, float, float]:
+def crop_run(
+    cropper_or_config, items: list[ImageItem], out: Path, actors: int | None = None
+) -> tuple[float, float, float]:
     """Crop ``items`` into ``out`` as ``fcnx crop`` does (local engine, or Ray with ``actors``).
 
     Returns wall seconds, seconds until the first result, and CPU seconds (of the actors, with Ray).
@@ -70,7 +74,7 @@ def crop_run(cropper_or_config, items: list[ImageItem], out: Path, actors: int |
     if actors is None:
         results = cropper_or_config.crop_items(items)
     else:
-        from fcnx.ray_engine import RayStats, crop_on_ray
+        from fcnx.engine.ray import RayStats, crop_on_ray
 
         stats = RayStats()
         results = crop_on_ray(cropper_or_config, items, actors=actors, stats=stats)
@@ -93,7 +97,7 @@ def main() -> None:
 
     import ray
 
-    from fcnx.ray_engine import CropperConfig
+    from fcnx.engine.ray import CropperConfig
 
     torch.set_num_threads(1)
     print(f"machine: {machine()}; Ray {ray.__version__}; load average {os.getloadavg()[0]:.1f}")
@@ -109,14 +113,18 @@ def main() -> None:
         for path in (items[0].path, items[1].path):
             figures = pyramid_flops(cropper, path)
             total = sum(g for g, _ in figures.values())
-            parts = ", ".join(f"{n} {g:.1f} GFLOP in {s:.1f} s CPU ({g / s:.0f} GFLOP/s)" for n, (g, s) in figures.items())
+            parts = ", ".join(
+                f"{n} {g:.1f} GFLOP in {s:.1f} s CPU ({g / s:.0f} GFLOP/s)" for n, (g, s) in figures.items()
+            )
             print(f"  {path.name} {image_size(path)}: {total:.1f} GFLOP in all; {parts}")
 
         print(f"\n(b, c) cropping {len(items)} photos, crops written")
         wall, _, cpu = crop_run(cropper, items, work / "local")
         reference = (work / "local" / "boxes.jsonl").read_bytes()
-        print(f"  local engine, 1 thread: {wall:.1f} s wall, {len(items) / wall:.3f} images/s, {cpu / len(items):.1f} s "
-              f"CPU per image; load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"  local engine, 1 thread: {wall:.1f} s wall, {len(items) / wall:.3f} images/s, {cpu / len(items):.1f} s "
+            f"CPU per image; load average {os.getloadavg()[0]:.1f}"
+        )
         config = CropperConfig(tuple(NETS), weights, KERNEL, options=options)
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
         try:
@@ -126,10 +134,12 @@ def main() -> None:
                 wall, first, cpu = crop_run(config, items, work / f"ray{actors}", actors=actors)
                 same = (work / f"ray{actors}" / "boxes.jsonl").read_bytes() == reference
                 base = base or wall
-                print(f"  Ray, {actors} CPU actor(s): {wall:.1f} s wall ({first:.1f} s to the first result), "
-                      f"{len(items) / wall:.3f} images/s, speed-up {base / wall:.2f}x, {cpu / len(items):.1f} s actor CPU "
-                      f"per image, {cpu / wall:.2f} cores busy; boxes.jsonl {'identical to' if same else 'DIFFERS from'} the local engine's; "
-                      f"load average {os.getloadavg()[0]:.1f}")
+                print(
+                    f"  Ray, {actors} CPU actor(s): {wall:.1f} s wall ({first:.1f} s to the first result), "
+                    f"{len(items) / wall:.3f} images/s, speed-up {base / wall:.2f}x, {cpu / len(items):.1f} s actor CPU "
+                    f"per image, {cpu / wall:.2f} cores busy; boxes.jsonl {'identical to' if same else 'DIFFERS from'} the local engine's; "
+                    f"load average {os.getloadavg()[0]:.1f}"
+                )
         finally:
             ray.shutdown()
 

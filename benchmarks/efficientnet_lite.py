@@ -1,4 +1,4 @@
-"""Print the measurements behind docs/efficientnet.md, on scikit-image's photos (fcnx.sample_photos).
+"""Print the measurements behind docs/efficientnet.md, on scikit-image's photos (fcnx.testing.photos).
 
 (1) preprocessing: top-1 and confidence of each EfficientNet-Lite with (x-127)/128, timm's
 (x/255-0.5)/0.5 and ImageNet mean/std, and how far the batch statistics of the photos after the
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnx.fcn import imagenet_classes, load_fcn
-from fcnx.metrics import box_iou
-from fcnx.sample_photos import PHOTOS, square_around
+from fcnx.engine.fcn import imagenet_classes, load_fcn
+from fcnx.method.metrics import box_iou
+from fcnx.testing.photos import PHOTOS, square_around
 
 NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 #: photos whose whole frame is a fair test of the object's class (the others are scenes)
@@ -43,13 +43,18 @@ def views() -> list[tuple[str, tuple[str, ...], np.ndarray]]:
         image = photo.load()
         height, width = image.shape[:2]
         x, y, w, h = square_around(photo.box, height, width)
-        parts = [("box", photo.crop()), ("square", image[y:y + h, x:x + w])]
+        parts = [("box", photo.crop()), ("square", image[y : y + h, x : x + w])]
         if photo.name in SUBJECT_PHOTOS:
             parts.insert(0, ("whole", image))
         for kind, array in parts:
             for flip in (False, True):
-                out.append((f"{photo.name}/{kind}{'/flip' if flip else ''}", photo.accept,
-                            np.ascontiguousarray(array[:, ::-1] if flip else array)))
+                out.append(
+                    (
+                        f"{photo.name}/{kind}{'/flip' if flip else ''}",
+                        photo.accept,
+                        np.ascontiguousarray(array[:, ::-1] if flip else array),
+                    )
+                )
     return out
 
 
@@ -114,8 +119,10 @@ def main() -> None:
     fcns = {name: load_fcn(name, "pretrained") for name in NETS}
     samples = views()
     n = len(samples)
-    print(f"\n(1) preprocessing, each net at its native size, {n} views: top-1 hits / mean P(object's classes) / "
-          f"stem batch-norm KL")
+    print(
+        f"\n(1) preprocessing, each net at its native size, {n} views: top-1 hits / mean P(object's classes) / "
+        f"stem batch-norm KL"
+    )
     print(f"{'convention':26}" + "".join(f"{name:>28}" for name in NETS))
     for label, convention in CONVENTIONS.items():
         cells = []
@@ -126,8 +133,10 @@ def main() -> None:
         print(f"{label:26}" + "".join(f"{c:>28}" for c in cells), flush=True)
 
     kernels = [int(k) for k in args.kernels.split(",")]
-    print(f"\n(2) kernel size, {n} views: top-1 hits / mean P(object's classes); D = pooled size at that kernel; "
-          f"mean of the nets, and their mean batch-norm KL over all layers")
+    print(
+        f"\n(2) kernel size, {n} views: top-1 hits / mean P(object's classes); D = pooled size at that kernel; "
+        f"mean of the nets, and their mean batch-norm KL over all layers"
+    )
     print(f"{'kernel':>6} {'D':>3}" + "".join(f"{name:>22}" for name in NETS) + f"{'mean of nets':>18}{'BN KL':>8}")
     for k in kernels:
         cells = [score(fcn, samples, k) for fcn in fcns.values()]
@@ -135,12 +144,18 @@ def main() -> None:
         d = fcns[NETS[0]].spec.pool_size(k)
         mean_hits = sum(h for h, _ in cells) / len(cells)
         mean_conf = sum(c for _, c in cells) / len(cells)
-        print(f"{k:>6} {d:>3}" + "".join(f"{f'{h}/{n}  {c:.3f}':>22}" for h, c in cells)
-              + f"{f'{mean_hits:.1f}  {mean_conf:.3f}':>18}{kl:8.3f}", flush=True)
+        print(
+            f"{k:>6} {d:>3}"
+            + "".join(f"{f'{h}/{n}  {c:.3f}':>22}" for h, c in cells)
+            + f"{f'{mean_hits:.1f}  {mean_conf:.3f}':>18}{kl:8.3f}",
+            flush=True,
+        )
 
     index = {c: i for i, c in enumerate(imagenet_classes())}
-    print(f"\n(3) per photo, each net at the kernel {args.kernel}: P(object's classes) [top-1 class] on whole photo -> "
-          f"box -> square around the box (IoU of that square with the box); last line: mean of the nets")
+    print(
+        f"\n(3) per photo, each net at the kernel {args.kernel}: P(object's classes) [top-1 class] on whole photo -> "
+        f"box -> square around the box (IoU of that square with the box); last line: mean of the nets"
+    )
     for photo in PHOTOS.values():
         image = photo.load()
         sq = square_around(photo.box, *image.shape[:2])
@@ -150,7 +165,7 @@ def main() -> None:
         means = [0.0, 0.0, 0.0]
         for name, fcn in fcns.items():
             cells = []
-            for i, array in enumerate((image, photo.crop(), image[y:y + h, x:x + w])):
+            for i, array in enumerate((image, photo.crop(), image[y : y + h, x : x + w])):
                 p = probabilities(fcn, array, args.kernel)
                 means[i] += p[ids].sum().item() / len(fcns)
                 cells.append(f"{p[ids].sum().item():.3f} [{fcn.classes[p.argmax().item()]}]")

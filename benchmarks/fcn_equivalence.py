@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from fcnx.fcn import load_fcn
-from fcnx.registry import list_backbones
+from fcnx.backbones.registry import list_backbones
+from fcnx.engine.fcn import load_fcn
 from fcnx.testing import random_checkpoint
 
 
@@ -28,7 +28,9 @@ def main() -> None:
     args = parser.parse_args()
     classes = [f"c{i}" for i in range(10)]
     gen = torch.Generator().manual_seed(0)
-    print(f"{'backbone':22} {'head':10} {'max|diff| @kernel':>18} {'max|logit|':>10} {'sliding: max|diff|':>19} {'corr':>6}")
+    print(
+        f"{'backbone':22} {'head':10} {'max|diff| @kernel':>18} {'max|logit|':>10} {'sliding: max|diff|':>19} {'corr':>6}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for spec in list_backbones(args.nets):
             if spec.framework != "pytorch" or spec.missing_requirements():
@@ -43,12 +45,25 @@ def main() -> None:
                     diff = (fcn(x)[:, :, 0, 0] - fcn.classifier(fcn.normalize(x))).abs().max().item()
                     scale = fcn(x).abs().max().item()
                     heat = fcn(big)[0]
-                    slid = torch.stack([torch.stack([fcn.classifier(fcn.normalize(big[:, :, i * s:i * s + k, j * s:j * s + k]))[0]
-                                                     for j in range(heat.shape[2])], -1) for i in range(heat.shape[1])], -2)
+                    slid = torch.stack(
+                        [
+                            torch.stack(
+                                [
+                                    fcn.classifier(fcn.normalize(big[:, :, i * s : i * s + k, j * s : j * s + k]))[0]
+                                    for j in range(heat.shape[2])
+                                ],
+                                -1,
+                            )
+                            for i in range(heat.shape[1])
+                        ],
+                        -2,
+                    )
                 sd = (heat - slid).abs().max().item()
                 corr = torch.corrcoef(torch.stack([heat.flatten(), slid.flatten()]))[0, 1].item()
-                print(f"{spec.name:22} {'x'.join(map(str, head)) or 'dense':10} {diff:18.2e} {scale:10.2f} {sd:19.3f} {corr:6.3f}",
-                      flush=True)
+                print(
+                    f"{spec.name:22} {'x'.join(map(str, head)) or 'dense':10} {diff:18.2e} {scale:10.2f} {sd:19.3f} {corr:6.3f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Make docs/img/crops.jpg with fcnx itself: real photos, their heatmap with the box, and the crop.
 
-    python scripts/make_figure.py      (needs scikit-image; runs `fcnx crop --heatmaps` offline)
+python scripts/make_figure.py      (needs scikit-image; runs `fcnx crop --heatmaps` offline)
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from fcnx.sample_photos import PHOTOS
+from fcnx.testing.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = [("coffee", "espresso"), ("astronaut_helmet", "football helmet"), ("astronaut_shuttle", "space shuttle"),
-         ("motorcycle", "moped")]
+CASES = [
+    ("coffee", "espresso"),
+    ("astronaut_helmet", "football helmet"),
+    ("astronaut_shuttle", "space shuttle"),
+    ("motorcycle", "moped"),
+]
 ROW_HEIGHT = 240
 
 
@@ -33,14 +37,31 @@ def main() -> None:
             src.parent.mkdir(exist_ok=True)
             Image.fromarray(PHOTOS[name].load()).save(src)
             out = Path(tmp) / f"out-{name}"
-            subprocess.run([sys.executable, "-m", "fcnx", "crop", "-q", "--heatmaps", "--category", category, str(src),
-                            "-o", str(out)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "fcnx",
+                    "crop",
+                    "-q",
+                    "--heatmaps",
+                    "--category",
+                    category,
+                    str(src),
+                    "-o",
+                    str(out),
+                ],
+                check=True,
+            )
             record = json.loads((out / "boxes.jsonl").read_text().splitlines()[0])
             original = Image.open(src).convert("RGB")
             draw = ImageDraw.Draw(original)
             draw.rectangle([record["x1"], record["y1"], record["x2"], record["y2"]], outline=(40, 255, 40), width=4)
-            panels = [_fit(original), _fit(Image.open(out / record["heatmap"]).convert("RGB")),
-                      _fit(Image.open(out / record["crop"]).convert("RGB"))]
+            panels = [
+                _fit(original),
+                _fit(Image.open(out / record["heatmap"]).convert("RGB")),
+                _fit(Image.open(out / record["crop"]).convert("RGB")),
+            ]
             rows.append(panels)
     width = max(sum(p.width for p in row) + 10 * (len(row) - 1) for row in rows)
     figure = Image.new("RGB", (width, len(rows) * (ROW_HEIGHT + 10) - 10), "white")

@@ -6,8 +6,11 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test,keras,ray]"
 .venv/bin/pip install -q -e plugins/fcnx-tiny
-# Fashion-MNIST for fcnx.benchdata (tests that need the real files skip without it)
+# Fashion-MNIST for fcnx.bench.fashion (tests that need the real files skip without it)
 if [ "$(id -u)" = 0 ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
     apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
 fi
+.venv/bin/ruff check -q .
+.venv/bin/ruff format --check -q .
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fcnx import plugins, registry
+from fcnx.backbones import plugins, registry
 
 
 @pytest.fixture
@@ -24,10 +24,33 @@ def clean_registry():
 
 @pytest.fixture
 def one_thread():
-    """Torch on one thread for the test: tiny nets run faster so, and immune to a busy machine."""
+    """Torch on one thread for the test: tiny nets run faster so, and immune to a busy machine
+    (on a busy 2-core machine two spinning threads make them ten times slower)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_registry(one_thread):
+    """The tiny test backbones of ``tiny_backbones.py`` registered for one test, on one thread."""
+    import tiny_backbones
+
+    plugin = tiny_backbones.register()
+    yield plugins.pm
+    plugins.pm.unregister(plugin)
+    registry.refresh()
+
+
+@pytest.fixture
+def tiny_train(one_thread):
+    """The trainable test backbone of ``tiny_train_backbone.py`` registered for one test, on one thread."""
+    import tiny_train_backbone
+
+    plugin = tiny_train_backbone.register()
+    yield tiny_train_backbone.SPEC
+    plugins.pm.unregister(plugin)
+    registry.refresh()

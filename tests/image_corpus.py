@@ -17,8 +17,17 @@ from PIL import Image
 
 BOMB_LIMIT = 200_000
 #: flat files that load (converted to 8-bit RGB)
-LOADABLE = ["good.png", "naïve name.png", "one.png", "grey16.png", "cmyk.jpg", "rgba.png", "palette.png", "anim.gif",
-            "strip.png"]
+LOADABLE = [
+    "good.png",
+    "naïve name.png",
+    "one.png",
+    "grey16.png",
+    "cmyk.jpg",
+    "rgba.png",
+    "palette.png",
+    "anim.gif",
+    "strip.png",
+]
 #: files in sub-folders that load: a folder named like an image, and two files of the same name
 NESTED = ["dir.jpg/inside.png", "a/same.png", "b/same.png"]
 #: files no loader can read -> what their error says
@@ -34,7 +43,7 @@ UNREADABLE = {
 def square(path: Path, size=(120, 160), top=60, left=90, side=40, fmt=None) -> Path:
     """A grey picture with a red square (the colour nets of tests/tiny_backbones.py find it exactly)."""
     image = np.full((*size, 3), 128, np.uint8)
-    image[top:top + side, left:left + side] = (230, 20, 20)
+    image[top : top + side, left : left + side] = (230, 20, 20)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path, format=fmt)
     return path

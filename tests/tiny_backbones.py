@@ -15,14 +15,13 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import pytest
 import torch
 from torch import nn
 
-from fcnx import checkpoint, plugins, registry
-from fcnx.hookspecs import hookimpl
-from fcnx.spec import BackboneSpec, Preprocess
-from fcnx.torch_fcn import PooledFCN, convolutionalize_head
+from fcnx.backbones import checkpoint, plugins, registry
+from fcnx.backbones.convolutionalize import PooledFCN, convolutionalize_head
+from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.spec import BackboneSpec, Preprocess
 
 COLOR_CLASSES = ["red", "green", "blue", "none"]
 TRUNK = (2, 2, 0)
@@ -85,9 +84,17 @@ def _convolutionalize(model: TinyNet, pool: int) -> PooledFCN:
 
 def spec(name: str) -> BackboneSpec:
     return BackboneSpec(
-        name=name, framework="pytorch", stride=32, offset=LAYOUTS[name][0], default_size=299, preprocess=PLAIN,
-        padding="same" if name == "tiny_m25" else "valid", description="test backbone",
-        build=functools.partial(_build, name), load_weights=_load, convolutionalize=_convolutionalize,
+        name=name,
+        framework="pytorch",
+        stride=32,
+        offset=LAYOUTS[name][0],
+        default_size=299,
+        preprocess=PLAIN,
+        padding="same" if name == "tiny_m25" else "valid",
+        description="test backbone",
+        build=functools.partial(_build, name),
+        load_weights=_load,
+        convolutionalize=_convolutionalize,
     )
 
 
@@ -105,22 +112,6 @@ def register() -> TinyPlugin:
     plugins.pm.register(plugin, name="tiny-test-backbones")
     registry.refresh()
     return plugin
-
-
-@pytest.fixture
-def tiny_registry():
-    """The tiny backbones registered for one test, unregistered afterwards.
-
-    Runs torch on one thread meanwhile: these nets are too small to gain from more, and on a
-    busy 2-core machine two spinning threads make them ten times slower.
-    """
-    plugin = register()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield plugins.pm
-    torch.set_num_threads(threads)
-    plugins.pm.unregister(plugin)
-    registry.refresh()
 
 
 def color_checkpoint(path: Path, name: str, classes: list[str] | None = None, input_size: int = 299) -> Path:

@@ -2,7 +2,7 @@
 
 It follows timm's conventions that ``fcnx train`` relies on: ``get_classifier()`` names the head,
 ``group_matcher()`` the blocks, ``forward_features()`` the trunk; ``head`` widths build
-:func:`fcnx.torch_fcn.dense_head`. On 64 x 64 inputs it trains in milliseconds per batch.
+:func:`fcnx.backbones.convolutionalize.dense_head`. On 64 x 64 inputs it trains in milliseconds per batch.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ import random
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from fcnx import checkpoint, plugins, registry
-from fcnx.hookspecs import hookimpl
-from fcnx.spec import BackboneSpec, Preprocess
-from fcnx.torch_fcn import PooledFCN, convolutionalize_head, dense_head
+from fcnx.backbones import checkpoint, plugins, registry
+from fcnx.backbones.convolutionalize import PooledFCN, convolutionalize_head, dense_head
+from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.spec import BackboneSpec, Preprocess
 
 NAME = "tiny_train"
 WIDTHS = (3, 8, 12, 16, 24, 32)
@@ -68,10 +67,17 @@ def _convolutionalize(model: TinyTrainNet, pool: int) -> PooledFCN:
 
 
 SPEC = BackboneSpec(
-    name=NAME, framework="pytorch", stride=32, offset=0, default_size=64,
+    name=NAME,
+    framework="pytorch",
+    stride=32,
+    offset=0,
+    default_size=64,
     preprocess=Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), interpolation="bicubic"),
-    pretrained=("tiny.hub",), description="trainable test backbone",
-    build=_build, load_weights=_load, convolutionalize=_convolutionalize,
+    pretrained=("tiny.hub",),
+    description="trainable test backbone",
+    build=_build,
+    load_weights=_load,
+    convolutionalize=_convolutionalize,
 )
 
 
@@ -88,18 +94,6 @@ def register() -> TinyTrainPlugin:
     plugins.pm.register(plugin, name="tiny-train-backbone")
     registry.refresh()
     return plugin
-
-
-@pytest.fixture
-def tiny_train():
-    """The backbone registered for one test (torch on one thread: these nets gain nothing from more)."""
-    plugin = register()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield SPEC
-    torch.set_num_threads(threads)
-    plugins.pm.unregister(plugin)
-    registry.refresh()
 
 
 def shape_image(color: tuple[int, int, int], rng: random.Random, size: tuple[int, int] = (80, 72)) -> Image.Image:

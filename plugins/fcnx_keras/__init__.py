@@ -11,12 +11,16 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from fcnx.hookspecs import hookimpl
-from fcnx.spec import BackboneSpec, Preprocess
+from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.spec import BackboneSpec, Preprocess
 
 #: Keras ``caffe`` mode: BGR, ImageNet mean subtracted, no scaling (mean listed RGB, in 1/255 units)
-CAFFE = Preprocess(mean=(123.68 / 255, 116.779 / 255, 103.939 / 255), std=(1 / 255, 1 / 255, 1 / 255),
-                   channel_order="BGR", interpolation="bilinear")
+CAFFE = Preprocess(
+    mean=(123.68 / 255, 116.779 / 255, 103.939 / 255),
+    std=(1 / 255, 1 / 255, 1 / 255),
+    channel_order="BGR",
+    interpolation="bilinear",
+)
 #: Keras ``tf`` mode: pixels scaled to [-1, 1]
 TF_MODE = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
 
@@ -54,13 +58,23 @@ def convolutionalize(classifier: Any, pool: int) -> Any:
 
 
 def _spec(name: str) -> BackboneSpec:
-    app, stride, offset, size, pre, padding, description = ARCHS[name]
+    _, stride, offset, size, pre, padding, description = ARCHS[name]
     from fcnx_keras.runtime import INSTALL_HINT
 
     return BackboneSpec(
-        name=name, framework="keras", stride=stride, offset=offset, default_size=size, preprocess=pre,
-        padding=padding, pretrained=("imagenet",), requires=REQUIRES, install_hint=INSTALL_HINT,
-        description=description, build=functools.partial(build, name), load_weights=load_weights,
+        name=name,
+        framework="keras",
+        stride=stride,
+        offset=offset,
+        default_size=size,
+        preprocess=pre,
+        padding=padding,
+        pretrained=("imagenet",),
+        requires=REQUIRES,
+        install_hint=INSTALL_HINT,
+        description=description,
+        build=functools.partial(build, name),
+        load_weights=load_weights,
         convolutionalize=convolutionalize,
     )
 

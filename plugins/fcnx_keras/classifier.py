@@ -15,8 +15,15 @@ from fcnx.errors import FcnxError
 from fcnx_keras.runtime import KerasRunner, keras
 
 #: layer classes allowed after the global pool, besides Dense: identities at inference time ...
-INFERENCE_IDENTITY = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "GaussianNoise",
-                      "AlphaDropout", "ActivityRegularization")
+INFERENCE_IDENTITY = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "ActivityRegularization",
+)
 #: ... and element-wise layers that act the same on ``N x C`` and ``N x h x w x C`` tensors
 ELEMENTWISE = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
 POOLS = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten")
@@ -46,7 +53,7 @@ def split(model: Any) -> Parts:
     layers = list(leaf_layers(model))
     for i, layer in enumerate(layers):
         if type(layer).__name__ in POOLS:
-            return Parts(layers[:i], layer, layers[i + 1:])
+            return Parts(layers[:i], layer, layers[i + 1 :])
     raise ValueError("has no global pooling (GlobalAveragePooling2D, GlobalMaxPooling2D) or Flatten layer")
 
 
@@ -74,7 +81,7 @@ def fresh_base(app: str) -> Any:
 
 
 def dense_head(x: Any, hidden: tuple[int, ...], num_classes: int, dropout: float = 0.5) -> Any:
-    """The Keras twin of :func:`fcnx.torch_fcn.dense_head`: Dense, BatchNormalization, ReLU, Dropout per hidden width."""
+    """The Keras twin of :func:`fcnx.backbones.convolutionalize.dense_head`: Dense, BatchNormalization, ReLU, Dropout per hidden width."""
     layers = keras().layers
     for i, width in enumerate(hidden, 1):
         x = layers.Dense(width, name=f"head_dense_{i}")(x)
@@ -100,8 +107,10 @@ def build_model(arch: str, app: str, num_classes: int, head: tuple[int, ...], pr
     except Exception as exc:
         if pretrained is None:
             raise
-        raise FcnxError(f"cannot fetch Keras {pretrained!r} weights for {arch} ({type(exc).__name__}); without network "
-                        f"access pass a weight file (.keras, .h5, .weights.h5)") from None
+        raise FcnxError(
+            f"cannot fetch Keras {pretrained!r} weights for {arch} ({type(exc).__name__}); without network "
+            f"access pass a weight file (.keras, .h5, .weights.h5)"
+        ) from None
     x = k.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
     return k.Model(base.input, dense_head(x, head, num_classes), name=arch)
 
@@ -109,7 +118,9 @@ def build_model(arch: str, app: str, num_classes: int, head: tuple[int, ...], pr
 class KerasClassifier:
     """A Keras classifier for backbone ``arch``, built on first use unless a weight file supplies the model."""
 
-    def __init__(self, arch: str, app: str, num_classes: int, head: tuple[int, ...] = (), pretrained: str | None = None):
+    def __init__(
+        self, arch: str, app: str, num_classes: int, head: tuple[int, ...] = (), pretrained: str | None = None
+    ):
         self.arch, self.app, self.num_classes, self.head, self.pretrained = arch, app, num_classes, head, pretrained
         self._model: Any = None
         self._runner: KerasRunner | None = None

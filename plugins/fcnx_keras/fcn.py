@@ -13,8 +13,16 @@ from typing import Any
 
 import torch
 
-from fcnx_keras.classifier import (ELEMENTWISE, INFERENCE_IDENTITY, KerasClassifier, Parts, fresh_base, is_softmax,
-                                   leaf_layers, signature)
+from fcnx_keras.classifier import (
+    ELEMENTWISE,
+    INFERENCE_IDENTITY,
+    KerasClassifier,
+    Parts,
+    fresh_base,
+    is_softmax,
+    leaf_layers,
+    signature,
+)
 from fcnx_keras.runtime import KerasRunner, keras
 
 
@@ -37,8 +45,14 @@ def _convert(layer: Any, final: bool) -> Any | None:
         activation = None if final and is_softmax(layer) else layer.activation
         return _conv_from_dense(layer, 1, activation)
     if name == "BatchNormalization":
-        bn = k.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
-                                         scale=layer.scale, name=f"{layer.name}_2d")
+        bn = k.layers.BatchNormalization(
+            axis=-1,
+            momentum=layer.momentum,
+            epsilon=layer.epsilon,
+            center=layer.center,
+            scale=layer.scale,
+            name=f"{layer.name}_2d",
+        )
         bn.build((None, None, None, layer.moving_mean.shape[0]))
         bn.set_weights(layer.get_weights())
         return bn
@@ -48,8 +62,10 @@ def _convert(layer: Any, final: bool) -> Any | None:
         if name == "Softmax" and layer.axis not in (-1, [-1]):
             raise TypeError(f"cannot convolutionalize Softmax over axis {layer.axis}")
         return type(layer).from_config(layer.get_config() | {"name": f"{layer.name}_2d"})
-    raise TypeError(f"cannot convolutionalize head layer {layer.name!r} ({name}); heads may hold Dense, "
-                    f"BatchNormalization, Dropout and element-wise activations")
+    raise TypeError(
+        f"cannot convolutionalize head layer {layer.name!r} ({name}); heads may hold Dense, "
+        f"BatchNormalization, Dropout and element-wise activations"
+    )
 
 
 def base_copy(app: str, parts: Parts) -> Any:
@@ -82,7 +98,7 @@ def keras_fcn(classifier: KerasClassifier, pool: int) -> Any:
             raise ValueError(f"this head needs a final feature map of at least {side} cells, got {pool}")
         first, rest = head[0], head[1:]
         denses = [i for i, layer in enumerate(rest) if type(layer).__name__ == "Dense"]
-        before, after = (rest[:denses[-1]], rest[denses[-1]:]) if denses else (rest, [])
+        before, after = (rest[: denses[-1]], rest[denses[-1] :]) if denses else (rest, [])
         final_first = not denses and is_softmax(first)
         x = _conv_from_dense(first, side, None if final_first else first.activation)(x)
         x = _apply(before, x, final_index=None if after else len(before) - 1)
@@ -122,4 +138,3 @@ class KerasFCNModule(torch.nn.Module):
 def convolutionalize(classifier: KerasClassifier, pool: int) -> KerasFCNModule:
     """Backbone spec hook: the torch-callable FCN of a Keras classifier."""
     return KerasFCNModule(keras_fcn(classifier, pool))
-

@@ -21,12 +21,36 @@ from fcnx.errors import WeightsError
 from fcnx_keras.classifier import POOLS, KerasClassifier, fresh_base, leaf_layers, signature, split
 
 #: layer classes a full-model file may hold: the six bases, their heads, and model containers
-ALLOWED_LAYERS = frozenset({
-    "InputLayer", "Functional", "Model", "Sequential",
-    "Conv2D", "SeparableConv2D", "DepthwiseConv2D", "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU",
-    "Softmax", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D", "Add", "Concatenate", "CustomScaleLayer",
-    "Dense", "Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout", *POOLS,
-})
+ALLOWED_LAYERS = frozenset(
+    {
+        "InputLayer",
+        "Functional",
+        "Model",
+        "Sequential",
+        "Conv2D",
+        "SeparableConv2D",
+        "DepthwiseConv2D",
+        "BatchNormalization",
+        "Activation",
+        "ReLU",
+        "LeakyReLU",
+        "ELU",
+        "Softmax",
+        "MaxPooling2D",
+        "AveragePooling2D",
+        "ZeroPadding2D",
+        "Add",
+        "Concatenate",
+        "CustomScaleLayer",
+        "Dense",
+        "Dropout",
+        "SpatialDropout2D",
+        "GaussianDropout",
+        "GaussianNoise",
+        "AlphaDropout",
+        *POOLS,
+    }
+)
 CODE_LAYERS = frozenset({"Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda"})
 FULL_MODEL_SUFFIXES = (".keras",)
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -60,19 +84,29 @@ def check_config(config: Any, path: Path) -> None:
         if cls is not None:
             name = _layer_name(node)
             if cls in CODE_LAYERS:
-                raise WeightsError(f"refused: the model holds a {cls} layer {name!r} with Python code, which fcnx never "
-                                   f"runs from a file; rebuild the model without it or save its weights only", path)
+                raise WeightsError(
+                    f"refused: the model holds a {cls} layer {name!r} with Python code, which fcnx never "
+                    f"runs from a file; rebuild the model without it or save its weights only",
+                    path,
+                )
             module = node.get("module")
             registered = node.get("registered_name")
             if not _is_keras_module(module) or (registered and ">" in str(registered)):
-                raise WeightsError(f"refused: the model refers to the custom object {module or ''}{'.' if module else ''}"
-                                   f"{registered or cls}, outside Keras; fcnx loads only Keras' own layers", path)
+                raise WeightsError(
+                    f"refused: the model refers to the custom object {module or ''}{'.' if module else ''}"
+                    f"{registered or cls}, outside Keras; fcnx loads only Keras' own layers",
+                    path,
+                )
             if cls == "function" and not str(module).startswith(("keras.activations", "keras.src.activations")):
-                raise WeightsError(f"refused: the model refers to the function {module}.{node.get('config')}, "
-                                   f"not a Keras activation", path)
+                raise WeightsError(
+                    f"refused: the model refers to the function {module}.{node.get('config')}, not a Keras activation",
+                    path,
+                )
             if is_layer and cls not in ALLOWED_LAYERS:
-                raise WeightsError(f"refused: layer {name!r} is a {cls}, not a layer of the supported "
-                                   f"architectures or dense heads", path)
+                raise WeightsError(
+                    f"refused: layer {name!r} is a {cls}, not a layer of the supported architectures or dense heads",
+                    path,
+                )
         for key, value in node.items():
             if key == "layers" and isinstance(value, list):
                 stack.extend((item, True) for item in value)
@@ -120,9 +154,12 @@ def check_architecture(model: Any, classifier: KerasClassifier, path: Path) -> N
     expected, found = base_signature(classifier.app), tuple(signature(parts.base))
     if expected != found:
         where = next((i for i, (a, b) in enumerate(zip(expected, found)) if a != b), min(len(expected), len(found)))
-        detail = (f"layer {where} is {found[where][0]} {list(found[where][1])}, expected {expected[where][0]} "
-                  f"{list(expected[where][1])}" if where < min(len(expected), len(found))
-                  else f"{len(found)} layers before the global pool, expected {len(expected)}")
+        detail = (
+            f"layer {where} is {found[where][0]} {list(found[where][1])}, expected {expected[where][0]} "
+            f"{list(expected[where][1])}"
+            if where < min(len(expected), len(found))
+            else f"{len(found)} layers before the global pool, expected {len(expected)}"
+        )
         raise WeightsError(f"does not match {classifier.arch} (keras.applications.{classifier.app}): {detail}", path)
     outputs = model.outputs[0].shape[-1]
     if outputs != classifier.num_classes:
@@ -141,8 +178,9 @@ def load_full_model(path: Path) -> Any:
     from keras.src.applications.inception_resnet_v2 import CustomScaleLayer  # Keras' own block scaling
 
     try:
-        return k.saving.load_model(path, compile=False, safe_mode=True,
-                                         custom_objects={"CustomScaleLayer": CustomScaleLayer})
+        return k.saving.load_model(
+            path, compile=False, safe_mode=True, custom_objects={"CustomScaleLayer": CustomScaleLayer}
+        )
     except Exception as exc:
         raise WeightsError(f"cannot load the Keras model ({type(exc).__name__}: {_first_line(exc)})", path) from None
 
@@ -190,8 +228,11 @@ def _load_weights_only(classifier: KerasClassifier, path: Path) -> None:
             break
         reasons.append(_try_load(candidate, path))
     if reasons[-1] is not None:
-        raise WeightsError(f"does not fit {classifier.arch} with {classifier.num_classes} classes and head "
-                           f"{list(classifier.head) or 'none'}: {reasons[0]}", path)
+        raise WeightsError(
+            f"does not fit {classifier.arch} with {classifier.num_classes} classes and head "
+            f"{list(classifier.head) or 'none'}: {reasons[0]}",
+            path,
+        )
 
 
 def load_into(classifier: KerasClassifier, path: Path) -> None:

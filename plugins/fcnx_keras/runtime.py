@@ -42,8 +42,10 @@ def keras() -> Any:
     import keras as keras_module
 
     if keras_module.backend.backend() != "tensorflow":
-        raise UsageError(f"the Keras backbones run on Keras' TensorFlow backend, but KERAS_BACKEND is "
-                         f"{keras_module.backend.backend()!r}; unset it or set KERAS_BACKEND=tensorflow")
+        raise UsageError(
+            f"the Keras backbones run on Keras' TensorFlow backend, but KERAS_BACKEND is "
+            f"{keras_module.backend.backend()!r}; unset it or set KERAS_BACKEND=tensorflow"
+        )
     return keras_module
 
 
@@ -72,8 +74,9 @@ class KerasRunner:
         tensorflow = tf()
         self.model = model
         spec = tensorflow.TensorSpec([None, None, None, 3], tensorflow.float32)
-        self._fn = tensorflow.function(lambda x: model(x, training=False), input_signature=[spec],
-                                       reduce_retracing=True)
+        self._fn = tensorflow.function(
+            lambda x: model(x, training=False), input_signature=[spec], reduce_retracing=True
+        )
 
     def __call__(self, x: Any) -> Any:
         import torch

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from fcnx.checkpoint import CheckpointMeta, sidecar_path
-from fcnx.registry import get_backbone
+from fcnx.backbones.checkpoint import CheckpointMeta, sidecar_path
+from fcnx.backbones.registry import get_backbone
 from fcnx_keras.classifier import KerasClassifier, leaf_layers
 from fcnx_keras.runtime import keras, tf
 
@@ -46,8 +46,9 @@ def calibrate_batchnorm(model: Any, inputs: np.ndarray) -> Any:
     return model
 
 
-def random_classifier(backbone: str, classes: list[str], head: tuple[int, ...] = (), size: int | None = None,
-                      seed: int = 0) -> KerasClassifier:
+def random_classifier(
+    backbone: str, classes: list[str], head: tuple[int, ...] = (), size: int | None = None, seed: int = 0
+) -> KerasClassifier:
     """A seeded, batch-norm-calibrated random Keras classifier of ``backbone``."""
     spec = get_backbone(backbone)
     keras().utils.set_random_seed(seed)
@@ -58,8 +59,9 @@ def random_classifier(backbone: str, classes: list[str], head: tuple[int, ...] =
     return classifier
 
 
-def save_keras(classifier: KerasClassifier, path: str | Path, classes: list[str] | None = None,
-               input_size: int | None = None) -> Path:
+def save_keras(
+    classifier: KerasClassifier, path: str | Path, classes: list[str] | None = None, input_size: int | None = None
+) -> Path:
     """Save the classifier's model as ``.keras``/``.h5`` (full model) or ``.weights.h5`` (weights only).
 
     With ``classes``, also write the ``<file>.json`` sidecar fcnx reads class names (and head) from.
@@ -72,7 +74,11 @@ def save_keras(classifier: KerasClassifier, path: str | Path, classes: list[str]
         classifier.model.save(path)
     if classes is not None:
         spec = get_backbone(classifier.arch)
-        meta = CheckpointMeta(arch=classifier.arch, classes=list(classes), input_size=input_size or spec.default_size,
-                              head=list(classifier.head))
+        meta = CheckpointMeta(
+            arch=classifier.arch,
+            classes=list(classes),
+            input_size=input_size or spec.default_size,
+            head=list(classifier.head),
+        )
         sidecar_path(path).write_text(json.dumps(json.loads(meta.to_json()), indent=2), encoding="utf-8")
     return path

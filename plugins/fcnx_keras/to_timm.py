@@ -20,15 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnx.checkpoint import CheckpointMeta
+from fcnx.backbones.checkpoint import CheckpointMeta
+from fcnx.backbones.registry import get_backbone
 from fcnx.errors import FcnxError
-from fcnx.registry import get_backbone
 from fcnx_keras.classifier import INFERENCE_IDENTITY, KerasClassifier, is_softmax
 from fcnx_keras.fcn import base_copy
 
 #: Keras backbone -> fcnx timm backbone with the same layer structure
-TIMM_TWINS = {"keras_inception_v3": "inception_v3", "keras_xception": "xception",
-              "keras_inception_resnet_v2": "inception_resnet_v2"}
+TIMM_TWINS = {
+    "keras_inception_v3": "inception_v3",
+    "keras_xception": "xception",
+    "keras_inception_resnet_v2": "inception_resnet_v2",
+}
 
 
 def keras_order(model: Any) -> list[Any]:
@@ -54,8 +57,11 @@ def torch_order(model: nn.Module, size: int) -> list[tuple[str, nn.Module]]:
     """Convolutions and batch norms of ``model.forward_features`` in the order a forward pass calls them."""
     names = {module: name for name, module in model.named_modules()}
     called: list[tuple[str, nn.Module]] = []
-    hooks = [m.register_forward_pre_hook(lambda m, a: called.append((names[m], m)))
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    hooks = [
+        m.register_forward_pre_hook(lambda m, a: called.append((names[m], m)))
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
+    ]
     try:
         with torch.no_grad():
             model.to("meta").forward_features(torch.empty(1, 3, size, size, device="meta"))
@@ -116,12 +122,17 @@ def _base_state(writer: _StateWriter, keras_base: Any, torch_modules: list[tuple
             depthwise = _np(layer.depthwise_kernel)  # kh, kw, in, multiplier
             writer.conv(name, depthwise.transpose(2, 3, 0, 1).reshape(-1, 1, *depthwise.shape[:2]), None, layer.name)
             name, _ = take(nn.Conv2d, layer.name)
-            writer.conv(name, _np(layer.pointwise_kernel).transpose(3, 2, 0, 1),
-                        _np(layer.bias) if layer.use_bias else None, layer.name)
+            writer.conv(
+                name,
+                _np(layer.pointwise_kernel).transpose(3, 2, 0, 1),
+                _np(layer.bias) if layer.use_bias else None,
+                layer.name,
+            )
         elif cls == "Conv2D":
             name, _ = take(nn.Conv2d, layer.name)
-            writer.conv(name, _np(layer.kernel).transpose(3, 2, 0, 1), _np(layer.bias) if layer.use_bias else None,
-                        layer.name)
+            writer.conv(
+                name, _np(layer.kernel).transpose(3, 2, 0, 1), _np(layer.bias) if layer.use_bias else None, layer.name
+            )
         elif cls == "BatchNormalization":
             name, bn = take(nn.BatchNorm2d, layer.name)
             writer.batchnorm(name, bn, layer)
@@ -142,25 +153,36 @@ def head_widths(head: list[Any]) -> tuple[int, ...]:
     pattern = [type(layer).__name__ for layer in layers]
     widths = []
     for i in range(0, len(layers) - 1, 3):
-        block = layers[i:i + 3]
-        relu = block[2:] and (type(block[2]).__name__ == "ReLU" or getattr(block[2].activation, "__name__", "") == "relu")
-        if ([type(layer).__name__ for layer in block[:2]] != ["Dense", "BatchNormalization"] or not relu
-                or getattr(block[0].activation, "__name__", "") != "linear"):
-            raise FcnxError(f"the Keras head {pattern} is not (Dense, BatchNormalization, ReLU)* Dense, the dense head "
-                            f"fcnx's PyTorch backbones have")
+        block = layers[i : i + 3]
+        relu = block[2:] and (
+            type(block[2]).__name__ == "ReLU" or getattr(block[2].activation, "__name__", "") == "relu"
+        )
+        if (
+            [type(layer).__name__ for layer in block[:2]] != ["Dense", "BatchNormalization"]
+            or not relu
+            or getattr(block[0].activation, "__name__", "") != "linear"
+        ):
+            raise FcnxError(
+                f"the Keras head {pattern} is not (Dense, BatchNormalization, ReLU)* Dense, the dense head "
+                f"fcnx's PyTorch backbones have"
+            )
         widths.append(block[0].units)
     if not layers or type(layers[-1]).__name__ != "Dense" or len(layers) % 3 != 1:
-        raise FcnxError(f"the Keras head {pattern} does not end in a Dense layer after whole (Dense, BatchNormalization, "
-                        f"ReLU) blocks")
+        raise FcnxError(
+            f"the Keras head {pattern} does not end in a Dense layer after whole (Dense, BatchNormalization, "
+            f"ReLU) blocks"
+        )
     return tuple(widths)
 
 
 def _head_state(writer: _StateWriter, model: nn.Module, head: list[Any]) -> None:
     classifier_path = model.pretrained_cfg["classifier"]
     layers = [layer for layer in head if type(layer).__name__ in ("Dense", "BatchNormalization")]
-    modules = [(f"{classifier_path}.{name}" if name else classifier_path, m)
-               for name, m in model.get_submodule(classifier_path).named_modules()
-               if isinstance(m, (nn.Linear, nn.BatchNorm1d))]
+    modules = [
+        (f"{classifier_path}.{name}" if name else classifier_path, m)
+        for name, m in model.get_submodule(classifier_path).named_modules()
+        if isinstance(m, (nn.Linear, nn.BatchNorm1d))
+    ]
     for layer, (name, module) in zip(layers, modules, strict=True):
         if isinstance(module, nn.Linear):
             writer.conv(name, _np(layer.kernel).T, _np(layer.bias) if layer.use_bias else None, layer.name)
@@ -168,7 +190,9 @@ def _head_state(writer: _StateWriter, model: nn.Module, head: list[Any]) -> None
             writer.batchnorm(name, module, layer)
 
 
-def convert(classifier: KerasClassifier, classes: list[str], input_size: int) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+def convert(
+    classifier: KerasClassifier, classes: list[str], input_size: int
+) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     """The fcnx PyTorch checkpoint (tensors, metadata) equivalent to a loaded Keras classifier."""
     if classifier.arch not in TIMM_TWINS:
         raise FcnxError(f"fcnx convert handles {', '.join(TIMM_TWINS)}, not {classifier.arch}")
@@ -184,6 +208,11 @@ def convert(classifier: KerasClassifier, classes: list[str], input_size: int) ->
     missing = [key for key in writer.reference if key not in writer.state]
     if missing:
         raise FcnxError(f"conversion left {len(missing)} timm tensors unset, first {missing[0]!r}")
-    meta = CheckpointMeta(arch=target.name, classes=list(classes), input_size=input_size, head=list(widths),
-                          extra={"pooling": "keras", "converted_from": classifier.arch})
+    meta = CheckpointMeta(
+        arch=target.name,
+        classes=list(classes),
+        input_size=input_size,
+        head=list(widths),
+        extra={"pooling": "keras", "converted_from": classifier.arch},
+    )
     return writer.state, meta

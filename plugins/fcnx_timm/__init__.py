@@ -10,26 +10,74 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from fcnx.hookspecs import hookimpl
-from fcnx.spec import BackboneSpec, Preprocess
+from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.spec import BackboneSpec, Preprocess
 
 INCEPTION = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
 IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear")
 
 #: fcnx name -> (timm architecture, stride, offset, default size, preprocess, padding, pretrained tags, description)
 ARCHS: dict[str, tuple[str, int, int, int, Preprocess, str, tuple[str, ...], str]] = {
-    "vgg16": ("vgg16", 32, 0, 224, IMAGENET, "same", ("vgg16.tv_in1k",),
-              "VGG16; fc1/fc2 run as 7x7/1x1 convolutions, so its head pools D-6 cells"),
-    "vgg19": ("vgg19", 32, 0, 224, IMAGENET, "same", ("vgg19.tv_in1k",),
-              "VGG19; fc1/fc2 run as 7x7/1x1 convolutions, so its head pools D-6 cells"),
-    "inception_v3": ("inception_v3", 32, 43, 299, INCEPTION, "valid",
-                     ("inception_v3.tv_in1k", "inception_v3.tf_in1k", "inception_v3.gluon_in1k"), "Inception-v3"),
-    "inception_resnet_v2": ("inception_resnet_v2", 32, 43, 299, INCEPTION, "valid",
-                            ("inception_resnet_v2.tf_in1k",), "Inception-ResNet-v2"),
-    "xception": ("legacy_xception", 32, -25, 299, INCEPTION, "valid", ("legacy_xception.tf_in1k",),
-                 "Xception as in Keras (timm legacy_xception)"),
-    "resnet50": ("resnet50", 32, -31, 224, Preprocess(mean=IMAGENET.mean, std=IMAGENET.std, interpolation="bicubic"),
-                 "same", ("resnet50.a1_in1k", "resnet50.tv_in1k"), "ResNet-50"),
+    "vgg16": (
+        "vgg16",
+        32,
+        0,
+        224,
+        IMAGENET,
+        "same",
+        ("vgg16.tv_in1k",),
+        "VGG16; fc1/fc2 run as 7x7/1x1 convolutions, so its head pools D-6 cells",
+    ),
+    "vgg19": (
+        "vgg19",
+        32,
+        0,
+        224,
+        IMAGENET,
+        "same",
+        ("vgg19.tv_in1k",),
+        "VGG19; fc1/fc2 run as 7x7/1x1 convolutions, so its head pools D-6 cells",
+    ),
+    "inception_v3": (
+        "inception_v3",
+        32,
+        43,
+        299,
+        INCEPTION,
+        "valid",
+        ("inception_v3.tv_in1k", "inception_v3.tf_in1k", "inception_v3.gluon_in1k"),
+        "Inception-v3",
+    ),
+    "inception_resnet_v2": (
+        "inception_resnet_v2",
+        32,
+        43,
+        299,
+        INCEPTION,
+        "valid",
+        ("inception_resnet_v2.tf_in1k",),
+        "Inception-ResNet-v2",
+    ),
+    "xception": (
+        "legacy_xception",
+        32,
+        -25,
+        299,
+        INCEPTION,
+        "valid",
+        ("legacy_xception.tf_in1k",),
+        "Xception as in Keras (timm legacy_xception)",
+    ),
+    "resnet50": (
+        "resnet50",
+        32,
+        -31,
+        224,
+        Preprocess(mean=IMAGENET.mean, std=IMAGENET.std, interpolation="bicubic"),
+        "same",
+        ("resnet50.a1_in1k", "resnet50.tv_in1k"),
+        "ResNet-50",
+    ),
 }
 VGG_FC1 = 7  # timm's VGG runs fc1 as a 7x7 convolution over the final feature map
 
@@ -51,7 +99,7 @@ def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
     """A timm classifier with ``num_classes`` outputs and an optional dense ``head`` of hidden widths."""
     import timm
 
-    from fcnx.torch_fcn import dense_head
+    from fcnx.backbones.convolutionalize import dense_head
     from fcnx_timm.hub import create_pretrained
 
     if pretrained:
@@ -69,7 +117,7 @@ def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
 
 def load_weights(model: Any, path: Path) -> None:
     """Load an fcnx/timm state dict strictly; weights converted from Keras also get Keras' pooling."""
-    from fcnx.checkpoint import load_state_strict, read_meta, read_tensors
+    from fcnx.backbones.checkpoint import load_state_strict, read_meta, read_tensors
 
     load_state_strict(model, read_tensors(path), path)
     meta = read_meta(path)
@@ -81,7 +129,7 @@ def load_weights(model: Any, path: Path) -> None:
 
 def convolutionalize(model: Any, pool: int) -> Any:
     """The FCN of a timm classifier whose final feature map has side ``pool`` at the kernel size."""
-    from fcnx.torch_fcn import PooledFCN, convolutionalize_head
+    from fcnx.backbones.convolutionalize import PooledFCN, convolutionalize_head
 
     classifier = _get_attr_path(model, model.pretrained_cfg["classifier"])
     pre_logits = getattr(model, "pre_logits", None)
@@ -97,10 +145,20 @@ def convolutionalize(model: Any, pool: int) -> Any:
 def _spec(name: str) -> BackboneSpec:
     arch, stride, offset, size, pre, padding, tags, description = ARCHS[name]
     return BackboneSpec(
-        name=name, framework="pytorch", stride=stride, offset=offset, default_size=size, preprocess=pre,
-        padding=padding, pretrained=tags, requires=("torch", "timm"), install_hint="pip install torch timm",
+        name=name,
+        framework="pytorch",
+        stride=stride,
+        offset=offset,
+        default_size=size,
+        preprocess=pre,
+        padding=padding,
+        pretrained=tags,
+        requires=("torch", "timm"),
+        install_hint="pip install torch timm",
         description=description,
-        build=functools.partial(build, arch), load_weights=load_weights, convolutionalize=convolutionalize,
+        build=functools.partial(build, arch),
+        load_weights=load_weights,
+        convolutionalize=convolutionalize,
     )
 
 

@@ -34,19 +34,25 @@ def create_pretrained(tag: str) -> Any:
         hub, url, hints = source
         problem = _offline_reason(hub) or _probe(url)
         if problem is not None:
-            raise FcnxError(f"cannot download the pretrained weights {tag!r} from {hub} ({problem}): pass a "
-                            f"local weight file with --weights NET=FILE, or {hints}")
+            raise FcnxError(
+                f"cannot download the pretrained weights {tag!r} from {hub} ({problem}): pass a "
+                f"local weight file with --weights NET=FILE, or {hints}"
+            )
     try:
         if cached is not None:
             return timm.create_model(tag, pretrained=True, pretrained_cfg_overlay={"file": cached})
         return timm.create_model(tag, pretrained=True)
     except Exception as exc:
         if cached is not None:
-            raise FcnxError(f"cannot load the cached pretrained weights {tag!r} ({type(exc).__name__}); remove the "
-                            f"file to download it again, or pass a checkpoint file with --weights NET=FILE",
-                            cached) from None
-        raise FcnxError(f"cannot fetch pretrained weights {tag!r} ({type(exc).__name__}); without network "
-                        f"access pass a checkpoint file with --weights NET=FILE") from None
+            raise FcnxError(
+                f"cannot load the cached pretrained weights {tag!r} ({type(exc).__name__}); remove the "
+                f"file to download it again, or pass a checkpoint file with --weights NET=FILE",
+                cached,
+            ) from None
+        raise FcnxError(
+            f"cannot fetch pretrained weights {tag!r} ({type(exc).__name__}); without network "
+            f"access pass a checkpoint file with --weights NET=FILE"
+        ) from None
 
 
 def _hf(cfg: Any) -> tuple[str, str | None, tuple[str, ...]] | None:
@@ -86,14 +92,20 @@ def _source(cfg: Any) -> tuple[str, str, str] | None:
         from huggingface_hub import constants, hf_hub_url
 
         repo, revision, files = hf
-        return (constants.ENDPOINT, hf_hub_url(repo, files[0], revision=revision, endpoint=constants.ENDPOINT),
-                f"set HF_ENDPOINT to a reachable mirror, or download them to the cache ({constants.HF_HUB_CACHE}) first")
+        return (
+            constants.ENDPOINT,
+            hf_hub_url(repo, files[0], revision=revision, endpoint=constants.ENDPOINT),
+            f"set HF_ENDPOINT to a reachable mirror, or download them to the cache ({constants.HF_HUB_CACHE}) first",
+        )
     if cfg.url:
         import torch.hub
 
         parts = urllib.parse.urlparse(cfg.url)
-        return (f"{parts.scheme}://{parts.netloc}", cfg.url,
-                f"download {cfg.url} to {os.path.join(torch.hub.get_dir(), 'checkpoints')} first")
+        return (
+            f"{parts.scheme}://{parts.netloc}",
+            cfg.url,
+            f"download {cfg.url} to {os.path.join(torch.hub.get_dir(), 'checkpoints')} first",
+        )
     return None
 
 

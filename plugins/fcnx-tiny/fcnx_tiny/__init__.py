@@ -12,8 +12,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from fcnx.hookspecs import hookimpl
-from fcnx.spec import BackboneSpec, Preprocess
+from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.spec import BackboneSpec, Preprocess
 
 #: pixels in [0, 255] -> [-1, 1]
 PREPROCESS = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
@@ -28,8 +28,16 @@ WEIGHTS = Path(__file__).parent / "weights"
 ARCHS: dict[str, tuple[int, str, str]] = {
     "tiny_vgg": (28, "valid", "tiny VGG-like: 3 x (two valid 3x3 convs, 2x2 max pool), 64 channels"),
     "tiny_resnet": (-7, "same", "tiny ResNet-like: same-padded stem and three stride-2 basic blocks, 64 channels"),
-    "tiny_inception": (9, "valid", "tiny Inception-like: valid stem, 3 x (valid reduction, 3-branch block), 96 channels"),
-    "tiny_mobilenet": (-5, "same", "tiny MobileNet-like: valid stem, 6 depthwise-separable convs (3 strided), 96 channels"),
+    "tiny_inception": (
+        9,
+        "valid",
+        "tiny Inception-like: valid stem, 3 x (valid reduction, 3-branch block), 96 channels",
+    ),
+    "tiny_mobilenet": (
+        -5,
+        "same",
+        "tiny MobileNet-like: valid stem, 6 depthwise-separable convs (3 strided), 96 channels",
+    ),
 }
 
 
@@ -39,8 +47,10 @@ def build(name: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
     from fcnx_tiny import nets
 
     if pretrained:
-        raise FcnxError(f"{name}: the shipped weights {WEIGHTS / (name + '.safetensors')} are missing; reinstall "
-                        f"fcnx-tiny, train the net (fcnx train) or pass a checkpoint file")
+        raise FcnxError(
+            f"{name}: the shipped weights {WEIGHTS / (name + '.safetensors')} are missing; reinstall "
+            f"fcnx-tiny, train the net (fcnx train) or pass a checkpoint file"
+        )
     return nets.build(name, num_classes, head)
 
 
@@ -52,14 +62,14 @@ def shipped_weights(name: str, tag: str) -> Path | None:
 
 def load_weights(model: Any, path: Path) -> None:
     """Strict load of an fcnx checkpoint (safetensors, or .pt read with weights_only=True)."""
-    from fcnx.checkpoint import load_state_strict, read_tensors
+    from fcnx.backbones.checkpoint import load_state_strict, read_tensors
 
     load_state_strict(model, read_tensors(path), path)
 
 
 def convolutionalize(model: Any, pool: int) -> Any:
     """The FCN: the classifier's conv trunk, an average pool of side ``pool`` (stride 1), the head as 1x1 convs."""
-    from fcnx.torch_fcn import PooledFCN, convolutionalize_head
+    from fcnx.backbones.convolutionalize import PooledFCN, convolutionalize_head
 
     return PooledFCN(model.features, pool, convolutionalize_head(model.fc), owner=model)
 
@@ -68,10 +78,21 @@ def spec(name: str) -> BackboneSpec:
     """The spec of one tiny backbone."""
     offset, padding, description = ARCHS[name]
     return BackboneSpec(
-        name=name, framework="pytorch", stride=STRIDE, offset=offset, default_size=DEFAULT_SIZE,
-        preprocess=PREPROCESS, padding=padding, requires=("torch",), install_hint="pip install torch",
-        description=description, build=functools.partial(build, name), load_weights=load_weights,
-        convolutionalize=convolutionalize, pretrained=(SHIPPED_TAG,), shipped_weights=functools.partial(shipped_weights, name),
+        name=name,
+        framework="pytorch",
+        stride=STRIDE,
+        offset=offset,
+        default_size=DEFAULT_SIZE,
+        preprocess=PREPROCESS,
+        padding=padding,
+        requires=("torch",),
+        install_hint="pip install torch",
+        description=description,
+        build=functools.partial(build, name),
+        load_weights=load_weights,
+        convolutionalize=convolutionalize,
+        pretrained=(SHIPPED_TAG,),
+        shipped_weights=functools.partial(shipped_weights, name),
     )
 
 

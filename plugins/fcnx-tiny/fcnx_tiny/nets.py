@@ -8,13 +8,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcnx.torch_fcn import dense_head
+from fcnx.backbones.convolutionalize import dense_head
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Sequential:
     """Convolution (no bias), batch-norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class TinyClassifier(nn.Module):
@@ -44,10 +47,14 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_bn(cin, cout, 3, stride, 1), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(cout))
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else
-                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.body = nn.Sequential(
+            conv_bn(cin, cout, 3, stride, 1), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.shortcut(x))
@@ -55,8 +62,9 @@ class BasicBlock(nn.Module):
 
 def resnet_trunk() -> tuple[nn.Module, int]:
     """A same-padded stem and three stride-2 basic blocks: side ``ceil(W / 8)``, so ``W_min(D) = 8D - 7``."""
-    return nn.Sequential(conv_bn(3, 16, 3, 1, 1), BasicBlock(16, 24, 2), BasicBlock(24, 48, 2),
-                         BasicBlock(48, 64, 2)), 64
+    return nn.Sequential(
+        conv_bn(3, 16, 3, 1, 1), BasicBlock(16, 24, 2), BasicBlock(24, 48, 2), BasicBlock(48, 64, 2)
+    ), 64
 
 
 class Mixed(nn.Module):
@@ -105,12 +113,23 @@ def separable(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 def mobilenet_trunk() -> tuple[nn.Module, int]:
     """A valid 3x3 stem, then three stride-2 depthwise-separable stages: side ``ceil((W - 2) / 8)``, ``W_min(D) = 8D - 5``."""
-    return nn.Sequential(conv_bn(3, 16, 3), separable(16, 32, 2), separable(32, 32, 1), separable(32, 64, 2),
-                         separable(64, 64, 1), separable(64, 96, 2), separable(96, 96, 1)), 96
+    return nn.Sequential(
+        conv_bn(3, 16, 3),
+        separable(16, 32, 2),
+        separable(32, 32, 1),
+        separable(32, 64, 2),
+        separable(64, 64, 1),
+        separable(64, 96, 2),
+        separable(96, 96, 1),
+    ), 96
 
 
-TRUNKS = {"tiny_vgg": vgg_trunk, "tiny_resnet": resnet_trunk, "tiny_inception": inception_trunk,
-          "tiny_mobilenet": mobilenet_trunk}
+TRUNKS = {
+    "tiny_vgg": vgg_trunk,
+    "tiny_resnet": resnet_trunk,
+    "tiny_inception": inception_trunk,
+    "tiny_mobilenet": mobilenet_trunk,
+}
 
 
 def build(name: str, num_classes: int, head: tuple[int, ...] = ()) -> TinyClassifier:

@@ -1,0 +1,1 @@
+"""The backbone plugin interface: specs, hooks, the plugin manager and registry, convolutionalization, checkpoints."""

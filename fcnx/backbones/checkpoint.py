@@ -1,0 +1,140 @@
+"""fcnx checkpoints: tensors plus the metadata that makes ``--weights FILE`` enough on its own.
+
+The preferred format is safetensors, whose header carries the metadata under the key ``fcnx``
+as JSON. ``.pt``/``.pth`` files are read with ``torch.load(weights_only=True)`` only (never a
+full unpickle) and take their metadata from a JSON sidecar ``<file>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fcnx.errors import WeightsError
+from fcnx.io.files import atomic_write
+
+FORMAT_VERSION = 1
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
+
+
+@dataclass
+class CheckpointMeta:
+    """What a checkpoint says about itself."""
+
+    arch: str
+    classes: list[str]
+    input_size: int
+    head: list[int] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)})
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> CheckpointMeta:
+        try:
+            data = json.loads(text)
+            return cls(
+                arch=str(data["arch"]),
+                classes=[str(c) for c in data["classes"]],
+                input_size=int(data["input_size"]),
+                head=[int(h) for h in data.get("head", [])],
+                extra=dict(data.get("extra", {})),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WeightsError(f"bad fcnx metadata ({type(exc).__name__}: {exc})", path) from None
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where the JSON metadata of a pickle-format checkpoint lives."""
+    return path.with_name(path.name + ".json")
+
+
+def read_meta(path: str | os.PathLike[str]) -> CheckpointMeta | None:
+    """The checkpoint's metadata, or ``None`` if it has none."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("no such weight file", path)
+    if path.suffix in SAFETENSORS_SUFFIXES:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                text = (f.metadata() or {}).get("fcnx")
+        except Exception as exc:
+            raise WeightsError(f"not a readable safetensors file ({exc})", path) from None
+        return CheckpointMeta.from_json(text, path) if text else None
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        return CheckpointMeta.from_json(sidecar.read_text(encoding="utf-8"), sidecar)
+    return None
+
+
+def read_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """All tensors of a checkpoint as a flat ``name -> torch.Tensor`` dict, loaded on the CPU."""
+    import torch
+
+    path = Path(path)
+    if path.suffix in SAFETENSORS_SUFFIXES:
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise WeightsError(f"not a readable safetensors file ({exc})", path) from None
+    if path.suffix in PICKLE_SUFFIXES:
+        try:
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(
+                f"refused or unreadable torch file (loaded with weights_only=True): {reason}", path
+            ) from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise WeightsError("expected a state dict of tensors", path)
+        return state
+    raise WeightsError(f"unknown weight format {path.suffix!r} (use .safetensors, .pt or .pth)", path)
+
+
+def save(path: str | os.PathLike[str], tensors: dict[str, Any], meta: CheckpointMeta) -> Path:
+    """Write a safetensors checkpoint with metadata atomically (temp file, then rename)."""
+    from safetensors.torch import save as encode
+
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    data = encode(contiguous, metadata={"fcnx": meta.to_json()})
+    return atomic_write(Path(path), lambda f: f.write(data))
+
+
+def load_state_strict(module: Any, tensors: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Load ``tensors`` into a torch ``module``; any missing, unexpected or misshapen tensor is an error."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(
+                f"missing tensor {missing[0]!r}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        if unexpected:
+            parts.append(
+                f"unexpected tensor {unexpected[0]!r}"
+                + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+            )
+        raise WeightsError("does not fit this architecture: " + ", ".join(parts), path)
+    for key, value in own.items():
+        if tuple(tensors[key].shape) != tuple(value.shape):
+            raise WeightsError(
+                f"tensor {key!r} has shape {tuple(tensors[key].shape)}, the architecture expects {tuple(value.shape)}",
+                path,
+            )
+    module.load_state_dict(tensors, strict=True)

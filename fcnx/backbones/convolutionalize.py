@@ -1,0 +1,88 @@
+"""Convolutionalization of PyTorch classifiers: global pool -> AvgPool(D, stride 1), dense -> 1x1 conv.
+
+The converted layers share nothing mutable with the originals but hold exactly their parameters,
+so on a ``W x W`` input the FCN reproduces the classifier's logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: element-wise layers that behave the same on ``N x C`` and ``N x C x h x w`` tensors
+ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Mish)
+
+
+def dense_head(in_features: int, hidden: Sequence[int], num_classes: int, dropout: float = 0.5) -> nn.Sequential:
+    """A dense head ``in -> hidden[0] -> ... -> num_classes``: Linear, BatchNorm, ReLU, Dropout per hidden layer.
+
+    ``dense_head(2048, (1024, 512), 101)`` is the paper's InceptionV3 head. With no hidden
+    layers it is a single Linear.
+    """
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def convolutionalize_head(layer: nn.Module) -> nn.Module:
+    """The 1x1-convolution equivalent of a head made of dense, batch-norm, activation and dropout layers.
+
+    Raises ``TypeError`` for a layer with no spatial equivalent.
+    """
+    if isinstance(layer, nn.Linear):
+        conv = nn.Conv2d(layer.in_features, layer.out_features, 1, bias=layer.bias is not None)
+        with torch.no_grad():
+            conv.weight.copy_(layer.weight.view(layer.out_features, layer.in_features, 1, 1))
+            if layer.bias is not None and conv.bias is not None:
+                conv.bias.copy_(layer.bias)
+        return conv
+    if isinstance(layer, nn.BatchNorm1d):
+        bn = nn.BatchNorm2d(
+            layer.num_features,
+            eps=layer.eps,
+            momentum=layer.momentum,
+            affine=layer.affine,
+            track_running_stats=layer.track_running_stats,
+        )
+        bn.load_state_dict(layer.state_dict())
+        return bn
+    if isinstance(layer, nn.Sequential):
+        return nn.Sequential(*(convolutionalize_head(child) for child in layer))
+    if isinstance(layer, (nn.Dropout, nn.Identity, nn.Flatten)):
+        return nn.Identity()  # FCNs run in eval mode, where dropout is the identity
+    if isinstance(layer, ELEMENTWISE):
+        return layer
+    raise TypeError(
+        f"cannot convolutionalize layer {type(layer).__name__}; heads may hold Linear, BatchNorm1d, "
+        f"Dropout and element-wise activations"
+    )
+
+
+class PooledFCN(nn.Module):
+    """``features -> [pre_logits] -> AvgPool(pool, stride 1) -> convolutionalized head``."""
+
+    def __init__(
+        self,
+        features: Callable[[torch.Tensor], torch.Tensor],
+        pool: int,
+        head: nn.Module,
+        pre_logits: nn.Module | None = None,
+        owner: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.owner = owner  # keeps the backbone's parameters registered (device moves, state_dict)
+        self._features = features
+        self.pre_logits = pre_logits if pre_logits is not None else nn.Identity()
+        self.pool = pool
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre_logits(self._features(x))
+        return self.head(F.avg_pool2d(x, self.pool, stride=1))

@@ -1,0 +1,54 @@
+"""The one plugin manager: built-in and third-party plugins load the same way, by entry point.
+
+``FCNX_LOAD_PLUGINS`` restricts loading to a comma-separated list of entry-point names
+(empty: load none). A plugin that fails to import is recorded in :data:`broken` and skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+
+import pluggy
+
+from fcnx.backbones import hookspecs
+
+ENTRY_POINT_GROUP = "fcnx"
+
+pm = pluggy.PluginManager("fcnx")
+pm.add_hookspecs(hookspecs)
+
+#: plugin name -> one-line reason it could not be loaded or failed to register.
+broken: dict[str, str] = {}
+
+_loaded = False
+
+
+def _allowed() -> set[str] | None:
+    value = os.environ.get("FCNX_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def load_plugins() -> None:
+    """Import and register every plugin of the ``fcnx`` entry-point group (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    allowed = _allowed()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must never break the CLI
+            broken[ep.name] = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
+
+
+def plugin_name(plugin: object) -> str:
+    """The name a registered plugin object is known by."""
+    return pm.get_name(plugin) or repr(plugin)

@@ -1,0 +1,1 @@
+"""The ground-truth benchmark: canvases generator, localization experiment, its report."""

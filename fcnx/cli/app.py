@@ -1,0 +1,81 @@
+"""The ``fcnx`` command line. Subcommands live in their own modules and are imported on use,
+so ``fcnx --help`` and ``fcnx list-backbones`` never import a deep-learning framework."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import click
+
+from fcnx import __version__
+from fcnx.errors import FcnxError
+
+#: command name -> ("module:attribute", short help shown by ``fcnx --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list-backbones": ("fcnx.cli.backbones:list_backbones_cmd", "List the registered backbones."),
+    "info": ("fcnx.cli.backbones:info_cmd", "Show one backbone's spec and its W <-> D table."),
+    "crop": ("fcnx.cli.crop:crop_cmd", "Find a category with an FCN ensemble and crop images there."),
+    "train": ("fcnx.cli.train:train_cmd", "Fine-tune a backbone on a dataset (transfer learning)."),
+    "evaluate": ("fcnx.cli.evaluate:evaluate_cmd", "Top-1/top-5 of classifiers on original vs cropped images."),
+    "suspects": ("fcnx.cli.suspects:suspects_cmd", "List images whose label no net finds (likely mislabelled)."),
+    "convert": ("fcnx.cli.convert:convert_cmd", "Convert a Keras checkpoint into an fcnx PyTorch checkpoint."),
+    "bench": ("fcnx.cli.bench:bench_cmd", "Benchmarks with ground truth: localization, accuracy, mislabels."),
+}
+
+
+class UserFacingError(click.ClickException):
+    """An :class:`FcnxError` on its way to the terminal: ``Error: <message>`` and its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when invoked (or their full help is asked)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FcnxError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise UserFacingError(str(exc), exc.exit_code) from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fcnx")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Turn image classifiers into fully convolutional networks and crop images where an
+    ensemble of them finds a category.
+
+    \b
+    Examples:
+      fcnx list-backbones
+      fcnx info inception_v3
+      fcnx crop --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
+                --weights xception=xc.safetensors --category pizza photos/ -o crops/
+    """
+    ctx.obj = {"debug": debug or bool(os.environ.get("FCNX_DEBUG"))}
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="fcnx")

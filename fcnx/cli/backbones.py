@@ -1,0 +1,134 @@
+"""``fcnx list-backbones`` and ``fcnx info``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fcnx.backbones import plugins, registry
+from fcnx.backbones.spec import BackboneSpec
+from fcnx.errors import UsageError
+
+COMMON_KERNEL = 299
+
+
+def _d_at(spec: BackboneSpec, size: int) -> int | None:
+    try:
+        return spec.pool_size(size)
+    except ValueError:
+        return None
+
+
+def spec_record(spec: BackboneSpec) -> dict:
+    """A backbone's spec as JSON-ready data."""
+    missing = spec.missing_requirements()
+    pre = spec.preprocess
+    return {
+        "name": spec.name,
+        "framework": spec.framework,
+        "plugin": spec.plugin,
+        "formula": spec.formula(),
+        "stride": spec.stride,
+        "offset": spec.offset,
+        "padding": spec.padding,
+        "default_size": spec.default_size,
+        "d_at_default": _d_at(spec, spec.default_size),
+        "d_at_299": _d_at(spec, COMMON_KERNEL),
+        "preprocess": {
+            "mean": list(pre.mean),
+            "std": list(pre.std),
+            "channel_order": pre.channel_order,
+            "interpolation": pre.interpolation,
+        },
+        "pretrained": list(spec.pretrained),
+        "available": not missing,
+        "missing": missing,
+        "install_hint": spec.install_hint if missing else "",
+        "description": spec.description,
+    }
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+@click.command("list-backbones")
+@click.argument("pattern", default="*")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_backbones_cmd(pattern: str, as_json: bool) -> None:
+    """List the registered backbones whose name matches PATTERN (a glob, or a comma list of globs).
+
+    \b
+    Examples:
+      fcnx list-backbones
+      fcnx list-backbones 'incep*'
+      fcnx list-backbones --json
+    """
+    specs = registry.list_backbones(pattern)
+    if as_json:
+        click.echo(
+            json.dumps({"backbones": [spec_record(s) for s in specs], "broken_plugins": plugins.broken}, indent=2)
+        )
+        return
+    rows = [["NAME", "FRAMEWORK", "PLUGIN", "FORMULA", "D@299", "SIZE", "STATUS"]]
+    for spec in specs:
+        rec = spec_record(spec)
+        status = "ok" if rec["available"] else f"unavailable ({rec['install_hint']})"
+        rows.append(
+            [
+                spec.name,
+                spec.framework,
+                spec.plugin,
+                rec["formula"],
+                str(rec["d_at_299"] or "-"),
+                str(spec.default_size),
+                status,
+            ]
+        )
+    click.echo(_table(rows) if specs else f"no backbone matches {pattern!r}")
+    for name, reason in sorted(plugins.broken.items()):
+        click.echo(f"warning: plugin {name!r} skipped: {reason}", err=True)
+
+
+@click.command("info")
+@click.argument("name")
+@click.option("--d-range", default="1:16", show_default=True, help="Range of pooled sizes D to tabulate, FIRST:LAST.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info_cmd(name: str, d_range: str, as_json: bool) -> None:
+    """Show backbone NAME's spec and, for each pooled size D, the input sizes W that give it.
+
+    \b
+    Examples:
+      fcnx info inception_v3
+      fcnx info xception --d-range 8:12 --json
+    """
+    spec = registry.get_backbone(name)
+    try:
+        first, last = (int(v) for v in d_range.split(":"))
+    except ValueError:
+        raise UsageError(f"--d-range must be FIRST:LAST, got {d_range!r}") from None
+    table = [
+        {"D": d, "W_min": spec.w_min(d), "W_max": spec.w_min(d) + spec.stride - 1}
+        for d in range(max(1, first), last + 1)
+        if spec.w_min(d) > 0
+    ]
+    rec = spec_record(spec) | {"w_to_d": table}
+    if as_json:
+        click.echo(json.dumps(rec, indent=2))
+        return
+    pre = rec["preprocess"]
+    lines = [
+        f"{spec.name}: {spec.description}",
+        f"  framework      {spec.framework} (plugin {spec.plugin})",
+        f"  formula        W_min(D) = {rec['formula']}  (stride {spec.stride}, {spec.padding} padding)",
+        f"  default size   {spec.default_size} (D={rec['d_at_default']}); at 299: D={rec['d_at_299']}",
+        f"  preprocess     (x/255 - mean)/std, mean={pre['mean']}, std={pre['std']}, "
+        f"{pre['channel_order']}, {pre['interpolation']}",
+        f"  pretrained     {', '.join(spec.pretrained) or '-'}",
+        f"  status         {'ok' if rec['available'] else 'unavailable: ' + rec['install_hint']}",
+        "",
+        _table([["D", "W range"]] + [[str(r["D"]), f"{r['W_min']}..{r['W_max']}"] for r in table]),
+    ]
+    click.echo("\n".join(lines))

@@ -1,0 +1,133 @@
+"""Options shared by the commands that run an ensemble: --nets, --weights, --kernel, --device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from fcnx.errors import UsageError
+
+#: the ensemble used when neither --nets nor --weights is given: real ImageNet weights that ship with fcnx
+DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+#: their common kernel, chosen by measurement (docs/efficientnet.md)
+DEFAULT_NETS_KERNEL = 224
+#: the paper's common kernel
+COMMON_KERNEL = 299
+
+
+def _parse_nets(text: str) -> list[str]:
+    nets = [n.strip() for n in text.split(",") if n.strip()]
+    if not nets:
+        raise UsageError("--nets needs at least one backbone name, e.g. --nets inception_v3,xception")
+    return nets
+
+
+def parse_weights(pairs: tuple[str, ...]) -> dict[str, str]:
+    weights: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"--weights expects NET=FILE or NET=pretrained, got {pair!r}")
+        if name.strip() in weights:
+            raise UsageError(f"--weights given twice for {name.strip()}")
+        weights[name.strip()] = value.strip()
+    return weights
+
+
+def resolve_nets(
+    nets: str | None, weights: tuple[str, ...], kernel: int | None
+) -> tuple[list[str], dict[str, str], int]:
+    """Net names, their weights and the common kernel from the options (defaults documented on the options)."""
+    weight_map = parse_weights(weights)
+    if nets is not None:
+        names = _parse_nets(nets)
+    elif weight_map:
+        names = list(weight_map)
+    else:
+        names = list(DEFAULT_NETS)
+        kernel = kernel or DEFAULT_NETS_KERNEL
+    extra = sorted(set(weight_map) - set(names))
+    if extra:
+        raise UsageError(f"--weights given for {', '.join(extra)}, which --nets does not name")
+    if kernel is None:
+        from fcnx.engine.fcn import trained_size
+
+        sizes = {trained_size(name, weight_map.get(name, "pretrained")) for name in names}
+        kernel = sizes.pop() if len(sizes) == 1 and None not in sizes else None
+    return names, weight_map, kernel or COMMON_KERNEL
+
+
+def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --nets, --weights, --kernel and --device to a click command."""
+    options = [
+        click.option(
+            "--nets",
+            default=None,
+            help="Comma-separated backbones of the ensemble, e.g. inception_v3,xception. Default: the nets "
+            "named by --weights, else the offline ImageNet ensemble "
+            + ",".join(DEFAULT_NETS)
+            + f" at kernel {DEFAULT_NETS_KERNEL}.",
+        ),
+        click.option(
+            "--weights",
+            "weights",
+            multiple=True,
+            metavar="NET=FILE",
+            help="Weights of one net: an fcnx checkpoint (its classes are used) or 'pretrained'/a hub tag. Repeatable.",
+        ),
+        click.option(
+            "--kernel",
+            default=None,
+            type=click.IntRange(min=1),
+            help=f"Common kernel: every net is convolutionalized for this input side [default: the size all "
+            f"the nets' checkpoints were trained at, else {COMMON_KERNEL}; {DEFAULT_NETS_KERNEL} for "
+            f"the default ensemble].",
+        ),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def is_local_engine(engine: str, address: str | None, actors: int | None) -> bool:
+    """Whether the options ask for the local engine; refuses Ray-only options without Ray, and Ray when not installed."""
+    if engine == "local":
+        if address is not None or actors is not None:
+            raise UsageError("--address and --actors apply to --engine ray")
+        return True
+    from fcnx.engine.ray import import_ray
+
+    import_ray()  # refuse early when Ray is not installed
+    return False
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --engine, --address and --actors (where the nets run) to a click command."""
+    options = [
+        click.option(
+            "--engine",
+            default="local",
+            show_default=True,
+            type=click.Choice(["local", "ray"]),
+            help="local: this machine; ray: a Ray cluster (pip install 'fcnx[ray]'), same outputs.",
+        ),
+        click.option(
+            "--address",
+            default=None,
+            metavar="ADDR",
+            help="--engine ray: the cluster to join (e.g. auto, ray://head:10001) [default: RAY_ADDRESS, "
+            "else a new local cluster].",
+        ),
+        click.option(
+            "--actors",
+            default=None,
+            type=click.IntRange(min=1),
+            help="--engine ray: actors running the nets [default: one per GPU, else one per CPU].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

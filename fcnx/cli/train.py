@@ -1,0 +1,229 @@
+"""``fcnx train``: fine-tune a backbone on a labelled dataset, as the paper does (section II)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from fcnx.errors import FcnxError, UsageError
+
+#: options that are part of the saved configuration (``--resume`` refuses other values for them)
+CONFIG_OPTIONS = (
+    "net",
+    "data",
+    "split",
+    "size",
+    "weights",
+    "head",
+    "schedule",
+    "blocks_per_step",
+    "epochs",
+    "patience",
+    "batch_size",
+    "lr",
+    "finetune_lr",
+    "weight_decay",
+    "opt",
+    "val_fraction",
+    "seed",
+    "augment",
+    "amp",
+)
+
+
+def _parse_head(text: str) -> list[int]:
+    try:
+        widths = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--head expects comma-separated layer widths such as 1024,512, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise UsageError(f"--head widths must be positive, got {text!r}")
+    return widths
+
+
+@click.command("train")
+@click.option("--net", help="Backbone to fine-tune (see 'fcnx list-backbones'), e.g. inception_v3.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Dataset root: Food-101 layout (images/, meta/) or class folders (<class>/*.jpg).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outdir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run folder: best.safetensors, resume.safetensors, metrics.csv, training.png.",
+)
+@click.option(
+    "--split",
+    default="train",
+    show_default=True,
+    type=click.Choice(["train", "test", "all"]),
+    help="Split to train on (the validation images are held out from it).",
+)
+@click.option(
+    "--size",
+    default=299,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="Training input side: the ensemble's common kernel (the paper trains every net at 299).",
+)
+@click.option(
+    "--weights",
+    default="pretrained",
+    show_default=True,
+    help="Start from 'pretrained' (ImageNet), a hub tag, 'none' (random) or a weight file.",
+)
+@click.option(
+    "--head", default="", help="Hidden dense widths of the new head, e.g. 1024,512 (the paper's InceptionV3)."
+)
+@click.option(
+    "--schedule",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "two-pass", "blockwise", "all"]),
+    help="Unfreezing: head then all (two-pass), head then block by block (blockwise), or all at once. "
+    "auto: two-pass for VGG, blockwise otherwise.",
+)
+@click.option(
+    "--blocks-per-step",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Blocks unfrozen per blockwise step.",
+)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Most epochs per step.")
+@click.option(
+    "--patience",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="A step ends after this many epochs without a better validation top-1.",
+)
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images per batch (per process under torchrun).",
+)
+@click.option(
+    "--lr",
+    default=1e-3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Learning rate of the first step (the new head).",
+)
+@click.option(
+    "--finetune-lr",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Learning rate of the later steps [default: lr / 10].",
+)
+@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0))
+@click.option("--opt", default="adamw", show_default=True, help="Optimizer (timm's names: adamw, sgd, momentum, ...).")
+@click.option(
+    "--val-fraction",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of each class held out for validation (seeded); 0: none, every step runs --epochs.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="timm's training augmentation (random resized crop, flip, colour jitter).",
+)
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in OUTDIR with its saved settings.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
+@click.pass_context
+def train_cmd(
+    ctx: click.Context, outdir: Path, device: str, workers: int, resume: bool, quiet: bool, **options
+) -> None:
+    """Fine-tune a backbone on a dataset by transfer learning, as the paper does: a new head for the
+    dataset's classes trained first, then the backbone unfrozen all at once (VGG, "two-pass") or
+    block by block (Inception, Xception), each step ending when validation top-1 stops improving.
+
+    \b
+    Examples:
+      fcnx train --net inception_v3 --head 1024,512 --data food-101/ -o runs/iv3
+      fcnx train --net vgg16 --weights vgg16_imagenet.safetensors --data food-101/ -o runs/vgg16
+      fcnx train --resume -o runs/iv3                     # continue an interrupted run
+      torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
+
+    An image that is missing or cannot be read is skipped and counted, with one error line
+    naming it; the run goes on and ends with exit status 1 (its result is valid).
+    """
+    from fcnx.training import trainer
+
+    given = {name for name in CONFIG_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    options["head"] = _parse_head(options["head"])
+    if options["data"] is not None:  # absolute, so that --resume works from any folder
+        options["data"] = str(options["data"].resolve())
+    if resume:
+        if not (outdir / trainer.RESUME).is_file():
+            raise UsageError(f"nothing to resume: no {trainer.RESUME} here", outdir)
+        config, progress, _ = trainer.read_resume(outdir)
+        saved = vars(config)
+        changed = sorted(name for name in given if options[name] != saved[name])
+        if changed:
+            raise UsageError(
+                f"--resume continues the run with its saved settings; --{changed[0].replace('_', '-')} "
+                f"was {saved[changed[0]]!r}, not {options[changed[0]]!r}"
+            )
+        if progress.finished:
+            click.echo(f"{outdir}: this run has finished; its result is {outdir / trainer.BEST}")
+            return
+    else:
+        if options["net"] is None or options["data"] is None:
+            raise UsageError("fcnx train needs --net NAME and --data ROOT (or --resume to continue a run)")
+        if (outdir / trainer.RESUME).exists():
+            raise UsageError(
+                "this folder holds a training run already: continue it with --resume, or choose another folder", outdir
+            )
+        config = trainer.TrainConfig(**options)
+    from fcnx.io.files import check_outdir
+
+    created = not outdir.exists()
+    check_outdir(outdir, [Path(config.data)])
+    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    try:
+        result = trainer.train(
+            config,
+            outdir,
+            device=device,
+            workers=workers,
+            resume=resume,
+            quiet=quiet,
+            log=log,
+            report=lambda text: click.echo(text, err=True),
+        )
+    except FcnxError:
+        if created and not any(outdir.iterdir()):  # refused before anything was written: leave no trace
+            outdir.rmdir()
+        raise
+    except KeyboardInterrupt:
+        if (outdir / trainer.RESUME).is_file():
+            click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
+        raise click.Abort() from None
+    if result.history:
+        summary = f"best: {result.best}"
+        if result.best_top1 is not None:
+            summary += f" (validation top-1 {result.best_top1:.2%})"
+        click.echo(summary)
+    if result.skipped:
+        click.echo(
+            f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
+            f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}",
+            err=True,
+        )
+        raise SystemExit(1)

@@ -1,0 +1,519 @@
+"""The crop engine: each image's pyramid through the ensemble, batched, and the selection on top.
+
+Library use::
+
+    from fcnx.engine.cropper import Cropper
+
+    cropper = Cropper.from_nets(["inception_v3", "xception"],
+                                {"inception_v3": "iv3.safetensors", "xception": "xc.safetensors"})
+    result = cropper.crop_image("photo.jpg", categories=["pizza"])
+    box = result.boxes[0]          # box.x1, box.y1, box.x2, box.y2, box.votes, box.found, ...
+
+    for result in cropper.crop_items(fcnx.io.images.discover(["photos/"])):   # many images, batched
+        ...                        # a CropResult, or a CropFailure for a file that could not be read
+
+The category of an image is, in order: the ``categories`` given (one box per category), the
+image's own label (a dataset's folder or meta files), else the ensemble's top class at its most
+confident cell (:func:`fcnx.method.selection.top_category`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, load_ensemble, resize
+from fcnx.errors import FcnxError, UsageError, did_you_mean
+from fcnx.io.images import ImageItem, load_rgb, to_rgb
+from fcnx.method import geometry
+from fcnx.method.selection import RULES, Choice, Level, Selector, top_category
+
+#: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
+MAX_LEVEL_PIXELS = 16_000_000
+
+
+@dataclass(frozen=True)
+class Box:
+    """Where the ensemble finds one category in one image, in upright original-image pixels.
+
+    ``x, y, w, h`` is the window of cell ``cell`` at pyramid level ``level`` (scale ``scale``),
+    clipped to the image. ``votes``: nets whose top class at that cell is the category;
+    ``confidence``: their probabilities of it summed; ``found``: some net voted for it at some
+    cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
+    probability map at the chosen level (only when the cropper keeps heatmaps).
+    """
+
+    category: str
+    category_index: int
+    found: bool
+    votes: int
+    nets: int
+    confidence: float
+    scale: float
+    level: int
+    cell: tuple[int, int]
+    scaled_size: tuple[int, int]
+    x: float
+    y: float
+    w: float
+    h: float
+    net_scores: dict[str, float]
+    net_votes: dict[str, bool]
+    levels_examined: int
+    stopped_early: bool
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mean_confidence(self) -> float:
+        return self.confidence / self.nets
+
+    @property
+    def x1(self) -> float:
+        return self.x
+
+    @property
+    def y1(self) -> float:
+        return self.y
+
+    @property
+    def x2(self) -> float:
+        return self.x + self.w
+
+    @property
+    def y2(self) -> float:
+        return self.y + self.h
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready facts of the box (without the heatmap)."""
+        return {
+            "category": self.category,
+            "category_index": self.category_index,
+            "found": self.found,
+            "votes": self.votes,
+            "nets": self.nets,
+            "confidence": self.confidence,
+            "mean_confidence": self.mean_confidence,
+            "scale": self.scale,
+            "level": self.level,
+            "cell": list(self.cell),
+            "scaled_size": list(self.scaled_size),
+            "x": self.x,
+            "y": self.y,
+            "w": self.w,
+            "h": self.h,
+            "x1": self.x1,
+            "y1": self.y1,
+            "x2": self.x2,
+            "y2": self.y2,
+            "net_scores": dict(self.net_scores),
+            "net_votes": dict(self.net_votes),
+            "levels_examined": self.levels_examined,
+            "stopped_early": self.stopped_early,
+        }
+
+
+@dataclass(frozen=True)
+class CropResult:
+    """One image's boxes: ``size`` is its upright ``(height, width)``, ``scales`` the pyramid used."""
+
+    item: ImageItem
+    size: tuple[int, int]
+    scales: tuple[float, ...]
+    boxes: tuple[Box, ...]
+
+
+@dataclass(frozen=True)
+class CropFailure:
+    """An image that could not be processed, with a one-line reason naming the file."""
+
+    item: ImageItem
+    error: str
+
+
+@dataclass
+class _Prepared:
+    item: ImageItem
+    pixels: torch.Tensor  # 3 x h0 x w0 uint8 (maybe decoded at reduced size)
+    size: tuple[int, int]
+    levels: list[tuple[float, tuple[int, int]]]
+    categories: list[int] | None
+
+    @property
+    def key(self) -> tuple:
+        return self.size, tuple(self.pixels.shape), len(self.categories or ())
+
+
+def min_decode_side(kernel: int, max_scale: float) -> int:
+    """The short side an image is decoded to at least: the largest pyramid level needs no more."""
+    return math.ceil(kernel * max_scale)
+
+
+#: a decoded image: ``(pixels 3 x h x w uint8, upright size)``, or the one-line error naming the file
+Decoded = tuple[torch.Tensor, tuple[int, int]] | str
+
+
+def decode(item: ImageItem, min_side: int) -> Decoded:
+    """``item``'s pixels (maybe decoded at reduced size, short side still >= ``min_side``) and upright size."""
+    try:
+        pixels, size = load_rgb(item.path, min_side)
+    except FcnxError as exc:
+        return str(exc)
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), size
+
+
+class _Files(torch.utils.data.Dataset):
+    """Decodes images (in DataLoader workers): ``(index, decoded)``."""
+
+    def __init__(self, items: Sequence[ImageItem], min_side: int) -> None:
+        self.items, self.min_side = items, min_side
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, Decoded]:
+        return index, decode(self.items[index], self.min_side)
+
+
+def _identity(sample: Any) -> Any:
+    return sample
+
+
+class Cropper:
+    """An ensemble with the pyramid and selection settings: crops one image or streams many.
+
+    ``step``/``max_scale``: the pyramid starts where the short side equals the kernel and grows by
+    ``step`` up to ``max_scale`` times that start. ``selection``: ``"paper"`` or ``"votes-first"``
+    (:mod:`fcnx.method.selection`); ``early_stop`` stops an image's pyramid at the first level where
+    every net votes for each of its categories. ``categories``: names or indices for every image
+    (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
+    size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
+    batches are no faster: the convolutions of one large image already fill the cores);
+    ``workers`` processes decode images ahead of the nets.
+    """
+
+    def __init__(
+        self,
+        ensemble: Ensemble,
+        *,
+        step: float = 1.2,
+        max_scale: float = 3.0,
+        selection: str = "paper",
+        early_stop: bool = False,
+        categories: Sequence[str | int] | None = None,
+        batch_size: int | None = None,
+        workers: int = 0,
+        keep_heatmaps: bool = False,
+        max_level_pixels: int = MAX_LEVEL_PIXELS,
+    ) -> None:
+        if selection not in RULES:
+            raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
+        if step <= 1.0:
+            raise UsageError(f"the scale step must be > 1, got {step}")
+        if max_scale < 1.0:
+            raise UsageError(f"the maximum scale must be >= 1, got {max_scale}")
+        if batch_size is None:
+            batch_size = 1 if ensemble.device.type == "cpu" else 8
+        if batch_size < 1 or workers < 0:
+            raise UsageError("the batch size must be >= 1 and the number of workers >= 0")
+        self.ensemble = ensemble
+        self.step, self.max_scale = step, max_scale
+        self.selection, self.early_stop = selection, early_stop
+        self.batch_size, self.workers = batch_size, workers
+        self.keep_heatmaps = keep_heatmaps
+        self.max_level_pixels = max_level_pixels
+        self.categories = [self.category_index(c) for c in categories] if categories else None
+        if self.categories is not None and len(set(self.categories)) != len(self.categories):
+            raise UsageError("a category was given twice")
+
+    @classmethod
+    def from_nets(
+        cls,
+        nets: Sequence[str],
+        weights: dict[str, str | Path] | None = None,
+        *,
+        kernel: int = DEFAULT_KERNEL,
+        device: Any = "auto",
+        half: bool = False,
+        compile: bool = False,
+        **options: Any,
+    ) -> Cropper:
+        """Load the ensemble (see :func:`fcnx.engine.ensemble.load_ensemble`) and build a cropper with ``options``."""
+        return cls(load_ensemble(nets, weights, kernel=kernel, device=device, half=half, compile=compile), **options)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.ensemble.classes
+
+    def category_index(self, category: str | int) -> int:
+        """The class index of a category given by name or by index (``"3"`` counts as an index)."""
+        classes = self.classes
+        if isinstance(category, str) and category in classes:
+            return classes.index(category)
+        if isinstance(category, int) or str(category).strip().lstrip("-").isdigit():
+            index = int(category)
+            if 0 <= index < len(classes):
+                return index
+            raise UsageError(
+                f"category index {index} is out of range: the nets have {len(classes)} classes (0-{len(classes) - 1})"
+            )
+        raise UsageError(
+            f"unknown category {category!r}{did_you_mean(str(category), classes)}; "
+            f"the nets' classes are {_preview(classes)}"
+        )
+
+    # ------------------------------------------------------------------ one image
+
+    def crop_image(
+        self,
+        image: str | Path | Any,
+        categories: Sequence[str | int] | None = None,
+        *,
+        label: str | None = None,
+    ) -> CropResult:
+        """Boxes for one image: a file path, a PIL image (turned upright by its EXIF) or ``H x W x 3`` uint8 array.
+
+        ``categories`` overrides the cropper's; ``label`` is the image's own label. Raises
+        :class:`~fcnx.errors.FcnxError` for an unreadable image.
+        """
+        if isinstance(image, (str, Path)):
+            path = Path(image)
+            pixels, size = load_rgb(path, self.min_side)
+            item = ImageItem(path, PurePosixPath(path.name), label)
+        else:
+            from PIL import Image, ImageOps
+
+            if isinstance(image, Image.Image):
+                array = to_rgb(ImageOps.exif_transpose(image))
+            else:
+                array = np.asarray(image)
+                if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+                    raise UsageError(f"expected an H x W x 3 uint8 array, got {array.dtype} {array.shape}")
+            pixels, size = array, (int(array.shape[0]), int(array.shape[1]))
+            item = ImageItem(Path("<array>"), PurePosixPath("image.png"), label)
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
+        wanted = [self.category_index(c) for c in categories] if categories else self._categories_of(item)
+        return self._run_batch([self._prepare(item, tensor, size, wanted)])[0]
+
+    def label_levels(
+        self, item: ImageItem, category: str | int
+    ) -> tuple[tuple[int, int], list[tuple[float, tuple[int, int]]], list[Level], list[tuple[np.ndarray, np.ndarray]]]:
+        """Every pyramid level of one image for one category, all nets kept apart (no selection).
+
+        Returns the upright ``(height, width)``, the levels' ``(scale, scaled size)``, their
+        :class:`~fcnx.method.selection.Level` (``nets x h x w``) and their :func:`~fcnx.method.selection.top_class_map`,
+        so that any rule or subset of nets can be selected afterwards in numpy:
+        :func:`fcnx.method.selection.select` over the levels and :meth:`box_of` give exactly the box
+        :meth:`crop_image` gives without ``early_stop``, and :func:`~fcnx.method.selection.top_category`
+        over the maps is the category it takes when none is given.
+        """
+        index = self.category_index(category)
+        pixels, size = load_rgb(item.path, self.min_side)
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.ensemble.device)
+        prepared = self._prepare(item, tensor[0], size, [index])
+        levels, maps = [], []
+        for _, scaled in prepared.levels:
+            probs = self.ensemble.probabilities(resize(tensor, scaled))[0]  # nets x classes x h x w
+            levels.append(Level(probs[:, index].cpu().numpy(), (probs.argmax(dim=1) == index).cpu().numpy()))
+            values, classes = probs.sum(dim=0).max(dim=0)
+            maps.append((values.cpu().numpy(), classes.cpu().numpy()))
+        return prepared.size, prepared.levels, levels, maps
+
+    def box_of(
+        self, choice: Choice, size: tuple[int, int], levels: Sequence[tuple[float, tuple[int, int]]]
+    ) -> tuple[float, float, float, float]:
+        """The box ``(x, y, w, h)`` in upright original pixels of a selection over :meth:`label_levels`."""
+        return geometry.cell_to_box(
+            choice.cell, size, levels[choice.level][1], self.ensemble.kernel, self.ensemble.stride
+        )
+
+    # ------------------------------------------------------------------ many images
+
+    def crop_items(self, items: Iterable[ImageItem]) -> Iterator[CropResult | CropFailure]:
+        """Results for ``items`` as they complete (not in input order: images are batched by size).
+
+        Decoding runs in ``workers`` processes; at most a few batches of decoded images wait in
+        memory, whatever the number of items. A bad file yields a :class:`CropFailure`.
+        """
+        items = list(items)
+        if not items:
+            return
+        loader = torch.utils.data.DataLoader(
+            _Files(items, self.min_side),
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.workers,
+            collate_fn=_identity,
+            pin_memory=self.ensemble.device.type == "cuda",
+            prefetch_factor=2 if self.workers else None,
+        )
+        yield from self.crop_decoded((items[index], decoded) for index, decoded in loader)
+
+    def crop_decoded(self, decoded: Iterable[tuple[ImageItem, Decoded]]) -> Iterator[CropResult | CropFailure]:
+        """Like :meth:`crop_items` for images already decoded (:func:`decode`): batched by size, as they complete."""
+        buckets: dict[tuple, list[_Prepared]] = {}
+        waiting = 0
+        for item, image in decoded:
+            if isinstance(image, str):
+                yield CropFailure(item, image)
+                continue
+            pixels, size = image
+            try:
+                prepared = self._prepare(item, pixels, size, self._categories_of(item))
+            except FcnxError as exc:
+                yield CropFailure(item, str(exc))
+                continue
+            bucket = buckets.setdefault(prepared.key, [])
+            bucket.append(prepared)
+            waiting += 1
+            if len(bucket) >= self.batch_size:
+                waiting -= len(bucket)
+                yield from self._run_batch_safely(buckets.pop(prepared.key))
+            elif waiting > 2 * self.batch_size:  # many sizes: run the fullest bucket to bound memory
+                key = max(buckets, key=lambda k: len(buckets[k]))
+                waiting -= len(buckets[key])
+                yield from self._run_batch_safely(buckets.pop(key))
+        for key in list(buckets):
+            yield from self._run_batch_safely(buckets.pop(key))
+
+    def _run_batch_safely(self, batch: list[_Prepared]) -> Iterator[CropResult | CropFailure]:
+        try:
+            yield from self._run_batch(batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                yield CropFailure(
+                    batch[0].item,
+                    f"{batch[0].item.path}: out of memory on {self.ensemble.device} "
+                    f"(image {batch[0].size[1]}x{batch[0].size[0]})",
+                )
+                return
+            half = len(batch) // 2  # retry in smaller batches
+            yield from self._run_batch_safely(batch[:half])
+            yield from self._run_batch_safely(batch[half:])
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def min_side(self) -> int:
+        """The short side images are decoded to at least (:func:`min_decode_side`)."""
+        return min_decode_side(self.ensemble.kernel, self.max_scale)
+
+    def _categories_of(self, item: ImageItem) -> list[int] | None:
+        if self.categories is not None:
+            return self.categories
+        if item.label is None:
+            return None
+        if item.label not in self.classes:
+            raise FcnxError(f"its label {item.label!r} is not one of the nets' classes", item.path)
+        return [self.classes.index(item.label)]
+
+    def _prepare(
+        self, item: ImageItem, pixels: torch.Tensor, size: tuple[int, int], categories: list[int] | None
+    ) -> _Prepared:
+        height, width = size
+        kernel = self.ensemble.kernel
+        levels = []
+        for scale in geometry.pyramid_scales(height, width, kernel, self.step, self.max_scale):
+            scaled = geometry.scaled_size(height, width, scale, kernel)
+            if scaled[0] * scaled[1] > self.max_level_pixels:
+                break
+            levels.append((scale, scaled))
+        if not levels:
+            scaled = geometry.scaled_size(height, width, kernel / min(height, width), kernel)
+            raise FcnxError(
+                f"image of {width}x{height} is too elongated: its smallest pyramid level would be "
+                f"{scaled[1]}x{scaled[0]} pixels, over the limit of {self.max_level_pixels}",
+                item.path,
+            )
+        return _Prepared(item, pixels, (int(height), int(width)), levels, categories)
+
+    def _run_batch(self, batch: list[_Prepared]) -> list[CropResult]:
+        ensemble, device = self.ensemble, self.ensemble.device
+        pixels = _to_device([p.pixels for p in batch], device)
+        levels = batch[0].levels
+        known = batch[0].categories is not None
+        early = self.early_stop and known
+        selectors = [[Selector(self.selection, early) for _ in (p.categories or [None])] for p in batch]
+        kept: list[list[torch.Tensor]] = [[] for _ in batch]  # no category: all probabilities, kept on the device
+        maps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
+        active = list(range(len(batch)))
+        for _, size in levels:
+            subset = pixels if len(active) == len(batch) else pixels[torch.tensor(active, device=device)]
+            probs = ensemble.probabilities(resize(subset, size))  # A x nets x classes x h x w
+            if known:
+                wanted = torch.tensor([batch[b].categories for b in active], device=device)  # A x k
+                index = wanted[:, None, :, None, None]
+                prob = torch.take_along_dim(probs, index, dim=2).cpu().numpy()  # A x nets x k x h x w
+                vote = (probs.argmax(dim=2, keepdim=True) == index).cpu().numpy()
+                for a, b in enumerate(active):
+                    for k, selector in enumerate(selectors[b]):
+                        if not selector.done:
+                            selector.add(Level(prob[a, :, k], vote[a, :, k]))
+                active = [b for b in active if not all(s.done for s in selectors[b])]
+                if not active:
+                    break
+            else:
+                values, classes = probs.sum(dim=1).max(dim=1)  # A x h x w
+                values, classes = values.cpu().numpy(), classes.cpu().numpy()
+                for a in range(len(batch)):
+                    maps[a].append((values[a], classes[a]))
+                    kept[a].append(probs[a])
+        if not known:
+            for b, prepared in enumerate(batch):
+                category = top_category(maps[b])
+                prepared.categories = [category]
+                for probs in kept[b]:
+                    prob = probs[:, category].cpu().numpy()
+                    vote = (probs.argmax(dim=1) == category).cpu().numpy()
+                    selectors[b][0].add(Level(prob, vote))
+        return [self._result(p, s) for p, s in zip(batch, selectors)]
+
+    def _result(self, prepared: _Prepared, selectors: list[Selector]) -> CropResult:
+        names = self.ensemble.names
+        boxes = []
+        for category, selector in zip(prepared.categories or [], selectors):
+            choice = selector.result()
+            scale, scaled = prepared.levels[choice.level]
+            x, y, w, h = self.box_of(choice, prepared.size, prepared.levels)
+            boxes.append(
+                Box(
+                    category=self.classes[category],
+                    category_index=category,
+                    found=choice.found,
+                    votes=choice.votes,
+                    nets=choice.nets,
+                    confidence=choice.confidence,
+                    scale=scale,
+                    level=choice.level,
+                    cell=choice.cell,
+                    scaled_size=scaled,
+                    x=x,
+                    y=y,
+                    w=w,
+                    h=h,
+                    net_scores=dict(zip(names, choice.net_scores)),
+                    net_votes=dict(zip(names, choice.net_votes)),
+                    levels_examined=choice.levels_examined,
+                    stopped_early=choice.stopped_early,
+                    heatmap=choice.heatmap if self.keep_heatmaps else None,
+                )
+            )
+        return CropResult(prepared.item, prepared.size, tuple(s for s, _ in prepared.levels), tuple(boxes))
+
+
+def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Stack equally sized images on ``device``; for CUDA through pinned memory with an asynchronous copy."""
+    if device.type != "cuda":
+        return torch.stack(images).to(device)
+    staged = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype, pin_memory=True)
+    return torch.stack(images, out=staged).to(device, non_blocking=True)
+
+
+def _preview(names: Sequence[str], n: int = 5) -> str:
+    shown = ", ".join(repr(c) for c in names[:n])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > n else "")

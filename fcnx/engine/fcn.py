@@ -1,0 +1,152 @@
+"""A loaded FCN: a backbone's classifier with weights, convolutionalized, ready on a device."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fcnx.backbones import checkpoint
+from fcnx.backbones.registry import get_backbone
+from fcnx.backbones.spec import BackboneSpec
+from fcnx.errors import UsageError, WeightsError
+
+
+@functools.cache
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names, index order (first WordNet synonym; duplicates carry their synset)."""
+    text = resources.files("fcnx").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line)
+
+
+@dataclass
+class FCN:
+    """A convolutionalized network.
+
+    Calling it maps a float ``N x 3 x H x W`` batch of RGB pixels in ``[0, 255]`` (on ``device``)
+    to ``N x len(classes) x h x w`` logits, where ``(h, w) = spec.heatmap_shape(H, W, kernel)``.
+    On a ``kernel x kernel`` input it returns exactly the classifier's logits (``h = w = 1``).
+    """
+
+    spec: BackboneSpec
+    classes: list[str]
+    kernel: int
+    pool: int
+    net: Any
+    device: Any
+    classifier: Any
+
+    def __post_init__(self) -> None:
+        import torch
+
+        pre = self.spec.preprocess
+        mean = torch.tensor(pre.mean, dtype=torch.float32) * 255.0
+        std = torch.tensor(pre.std, dtype=torch.float32) * 255.0
+        self._order = [2, 1, 0] if pre.channel_order == "BGR" else [0, 1, 2]
+        self._scale = (1.0 / std)[self._order].view(1, 3, 1, 1).to(self.device)
+        self._shift = (-mean / std)[self._order].view(1, 3, 1, 1).to(self.device)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def normalize(self, images: Any) -> Any:
+        """Pixels in ``[0, 255]`` RGB to the backbone's input convention."""
+        if self._order != [0, 1, 2]:
+            images = images[:, self._order]
+        return images * self._scale + self._shift
+
+    def __call__(self, images: Any) -> Any:
+        return self.net(self.normalize(images))
+
+
+def _looks_like_tag(spec: BackboneSpec, weights: str) -> bool:
+    return weights in spec.pretrained or weights == "pretrained"
+
+
+def weight_file(spec: BackboneSpec, weights: str | Path | None) -> Path | None:
+    """The checkpoint file ``weights`` stands for: a path, or a pretrained tag the plugin ships as a file.
+
+    ``None`` for no weights or a tag that ``build`` downloads from a hub.
+    """
+    if weights is None:
+        return None
+    if _looks_like_tag(spec, str(weights)):
+        if not spec.pretrained or spec.shipped_weights is None:
+            return None
+        return spec.shipped_weights(spec.pretrained[0] if str(weights) == "pretrained" else str(weights))
+    return Path(weights)
+
+
+def trained_size(net: str, weights: str | Path | None = "pretrained") -> int | None:
+    """The input size ``net``'s checkpoint (a file or a shipped tag) was trained at, or ``None`` when unknown."""
+    path = weight_file(get_backbone(net), weights)
+    if path is None or not path.is_file():
+        return None
+    meta = checkpoint.read_meta(path)
+    return meta.input_size if meta is not None else None
+
+
+def load_fcn(
+    backbone: str | BackboneSpec,
+    weights: str | Path | None = None,
+    *,
+    classes: list[str] | None = None,
+    kernel: int | None = None,
+    device: Any = "cpu",
+    head: tuple[int, ...] = (),
+) -> FCN:
+    """Build ``backbone``, load ``weights`` and convolutionalize it for input side ``kernel``.
+
+    ``weights`` is an fcnx checkpoint file (its metadata gives classes, head and input size), one
+    of the backbone's pretrained tags (``"pretrained"`` picks the first: a checkpoint the plugin
+    ships, see :attr:`BackboneSpec.shipped_weights`, else a hub download with ImageNet-1k classes),
+    or ``None`` for a random initialisation with ``classes``. ``kernel`` defaults to the
+    checkpoint's input size, else the backbone's default size.
+    """
+    import torch
+
+    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    missing = spec.missing_requirements()
+    if missing:
+        raise UsageError(
+            f"backbone {spec.name!r} needs {', '.join(missing)}: {spec.install_hint or 'pip install ' + ' '.join(missing)}"
+        )
+    pretrained: str | None = None
+    input_size = spec.default_size
+    path = weight_file(spec, weights)
+    if path is None and weights is not None:
+        if not spec.pretrained:
+            raise UsageError(f"backbone {spec.name!r} has no pretrained weights; pass a weight file")
+        pretrained = spec.pretrained[0] if str(weights) == "pretrained" else str(weights)
+        classes = list(classes) if classes is not None else list(imagenet_classes())
+    elif path is not None:
+        meta = checkpoint.read_meta(path)
+        if meta is not None:
+            if meta.arch != spec.name:
+                raise WeightsError(f"checkpoint is for backbone {meta.arch!r}, not {spec.name!r}", path)
+            if classes is not None and len(classes) != len(meta.classes):
+                raise WeightsError(f"checkpoint has {len(meta.classes)} classes, {len(classes)} were given", path)
+            classes = list(classes) if classes is not None else meta.classes
+            head = tuple(meta.head)
+            input_size = meta.input_size
+        elif classes is None:
+            raise WeightsError(
+                "checkpoint has no fcnx metadata; give the class names (a sidecar <file>.json or --classes)", path
+            )
+    if classes is None:
+        raise UsageError(f"backbone {spec.name!r} needs class names or weights")
+    kernel = kernel or input_size
+    if kernel < spec.w_min(1):
+        raise UsageError(f"kernel {kernel} is too small for {spec.name}: its smallest input side is {spec.w_min(1)}")
+    pool = spec.pool_size(kernel)
+    classifier = spec.build(len(classes), tuple(head), pretrained)
+    if path is not None:
+        spec.load_weights(classifier, path)
+    dev = torch.device(device) if isinstance(device, str) else device
+    net = spec.convolutionalize(classifier, pool)
+    if isinstance(net, torch.nn.Module):
+        net = net.to(dev).eval()
+    return FCN(spec=spec, classes=list(classes), kernel=kernel, pool=pool, net=net, device=dev, classifier=classifier)

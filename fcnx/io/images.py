@@ -1,0 +1,376 @@
+"""Images from the wild: finding them (files, folders, Food-101 dataset roots) and reading them safely.
+
+Every problem with one file becomes an :class:`~fcnx.errors.FcnxError` naming that file, so a
+long run can report it and go on. Images are read upright (EXIF orientation applied), first
+frame only, and converted to 8-bit RGB: 16-bit samples are scaled (not clipped), CMYK and other
+colour spaces converted, and transparency composited onto white.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fcnx.errors import FcnxError, UsageError
+
+#: suffixes (lower case) of the files a folder walk picks up; files named on the command line are always tried
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+SPLITS = ("all", "train", "test")
+_ORIENTATION = 0x0112
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One input image: its file, where its outputs go (relative to OUTDIR), and its label if known."""
+
+    path: Path
+    rel: PurePosixPath
+    label: str | None = None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def open_upright(path: str | os.PathLike[str]) -> Image.Image:
+    """The image at ``path``, decoded, first frame, turned upright by its EXIF orientation, in its own mode and format.
+
+    Raises :class:`FcnxError` naming the file for missing, unreadable, empty, corrupt, truncated
+    or non-image files and for decompression bombs (Pillow's ``MAX_IMAGE_PIXELS``).
+    """
+    image = _open(path)
+    return _decode(image, path)
+
+
+def _open(path: str | os.PathLike[str]) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FcnxError(f"over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels", path) from None
+    except FileNotFoundError:
+        raise FcnxError("no such file", path) from None
+    except IsADirectoryError:
+        raise FcnxError("is a folder, not an image", path) from None
+    except PermissionError:
+        raise FcnxError("permission denied", path) from None
+    except UnidentifiedImageError:
+        empty = os.path.isfile(path) and os.path.getsize(path) == 0
+        raise FcnxError("empty file, not an image" if empty else "not an image file Pillow can read", path) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FcnxError("symbolic link loop", path) from None
+        raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
+
+
+def _decode(image: Image.Image, path: str | os.PathLike[str]) -> Image.Image:
+    try:
+        with image, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.seek(0)
+            image.load()
+            try:
+                upright = ImageOps.exif_transpose(image)
+            except Exception:  # unreadable EXIF: keep the stored orientation, as upright_size() does
+                upright = image.copy()
+            upright.format = image.format  # copies forget it; crops are saved in it
+            return upright
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FcnxError(f"over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels", path) from None
+    except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
+        raise FcnxError(f"cannot decode image ({_reason(exc)})", path) from None
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """8-bit RGB pixels ``H x W x 3`` of a PIL image of any mode.
+
+    16-bit grey is scaled to 8 bits; 32-bit integer grey likewise when its values exceed 255;
+    float grey is clipped to ``[0, 255]``; alpha (including palette transparency) is composited
+    onto white; every other mode goes through Pillow's own conversion.
+    """
+    mode = image.mode
+    if mode in _SIXTEEN_BIT or mode in ("I", "F"):
+        grey = np.asarray(image).astype(np.float64)
+        if mode in _SIXTEEN_BIT or (mode == "I" and grey.max(initial=0) > 255):
+            grey = grey / 257.0
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """``(height, width)`` of an opened JPEG (not yet transposed) once its EXIF orientation is applied.
+
+    Only for formats whose EXIF is read at open: for others ``getexif`` decodes the pixels.
+    """
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(_ORIENTATION, 1)
+    except Exception:  # unreadable EXIF: Pillow's exif_transpose will ignore it as well
+        orientation = 1
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Upright 8-bit RGB pixels of the image at ``path`` and its upright full size ``(height, width)``.
+
+    With ``min_side``, a JPEG larger than needed is decoded at 1/2, 1/4 or 1/8 size (the JPEG
+    decoder's own scaling, much faster) as long as its short side stays at least ``min_side``;
+    the returned size is still the full one, so coordinates refer to the original image.
+    """
+    image = _open(path)
+    size = None
+    if min_side is not None and image.format == "JPEG":  # a JPEG's EXIF is read at open, before any decoding
+        full = upright_size(image)
+        if min(full) > min_side:
+            factor = min_side / min(full)
+            width, height = image.size
+            try:
+                image.draft(image.mode, (math.ceil(width * factor), math.ceil(height * factor)))
+                size = full
+            except Exception:  # draft is an optimisation only
+                pass
+    upright = _decode(image, path)
+    try:
+        return to_rgb(upright), size or (upright.height, upright.width)
+    except Exception as exc:
+        raise FcnxError(f"cannot convert {upright.mode} image to RGB ({_reason(exc)})", path) from None
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def is_dataset_root(folder: Path) -> bool:
+    """A Food-101-style root: ``images/<class>/<id>.jpg`` beside ``meta/classes.txt``."""
+    return (folder / "images").is_dir() and (folder / "meta" / "classes.txt").is_file()
+
+
+def _safe_relative(text: str, where: str) -> PurePosixPath:
+    rel = PurePosixPath(text)
+    if (
+        not text
+        or "\\" in text
+        or "\0" in text
+        or rel.is_absolute()
+        or any(p in ("..", ".") for p in rel.parts)
+        or text != rel.as_posix()
+    ):
+        raise UsageError(f"{where}: refusing the path {text!r}: only plain relative names inside images/ are allowed")
+    return rel
+
+
+def read_classes(root: Path) -> list[str]:
+    """Class names of a dataset root, one per line of ``meta/classes.txt`` (a UTF-8 BOM and CRLF are fine)."""
+    path = root / "meta" / "classes.txt"
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read class list ({_reason(exc)})", path) from None
+    classes = [line.strip() for line in lines if line.strip()]
+    for number, name in enumerate(classes, 1):
+        if len(_safe_relative(name, f"{path}:{number}").parts) != 1:
+            raise UsageError(f"{path}:{number}: class name {name!r} must not contain '/'")
+    if len(set(classes)) != len(classes):
+        raise UsageError("class list has duplicate names", path)
+    return classes
+
+
+#: image suffixes a meta line's ``<id>`` may be completed with, in the order they are tried
+LIST_SUFFIXES = (".jpg", ".jpeg", ".png", *sorted(IMAGE_SUFFIXES - {".jpg", ".jpeg", ".png"}))
+
+
+@dataclass
+class ImageLists:
+    """What the meta lists of a Food-101-style root name (see :func:`read_image_lists`)."""
+
+    #: each listed image once, in list order; an image with no file keeps its default path (``<id>.jpg``)
+    items: list[ImageItem]
+    #: path of each listed image with no file -> one line naming the meta file and line
+    unresolved: dict[Path, str]
+    #: one line per kind of oddity: duplicate lines, images listed in both train and test
+    warnings: list[str]
+
+
+def _strip_image_suffix(name: str) -> str:
+    suffix = PurePosixPath(name).suffix
+    return name[: -len(suffix)] if suffix.lower() in IMAGE_SUFFIXES else name
+
+
+def _find_listed(folder: Path, name: str, index: dict[Path, dict[str, str]]) -> Path | None:
+    """The file a meta line names in ``folder``: ``name`` itself, ``name.jpg``, then ``name`` (or its stem when it
+    ends in an image suffix) with any of :data:`LIST_SUFFIXES`, compared without regard to case."""
+    for candidate in (name, name + ".jpg"):
+        if os.path.lexists(folder / candidate):  # a folder or a link loop is there too: the loader says what is wrong
+            return folder / candidate
+    if folder not in index:  # one listing per class folder, built only when a line needs it
+        try:
+            index[folder] = {entry.lower(): entry for entry in sorted(os.listdir(folder), reverse=True)}
+        except OSError:
+            index[folder] = {}
+    names = index[folder]
+    for stem in dict.fromkeys((name, _strip_image_suffix(name))):
+        for suffix in ("", *LIST_SUFFIXES):
+            found = names.get((stem + suffix).lower())
+            if found is not None and (folder / found).is_file():
+                return folder / found
+    return None
+
+
+def _read_list(meta: Path, classes: set[str]) -> list[tuple[int, PurePosixPath]]:
+    """``(line number, <class>/<id>)`` of every non-empty line of a meta list; a line leaving ``images/`` is refused."""
+    try:
+        lines = meta.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read image list ({_reason(exc)})", meta) from None
+    entries = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        rel = _safe_relative(text, f"{meta}:{number}")
+        if len(rel.parts) != 2 or rel.parts[0] not in classes:
+            raise UsageError(f"{meta}:{number}: expected '<class>/<id>' with a class of meta/classes.txt, got {text!r}")
+        entries.append((number, rel))
+    return entries
+
+
+def read_image_lists(root: Path, split: str = "all") -> ImageLists:
+    """The images ``meta/train.txt`` and/or ``meta/test.txt`` list for ``split``, each resolved to its file.
+
+    A line ``<class>/<id>`` names ``images/<class>/<id>`` whatever the image's suffix (see
+    :func:`_find_listed`). A line listed twice, or in both lists, gives one item and a warning
+    with the count; the lists are compared even when ``split`` reads only one of them.
+    """
+    classes = set(read_classes(root))
+    lists = {name: root / "meta" / f"{name}.txt" for name in ("train", "test")}
+    names = [name for name in lists if lists[name].is_file()] if split == "all" else [split]
+    read = {name: _read_list(path, classes) for name, path in lists.items() if name in names or path.is_file()}
+    result = ImageLists([], {}, [])
+    index: dict[Path, dict[str, str]] = {}
+    seen: set[Path] = set()
+    for name in names:
+        here: set[Path] = set()
+        duplicates: list[tuple[int, PurePosixPath]] = []
+        for number, rel in read[name]:
+            found = _find_listed(root / "images" / rel.parent, rel.name, index)
+            default = rel if rel.suffix.lower() in IMAGE_SUFFIXES else rel.with_name(rel.name + ".jpg")
+            path = found or root / "images" / default
+            if path in here:
+                duplicates.append((number, rel))
+                continue
+            here.add(path)
+            if path in seen:  # in the train list too: counted as a leak below
+                continue
+            seen.add(path)
+            result.items.append(ImageItem(path, PurePosixPath("images") / rel.parent / path.name, rel.parts[0]))
+            if found is None:
+                result.unresolved[path] = (
+                    f"{path}: listed in meta but no such file, nor with another image suffix "
+                    f"({lists[name]}:{number}: {rel.as_posix()!r})"
+                )
+        if duplicates:
+            number, rel = duplicates[0]
+            result.warnings.append(
+                f"{lists[name]}: {len(duplicates)} duplicate line(s), each image used once "
+                f"(e.g. line {number}: {rel.as_posix()!r})"
+            )
+    if "train" in read and "test" in read:
+        train = {_strip_image_suffix(rel.as_posix()) for _, rel in read["train"]}
+        both = sorted({key for _, rel in read["test"] if (key := _strip_image_suffix(rel.as_posix())) in train})
+        if both:
+            result.warnings.append(
+                f"{len(both)} image(s) listed in both meta/train.txt and meta/test.txt: test "
+                f"images leak into training (e.g. {both[0]!r})"
+            )
+    return result
+
+
+def dataset_items(root: Path, split: str = "all") -> list[ImageItem]:
+    """The images of a Food-101-style root with their labels.
+
+    Listed by ``meta/train.txt`` and ``meta/test.txt`` (lines ``<class>/<id>``, see
+    :func:`read_image_lists`) when they exist, else every image under ``images/<class>/``. Lines
+    that would leave ``images/`` are refused. Output paths mirror the layout: ``images/<class>/<id>.jpg``.
+    """
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    lists = [root / "meta" / f"{name}.txt" for name in (("train", "test") if split == "all" else (split,))]
+    if any(p.is_file() for p in lists):
+        return read_image_lists(root, split).items
+    if split != "all":
+        raise UsageError(f"no meta/{split}.txt in dataset root", root)
+    items: list[ImageItem] = []
+    images = root / "images"
+    for path in _walk(images):
+        rel = PurePosixPath(path.relative_to(root).as_posix())
+        items.append(ImageItem(path, rel, rel.parts[1] if len(rel.parts) > 2 else None))
+    return items
+
+
+def _walk(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def output_base(paths: Sequence[Path]) -> Path:
+    """The folder output paths are relative to: the input itself when it is one folder, else the inputs' common parent."""
+    paths = [Path(os.path.abspath(p)) for p in paths]
+    if len(paths) == 1 and paths[0].is_dir():
+        return paths[0]
+    return Path(os.path.commonpath([p.parent for p in paths]))
+
+
+def discover(inputs: Sequence[str | os.PathLike[str]], split: str = "all") -> list[ImageItem]:
+    """Every image of ``inputs`` (files, folders walked recursively, dataset roots), each once, in order.
+
+    Output paths mirror the inputs: relative to the folder when one folder is given, else to the
+    common parent of all inputs. A missing input is a :class:`UsageError`.
+    """
+    paths = [Path(os.path.abspath(p)) for p in inputs]
+    for given, path in zip(inputs, paths):
+        if not path.exists() and not path.is_symlink():
+            raise UsageError("no such file or folder", given)
+    base = output_base(paths)
+    items: list[ImageItem] = []
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            prefix = PurePosixPath(path.relative_to(base).as_posix())
+            if is_dataset_root(path):
+                found = [ImageItem(i.path, prefix / i.rel, i.label) for i in dataset_items(path, split)]
+            else:
+                found = [ImageItem(f, PurePosixPath(f.relative_to(base).as_posix())) for f in _walk(path)]
+        else:
+            found = [ImageItem(path, PurePosixPath(path.relative_to(base).as_posix()))]
+        for item in found:
+            if item.path not in seen:
+                seen.add(item.path)
+                items.append(item)
+    return items

@@ -1,0 +1,1 @@
+"""Library entry points the CLI, benchmarks, Ray and notebooks call: crop outputs, evaluation, suspects."""

@@ -1,0 +1,347 @@
+"""Classifier accuracy on original vs cropped images (the paper's Table IV), and mislabel suspects.
+
+Originals and crops go through the *same* resize policy: the whole region (the image, or the
+box cut from it) is squashed to ``kernel x kernel`` with the ensemble's one interpolation
+(bicubic, antialiased). The authors' code squashed originals but clipped and bicubic-resized
+crops, so part of their gain could come from the interpolation rather than the crop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcnx.errors import FcnxError, UsageError
+from fcnx.io.images import ImageItem, load_rgb
+from fcnx.io.journal import read_journal
+from fcnx.method import geometry
+from fcnx.method.metrics import top_k_accuracy
+
+Box = tuple[float, float, float, float]
+
+
+def cut_box(pixels: np.ndarray, box: Box) -> np.ndarray:
+    """The box ``(x, y, w, h)`` cut from ``pixels`` exactly as ``fcnx crop`` cuts its crops (:func:`geometry.pixel_box`)."""
+    x1, y1, x2, y2 = geometry.pixel_box(box, pixels.shape[:2])
+    return pixels[y1:y2, x1:x2]
+
+
+@dataclass
+class BoxIndex:
+    """The boxes of a ``boxes.jsonl``, by image (its resolved path, or its ``file`` relative to the crop's
+    output) and by category; see :func:`read_boxes`."""
+
+    by_path: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+    by_file: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+    #: one line each, not fatal: a last line cut by a killed run
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.by_path)
+
+    def find(self, item: ImageItem) -> Box | None:
+        """The box of ``item``: the one for its label when the image has several, else the first; ``None`` if none."""
+        # realpath, not Path.resolve: no error on a link loop
+        entries = self.by_path.get(os.path.realpath(item.path)) or self.by_file.get(item.rel.as_posix())
+        if not entries:
+            return None
+        return entries.get(item.label) or next(iter(entries.values()))
+
+
+def read_boxes(path: Path) -> BoxIndex:
+    """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields).
+
+    Each line is a JSON object with ``path`` (the image file; relative paths are taken from the
+    current folder) and its box in upright original pixels, either as ``x, y, w, h`` fields or as
+    a nested ``box`` object with those keys. Optional: ``category`` (the box's category: an image
+    with several boxes is scored with the box of its label) and ``file`` (the image's path relative
+    to the dataset root, used when ``path`` does not match, e.g. on another machine). Other fields
+    are ignored. The file is read as ``fcnx crop`` reads its journal (:func:`fcnx.io.journal.read_journal`):
+    a last line cut by a killed run is dropped with a warning, and per image and category the
+    last record counts (a resumed run's).
+    """
+    index = BoxIndex()
+    try:
+        journal = read_journal(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
+    if journal.cut:
+        index.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
+    for number, record in journal.lines:
+        try:
+            if record is None:
+                raise ValueError("not a JSON object")
+            source = record.get("box", record)
+            box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
+            key = os.path.realpath(record["path"])
+            category = record.get("category")
+            file = record.get("file")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
+        if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+            raise UsageError(f"line {number}: empty or invalid box {box}", path)
+        category = None if category is None else str(category)
+        index.by_path.setdefault(key, {})[category] = box
+        if isinstance(file, str):
+            index.by_file.setdefault(file, {})[category] = box
+    return index
+
+
+@dataclass
+class Scores:
+    """Top-1/top-5 counts of one classifier on one side (original or cropped)."""
+
+    top1: int = 0
+    top5: int = 0
+    total: int = 0
+
+    def add(self, probs: np.ndarray, label: int) -> None:
+        """Count one image whose class probabilities are ``probs`` (top-5 is top-all with fewer classes)."""
+        self.top1 += int(top_k_accuracy(probs[None], [label], 1))
+        self.top5 += int(top_k_accuracy(probs[None], [label], min(5, len(probs))))
+        self.total += 1
+
+    def rate(self, k: int) -> float:
+        return (self.top1 if k == 1 else self.top5) / self.total if self.total else float("nan")
+
+
+@dataclass
+class Evaluation:
+    """Per classifier (each net and the ensemble's mean), scores on the originals and on the crops."""
+
+    names: list[str]
+    original: dict[str, Scores] = field(default_factory=dict)
+    cropped: dict[str, Scores] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.names:
+            row: dict[str, Any] = {
+                "model": name,
+                "images": self.original[name].total,
+                "original_top1": self.original[name].rate(1),
+                "original_top5": self.original[name].rate(5),
+            }
+            if name in self.cropped:
+                row |= {
+                    "cropped_top1": self.cropped[name].rate(1),
+                    "cropped_top5": self.cropped[name].rate(5),
+                    "delta_top1": self.cropped[name].rate(1) - self.original[name].rate(1),
+                }
+            rows.append(row)
+        return rows
+
+    def merge(self, other: Evaluation) -> None:
+        """Add the counts and skipped images of ``other``, the evaluation of other images by the same nets."""
+        for mine, theirs in ((self.original, other.original), (self.cropped, other.cropped)):
+            for name, scores in theirs.items():
+                mine[name].top1 += scores.top1
+                mine[name].top5 += scores.top5
+                mine[name].total += scores.total
+        self.skipped += other.skipped
+
+
+def squash(ensemble: Any, region: np.ndarray) -> Any:
+    """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
+    import torch
+
+    from fcnx.engine.ensemble import resize
+
+    tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
+    return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
+
+
+def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], Box]:
+    """``box_of`` for :func:`evaluate` that crops each image for its label with ``cropper``."""
+
+    def box_of(item: ImageItem, pixels: np.ndarray) -> Box:
+        box = cropper.crop_image(pixels, [item.label]).boxes[0]
+        return box.x, box.y, box.w, box.h
+
+    return box_of
+
+
+def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:
+    """Class probabilities ``B x nets x classes`` of regions already :func:`squash`-ed, in one forward pass."""
+    import torch
+
+    batch = torch.stack(list(squashed)).contiguous(memory_format=torch.channels_last)
+    return ensemble.probabilities(batch)[:, :, :, 0, 0].cpu().numpy()
+
+
+def evaluate(
+    ensemble: Any,
+    items: Iterable[ImageItem],
+    box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
+    progress: Callable[[], None] | None = None,
+    report: Callable[[str], None] | None = None,
+    batch_size: int = 1,
+) -> Evaluation:
+    """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
+
+    ``box_of(item, pixels)`` gives the crop of an image (``None``: it has no box). An image that
+    cannot be read, or has no box, or whose box cannot be made (:class:`FcnxError`) is skipped on
+    both sides, so originals and crops are scored on the same images; its one-line error is listed
+    in ``Evaluation.skipped`` and passed to ``report``. Regions (originals and crops) go through
+    the nets ``batch_size`` at a time; all are squashed to the kernel first, so any regions batch
+    together and the scores are those of one region at a time.
+    """
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, got {batch_size}")
+    names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
+    result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
+    classes = {name: index for index, name in enumerate(ensemble.classes)}
+    pending: list[tuple[dict[str, Scores], int, Any]] = []
+
+    def run_pending() -> None:
+        if not pending:
+            return
+        for (scores, label, _), probs in zip(pending, classify_batch(ensemble, [t for _, _, t in pending])):
+            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
+                scores[name].add(row, label)
+        pending.clear()
+
+    for item in items:
+        if item.label not in classes:
+            raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
+        label = classes[item.label]
+        try:
+            pixels, _ = load_rgb(item.path)
+            sides = [(result.original, pixels)]
+            if box_of is not None:
+                box = box_of(item, pixels)
+                if box is None:
+                    raise FcnxError("no box for this image (its crop failed, or crop the same split first)", item.path)
+                sides.append((result.cropped, cut_box(pixels, box)))
+        except UsageError:
+            raise
+        except FcnxError as exc:
+            line = str(exc) if exc.path == item.path else f"{item.path}: {str(exc).removeprefix(f'{exc.path}: ')}"
+            result.skipped.append(line)
+            if report:
+                report(line)
+            if progress:
+                progress()
+            continue
+        pending.extend((scores, label, squash(ensemble, region)) for scores, region in sides)
+        if len(pending) >= batch_size:
+            run_pending()
+        if progress:
+            progress()
+    run_pending()
+    return result
+
+
+#: mislabel signals of :func:`find_suspects`
+SIGNALS = ("paper", "graded")
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A likely mislabelled image, with what the ensemble sees instead (its top class, where and how strongly).
+
+    ``gap`` (graded signal only): how far the label's best summed probability anywhere in the
+    pyramid falls below the best of any class.
+    """
+
+    path: Path
+    label: str
+    other: str
+    other_votes: int
+    other_confidence: float
+    box: Box
+    gap: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "label": self.label,
+            "other_category": self.other,
+            "other_votes": self.other_votes,
+            "other_mean_confidence": self.other_confidence,
+            "gap": self.gap,
+            "x": self.box[0],
+            "y": self.box[1],
+            "w": self.box[2],
+            "h": self.box[3],
+        }
+
+
+def rank_suspects(suspects: Iterable[Suspect]) -> list[Suspect]:
+    """Most convincing first: the largest gap (graded), else more nets voting for the other category,
+    then higher confidence, then path."""
+    return sorted(suspects, key=lambda s: (-(s.gap or 0.0), -s.other_votes, -s.other_confidence, str(s.path)))
+
+
+def label_gap(levels: Sequence[Any], maps: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The graded mislabel signal of one image from :meth:`~fcnx.engine.cropper.Cropper.label_levels`: the best
+    summed probability of any class anywhere in its pyramid minus the best of its label (0 when the
+    label is the most confident class there)."""
+    return max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
+
+
+def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
+    """The keys of ``gaps`` (:func:`label_gap` by image) above 0, largest gap first (ties: by key), at most ``top``."""
+    return sorted((key for key, gap in gaps.items() if gap > 0), key=lambda key: (-gaps[key], key))[:top]
+
+
+def find_suspects(
+    cropper: Any,
+    items: Iterable[ImageItem],
+    progress: Callable[[], None] | None = None,
+    signal: str = "paper",
+    top: int | None = None,
+) -> tuple[list[Suspect], list[str]]:
+    """Likely mislabelled images, most convincing first (at most ``top``), and the one-line errors of unreadable ones.
+
+    ``signal="paper"``: the images for whose label no net votes at any cell of any scale.
+    ``signal="graded"``: the images whose label is not the most confident class, ranked by
+    :func:`label_gap` (on cluttered images the paper's signal rarely fires: docs/benchmark.md).
+    """
+    from fcnx.engine.cropper import CropFailure
+
+    if signal not in SIGNALS:
+        raise UsageError(f"unknown mislabel signal {signal!r}; use one of {', '.join(SIGNALS)}")
+    flagged: list[tuple[ImageItem, float | None]] = []
+    failures: list[str] = []
+    if signal == "paper":
+        for result in cropper.crop_items(items):
+            if progress:
+                progress()
+            if isinstance(result, CropFailure):
+                failures.append(result.error)
+            elif not result.boxes[0].found:
+                flagged.append((result.item, None))
+    else:
+        by_path, gaps = {}, {}
+        for item in items:
+            try:
+                gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:])
+                by_path[str(item.path)] = item
+            except FcnxError as exc:
+                failures.append(str(exc))
+            if progress:
+                progress()
+        flagged = [(by_path[key], gaps[key]) for key in rank_by_gap(gaps, top)]
+    suspects = []
+    for item, gap in flagged:
+        seen = cropper.crop_image(item.path).boxes[0]  # no category, no label: the top class
+        suspects.append(
+            Suspect(
+                item.path,
+                item.label or "",
+                seen.category,
+                seen.votes,
+                seen.mean_confidence,
+                (seen.x, seen.y, seen.w, seen.h),
+                gap,
+            )
+        )
+    return rank_suspects(suspects)[:top], failures

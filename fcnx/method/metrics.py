@@ -1,0 +1,132 @@
+"""Benchmark metrics (numpy only): box IoU and MaxBoxAccV2-style accuracy, box baselines,
+mislabel precision/recall, top-k accuracy.
+
+Boxes are ``(x, y, w, h)`` in pixels; arrays of boxes are ``N x 4``; image sizes are ``(height, width)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: IoU thresholds of MaxBoxAccV2 (Choe et al., 2020)
+IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+
+
+def box_iou(pred: np.typing.ArrayLike, truth: np.typing.ArrayLike) -> np.ndarray:
+    """Element-wise intersection over union of two ``N x 4`` (or ``4``) arrays of ``(x, y, w, h)`` boxes.
+
+    Boxes of zero area that do not overlap score 0.
+    """
+    a = np.asarray(pred, dtype=np.float64)
+    b = np.asarray(truth, dtype=np.float64)
+    if a.shape[-1] != 4 or b.shape[-1] != 4:
+        raise ValueError(f"boxes need 4 numbers (x, y, w, h), got shapes {a.shape} and {b.shape}")
+    if np.any(a[..., 2:] < 0) or np.any(b[..., 2:] < 0):
+        raise ValueError("box width and height must be >= 0")
+    iw = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+@dataclass(frozen=True)
+class BoxAccuracy:
+    """Localization scores of a set of predicted boxes, all as fractions in [0, 1]."""
+
+    mean_iou: float
+    at: dict[float, float]  # IoU threshold -> share of boxes with IoU >= threshold
+    count: int
+
+    @property
+    def maxboxacc(self) -> float:
+        """Mean of the shares at IoU 0.3, 0.5 and 0.7 (MaxBoxAccV2's averaging, for boxes)."""
+        return float(np.mean([self.at[t] for t in IOU_THRESHOLDS]))
+
+    def as_dict(self) -> dict[str, float]:
+        """Flat ``name -> value`` for reports: ``mean_iou``, ``acc@0.3`` ... ``maxboxacc``, ``count``."""
+        return {
+            "mean_iou": self.mean_iou,
+            **{f"acc@{t}": v for t, v in self.at.items()},
+            "maxboxacc": self.maxboxacc,
+            "count": self.count,
+        }
+
+
+def box_accuracy(
+    pred: np.typing.ArrayLike, truth: np.typing.ArrayLike, thresholds: Sequence[float] = IOU_THRESHOLDS
+) -> BoxAccuracy:
+    """Mean IoU and the share of predicted boxes reaching each IoU threshold (one prediction per true box)."""
+    ious = box_iou(np.reshape(pred, (-1, 4)), np.reshape(truth, (-1, 4)))
+    if ious.size == 0:
+        raise ValueError("no boxes to score")
+    return BoxAccuracy(
+        mean_iou=float(ious.mean()), at={float(t): float(np.mean(ious >= t)) for t in thresholds}, count=int(ious.size)
+    )
+
+
+def _sides(box_sides: np.typing.ArrayLike, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(box_sides, dtype=np.float64), (n, 2))
+
+
+def centred_boxes(image_sizes: np.typing.ArrayLike, box_sides: np.typing.ArrayLike) -> np.ndarray:
+    """Boxes of ``box_sides`` ``(w, h)`` (one pair, or one per image) centred in images of ``(height, width)``.
+
+    Sides larger than the image are clipped to it.
+    """
+    sizes = np.reshape(np.asarray(image_sizes, dtype=np.float64), (-1, 2))
+    wh = np.minimum(_sides(box_sides, len(sizes)), sizes[:, ::-1])
+    xy = (sizes[:, ::-1] - wh) / 2
+    return np.concatenate([xy, wh], axis=1)
+
+
+def random_boxes(image_sizes: np.typing.ArrayLike, box_sides: np.typing.ArrayLike, seed: int = 0) -> np.ndarray:
+    """Boxes of ``box_sides`` ``(w, h)`` placed uniformly at random inside each image (seeded)."""
+    sizes = np.reshape(np.asarray(image_sizes, dtype=np.float64), (-1, 2))
+    wh = np.minimum(_sides(box_sides, len(sizes)), sizes[:, ::-1])
+    xy = np.random.default_rng(seed).random((len(sizes), 2)) * (sizes[:, ::-1] - wh)
+    return np.concatenate([xy, wh], axis=1)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """How well a suspect list matches the planted mislabels."""
+
+    precision: float  # share of suspects that were planted (0 when there are no suspects)
+    recall: float  # share of planted mislabels among the suspects (1 when none were planted)
+    found: int
+    suspects: int
+    planted: int
+
+
+def detection_scores(suspects: Iterable[str], planted: Iterable[str]) -> Detection:
+    """Precision and recall of the ``suspects`` (sample ids) against the ``planted`` mislabels."""
+    s, p = set(suspects), set(planted)
+    found = len(s & p)
+    return Detection(
+        precision=found / len(s) if s else 0.0,
+        recall=found / len(p) if p else 1.0,
+        found=found,
+        suspects=len(s),
+        planted=len(p),
+    )
+
+
+def top_k_accuracy(scores: np.typing.ArrayLike, labels: np.typing.ArrayLike, k: int = 1) -> float:
+    """Share of rows of ``scores`` (``N x C``) whose ``k`` highest entries include the row's label.
+
+    Ties are broken towards the lower class index, as ``argmax`` does.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if s.ndim != 2 or y.shape != (s.shape[0],):
+        raise ValueError(f"need N x C scores and N labels, got {s.shape} and {y.shape}")
+    if not 1 <= k <= s.shape[1]:
+        raise ValueError(f"k must be in [1, {s.shape[1]}], got {k}")
+    if s.shape[0] == 0:
+        raise ValueError("no samples to score")
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == y[:, None], axis=1)))

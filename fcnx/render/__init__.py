@@ -1,0 +1,1 @@
+"""Pictures: training curves, heatmap overlays, HTML pages."""

@@ -1,0 +1,1 @@
+"""Fine-tuning backbones: datasets, schedules, the resumable training loop, torchrun."""

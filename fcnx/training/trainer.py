@@ -1,0 +1,600 @@
+"""Fine-tuning a backbone on a labelled dataset, step by step, resumable, on one or many devices.
+
+A run lives in one folder:
+
+- ``best.safetensors``: the fcnx checkpoint with the best validation top-1 so far (the result:
+  ``fcnx crop --weights NET=OUT/best.safetensors``);
+- ``resume.safetensors``: the current weights, the optimizer's tensors and, in its metadata, the
+  configuration and progress (JSON), written atomically after every epoch, last, so ``--resume``
+  loses at most the epoch that was running (a kill at any moment leaves it whole);
+- ``metrics.csv`` and ``training.png``: loss and accuracy per epoch;
+- ``skipped.txt``: the images left out, one error line each (files a meta list names that are
+  missing, files the loader cannot read), when there are any.
+
+A bad image never stops a run: it is skipped (in every epoch) and counted, and its one-line
+error is reported once.
+
+Every epoch is seeded from ``(seed, epoch, rank)`` and the shuffling from ``(seed, epoch)``, so a
+resumed run repeats exactly what the uninterrupted run would have done. Validation squashes whole
+images to the training size with the resize of ``fcnx evaluate`` (:class:`fcnx.training.datasets.EvalResize`),
+so its top-1 is the number ``fcnx evaluate`` reports on the same images.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+
+from fcnx.backbones import checkpoint
+from fcnx.backbones.registry import get_backbone
+from fcnx.errors import FcnxError, UsageError
+from fcnx.io import images
+from fcnx.method.metrics import top_k_accuracy
+from fcnx.training import datasets, distributed, finetune
+
+BEST = "best.safetensors"
+RESUME = "resume.safetensors"
+METRICS = "metrics.csv"
+PLOT = "training.png"
+SKIPPED = "skipped.txt"
+COLUMNS = [
+    "epoch",
+    "step",
+    "step_name",
+    "step_epoch",
+    "trainable",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "best",
+    "unreadable",
+    "seconds",
+]
+
+
+@dataclass
+class TrainConfig:
+    """What a run trains and how; saved with the run, so ``--resume`` repeats it exactly."""
+
+    net: str
+    data: str
+    split: str = "train"
+    size: int = 299
+    weights: str = "pretrained"
+    head: list[int] = field(default_factory=list)
+    schedule: str = "auto"
+    blocks_per_step: int = 1
+    epochs: int = 10
+    patience: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    finetune_lr: float | None = None
+    weight_decay: float = 1e-4
+    opt: str = "adamw"
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment: bool = True
+    amp: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def step_lr(self, index: int) -> float:
+        """The first step (the new head, or everything for ``all``) learns at ``lr``, later ones at
+        ``finetune_lr`` (default ``lr / 10``)."""
+        if index == 0:
+            return self.lr
+        return self.finetune_lr if self.finetune_lr is not None else self.lr / 10
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in ``resume.safetensors`` after every epoch."""
+
+    step: int = 0
+    step_epoch: int = 0
+    epoch: int = 0
+    best_top1: float = -1.0
+    since_best: int = 0
+    finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    validation: str = ""  # digest of the validation images, to notice a changed dataset on resume
+    unreadable: dict[str, str] = field(default_factory=dict)  # image the loader could not read -> its error
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` leaves behind."""
+
+    outdir: Path
+    best: Path
+    best_top1: float | None
+    history: list[dict[str, Any]]
+    steps: list[finetune.Step]
+    unreadable: int
+    missing: int
+    #: one error line per image left out (missing, then unreadable)
+    skipped: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- saving and loading state
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state dict split into tensors (for safetensors) and everything else (for JSON)."""
+    if optimizer is None:
+        return {}, {}
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], saved: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in saved.get("scalars", {}).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+def _meta(
+    config: TrainConfig, classes: list[str], carried: dict[str, Any], **training: Any
+) -> checkpoint.CheckpointMeta:
+    return checkpoint.CheckpointMeta(
+        arch=get_backbone(config.net).name,
+        classes=list(classes),
+        input_size=config.size,
+        head=list(config.head),
+        extra={**carried, "training": training},
+    )
+
+
+def _digest(items: list[Any]) -> str:
+    return hashlib.sha256("\n".join(str(item.rel) for item in items).encode()).hexdigest()[:16]
+
+
+def read_resume(outdir: Path) -> tuple[TrainConfig, Progress, dict[str, Any]]:
+    """Configuration, progress and saved extras of the run in ``outdir``."""
+    path = outdir / RESUME
+    meta = checkpoint.read_meta(path)
+    if meta is None or "resume" not in meta.extra:
+        raise UsageError("not a training state written by fcnx train", path)
+    saved = meta.extra["resume"]
+    return TrainConfig.from_dict(saved["config"]), Progress(**saved["progress"]), saved
+
+
+def write_metrics(outdir: Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.csv`` and ``training.png`` from the run's history (rewritten whole, atomically)."""
+    from fcnx.io.files import atomic_text
+    from fcnx.render.plots import plot_history
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_text(outdir / METRICS, buffer.getvalue())
+    plot_history(history, outdir / PLOT)
+
+
+# --------------------------------------------------------------------------- one epoch
+
+
+class _Normalize:
+    """Pixels in ``[0, 255]`` to the backbone's input convention, on the device (as :class:`fcnx.engine.fcn.FCN` does)."""
+
+    def __init__(self, preprocess: Any, device: torch.device) -> None:
+        order = [2, 1, 0] if preprocess.channel_order == "BGR" else [0, 1, 2]
+        mean = torch.tensor(preprocess.mean, dtype=torch.float32) * 255.0
+        std = torch.tensor(preprocess.std, dtype=torch.float32) * 255.0
+        self.order = order
+        self.scale = (1.0 / std)[order].view(1, 3, 1, 1).to(device)
+        self.shift = (-mean / std)[order].view(1, 3, 1, 1).to(device)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.order != [0, 1, 2]:
+            pixels = pixels[:, self.order]
+        return pixels * self.scale + self.shift
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    value = (seed * 1_000_003 + epoch * 7_919 + rank) % (2**31)
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.amp.GradScaler]:
+    """The autocast context factory and grad scaler for ``device`` (mixed precision on CUDA only)."""
+    enabled = amp and device.type == "cuda"
+    dtype = torch.bfloat16 if enabled and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=enabled and dtype == torch.float16)
+    return (lambda: torch.autocast(device.type, dtype=dtype, enabled=enabled)), scaler
+
+
+def _train_epoch(
+    net: Any,
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    normalize: _Normalize,
+    autocast: Callable[[], Any],
+    scaler: torch.amp.GradScaler,
+    ctx: distributed.Context,
+    bar: Any,
+    bad: list[int],
+) -> tuple[float, float, int]:
+    """One pass over the training shard; returns summed (loss, correct, seen) and the unreadable count.
+
+    The dataset indices of this shard's unreadable images are appended to ``bad``.
+    """
+    finetune.train_mode(model)
+    sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss, correct, seen
+    unreadable = 0
+    for batch, (pixels, labels, index) in enumerate(loader):
+        keep = labels >= 0
+        unreadable += int((~keep).sum())
+        bad += index[~keep].tolist()
+        pixels = normalize(pixels.to(ctx.device, non_blocking=True))
+        labels = labels.to(ctx.device, non_blocking=True)
+        keep = keep.to(ctx.device)
+        with autocast():
+            logits = net(pixels)
+        losses = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none") * keep
+        loss = losses.sum() / keep.sum().clamp(min=1)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        sums += torch.stack([losses.detach().sum(), ((logits.argmax(1) == labels) & keep).sum(), keep.sum()]).double()
+        bar.update(1)
+        if not bar.disable and (batch % 10 == 0 or batch == len(loader) - 1):
+            loss_sum, correct, seen = sums.tolist()
+            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct / max(seen, 1):.1%}", refresh=False)
+    loss_sum, correct, seen = sums.tolist()
+    total_loss, total_correct, total_seen, total_bad = distributed.sum_all([loss_sum, correct, seen, unreadable], ctx)
+    return (total_loss / max(total_seen, 1), total_correct / max(total_seen, 1), int(total_bad))
+
+
+@torch.inference_mode()
+def _validate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    normalize: _Normalize,
+    autocast: Callable[[], Any],
+    ctx: distributed.Context,
+    bad: list[int],
+) -> tuple[float, float, float, int]:
+    """Loss, top-1 and top-5 over the validation images (this shard's, summed over processes), and unreadable ones
+    (their dataset indices appended to ``bad``)."""
+    model.eval()
+    loss_sum = top1 = top5 = seen = unreadable = 0.0
+    for pixels, labels, index in loader:
+        keep = labels >= 0
+        unreadable += int((~keep).sum())
+        bad += index[~keep].tolist()
+        if not keep.any():
+            continue
+        pixels, labels = pixels[keep], labels[keep]
+        with autocast():
+            logits = model(normalize(pixels.to(ctx.device))).float()
+        loss_sum += float(F.cross_entropy(logits, labels.to(ctx.device), reduction="sum"))
+        probs = logits.softmax(1).cpu().numpy()
+        top1 += round(top_k_accuracy(probs, labels.numpy(), 1) * len(labels))
+        top5 += round(top_k_accuracy(probs, labels.numpy(), min(5, probs.shape[1])) * len(labels))
+        seen += len(labels)
+    loss_sum, top1, top5, seen, unreadable = distributed.sum_all([loss_sum, top1, top5, seen, unreadable], ctx)
+    n = max(seen, 1)
+    return loss_sum / n, top1 / n, top5 / n, int(unreadable)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _check_resume(
+    config: TrainConfig, classes: list[str], saved: dict[str, Any], digest: str, progress: Progress, outdir: Path
+) -> None:
+    changed = [k for k, v in asdict(config).items() if saved["config"].get(k) != v]
+    if changed:
+        raise UsageError(
+            f"--resume continues the saved run as it was configured; {changed[0]} differs "
+            f"(saved {saved['config'].get(changed[0])!r}, given {asdict(config)[changed[0]]!r})",
+            outdir / RESUME,
+        )
+    if saved.get("classes") != classes:
+        raise UsageError(
+            f"the dataset's classes differ from those of the run being resumed "
+            f"({len(classes)} vs {len(saved.get('classes', []))})",
+            outdir / RESUME,
+        )
+    if progress.validation and progress.validation != digest:
+        raise UsageError(
+            "the dataset's images changed since the run started (another validation split)", outdir / RESUME
+        )
+
+
+def _unreadable(path: Path) -> str:
+    """The one-line error of an image the data loader could not read (read again here: loader processes keep none)."""
+    try:
+        images.load_rgb(path)
+    except FcnxError as exc:
+        return str(exc)
+    return f"{path}: could not be read during training"
+
+
+def train(
+    config: TrainConfig,
+    outdir: str | Path,
+    *,
+    device: str = "auto",
+    workers: int = 4,
+    resume: bool = False,
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+    report: Callable[[str], None] | None = None,
+    on_epoch: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.net`` on ``config.data`` into ``outdir`` (see the module docstring).
+
+    ``report(line)`` receives the error of each image left out, once (default: ``log``).
+    ``on_epoch(progress)`` is called after each epoch's files are written (e.g. to stop a run).
+    Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
+    """
+    from tqdm import tqdm
+
+    from fcnx.io.files import atomic_text, remove_temporaries
+
+    report = report or log
+    ctx = distributed.context(device)
+    outdir = Path(outdir)
+    spec = get_backbone(config.net)
+    schedule = finetune.resolve_schedule(config.schedule, spec)
+    data = datasets.open_dataset(config.data, config.split)
+    train_items, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
+    digest = _digest(val_items)
+    progress, saved = Progress(validation=digest), {}
+    if resume:
+        _, progress, saved = read_resume(outdir)
+        _check_resume(config, data.classes, saved, digest, progress, outdir)
+    if ctx.main:
+        log(data.describe() + f"; {len(train_items)} for training, {len(val_items)} for validation")
+        for warning in data.warnings:
+            log(f"warning: {warning}")
+    if not train_items:
+        raise UsageError(f"no training images left in the {config.split} split", data.root)
+
+    torch.manual_seed(config.seed)  # the new head's initialisation
+    model, carried = finetune.initial_model(spec, data.classes, config.head, config.weights)
+    steps = finetune.plan_steps(model, schedule, config.blocks_per_step)
+    best_state: dict[str, torch.Tensor] | None = None
+    resume_tensors: dict[str, torch.Tensor] = {}
+    if resume:
+        resume_tensors = checkpoint.read_tensors(outdir / RESUME)
+        model.load_state_dict({k[len("model.") :]: v for k, v in resume_tensors.items() if k.startswith("model.")})
+        if (outdir / BEST).is_file():
+            best_state = checkpoint.read_tensors(outdir / BEST)
+    model.to(ctx.device)
+    if ctx.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+
+    normalize = _Normalize(spec.preprocess, ctx.device)
+    autocast, scaler = _autocast(ctx.device, config.amp)
+    train_set = datasets.ImageDataset(train_items, data.classes, config.size, train=True, augment=config.augment)
+    val_set = datasets.ImageDataset(val_items, data.classes, config.size, train=False)
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
+    shard = len(sampler)
+    pin = ctx.device.type == "cuda"
+    train_loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin,
+        drop_last=shard > config.batch_size,
+    )
+    val_loader = DataLoader(
+        torch.utils.data.Subset(val_set, range(ctx.rank, len(val_set), ctx.world)),
+        batch_size=config.batch_size,
+        num_workers=workers,
+        pin_memory=pin,
+    )
+    meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
+    unreadable_total = 0
+    missing = list(data.missing_lines)  # one line each, naming the meta file and line
+    if ctx.main:
+        remove_temporaries(outdir)  # what a killed run was writing
+        for line in missing:
+            report(f"error: {line}")
+
+    try:
+        while not progress.finished and progress.step < len(steps):
+            step = steps[progress.step]
+            trainable = finetune.apply_step(model, step)
+            net = distributed.wrap(model, ctx)
+            lr = config.step_lr(progress.step)
+            optimizer = _optimizer(model, config, lr)
+            if resume_tensors and progress.step_epoch > 0 and saved.get("optimizer"):
+                _restore_optimizer(optimizer, resume_tensors, saved["optimizer"])
+                if saved.get("scaler"):
+                    scaler.load_state_dict(saved["scaler"])
+            resume_tensors = {}
+            if ctx.main:
+                log(
+                    f"step {progress.step + 1}/{len(steps)}: {step.name} ({trainable:,} trainable parameters, lr {lr:g})"
+                )
+            step_done = False
+            while not step_done:
+                start = time.perf_counter()
+                _seed_epoch(config.seed, progress.epoch, ctx.rank)
+                sampler.set_epoch(progress.epoch)
+                bad_train: list[int] = []
+                bad_val: list[int] = []
+                with tqdm(
+                    total=len(train_loader),
+                    desc=f"step {progress.step + 1}/{len(steps)} epoch {progress.step_epoch + 1}",
+                    unit="batch",
+                    leave=False,
+                    disable=quiet or not ctx.main or not sys.stderr.isatty(),
+                ) as bar:
+                    train_loss, train_top1, bad = _train_epoch(
+                        net, model, train_loader, optimizer, normalize, autocast, scaler, ctx, bar, bad_train
+                    )
+                val = _validate(model, val_loader, normalize, autocast, ctx, bad_val) if val_items else None
+                bad += val[3] if val else 0
+                unreadable_total = max(unreadable_total, bad)
+                paths = [str(train_set.items[k].path) for k in bad_train] + [
+                    str(val_set.items[k].path) for k in bad_val
+                ]
+                for path in sorted(set(distributed.gather_all(paths, ctx)) - set(progress.unreadable)):
+                    progress.unreadable[path] = _unreadable(Path(path))
+                    if ctx.main:
+                        report(f"error: {progress.unreadable[path]}")
+                top1 = val[1] if val else train_top1
+                improved = val is None or top1 > progress.best_top1
+                if improved:
+                    progress.best_top1, progress.since_best = top1, 0
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                else:
+                    progress.since_best += 1
+                progress.history.append(
+                    {
+                        "epoch": progress.epoch + 1,
+                        "step": progress.step + 1,
+                        "step_name": step.name,
+                        "step_epoch": progress.step_epoch + 1,
+                        "trainable": trainable,
+                        "lr": lr,
+                        "train_loss": train_loss,
+                        "train_top1": train_top1,
+                        "val_loss": val[0] if val else None,
+                        "val_top1": val[1] if val else None,
+                        "val_top5": val[2] if val else None,
+                        "best": improved,
+                        "unreadable": bad,
+                        "seconds": round(time.perf_counter() - start, 3),
+                    }
+                )
+                progress.epoch += 1
+                progress.step_epoch += 1
+                step_done = progress.step_epoch >= config.epochs or (
+                    val is not None and progress.since_best >= config.patience
+                )
+                if step_done:  # the next step starts from the best weights so far
+                    model.load_state_dict(best_state)
+                    progress.step, progress.step_epoch, progress.since_best = progress.step + 1, 0, 0
+                    progress.finished = progress.step >= len(steps)
+                if ctx.main:
+                    row = progress.history[-1]
+                    log(_epoch_line(row))
+                    if improved:
+                        checkpoint.save(
+                            outdir / BEST,
+                            best_state,
+                            _meta(
+                                config,
+                                data.classes,
+                                carried,
+                                **meta_info,
+                                epoch=row["epoch"],
+                                step=row["step"],
+                                val_top1=row["val_top1"],
+                            ),
+                        )
+                    write_metrics(outdir, progress.history)
+                    if missing or progress.unreadable:
+                        lines = missing + list(progress.unreadable.values())
+                        atomic_text(outdir / SKIPPED, "".join(f"{line}\n" for line in lines))
+                    # last: the epoch counts once this is written (a kill before it redoes the epoch, and the
+                    # files above are rewritten whole from the saved history)
+                    _save_resume(
+                        outdir, model, None if step_done else optimizer, scaler, config, data.classes, carried, progress
+                    )
+                distributed.barrier(ctx)
+                if on_epoch is not None:
+                    on_epoch(progress)
+            del net
+    finally:
+        distributed.finish(ctx)
+    best = progress.best_top1 if val_items else None
+    return TrainResult(
+        outdir,
+        outdir / BEST,
+        best,
+        progress.history,
+        steps,
+        unreadable_total,
+        len(data.missing),
+        missing + list(progress.unreadable.values()),
+    )
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """timm's optimizer factory over the trainable parameters (no weight decay on biases and norms)."""
+    from timm.optim import create_optimizer_v2
+
+    try:
+        return create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay)
+    except (AssertionError, ValueError) as exc:
+        raise UsageError(f"unknown optimizer {config.opt!r} ({exc}); e.g. adamw, sgd, momentum, rmsprop") from None
+
+
+def _save_resume(
+    outdir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    classes: list[str],
+    carried: dict[str, Any],
+    progress: Progress,
+) -> None:
+    optim_tensors, optim_rest = _optimizer_state(optimizer)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim_tensors
+    meta = _meta(config, classes, carried)
+    meta.extra["resume"] = {
+        "config": asdict(config),
+        "progress": asdict(progress),
+        "classes": list(classes),
+        "optimizer": optim_rest,
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+    }
+    checkpoint.save(outdir / RESUME, tensors, meta)
+
+
+def _epoch_line(row: dict[str, Any]) -> str:
+    text = (
+        f"epoch {row['epoch']} (step {row['step']}, {row['step_epoch']}): train loss {row['train_loss']:.4f} "
+        f"top-1 {row['train_top1']:.1%}"
+    )
+    if row["val_top1"] is not None:
+        text += f" | validation loss {row['val_loss']:.4f} top-1 {row['val_top1']:.1%} top-5 {row['val_top5']:.1%}"
+    return text + (" *" if row["best"] else "")

@@ -1,0 +1,124 @@
+"""Plugins: inline registration, broken plugins reported and skipped, FCNX_LOAD_PLUGINS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from fcnx.backbones import plugins, registry
+from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.spec import BackboneSpec
+from fcnx.cli import cli
+from fcnx.errors import UsageError
+
+
+def _unused(*args, **kwargs):
+    raise AssertionError("a spec's callables must not run while listing")
+
+
+def tiny_spec(name: str, stride: int = 8, offset: int = 5) -> BackboneSpec:
+    return BackboneSpec(
+        name=name,
+        framework="pytorch",
+        stride=stride,
+        offset=offset,
+        default_size=stride * 4 + offset,
+        build=_unused,
+        load_weights=_unused,
+        convolutionalize=_unused,
+        description="inline test net",
+    )
+
+
+class InlinePlugin:
+    @hookimpl
+    def register_backbones(self, register):
+        register(tiny_spec("inline_net"))
+
+
+class RaisingPlugin:
+    @hookimpl
+    def register_backbones(self, register):
+        raise RuntimeError("boom")
+
+
+def test_inline_plugin_registers_a_backbone(clean_registry):
+    clean_registry.register(InlinePlugin(), name="inline")
+    registry.refresh()
+    spec = registry.get_backbone("inline_net")
+    assert spec.plugin == "inline"
+    assert spec.formula() == "8D+5"
+    result = CliRunner().invoke(cli, ["list-backbones", "inline*"])
+    assert result.exit_code == 0, result.output
+    assert "inline_net" in result.output and "8D+5" in result.output and "vgg16" not in result.output
+
+
+def test_hook_that_raises_is_reported_and_skipped(clean_registry):
+    clean_registry.register(RaisingPlugin(), name="raising")
+    clean_registry.register(InlinePlugin(), name="inline")
+    registry.refresh()
+    result = CliRunner().invoke(cli, ["list-backbones"])
+    assert result.exit_code == 0
+    assert "inline_net" in result.stdout and "inception_v3" in result.stdout
+    assert "warning: plugin 'raising' skipped: register_backbones failed: RuntimeError: boom" in result.stderr
+
+
+def test_duplicate_backbone_name_is_reported(clean_registry):
+    class Again:
+        @hookimpl
+        def register_backbones(self, register):
+            register(tiny_spec("vgg16"))
+
+    clean_registry.register(Again(), name="again")
+    registry.refresh()
+    assert registry.get_backbone("vgg16").plugin == "timm"
+    assert "already registered by timm" in plugins.broken["again"]
+
+
+def test_plugin_that_fails_to_import_is_reported(monkeypatch, clean_registry):
+    class BrokenEntryPoint:
+        name = "broken_pkg"
+        value = "broken_pkg.module"
+
+        def load(self):
+            raise ImportError("No module named 'broken_pkg'")
+
+    monkeypatch.setattr(plugins, "_loaded", False)
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points", lambda group: [BrokenEntryPoint()])
+    plugins.load_plugins()
+    registry.refresh()
+    result = CliRunner().invoke(cli, ["list-backbones"])
+    assert result.exit_code == 0
+    assert "plugin 'broken_pkg' skipped: cannot load broken_pkg.module: ImportError" in result.stderr
+
+
+def test_unknown_backbone_suggests_close_matches(clean_registry):
+    with pytest.raises(UsageError, match=r"unknown backbone 'incepton_v3' \(did you mean: inception_v3"):
+        registry.get_backbone("incepton_v3")
+
+
+def test_list_backbones_glob_and_comma_list():
+    names = [s.name for s in registry.list_backbones("vgg*,xception")]
+    assert names == ["vgg16", "vgg19", "xception"]
+
+
+def _run_list(env_value: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "FCNX_LOAD_PLUGINS"}
+    if env_value is not None:
+        env["FCNX_LOAD_PLUGINS"] = env_value
+    out = subprocess.run(
+        [sys.executable, "-m", "fcnx", "list-backbones", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_env_var_restricts_loaded_plugins():
+    assert _run_list("") == {"backbones": [], "broken_plugins": {}}
+    timm_only = _run_list("timm")
+    assert {b["plugin"] for b in timm_only["backbones"]} == {"timm"}
+    assert "inception_v3" in {b["name"] for b in timm_only["backbones"]}
