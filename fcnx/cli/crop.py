@@ -349,7 +349,7 @@ def crop_cmd(
     if local:
         results = cropper.crop_items(pending)
     else:
-        from fcnx.engine.ray import CropperConfig, RayStats, crop_on_ray
+        from fcnx.jobs.ray import CropperConfig, RayStats, crop_on_ray
 
         config = CropperConfig(
             tuple(net_names),

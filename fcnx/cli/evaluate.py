@@ -170,7 +170,7 @@ def evaluate_cmd(
                 batch_size=batch_size or (1 if ensemble.device.type == "cpu" else 8),
             )
         else:
-            from fcnx.engine.ray import CropperConfig, evaluate_on_ray
+            from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
 
             result = evaluate_on_ray(
                 CropperConfig(tuple(names), weight_map, kernel),
