@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import FcnxError, UsageError
+from fcnx.render.text import text_table
 
 
 def _table(rows: list[dict]) -> str:
@@ -30,8 +31,7 @@ def _table(rows: list[dict]) -> str:
                 f"{100 * r['delta_top1']:+.2f}",
             ]
         lines.append(line)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+    return text_table(lines)
 
 
 @click.command("evaluate")
