@@ -61,7 +61,8 @@ class LazyGroup(click.Group):
         except FcnxError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise UserFacingError(str(exc), exc.exit_code) from None
+            option = f"--{exc.parameter.replace('_', '-')}: " if exc.parameter else ""
+            raise UserFacingError(f"{option}{exc}", exc.exit_code) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         extra = plugin_commands()

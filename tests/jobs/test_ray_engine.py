@@ -127,7 +127,7 @@ def test_decode_tasks_and_one_actor_give_the_local_results(tmp_path, cluster, we
 def test_ray_options_are_checked(tmp_path, cluster, weights):
     photos(tmp_path / "photos")
     half = crop(weights, "--engine", "ray", "--half", tmp_path / "photos", "-o", tmp_path / "out")
-    assert half.exit_code == 2 and "--half needs GPU actors" in half.stderr
+    assert half.exit_code == 2 and "--half: half precision needs GPU actors" in half.stderr
     local = crop(weights, "--actors", "2", tmp_path / "photos", "-o", tmp_path / "out2")
     assert local.exit_code == 2 and "apply to --engine ray" in local.stderr
 
