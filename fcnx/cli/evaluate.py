@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import FcnxError, UsageError
+from fcnx.render.progress import Progress
 from fcnx.render.text import text_table
 
 
@@ -157,8 +156,11 @@ def evaluate_cmd(
 
     for line in dataset.missing_lines:
         click.echo(f"error: {line}", err=True)
-    bar = tqdm(total=len(items), unit="img", desc="evaluate", disable=quiet)
-    report = lambda line: bar.write(f"error: {line}", file=sys.stderr)  # noqa: E731
+    bar = Progress(len(items), "evaluate", quiet=quiet)
+
+    def report(line: str) -> None:
+        bar.say(f"error: {line}")
+
     try:
         if local:
             result = evaluation.evaluate(
