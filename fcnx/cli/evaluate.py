@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -107,6 +105,7 @@ def evaluate_cmd(
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
     from fcnx.io.files import atomic_text, check_outdir
+    from fcnx.io.tables import write_csv
     from fcnx.jobs import evaluation
     from fcnx.training import datasets
 
@@ -198,11 +197,7 @@ def evaluate_cmd(
             err=True,
         )
     if outdir is not None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_text(outdir / "evaluation.csv", buffer.getvalue())
+        write_csv(outdir / "evaluation.csv", list(rows[0]), rows)
         atomic_text(
             outdir / "evaluation.json",
             json.dumps(
