@@ -84,7 +84,9 @@ class ImageResult:
 class CropSummary:
     """What a run did. ``seconds``: wall time per stage (``nets``: decoding and the engine, ``write``:
     files and journal, ``finish``: tables); ``forward_seconds``: in the nets' forward passes (with
-    ``profile``). ``stopped``: the signal that stopped the run (``SIGINT``, ``SIGTERM``), if any."""
+    ``profile``). ``stopped``: the signal that stopped the run (``SIGINT``, ``SIGTERM``), if any;
+    ``disk_full``: the disk filled up (the run stopped; what was written is whole); ``write_errors``:
+    outputs of the end of the run (tables, pages) that could not be written."""
 
     pending: int = 0
     skipped: int = 0
@@ -402,13 +404,20 @@ class CropJob:
 
     def _write(self, step: Callable[[Any], list[Any]], result: Any) -> list[ImageResult]:
         """The images ``step`` finished writing, counted in the summary at once (even if the stream stops)."""
+        from fcnx.jobs.outputs import DiskFull
+
         tick = time.perf_counter()
         outcomes = step(result)
         self.summary.seconds["write"] += time.perf_counter() - tick
-        return [
-            self._count(ImageResult(o.result.item, o.records, None if o.error is None else str(o.error)))
-            for o in outcomes
-        ]
+        images = []
+        for o in outcomes:
+            image = ImageResult(o.result.item, o.records, None if o.error is None else str(o.error))
+            if isinstance(o.error, DiskFull):  # not the image's failure: the run stops, a rerun does it
+                self.summary.disk_full = True
+                images.append(image)
+            else:
+                images.append(self._count(image))
+        return images
 
     def _count(self, image: ImageResult) -> ImageResult:
         if image.error is not None:
@@ -420,8 +429,7 @@ class CropJob:
         return image
 
     def _should_stop(self) -> bool:
-        if self.outputs.full is not None:
-            self.summary.disk_full = True
+        if self.summary.disk_full:
             return True
         if self.options.fail_fast and self.summary.failures:
             self.summary.fail_fast = True
@@ -430,12 +438,11 @@ class CropJob:
 
     def _finish(self) -> None:
         tick = time.perf_counter()
-        if self.outputs.full is not None:
-            self.summary.disk_full = True
         try:
             self.summary.write_errors = self.outputs.finish(self.summary.failures, order=self.items)
         finally:
             self.summary.seconds["finish"] = time.perf_counter() - tick
+            self.summary.disk_full = self.outputs.full is not None
         self.summary.boxes = len(self.outputs.records)
         if self.local:
             self.summary.forward_seconds = self.ensemble.forward_seconds

@@ -57,6 +57,13 @@ def fit(rel: PurePosixPath) -> PurePosixPath:
     suffix = os.fsencode(rel.suffix)[:32]
     tag = b"~" + hashlib.sha256(name).hexdigest()[:12].encode("ascii")
     stem = name[: NAME_MAX - len(tag) - len(suffix)]
+    for cut in range(4):  # not through a UTF-8 character
+        try:
+            stem[: len(stem) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        stem = stem[: len(stem) - cut]
+        break
     return rel.with_name(os.fsdecode(stem + tag + suffix))
 
 

@@ -113,7 +113,7 @@ def _write_error(exc: BaseException, path: object) -> FcnxError:
         return exc
     if is_disk_full(exc):
         assert isinstance(exc, OSError)
-        return DiskFull(f"no space left on the device ({exc.strerror}); free some space and run again to resume", path)
+        return DiskFull("no space left on the device", path)
     if isinstance(exc, OSError):
         return FcnxError(f"cannot write outputs ({exc.strerror or exc})", path)
     raise exc
@@ -264,7 +264,11 @@ class CropOutputs:
         """The crop and heatmap names of each box (``None`` when not written), reserved for this image."""
         key, rel = str(result.item.path), result.item.rel
         several = len(result.boxes) > 1
-        free = partial(self._free, key=key)
+        used: set[PurePosixPath] = set()  # names given to this image's other boxes
+
+        def free(name: PurePosixPath) -> bool:
+            return name not in used and self._free(name, key)
+
         names = []
         for box in result.boxes:
             category = box.category if several else None
@@ -275,6 +279,7 @@ class CropOutputs:
                 pair[1] = naming.unique(partial(naming.heatmap_name, rel, category), free)
             for name in pair:
                 if name is not None:
+                    used.add(name)
                     self._owner[name.as_posix()] = key
             names.append((pair[0], pair[1]))
         return names
@@ -389,8 +394,8 @@ class CropOutputs:
         ``order``: the run's images in input order. The journal is rewritten in that order if images
         completed in another (batches by size, a resumed run, several Ray actors), so a complete
         run's ``boxes.jsonl`` is the same whatever the engine; images of earlier runs not in
-        ``order`` stay first. Returns the error lines of what could not be written (a full disk);
-        the lock is released in any case.
+        ``order`` stay first. Returns the error lines of what could not be written (a full disk is
+        reported once: not again if an image met it); the lock is released in any case.
         """
         self.flush()  # the images in flight (a stopped run)
         self._pool.close()
@@ -408,7 +413,12 @@ class CropOutputs:
             try:
                 step()
             except OSError as exc:
-                errors.append(str(_write_error(exc, self.outdir / name)))
+                error = _write_error(exc, self.outdir / name)
+                if isinstance(error, DiskFull):
+                    if self.full is not None:
+                        continue
+                    self.full = error
+                errors.append(str(error))
         self.close()
         return errors
 
