@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 #: what ``--in-place`` puts before a crop's suffix; files so named inside OUTDIR are fcnx's, never inputs
@@ -89,3 +90,53 @@ def unique(name: Callable[[int], PurePosixPath], free: Callable[[PurePosixPath],
     while not free(candidate := name(n)):
         n += 1
     return candidate
+
+
+class OutputNames:
+    """Reserves each image's output names in ``outdir`` (see the module).
+
+    ``owner``: the output files the journal gives to an image (relative path -> source path);
+    ``protected``: files never written (the inputs).
+    """
+
+    def __init__(
+        self,
+        outdir: Path,
+        owner: dict[str, str],
+        protected: Iterable[Path],
+        *,
+        crops: bool,
+        heatmaps: bool,
+        in_place: bool,
+    ) -> None:
+        self.outdir, self.owner = outdir, dict(owner)
+        self.protected = set(entries(protected))
+        self.crops, self.heatmaps, self.in_place = crops, heatmaps, in_place
+
+    def _free(self, rel: PurePosixPath, key: str) -> bool:
+        owner = self.owner.get(rel.as_posix())
+        if owner is not None:
+            return owner == key
+        path = self.outdir / rel
+        return entries([path])[0] not in self.protected and not os.path.lexists(path)
+
+    def reserve(
+        self, key: str, rel: PurePosixPath, categories: Sequence[str | None]
+    ) -> list[tuple[PurePosixPath | None, PurePosixPath | None]]:
+        """The crop and heatmap names (``None`` when not written) of input ``rel`` (source path ``key``), one
+        pair per box; ``categories``: each box's, ``None`` when the image gets one box."""
+        used: set[PurePosixPath] = set()  # names given to this image's other boxes
+
+        def free(name: PurePosixPath) -> bool:
+            return name not in used and self._free(name, key)
+
+        names = []
+        for category in categories:
+            crop = unique(partial(crop_name, rel, category, self.in_place), free) if self.crops else None
+            heatmap = unique(partial(heatmap_name, rel, category), free) if self.heatmaps else None
+            for name in (crop, heatmap):
+                if name is not None:
+                    used.add(name)
+                    self.owner[name.as_posix()] = key
+            names.append((crop, heatmap))
+        return names

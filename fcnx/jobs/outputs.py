@@ -21,17 +21,15 @@ dataset lists) that fcnx did not write refuses the run before it starts.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fcnx.engine.cropper import Box, CropResult
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError
 from fcnx.io.files import (
     OutdirLock,
     atomic_bytes,
@@ -48,11 +46,11 @@ from fcnx.io.tables import write_csv
 from fcnx.jobs import naming
 from fcnx.jobs.encoding import encode_crop, encode_png
 from fcnx.jobs.pool import OrderedPool
+from fcnx.jobs.settings import SETTINGS, SettingsFile
 from fcnx.method import geometry
 
 JOURNAL = "boxes.jsonl"
 TABLE = "boxes.csv"
-SETTINGS = ".fcnx-crop.json"
 FAILURES = "failures.txt"
 #: journal lines that are not whole records, set aside (each reported once)
 ASIDE = "boxes.rejected.jsonl"
@@ -159,12 +157,10 @@ class CropOutputs:
         self.journal = CropJournal(outdir / JOURNAL, outdir / ASIDE)
         #: one line per journal line set aside on opening
         self.warnings: list[str] = []
-        self._protected = set(naming.entries(protected))
+        self._protected = list(protected)
         self._lock = lock or OutdirLock(outdir, "fcnx crop")
         self._pool: OrderedPool[CropResult, _Staged] = OrderedPool(threads, "fcnx-write")
-        self._owner: dict[str, str] = {}  # output file -> the source path it belongs to
-        self._files: set[str] = set()  # fixed-name files fcnx wrote in this OUTDIR
-        self._legacy = False  # an OUTDIR of a version that did not list them
+        self.settings_file = SettingsFile(outdir, settings)
         #: set when the disk filled up (see :meth:`submit`)
         self.full: DiskFull | None = None
 
@@ -182,7 +178,9 @@ class CropOutputs:
         self._lock.acquire()
         try:
             remove_temporaries(self.outdir)
-            self._check_settings()
+            fixed = [TABLE, FAILURES, ASIDE, *(rel.as_posix() for _, rel in self.meta_copies)]
+            fixed += [p.name for p in self.outdir.iterdir() if _GALLERY_PAGES.fullmatch(p.name)]
+            self.settings_file.check(fixed, JOURNAL)
             self.journal.load()
         except BaseException:
             self._lock.release()
@@ -192,47 +190,14 @@ class CropOutputs:
                 f"{self.outdir / JOURNAL}:{number}: not a crop record ({problem}); set aside in {ASIDE}, "
                 f"its image is redone"
             )
-        self._owner = self.journal.owner()
-
-    def _check_settings(self) -> None:
-        settings_path = self.outdir / SETTINGS
-        fixed = [TABLE, FAILURES, ASIDE, *(rel.as_posix() for _, rel in self.meta_copies)]
-        fixed += [p.name for p in self.outdir.iterdir() if _GALLERY_PAGES.fullmatch(p.name)]
-        if settings_path.is_file():
-            try:
-                state = json.loads(settings_path.read_text(encoding="utf-8"))
-                previous = state.get("settings", {})
-                files = state.get("files")
-            except (OSError, ValueError, AttributeError):
-                raise UsageError(
-                    f"unreadable settings file {settings_path}; remove it or choose another OUTDIR"
-                ) from None
-            changed = sorted(k for k in set(previous) | set(self.settings) if previous.get(k) != self.settings.get(k))
-            if changed:
-                raise UsageError(
-                    f"{self.outdir} holds boxes made with other settings ({', '.join(changed)} differ); "
-                    f"choose another OUTDIR, or run again with the same options to resume"
-                )
-            self._legacy = not isinstance(files, list)
-            self._files = set() if self._legacy else {f for f in files if isinstance(f, str)}
-        elif (self.outdir / JOURNAL).exists():
-            raise UsageError(f"{self.outdir} has a {JOURNAL} but no {SETTINGS}; choose another OUTDIR")
-        if not self._legacy:
-            taken = sorted(rel for rel in set(fixed) - self._files if os.path.lexists(self.outdir / rel))
-            if taken:
-                raise UsageError(
-                    f"{self.outdir} already holds {', '.join(map(one_line, taken))}, not written by fcnx crop: "
-                    f"fcnx never replaces them; move them or choose another OUTDIR"
-                )
-        self._claim(fixed)
-
-    def _claim(self, rels: Iterable[str]) -> None:
-        """Record fixed-name files as fcnx's before writing them (in the settings file)."""
-        new = set(rels) - self._files
-        if new or not (self.outdir / SETTINGS).exists():
-            self._files |= new
-            state = {"version": 1, "settings": self.settings, "files": sorted(self._files)}
-            atomic_text(self.outdir / SETTINGS, json.dumps(state, indent=2, ensure_ascii=True) + "\n")
+        self._names = naming.OutputNames(
+            self.outdir,
+            self.journal.owner(),
+            self._protected,
+            crops=self.crops,
+            heatmaps=self.heatmaps,
+            in_place=self.in_place,
+        )
 
     def done(self, item: ImageItem) -> bool:
         """Whether ``item`` was fully processed with these settings and its source file has not changed."""
@@ -251,38 +216,6 @@ class CropOutputs:
         return self.journal.records
 
     # ---- writing one image
-
-    def _free(self, rel: PurePosixPath, key: str) -> bool:
-        """Whether output ``rel`` may be written for the image ``key``: no other's, no input, no user's file."""
-        owner = self._owner.get(rel.as_posix())
-        if owner is not None:
-            return owner == key
-        path = self.outdir / rel
-        return naming.entries([path])[0] not in self._protected and not os.path.lexists(path)
-
-    def _names(self, result: CropResult) -> list[tuple[PurePosixPath | None, PurePosixPath | None]]:
-        """The crop and heatmap names of each box (``None`` when not written), reserved for this image."""
-        key, rel = str(result.item.path), result.item.rel
-        several = len(result.boxes) > 1
-        used: set[PurePosixPath] = set()  # names given to this image's other boxes
-
-        def free(name: PurePosixPath) -> bool:
-            return name not in used and self._free(name, key)
-
-        names = []
-        for box in result.boxes:
-            category = box.category if several else None
-            pair: list[PurePosixPath | None] = [None, None]
-            if self.crops:
-                pair[0] = naming.unique(partial(naming.crop_name, rel, category, self.in_place), free)
-            if self.heatmaps:
-                pair[1] = naming.unique(partial(naming.heatmap_name, rel, category), free)
-            for name in pair:
-                if name is not None:
-                    used.add(name)
-                    self._owner[name.as_posix()] = key
-            names.append((pair[0], pair[1]))
-        return names
 
     def _stage(self, result: CropResult, names: list[tuple[PurePosixPath | None, PurePosixPath | None]]) -> _Staged:
         """Encode and write the image's files to temporary names (a pool thread); its records."""
@@ -339,7 +272,9 @@ class CropOutputs:
         """
         if self.full is not None:
             return [Outcome(result, error=self.full)]
-        names = self._names(result)
+        several = len(result.boxes) > 1
+        categories = [box.category if several else None for box in result.boxes]
+        names = self._names.reserve(str(result.item.path), result.item.rel, categories)
         return self._settle(self._pool.submit(result, lambda: self._stage(result, names)))
 
     def flush(self) -> list[Outcome]:
@@ -449,7 +384,7 @@ class CropOutputs:
         from fcnx.render.html import gallery_pages
 
         pages = gallery_pages(self.records, self.outdir)
-        self._claim(pages)
+        self.settings_file.claim(pages)
         for name, page in pages.items():
             atomic_text(self.outdir / name, page)
 
