@@ -104,7 +104,7 @@ def evaluate_cmd(
     """
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
-    from fcnx.io.files import atomic_text, check_outdir
+    from fcnx.io.files import atomic_text, check_outdir, one_line
     from fcnx.io.tables import write_csv
     from fcnx.jobs import evaluation
     from fcnx.training import datasets
@@ -155,9 +155,9 @@ def evaluate_cmd(
         box_of = evaluation.crops_of(Cropper(ensemble))
 
     for line in dataset.missing_lines:
-        click.echo(f"error: {line}", err=True)
+        click.echo(f"error: {one_line(line)}", err=True)
     bar = tqdm(total=len(items), unit="img", desc="evaluate", disable=quiet)
-    report = lambda line: bar.write(f"error: {line}", file=sys.stderr)  # noqa: E731
+    report = lambda line: bar.write(f"error: {one_line(line)}", file=sys.stderr)  # noqa: E731
     try:
         if local:
             result = evaluation.evaluate(

@@ -362,7 +362,7 @@ class CropOutputs:
         self._pool.close()
         self._lock.release()
 
-    def table_row(self, record: Record) -> dict[str, Any]:
+    def _table_row(self, record: Record) -> dict[str, Any]:
         """``record`` as a row of ``boxes.csv``."""
         row = {**record, "cell_i": record["cell"][0], "cell_j": record["cell"][1]}
         row.update({f"score:{n}": record["net_scores"].get(n) for n in self.net_names})
@@ -371,7 +371,7 @@ class CropOutputs:
 
     def _write_table(self) -> None:
         columns = COLUMNS + [f"score:{n}" for n in self.net_names] + [f"vote:{n}" for n in self.net_names]
-        write_csv(self.outdir / TABLE, columns, [self.table_row(r) for r in self.records])
+        write_csv(self.outdir / TABLE, columns, [self._table_row(r) for r in self.records])
 
     def _write_failures(self, failures: list[str]) -> None:
         path = self.outdir / FAILURES
