@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import UsageError
 from fcnx.method.selection import RULES
+
+if TYPE_CHECKING:
+    from fcnx.jobs.crop import CropSummary
 
 #: runs of at most this many images print one line per box
 SHOW_BOXES_UP_TO = 20
@@ -227,11 +230,13 @@ def crop_cmd(
         for warning in job.warnings:
             click.echo(f"warning: {one_line(warning)}", err=True)
         click.echo(
-            f"crop: {summary.pending} image(s) to do"
-            + (f", {summary.skipped} already done" if summary.skipped else "")
-            + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
-            + f"; nets {', '.join(job.ensemble.names)} at kernel {kernel} "
-            + (f"on {job.device}" if job.local else "on a Ray cluster"),
+            one_line(
+                f"crop: {summary.pending} image(s) to do"
+                + (f", {summary.skipped} already done" if summary.skipped else "")
+                + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
+                + f"; nets {', '.join(job.ensemble.names)} at kernel {kernel} "
+                + (f"on {job.device}" if job.local else "on a Ray cluster")
+            ),
             err=True,
         )
     progress = _Progress(summary.pending, quiet)
@@ -252,57 +257,52 @@ def crop_cmd(
     _report(summary, out, quiet=quiet, dry_run=dry_run, profile=profile, local=job.local)
 
 
-def _report(summary: Any, out: Path, *, quiet: bool, dry_run: bool, profile: bool, local: bool) -> None:
+def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, profile: bool, local: bool) -> None:
     """The end of a run: profile, summary lines, how to resume, the exit code."""
     from fcnx.io.files import one_line
+
+    def say(text: str) -> None:
+        click.echo(one_line(text), err=True)
 
     wall = summary.wall
     if profile and not quiet:
         if local:
-            click.echo(
+            say(
                 f"crop: forward passes {summary.forward_seconds:.1f} s of {wall:.1f} s wall "
-                f"({100 * summary.forward_seconds / max(wall, 1e-9):.1f} %)",
-                err=True,
+                f"({100 * summary.forward_seconds / max(wall, 1e-9):.1f} %)"
             )
         else:
-            ray = summary.ray
-            click.echo(
+            ray = summary.ray or {}
+            say(
                 f"crop: forward passes {summary.forward_seconds:.1f} s in {ray['actors']} "
                 f"{'GPU' if ray['gpus'] else 'CPU'} actor(s): {100 * summary.forward_seconds / max(ray['busy_seconds'], 1e-9):.1f} % "
                 f"of the {ray['busy_seconds']:.1f} s they spent cropping, {100 * summary.forward_seconds / max(wall * ray['actors'], 1e-9):.1f} % "
-                f"of their {wall:.1f} s wall (with the start of the cluster and actors)",
-                err=True,
+                f"of their {wall:.1f} s wall (with the start of the cluster and actors)"
             )
     for line in summary.write_errors:
-        click.echo(f"error: {one_line(line)}", err=True)
+        say(f"error: {line}")
     if not quiet:
-        click.echo(
-            f"crop: {summary.boxes} box(es) in {out / 'boxes.jsonl'}" + ("" if dry_run else f"; crops in {out}"),
-            err=True,
-        )
+        say(f"crop: {summary.boxes} box(es) in {out / 'boxes.jsonl'}" + ("" if dry_run else f"; crops in {out}"))
         if summary.not_found:
-            click.echo(
+            say(
                 f"crop: {summary.not_found} box(es) with found=false: no net votes for the category at any scale "
-                f"(likely mislabelled)",
-                err=True,
+                f"(likely mislabelled)"
             )
     if summary.stopped is not None:
         how = "interrupted" if summary.stopped.name == "SIGINT" else f"stopped by {summary.stopped.name}"
-        click.echo(f"crop: {how}; run the same command again to resume", err=True)
+        say(f"crop: {how}; run the same command again to resume")
         raise SystemExit(128 + summary.stopped.value)
     if summary.disk_full:
-        click.echo(
-            "crop: stopped: the disk is full; free some space and run the same command again to resume", err=True
-        )
+        say("crop: the disk is full; free some space and run the same command again to resume")
         raise SystemExit(1)
     failures = summary.failures
     if failures or summary.write_errors:
         if failures:
-            click.echo(f"crop: {len(failures)} image(s) failed (listed in {out / 'failures.txt'}):", err=True)
+            say(f"crop: {len(failures)} image(s) failed (listed in {out / 'failures.txt'}):")
         for line in failures[:20]:
-            click.echo(f"  {one_line(line)}", err=True)
+            say(f"  {line}")
         if len(failures) > 20:
-            click.echo(f"  ... and {len(failures) - 20} more", err=True)
+            say(f"  ... and {len(failures) - 20} more")
         if summary.fail_fast:
-            click.echo("crop: stopped at the first failure (--fail-fast)", err=True)
+            say("crop: stopped at the first failure (--fail-fast)")
         raise SystemExit(1)
