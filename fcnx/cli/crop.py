@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +10,7 @@ import click
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import UsageError
 from fcnx.method.selection import RULES
+from fcnx.render.progress import Progress
 
 if TYPE_CHECKING:
     from fcnx.jobs.crop import CropSummary
@@ -28,44 +27,6 @@ def _box_line(record: dict[str, Any]) -> str:
         f"h={record['h']:.0f}, votes {record['votes']}/{record['nets']}, mean confidence "
         f"{record['mean_confidence']:.2f}, scale {record['scale']:.2f}{crop}{flag}"
     )
-
-
-class _Progress:
-    """A tqdm bar on a terminal, a plain line every ``every`` seconds otherwise, nothing when quiet."""
-
-    def __init__(self, total: int, quiet: bool, every: float = 30.0) -> None:
-        self.total, self.quiet, self.every = total, quiet, every
-        self.count, self.start, self.last = 0, time.monotonic(), time.monotonic()
-        self.bar = None
-        if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", desc="crop", file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
-
-    def update(self) -> None:
-        self.count += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif not self.quiet and (time.monotonic() - self.last >= self.every or self.count == self.total):
-            self.last = time.monotonic()
-            click.echo(self.line(), err=True)
-
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.start
-        rate = self.count / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.count) / rate if rate > 0 else float("nan")
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "?"
-        return f"crop: {self.count}/{self.total} images, {rate:.2f} img/s, ETA {eta_text}"
-
-    def say(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            click.echo(text, err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @click.command("crop")
@@ -239,7 +200,7 @@ def crop_cmd(
             ),
             err=True,
         )
-    progress = _Progress(summary.pending, quiet)
+    progress = Progress(summary.pending, "crop", quiet=quiet)
     show_boxes = not quiet and summary.pending <= SHOW_BOXES_UP_TO
     with terminate_as_interrupt():
         try:

@@ -2,7 +2,7 @@
 
 One streaming job for the CLI, benchmarks and notebooks alike::
 
-    from fcnx.jobs.crop import CropOptions, run_crop
+    from fcnx import CropOptions, run_crop
 
     job = run_crop(["photos/"], "out/", CropOptions(nets=["tiny_vgg"], categories=["pizza"]))
     for image in job:          # one ImageResult per image, as it is written
@@ -209,10 +209,6 @@ class CropJob:
     def _load_nets(self) -> None:
         o = self.options
         self.local = o.engine == "local"
-        if o.heatmaps:
-            from fcnx.render.heatmaps import colormap
-
-            colormap()  # refuse before any work when matplotlib is missing
         if self._given is not None:
             self.cropper, self.ensemble, self.device = self._given, self._given.ensemble, self._given.ensemble.device
         else:
@@ -348,7 +344,7 @@ class CropJob:
         o = self.options
         if self.local:
             return self.cropper.crop_items(self.pending)
-        from fcnx.engine.ray import CropperConfig, RayStats, crop_on_ray
+        from fcnx.jobs.ray import CropperConfig, RayStats, crop_on_ray
 
         config = CropperConfig(
             tuple(o.nets),

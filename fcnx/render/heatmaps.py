@@ -1,30 +1,16 @@
 """Heatmap overlays: the summed ensemble heatmap at the chosen level over the image, with the box.
 
-Colours come from matplotlib's perceptually uniform ``inferno`` colormap (``pip install 'fcnx[plots]'``).
+Colours come from matplotlib's perceptually uniform ``inferno`` colormap.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fcnx.errors import FcnxError
-
-if TYPE_CHECKING:
-    from fcnx.engine.cropper import Box
-
 COLORMAP = "inferno"
-
-
-def colormap() -> Any:
-    """matplotlib's :data:`COLORMAP` (:class:`FcnxError` when matplotlib is not installed)."""
-    try:
-        from matplotlib import colormaps
-    except ImportError:
-        raise FcnxError("heatmap pictures need matplotlib: pip install 'fcnx[plots]'") from None
-    return colormaps[COLORMAP]
 
 
 def _sample(heat: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -39,8 +25,9 @@ def _sample(heat: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return top * (1 - fr) + bottom * fr
 
 
-def heatmap_overlay(pixels: np.ndarray, box: Box, kernel: int, stride: int, max_side: int = 768) -> Image.Image:
-    """The image with the summed ensemble heatmap at the chosen level (mean probability, 0..1) and the box.
+def heatmap_overlay(pixels: np.ndarray, box: Any, kernel: int, stride: int, max_side: int = 768) -> Image.Image:
+    """The image with the summed ensemble heatmap at the chosen level (mean probability, 0..1) and the box
+    (an :class:`fcnx.engine.cropper.Box` kept with its heatmap).
 
     Each cell's value is drawn at the centre of its window and interpolated in between.
     """
@@ -54,7 +41,9 @@ def heatmap_overlay(pixels: np.ndarray, box: Box, kernel: int, stride: int, max_
     ys = (np.arange(size[1]) + 0.5) / zoom  # original-image coordinates of the display pixels
     xs = (np.arange(size[0]) + 0.5) / zoom
     heat = _sample(box.heatmap / box.nets, (ys * sy - kernel / 2) / stride, (xs * sx - kernel / 2) / stride)
-    colours = colormap()(np.clip(heat, 0, 1), bytes=True)[..., :3]
+    from matplotlib import colormaps
+
+    colours = colormaps[COLORMAP](np.clip(heat, 0, 1), bytes=True)[..., :3]
     picture = Image.blend(base, Image.fromarray(np.ascontiguousarray(colours)), 0.55)
     draw = ImageDraw.Draw(picture)
     x1, y1, x2, y2 = (v * zoom for v in (box.x1, box.y1, box.x2, box.y2))

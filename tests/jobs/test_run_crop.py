@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
-import sys
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +12,7 @@ from tiny_backbones import color_checkpoint
 
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import UsageError
 from fcnx.io.files import OutdirLock
 from fcnx.jobs.crop import CropOptions, run_crop
 
@@ -73,11 +71,3 @@ def test_an_outdir_held_by_another_run_is_refused_before_anything_is_touched(tmp
     with OutdirLock(out, "fcnx crop"), pytest.raises(UsageError, match="is in use by another run"):
         run_crop([photos], out, options)
     assert sorted(p.name for p in out.iterdir()) == [".fcnx-lock", ".x.fcnx-tmp"]
-
-
-def test_heatmaps_without_matplotlib_are_refused_in_one_line_before_any_work(tmp_path, setup, monkeypatch):
-    photos, options = setup
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
-    with pytest.raises(FcnxError, match=r"heatmap pictures need matplotlib: pip install 'fcnx\[plots\]'"):
-        run_crop([photos], tmp_path / "out", dataclasses.replace(options, heatmaps=True))
-    assert not (tmp_path / "out" / "boxes.jsonl").exists()
