@@ -141,7 +141,11 @@ class CropOutputs:
     # ---- resume state
 
     def open(self) -> None:
-        """Lock OUTDIR, clean what a killed run left, check settings and files, load the journal."""
+        """Lock OUTDIR, clean what a killed run left, check settings and files, load the journal.
+
+        Raises :class:`~fcnx.errors.UsageError` for an OUTDIR that is refused, :class:`DiskFull` (or
+        another :class:`~fcnx.errors.FcnxError`) when the journal cannot be repaired.
+        """
         self._lock.acquire()
         try:
             remove_temporaries(self.outdir)
@@ -149,8 +153,10 @@ class CropOutputs:
             fixed += [p.name for p in self.outdir.iterdir() if _GALLERY_PAGES.fullmatch(p.name)]
             self.settings_file.check(fixed, JOURNAL)
             self.journal.load()
-        except BaseException:
+        except BaseException as exc:
             self._lock.release()
+            if isinstance(exc, OSError):  # a full disk while repairing the journal, say
+                raise _write_error(exc, self.outdir) from None
             raise
         for number, problem in self.journal.set_aside:
             self.warnings.append(
