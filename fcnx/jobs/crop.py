@@ -4,7 +4,7 @@ One streaming job for the CLI, benchmarks and notebooks alike::
 
     from fcnx import CropOptions, run_crop
 
-    job = run_crop(["photos/"], "out/", CropOptions(nets=["tiny_vgg"], categories=["pizza"]))
+    job = run_crop(["photos/"], "out/", CropOptions(nets=["efficientnet_lite0"], kernel=224, categories=["espresso"]))
     for image in job:          # one ImageResult per image, as it is written
         print(image.item.path, image.error or image.records[0]["votes"])
     print(job.summary)         # counts, failures, seconds per stage
@@ -337,8 +337,10 @@ class CropJob:
     def stop(self, interrupt: KeyboardInterrupt) -> None:
         """End the stream after ``interrupt`` (the images in flight are written, then the tables)."""
         self.summary.stopped = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
-        if self._stream is not None:
-            self._stream.close()
+        if self._stream is None:  # never started: nothing to write, release OUTDIR
+            self.outputs.close()
+            self._stream = (image for image in ())
+        self._stream.close()
 
     def _engine(self) -> Iterator[Any]:
         o = self.options
