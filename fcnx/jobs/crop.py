@@ -339,7 +339,7 @@ class CropJob:
         self.summary.stopped = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
         if self._stream is None:  # never started: nothing to write, release OUTDIR
             self.outputs.close()
-            self._stream = (image for image in ())
+            self._stream = _empty_stream()
         self._stream.close()
 
     def _engine(self) -> Iterator[Any]:
@@ -448,6 +448,11 @@ class CropJob:
             stats = self._ray_stats
             self.summary.forward_seconds = stats.forward_seconds
             self.summary.ray = {"actors": stats.actors, "gpus": stats.gpus, "busy_seconds": stats.busy_seconds}
+
+
+def _empty_stream() -> Generator[ImageResult, None, None]:
+    """An empty stream (of a job stopped before it started)."""
+    yield from ()
 
 
 def run_crop(
