@@ -5,12 +5,22 @@ Colours come from matplotlib's perceptually uniform ``inferno`` colormap.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+if TYPE_CHECKING:
+    from fcnx.engine.cropper import Box
+
 COLORMAP = "inferno"
+
+
+def colormap() -> Any:
+    """matplotlib's :data:`COLORMAP`."""
+    from matplotlib import colormaps
+
+    return colormaps[COLORMAP]
 
 
 def _sample(heat: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -25,9 +35,8 @@ def _sample(heat: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return top * (1 - fr) + bottom * fr
 
 
-def heatmap_overlay(pixels: np.ndarray, box: Any, kernel: int, stride: int, max_side: int = 768) -> Image.Image:
-    """The image with the summed ensemble heatmap at the chosen level (mean probability, 0..1) and the box
-    (an :class:`fcnx.engine.cropper.Box` kept with its heatmap).
+def heatmap_overlay(pixels: np.ndarray, box: Box, kernel: int, stride: int, max_side: int = 768) -> Image.Image:
+    """The image with the summed ensemble heatmap at the chosen level (mean probability, 0..1) and the box.
 
     Each cell's value is drawn at the centre of its window and interpolated in between.
     """
@@ -41,9 +50,7 @@ def heatmap_overlay(pixels: np.ndarray, box: Any, kernel: int, stride: int, max_
     ys = (np.arange(size[1]) + 0.5) / zoom  # original-image coordinates of the display pixels
     xs = (np.arange(size[0]) + 0.5) / zoom
     heat = _sample(box.heatmap / box.nets, (ys * sy - kernel / 2) / stride, (xs * sx - kernel / 2) / stride)
-    from matplotlib import colormaps
-
-    colours = colormaps[COLORMAP](np.clip(heat, 0, 1), bytes=True)[..., :3]
+    colours = colormap()(np.clip(heat, 0, 1), bytes=True)[..., :3]
     picture = Image.blend(base, Image.fromarray(np.ascontiguousarray(colours)), 0.55)
     draw = ImageDraw.Draw(picture)
     x1, y1, x2, y2 = (v * zoom for v in (box.x1, box.y1, box.x2, box.y2))
