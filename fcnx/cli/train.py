@@ -30,6 +30,9 @@ CONFIG_OPTIONS = (
     "seed",
     "augment",
     "amp",
+    "crops",
+    "crop_jitter",
+    "crop_scale",
 )
 
 
@@ -140,6 +143,26 @@ def _parse_head(text: str) -> list[int]:
     show_default=True,
     help="timm's training augmentation (random resized crop, flip, colour jitter).",
 )
+@click.option(
+    "--crops",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="boxes.jsonl of an earlier 'fcnx crop' of this dataset: train and validate on each image's box "
+    "(the paper's use of its crops); images without a box are skipped and listed.",
+)
+@click.option(
+    "--crop-jitter",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="--crops: move each training crop's centre by up to this share of its sides (seeded).",
+)
+@click.option(
+    "--crop-scale",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="--crops: scale each training crop's sides by a factor in [1 - S, 1 + S] (seeded).",
+)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
@@ -158,6 +181,7 @@ def train_cmd(
       fcnx train --net inception_v3 --head 1024,512 --data food-101/ -o runs/iv3
       fcnx train --net vgg16 --weights vgg16_imagenet.safetensors --data food-101/ -o runs/vgg16
       fcnx train --resume -o runs/iv3                     # continue an interrupted run
+      fcnx train --net inception_v3 --data food-101/ --crops cropped/boxes.jsonl -o runs/iv3-crops
       torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
 
     An image that is missing or cannot be read is skipped and counted, with one error line
@@ -169,6 +193,8 @@ def train_cmd(
     options["head"] = _parse_head(options["head"])
     if options["data"] is not None:  # absolute, so that --resume works from any folder
         options["data"] = str(options["data"].resolve())
+    if options["crops"] is not None:
+        options["crops"] = str(options["crops"].resolve())
     if resume:
         if not (outdir / trainer.RESUME).is_file():
             raise UsageError(f"nothing to resume: no {trainer.RESUME} here", outdir)

@@ -91,6 +91,12 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     amp: bool = True
+    #: a ``boxes.jsonl``: train and validate on each image's box (``fcnx train --crops``)
+    crops: str | None = None
+    #: training crops: centre moved by up to this share of the box's sides ...
+    crop_jitter: float = 0.0
+    #: ... and sides scaled by a factor drawn from ``[1 - crop_scale, 1 + crop_scale]``
+    crop_scale: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -323,11 +329,12 @@ def _validate(
 def _check_resume(
     config: TrainConfig, classes: list[str], saved: dict[str, Any], digest: str, progress: Progress, outdir: Path
 ) -> None:
-    changed = [k for k, v in asdict(config).items() if saved["config"].get(k) != v]
+    before = asdict(TrainConfig.from_dict(saved["config"]))  # settings a run predates have their defaults
+    changed = [k for k, v in asdict(config).items() if before[k] != v]
     if changed:
         raise UsageError(
             f"--resume continues the saved run as it was configured; {changed[0]} differs "
-            f"(saved {saved['config'].get(changed[0])!r}, given {asdict(config)[changed[0]]!r})",
+            f"(saved {before[changed[0]]!r}, given {asdict(config)[changed[0]]!r})",
             outdir / RESUME,
         )
     if saved.get("classes") != classes:
@@ -340,6 +347,27 @@ def _check_resume(
         raise UsageError(
             "the dataset's images changed since the run started (another validation split)", outdir / RESUME
         )
+
+
+def _crops(config: TrainConfig, data: datasets.LabelledImages) -> Callable[[list[Any]], Any]:
+    """For ``--crops``: leave out (as missing) the images without a box; returns the :class:`BoxCutter` of a list of items."""
+    from fcnx.jobs.evaluation import read_boxes
+    from fcnx.training.transforms import BoxCutter, boxes_of
+
+    path = Path(str(config.crops))
+    index = read_boxes(path)
+    data.warnings += index.warnings
+    kept, boxes, without = boxes_of(data.items, index)
+    if not kept:
+        raise UsageError(f"no image of the {config.split} split of {data.root} has a box here (wrong file?)", path)
+    data.items = kept
+    data.missing += [item.path for item in without]
+    data.missing_lines += [
+        f"{item.path}: no box in {path} (its crop failed, or another split was cropped)" for item in without
+    ]
+    by_path = {item.path: box for item, box in zip(kept, boxes)}
+    scale = (1 - config.crop_scale, 1 + config.crop_scale)
+    return lambda items: BoxCutter([by_path[item.path] for item in items], config.crop_jitter, scale)
 
 
 def _unreadable(path: Path) -> str:
@@ -379,6 +407,7 @@ def train(
     spec = get_backbone(config.net)
     schedule = finetune.resolve_schedule(config.schedule, spec)
     data = datasets.open_dataset(config.data, config.split)
+    cutter = _crops(config, data) if config.crops else None
     train_items, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
     digest = _digest(val_items)
     progress, saved = Progress(validation=digest), {}
@@ -408,8 +437,17 @@ def train(
 
     normalize = _Normalize(spec.preprocess, ctx.device)
     autocast, scaler = _autocast(ctx.device, config.amp)
-    train_set = datasets.ImageDataset(train_items, data.classes, config.size, train=True, augment=config.augment)
-    val_set = datasets.ImageDataset(val_items, data.classes, config.size, train=False)
+    train_set = datasets.ImageDataset(
+        train_items,
+        data.classes,
+        config.size,
+        train=True,
+        augment=config.augment,
+        cut=cutter(train_items) if cutter else None,
+    )
+    val_set = datasets.ImageDataset(
+        val_items, data.classes, config.size, train=False, cut=cutter(val_items) if cutter else None
+    )
     sampler = DistributedSampler(train_set, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
     shard = len(sampler)
     pin = ctx.device.type == "cuda"
