@@ -49,6 +49,11 @@ def _parse_head(text: str) -> list[int]:
 @click.command("train")
 @click.option("--net", help="Backbone to fine-tune (see 'fcnx list-backbones'), e.g. inception_v3.")
 @click.option(
+    "--nets",
+    help="Train an ensemble: these backbones (comma-separated) one after another, each in OUTDIR/<net>/ with "
+    "the same settings, then OUTDIR/ensemble.json for 'fcnx crop --ensemble'.",
+)
+@click.option(
     "--data",
     type=click.Path(path_type=Path, file_okay=False),
     help="Dataset root: Food-101 layout (images/, meta/) or class folders (<class>/*.jpg).",
@@ -183,6 +188,7 @@ def train_cmd(
       fcnx train --resume -o runs/iv3                     # continue an interrupted run
       fcnx train --net inception_v3 --data food-101/ --crops cropped/boxes.jsonl -o runs/iv3-crops
       torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
+      fcnx train --nets inception_v3,xception,vgg16 --data food-101/ -o runs/   # runs/ensemble.json
 
     An image that is missing or cannot be read is skipped and counted, with one error line
     naming it; the run goes on and ends with exit status 1 (its result is valid).
@@ -195,6 +201,10 @@ def train_cmd(
         options["data"] = str(options["data"].resolve())
     if options["crops"] is not None:
         options["crops"] = str(options["crops"].resolve())
+    nets = options.pop("nets")
+    if nets is not None or (resume and _is_ensemble(outdir)):
+        _train_ensemble(nets, outdir, resume, {name: options[name] for name in given}, options, device, workers, quiet)
+        return
     if resume:
         if not (outdir / trainer.RESUME).is_file():
             raise UsageError(f"nothing to resume: no {trainer.RESUME} here", outdir)
@@ -251,5 +261,64 @@ def train_cmd(
             f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
             f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}",
             err=True,
+        )
+        raise SystemExit(1)
+
+
+def _is_ensemble(outdir: Path) -> bool:
+    from fcnx.training import manifest, trainer
+
+    return (outdir / manifest.MANIFEST).is_file() and not (outdir / trainer.RESUME).is_file()
+
+
+def _train_ensemble(
+    nets: str | None,
+    outdir: Path,
+    resume: bool,
+    given: dict,
+    options: dict,
+    device: str,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """``--nets``: every member in ``outdir/<net>/``, then ``ensemble.json`` (see :mod:`fcnx.training.ensemble`)."""
+    from fcnx.io.files import check_outdir
+    from fcnx.training import ensemble, manifest, trainer
+
+    if resume:
+        if nets is not None:
+            raise UsageError("--resume continues the ensemble's saved members; leave out --nets")
+        plan = ensemble.resume_manifest(outdir, given)
+    else:
+        if options["net"] is not None:
+            raise UsageError("give --net NAME (one run) or --nets A,B,C (an ensemble), not both")
+        if options["data"] is None:
+            raise UsageError("fcnx train --nets needs --data ROOT")
+        if (outdir / manifest.MANIFEST).exists() or (outdir / trainer.RESUME).exists():
+            raise UsageError(
+                "this folder holds a training run already: continue it with --resume, or choose another folder", outdir
+            )
+        names = [n.strip() for n in nets.split(",") if n.strip()] if nets else []
+        if not names:
+            raise UsageError("--nets needs backbone names, e.g. --nets inception_v3,xception,vgg16")
+        plan = ensemble.plan(trainer.TrainConfig(**{**options, "net": names[0]}), names, outdir)
+    check_outdir(outdir, [Path(plan.config["data"])])
+    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    try:
+        result = ensemble.train_ensemble(
+            plan, outdir, device=device, workers=workers, quiet=quiet, log=log, report=lambda t: click.echo(t, err=True)
+        )
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
+        raise click.Abort() from None
+    done = result.manifest
+    for member in done.members:
+        top1 = "" if member.val_top1 is None else f" (validation top-1 {member.val_top1:.2%})"
+        click.echo(f"{member.net}: {outdir / member.checkpoint}{top1}")
+    top1 = "" if done.val_top1 is None else f" (ensemble validation top-1 {done.val_top1:.2%})"
+    click.echo(f"ensemble: {result.path}{top1}; use it with fcnx crop --ensemble {result.path}")
+    if result.skipped:
+        click.echo(
+            f"train: {len(result.skipped)} image(s) skipped, listed in each member's {trainer.SKIPPED}", err=True
         )
         raise SystemExit(1)
