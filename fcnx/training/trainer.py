@@ -7,6 +7,7 @@ A run lives in one folder:
 - ``resume.safetensors``: the current weights, the optimizer's tensors and, in its metadata, the
   configuration and progress (JSON), written atomically after every epoch, last, so ``--resume``
   loses at most the epoch that was running (a kill at any moment leaves it whole);
+- ``README.md``: the model card of ``best.safetensors`` (:mod:`fcnx.training.card`), rewritten with it;
 - ``metrics.csv`` and ``training.png``: loss and accuracy per epoch;
 - ``skipped.txt``: the images left out, one error line each (files a meta list names that are
   missing, files the loader cannot read), when there are any.
@@ -43,7 +44,7 @@ from fcnx.backbones.registry import get_backbone
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io import images
 from fcnx.method.metrics import top_k_accuracy
-from fcnx.training import datasets, distributed, finetune
+from fcnx.training import card, datasets, distributed, finetune
 
 BEST = "best.safetensors"
 RESUME = "resume.safetensors"
@@ -567,6 +568,7 @@ def train(
                                 val_top1=row["val_top1"],
                             ),
                         )
+                        atomic_text(outdir / card.CARD, card.model_card(spec, data.classes, config, schedule, row))
                     write_metrics(outdir, progress.history)
                     if missing or progress.unreadable:
                         lines = missing + list(progress.unreadable.values())
