@@ -3,9 +3,11 @@
 The crop records are read as ``fcnx crop`` and ``fcnx evaluate`` read them
 (:func:`fcnx.io.journal.read_journal`: a last line cut by a killed run is dropped with a warning;
 for the same image and category the last record counts). Each image keeps its boxes in file
-order; its size is the record's ``width``/``height`` (else read from the image). ``--box tight``
-takes each record's tight box (``tight: {x, y, w, h}``) and falls back to the square window,
-with one warning, where a record has none (boxes made before ``fcnx crop --box tight``).
+order; its size is the record's ``width``/``height`` (else read from the image). A record's
+``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box": "square"|"tight"`` says
+which kind it is, and ``window`` / ``tight`` (``[x, y, w, h]`` or ``{x, y, w, h}``) give each kind.
+``--box square`` exports the kernel window, ``--box tight`` the tight box, falling back to the
+window, with one warning, where a record has none (boxes made before ``fcnx crop --box tight``).
 
 A suspects folder (``fcnx suspects -o``) exports one box per suspect image: where the nets see
 their own top class, labelled with that class, with ``suspect: true`` and the dataset's label as
@@ -52,6 +54,27 @@ def _xywh(source: Any) -> tuple[float, float, float, float]:
     return box  # type: ignore[return-value]
 
 
+def _given(value: Any) -> tuple[float, float, float, float] | None:
+    """A box written as ``[x, y, w, h]`` or ``{x, y, w, h}``; ``None`` when absent."""
+    if value is None:
+        return None
+    return _xywh(dict(zip("xywh", value)) if isinstance(value, list | tuple) else value)
+
+
+def _kinds(
+    record: dict[str, Any],
+) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float] | None]:
+    """The square window and the tight box (``None`` if the record has none) of a crop record."""
+    nested = record.get("box")
+    main = _xywh(nested if isinstance(nested, dict) else record)
+    kind = nested if isinstance(nested, str) else "square"
+    if kind not in BOXES:
+        raise ValueError(f"unknown box kind {kind!r}")
+    window = _given(record.get("window")) or (main if kind == "square" else None)
+    tight = _given(record.get("tight")) or (main if kind == "tight" else None)
+    return window or main, tight
+
+
 def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
     """``(width, height)`` of the image of ``record``: its fields, else the upright image file."""
     if isinstance(record.get("width"), int) and isinstance(record.get("height"), int):
@@ -93,15 +116,14 @@ def collect_crops(outdir: Path, box: str = "square") -> Collected:
         boxes = []
         for number, record in records.values():
             try:
-                square = _xywh(record.get("box", record))
-                tight = record.get("tight")
-                chosen = _xywh(tight) if box == "tight" and isinstance(tight, dict) else square
+                square, tight = _kinds(record)
+                chosen = tight if box == "tight" and tight is not None else square
                 category = record.get("category") or record.get("label")
                 if not isinstance(category, str):
                     raise ValueError("no category (nor label)")
             except (ValueError, KeyError, TypeError) as exc:
                 raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
-            untight += box == "tight" and not isinstance(tight, dict)
+            untight += box == "tight" and tight is None
             index = record.get("category_index")
             order.setdefault(category, index if isinstance(index, int) else 1 << 30)
             boxes.append((category, chosen, record))

@@ -106,8 +106,19 @@ def test_fiftyone_layout_links_every_image_under_its_coco_name(cropped, tmp_path
 
 
 def test_tight_box_when_present_square_window_with_a_warning_otherwise(cropped, tmp_path):
-    lines = records(cropped)[:2]
+    lines = records(cropped)[:3]
     lines[0]["tight"] = {"x": 3.5, "y": 4.0, "w": 10.0, "h": 6.25}
+    # as `fcnx crop --box tight` writes it: x, y, w, h the tight box, both kinds as lists
+    window = [lines[2][k] for k in "xywh"]
+    lines[2] |= {
+        "box": "tight",
+        "window": window,
+        "tight": [1.0, 2.0, 3.0, 4.0],
+        "x": 1.0,
+        "y": 2.0,
+        "w": 3.0,
+        "h": 4.0,
+    }
     source = tmp_path / "src"
     source.mkdir()
     (source / "boxes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -115,7 +126,10 @@ def test_tight_box_when_present_square_window_with_a_warning_otherwise(cropped, 
     assert result.exit_code == 0, result.output
     assert "warning: " in result.output and "1 box(es) have no tight box" in result.output
     anns = json.loads((tmp_path / "t" / "labels.json").read_text())["annotations"]
-    assert [a["bbox"] for a in anns] == [[3.5, 4.0, 10.0, 6.25], [lines[1][k] for k in "xywh"]]
+    assert [a["bbox"] for a in anns] == [[3.5, 4.0, 10.0, 6.25], [lines[1][k] for k in "xywh"], [1.0, 2.0, 3.0, 4.0]]
+    assert run("export", source, "--format", "coco", "-o", tmp_path / "s").exit_code == 0
+    anns = json.loads((tmp_path / "s" / "labels.json").read_text())["annotations"]
+    assert anns[2]["bbox"] == window and anns[0]["bbox"] == [lines[0][k] for k in "xywh"]
 
 
 def test_suspects_export_marks_each_suspect_image(cropped, tmp_path):
