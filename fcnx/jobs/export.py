@@ -17,6 +17,7 @@ attributes (and as image keys in COCO, elements in VOC).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class Collected:
 
 def _xywh(source: Any) -> tuple[float, float, float, float]:
     box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
-    if not all(v == v and abs(v) != float("inf") for v in box) or box[2] <= 0 or box[3] <= 0:
+    if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"empty or invalid box {box}")
     return box  # type: ignore[return-value]
 
@@ -83,7 +84,9 @@ def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
         return image.width, image.height
 
 
-def _detection(category: str, box: tuple[float, float, float, float], size: tuple[int, int], **facts: Any):
+def _detection(
+    category: str, box: tuple[float, float, float, float], size: tuple[int, int], **facts: Any
+) -> writers.Detection:
     width, height = size
     score = facts.pop("score")
     corners = geometry.pixel_box(box, (height, width))
