@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -13,6 +12,7 @@ import click
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import FcnxError, UsageError
 from fcnx.method.selection import RULES
+from fcnx.render.progress import Progress
 
 SETTINGS_VERSION = 1
 #: runs of at most this many images print one line per box
@@ -48,44 +48,6 @@ def _weights_identity(nets: list[str], weights: dict[str, str]) -> dict[str, str
         path = weight_file(get_backbone(net), value)
         identity[net] = f"sha256:{_file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
     return identity
-
-
-class _Progress:
-    """A tqdm bar on a terminal, a plain line every ``every`` seconds otherwise, nothing when quiet."""
-
-    def __init__(self, total: int, quiet: bool, every: float = 30.0) -> None:
-        self.total, self.quiet, self.every = total, quiet, every
-        self.count, self.start, self.last = 0, time.monotonic(), time.monotonic()
-        self.bar = None
-        if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", desc="crop", file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
-
-    def update(self) -> None:
-        self.count += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif not self.quiet and (time.monotonic() - self.last >= self.every or self.count == self.total):
-            self.last = time.monotonic()
-            click.echo(self.line(), err=True)
-
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.start
-        rate = self.count / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.count) / rate if rate > 0 else float("nan")
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "?"
-        return f"crop: {self.count}/{self.total} images, {rate:.2f} img/s, ETA {eta_text}"
-
-    def say(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            click.echo(text, err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @click.command("crop")
@@ -327,7 +289,7 @@ def crop_cmd(
             + (f"on {torch_device}" if local else "on a Ray cluster"),
             err=True,
         )
-    progress = _Progress(len(pending), quiet)
+    progress = Progress(len(pending), "crop", quiet=quiet)
     show_boxes = not quiet and len(pending) <= SHOW_BOXES_UP_TO
     failures: list[str] = []
     not_found = 0
@@ -349,7 +311,7 @@ def crop_cmd(
     if local:
         results = cropper.crop_items(pending)
     else:
-        from fcnx.engine.ray import CropperConfig, RayStats, crop_on_ray
+        from fcnx.jobs.ray import CropperConfig, RayStats, crop_on_ray
 
         config = CropperConfig(
             tuple(net_names),

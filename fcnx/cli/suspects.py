@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from fcnx.cli.common import ensemble_options, resolve_nets
 from fcnx.errors import UsageError
+from fcnx.render.progress import Progress
 
 THUMBNAIL = 192
 
@@ -125,7 +125,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, signal, top
     unknown = sorted({i.label for i in items} - set(cropper.classes))
     if unknown:
         raise UsageError(f"label(s) {', '.join(map(repr, unknown[:3]))} are not classes of the nets", data)
-    bar = tqdm(total=len(items), unit="img", desc="suspects", disable=quiet)
+    bar = Progress(len(items), "suspects", quiet=quiet)
     try:
         if signal == "graded" and top is None:
             top = max(1, round(0.05 * len(items)))

@@ -29,6 +29,7 @@ from fcnx.io import export as writers
 from fcnx.io.images import open_upright, output_base
 from fcnx.io.journal import read_journal
 from fcnx.method import geometry
+from fcnx.method.geometry import XYWH
 
 JOURNAL = "boxes.jsonl"
 SUSPECTS = "suspects.json"
@@ -48,14 +49,14 @@ class Collected:
     errors: list[str] = field(default_factory=list)
 
 
-def _xywh(source: Any) -> tuple[float, float, float, float]:
+def _xywh(source: Any) -> XYWH:
     box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
     if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"empty or invalid box {box}")
     return box  # type: ignore[return-value]
 
 
-def _given(value: Any) -> tuple[float, float, float, float] | None:
+def _given(value: Any) -> XYWH | None:
     """A box written as ``[x, y, w, h]`` or ``{x, y, w, h}``; ``None`` when absent."""
     if value is None:
         return None
@@ -64,7 +65,7 @@ def _given(value: Any) -> tuple[float, float, float, float] | None:
 
 def _kinds(
     record: dict[str, Any],
-) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float] | None]:
+) -> tuple[XYWH, XYWH | None]:
     """The square window and the tight box (``None`` if the record has none) of a crop record."""
     nested = record.get("box")
     main = _xywh(nested if isinstance(nested, dict) else record)
@@ -84,9 +85,7 @@ def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
         return image.width, image.height
 
 
-def _detection(
-    category: str, box: tuple[float, float, float, float], size: tuple[int, int], **facts: Any
-) -> writers.Detection:
+def _detection(category: str, box: XYWH, size: tuple[int, int], **facts: Any) -> writers.Detection:
     width, height = size
     score = facts.pop("score")
     corners = geometry.pixel_box(box, (height, width))

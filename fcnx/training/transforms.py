@@ -13,7 +13,7 @@ way every time: ``fcnx train`` seeds every epoch and every data-loading process.
 Example::
 
     from torchvision.transforms import v2
-    from fcnx.transforms import BoxCrops, CropToBox
+    from fcnx.training.transforms import BoxCrops, CropToBox
 
     train = BoxCrops("food-101/", "cropped/boxes.jsonl", split="train",
                      crop=CropToBox(jitter=0.1, scale=(0.9, 1.2)),
@@ -35,12 +35,13 @@ from torchvision.transforms.v2 import functional as F
 
 from fcnx.errors import UsageError
 from fcnx.io.images import ImageItem, load_rgb
-from fcnx.jobs.evaluation import Box, BoxIndex, read_boxes
+from fcnx.jobs.evaluation import BoxIndex, read_boxes
 from fcnx.method import geometry
+from fcnx.method.geometry import XYWH
 
 
 def jittered_box(
-    box: Box,
+    box: XYWH,
     size: tuple[int, int],
     jitter: float = 0.0,
     scale: tuple[float, float] = (1.0, 1.0),
@@ -97,7 +98,7 @@ class CropToBox(v2.Transform):
         return self._call_kernel(F.crop, inpt, **params)
 
 
-def boxes_of(items: Sequence[ImageItem], index: BoxIndex) -> tuple[list[ImageItem], list[Box], list[ImageItem]]:
+def boxes_of(items: Sequence[ImageItem], index: BoxIndex) -> tuple[list[ImageItem], list[XYWH], list[ImageItem]]:
     """``items`` that have a box in ``index`` (for their label), their boxes, and the items without one."""
     kept, boxes, without = [], [], []
     for item in items:
@@ -118,7 +119,7 @@ class BoxCutter:
     reduced size (a JPEG's draft mode). A plain class: data-loading processes pickle it.
     """
 
-    def __init__(self, boxes: Sequence[Box], jitter: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)) -> None:
+    def __init__(self, boxes: Sequence[XYWH], jitter: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)) -> None:
         self.boxes, self.jitter, self.scale = list(boxes), jitter, _check(jitter, scale)
 
     def __call__(self, k: int, pixels: np.ndarray, full: tuple[int, int], train: bool) -> np.ndarray:

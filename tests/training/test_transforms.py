@@ -1,4 +1,4 @@
-"""Crops as a training transform: `fcnx.transforms` (torchvision v2) and `fcnx train --crops`."""
+"""Crops as a training transform: `fcnx.training.transforms` (torchvision v2) and `fcnx train --crops`."""
 
 from __future__ import annotations
 
