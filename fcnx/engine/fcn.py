@@ -71,7 +71,7 @@ HUB_FILES = ("best.safetensors", "model.safetensors", "pytorch_model.bin")
 def _hub_download(weights: str, names: tuple[str, ...]) -> Path | None:
     """The first of ``names`` in the Hub repository ``weights`` names: from the cache, else downloaded; ``None`` if none."""
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     repo, _, revision = weights.removeprefix(HUB_PREFIX).partition("@")
     if not repo.strip("/"):
@@ -82,16 +82,34 @@ def _hub_download(weights: str, names: tuple[str, ...]) -> Path | None:
             return Path(found)
     if constants.HF_HUB_OFFLINE:
         return None
-    for name in names:
+    problem = _unreachable()  # one quick request: huggingface_hub itself retries for about 25 s per file
+    for name in names if problem is None else ():
         try:
             return Path(hf_hub_download(repo, name, revision=revision or None))
+        except LocalEntryNotFoundError as exc:  # the Hub stopped answering (a subclass of the next)
+            problem = type(exc).__name__
+            break
         except EntryNotFoundError:
             continue
         except Exception as exc:
-            raise FcnxError(
-                f"cannot fetch {weights} from {constants.ENDPOINT} ({type(exc).__name__}); without network "
-                f"access download it to the cache ({constants.HF_HUB_CACHE}) or pass a checkpoint file"
-            ) from None
+            problem = type(exc).__name__
+            break
+    if problem is not None:
+        raise FcnxError(
+            f"cannot fetch {weights} from {constants.ENDPOINT} ({problem}); without network access put it in "
+            f"the Hugging Face cache ({constants.HF_HUB_CACHE}) first, or pass a checkpoint file"
+        )
+    return None
+
+
+def _unreachable() -> str | None:
+    """``None`` when the Hub's server answers one request at all, else why not, in a few words."""
+    from huggingface_hub import constants, get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=5)
+    except Exception as exc:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return None
 
 

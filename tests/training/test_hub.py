@@ -151,3 +151,16 @@ def test_train_continues_from_a_hub_checkpoint(trained, offline_cache, tmp_path)
     first = trainer.read_resume(tmp_path / "again")[1].history[0]
     before = trainer.read_resume(out)[1].history[0]
     assert first["train_loss"] < before["train_loss"]  # it started from the trained weights, not from scratch
+
+
+def test_an_unreachable_hub_is_one_error_at_once(offline_cache, monkeypatch):
+    """One quick request decides (huggingface_hub alone retries each file for about 25 s before giving up)."""
+    from huggingface_hub import constants
+
+    from fcnx.errors import FcnxError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: connection refused
+    with pytest.raises(FcnxError, match=r"cannot fetch hf-hub:someone/absent from http://127.0.0.1:9 \(") as caught:
+        load_fcn("tiny_vgg", "hf-hub:someone/absent")
+    assert "EntryNotFound" not in str(caught.value)  # the probe answered, not a download that gave up
