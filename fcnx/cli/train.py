@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -275,8 +276,8 @@ def _train_ensemble(
     nets: str | None,
     outdir: Path,
     resume: bool,
-    given: dict,
-    options: dict,
+    given: dict[str, Any],
+    options: dict[str, Any],
     device: str,
     workers: int,
     quiet: bool,
@@ -302,12 +303,17 @@ def _train_ensemble(
         if not names:
             raise UsageError("--nets needs backbone names, e.g. --nets inception_v3,xception,vgg16")
         plan = ensemble.plan(trainer.TrainConfig(**{**options, "net": names[0]}), names, outdir)
+    created = not outdir.exists()
     check_outdir(outdir, [Path(plan.config["data"])])
     log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     try:
         result = ensemble.train_ensemble(
             plan, outdir, device=device, workers=workers, quiet=quiet, log=log, report=lambda t: click.echo(t, err=True)
         )
+    except FcnxError:
+        if not resume and not any((outdir / m.net / trainer.RESUME).exists() for m in plan.members):
+            ensemble.discard(plan, outdir, created)  # refused before any member trained: leave no trace
+        raise
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
         raise click.Abort() from None

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError
+from fcnx.training import datasets, trainer
 from fcnx.training import manifest as manifests
-from fcnx.training import trainer
 
 
 @dataclass
@@ -41,6 +41,7 @@ def plan(config: trainer.TrainConfig, nets: list[str], outdir: Path) -> manifest
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--nets trains the members one after another; under torchrun train one --net at a time")
     names = [get_backbone(net).name for net in nets]  # unknown names refused before anything is written
+    datasets.open_dataset(config.data, config.split)  # so is a dataset that is not one
     shared = {k: v for k, v in asdict(config).items() if k != "net"}
     members = [manifests.Member(net, f"{net}/{trainer.BEST}") for net in names]
     return manifests.Manifest(members=members, kernel=config.size, config=shared)
@@ -88,7 +89,6 @@ def _ensemble_top1(manifest: manifests.Manifest, outdir: Path, device: str) -> f
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
     from fcnx.jobs import evaluation
-    from fcnx.training import datasets
 
     config = trainer.TrainConfig.from_dict({**manifest.config, "net": manifest.members[0].net})
     data = datasets.open_dataset(config.data, config.split)
@@ -105,6 +105,15 @@ def _ensemble_top1(manifest: manifests.Manifest, outdir: Path, device: str) -> f
     scored = evaluation.evaluate(ensemble, val_items, box_of)
     side = scored.cropped if config.crops else scored.original
     return side[scored.names[-1]].rate(1)
+
+
+def discard(manifest: manifests.Manifest, outdir: Path, created: bool) -> None:
+    """Remove what an ensemble run refused before training wrote: its manifest, empty member folders, ``outdir``
+    itself when ``created`` and left empty."""
+    (outdir / manifests.MANIFEST).unlink(missing_ok=True)
+    for folder in [outdir / m.net for m in manifest.members] + ([outdir] if created else []):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def resume_manifest(outdir: Path, given: dict[str, Any]) -> manifests.Manifest:

@@ -107,6 +107,13 @@ def test_bad_ensemble_requests_are_one_line_errors(tmp_path, food):
         result = run("train", *args, "--data", food, "-o", tmp_path / "r", *FAST)
         assert result.exit_code == 2 and message in result.output, result.output
         assert not (tmp_path / "r").exists()
+    not_data = run("train", "--nets", NETS, "--data", food / "meta", "-o", tmp_path / "r", *FAST)
+    assert not_data.exit_code == 2 and not (tmp_path / "r").exists()
+    # refused by the first member (its weights), after ensemble.json was written: nothing is left either
+    fast = [a if a != "none" else str(tmp_path / "absent.safetensors") for a in FAST]
+    refused = run("train", "--nets", NETS, "--data", food, "-o", tmp_path / "r", *fast)
+    assert refused.exit_code != 0 and "absent.safetensors" in refused.output, refused.output
+    assert not (tmp_path / "r").exists()
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UsageError, match="not an ensemble file"):
         manifest.ensemble_weights(tmp_path / "bad.json")
