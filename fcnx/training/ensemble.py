@@ -91,13 +91,9 @@ def _ensemble_top1(manifest: manifests.Manifest, outdir: Path, device: str) -> f
     from fcnx.jobs import evaluation
 
     config = trainer.TrainConfig.from_dict({**manifest.config, "net": manifest.members[0].net})
-    data = datasets.open_dataset(config.data, config.split)
-    _, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
-    box_of: Any = None
-    if config.crops:
-        index = evaluation.read_boxes(Path(config.crops))
-        val_items = [item for item in val_items if index.find(item) is not None]
-        box_of = lambda item, pixels: index.find(item)  # noqa: E731
+    images = trainer.split(config)  # the members' own validation images (and crops)
+    val_items, boxes = images.validation, images.boxes
+    box_of: Any = None if boxes is None else (lambda item, pixels: boxes[item.path])
     if not val_items:
         return None
     files = {m.net: str(outdir / m.checkpoint) for m in manifest.members}

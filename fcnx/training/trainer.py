@@ -350,25 +350,48 @@ def _check_resume(
         )
 
 
-def _crops(config: TrainConfig, data: datasets.LabelledImages) -> Callable[[list[Any]], Any]:
-    """For ``--crops``: leave out (as missing) the images without a box; returns the :class:`BoxCutter` of a list of items."""
-    from fcnx.jobs.evaluation import read_boxes
-    from fcnx.training.transforms import BoxCutter, boxes_of
+@dataclass
+class Split:
+    """The images of a run: the dataset, the training and validation items, and (``--crops``) each item's box."""
 
-    path = Path(str(config.crops))
-    index = read_boxes(path)
-    data.warnings += index.warnings
-    kept, boxes, without = boxes_of(data.items, index)
-    if not kept:
-        raise UsageError(f"no image of the {config.split} split of {data.root} has a box here (wrong file?)", path)
-    data.items = kept
-    data.missing += [item.path for item in without]
-    data.missing_lines += [
-        f"{item.path}: no box in {path} (its crop failed, or another split was cropped)" for item in without
-    ]
-    by_path = {item.path: box for item, box in zip(kept, boxes)}
-    scale = (1 - config.crop_scale, 1 + config.crop_scale)
-    return lambda items: BoxCutter([by_path[item.path] for item in items], config.crop_jitter, scale)
+    data: datasets.LabelledImages
+    train: list[Any]
+    validation: list[Any]
+    boxes: dict[Path, Any] | None = None
+
+    def cutter(self, items: list[Any], config: TrainConfig) -> Any:
+        """The :class:`~fcnx.training.transforms.BoxCutter` of ``items`` (``None`` without ``--crops``)."""
+        from fcnx.training.transforms import BoxCutter
+
+        if self.boxes is None:
+            return None
+        scale = (1 - config.crop_scale, 1 + config.crop_scale)
+        return BoxCutter([self.boxes[item.path] for item in items], config.crop_jitter, scale)
+
+
+def split(config: TrainConfig) -> Split:
+    """The dataset of ``config`` and its seeded holdout; with ``--crops``, among the images that have a box
+    (the others are left out as missing, each with its line)."""
+    data = datasets.open_dataset(config.data, config.split)
+    boxes = None
+    if config.crops:
+        from fcnx.jobs.evaluation import read_boxes
+        from fcnx.training.transforms import boxes_of
+
+        path = Path(config.crops)
+        index = read_boxes(path)
+        data.warnings += index.warnings
+        kept, found, without = boxes_of(data.items, index)
+        if not kept:
+            raise UsageError(f"no image of the {config.split} split of {data.root} has a box here (wrong file?)", path)
+        data.items = kept
+        data.missing += [item.path for item in without]
+        data.missing_lines += [
+            f"{item.path}: no box in {path} (its crop failed, or another split was cropped)" for item in without
+        ]
+        boxes = {item.path: box for item, box in zip(kept, found)}
+    train_items, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
+    return Split(data, train_items, val_items, boxes)
 
 
 def _unreadable(path: Path) -> str:
@@ -407,9 +430,8 @@ def train(
     outdir = Path(outdir)
     spec = get_backbone(config.net)
     schedule = finetune.resolve_schedule(config.schedule, spec)
-    data = datasets.open_dataset(config.data, config.split)
-    cutter = _crops(config, data) if config.crops else None
-    train_items, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
+    images = split(config)
+    data, train_items, val_items = images.data, images.train, images.validation
     digest = _digest(val_items)
     progress, saved = Progress(validation=digest), {}
     if resume:
@@ -444,10 +466,10 @@ def train(
         config.size,
         train=True,
         augment=config.augment,
-        cut=cutter(train_items) if cutter else None,
+        cut=images.cutter(train_items, config),
     )
     val_set = datasets.ImageDataset(
-        val_items, data.classes, config.size, train=False, cut=cutter(val_items) if cutter else None
+        val_items, data.classes, config.size, train=False, cut=images.cutter(val_items, config)
     )
     sampler = DistributedSampler(train_set, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
     shard = len(sampler)

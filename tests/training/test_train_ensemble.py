@@ -117,3 +117,21 @@ def test_bad_ensemble_requests_are_one_line_errors(tmp_path, food):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UsageError, match="not an ensemble file"):
         manifest.ensemble_weights(tmp_path / "bad.json")
+
+
+def test_the_ensembles_validation_top1_is_its_members_for_one_net_on_crops(tmp_path, food, one_thread):
+    """Validation scores what `fcnx evaluate` scores, on the same held-out crops: for one net, the same number."""
+    from fcnx.training import datasets
+
+    items = datasets.open_dataset(food, "train").items
+    lines = [
+        json.dumps({"path": str(item.path), "category": item.label, "x": 4 + k % 7, "y": 3, "w": 50, "h": 44.5})
+        for k, item in enumerate(items)
+        if k != 2  # one image without a box: skipped, so the held-out images are chosen among the others
+    ]
+    (tmp_path / "boxes.jsonl").write_text("\n".join(lines) + "\n")
+    runs = tmp_path / "runs"
+    result = run("train", "--nets", "tiny_vgg", "--data", food, "-o", runs, "--crops", tmp_path / "boxes.jsonl", *FAST)
+    assert result.exit_code == 1 and "no box in" in result.output, result.output
+    data = manifest.read_manifest(runs)
+    assert data.complete and data.val_top1 == data.members[0].val_top1
