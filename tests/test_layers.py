@@ -20,13 +20,13 @@ LAYERS = {
     "plugin": 3,
     "testing": 3,
     "engine": 3,
-    "render": 3,
-    "jobs": 4,
-    "training": 5,
-    "bench": 5,
-    "cli": 6,
-    "__init__": 7,
-    "__main__": 7,
+    "render": 4,
+    "jobs": 5,
+    "training": 6,
+    "bench": 6,
+    "cli": 7,
+    "__init__": 8,
+    "__main__": 8,
 }
 FRAMEWORKS = ("torch", "torchvision", "timm", "tensorflow", "keras")
 

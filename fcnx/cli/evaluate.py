@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -105,7 +103,8 @@ def evaluate_cmd(
     """
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
-    from fcnx.io.files import atomic_text, check_outdir
+    from fcnx.io.files import atomic_text, check_outdir, one_line
+    from fcnx.io.tables import write_csv
     from fcnx.jobs import evaluation
     from fcnx.training import datasets
 
@@ -155,11 +154,11 @@ def evaluate_cmd(
         box_of = evaluation.crops_of(Cropper(ensemble))
 
     for line in dataset.missing_lines:
-        click.echo(f"error: {line}", err=True)
+        click.echo(f"error: {one_line(line)}", err=True)
     bar = Progress(len(items), "evaluate", quiet=quiet)
 
     def report(line: str) -> None:
-        bar.say(f"error: {line}")
+        bar.say(f"error: {one_line(line)}")
 
     try:
         if local:
@@ -200,11 +199,7 @@ def evaluate_cmd(
             err=True,
         )
     if outdir is not None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_text(outdir / "evaluation.csv", buffer.getvalue())
+        write_csv(outdir / "evaluation.csv", list(rows[0]), rows)
         atomic_text(
             outdir / "evaluation.json",
             json.dumps(
