@@ -149,6 +149,10 @@ def _initial_model(
                 f"weight file with --weights FILE (e.g. the hub's model.safetensors), or train from a "
                 f"random start with --weights none"
             ) from exc
+    if weights.startswith("hf-hub:"):  # a Hugging Face Hub repository: its checkpoint, via huggingface_hub's cache
+        from fcnx.engine.fcn import hub_file
+
+        return _from_file(spec, classes, head, hub_file(weights))
     return _from_file(spec, classes, head, Path(weights))
 
 
