@@ -79,7 +79,7 @@ def test_help_and_listing_never_import_frameworks():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_library_errors_name_the_parameter_and_the_cli_its_option():
+def test_library_errors_name_the_parameter_and_the_cli_its_option(tmp_path):
     from fcnx.engine.ensemble import load_ensemble
     from fcnx.errors import UsageError
 
