@@ -5,15 +5,21 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from fcnx.io.names import shown
+
 
 class FcnxError(Exception):
-    """A user-facing error: the CLI prints ``Error: <message>`` and exits with ``exit_code``."""
+    """A user-facing error: the CLI prints ``Error: <message>`` and exits with ``exit_code``.
+
+    The text is always one printable line: control characters and undecodable bytes of file
+    names (and of the message) are escaped by :func:`fcnx.io.names.shown`.
+    """
 
     exit_code = 1
 
     def __init__(self, message: str, path: object | None = None) -> None:
         self.path = path
-        super().__init__(f"{path}: {message}" if path is not None else message)
+        super().__init__(shown(f"{path}: {message}" if path is not None else message))
 
 
 class UsageError(FcnxError):

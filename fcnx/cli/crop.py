@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 
-from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
+from fcnx.cli.common import (
+    MAX_SCALE,
+    STEP,
+    CategoryType,
+    check_pyramid,
+    engine_options,
+    ensemble_options,
+    is_local_engine,
+    resolve_nets,
+)
 from fcnx.errors import FcnxError, UsageError
 from fcnx.method.selection import RULES
 
@@ -109,16 +118,17 @@ class _Progress:
     "--category",
     "categories",
     multiple=True,
+    type=CategoryType(),
     metavar="NAME|INDEX",
     help="Category to find (repeatable: one box per category). Default: each image's label (dataset "
     "roots), else the ensemble's top class.",
 )
-@click.option("--step", default=1.2, show_default=True, type=float, help="Scale factor between pyramid levels.")
+@click.option("--step", default=1.2, show_default=True, type=STEP, help="Scale factor between pyramid levels.")
 @click.option(
     "--max-scale",
     default=3.0,
     show_default=True,
-    type=float,
+    type=MAX_SCALE,
     help="Largest level, relative to the first (short side = kernel).",
 )
 @click.option(
@@ -222,10 +232,7 @@ def crop_cmd(
     from fcnx.jobs.outputs import RESERVED, CropOutputs, entries, is_own_output
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-    if step <= 1.0:
-        raise UsageError(f"--step must be > 1, got {step}")
-    if max_scale < 1.0:
-        raise UsageError(f"--max-scale must be >= 1, got {max_scale}")
+    check_pyramid(step, max_scale)
     if workers is None:
         workers = min(4, (os.cpu_count() or 2) // 2)
 

@@ -20,6 +20,7 @@ import numpy as np
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.images import ImageItem, load_rgb
 from fcnx.io.journal import read_journal
+from fcnx.io.names import shown
 from fcnx.method import geometry
 from fcnx.method.metrics import top_k_accuracy
 
@@ -223,7 +224,11 @@ def evaluate(
         except UsageError:
             raise
         except FcnxError as exc:
-            line = str(exc) if exc.path == item.path else f"{item.path}: {str(exc).removeprefix(f'{exc.path}: ')}"
+            line = (
+                str(exc)
+                if exc.path == item.path
+                else str(FcnxError(str(exc).removeprefix(f"{shown(exc.path)}: "), item.path))
+            )
             result.skipped.append(line)
             if report:
                 report(line)

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 from fcnx.engine.cropper import Box, CropResult
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.files import atomic_text, atomic_write, remove_temporaries
-from fcnx.io.images import ImageItem, open_upright, to_rgb
+from fcnx.io.images import ImageItem, Source, open_upright, to_rgb
 from fcnx.io.journal import read_journal
 from fcnx.method import geometry
 
@@ -276,8 +276,11 @@ class CropOutputs:
 
     def _write_files(self, result: CropResult) -> list[dict[str, Any]]:
         item = result.item
-        stat = item.path.stat()
-        original = open_upright(item.path) if self.crops or self.heatmaps else None
+        source = result.source  # the file whose pixels gave the boxes, read again for the crops only if unchanged
+        if source is None:
+            stat = item.path.stat()
+            source = Source(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        original = open_upright(item.path, expect=source) if self.crops or self.heatmaps else None
         if original is not None and (original.height, original.width) != result.size:
             raise FcnxError("the file changed while it was being processed", item.path)
         records = []
@@ -292,8 +295,8 @@ class CropOutputs:
                 **box.as_dict(),
                 "crop": None,
                 "heatmap": None,
-                "source_size": stat.st_size,
-                "source_mtime_ns": stat.st_mtime_ns,
+                "source_size": source.size,
+                "source_mtime_ns": source.mtime_ns,
             }
             if self.crops:
                 rel = self.crop_path(item, box, n)
