@@ -26,11 +26,9 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def shown(value: str | os.PathLike[str] | object) -> str:
-    """``value`` (a path or any text) on one printable line: control characters and undecodable bytes escaped."""
-    text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
+def shown(value: object) -> str:
+    """``value`` (a path, a file name in bytes, any text) on one printable line: controls and undecodable bytes escaped."""
+    text = os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)
     if text.isprintable():  # the common case, and fast
         return text
     return "".join(_escape(c) if unicodedata.category(c) in _ESCAPED else c for c in text)
