@@ -33,9 +33,15 @@ def crop(weights, *args) -> object:
     return CliRunner().invoke(cli, argv, catch_exceptions=False)
 
 
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def journal(out: Path) -> list[dict]:
+    """The records of ``boxes.jsonl``, parsed as strict JSON (a bare NaN or Infinity fails)."""
     path = out / "boxes.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [json.loads(line, parse_constant=_refuse) for line in lines]
 
 
 def errors(result) -> list[str]:
@@ -250,3 +256,18 @@ def test_an_ascii_index_still_names_a_category(tmp_path, weights):
     square(tmp_path / "photos" / "a.png")
     result = crop(weights, "--category", "0", tmp_path / "photos", "-o", tmp_path / "out")
     assert result.exit_code == 0 and [r["category"] for r in journal(tmp_path / "out")] == ["red"]
+
+
+def test_evaluate_and_suspects_with_a_checkpoint_full_of_nan_say_so_in_one_line(tmp_path, weights):
+    weights = {**weights, "tiny43": nan_checkpoint(tmp_path / "nan.safetensors", "tiny43")}
+    data = tmp_path / "data"
+    square(data / "red" / "0.png")
+    square(data / "green" / "0.png")
+    message = "tiny43 gives non-finite outputs (NaN or infinity): broken weights"
+    evaluated = CliRunner().invoke(cli, ["evaluate", *net_args(weights), "--data", str(data), "--split", "all", "-q"])
+    assert evaluated.exit_code == 1 and evaluated.stderr.strip() == f"Error: {message}"
+    review = tmp_path / "review"
+    suspects = CliRunner().invoke(cli, ["suspects", *net_args(weights), "--data", str(data), "-o", str(review), "-q"])
+    assert suspects.exit_code == 1 and "Traceback" not in suspects.output
+    assert errors(suspects) == [f"error: {data / c / '0.png'}: {message} (image 160x120)" for c in ("green", "red")]
+    json.loads((review / "suspects.json").read_text(), parse_constant=_refuse)  # strict JSON: no bare NaN
