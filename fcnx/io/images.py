@@ -4,6 +4,11 @@ Every problem with one file becomes an :class:`~fcnx.errors.FcnxError` naming th
 long run can report it and go on. Images are read upright (EXIF orientation applied), first
 frame only, and converted to 8-bit RGB: 16-bit samples are scaled (not clipped), CMYK and other
 colour spaces converted, and transparency composited onto white.
+
+Files are hostile until decoded: only regular files are opened (a FIFO named ``x.jpg`` is refused
+unopened), an image may declare at most :func:`max_pixels` pixels, a JPEG must hold enough data
+for the size it declares, and the file must stay the same while it is read; the :class:`Source`
+read comes back with the pixels (:func:`read_rgb`) so that outputs name the file they came from.
 """
 
 from __future__ import annotations

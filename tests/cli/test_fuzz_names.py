@@ -2,9 +2,8 @@
 
 Whatever the names, the outputs parse (JSONL, CSV, HTML) and every input is either recorded or
 listed among the failures, exactly once. Names that are valid UTF-8 and names of arbitrary bytes
-are fuzzed apart; for the second the pages' links must also lead to the files (percent-encoded
-URLs). Writing names that are not UTF-8 into the journal, tables and pages, and encoding links,
-is issue 15 item 2's output half: until it lands those two tests are expected to fail.
+(up to 255 of them) are fuzzed apart; for the second the pages' links must also lead to the
+files (percent-encoded URLs).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from image_corpus import square
 from tiny_backbones import color_checkpoint
 
 from fcnx.cli import cli
-from fcnx.io.names import shown
+from fcnx.errors import one_line
 
 NETS = ("tiny0", "tiny43")
 #: the longest name the file system takes, less the suffix every generated name gets
@@ -127,7 +126,7 @@ def _text(path: Path) -> str:
 
 
 def _failed(lines: list[str], path: bytes) -> int:
-    return sum(line.startswith(shown(os.fsdecode(path)) + ": ") for line in lines)
+    return sum(line.startswith(one_line(os.fsdecode(path)) + ": ") for line in lines)
 
 
 def _crop_and_check(weights, names: list[bytes], good: list[bool], links: bool = False) -> None:
@@ -202,9 +201,6 @@ def test_suspects_with_utf8_names(weights, names, good):
     _suspects_and_check(weights, names, good[: len(names)])
 
 
-@pytest.mark.xfail(
-    reason="issue 15 item 2, output side (helper rel): journal and tables of names that are not UTF-8", strict=False
-)
 @FUZZ
 @BYTES_EXAMPLE
 @given(
@@ -215,9 +211,6 @@ def test_crop_with_names_of_any_bytes(weights, names, good):
     _crop_and_check(weights, names, good[: len(names)], links=True)
 
 
-@pytest.mark.xfail(
-    reason="issue 15 item 2, output side (helper rel): tables and pages of names that are not UTF-8", strict=False
-)
 @FUZZ
 @BYTES_EXAMPLE
 @given(

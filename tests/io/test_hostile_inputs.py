@@ -13,10 +13,9 @@ import pytest
 from image_corpus import chunk_bomb, lying_jpeg, square
 from PIL import Image, ImageFile, PngImagePlugin
 
-from fcnx.errors import FcnxError
+from fcnx.errors import FcnxError, one_line
 from fcnx.io import images
 from fcnx.io.images import discover, load_rgb, open_upright
-from fcnx.io.names import shown
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +37,7 @@ def one_line_error(path: Path, *words: str) -> str:
     with pytest.raises(FcnxError) as info:
         load_rgb(path)
     text = str(info.value)
-    assert text.isprintable() and text.startswith(f"{shown(path)}: "), text
+    assert text.isprintable() and text.startswith(f"{one_line(path)}: "), text
     for word in words:
         assert word in text, text
     return text
@@ -247,11 +246,11 @@ def test_a_name_of_255_bytes_is_listed_and_decoded(tmp_path):
     assert load_rgb(tmp_path / name)[1] == (120, 160)
 
 
-def test_shown_leaves_printable_text_alone_and_escapes_the_rest():
-    assert shown(Path("/data/naïve/x.png")) == "/data/naïve/x.png"
-    assert shown(os.fsdecode(b"/d/\xff\xfe")) == "/d/\\xff\\xfe"
-    assert shown(b"a\nb") == "a\\nb"
-    assert shown("\x00\x7f\u2029") == "\\x00\\x7f\\u2029"
+def test_one_line_leaves_printable_text_alone_and_escapes_the_rest():
+    assert one_line(Path("/data/naïve/x.png")) == "/data/naïve/x.png"
+    assert one_line(os.fsdecode(b"/d/\xff\xfe")) == "/d/\\xff\\xfe"
+    assert one_line(b"a\nb") == "a\\nb"
+    assert one_line("\x00\x7f\u2029") == "\\x00\\x7f\\u2029"
     assert FcnxError("bad\nthing", Path("x\ny.png")).args[0] == "x\\ny.png: bad\\nthing"
 
 

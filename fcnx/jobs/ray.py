@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.images import ImageItem
-from fcnx.io.names import shown
 
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'fcnx[ray]'"
 
@@ -175,7 +174,7 @@ class EvaluateActor:
         else:  # each skipped image: its index, and its line naming the file as the driver was given it
             located = []
             for line in outcome.skipped:
-                k = next((k for k, item in enumerate(items) if line.startswith(f"{shown(item.path)}: ")), None)
+                k = next((k for k, item in enumerate(items) if line.startswith(f"{one_line(item.path)}: ")), None)
                 located.append(
                     (-1, line)
                     if k is None
@@ -322,9 +321,11 @@ def _plan(ray: Any, device: str, actors: int | None, half: bool) -> tuple[bool, 
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     use_gpus = device == "cuda" or (device == "auto" and gpus > 0)
     if use_gpus and gpus < 1:
-        raise UsageError("--device cuda: the Ray cluster has no GPU")
+        raise UsageError("cuda: the Ray cluster has no GPU", parameter="device")
     if half and not use_gpus:
-        raise UsageError("--half needs GPU actors, and the Ray cluster has no GPU (or --device cpu was given)")
+        raise UsageError(
+            "half precision needs GPU actors, and the Ray cluster has no GPU (or the device is cpu)", parameter="half"
+        )
     return use_gpus, actors or (gpus if use_gpus else max(1, cpus))
 
 
