@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fcnx import __version__
-from fcnx.errors import FcnxError
+from fcnx.errors import FcnxError, one_line
 
 #: command name -> ("module:attribute", short help shown by ``fcnx --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,7 +63,7 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             option = f"--{exc.parameter.replace('_', '-')}: " if exc.parameter else ""
-            raise UserFacingError(f"{option}{exc}", exc.exit_code) from None
+            raise UserFacingError(one_line(f"{option}{exc}"), exc.exit_code) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         extra = plugin_commands()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import click
 
 from fcnx.errors import UsageError
+from fcnx.method import geometry
 
 #: the ensemble used when neither --nets nor --weights is given: real ImageNet weights that ship with fcnx
 DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -17,6 +19,44 @@ DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"
 DEFAULT_NETS_KERNEL = 224
 #: the paper's common kernel
 COMMON_KERNEL = 299
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and infinities (NaN passes every range comparison)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: --step: the factor between pyramid levels
+STEP = FiniteFloatRange(min=1.0, min_open=True)
+#: --max-scale: the largest pyramid level relative to the first
+MAX_SCALE = FiniteFloatRange(min=1.0)
+
+
+class CategoryType(click.ParamType):
+    """A category as given: a class name, or an index written in ASCII digits (``"٣"`` and ``"²"`` are names)."""
+
+    name = "NAME|INDEX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text.strip():
+            self.fail("a category must not be empty.", param, ctx)
+        if not text.isprintable():
+            self.fail(f"{text!r} holds control characters.", param, ctx)
+        return text
+
+
+def check_pyramid(step: float, max_scale: float) -> None:
+    """Refuse --step and --max-scale that give too many pyramid levels, naming both options."""
+    try:
+        geometry.pyramid_levels(step, max_scale)
+    except ValueError as exc:
+        raise UsageError(f"--step {step} with --max-scale {max_scale}: {exc}") from None
 
 
 def _parse_nets(text: str) -> list[str]:

@@ -7,8 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
-from fcnx.errors import UsageError
+from fcnx.cli.common import (
+    MAX_SCALE,
+    STEP,
+    CategoryType,
+    check_pyramid,
+    engine_options,
+    ensemble_options,
+    is_local_engine,
+    resolve_nets,
+)
 from fcnx.method.selection import RULES
 from fcnx.render.progress import Progress
 
@@ -50,16 +58,17 @@ def _box_line(record: dict[str, Any]) -> str:
     "--category",
     "categories",
     multiple=True,
+    type=CategoryType(),
     metavar="NAME|INDEX",
     help="Category to find (repeatable: one box per category). Default: each image's label (dataset "
     "roots), else the ensemble's top class.",
 )
-@click.option("--step", default=1.2, show_default=True, type=float, help="Scale factor between pyramid levels.")
+@click.option("--step", default=1.2, show_default=True, type=STEP, help="Scale factor between pyramid levels.")
 @click.option(
     "--max-scale",
     default=3.0,
     show_default=True,
-    type=float,
+    type=MAX_SCALE,
     help="Largest level, relative to the first (short side = kernel).",
 )
 @click.option(
@@ -152,14 +161,11 @@ def crop_cmd(
       fcnx crop --category espresso --in-place photos/ -o photos/   # photos/x.jpg -> photos/x.fcnx-crop.jpg
       fcnx crop --engine ray --address auto --weights ... food-101/ -o cropped/   # on a Ray cluster
     """
-    from fcnx.io.files import one_line
+    from fcnx.errors import one_line
     from fcnx.jobs.crop import CropOptions, run_crop, terminate_as_interrupt
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-    if step <= 1.0:
-        raise UsageError(f"--step must be > 1, got {step}")
-    if max_scale < 1.0:
-        raise UsageError(f"--max-scale must be >= 1, got {max_scale}")
+    check_pyramid(step, max_scale)
     options = CropOptions(
         nets=net_names,
         weights=weight_map,
@@ -220,7 +226,7 @@ def crop_cmd(
 
 def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, profile: bool, local: bool) -> None:
     """The end of a run: profile, summary lines, how to resume, the exit code."""
-    from fcnx.io.files import one_line
+    from fcnx.errors import one_line
 
     def say(text: str) -> None:
         click.echo(one_line(text), err=True)

@@ -103,7 +103,8 @@ def evaluate_cmd(
     """
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
-    from fcnx.io.files import atomic_text, check_outdir, one_line
+    from fcnx.errors import one_line
+    from fcnx.io.files import atomic_text, check_outdir
     from fcnx.io.tables import write_csv
     from fcnx.jobs import evaluation
     from fcnx.training import datasets

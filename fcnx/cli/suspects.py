@@ -68,7 +68,8 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, signal, top
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
-    from fcnx.io.files import atomic_text, check_outdir, one_line
+    from fcnx.errors import one_line
+    from fcnx.io.files import atomic_text, check_outdir
     from fcnx.io.tables import write_csv
     from fcnx.jobs import evaluation
     from fcnx.render.html import suspects_page

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fcnx.engine.devices import resolve_device
 from fcnx.engine.fcn import FCN, load_fcn
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 from fcnx.method import geometry
 
 #: the one interpolation of the shared resize (antialiased when shrinking, clamped to [0, 255])
@@ -37,6 +37,10 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=tuple(size), mode=INTERPOLATION, antialias=True, align_corners=False).clamp_(0, 255)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+class NonFiniteOutput(FcnxError):
+    """A net gave NaN or infinite outputs: broken weights (a checkpoint of NaN), or a float16 overflow."""
 
 
 def _class_order(fcns: Sequence[FCN]) -> list[torch.Tensor | None]:
@@ -117,7 +121,10 @@ class Ensemble:
 
     @torch.inference_mode()
     def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities ``B x nets x classes x rows x cols`` of RGB pixels ``B x 3 x H x W`` in ``[0, 255]``."""
+        """Softmax probabilities ``B x nets x classes x rows x cols`` of RGB pixels ``B x 3 x H x W`` in ``[0, 255]``.
+
+        Raises :class:`NonFiniteOutput` when a net's outputs for the batch are not all finite.
+        """
         rows, cols = self.cells(tuple(pixels.shape[-2:]))
         if rows < 1 or cols < 1:
             raise ValueError(f"input {tuple(pixels.shape[-2:])} is smaller than the kernel {self.kernel}")
@@ -134,6 +141,11 @@ class Ensemble:
                     f"{(rows, cols)} cells (a wrong receptive-size formula in its plugin?)"
                 )
             logits = logits[:, :, :rows, :cols].float()
+            if not bool(torch.isfinite(logits).all()):
+                raise NonFiniteOutput(
+                    f"{fcn.name} gives non-finite outputs (NaN or infinity): broken weights"
+                    + (", or a float16 overflow" if self.half else "")
+                )
             if order is not None:
                 logits = logits.index_select(1, order)
             out.append(logits.softmax(dim=1))

@@ -31,22 +31,6 @@ LOCK = ".fcnx-lock"
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def one_line(text: str) -> str:
-    """``text`` (a file name, an error) as one printable line: control characters and bytes of file names that are
-    not UTF-8 (``surrogateescape``) as backslash escapes (``\\n``, ``\\xff``)."""
-    if text.isprintable():
-        return text
-    out = []
-    for char in text:
-        if char.isprintable():
-            out.append(char)
-        elif "\udc80" <= char <= "\udcff":
-            out.append(f"\\x{ord(char) - 0xDC00:02x}")
-        else:
-            out.append(char.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
-
-
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says that the disk or the quota is full."""
     return isinstance(exc, OSError) and exc.errno in FULL

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fcnx.io.files import atomic_bytes, one_line
+from fcnx.errors import one_line
+from fcnx.io.files import atomic_bytes
 
 #: first characters that make a spreadsheet evaluate a cell (OWASP: CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@")

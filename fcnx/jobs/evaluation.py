@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.images import ImageItem, load_rgb
 from fcnx.io.journal import read_journal
 from fcnx.method import geometry
@@ -222,7 +222,11 @@ def evaluate(
         except UsageError:
             raise
         except FcnxError as exc:
-            line = str(exc) if exc.path == item.path else f"{item.path}: {str(exc).removeprefix(f'{exc.path}: ')}"
+            line = (
+                str(exc)
+                if exc.path == item.path
+                else str(FcnxError(str(exc).removeprefix(f"{one_line(exc.path)}: "), item.path))
+            )
             result.skipped.append(line)
             if report:
                 report(line)

@@ -30,14 +30,8 @@ from typing import Any
 
 from fcnx.engine.cropper import Box, CropResult
 from fcnx.errors import FcnxError
-from fcnx.io.files import (
-    OutdirLock,
-    commit,
-    is_disk_full,
-    remove_temporaries,
-    stage_bytes,
-)
-from fcnx.io.images import ImageItem, open_upright, to_rgb
+from fcnx.io.files import OutdirLock, commit, is_disk_full, remove_temporaries, stage_bytes
+from fcnx.io.images import ImageItem, Source, open_upright, to_rgb
 from fcnx.io.journal import CropJournal, Record
 from fcnx.jobs import naming, reports
 from fcnx.jobs.encoding import encode_crop, encode_png
@@ -195,13 +189,15 @@ class CropOutputs:
         item = result.item
         staged: list[tuple[str, Path]] = []
         try:
-            stat = item.path.stat()
-            original = open_upright(item.path) if self.crops or self.heatmaps else None
+            source = result.source  # the file whose pixels gave the boxes: read again for the crops only if unchanged
+            if source is None:
+                source = Source.of(item.path.stat())
+            original = open_upright(item.path, expect=source) if self.crops or self.heatmaps else None
             if original is not None and (original.height, original.width) != result.size:
                 raise FcnxError("the file changed while it was being processed", item.path)
             records = []
             for box, (crop, heatmap) in zip(result.boxes, names):
-                records.append(self._record(result, box, stat, crop, heatmap))
+                records.append(self._record(result, box, source, crop, heatmap))
                 if crop is not None:
                     assert original is not None
                     pixels = geometry.pixel_box((box.x, box.y, box.w, box.h), result.size)
@@ -221,7 +217,7 @@ class CropOutputs:
 
     @staticmethod
     def _record(
-        result: CropResult, box: Box, stat: os.stat_result, crop: PurePosixPath | None, heatmap: PurePosixPath | None
+        result: CropResult, box: Box, source: Source, crop: PurePosixPath | None, heatmap: PurePosixPath | None
     ) -> Record:
         item = result.item
         return {
@@ -233,8 +229,8 @@ class CropOutputs:
             **box.as_dict(),
             "crop": None if crop is None else crop.as_posix(),
             "heatmap": None if heatmap is None else heatmap.as_posix(),
-            "source_size": stat.st_size,
-            "source_mtime_ns": stat.st_mtime_ns,
+            "source_size": source.size,
+            "source_mtime_ns": source.mtime_ns,
         }
 
     def submit(self, result: CropResult) -> list[Outcome]:

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fcnx.io.files import atomic_bytes, atomic_text, one_line
+from fcnx.errors import one_line
+from fcnx.io.files import atomic_bytes, atomic_text
 from fcnx.io.tables import write_csv
 
 TABLE = "boxes.csv"

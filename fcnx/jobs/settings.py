@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fcnx.errors import UsageError
-from fcnx.io.files import atomic_text, one_line
+from fcnx.errors import UsageError, one_line
+from fcnx.io.files import atomic_text
 
 SETTINGS = ".fcnx-crop.json"
 

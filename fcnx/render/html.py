@@ -1,7 +1,7 @@
 """The HTML pages: ``gallery.html`` (``fcnx crop --gallery``) and ``suspects.html`` (``fcnx suspects``).
 
 Jinja2 templates with autoescape: every name is escaped as text (shown on one line, see
-:func:`fcnx.io.files.one_line`), and every link is a percent-encoded relative URL of the file's
+:func:`fcnx.errors.one_line`), and every link is a percent-encoded relative URL of the file's
 exact bytes, so names with ``%``, ``?``, ``#``, quotes, markup or bytes that are not UTF-8 link
 to the right file and inject nothing.
 """
@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import jinja2
 
-from fcnx.io.files import one_line
+from fcnx.errors import one_line
 
 _ENV = jinja2.Environment(autoescape=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 _ENV.filters["text"] = one_line

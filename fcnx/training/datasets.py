@@ -11,8 +11,9 @@ Two layouts are recognised:
   or the same under ``<root>/train/`` and ``<root>/test/`` (or ``val/``) when the split has its own folder.
 
 Images are read with :func:`fcnx.io.images.load_rgb` (EXIF-upright 8-bit RGB). An image that cannot be
-read is skipped by the training loop and counted, never a crash: :class:`ImageDataset` returns label
-``-1`` for it.
+read (corrupt, a zlib bomb, over the pixel budget, a FIFO or other special file in a class folder:
+see :mod:`fcnx.io.images`) is skipped by the training loop and counted, never a crash nor a hang:
+:class:`ImageDataset` returns label ``-1`` for it.
 """
 
 from __future__ import annotations

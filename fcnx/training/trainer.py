@@ -400,7 +400,7 @@ def _unreadable(path: Path) -> str:
         images.load_rgb(path)
     except FcnxError as exc:
         return str(exc)
-    return f"{path}: could not be read during training"
+    return str(FcnxError("could not be read during training", path))
 
 
 def train(

@@ -329,7 +329,10 @@ def test_no_output_is_ever_written_at_the_path_of_an_input(tmp_path, weights):
             "cannot write to the output folder",
         ),
         (lambda p, w: ["--category", "red", p / "missing", "-o", p / "out"], "no such file or folder"),
-        (lambda p, w: ["--category", "red", "--step", "1", p / "in", "-o", p / "out"], "--step must be > 1"),
+        (
+            lambda p, w: ["--category", "red", "--step", "1", p / "in", "-o", p / "out"],
+            "'--step': 1.0 is not in the range x>1",
+        ),
         (lambda p, w: ["--kernel", "64", p / "in", "-o", p / "out"], "kernel 64 is too small for tiny43: its smallest"),
     ],
     ids=["category", "outdir-inside", "outdir-equal", "unwritable", "missing-input", "step", "kernel"],

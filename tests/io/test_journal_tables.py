@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fcnx.errors import one_line
 from fcnx.io import files
-from fcnx.io.files import OutdirLock, atomic_bytes, one_line
+from fcnx.io.files import OutdirLock, atomic_bytes
 from fcnx.io.journal import append_lines, dump_line, read_journal
 from fcnx.io.tables import csv_bytes
 from fcnx.jobs.naming import NAME_MAX, crop_name, fit, heatmap_name, is_own_output, unique
