@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from fcnx.cli.boxes import box_option, box_setting
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import FcnxError, UsageError
 from fcnx.method.selection import RULES
@@ -129,6 +130,7 @@ class _Progress:
     help="paper: per level the best summed probability; votes-first: the authors' code (votes, then sum).",
 )
 @click.option("--early-stop", is_flag=True, help="Stop an image's pyramid at the first level where every net votes.")
+@box_option
 @click.option(
     "--split",
     default="all",
@@ -177,6 +179,7 @@ def crop_cmd(
     max_scale: float,
     selection: str,
     early_stop: bool,
+    box: str,
     split: str,
     device: str,
     half: bool,
@@ -271,6 +274,7 @@ def crop_cmd(
         batch_size=batch_size,
         workers=workers,
         keep_heatmaps=heatmaps,
+        box=box,
     )
     if cropper.categories is None:
         unknown = sorted({i.label for i in items if i.label is not None} - set(cropper.classes))
@@ -292,6 +296,7 @@ def crop_cmd(
         "categories": [cropper.classes[c] for c in cropper.categories] if cropper.categories else None,
         "half": half,
     }
+    settings |= box_setting(box)
     if in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
         settings["in_place"] = True
     outputs = CropOutputs(
@@ -365,6 +370,7 @@ def crop_cmd(
                 "categories": list(categories) or None,
                 "batch_size": batch_size,
                 "keep_heatmaps": heatmaps,
+                "box": box,
             },
         )
         stats = RayStats()

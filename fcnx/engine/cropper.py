@@ -31,7 +31,7 @@ import torch
 from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, load_ensemble, resize
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, load_rgb, to_rgb
-from fcnx.method import geometry
+from fcnx.method import evidence, geometry
 from fcnx.method.selection import RULES, Choice, Level, Selector, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
@@ -47,6 +47,10 @@ class Box:
     ``confidence``: their probabilities of it summed; ``found``: some net voted for it at some
     cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
     probability map at the chosen level (only when the cropper keeps heatmaps).
+
+    ``box`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
+    ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
+    both are always given. ``evidence`` is the tight box's evidence map (only with heatmaps).
     """
 
     category: str
@@ -68,6 +72,10 @@ class Box:
     levels_examined: int
     stopped_early: bool
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    box: str = "square"
+    window: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def mean_confidence(self) -> float:
@@ -115,6 +123,9 @@ class Box:
             "net_votes": dict(self.net_votes),
             "levels_examined": self.levels_examined,
             "stopped_early": self.stopped_early,
+            "box": self.box,
+            "window": list(self.window),
+            "tight": list(self.tight),
         }
 
 
@@ -194,7 +205,8 @@ class Cropper:
     (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
-    ``workers`` processes decode images ahead of the nets.
+    ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
+    is the paper's kernel window (``"square"``) or the tight box (``"tight"``); both are given.
     """
 
     def __init__(
@@ -210,7 +222,10 @@ class Cropper:
         workers: int = 0,
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
+        box: str = "square",
     ) -> None:
+        if box not in evidence.BOXES:
+            raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")
         if selection not in RULES:
             raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
         if step <= 1.0:
@@ -226,6 +241,7 @@ class Cropper:
         self.selection, self.early_stop = selection, early_stop
         self.batch_size, self.workers = batch_size, workers
         self.keep_heatmaps = keep_heatmaps
+        self.box = box
         self.max_level_pixels = max_level_pixels
         self.categories = [self.category_index(c) for c in categories] if categories else None
         if self.categories is not None and len(set(self.categories)) != len(self.categories):
@@ -479,7 +495,10 @@ class Cropper:
         for category, selector in zip(prepared.categories or [], selectors):
             choice = selector.result()
             scale, scaled = prepared.levels[choice.level]
-            x, y, w, h = self.box_of(choice, prepared.size, prepared.levels)
+            window = self.box_of(choice, prepared.size, prepared.levels)
+            sizes = [scaled for _, scaled in prepared.levels]
+            fit = evidence.tight_of(choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window)
+            x, y, w, h = fit.box if self.box == "tight" else window
             boxes.append(
                 Box(
                     category=self.classes[category],
@@ -501,6 +520,10 @@ class Cropper:
                     levels_examined=choice.levels_examined,
                     stopped_early=choice.stopped_early,
                     heatmap=choice.heatmap if self.keep_heatmaps else None,
+                    box=self.box,
+                    window=window,
+                    tight=fit.box,
+                    evidence=fit.evidence if self.keep_heatmaps else None,
                 )
             )
         return CropResult(prepared.item, prepared.size, tuple(s for s, _ in prepared.levels), tuple(boxes))

@@ -430,6 +430,7 @@ class CropOutputs:
             "heatmap",
         ]
         columns += [f"score:{n}" for n in self.net_names] + [f"vote:{n}" for n in self.net_names]
+        columns += ["box"] + [f"{kind}_{c}" for kind in ("window", "tight") for c in "xywh"]
 
         def write(f: Any) -> None:
             writer = csv.writer(f)
@@ -438,6 +439,7 @@ class CropOutputs:
                 row = {**r, "cell_i": r["cell"][0], "cell_j": r["cell"][1]}
                 row.update({f"score:{n}": r["net_scores"].get(n) for n in self.net_names})
                 row.update({f"vote:{n}": r["net_votes"].get(n) for n in self.net_names})
+                row.update({f"{k}_{c}": v for k in ("window", "tight") for c, v in zip("xywh", r.get(k) or ())})
                 writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
 
         atomic_write(self.outdir / TABLE, write, "w")

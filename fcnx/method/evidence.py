@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from fcnx.method import geometry, metrics
+from fcnx.method.selection import Choice
 
 #: how far from the fused window's lowest evidence to its peak a pixel must reach to be in the tight region
 THRESHOLD = 0.3
@@ -39,6 +40,11 @@ SHARE = 0.7
 #: ... and overlap the chosen one by at least this IoU; they weigh their value to this power
 OVERLAP = 0.3
 POWER = 4.0
+
+#: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
+BOXES = ("square", "tight")
+#: the long side (pixels) the evidence of a larger image is computed at; boxes are scaled back
+MAX_SIDE = 512
 
 Box = tuple[float, float, float, float]
 
@@ -178,14 +184,40 @@ def tight(
     chosen_level: int,
     chosen: Box,
     threshold: float = THRESHOLD,
+    max_side: int = MAX_SIDE,
 ) -> Tight:
     """The whole method: ``levels`` are each level's mean probability over nets (``h x w``), in scale
     order; ``chosen`` the window of the selected cell at level ``chosen_level``.
 
     The chosen window is fused with its peers (:func:`fused_window`); the evidence map of the chosen
     level and every finer one (:func:`evidence_map`) is thresholded inside it (:func:`tight_box`).
+    An image whose long side exceeds ``max_side`` is worked on at that long side: the evidence map
+    has that size, the boxes are in the image's pixels.
     """
-    fused = fused_window(levels, scaled_sizes, size, kernel, stride, chosen)
+    height, width = size
+    factor = min(1.0, max_side / max(height, width))
+    work = (max(1, round(height * factor)), max(1, round(width * factor)))
+    fy, fx = work[0] / height, work[1] / width
+    seed = (chosen[0] * fx, chosen[1] * fy, chosen[2] * fx, chosen[3] * fy)
+    fused = fused_window(levels, scaled_sizes, work, kernel, stride, seed)
     finer = range(chosen_level, len(levels))
-    evidence = evidence_map([levels[k] for k in finer], [scaled_sizes[k] for k in finer], size, kernel, stride)
-    return Tight(tight_box(evidence, fused, threshold), fused, evidence)
+    evidence = evidence_map([levels[k] for k in finer], [scaled_sizes[k] for k in finer], work, kernel, stride)
+    box = tight_box(evidence, fused, threshold)
+
+    def back(b: Box) -> Box:
+        return b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy
+
+    return Tight(back(box), back(fused), evidence)
+
+
+def tight_of(
+    choice: Choice,
+    size: tuple[int, int],
+    scaled_sizes: Sequence[tuple[int, int]],
+    kernel: int,
+    stride: int,
+    window: Box,
+) -> Tight:
+    """:func:`tight` for a :class:`~fcnx.method.selection.Choice` over levels of ``scaled_sizes`` whose cell has ``window``."""
+    levels = [summed / choice.nets for summed in choice.summed]
+    return tight(levels, scaled_sizes[: len(levels)], size, kernel, stride, choice.level, window)
