@@ -14,6 +14,7 @@ one window of every level.
   overlap it (their corners averaged, weighted by value: weighted box fusion).
 - :func:`tight_box`: inside a seed box, the bounding box of the connected region (8-neighbours)
   holding the seed's peak, at or above a threshold between the seed's lowest value and that peak.
+- :func:`object_map`: the evidence of the found object as a [0, 1] score map (``--heatmaps npy``).
 - :func:`tight`: the method of ``fcnx crop --box tight``: fuse, then fit the evidence of the
   chosen level and the finer ones inside the fused window (docs/crop.md). Its parameters were
   chosen on benchmark canvases of a seed that is not reported (docs/benchmark.md).
@@ -166,13 +167,39 @@ def tight_box(evidence: np.ndarray, seed: Box, threshold: float = THRESHOLD) -> 
     return float(x1 + x0), float(y1 + y0), float(cols.max() - x0 + 1), float(rows.max() - y0 + 1)
 
 
+def object_map(evidence: np.ndarray, seed: Box) -> np.ndarray:
+    """The found object's score map in [0, 1]: inside ``seed`` (pixels of :func:`~fcnx.method.geometry.pixel_box`)
+    the evidence above its lowest value there, rescaled so that the peak is 1; 0 outside (and for a flat seed)."""
+    x1, y1, x2, y2 = geometry.pixel_box(seed, evidence.shape)
+    inside = evidence[y1:y2, x1:x2] - evidence[y1:y2, x1:x2].min()
+    heat = np.zeros(evidence.shape, dtype=np.float64)
+    if inside.max() > 0:
+        heat[y1:y2, x1:x2] = inside / inside.max()
+    return heat
+
+
 @dataclass(frozen=True)
 class Tight:
-    """The tight box of one category and how it was found: the ``fused`` window and the ``evidence`` map."""
+    """The tight box of one category and how it was found: the ``fused`` window and the ``evidence`` map.
+
+    ``evidence`` may be smaller than the image (see :func:`tight`); ``factor`` is its ``(height, width)``
+    over the image's.
+    """
 
     box: Box
     fused: Box
     evidence: np.ndarray = field(repr=False, compare=False)
+    factor: tuple[float, float] = (1.0, 1.0)
+
+    def object_map(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """:func:`object_map` of the evidence in the fused window, at the evidence's size or resized
+        (bilinear) to ``size``, e.g. the image's."""
+        (fy, fx), (x, y, w, h) = self.factor, self.fused
+        heat = object_map(self.evidence, (x * fx, y * fy, w * fx, h * fy))
+        if size is None or tuple(size) == heat.shape:
+            return heat
+        zoom = (size[0] / heat.shape[0], size[1] / heat.shape[1])
+        return np.clip(ndimage.zoom(heat, zoom, order=1, grid_mode=True, mode="nearest"), 0.0, 1.0)
 
 
 def tight(
@@ -207,7 +234,7 @@ def tight(
     def back(b: Box) -> Box:
         return b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy
 
-    return Tight(back(box), back(fused), evidence)
+    return Tight(back(box), back(fused), evidence, (fy, fx))
 
 
 def tight_of(

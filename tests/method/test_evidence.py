@@ -114,3 +114,28 @@ def test_tight_fuses_then_fits_the_finer_levels_evidence():
     assert result.box == (0.0, 0.0, 4.0, 4.0)
     tighter = evidence.tight([coarse, fine], [(4, 4), (8, 8)], size, 4, 2, 1, (0.0, 0.0, 4.0, 4.0), threshold=0.8)
     assert tighter.box == (0.0, 0.0, 2.0, 2.0)
+
+
+def test_object_map_is_the_seeds_evidence_above_its_floor_and_zero_outside():
+    heat = np.full((4, 6), 0.2)
+    heat[1, 2], heat[2, 3] = 0.6, 1.0
+    heat[0, 5] = 5.0  # outside the seed: ignored
+    got = evidence.object_map(heat, (1.0, 0.0, 4.0, 4.0))  # columns 1-4
+    expected = np.zeros((4, 6))
+    expected[1, 2], expected[2, 3] = 0.5, 1.0
+    np.testing.assert_allclose(got, expected)
+    assert not evidence.object_map(np.ones((3, 3)), (0.0, 0.0, 3.0, 3.0)).any()
+
+
+def test_tight_works_on_large_images_at_the_evidence_side_and_answers_in_image_pixels():
+    # 1 x 2 cells of kernel 4, stride 2 on an image of 8 x 12 shown at 4 x 6 (scale 0.5): windows of 8 pixels
+    values = [np.array([[1.0, 0.0]])]
+    small = evidence.tight(values, [(4, 6)], (8, 12), 4, 2, 0, (0.0, 0.0, 8.0, 8.0), max_side=6)
+    full = evidence.tight(values, [(4, 6)], (8, 12), 4, 2, 0, (0.0, 0.0, 8.0, 8.0))
+    assert small.evidence.shape == (4, 6) and full.evidence.shape == (8, 12)
+    assert small.factor == (0.5, 0.5) and full.factor == (1.0, 1.0)
+    # columns 0-3 of the image only in window 0 (1.0), 4-7 in both (0.5): the region above 0.65 is columns 0-3
+    assert full.box == (0.0, 0.0, 4.0, 8.0) and small.box == (0.0, 0.0, 4.0, 8.0)
+    assert small.object_map().shape == (4, 6) and small.object_map()[0].tolist() == [1, 1, 0, 0, 0, 0]
+    resized = small.object_map((8, 12))
+    assert resized.shape == (8, 12) and resized[0, :3].tolist() == [1, 1, 1] and resized[0, 6:].tolist() == [0] * 6
