@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from fcnx.cli.boxes import box_option, box_setting
+from fcnx.cli.boxes import box_option, box_setting, maps_option
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import FcnxError, UsageError
 from fcnx.method.selection import RULES
@@ -159,6 +159,7 @@ class _Progress:
 )
 @click.option("--dry-run", is_flag=True, help="Write only boxes.jsonl/boxes.csv, no crop images.")
 @click.option("--heatmaps", is_flag=True, help="Also write heatmaps/<file>.png: the summed heatmap and the box.")
+@maps_option
 @click.option("--gallery", is_flag=True, help="Also write gallery.html: originals with their boxes beside the crops.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first image that fails.")
@@ -187,6 +188,7 @@ def crop_cmd(
     workers: int | None,
     dry_run: bool,
     heatmaps: bool,
+    heatmaps_npy: bool,
     gallery: bool,
     quiet: bool,
     fail_fast: bool,
@@ -273,7 +275,7 @@ def crop_cmd(
         categories=list(categories) or None,
         batch_size=batch_size,
         workers=workers,
-        keep_heatmaps=heatmaps,
+        keep_heatmaps=heatmaps or heatmaps_npy,
         box=box,
     )
     if cropper.categories is None:
@@ -308,6 +310,7 @@ def crop_cmd(
         expected_boxes=len(cropper.categories or [None]),
         crops=not dry_run,
         heatmaps=heatmaps,
+        maps=heatmaps_npy,
         gallery=gallery,
         in_place=in_place,
         protected=[item.path for item in items],
@@ -369,7 +372,7 @@ def crop_cmd(
                 "early_stop": early_stop,
                 "categories": list(categories) or None,
                 "batch_size": batch_size,
-                "keep_heatmaps": heatmaps,
+                "keep_heatmaps": heatmaps or heatmaps_npy,
                 "box": box,
             },
         )

@@ -50,7 +50,9 @@ class Box:
 
     ``box`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
     ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
-    both are always given. ``evidence`` is the tight box's evidence map (only with heatmaps).
+    both are always given. ``evidence`` is the found object's score map in [0, 1]
+    (:meth:`fcnx.method.evidence.Tight.object_map`, at most :data:`~fcnx.method.evidence.MAX_SIDE`
+    a side; only with heatmaps).
     """
 
     category: str
@@ -523,7 +525,7 @@ class Cropper:
                     box=self.box,
                     window=window,
                     tight=fit.box,
-                    evidence=fit.evidence if self.keep_heatmaps else None,
+                    evidence=fit.object_map() if self.keep_heatmaps else None,
                 )
             )
         return CropResult(prepared.item, prepared.size, tuple(s for s, _ in prepared.levels), tuple(boxes))

@@ -36,6 +36,7 @@ from fcnx.errors import FcnxError, UsageError
 from fcnx.io.files import atomic_text, atomic_write, remove_temporaries
 from fcnx.io.images import ImageItem, open_upright, to_rgb
 from fcnx.io.journal import read_journal
+from fcnx.jobs.maps import map_name, save_map
 from fcnx.method import geometry
 
 JOURNAL = "boxes.jsonl"
@@ -43,6 +44,7 @@ TABLE = "boxes.csv"
 SETTINGS = ".fcnx-crop.json"
 FAILURES = "failures.txt"
 HEATMAPS = "heatmaps"
+MAPS = "maps"
 GALLERY = "gallery.html"
 GALLERY_PAGE = 500
 #: what ``--in-place`` puts before a crop's suffix; files so named inside OUTDIR are fcnx's, never inputs
@@ -150,6 +152,7 @@ class CropOutputs:
         crops: bool = True,
         heatmaps: bool = False,
         gallery: bool = False,
+        maps: bool = False,
         threads: int = 2,
         in_place: bool = False,
         protected: Iterable[Path] = (),
@@ -160,6 +163,7 @@ class CropOutputs:
         self.kernel, self.stride = kernel, stride
         self.expected_boxes = expected_boxes
         self.crops, self.heatmaps, self.gallery = crops, heatmaps, gallery
+        self.maps = maps
         self.in_place = in_place
         self._protected = set(entries(protected))
         self._groups: dict[str, list[dict[str, Any]]] = {}  # path -> its latest records
@@ -245,7 +249,7 @@ class CropOutputs:
         if any(r.get("source_size") != stat.st_size or r.get("source_mtime_ns") != stat.st_mtime_ns for r in group):
             return False
         for record in group:
-            for key, wanted in (("crop", self.crops), ("heatmap", self.heatmaps)):
+            for key, wanted in (("crop", self.crops), ("heatmap", self.heatmaps), ("map", self.maps)):
                 if wanted and not (record.get(key) and (self.outdir / record[key]).is_file()):
                     return False
         return True
@@ -292,6 +296,7 @@ class CropOutputs:
                 **box.as_dict(),
                 "crop": None,
                 "heatmap": None,
+                "map": None,
                 "source_size": stat.st_size,
                 "source_mtime_ns": stat.st_mtime_ns,
             }
@@ -304,6 +309,10 @@ class CropOutputs:
                 picture = heatmap_overlay(to_rgb(original), box, self.kernel, self.stride)
                 atomic_write(self._target(rel, item), lambda f, p=picture: p.save(f, format="PNG", optimize=False))
                 record["heatmap"] = rel.as_posix()
+            if self.maps:
+                rel = PurePosixPath(MAPS) / map_name(item.rel, box.category, n)
+                atomic_write(self._target(rel, item), lambda f, b=box: save_map(f, b, result.size))
+                record["map"] = rel.as_posix()
             records.append(record)
         return records
 
@@ -430,7 +439,7 @@ class CropOutputs:
             "heatmap",
         ]
         columns += [f"score:{n}" for n in self.net_names] + [f"vote:{n}" for n in self.net_names]
-        columns += ["box"] + [f"{kind}_{c}" for kind in ("window", "tight") for c in "xywh"]
+        columns += ["box"] + [f"{kind}_{c}" for kind in ("window", "tight") for c in "xywh"] + ["map"]
 
         def write(f: Any) -> None:
             writer = csv.writer(f)

@@ -196,10 +196,15 @@ class Tight:
         (bilinear) to ``size``, e.g. the image's."""
         (fy, fx), (x, y, w, h) = self.factor, self.fused
         heat = object_map(self.evidence, (x * fx, y * fy, w * fx, h * fy))
-        if size is None or tuple(size) == heat.shape:
-            return heat
-        zoom = (size[0] / heat.shape[0], size[1] / heat.shape[1])
-        return np.clip(ndimage.zoom(heat, zoom, order=1, grid_mode=True, mode="nearest"), 0.0, 1.0)
+        return heat if size is None else resize_map(heat, size)
+
+
+def resize_map(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] map resized (bilinear, pixel centres aligned) to ``size`` ``(height, width)``; unchanged at that size."""
+    if tuple(size) == heat.shape:
+        return heat
+    zoom = (size[0] / heat.shape[0], size[1] / heat.shape[1])
+    return np.clip(ndimage.zoom(heat, zoom, order=1, grid_mode=True, mode="nearest"), 0.0, 1.0)
 
 
 def tight(

@@ -71,7 +71,9 @@ def xywh(record: dict) -> list[float]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tight")
-    return {box: crop(tmp / box, "--box", box) for box in evidence.BOXES}
+    return {"tight_out": tmp / "tight"} | {
+        box: crop(tmp / box, "--box", box, *(["--heatmaps-npy"] if box == "tight" else [])) for box in evidence.BOXES
+    }
 
 
 def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs, one_thread):
@@ -85,7 +87,8 @@ def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs
         assert record["box"] == "square"
         assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
     assert list(rows[0])[: len(COLUMNS)] == COLUMNS
-    assert list(rows[0])[len(COLUMNS) :] == ["box"] + [f"{k}_{c}" for k in ("window", "tight") for c in "xywh"]
+    added = ["box"] + [f"{k}_{c}" for k in ("window", "tight") for c in "xywh"] + ["map"]
+    assert list(rows[0])[len(COLUMNS) :] == added
 
 
 def test_tight_boxes_fit_the_demo_objects_better_than_the_square(runs):
@@ -112,3 +115,28 @@ def test_an_outdir_of_square_boxes_refuses_tight_ones(runs, tmp_path):
     argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--dry-run", "-q", "--box", "tight"]
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code != 0 and "box differ" in result.output
+
+
+def test_score_maps_are_float32_in_0_1_at_the_image_size_and_hold_the_tight_box(runs):
+    tight, _ = runs["tight"]
+    truth = json.loads((DEMO / "boxes.json").read_text())
+    maps, boxes = [], []
+    for key, record in sorted(tight.items()):
+        assert record["map"] == f"maps/{key}.npy"
+        heat = np.load(runs["tight_out"] / record["map"])
+        assert heat.dtype == np.float32 and heat.shape == (record["height"], record["width"])
+        assert heat.min() == 0.0 and heat.max() == 1.0
+        x, y, w, h = (round(v) for v in record["tight"])
+        assert heat[y : y + h, x : x + w].max() == 1.0  # the peak lies in the tight box
+        maps.append(heat)
+        boxes.append(truth[key.removeprefix("images/")])
+    assert metrics.maxboxacc_v2(maps, boxes).maxboxacc > 0
+
+
+def test_map_names_keep_the_image_name_and_add_the_category_when_there_are_several():
+    from pathlib import PurePosixPath
+
+    from fcnx.jobs.maps import map_name
+
+    assert map_name(PurePosixPath("images/cat/x.png"), "cat", 1) == PurePosixPath("images/cat/x.png.npy")
+    assert map_name(PurePosixPath("a/x.jpg"), "ice cream/2", 2) == PurePosixPath("a/x.jpg.ice_cream_2.npy")
