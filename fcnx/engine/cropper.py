@@ -48,7 +48,7 @@ class Box:
     cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
     probability map at the chosen level (only when the cropper keeps heatmaps).
 
-    ``box`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
+    ``kind`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
     ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
     both are always given. ``evidence`` is the found object's score map in [0, 1]
     (:meth:`fcnx.method.evidence.Tight.object_map`, at most :data:`~fcnx.method.evidence.MAX_SIDE`
@@ -74,7 +74,7 @@ class Box:
     levels_examined: int
     stopped_early: bool
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
-    box: str = "square"
+    kind: str = "square"
     window: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -125,7 +125,7 @@ class Box:
             "net_votes": dict(self.net_votes),
             "levels_examined": self.levels_examined,
             "stopped_early": self.stopped_early,
-            "box": self.box,
+            "box_kind": self.kind,
             "window": list(self.window),
             "tight": list(self.tight),
         }
@@ -522,7 +522,7 @@ class Cropper:
                     levels_examined=choice.levels_examined,
                     stopped_early=choice.stopped_early,
                     heatmap=choice.heatmap if self.keep_heatmaps else None,
-                    box=self.box,
+                    kind=self.box,
                     window=window,
                     tight=fit.box,
                     evidence=fit.object_map() if self.keep_heatmaps else None,

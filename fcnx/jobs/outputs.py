@@ -439,7 +439,7 @@ class CropOutputs:
             "heatmap",
         ]
         columns += [f"score:{n}" for n in self.net_names] + [f"vote:{n}" for n in self.net_names]
-        columns += ["box"] + [f"{kind}_{c}" for kind in ("window", "tight") for c in "xywh"] + ["map"]
+        columns += ["box_kind"] + [f"{kind}_{c}" for kind in ("window", "tight") for c in "xywh"] + ["map"]
 
         def write(f: Any) -> None:
             writer = csv.writer(f)

@@ -84,10 +84,10 @@ def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs
         record = records[item.rel.as_posix()]
         size, levels, label_levels, _ = cropper.label_levels(item, item.label)
         window = cropper.box_of(select(label_levels), size, levels)
-        assert record["box"] == "square"
+        assert record["box_kind"] == "square"
         assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
     assert list(rows[0])[: len(COLUMNS)] == COLUMNS
-    added = ["box"] + [f"{k}_{c}" for k in ("window", "tight") for c in "xywh"] + ["map"]
+    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight") for c in "xywh"] + ["map"]
     assert list(rows[0])[len(COLUMNS) :] == added
 
 
@@ -98,7 +98,9 @@ def test_tight_boxes_fit_the_demo_objects_better_than_the_square(runs):
     assert square.keys() == tight.keys()
     for key, record in tight.items():
         # the same choice: the window is the square run's box; the tight box is what this run crops
-        assert record["box"] == "tight" and record["window"] == xywh(square[key]) and xywh(record) == record["tight"]
+        assert (
+            record["box_kind"] == "tight" and record["window"] == xywh(square[key]) and xywh(record) == record["tight"]
+        )
         assert record["tight"] == square[key]["tight"]
     assert {r["file"]: float(r["tight_w"]) for r in rows} == {k: r["tight"][2] for k, r in tight.items()}
     keys = sorted(tight)
