@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.bench.localization import Results
-from fcnx.errors import UsageError
 
 BAR = "#1f77b4"
 BASELINE = "#a0a0a0"
@@ -153,13 +152,9 @@ def _bars(axes: Any, title: str, labels: list[str], series: list[tuple[str, list
 
 def plot(results: Results, path: Path) -> Path:
     """MaxBoxAccV2 per method (left) beside top-1 per classifier on canvases, crops and true boxes (right)."""
-    try:
-        import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
-        matplotlib.use("Agg")
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UsageError("results.png needs matplotlib: pip install 'fcnx[plot]'") from None
     from fcnx.io.files import atomic_write
 
     loc = sorted(results.localization.items(), key=lambda kv: -kv[1]["maxboxacc"])
@@ -171,8 +166,6 @@ def plot(results: Results, path: Path) -> Path:
     _bars(left, "Localization: MaxBoxAccV2", names, [("", values, BAR)])
     for patch, grey in zip(left.patches, baseline):
         patch.set_color(BASELINE if grey else BAR)
-    from matplotlib.patches import Patch
-
     left.legend(handles=[Patch(color=BAR, label="fcnx"), Patch(color=BASELINE, label="baseline")], loc="lower right")
     rows = results.classification
     series = [(name, [row[key] for row in rows], colour) for key, name, colour in SIDES]

@@ -3,8 +3,6 @@ and ``--heatmaps-npy`` (score maps, :mod:`fcnx.jobs.maps`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from fcnx.method.evidence import BOXES
@@ -27,8 +25,3 @@ maps_option = click.option(
     help="Also write maps/<file>.npy: the found object's score map, float32 in [0, 1] at the image's upright "
     "size (the format of wsolevaluation; <file>.<category>.npy with several categories).",
 )
-
-
-def box_setting(box: str) -> dict[str, Any]:
-    """The settings entry of ``box``: none for ``square``, so OUTDIRs made before ``--box`` existed still resume."""
-    return {} if box == "square" else {"box": box}

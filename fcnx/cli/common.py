@@ -98,7 +98,7 @@ def is_local_engine(engine: str, address: str | None, actors: int | None) -> boo
         if address is not None or actors is not None:
             raise UsageError("--address and --actors apply to --engine ray")
         return True
-    from fcnx.engine.ray import import_ray
+    from fcnx.jobs.ray import import_ray
 
     import_ray()  # refuse early when Ray is not installed
     return False

@@ -256,7 +256,7 @@ def plan_steps(model: nn.Module, schedule: str, blocks_per_step: int = 1) -> lis
     if schedule != "blockwise":
         raise UsageError(f"unknown schedule {schedule!r}")
     if blocks_per_step < 1:
-        raise UsageError("--blocks-per-step must be at least 1")
+        raise UsageError("must be at least 1", parameter="blocks_per_step")
     steps, trainable = [first], set(head)
     blocks = body_blocks(model)[::-1]
     names = [name for block in blocks for name in block]

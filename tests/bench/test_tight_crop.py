@@ -138,7 +138,7 @@ def test_score_maps_are_float32_in_0_1_at_the_image_size_and_hold_the_tight_box(
 def test_map_names_keep_the_image_name_and_add_the_category_when_there_are_several():
     from pathlib import PurePosixPath
 
-    from fcnx.jobs.maps import map_name
+    from fcnx.jobs.maps import map_path
 
-    assert map_name(PurePosixPath("images/cat/x.png"), "cat", 1) == PurePosixPath("images/cat/x.png.npy")
-    assert map_name(PurePosixPath("a/x.jpg"), "ice cream/2", 2) == PurePosixPath("a/x.jpg.ice_cream_2.npy")
+    assert map_path(PurePosixPath("images/cat/x.png"), "cat", 1) == PurePosixPath("maps/images/cat/x.png.npy")
+    assert map_path(PurePosixPath("a/x.jpg"), "ice cream/2", 2) == PurePosixPath("maps/a/x.jpg.ice_cream_2.npy")

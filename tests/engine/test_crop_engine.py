@@ -235,7 +235,7 @@ def test_nets_must_share_classes_kernel_and_stride(tmp_path, tiny_registry):
     assert torch.allclose(probs[0, 1], own[0].flip(0), atol=1e-6)
     with pytest.raises(UsageError, match="needs a CUDA or MPS device"):
         Ensemble([a], half=True)
-    with pytest.raises(UsageError, match="--weights given for tiny11, which is not in --nets"):
+    with pytest.raises(UsageError, match="weights given for tiny11, which is not among the nets"):
         load_ensemble(["tiny0"], {"tiny11": "x.safetensors"}, device="cpu")
 
 

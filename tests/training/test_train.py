@@ -679,7 +679,7 @@ def test_a_killed_run_resumes_with_each_epoch_once_as_if_never_killed(tmp_path, 
         timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert len(list(out.glob(f".{trainer.RESUME}.*.fcnx-tmp"))) == 1  # half written, never renamed into place
+    assert len(list(out.glob(".*.fcnx-tmp"))) == 1  # half written, never renamed into place
     assert len(trainer.read_resume(out)[1].history) == done and checkpoint.read_tensors(out / trainer.RESUME)
     resumed = run("train", "--resume", "-o", out, "--workers", "0", "-q")
     assert resumed.exit_code == 0, resumed.output
