@@ -33,6 +33,8 @@ _EXPORTS = {
     "list_backbones": "fcnx.backbones.registry",
     "ImageItem": "fcnx.io.images",
     "discover": "fcnx.io.images",
+    "run_crop": "fcnx.jobs.crop",
+    "CropOptions": "fcnx.jobs.crop",
     "evaluate": "fcnx.jobs.evaluation",
     "find_suspects": "fcnx.jobs.evaluation",
     "FcnxError": "fcnx.errors",
@@ -45,6 +47,7 @@ __all__ = [
     "BackboneSpec",
     "Box",
     "CropFailure",
+    "CropOptions",
     "CropResult",
     "Cropper",
     "Ensemble",
@@ -61,6 +64,7 @@ __all__ = [
     "list_backbones",
     "load_ensemble",
     "load_fcn",
+    "run_crop",
 ]
 
 if TYPE_CHECKING:
@@ -71,6 +75,7 @@ if TYPE_CHECKING:
     from fcnx.engine.fcn import FCN, load_fcn
     from fcnx.errors import FcnxError, UsageError, WeightsError
     from fcnx.io.images import ImageItem, discover
+    from fcnx.jobs.crop import CropOptions, run_crop
     from fcnx.jobs.evaluation import evaluate, find_suspects
 
 

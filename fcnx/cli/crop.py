@@ -247,6 +247,8 @@ def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, prof
                 f"of the {ray['busy_seconds']:.1f} s they spent cropping, {100 * summary.forward_seconds / max(wall * ray['actors'], 1e-9):.1f} % "
                 f"of their {wall:.1f} s wall (with the start of the cluster and actors)"
             )
+    if profile and not quiet:
+        say("crop: stages " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.seconds.items()))
     for line in summary.write_errors:
         say(f"error: {line}")
     if not quiet:

@@ -2,9 +2,9 @@
 
 One streaming job for the CLI, benchmarks and notebooks alike::
 
-    from fcnx.jobs.crop import CropOptions, run_crop
+    from fcnx import CropOptions, run_crop
 
-    job = run_crop(["photos/"], "out/", CropOptions(nets=["tiny_vgg"], categories=["pizza"]))
+    job = run_crop(["photos/"], "out/", CropOptions(nets=["efficientnet_lite0"], kernel=224, categories=["espresso"]))
     for image in job:          # one ImageResult per image, as it is written
         print(image.item.path, image.error or image.records[0]["votes"])
     print(job.summary)         # counts, failures, seconds per stage
@@ -343,8 +343,10 @@ class CropJob:
     def stop(self, interrupt: KeyboardInterrupt) -> None:
         """End the stream after ``interrupt`` (the images in flight are written, then the tables)."""
         self.summary.stopped = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
-        if self._stream is not None:
-            self._stream.close()
+        if self._stream is None:  # never started: nothing to write, release OUTDIR
+            self.outputs.close()
+            self._stream = _empty_stream()
+        self._stream.close()
 
     def _engine(self) -> Iterator[Any]:
         o = self.options
@@ -453,6 +455,11 @@ class CropJob:
             stats = self._ray_stats
             self.summary.forward_seconds = stats.forward_seconds
             self.summary.ray = {"actors": stats.actors, "gpus": stats.gpus, "busy_seconds": stats.busy_seconds}
+
+
+def _empty_stream() -> Generator[ImageResult, None, None]:
+    """An empty stream (of a job stopped before it started)."""
+    yield from ()
 
 
 def run_crop(

@@ -8,12 +8,12 @@ from __future__ import annotations
 import io
 import re
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fcnx.engine.cropper import Box
-from fcnx.method.evidence import resize_map
+if TYPE_CHECKING:
+    from fcnx.engine.cropper import Box
 
 MAPS = "maps"
 #: the columns ``boxes.csv`` gains after the per-net ones: which box ``x, y, w, h`` is, both boxes, the map
@@ -37,6 +37,8 @@ def encode_map(box: Box, size: tuple[int, int]) -> bytes:
     """``box``'s score map (kept by a cropper with heatmaps) at ``size`` as float32 ``.npy`` bytes."""
     if box.evidence is None:
         raise ValueError("the box carries no score map (crop with keep_heatmaps=True)")
+    from fcnx.method.evidence import resize_map
+
     buffer = io.BytesIO()
     np.save(buffer, resize_map(box.evidence, size).astype(np.float32), allow_pickle=False)
     return buffer.getvalue()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,60 +32,27 @@ from fcnx.engine.cropper import Box, CropResult
 from fcnx.errors import FcnxError
 from fcnx.io.files import (
     OutdirLock,
-    atomic_bytes,
-    atomic_text,
     commit,
     is_disk_full,
-    one_line,
     remove_temporaries,
     stage_bytes,
 )
 from fcnx.io.images import ImageItem, open_upright, to_rgb
 from fcnx.io.journal import CropJournal, Record
-from fcnx.io.tables import write_csv
-from fcnx.jobs import naming
+from fcnx.jobs import naming, reports
 from fcnx.jobs.encoding import encode_crop, encode_png
-from fcnx.jobs.maps import BOX_COLUMNS, box_columns, encode_map, map_path
+from fcnx.jobs.maps import encode_map, map_path
 from fcnx.jobs.pool import OrderedPool
+from fcnx.jobs.reports import FAILURES, GALLERY, TABLE
 from fcnx.jobs.settings import SETTINGS, SettingsFile
 from fcnx.method import geometry
 
 JOURNAL = "boxes.jsonl"
-TABLE = "boxes.csv"
-FAILURES = "failures.txt"
 #: journal lines that are not whole records, set aside (each reported once)
 ASIDE = "boxes.rejected.jsonl"
-GALLERY = "gallery.html"
 HEATMAPS = naming.HEATMAPS
 RESERVED = (JOURNAL, TABLE, SETTINGS, FAILURES, ASIDE, HEATMAPS, GALLERY)
 _GALLERY_PAGES = re.compile(r"gallery(-\d+)?\.html")
-#: the columns of ``boxes.csv`` before the per-net ``score:<net>`` and ``vote:<net>``
-COLUMNS = [
-    "file",
-    "path",
-    "label",
-    "category",
-    "category_index",
-    "found",
-    "votes",
-    "nets",
-    "confidence",
-    "mean_confidence",
-    "scale",
-    "level",
-    "cell_i",
-    "cell_j",
-    "x",
-    "y",
-    "w",
-    "h",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "crop",
-    "heatmap",
-]
 
 
 class DiskFull(FcnxError):
@@ -177,7 +144,11 @@ class CropOutputs:
     # ---- resume state
 
     def open(self) -> None:
-        """Lock OUTDIR, clean what a killed run left, check settings and files, load the journal."""
+        """Lock OUTDIR, clean what a killed run left, check settings and files, load the journal.
+
+        Raises :class:`~fcnx.errors.UsageError` for an OUTDIR that is refused, :class:`DiskFull` (or
+        another :class:`~fcnx.errors.FcnxError`) when the journal cannot be repaired.
+        """
         self._lock.acquire()
         try:
             remove_temporaries(self.outdir)
@@ -185,8 +156,10 @@ class CropOutputs:
             fixed += [p.name for p in self.outdir.iterdir() if _GALLERY_PAGES.fullmatch(p.name)]
             self.settings_file.check(fixed, JOURNAL)
             self.journal.load()
-        except BaseException:
+        except BaseException as exc:
             self._lock.release()
+            if isinstance(exc, OSError):  # a full disk while repairing the journal, say
+                raise _write_error(exc, self.outdir) from None
             raise
         for number, problem in self.journal.set_aside:
             self.warnings.append(
@@ -343,16 +316,16 @@ class CropOutputs:
         self.flush()  # the images in flight (a stopped run)
         self._pool.close()
         errors = []
-        steps = [
+        steps: list[tuple[str, Callable[[], None]]] = [
             (JOURNAL, lambda: self.journal.compact(str(item.path) for item in order)),
-            (TABLE, self._write_table),
-            (FAILURES, lambda: self._write_failures(list(failures))),
-            (GALLERY, self._write_gallery if self.gallery else None),
-            ("dataset lists", self._copy_meta if self.meta_copies else None),
+            (TABLE, lambda: reports.write_table(self.outdir, self.records, self.net_names)),
+            (FAILURES, lambda: reports.write_failures(self.outdir, list(failures))),
         ]
+        if self.gallery:
+            steps.append((GALLERY, lambda: reports.write_gallery(self.outdir, self.records, self.settings_file.claim)))
+        if self.meta_copies:
+            steps.append(("dataset lists", lambda: reports.copy_meta(self.outdir, self.meta_copies)))
         for name, step in steps:
-            if step is None:
-                continue
             try:
                 step()
             except OSError as exc:
@@ -369,34 +342,3 @@ class CropOutputs:
         """Stop the writing threads and release OUTDIR."""
         self._pool.close()
         self._lock.release()
-
-    def _table_row(self, record: Record) -> dict[str, Any]:
-        """``record`` as a row of ``boxes.csv``."""
-        row = {**record, "cell_i": record["cell"][0], "cell_j": record["cell"][1]}
-        row.update({f"score:{n}": record["net_scores"].get(n) for n in self.net_names})
-        row.update({f"vote:{n}": record["net_votes"].get(n) for n in self.net_names})
-        return row | box_columns(record)
-
-    def _write_table(self) -> None:
-        columns = COLUMNS + [f"score:{n}" for n in self.net_names] + [f"vote:{n}" for n in self.net_names]
-        columns += BOX_COLUMNS
-        write_csv(self.outdir / TABLE, columns, [self._table_row(r) for r in self.records])
-
-    def _write_failures(self, failures: list[str]) -> None:
-        path = self.outdir / FAILURES
-        if failures:
-            atomic_text(path, "".join(f"{one_line(line)}\n" for line in failures))
-        elif path.exists():
-            path.unlink()
-
-    def _write_gallery(self) -> None:
-        from fcnx.render.html import gallery_pages
-
-        pages = gallery_pages(self.records, self.outdir)
-        self.settings_file.claim(pages)
-        for name, page in pages.items():
-            atomic_text(self.outdir / name, page)
-
-    def _copy_meta(self) -> None:
-        for source, rel in self.meta_copies:
-            atomic_bytes(self.outdir / rel, source.read_bytes())

@@ -435,3 +435,5 @@ def test_profile_prints_the_share_of_time_in_forward_passes(tmp_path, weights):
         for v in re.fullmatch(r"crop: forward passes ([\d.]+) s of ([\d.]+) s wall \(([\d.]+) %\)", line).groups()
     )
     assert forward <= wall + 0.05 and 0 < share <= 100  # rounded to 0.1 s: the share is the exact ratio
+    (stages,) = [line for line in result.stderr.splitlines() if line.startswith("crop: stages ")]
+    assert re.fullmatch(r"crop: stages nets [\d.]+ s, write [\d.]+ s, finish [\d.]+ s", stages)

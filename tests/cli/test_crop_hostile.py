@@ -407,6 +407,23 @@ def test_a_full_disk_is_one_error_line_the_journal_stays_whole_and_a_rerun_compl
     assert len(records) == 6 and len({r["path"] for r in records}) == 6 and len(table(out)) == 6
 
 
+def test_a_disk_full_before_the_journal_can_be_repaired_is_one_line_and_changes_nothing(tmp_path, weights, monkeypatch):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    for k in range(2):
+        square(photos / f"{k}.png", top=10 * k)
+    assert crop(weights, "--category", "red", photos, "-o", out).exit_code == 0
+    cut = (out / "boxes.jsonl").read_bytes()[:-40]  # a kill cut the last line: the next run repairs it
+    (out / "boxes.jsonl").write_bytes(cut)
+    FakeDisk(out, lambda path, data: True).install(monkeypatch)
+    result = crop(weights, "--category", "red", photos, "-o", out)
+    monkeypatch.undo()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [f"Error: {out}: no space left on the device"]
+    assert (out / "boxes.jsonl").read_bytes() == cut and not list(out.rglob("*.fcnx-tmp"))
+    rerun = crop(weights, "--category", "red", photos, "-o", out)
+    assert rerun.exit_code == 0 and "1 image(s) to do, 1 already done" in rerun.stderr
+
+
 # --------------------------------------------------------------------------- 7. tampered journals
 
 

@@ -178,7 +178,7 @@ def test_worker_processes_give_the_same_results(tmp_path, color_nets):
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_rotated_photos_get_boxes_in_upright_coordinates(tmp_path, color_nets, orientation):
-    from test_crop_images import STORED
+    from image_corpus import STORED
 
     cropper = Cropper.from_nets(list(color_nets), color_nets, device="cpu", categories=["red"], max_scale=1.5)
     upright = red_square(200, 300, 20, 30, 60)

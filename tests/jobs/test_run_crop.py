@@ -63,6 +63,14 @@ def test_a_given_cropper_is_used_and_a_stopped_stream_still_writes_the_tables(tm
     assert rest.summary.skipped == len(records) and rest.run().done == 4 - len(records)
 
 
+def test_a_job_stopped_before_it_starts_releases_outdir_and_writes_nothing(tmp_path, setup):
+    photos, options = setup
+    job = run_crop([photos], tmp_path / "out", options)
+    job.stop(KeyboardInterrupt())
+    assert list(job) == [] and not (tmp_path / "out" / "boxes.jsonl").exists()
+    assert run_crop([photos], tmp_path / "out", options).run().done == 4
+
+
 def test_an_outdir_held_by_another_run_is_refused_before_anything_is_touched(tmp_path, setup):
     photos, options = setup
     out = tmp_path / "out"
