@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fcnx.cli.boxes import box_option, maps_option
 from fcnx.cli.common import (
     MAX_SCALE,
     STEP,
@@ -79,6 +80,7 @@ def _box_line(record: dict[str, Any]) -> str:
     help="paper: per level the best summed probability; votes-first: the authors' code (votes, then sum).",
 )
 @click.option("--early-stop", is_flag=True, help="Stop an image's pyramid at the first level where every net votes.")
+@box_option
 @click.option(
     "--split",
     default="all",
@@ -107,6 +109,7 @@ def _box_line(record: dict[str, Any]) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Write only boxes.jsonl/boxes.csv, no crop images.")
 @click.option("--heatmaps", is_flag=True, help="Also write heatmaps/<file>.png: the summed heatmap and the box.")
+@maps_option
 @click.option("--gallery", is_flag=True, help="Also write gallery.html: originals with their boxes beside the crops.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first image that fails.")
@@ -127,6 +130,7 @@ def crop_cmd(
     max_scale: float,
     selection: str,
     early_stop: bool,
+    box: str,
     split: str,
     device: str,
     half: bool,
@@ -134,6 +138,7 @@ def crop_cmd(
     workers: int | None,
     dry_run: bool,
     heatmaps: bool,
+    heatmaps_npy: bool,
     gallery: bool,
     quiet: bool,
     fail_fast: bool,
@@ -183,6 +188,8 @@ def crop_cmd(
         workers=workers,
         dry_run=dry_run,
         heatmaps=heatmaps,
+        heatmaps_npy=heatmaps_npy,
+        box=box,
         gallery=gallery,
         fail_fast=fail_fast,
         in_place=in_place,

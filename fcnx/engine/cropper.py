@@ -32,7 +32,7 @@ import torch
 from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, NonFiniteOutput, load_ensemble, resize
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
-from fcnx.method import geometry
+from fcnx.method import evidence, geometry
 from fcnx.method.selection import RULES, Choice, Level, Selector, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
@@ -48,6 +48,12 @@ class Box:
     ``confidence``: their probabilities of it summed; ``found``: some net voted for it at some
     cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
     probability map at the chosen level (only when the cropper keeps heatmaps).
+
+    ``kind`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
+    ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
+    both are always given. ``evidence`` is the found object's score map in [0, 1]
+    (:meth:`fcnx.method.evidence.Tight.object_map`, at most :data:`~fcnx.method.evidence.MAX_SIDE`
+    a side; only with heatmaps).
     """
 
     category: str
@@ -69,6 +75,10 @@ class Box:
     levels_examined: int
     stopped_early: bool
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    kind: str = "square"
+    window: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def mean_confidence(self) -> float:
@@ -116,6 +126,9 @@ class Box:
             "net_votes": dict(self.net_votes),
             "levels_examined": self.levels_examined,
             "stopped_early": self.stopped_early,
+            "box_kind": self.kind,
+            "window": list(self.window),
+            "tight": list(self.tight),
         }
 
 
@@ -200,7 +213,8 @@ class Cropper:
     (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
-    ``workers`` processes decode images ahead of the nets.
+    ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
+    is the paper's kernel window (``"square"``) or the tight box (``"tight"``); both are given.
     """
 
     def __init__(
@@ -216,7 +230,10 @@ class Cropper:
         workers: int = 0,
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
+        box: str = "square",
     ) -> None:
+        if box not in evidence.BOXES:
+            raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")
         if selection not in RULES:
             raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
         try:
@@ -232,6 +249,7 @@ class Cropper:
         self.selection, self.early_stop = selection, early_stop
         self.batch_size, self.workers = batch_size, workers
         self.keep_heatmaps = keep_heatmaps
+        self.box = box
         self.max_level_pixels = max_level_pixels
         self.categories = [self.category_index(c) for c in categories] if categories else None
         if self.categories is not None and len(set(self.categories)) != len(self.categories):
@@ -492,7 +510,10 @@ class Cropper:
         for category, selector in zip(prepared.categories or [], selectors):
             choice = selector.result()
             scale, scaled = prepared.levels[choice.level]
-            x, y, w, h = self.box_of(choice, prepared.size, prepared.levels)
+            window = self.box_of(choice, prepared.size, prepared.levels)
+            sizes = [scaled for _, scaled in prepared.levels]
+            fit = evidence.tight_of(choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window)
+            x, y, w, h = fit.box if self.box == "tight" else window
             boxes.append(
                 Box(
                     category=self.classes[category],
@@ -514,6 +535,10 @@ class Cropper:
                     levels_examined=choice.levels_examined,
                     stopped_early=choice.stopped_early,
                     heatmap=choice.heatmap if self.keep_heatmaps else None,
+                    kind=self.box,
+                    window=window,
+                    tight=fit.box,
+                    evidence=fit.object_map() if self.keep_heatmaps else None,
                 )
             )
         scales = tuple(s for s, _ in prepared.levels)

@@ -62,6 +62,8 @@ class CropOptions:
     workers: int | None = None
     dry_run: bool = False
     heatmaps: bool = False
+    heatmaps_npy: bool = False
+    box: str = "square"
     gallery: bool = False
     fail_fast: bool = False
     in_place: bool = False
@@ -256,7 +258,8 @@ class CropJob:
             categories=list(o.categories) or None,
             batch_size=o.batch_size,
             workers=workers,
-            keep_heatmaps=o.heatmaps,
+            keep_heatmaps=o.heatmaps or o.heatmaps_npy,
+            box=o.box,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -274,6 +277,8 @@ class CropJob:
             "categories": [cropper.classes[c] for c in cropper.categories] if cropper.categories else None,
             "half": o.half,
         }
+        if o.box != "square":  # absent for the paper's box, so OUTDIRs made before --box still resume
+            settings["box"] = o.box
         if o.in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
             settings["in_place"] = True
         return settings
@@ -305,6 +310,7 @@ class CropJob:
             expected_boxes=len(self.cropper.categories or [None]),
             crops=not o.dry_run,
             heatmaps=o.heatmaps,
+            maps=o.heatmaps_npy,
             gallery=o.gallery,
             in_place=o.in_place,
             protected=[item.path for item in self.items],
@@ -361,7 +367,8 @@ class CropJob:
                 "early_stop": o.early_stop,
                 "categories": list(o.categories) or None,
                 "batch_size": o.batch_size,
-                "keep_heatmaps": o.heatmaps,
+                "keep_heatmaps": o.heatmaps or o.heatmaps_npy,
+                "box": o.box,
             },
         )
         self._ray_stats = RayStats()

@@ -35,6 +35,7 @@ from fcnx.io.images import ImageItem, Source, open_upright, to_rgb
 from fcnx.io.journal import CropJournal, Record
 from fcnx.jobs import naming, reports
 from fcnx.jobs.encoding import encode_crop, encode_png
+from fcnx.jobs.maps import encode_map, map_path
 from fcnx.jobs.pool import OrderedPool
 from fcnx.jobs.reports import FAILURES, GALLERY, TABLE
 from fcnx.jobs.settings import SETTINGS, SettingsFile
@@ -101,6 +102,7 @@ class CropOutputs:
         crops: bool = True,
         heatmaps: bool = False,
         gallery: bool = False,
+        maps: bool = False,
         threads: int = 2,
         in_place: bool = False,
         protected: Iterable[Path] = (),
@@ -113,6 +115,7 @@ class CropOutputs:
         self.kernel, self.stride = kernel, stride
         self.expected_boxes = expected_boxes
         self.crops, self.heatmaps, self.gallery = crops, heatmaps, gallery
+        self.maps = maps
         self.in_place = in_place
         self.meta_copies = list(meta_copies)
         self.journal = CropJournal(outdir / JOURNAL, outdir / ASIDE)
@@ -172,7 +175,7 @@ class CropOutputs:
         def complete(record: Record) -> bool:
             return all(
                 record[key] and (self.outdir / record[key]).is_file()
-                for key, wanted in (("crop", self.crops), ("heatmap", self.heatmaps))
+                for key, wanted in (("crop", self.crops), ("heatmap", self.heatmaps), ("map", self.maps))
                 if wanted
             )
 
@@ -198,6 +201,10 @@ class CropOutputs:
             records = []
             for box, (crop, heatmap) in zip(result.boxes, names):
                 records.append(self._record(result, box, source, crop, heatmap))
+                if self.maps:
+                    rel = map_path(item.rel, box.category, len(result.boxes))
+                    records[-1]["map"] = rel.as_posix()
+                    staged.append((stage_bytes(self.outdir / rel, encode_map(box, result.size)), self.outdir / rel))
                 if crop is not None:
                     assert original is not None
                     pixels = geometry.pixel_box((box.x, box.y, box.w, box.h), result.size)
@@ -229,6 +236,7 @@ class CropOutputs:
             **box.as_dict(),
             "crop": None if crop is None else crop.as_posix(),
             "heatmap": None if heatmap is None else heatmap.as_posix(),
+            "map": None,
             "source_size": source.size,
             "source_mtime_ns": source.mtime_ns,
         }

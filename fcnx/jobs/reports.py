@@ -10,6 +10,7 @@ from typing import Any
 from fcnx.errors import one_line
 from fcnx.io.files import atomic_bytes, atomic_text
 from fcnx.io.tables import write_csv
+from fcnx.jobs.maps import BOX_COLUMNS, box_columns
 
 TABLE = "boxes.csv"
 FAILURES = "failures.txt"
@@ -48,12 +49,12 @@ def table_row(record: dict[str, Any], net_names: Sequence[str]) -> dict[str, Any
     row = {**record, "cell_i": record["cell"][0], "cell_j": record["cell"][1]}
     row.update({f"score:{n}": record["net_scores"].get(n) for n in net_names})
     row.update({f"vote:{n}": record["net_votes"].get(n) for n in net_names})
-    return row
+    return row | box_columns(record)
 
 
 def write_table(outdir: Path, records: Iterable[dict[str, Any]], net_names: Sequence[str]) -> None:
-    """``boxes.csv``: :data:`COLUMNS`, then each net's score and vote."""
-    columns = COLUMNS + [f"score:{n}" for n in net_names] + [f"vote:{n}" for n in net_names]
+    """``boxes.csv``: :data:`COLUMNS`, then each net's score and vote, then :data:`~fcnx.jobs.maps.BOX_COLUMNS`."""
+    columns = COLUMNS + [f"score:{n}" for n in net_names] + [f"vote:{n}" for n in net_names] + BOX_COLUMNS
     write_csv(outdir / TABLE, columns, [table_row(r, net_names) for r in records])
 
 
