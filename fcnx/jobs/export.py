@@ -4,7 +4,7 @@ The crop records are read as ``fcnx crop`` and ``fcnx evaluate`` read them
 (:func:`fcnx.io.journal.read_journal`: a last line cut by a killed run is dropped with a warning;
 for the same image and category the last record counts). Each image keeps its boxes in file
 order; its size is the record's ``width``/``height`` (else read from the image). A record's
-``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box": "square"|"tight"`` says
+``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box_kind": "square"|"tight"`` says
 which kind it is, and ``window`` / ``tight`` (``[x, y, w, h]`` or ``{x, y, w, h}``) give each kind.
 ``--box square`` exports the kernel window, ``--box tight`` the tight box, falling back to the
 window, with one warning, where a record has none (boxes made before ``fcnx crop --box tight``).
@@ -69,7 +69,7 @@ def _kinds(
     """The square window and the tight box (``None`` if the record has none) of a crop record."""
     nested = record.get("box")
     main = _xywh(nested if isinstance(nested, dict) else record)
-    kind = nested if isinstance(nested, str) else "square"
+    kind = record.get("box_kind", "square")
     if kind not in BOXES:
         raise ValueError(f"unknown box kind {kind!r}")
     window = _given(record.get("window")) or (main if kind == "square" else None)

@@ -108,10 +108,12 @@ def test_fiftyone_layout_links_every_image_under_its_coco_name(cropped, tmp_path
 def test_tight_box_when_present_square_window_with_a_warning_otherwise(cropped, tmp_path):
     lines = records(cropped)[:3]
     lines[0]["tight"] = {"x": 3.5, "y": 4.0, "w": 10.0, "h": 6.25}
+    for key in ("box_kind", "window", "tight", "map"):  # a record made before fcnx crop --box tight
+        lines[1].pop(key, None)
     # as `fcnx crop --box tight` writes it: x, y, w, h the tight box, both kinds as lists
     window = [lines[2][k] for k in "xywh"]
     lines[2] |= {
-        "box": "tight",
+        "box_kind": "tight",
         "window": window,
         "tight": [1.0, 2.0, 3.0, 4.0],
         "x": 1.0,
