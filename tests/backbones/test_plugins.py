@@ -122,3 +122,29 @@ def test_env_var_restricts_loaded_plugins():
     timm_only = _run_list("timm")
     assert {b["plugin"] for b in timm_only["backbones"]} == {"timm"}
     assert "inception_v3" in {b["name"] for b in timm_only["backbones"]}
+
+
+class ResolvingPlugin:
+    """Serves any ``mine/<stride>`` on demand, as the timm plugin serves ``timm/<model>``."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def resolve_backbone(self, name):
+        if not name.startswith("mine/"):
+            return None
+        self.calls.append(name)
+        return tiny_spec(name, stride=int(name.split("/")[1]))
+
+
+def test_a_plugin_resolves_names_it_did_not_register(clean_registry):
+    plugin = ResolvingPlugin()
+    clean_registry.register(plugin, name="resolver")
+    registry.refresh()
+    spec = registry.get_backbone("mine/16")
+    assert (spec.name, spec.plugin, spec.formula()) == ("mine/16", "resolver", "16D+5")
+    assert registry.get_backbone("mine/16") is spec and plugin.calls == ["mine/16"]  # resolved once
+    assert "mine/16" not in [s.name for s in registry.list_backbones()]  # listed only by its plugin's own means
+    with pytest.raises(UsageError, match="unknown backbone 'yours/16'"):
+        registry.get_backbone("yours/16")

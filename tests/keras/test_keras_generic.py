@@ -1,6 +1,6 @@
 """Any keras.applications CNN as ``keras/<Application>``: preprocessing read off Keras' own
-``preprocess_input``, the measured formula holds on the FCN, a loaded weight file's FCN equals its
-classifier at the kernel, and nets that cannot slide are refused in one line."""
+``preprocess_input``, the measured formula holds on the FCN, a loaded weight file's FCN (full
+model or weights only) equals its classifier at the kernel, and nets that cannot slide are refused in one line."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_preprocessing_is_keras_preprocess_input():
     assert inside.mean == (0.0, 0.0, 0.0) and inside.std == pytest.approx((1 / 255,) * 3)
 
 
-def _formula_holds_and_loaded_fcn_is_exact(tmp_path, app: str) -> None:
+def _formula_holds_and_loaded_fcn_is_exact(tmp_path, app: str, suffix: str) -> None:
     import torch
 
     from fcnx.engine.fcn import load_fcn
@@ -54,7 +54,7 @@ def _formula_holds_and_loaded_fcn_is_exact(tmp_path, app: str) -> None:
     sizes, expected = formula_boundaries(spec, EXACT_POOL)
     fcn_model = keras_fcn(classifier, EXACT_POOL)
     assert [fcn_model.compute_output_shape((1, s, s + spec.stride, 3))[1] for s in sizes] == expected
-    path = save_keras(classifier, tmp_path / "net.weights.h5", CLASSES, input_size=kernel)
+    path = save_keras(classifier, tmp_path / f"net{suffix}", CLASSES, input_size=kernel)
     fcn = load_fcn(name, path)
     pixels = torch.rand(2, 3, kernel, kernel, generator=torch.Generator().manual_seed(1)) * 255
     want, got = fcn.classifier(fcn.normalize(pixels)), fcn(pixels)
@@ -62,14 +62,15 @@ def _formula_holds_and_loaded_fcn_is_exact(tmp_path, app: str) -> None:
     assert (got[:, :, 0, 0] - want).abs().max().item() <= 1e-4
 
 
-def test_mobilenetv3_formula_and_exactness(tmp_path):
-    _formula_holds_and_loaded_fcn_is_exact(tmp_path, "MobileNetV3Small")
+def test_mobilenetv3_formula_and_exactness_from_a_full_model_file(tmp_path):
+    # a .keras file holding the application's own layers (Rescaling, Multiply ...) is accepted
+    _formula_holds_and_loaded_fcn_is_exact(tmp_path, "MobileNetV3Small", ".keras")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("app", ["EfficientNetV2B0", "DenseNet121", "ConvNeXtTiny"])
 def test_more_keras_applications_formula_and_exactness(tmp_path, app):
-    _formula_holds_and_loaded_fcn_is_exact(tmp_path, app)
+    _formula_holds_and_loaded_fcn_is_exact(tmp_path, app, ".weights.h5")
 
 
 def test_the_builtin_keras_resnet50_formula_is_what_the_probe_measures():
