@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import timm
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 import fcnx_timm
 from fcnx.backbones import probe, registry
@@ -226,3 +228,18 @@ def test_list_backbones_all_timm_shows_what_is_measured(one_thread):
     assert (
         CliRunner().invoke(cli, ["list-backbones", "--all-timm", "nonet*"]).stdout == "no timm model matches 'nonet*'\n"
     )
+
+
+def test_crop_runs_an_ensemble_of_generic_timm_nets(tmp_path, one_thread):
+    first = random_checkpoint(tmp_path / "r18.safetensors", "timm/resnet18", ["bag", "shoe"], input_size=65)
+    second = random_checkpoint(tmp_path / "rg.safetensors", "timm/regnety_002", ["shoe", "bag"], input_size=65)
+    image = tmp_path / "in" / "photo.png"
+    image.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(image)
+    nets = ["--nets", "timm/resnet18,timm/regnety_002", "--weights", f"timm/resnet18={first}"]
+    argv = ["crop", *nets, "--weights", f"timm/regnety_002={second}", "--category", "bag", "--workers", "0"]
+    result = CliRunner().invoke(cli, [*argv, "--max-scale", "1.2", str(image), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "nets timm/resnet18, timm/regnety_002 at kernel 65" in result.output
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "boxes.jsonl").read_text().splitlines()]
+    assert row["category"] == "bag" and set(row["net_scores"]) == {"timm/resnet18", "timm/regnety_002"}
