@@ -191,13 +191,17 @@ def record_of(model_name: str) -> dict[str, Any]:
     return probe.measured(namespace(), _arch(model_name), lambda: measure(model_name))
 
 
-def imagenet_tags(model_name: str) -> tuple[str, ...]:
-    """The model's pretrained tags with ImageNet-1k classes, in timm's order (the model name's own tag first)."""
+def imagenet_tags(model_name: str, with_weights: frozenset[str] | None = None) -> tuple[str, ...]:
+    """The model's pretrained tags with ImageNet-1k classes, in timm's order (the model name's own tag first).
+
+    ``with_weights``: ``timm.list_pretrained()``, when the caller asks for many models.
+    """
     import timm
     from timm.models import get_arch_pretrained_cfgs
 
     arch = _arch(model_name)
-    with_weights = set(timm.list_pretrained(f"{arch}.*"))
+    if with_weights is None:
+        with_weights = frozenset(timm.list_pretrained(f"{arch}.*"))
     tags = [
         tag
         for tag, cfg in get_arch_pretrained_cfgs(arch).items()
@@ -277,10 +281,12 @@ def candidate_records(pattern: str) -> list[dict[str, Any]]:
     Each row has the name, timm's input size, the ImageNet-1k tags, and what is known without
     measuring: the cached formula, or why the model was refused, or ``status`` "not measured yet".
     """
+    import timm
     from timm.models import get_pretrained_cfg
 
     from fcnx_timm import PREFIX
 
+    with_weights = frozenset(timm.list_pretrained())
     rows = []
     for name in candidates(pattern):
         record = probe.cached_record(namespace(), _arch(name))
@@ -296,7 +302,7 @@ def candidate_records(pattern: str) -> list[dict[str, Any]]:
             {
                 "name": PREFIX + name,
                 "default_size": int(cfg.input_size[-1]) if cfg is not None else None,
-                "pretrained": list(imagenet_tags(name)),
+                "pretrained": list(imagenet_tags(name, with_weights)),
                 "formula": formula,
                 "status": status,
             }
