@@ -7,12 +7,17 @@ from collections.abc import Iterable
 
 
 class FcnxError(Exception):
-    """A user-facing error: the CLI prints ``Error: <message>`` and exits with ``exit_code``."""
+    """A user-facing error: the CLI prints ``Error: <message>`` and exits with ``exit_code``.
+
+    ``path`` is the file the error is about (the message starts with it); ``parameter`` the library
+    argument that was wrong, which the CLI names by its option (``half`` -> ``--half: ...``).
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str, path: object | None = None) -> None:
+    def __init__(self, message: str, path: object | None = None, *, parameter: str | None = None) -> None:
         self.path = path
+        self.parameter = parameter
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 

@@ -74,3 +74,16 @@ def write_corpus(folder: Path, nested: bool = True) -> Path:
     os.symlink("loop.jpg", folder / "loop.jpg")
     Image.new("RGB", (500, 500)).save(folder / "bomb.png")
     return folder
+
+
+#: EXIF orientation -> how the upright pixels are stored in the file
+STORED = {
+    1: lambda u: u,
+    2: lambda u: u[:, ::-1],
+    3: lambda u: u[::-1, ::-1],
+    4: lambda u: u[::-1, :],
+    5: lambda u: u.transpose(1, 0, 2),
+    6: lambda u: np.rot90(u, 1),
+    7: lambda u: np.rot90(u, 2).transpose(1, 0, 2),
+    8: lambda u: np.rot90(u, -1),
+}

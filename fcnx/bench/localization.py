@@ -30,9 +30,9 @@ import numpy as np
 from fcnx.errors import UsageError
 from fcnx.io.images import ImageItem, dataset_items
 from fcnx.method import metrics
+from fcnx.method.geometry import XYWH
 from fcnx.method.selection import RULES, Level, select, top_category
 
-Box = tuple[float, float, float, float]
 #: localization targets of issue #6: the ensemble beats the centred box by this much (MaxBoxAccV2)
 CENTRED_MARGIN = 0.20
 
@@ -42,7 +42,7 @@ class Canvas:
     """A test image with its true box ``(x, y, w, h)``."""
 
     item: ImageItem
-    truth: Box
+    truth: XYWH
 
 
 def read_canvases(root: Path) -> list[Canvas]:
@@ -76,7 +76,7 @@ class Pyramid:
     top_maps: list[tuple[np.ndarray, np.ndarray]]
 
 
-def subset_box(cropper: Any, pyramid: Pyramid, nets: Sequence[int], rule: str) -> Box:
+def subset_box(cropper: Any, pyramid: Pyramid, nets: Sequence[int], rule: str) -> XYWH:
     """The box the nets ``nets`` (indices) choose under ``rule``: what ``fcnx crop`` would give with only them."""
     levels = [Level(level.prob[list(nets)], level.vote[list(nets)]) for level in pyramid.label_levels]
     return cropper.box_of(select(levels, rule), pyramid.size, pyramid.levels)
@@ -141,7 +141,7 @@ class Results:
 
 def localization(
     cropper: Any, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], *, seed: int = 0
-) -> tuple[dict[str, dict[str, float]], dict[int, dict[str, float]], dict[str, Box]]:
+) -> tuple[dict[str, dict[str, float]], dict[int, dict[str, float]], dict[str, XYWH]]:
     """Box accuracy of every subset of the nets under both rules and of the baselines.
 
     Returns the scores by method, MaxBoxAccV2 by number of nets (mean, min, max over subsets),
@@ -152,7 +152,7 @@ def localization(
     sizes = np.array([p.size for p in pyramids])
     scores: dict[str, dict[str, float]] = {}
     by_count: dict[int, list[float]] = {}
-    ensemble_boxes: dict[str, Box] = {}
+    ensemble_boxes: dict[str, XYWH] = {}
     full = tuple(range(len(names)))
     for k in range(1, len(names) + 1):
         for subset in itertools.combinations(full, k):
@@ -183,8 +183,8 @@ def localization(
 
 
 def unlabelled_boxes(
-    cropper: Any, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], crops: dict[str, Box]
-) -> dict[str, Box]:
+    cropper: Any, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], crops: dict[str, XYWH]
+) -> dict[str, XYWH]:
     """The boxes ``fcnx crop`` gives with no label: for the ensemble's top class (recomputed where it is not the label)."""
     boxes = {}
     for canvas, pyramid in zip(canvases, pyramids):
@@ -198,7 +198,7 @@ def unlabelled_boxes(
 
 
 def classification(
-    classifiers: Any, canvases: Sequence[Canvas], crops: dict[str, Box], unlabelled: dict[str, Box]
+    classifiers: Any, canvases: Sequence[Canvas], crops: dict[str, XYWH], unlabelled: dict[str, XYWH]
 ) -> list[dict[str, Any]]:
     """Top-1/top-5 of each classifier on the canvases, on the ensemble's crops for the label and for its
     top class (no label), and on the true boxes."""

@@ -9,6 +9,7 @@ import click
 from fcnx.backbones import plugins, registry
 from fcnx.backbones.spec import BackboneSpec
 from fcnx.errors import UsageError
+from fcnx.render.text import text_table
 
 COMMON_KERNEL = 299
 
@@ -47,11 +48,6 @@ def spec_record(spec: BackboneSpec) -> dict:
         "install_hint": spec.install_hint if missing else "",
         "description": spec.description,
     }
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
 @click.command("list-backbones")
@@ -98,7 +94,7 @@ def list_backbones_cmd(pattern: str, as_json: bool, timm_pattern: str | None) ->
                 status,
             ]
         )
-    click.echo(_table(rows) if specs else f"no backbone matches {pattern!r}")
+    click.echo(text_table(rows) if specs else f"no backbone matches {pattern!r}")
     for name, reason in sorted(plugins.broken.items()):
         click.echo(f"warning: plugin {name!r} skipped: {reason}", err=True)
 
@@ -124,7 +120,7 @@ def _list_timm(pattern: str, as_json: bool) -> None:
                 rec["status"],
             ]
         )
-    click.echo(_table(rows) if records else f"no timm model matches {pattern!r}")
+    click.echo(text_table(rows) if records else f"no timm model matches {pattern!r}")
 
 
 @click.command("info")
@@ -165,6 +161,6 @@ def info_cmd(name: str, d_range: str, as_json: bool) -> None:
         f"  pretrained     {', '.join(spec.pretrained) or '-'}",
         f"  status         {'ok' if rec['available'] else 'unavailable: ' + rec['install_hint']}",
         "",
-        _table([["D", "W range"]] + [[str(r["D"]), f"{r['W_min']}..{r['W_max']}"] for r in table]),
+        text_table([["D", "W range"]] + [[str(r["D"]), f"{r['W_min']}..{r['W_max']}"] for r in table]),
     ]
     click.echo("\n".join(lines))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -59,8 +61,33 @@ def resolve_nets(
     return names, weight_map, kernel or COMMON_KERNEL
 
 
+def _with_ensemble_file(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with an ``--ensemble FILE`` option that stands for its --nets, --weights and --kernel."""
+
+    @functools.wraps(command)
+    def run(*args: Any, ensemble: Path | None = None, **kwargs: Any) -> Any:
+        if ensemble is not None:
+            from fcnx.training.manifest import ensemble_weights
+
+            if kwargs.get("nets") is not None or kwargs.get("weights"):
+                raise UsageError("--ensemble gives the nets and their weights: leave out --nets and --weights")
+            names, files, kernel = ensemble_weights(ensemble)
+            kwargs["nets"] = ",".join(names)
+            kwargs["weights"] = tuple(f"{name}={files[name]}" for name in names)
+            kwargs["kernel"] = kwargs.get("kernel") or kernel
+        return command(*args, **kwargs)
+
+    return click.option(
+        "--ensemble",
+        type=click.Path(path_type=Path, exists=True),
+        help="An ensemble trained by 'fcnx train --nets' (its ensemble.json, or the folder): its nets, "
+        "checkpoints and kernel, instead of --nets and --weights.",
+    )(run)
+
+
 def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --nets, --weights, --kernel and --device to a click command."""
+    """Add --nets, --weights, --kernel, --device and --ensemble to a click command."""
+    command = _with_ensemble_file(command)
     options = [
         click.option(
             "--nets",
@@ -98,7 +125,7 @@ def is_local_engine(engine: str, address: str | None, actors: int | None) -> boo
         if address is not None or actors is not None:
             raise UsageError("--address and --actors apply to --engine ray")
         return True
-    from fcnx.engine.ray import import_ray
+    from fcnx.jobs.ray import import_ray
 
     import_ray()  # refuse early when Ray is not installed
     return False

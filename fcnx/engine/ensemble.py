@@ -90,7 +90,7 @@ class Ensemble:
                 )
         self.device = self.fcns[0].device
         if half and self.device.type not in ("cuda", "mps"):
-            raise UsageError(f"--half needs a CUDA or MPS device, not {self.device.type}")
+            raise UsageError(f"half precision needs a CUDA or MPS device, not {self.device.type}", parameter="half")
         self.half = half
         self.classes = list(self.fcns[0].classes)
         self._orders = _class_order(self.fcns)
@@ -175,7 +175,10 @@ def load_ensemble(
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(nets))
     if unknown:
-        raise UsageError(f"--weights given for {', '.join(unknown)}, which is not in --nets ({', '.join(nets)})")
+        raise UsageError(
+            f"weights given for {', '.join(unknown)}, which is not among the nets ({', '.join(nets)})",
+            parameter="weights",
+        )
     dev = resolve_device(device) if isinstance(device, str) else device
     fcns = [load_fcn(name, weights.get(name, "pretrained"), kernel=kernel, device=dev) for name in nets]
     return Ensemble(fcns, half=half, compile=compile)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 
+#: a box in image pixels as ``(x, y, width, height)``, x/y of its top-left corner
+XYWH = tuple[float, float, float, float]
+
 
 def w_min(d: int, stride: int, offset: int) -> int:
     """Smallest input side whose final feature map has side ``d`` (``stride * d + offset``)."""
@@ -79,7 +82,7 @@ def cell_to_box(
     scaled: tuple[int, int],
     kernel: int,
     stride: int,
-) -> tuple[float, float, float, float]:
+) -> XYWH:
     """Box ``(x, y, w, h)`` in original-image pixels of heatmap ``cell`` at a pyramid level.
 
     ``image_size`` is the original ``(height, width)``, ``scaled`` the size it was resized to.
@@ -96,7 +99,7 @@ def cell_to_box(
 
 
 def box_to_cell(
-    box: tuple[float, float, float, float],
+    box: XYWH,
     image_size: tuple[int, int],
     scaled: tuple[int, int],
     stride: int,
@@ -106,7 +109,7 @@ def box_to_cell(
     return round(y * scaled[0] / height / stride), round(x * scaled[1] / width / stride)
 
 
-def pixel_box(box: tuple[float, float, float, float], image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+def pixel_box(box: XYWH, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
     """Integer corners ``(x1, y1, x2, y2)`` of a box, rounded half up, inside the image, at least one pixel wide."""
     height, width = image_size
     x, y, w, h = box

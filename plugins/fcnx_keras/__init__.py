@@ -111,3 +111,10 @@ def resolve_backbone(name):
     from fcnx_keras.generic import spec_for
 
     return spec_for(name[len(PREFIX) :])
+
+
+@hookimpl
+def register_commands(cli):
+    from fcnx_keras.commands import convert_cmd
+
+    cli.add_command(convert_cmd)

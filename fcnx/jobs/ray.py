@@ -321,9 +321,11 @@ def _plan(ray: Any, device: str, actors: int | None, half: bool) -> tuple[bool, 
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     use_gpus = device == "cuda" or (device == "auto" and gpus > 0)
     if use_gpus and gpus < 1:
-        raise UsageError("--device cuda: the Ray cluster has no GPU")
+        raise UsageError("cuda: the Ray cluster has no GPU", parameter="device")
     if half and not use_gpus:
-        raise UsageError("--half needs GPU actors, and the Ray cluster has no GPU (or --device cpu was given)")
+        raise UsageError(
+            "half precision needs GPU actors, and the Ray cluster has no GPU (or the device is cpu)", parameter="half"
+        )
     return use_gpus, actors or (gpus if use_gpus else max(1, cpus))
 
 
