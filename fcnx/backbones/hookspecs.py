@@ -46,3 +46,13 @@ def register_commands(cli: Any) -> None:
     Implementations must be cheap: import what the command needs inside the command's function.
     The return value is ignored.
     """
+
+
+@hookspec(firstresult=True)
+def resolve_backbone(name: str) -> BackboneSpec | None:
+    """The spec of a backbone ``name`` that no plugin registered, e.g. ``timm/<model_name>``; else ``None``.
+
+    Called only for names :func:`register_backbones` did not declare, when one is used, so it may
+    import its framework and measure the backbone. A name the plugin owns but cannot serve raises
+    :class:`~fcnx.errors.UsageError` with one line saying why.
+    """
