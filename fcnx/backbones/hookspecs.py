@@ -55,4 +55,8 @@ def resolve_backbone(name: str) -> BackboneSpec | None:
     Called only for names :func:`register_backbones` did not declare, when one is used, so it may
     import its framework and measure the backbone. A name the plugin owns but cannot serve raises
     :class:`~fcnx.errors.UsageError` with one line saying why.
+
+    :param name: the backbone name as given (``--nets``, :func:`fcnx.get_backbone`).
+
+    ``firstresult``: the first plugin to return a spec serves the name; ``None`` lets the next one try.
     """
