@@ -1,7 +1,8 @@
 """The hooks a plugin implements. A plugin is any module or object with ``@hookimpl`` functions.
 
-Both hooks are called through pluggy, one plugin at a time (:func:`fcnx.backbones.plugins.call_each`), so
-a plugin that raises is reported in ``fcnx list-backbones`` and skipped without hiding the others.
+``register_backbones`` and ``register_commands`` are called through pluggy one plugin at a time
+(:func:`fcnx.backbones.plugins.call_each`), so a plugin that raises is reported in ``fcnx list-backbones``
+and skipped without hiding the others; ``resolve_backbone`` is asked plugin by plugin until one answers.
 """
 
 from __future__ import annotations
