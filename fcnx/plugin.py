@@ -23,13 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 from fcnx.backbones.checkpoint import CheckpointMeta, load_state_strict, read_meta, read_tensors
 from fcnx.backbones.hookspecs import hookimpl
+from fcnx.backbones.probe import ProbeError, measure_formula, measured
 from fcnx.backbones.spec import BackboneSpec, Preprocess, load_strict, pooled_fcn
 from fcnx.errors import FcnxError, UsageError, WeightsError
 
 if TYPE_CHECKING:
-    from fcnx.backbones.convolutionalize import PooledFCN, convolutionalize, convolutionalize_head, dense_head
+    from fcnx.backbones.convolutionalize import (
+        FoldedFCN,
+        PooledFCN,
+        convolutionalize,
+        convolutionalize_head,
+        dense_head,
+        window_pool,
+    )
 
 _LAZY = {
+    "FoldedFCN": "fcnx.backbones.convolutionalize",
+    "window_pool": "fcnx.backbones.convolutionalize",
     "PooledFCN": "fcnx.backbones.convolutionalize",
     "convolutionalize": "fcnx.backbones.convolutionalize",
     "convolutionalize_head": "fcnx.backbones.convolutionalize",
@@ -40,8 +50,10 @@ __all__ = [
     "BackboneSpec",
     "CheckpointMeta",
     "FcnxError",
+    "FoldedFCN",
     "PooledFCN",
     "Preprocess",
+    "ProbeError",
     "UsageError",
     "WeightsError",
     "convolutionalize",
@@ -50,9 +62,12 @@ __all__ = [
     "hookimpl",
     "load_state_strict",
     "load_strict",
+    "measure_formula",
+    "measured",
     "pooled_fcn",
     "read_meta",
     "read_tensors",
+    "window_pool",
 ]
 
 

@@ -106,3 +106,49 @@ def convolutionalize(classifier: nn.Module, pool: int) -> PooledFCN:
             f"give the backbone's spec its own convolutionalize"
         )
     return PooledFCN(trunk, pool, convolutionalize_head(head), owner=classifier)
+
+
+#: global pools whose sliding-window version :class:`FoldedFCN` computes (timm's ``pool_type`` names)
+WINDOW_POOLS = ("avg", "max", "avgmax")
+
+
+def window_pool(x: torch.Tensor, size: int, kind: str) -> torch.Tensor:
+    """The global pool ``kind`` (``avg``, ``max`` or ``avgmax``) of every ``size x size`` window, stride 1."""
+    if kind == "avg":
+        return F.avg_pool2d(x, size, stride=1)
+    if kind == "max":
+        return F.max_pool2d(x, size, stride=1)
+    if kind == "avgmax":
+        return 0.5 * (F.avg_pool2d(x, size, stride=1) + F.max_pool2d(x, size, stride=1))
+    raise ValueError(f"no sliding-window form of the global pool {kind!r}; known: {', '.join(WINDOW_POOLS)}")
+
+
+class FoldedFCN(nn.Module):
+    """``features -> window pool (pool x pool, stride 1) -> the classifier's own head on every window``.
+
+    The head is the classifier's unchanged (global pool, norms, MLPs, dense layers, whatever they
+    are): each window's pooled vector is fed to it as a ``1 x 1`` feature map, folded into the batch,
+    where the head's global pool is the identity. So a head that treats pooled vectors one by one
+    needs no layer-by-layer conversion, and on a ``W x W`` input the FCN returns the classifier's logits.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        features: Callable[[torch.Tensor], torch.Tensor],
+        head: Callable[[torch.Tensor], torch.Tensor],
+        pool: int,
+        kind: str = "avg",
+    ) -> None:
+        super().__init__()
+        if kind not in WINDOW_POOLS:
+            raise ValueError(f"no sliding-window form of the global pool {kind!r}; known: {', '.join(WINDOW_POOLS)}")
+        self.model = model  # keeps the classifier's parameters registered (device moves, state_dict)
+        self._features, self._head = features, head
+        self.pool, self.kind = pool, kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = window_pool(self._features(x), self.pool, self.kind)
+        n, c, h, w = pooled.shape
+        logits = self._head(pooled.permute(0, 2, 3, 1).reshape(n * h * w, c, 1, 1))
+        return logits.reshape(n, h, w, -1).permute(0, 3, 1, 2)

@@ -1,7 +1,8 @@
 """The hooks a plugin implements. A plugin is any module or object with ``@hookimpl`` functions.
 
-Both hooks are called through pluggy, one plugin at a time (:func:`fcnx.backbones.plugins.call_each`), so
-a plugin that raises is reported in ``fcnx list-backbones`` and skipped without hiding the others.
+``register_backbones`` and ``register_commands`` are called through pluggy one plugin at a time
+(:func:`fcnx.backbones.plugins.call_each`), so a plugin that raises is reported in ``fcnx list-backbones``
+and skipped without hiding the others; ``resolve_backbone`` is asked plugin by plugin until one answers.
 """
 
 from __future__ import annotations
@@ -45,4 +46,18 @@ def register_commands(cli: Any) -> None:
 
     Implementations must be cheap: import what the command needs inside the command's function.
     The return value is ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_backbone(name: str) -> BackboneSpec | None:
+    """The spec of a backbone ``name`` that no plugin registered, e.g. ``timm/<model_name>``; else ``None``.
+
+    Called only for names :func:`register_backbones` did not declare, when one is used, so it may
+    import its framework and measure the backbone. A name the plugin owns but cannot serve raises
+    :class:`~fcnx.errors.UsageError` with one line saying why.
+
+    :param name: the backbone name as given (``--nets``, :func:`fcnx.get_backbone`).
+
+    ``firstresult``: the first plugin to return a spec serves the name; ``None`` lets the next one try.
     """

@@ -1,4 +1,8 @@
-"""Backbone registry: every spec the plugins register, looked up by name or glob."""
+"""Backbone registry: every spec the plugins register, looked up by name or glob.
+
+A name no plugin registered is offered to the plugins' ``resolve_backbone`` hooks (e.g.
+``timm/<model_name>``); what they resolve is kept for the process.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fcnx.backbones.spec import BackboneSpec
 from fcnx.errors import UsageError, did_you_mean
 
 _specs: dict[str, BackboneSpec] | None = None
+_resolved: dict[str, BackboneSpec] = {}
 
 
 def _collect() -> dict[str, BackboneSpec]:
@@ -38,6 +43,7 @@ def refresh() -> None:
     """Forget the collected specs, e.g. after registering a plugin by hand."""
     global _specs
     _specs = None
+    _resolved.clear()
 
 
 def list_backbones(pattern: str = "*") -> list[BackboneSpec]:
@@ -49,6 +55,20 @@ def list_backbones(pattern: str = "*") -> list[BackboneSpec]:
 def get_backbone(name: str) -> BackboneSpec:
     """The backbone called ``name``; a :class:`UsageError` with close matches if there is none."""
     specs = backbones()
-    if name not in specs:
-        raise UsageError(f"unknown backbone {name!r}{did_you_mean(name, specs)}; see 'fcnx list-backbones'")
-    return specs[name]
+    if name in specs:
+        return specs[name]
+    if name not in _resolved:
+        spec = _resolve(name)
+        if spec is None:
+            raise UsageError(f"unknown backbone {name!r}{did_you_mean(name, specs)}; see 'fcnx list-backbones'")
+        _resolved[name] = spec
+    return _resolved[name]
+
+
+def _resolve(name: str) -> BackboneSpec | None:
+    """The first plugin's answer to ``resolve_backbone(name)``, marked with that plugin's name."""
+    for impl in reversed(plugins.pm.hook.resolve_backbone.get_hookimpls()):  # pluggy's call order
+        spec = impl.function(name=name)
+        if isinstance(spec, BackboneSpec):
+            return dataclasses.replace(spec, plugin=impl.plugin_name)
+    return None

@@ -53,7 +53,14 @@ def spec_record(spec: BackboneSpec) -> dict:
 @click.command("list-backbones")
 @click.argument("pattern", default="*")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_backbones_cmd(pattern: str, as_json: bool) -> None:
+@click.option(
+    "--all-timm",
+    "timm_pattern",
+    metavar="PATTERN",
+    help="Instead, list timm's models matching PATTERN (as timm.list_models, e.g. 'convnext*'): each is a "
+    "backbone timm/<name>, measured on first use; the table shows what is measured so far.",
+)
+def list_backbones_cmd(pattern: str, as_json: bool, timm_pattern: str | None) -> None:
     """List the registered backbones whose name matches PATTERN (a glob, or a comma list of globs).
 
     \b
@@ -61,7 +68,11 @@ def list_backbones_cmd(pattern: str, as_json: bool) -> None:
       fcnx list-backbones
       fcnx list-backbones 'incep*'
       fcnx list-backbones --json
+      fcnx list-backbones --all-timm 'convnext*'
     """
+    if timm_pattern is not None:
+        _list_timm(timm_pattern, as_json)
+        return
     specs = registry.list_backbones(pattern)
     if as_json:
         click.echo(
@@ -88,6 +99,30 @@ def list_backbones_cmd(pattern: str, as_json: bool) -> None:
         click.echo(f"warning: plugin {name!r} skipped: {reason}", err=True)
 
 
+def _list_timm(pattern: str, as_json: bool) -> None:
+    try:
+        from fcnx_timm.generic import candidate_records
+    except ImportError:
+        raise UsageError("--all-timm needs the timm plugin and timm: pip install torch timm") from None
+    records = candidate_records(pattern)
+    if as_json:
+        click.echo(json.dumps({"timm_models": records}, indent=2))
+        return
+    rows = [["NAME", "FORMULA", "SIZE", "PRETRAINED", "STATUS"]]
+    for rec in records:
+        tags = rec["pretrained"]
+        rows.append(
+            [
+                rec["name"],
+                rec["formula"] or "-",
+                str(rec["default_size"] or "-"),
+                f"{tags[0]} (+{len(tags) - 1})" if len(tags) > 1 else (tags[0] if tags else "-"),
+                rec["status"],
+            ]
+        )
+    click.echo(text_table(rows) if records else f"no timm model matches {pattern!r}")
+
+
 @click.command("info")
 @click.argument("name")
 @click.option("--d-range", default="1:16", show_default=True, help="Range of pooled sizes D to tabulate, FIRST:LAST.")
@@ -99,6 +134,7 @@ def info_cmd(name: str, d_range: str, as_json: bool) -> None:
     Examples:
       fcnx info inception_v3
       fcnx info xception --d-range 8:12 --json
+      fcnx info timm/convnext_tiny
     """
     spec = registry.get_backbone(name)
     try:

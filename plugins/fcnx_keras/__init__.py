@@ -1,7 +1,8 @@
 """Built-in plugin: Keras (TensorFlow) backbones from ``keras.applications``, convolutionalized exactly.
 
 Registering costs nothing: TensorFlow is imported only when one of these backbones is built,
-loaded or convolutionalized. Formulas were measured on Keras 3.15 / TensorFlow 2.21
+loaded or convolutionalized. Any other ``keras.applications`` CNN is ``keras/<Application>``
+(:mod:`fcnx_keras.generic` measures it on first use). Formulas were measured on Keras 3.15 / TensorFlow 2.21
 (``tests/test_keras_receptive_sizes.py`` re-checks them); see ``docs/keras.md``.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fcnx.backbones.hookspecs import hookimpl
 from fcnx.backbones.spec import BackboneSpec, Preprocess
@@ -34,13 +35,15 @@ ARCHS: dict[str, tuple[str, int, int, int, Preprocess, str, str]] = {
     "keras_resnet50": ("ResNet50", 32, -31, 224, CAFFE, "same", "ResNet-50 (Keras)"),
 }
 REQUIRES = ("tensorflow", "keras")
+#: names of the generic Keras backbones: ``keras/<Application>``
+PREFIX = "keras/"
 
 
-def build(name: str, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
+def build(name: str, app: str, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
     """A :class:`~fcnx_keras.classifier.KerasClassifier` (the Keras model is created on first use)."""
     from fcnx_keras.classifier import KerasClassifier
 
-    return KerasClassifier(name, ARCHS[name][0], num_classes, tuple(head), pretrained)
+    return KerasClassifier(name, app, num_classes, tuple(head), pretrained)
 
 
 def load_weights(classifier: Any, path: Path) -> None:
@@ -57,8 +60,18 @@ def convolutionalize(classifier: Any, pool: int) -> Any:
     return keras_convolutionalize(classifier, pool)
 
 
-def _spec(name: str) -> BackboneSpec:
-    _, stride, offset, size, pre, padding, description = ARCHS[name]
+def keras_spec(
+    name: str,
+    app: str,
+    stride: int,
+    offset: int,
+    size: int,
+    preprocess: Preprocess,
+    padding: Literal["valid", "same"],
+    pretrained: tuple[str, ...],
+    description: str,
+) -> BackboneSpec:
+    """The spec of ``keras.applications.<app>`` under the fcnx ``name``."""
     from fcnx_keras.runtime import INSTALL_HINT
 
     return BackboneSpec(
@@ -67,22 +80,37 @@ def _spec(name: str) -> BackboneSpec:
         stride=stride,
         offset=offset,
         default_size=size,
-        preprocess=pre,
+        preprocess=preprocess,
         padding=padding,
-        pretrained=("imagenet",),
+        pretrained=pretrained,
         requires=REQUIRES,
         install_hint=INSTALL_HINT,
         description=description,
-        build=functools.partial(build, name),
+        build=functools.partial(build, name, app),
         load_weights=load_weights,
         convolutionalize=convolutionalize,
     )
+
+
+def _spec(name: str) -> BackboneSpec:
+    app, stride, offset, size, pre, padding, description = ARCHS[name]
+    return keras_spec(name, app, stride, offset, size, pre, padding, ("imagenet",), description)  # type: ignore[arg-type]
 
 
 @hookimpl
 def register_backbones(register):
     for name in ARCHS:
         register(_spec(name))
+
+
+@hookimpl
+def resolve_backbone(name):
+    """``keras/<Application>``: any ``keras.applications`` CNN, measured on first use (:mod:`fcnx_keras.generic`)."""
+    if not name.startswith(PREFIX):
+        return None
+    from fcnx_keras.generic import spec_for
+
+    return spec_for(name[len(PREFIX) :])
 
 
 @hookimpl

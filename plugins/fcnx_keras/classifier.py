@@ -49,9 +49,14 @@ class Parts:
 
 
 def split(model: Any) -> Parts:
-    """Cut ``model`` at its first global pool (or VGG's Flatten); ``ValueError`` if it has none."""
+    """Cut ``model`` at its last global pool (or VGG's Flatten); ``ValueError`` if it has none.
+
+    The last, because bases with squeeze-excitation blocks (EfficientNet, MobileNetV3, RegNetY)
+    hold global pools of their own; a dense head never does.
+    """
     layers = list(leaf_layers(model))
-    for i, layer in enumerate(layers):
+    for i in reversed(range(len(layers))):
+        layer = layers[i]
         if type(layer).__name__ in POOLS:
             return Parts(layers[:i], layer, layers[i + 1 :])
     raise ValueError("has no global pooling (GlobalAveragePooling2D, GlobalMaxPooling2D) or Flatten layer")
@@ -68,6 +73,11 @@ def is_softmax(layer: Any) -> bool:
         return True
     activation = getattr(layer, "activation", None)
     return activation is not None and getattr(activation, "__name__", "") == "softmax"
+
+
+def model_name(arch: str) -> str:
+    """A Keras model name for backbone ``arch`` (Keras refuses the ``/`` of ``keras/<Application>``)."""
+    return arch.replace("/", "_")
 
 
 def application(app: str) -> Any:
@@ -112,7 +122,7 @@ def build_model(arch: str, app: str, num_classes: int, head: tuple[int, ...], pr
             f"access pass a weight file (.keras, .h5, .weights.h5)"
         ) from None
     x = k.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
-    return k.Model(base.input, dense_head(x, head, num_classes), name=arch)
+    return k.Model(base.input, dense_head(x, head, num_classes), name=model_name(arch))
 
 
 class KerasClassifier:

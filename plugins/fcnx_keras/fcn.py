@@ -21,6 +21,7 @@ from fcnx_keras.classifier import (
     fresh_base,
     is_softmax,
     leaf_layers,
+    model_name,
     signature,
 )
 from fcnx_keras.runtime import KerasRunner, keras
@@ -108,7 +109,7 @@ def keras_fcn(classifier: KerasClassifier, pool: int) -> Any:
         pooling = k.layers.AveragePooling2D if pool_name == "GlobalAveragePooling2D" else k.layers.MaxPooling2D
         x = pooling(pool, strides=1, name="fcn_pool")(x)
         x = _apply(head, x, final_index=len(head) - 1)
-    return k.Model(inputs, x, name=f"{classifier.arch}_fcn")
+    return k.Model(inputs, x, name=f"{model_name(classifier.arch)}_fcn")
 
 
 def _apply(layers: list[Any], x: Any, final_index: int | None) -> Any:

@@ -20,7 +20,8 @@ from typing import Any
 from fcnx.errors import WeightsError
 from fcnx_keras.classifier import POOLS, KerasClassifier, fresh_base, leaf_layers, signature, split
 
-#: layer classes a full-model file may hold: the six bases, their heads, and model containers
+#: layer classes a full-model file may hold: the six bases, their heads, and model containers (plus, for
+#: a ``keras/<Application>`` backbone, the classes of that application's own feature extractor)
 ALLOWED_LAYERS = frozenset(
     {
         "InputLayer",
@@ -70,8 +71,8 @@ def _layer_name(node: dict) -> str | None:
     return node.get("name") or (config.get("name") if isinstance(config, dict) else None)
 
 
-def check_config(config: Any, path: Path) -> None:
-    """Refuse a model configuration holding code (Lambda), objects from outside Keras, or unsupported layers."""
+def check_config(config: Any, path: Path, allowed: frozenset[str] = ALLOWED_LAYERS) -> None:
+    """Refuse a model configuration holding code (Lambda), objects from outside Keras, or layers not in ``allowed``."""
     stack: list[tuple[Any, bool]] = [(config, False)]
     while stack:
         node, is_layer = stack.pop()
@@ -102,7 +103,7 @@ def check_config(config: Any, path: Path) -> None:
                     f"refused: the model refers to the function {module}.{node.get('config')}, not a Keras activation",
                     path,
                 )
-            if is_layer and cls not in ALLOWED_LAYERS:
+            if is_layer and cls not in allowed:
                 raise WeightsError(
                     f"refused: layer {name!r} is a {cls}, not a layer of the supported architectures or dense heads",
                     path,
@@ -140,6 +141,12 @@ def model_config(path: Path) -> dict | None:
 
 
 @functools.cache
+def base_layer_classes(app: str) -> frozenset[str]:
+    """The layer classes of ``keras.applications.<app>``'s feature extractor (Keras' own, no code)."""
+    return frozenset(type(layer).__name__ for layer in leaf_layers(fresh_base(app))) - CODE_LAYERS
+
+
+@functools.cache
 def base_signature(app: str) -> tuple:
     """Layer classes and weight shapes of ``keras.applications.<app>``'s feature extractor."""
     return tuple(signature(list(leaf_layers(fresh_base(app)))))
@@ -166,14 +173,14 @@ def check_architecture(model: Any, classifier: KerasClassifier, path: Path) -> N
         raise WeightsError(f"the model has {outputs} outputs but {classifier.num_classes} classes were given", path)
 
 
-def load_full_model(path: Path) -> Any:
-    """Deserialize a checked full-model file with Keras' safe mode."""
+def load_full_model(path: Path, allowed: frozenset[str] = ALLOWED_LAYERS) -> Any:
+    """Deserialize a full-model file, checked to hold only ``allowed`` layers, with Keras' safe mode."""
     from fcnx_keras.runtime import keras
 
     config = model_config(path)
     if config is None:
         raise WeightsError("holds weights only, not a model", path)
-    check_config(config, path)
+    check_config(config, path, allowed)
     k = keras()  # first: sets up the import order
     from keras.src.applications.inception_resnet_v2 import CustomScaleLayer  # Keras' own block scaling
 
@@ -243,6 +250,6 @@ def load_into(classifier: KerasClassifier, path: Path) -> None:
     if config is None:
         _load_weights_only(classifier, path)
         return
-    model = load_full_model(path)
+    model = load_full_model(path, ALLOWED_LAYERS | base_layer_classes(classifier.app))
     check_architecture(model, classifier, path)
     classifier.adopt(model)

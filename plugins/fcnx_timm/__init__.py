@@ -1,14 +1,16 @@
 """Built-in plugin: PyTorch backbones from timm, convolutionalized exactly.
 
-Receptive-size formulas were measured on timm's implementations (``tests/test_receptive_sizes.py``
-re-checks them): see ``docs/backbones.md``.
+Any timm CNN is a backbone as ``timm/<model_name>`` (:mod:`fcnx_timm.generic` measures it on
+first use). The six names below are aliases of that path with their formulas pinned as data, so
+registering them imports nothing (``tests/backbones/test_timm_generic.py`` re-measures them);
+see ``docs/backbones.md``.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fcnx.backbones.hookspecs import hookimpl
 from fcnx.backbones.spec import BackboneSpec, Preprocess
@@ -79,7 +81,9 @@ ARCHS: dict[str, tuple[str, int, int, int, Preprocess, str, tuple[str, ...], str
         "ResNet-50",
     ),
 }
-VGG_FC1 = 7  # timm's VGG runs fc1 as a 7x7 convolution over the final feature map
+VGG_FC1 = 7
+#: names of the generic timm backbones: ``timm/<model_name>``
+PREFIX = "timm/"  # timm's VGG runs fc1 as a 7x7 convolution over the final feature map
 
 
 def _get_attr_path(obj: Any, path: str) -> Any:
@@ -98,8 +102,10 @@ def _set_attr_path(obj: Any, path: str, value: Any) -> None:
 def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
     """A timm classifier with ``num_classes`` outputs and an optional dense ``head`` of hidden widths."""
     import timm
+    import torch
 
     from fcnx.backbones.convolutionalize import dense_head
+    from fcnx.errors import UsageError
     from fcnx_timm.hub import create_pretrained
 
     if pretrained:
@@ -111,6 +117,10 @@ def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
     if head:
         path = model.pretrained_cfg["classifier"]
         fc = _get_attr_path(model, path)
+        if not isinstance(fc, torch.nn.Linear):
+            raise UsageError(
+                f"a dense head needs a Linear classifier; timm {arch} has a {type(fc).__name__} at {path!r}"
+            )
         _set_attr_path(model, path, dense_head(fc.in_features, head, num_classes))
     return model.eval()
 
@@ -129,28 +139,30 @@ def load_weights(model: Any, path: Path) -> None:
 
 def convolutionalize(model: Any, pool: int) -> Any:
     """The FCN of a timm classifier whose final feature map has side ``pool`` at the kernel size."""
-    from fcnx.backbones.convolutionalize import PooledFCN, convolutionalize_head
+    from fcnx_timm.generic import convolutionalize as generic_convolutionalize
 
-    classifier = _get_attr_path(model, model.pretrained_cfg["classifier"])
-    pre_logits = getattr(model, "pre_logits", None)
-    if pre_logits is not None and hasattr(pre_logits, "fc1"):  # VGG's ConvMlp
-        pool = pool - VGG_FC1 + 1
-        if pool < 1:
-            raise ValueError(f"VGG needs a final feature map of at least {VGG_FC1} cells")
-    else:
-        pre_logits = None
-    return PooledFCN(model.forward_features, pool, convolutionalize_head(classifier), pre_logits, owner=model)
+    return generic_convolutionalize(model, pool)
 
 
-def _spec(name: str) -> BackboneSpec:
-    arch, stride, offset, size, pre, padding, tags, description = ARCHS[name]
+def timm_spec(
+    name: str,
+    arch: str,
+    stride: int,
+    offset: int,
+    size: int,
+    preprocess: Preprocess,
+    padding: Literal["valid", "same"],
+    tags: tuple[str, ...],
+    description: str,
+) -> BackboneSpec:
+    """The spec of timm model ``arch`` under the fcnx ``name``: timm's build, strict loading, the generic FCN."""
     return BackboneSpec(
         name=name,
         framework="pytorch",
         stride=stride,
         offset=offset,
         default_size=size,
-        preprocess=pre,
+        preprocess=preprocess,
         padding=padding,
         pretrained=tags,
         requires=("torch", "timm"),
@@ -162,7 +174,22 @@ def _spec(name: str) -> BackboneSpec:
     )
 
 
+def _spec(name: str) -> BackboneSpec:
+    arch, stride, offset, size, pre, padding, tags, description = ARCHS[name]
+    return timm_spec(name, arch, stride, offset, size, pre, padding, tags, description)  # type: ignore[arg-type]
+
+
 @hookimpl
 def register_backbones(register):
     for name in ARCHS:
         register(_spec(name))
+
+
+@hookimpl
+def resolve_backbone(name):
+    """``timm/<model_name>``: any timm CNN, measured on first use (:func:`fcnx_timm.generic.spec_for`)."""
+    if not name.startswith(PREFIX):
+        return None
+    from fcnx_timm.generic import spec_for
+
+    return spec_for(name[len(PREFIX) :])

@@ -157,3 +157,29 @@ def test_a_plugin_whose_register_commands_raises_is_skipped(clean_registry):
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0 and "convert" in result.output
     assert plugins.broken["broken-commands"] == "register_commands failed: RuntimeError: no commands today"
+
+
+class ResolvingPlugin:
+    """Serves any ``mine/<stride>`` on demand, as the timm plugin serves ``timm/<model>``."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def resolve_backbone(self, name):
+        if not name.startswith("mine/"):
+            return None
+        self.calls.append(name)
+        return tiny_spec(name, stride=int(name.split("/")[1]))
+
+
+def test_a_plugin_resolves_names_it_did_not_register(clean_registry):
+    plugin = ResolvingPlugin()
+    clean_registry.register(plugin, name="resolver")
+    registry.refresh()
+    spec = registry.get_backbone("mine/16")
+    assert (spec.name, spec.plugin, spec.formula()) == ("mine/16", "resolver", "16D+5")
+    assert registry.get_backbone("mine/16") is spec and plugin.calls == ["mine/16"]  # resolved once
+    assert "mine/16" not in [s.name for s in registry.list_backbones()]  # listed only by its plugin's own means
+    with pytest.raises(UsageError, match="unknown backbone 'yours/16'"):
+        registry.get_backbone("yours/16")
