@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fcnx.engine.backends.folding import fold_batchnorm
 from fcnx.engine.devices import resolve_device
 from fcnx.engine.fcn import FCN, load_fcn
 from fcnx.errors import UsageError
@@ -70,10 +71,12 @@ class Ensemble:
     ``B x nets x classes x h x w`` on the common cell grid. Nets are switched to channels-last
     memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
     (CUDA or MPS only); ``compile`` wraps each torch net in ``torch.compile`` with dynamic shapes
-    (one compilation serves every pyramid level; the first images pay for it).
+    (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
+    torch net's batch norms into its convolutions (:mod:`fcnx.engine.backends.folding`; the same
+    function to float rounding, the FCN's ``classifier`` keeps them).
     """
 
-    def __init__(self, fcns: Sequence[FCN], *, half: bool = False, compile: bool = False) -> None:
+    def __init__(self, fcns: Sequence[FCN], *, half: bool = False, compile: bool = False, fold: bool = True) -> None:
         if not fcns:
             raise UsageError("an ensemble needs at least one net")
         self.fcns = list(fcns)
@@ -97,6 +100,8 @@ class Ensemble:
         self.names = _unique_names([f.name for f in self.fcns])
         for fcn in self.fcns:
             if isinstance(fcn.net, torch.nn.Module):
+                if fold:
+                    fcn.net, _ = fold_batchnorm(fcn.net, _probe(fcn))
                 fcn.net.to(memory_format=torch.channels_last)
                 if compile:
                     fcn.net = torch.compile(fcn.net, dynamic=True)
@@ -146,6 +151,12 @@ class Ensemble:
             torch.cuda.synchronize(self.device)
         elif self.timed and self.device.type == "mps":
             torch.mps.synchronize()
+
+
+def _probe(fcn: FCN) -> torch.Tensor:
+    """One fixed random kernel-sized input, normalized for ``fcn``'s net."""
+    pixels = torch.rand(1, 3, fcn.kernel, fcn.kernel, generator=torch.Generator().manual_seed(0)) * 255
+    return fcn.normalize(pixels.to(fcn.device))
 
 
 def _unique_names(names: list[str]) -> list[str]:

@@ -1,0 +1,1 @@
+"""How the FCNs run: torch (the reference), or a CPU runtime on the net exported once and cached on disk."""
