@@ -241,10 +241,22 @@ class Cropper:
         device: Any = "auto",
         half: bool = False,
         compile: bool = False,
+        backend: str | None = None,
+        precision: str | None = None,
         **options: Any,
     ) -> Cropper:
         """Load the ensemble (see :func:`fcnx.engine.ensemble.load_ensemble`) and build a cropper with ``options``."""
-        return cls(load_ensemble(nets, weights, kernel=kernel, device=device, half=half, compile=compile), **options)
+        ensemble = load_ensemble(
+            nets,
+            weights,
+            kernel=kernel,
+            device=device,
+            half=half,
+            compile=compile,
+            backend=backend,
+            precision=precision,
+        )
+        return cls(ensemble, **options)
 
     @property
     def classes(self) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fcnx.engine import backends
 from fcnx.engine.backends.folding import fold_batchnorm
 from fcnx.engine.devices import resolve_device
 from fcnx.engine.fcn import FCN, load_fcn
@@ -73,10 +74,20 @@ class Ensemble:
     (CUDA or MPS only); ``compile`` wraps each torch net in ``torch.compile`` with dynamic shapes
     (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
     torch net's batch norms into its convolutions (:mod:`fcnx.engine.backends.folding`; the same
-    function to float rounding, the FCN's ``classifier`` keeps them).
+    function to float rounding, the FCN's ``classifier`` keeps them). ``backend`` and ``precision``
+    choose what runs the nets (:mod:`fcnx.engine.backends`; default: :func:`~fcnx.engine.backends.current`).
     """
 
-    def __init__(self, fcns: Sequence[FCN], *, half: bool = False, compile: bool = False, fold: bool = True) -> None:
+    def __init__(
+        self,
+        fcns: Sequence[FCN],
+        *,
+        half: bool = False,
+        compile: bool = False,
+        fold: bool = True,
+        backend: str | None = None,
+        precision: str | None = None,
+    ) -> None:
         if not fcns:
             raise UsageError("an ensemble needs at least one net")
         self.fcns = list(fcns)
@@ -104,8 +115,20 @@ class Ensemble:
                     fcn.net, _ = fold_batchnorm(fcn.net, _probe(fcn))
                 fcn.net.to(memory_format=torch.channels_last)
                 if compile:
+                    if backends.dynamic_padding(fcn.net):
+                        raise UsageError(
+                            f"--compile cannot compile {fcn.name} in bounded time (its TF-'same' padding, computed "
+                            f"from each input's size, stalls torch.compile); use --backend openvino instead"
+                        )
                     fcn.net = torch.compile(fcn.net, dynamic=True)
         self.compiled = compile
+        backend, precision = backend or backends.current()[0], precision or backends.current()[1]
+        self.precision = backends.check(backend, precision, self.device.type)
+        if compile and backend != "torch":
+            raise UsageError(f"--compile applies to --backend torch; --backend {backend} compiles the nets itself")
+        self.backend = backend
+        #: what runs each net: pixels in [0, 255] -> logits (the FCN itself for torch)
+        self.runners = [backends.runner(fcn, backend, self.precision) for fcn in self.fcns]
         #: seconds spent in the nets' forward passes (on CUDA/MPS: kernel launch time unless ``timed``)
         self.forward_seconds = 0.0
         #: synchronise the device around forward passes, so that ``forward_seconds`` is exact on a GPU
@@ -129,9 +152,9 @@ class Ensemble:
         out = []
         self._synchronize()
         start = time.perf_counter()
-        for fcn, order in zip(self.fcns, self._orders):
+        for fcn, run, order in zip(self.fcns, self.runners, self._orders):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-                logits = fcn(pixels)
+                logits = run(pixels)
             if logits.shape[-2] < rows or logits.shape[-1] < cols:
                 raise RuntimeError(
                     f"{fcn.name} returned a {tuple(logits.shape[-2:])} heatmap for input "
@@ -176,12 +199,14 @@ def load_ensemble(
     device: Any = "auto",
     half: bool = False,
     compile: bool = False,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> Ensemble:
     """Load ``nets`` (backbone names) at the common ``kernel`` on ``device`` into an :class:`Ensemble`.
 
     ``weights`` maps a backbone name to an fcnx checkpoint file (its classes are used) or to a
     pretrained tag (``"pretrained"`` or a hub tag); a net without an entry uses ``"pretrained"``.
-    ``half`` and ``compile``: see :class:`Ensemble`.
+    ``half``, ``compile``, ``backend`` and ``precision``: see :class:`Ensemble`.
     """
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(nets))
@@ -189,4 +214,4 @@ def load_ensemble(
         raise UsageError(f"--weights given for {', '.join(unknown)}, which is not in --nets ({', '.join(nets)})")
     dev = resolve_device(device) if isinstance(device, str) else device
     fcns = [load_fcn(name, weights.get(name, "pretrained"), kernel=kernel, device=dev) for name in nets]
-    return Ensemble(fcns, half=half, compile=compile)
+    return Ensemble(fcns, half=half, compile=compile, backend=backend, precision=precision)

@@ -35,6 +35,7 @@ def _pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[nn.Conv2d, nn.Batc
     found: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
 
     def after_conv(module: nn.Module, _: tuple, out: torch.Tensor) -> None:
+        assert isinstance(module, nn.Conv2d)
         calls[id(module)] = calls.get(id(module), 0) + 1
         outputs[id(out)] = (module, out)  # the tensor is kept alive, so its id stays unique
 
@@ -76,7 +77,9 @@ def _replacement(bn: nn.Module) -> nn.Module:
     """What is left of a folded batch norm: nothing, or timm's activation after it."""
     if type(bn) is nn.BatchNorm2d:
         return nn.Identity()
-    return nn.Sequential(bn.drop, bn.act)
+    drop, act = bn.drop, bn.act
+    assert isinstance(drop, nn.Module) and isinstance(act, nn.Module)
+    return nn.Sequential(drop, act)
 
 
 def fold_batchnorm(net: nn.Module, probe: torch.Tensor) -> tuple[nn.Module, int]:
