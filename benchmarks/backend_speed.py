@@ -116,9 +116,9 @@ def croppers() -> dict[str, Cropper]:
     return out
 
 
-def timed(run: Callable[[], Any]) -> tuple[float, Any]:
+def timed(run: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     start = time.perf_counter()
-    result = run()
+    result = run(*args)
     return time.perf_counter() - start, result
 
 
@@ -147,10 +147,10 @@ def run(threads: int, images: list[tuple[str, np.ndarray, str]]) -> None:
     for name, pixels, category in images:
         boxes: dict[str, Box] = {}
         for variant, cropper in crops.items():
-            elapsed, result = timed(lambda: cropper.crop_image(pixels, [category]))
+            elapsed, result = timed(cropper.crop_image, pixels, [category])
             seconds[variant].append(elapsed)
             boxes[variant] = result.boxes[0]
-        elapsed, _ = timed(lambda: gradcam.box(pixels, classes.index(category)))
+        elapsed, _ = timed(gradcam.box, pixels, classes.index(category))
         seconds["Grad-CAM"].append(elapsed)
         ref = boxes["eager"]
         for variant, box in boxes.items():
