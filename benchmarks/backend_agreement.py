@@ -8,7 +8,8 @@ Every image is cropped for its own category and again with none (the ensemble's 
 
 Variants, each run on the same image right after the reference (torch eager, batch norms unfolded,
 as fcnx ran before): torch with folded batch norms, ONNX Runtime fp32, OpenVINO fp32, OpenVINO bf16
-(where this CPU has native bf16). Reported per variant: the largest |probability difference| over
+(where this CPU has native bf16), and torch folded with ``--early-stop`` (which applies only when the
+category is given). Reported per variant: the largest |probability difference| over
 every pyramid level, the share of boxes whose category, level and cell equal the reference's, the
 mean IoU of the boxes with the reference's, and on the benchmark canvases the localization score
 (share of boxes with IoU >= 0.5 with the true box, and their mean IoU with it).
@@ -45,12 +46,13 @@ from fcnx.method.metrics import box_iou
 
 LITE = (("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"), 224)
 TINY = (("tiny_vgg", "tiny_resnet", "tiny_inception"), 56)
-#: name -> (backend, precision, fold)
+#: name -> (backend, precision, fold, early stop)
 VARIANTS = {
-    "torch folded": ("torch", "fp32", True),
-    "onnxruntime fp32": ("onnxruntime", "fp32", True),
-    "openvino fp32": ("openvino", "fp32", True),
-    "openvino bf16": ("openvino", "bf16", True),
+    "torch folded": ("torch", "fp32", True, False),
+    "onnxruntime fp32": ("onnxruntime", "fp32", True, False),
+    "openvino fp32": ("openvino", "fp32", True, False),
+    "openvino bf16": ("openvino", "bf16", True, False),
+    "folded, early stop": ("torch", "fp32", True, True),
 }
 
 
@@ -134,18 +136,18 @@ def canvas_images(folder: Path, per_class: int) -> tuple[list[ImageItem], dict[s
     return items, truth
 
 
-def ensembles(nets: tuple[str, ...], kernel: int, names: list[str]) -> dict[str, Ensemble]:
+def croppers(nets: tuple[str, ...], kernel: int, names: list[str]) -> dict[str, Cropper]:
     """The reference and each variant, every one with its own freshly loaded nets."""
-    out = {"reference": Ensemble([load_fcn(n, "pretrained", kernel=kernel) for n in nets], fold=False)}
+    out = {"reference": Cropper(Ensemble([load_fcn(n, "pretrained", kernel=kernel) for n in nets], fold=False))}
     for name in names:
-        backend, precision, fold = VARIANTS[name]
+        backend, precision, fold, early = VARIANTS[name]
         fcns = [load_fcn(n, "pretrained", kernel=kernel) for n in nets]
-        out[name] = Ensemble(fcns, fold=fold, backend=backend, precision=precision)
+        out[name] = Cropper(Ensemble(fcns, fold=fold, backend=backend, precision=precision), early_stop=early)
     return out
 
 
 def compare(
-    croppers: dict[str, Cropper],
+    crops: dict[str, Cropper],
     records: dict[str, list[torch.Tensor]],
     tallies: dict[str, Tally],
     item: ImageItem,
@@ -154,7 +156,7 @@ def compare(
 ) -> None:
     """Crop ``item`` with every cropper (reference first) and add the agreement to the tallies."""
     results: dict[str, Box] = {}
-    for name, cropper in croppers.items():
+    for name, cropper in crops.items():
         records[name].clear()
         start = time.perf_counter()
         (results[name],) = cropper.crop_image(item.path, [category] if category else None).boxes
@@ -162,7 +164,7 @@ def compare(
     ref = results["reference"]
     for name, box in results.items():
         tally = tallies[name]
-        if name != "reference":
+        if name != "reference" and not crops[name].early_stop:
             for a, b in zip(records["reference"], records[name], strict=True):
                 tally.max_diff = max(tally.max_diff, (a - b).abs().max().item())
         tally.boxes += 1
@@ -182,12 +184,12 @@ def run_set(
     images: list[tuple[ImageItem, str, list[int] | None]],
     names: list[str],
 ) -> dict[str, dict[str, Any]]:
-    croppers = {name: Cropper(e) for name, e in ensembles(nets, kernel, names).items()}
-    records = {name: recorded(c.ensemble) for name, c in croppers.items()}
-    tallies = {name: Tally() for name in croppers}
+    crops = croppers(nets, kernel, names)
+    records = {name: recorded(c.ensemble) for name, c in crops.items()}
+    tallies = {name: Tally() for name in crops}
     for k, (item, category, truth) in enumerate(images):
         for wanted in (category, None):
-            compare(croppers, records, tallies, item, wanted, truth)
+            compare(crops, records, tallies, item, wanted, truth)
         print(f"  {label}: {k + 1}/{len(images)} images", file=sys.stderr, end="\r")
     print(file=sys.stderr)
     return {name: tally.row() for name, tally in tallies.items()}
@@ -199,9 +201,10 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=7, help="annotated photos (x5 images each)")
     parser.add_argument("--canvases", type=int, default=16, help="benchmark canvases per class (10 classes)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None, help="variants to run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = [n for n in VARIANTS if VARIANTS[n][1] == "fp32" or backends.native_bf16()]
+    names = [n for n in args.only or VARIANTS if VARIANTS[n][1] == "fp32" or backends.native_bf16()]
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -209,10 +212,10 @@ def main() -> None:
         canvases, truth = canvas_images(folder, args.canvases)
         labelled = [(item, item.label or "", truth.get(str(item.path))) for item in canvases]
         print(f"{len(photos)} photos, {len(labelled)} canvases, each with and without its category", file=sys.stderr)
-        results = {
-            "photos, EfficientNet-Lite0/1/2 at 224": run_set("photos", *LITE, photos, names),
-            "canvases, tiny_vgg/resnet/inception at 56": run_set("canvases", *TINY, labelled, names),
-        }
+        results = {}
+        if photos:
+            results["photos, EfficientNet-Lite0/1/2 at 224"] = run_set("photos", *LITE, photos, names)
+        results["canvases, tiny_vgg/resnet/inception at 56"] = run_set("canvases", *TINY, labelled, names)
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     print(f"\nCPU {model}, {platform.python_version()}, torch {torch.__version__}, {args.threads} thread(s)")
