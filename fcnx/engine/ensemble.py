@@ -129,6 +129,7 @@ class Ensemble:
         self.backend = backend
         #: what runs each net: pixels in [0, 255] -> logits (the FCN itself for torch)
         self.runners = [backends.runner(fcn, backend, self.precision) for fcn in self.fcns]
+        self._exact: list[backends.Runner] | None = None
         #: seconds spent in the nets' forward passes (on CUDA/MPS: kernel launch time unless ``timed``)
         self.forward_seconds = 0.0
         #: synchronise the device around forward passes, so that ``forward_seconds`` is exact on a GPU
@@ -143,16 +144,27 @@ class Ensemble:
             size[1], self.kernel, self.stride
         )
 
+    def exact_runners(self) -> list[backends.Runner]:
+        """Runners of the same nets in fp32 (built on first use; the usual ones when the precision is fp32)."""
+        if self.precision == "fp32":
+            return self.runners
+        if self._exact is None:
+            self._exact = [backends.runner(fcn, self.backend, "fp32") for fcn in self.fcns]
+        return self._exact
+
     @torch.inference_mode()
-    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities ``B x nets x classes x rows x cols`` of RGB pixels ``B x 3 x H x W`` in ``[0, 255]``."""
+    def probabilities(self, pixels: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """Softmax probabilities ``B x nets x classes x rows x cols`` of RGB pixels ``B x 3 x H x W`` in ``[0, 255]``.
+
+        ``exact``: in fp32 whatever the ensemble's precision (the cropper's recheck of its best levels).
+        """
         rows, cols = self.cells(tuple(pixels.shape[-2:]))
         if rows < 1 or cols < 1:
             raise ValueError(f"input {tuple(pixels.shape[-2:])} is smaller than the kernel {self.kernel}")
         out = []
         self._synchronize()
         start = time.perf_counter()
-        for fcn, run, order in zip(self.fcns, self.runners, self._orders):
+        for fcn, run, order in zip(self.fcns, self.exact_runners() if exact else self.runners, self._orders):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
                 logits = run(pixels)
             if logits.shape[-2] < rows or logits.shape[-1] < cols:

@@ -126,3 +126,23 @@ def test_ray_actors_get_the_selected_backend():
         config = CropperConfig(nets=("tiny_vgg",), weights={}, kernel=56)
     assert config.backend == ("openvino", "bf16")
     assert CropperConfig(nets=("tiny_vgg",), weights={}, kernel=56).backend == ("torch", "fp32")
+
+
+def test_bf16_recheck_recomputes_the_best_levels_in_fp32(one_thread, cache):
+    _runtime("openvino")
+    if not backends.native_bf16():
+        pytest.skip("this CPU has no native bf16")
+    reference = Cropper(load_ensemble(NETS, kernel=56, device="cpu", backend="openvino"))
+    rechecked = Cropper(load_ensemble(NETS, kernel=56, device="cpu", backend="openvino", precision="bf16"))
+    alone = Cropper(rechecked.ensemble)
+    alone.recheck = 0
+    assert rechecked.recheck == 2
+    drift = []
+    for item in discover([_demo()]):
+        (want,) = reference.crop_image(item.path, [item.label or ""]).boxes
+        (got,) = rechecked.crop_image(item.path, [item.label or ""]).boxes
+        (bf16,) = alone.crop_image(item.path, [item.label or ""]).boxes
+        assert (got.level, got.cell, got.votes) == (want.level, want.cell, want.votes)
+        assert abs(got.confidence - want.confidence) < 1e-5  # the chosen level was recomputed in fp32
+        drift.append(abs(bf16.confidence - want.confidence))
+    assert max(drift) > 1e-4  # without the recheck the confidences are bf16's
