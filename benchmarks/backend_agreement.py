@@ -14,8 +14,8 @@ every pyramid level, the share of boxes whose category, level and cell equal the
 mean IoU of the boxes with the reference's, and on the benchmark canvases the localization score
 (share of boxes with IoU >= 0.5 with the true box, and their mean IoU with it).
 
-    python benchmarks/backend_agreement.py --threads 1              # about 10 minutes on one core
-    python benchmarks/backend_agreement.py --canvases 8 --photos 2  # a quick look
+    python benchmarks/backend_agreement.py --threads 1              # about an hour on a busy 2-core machine
+    python benchmarks/backend_agreement.py --photos 0 --canvases 19  # the 200 canvases only: minutes
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ per-image ratio against ``eager`` and against ``Grad-CAM``, the FLOPs of one ima
 (torch.utils.flop_counter, a multiply-add counts 2) and the GFLOP/s achieved. Needs the ``bench``
 extra (pip install 'fcnx[bench,openvino,onnx]').
 
-    python benchmarks/backend_speed.py                 # 1 and 2 threads, 8 photos: about 5 minutes
+    python benchmarks/backend_speed.py                 # 1 and 2 threads, 8 photos: 4+ minutes per thread count
     python benchmarks/backend_speed.py --threads 1 --photos 4
 """
 
