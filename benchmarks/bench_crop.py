@@ -34,10 +34,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnx.engine.cropper import CropFailure, Cropper
+from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
-from fcnx.io.images import discover
-from fcnx.jobs.outputs import CropOutputs
+from fcnx.jobs.crop import CropOptions, run_crop
 from fcnx.method import geometry
 from fcnx.testing import random_checkpoint
 
@@ -90,23 +89,13 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def run_fcnx(cropper: Cropper, photos: Path, out: Path) -> tuple[float, int]:
-    """fcnx crop's loop over a folder (crops written); returns (wall seconds, images)."""
-    items = discover([photos])
-    outputs = CropOutputs(
-        out, {"bench": True}, net_names=cropper.ensemble.names, kernel=KERNEL, stride=32, expected_boxes=1
-    )
-    outputs.open()
-    start = time.perf_counter()
-    done = 0
-    for result in cropper.crop_items(items):
-        if isinstance(result, CropFailure):
-            raise RuntimeError(result.error)
-        done += len(outputs.submit(result))
-    done += len(outputs.flush())
-    wall = time.perf_counter() - start
-    outputs.finish([])
-    return wall, done
+def run_fcnx(cropper: Cropper, photos: Path, out: Path, weights: dict[str, Path]) -> tuple[float, int]:
+    """``fcnx crop``'s job over a folder (crops written), with ``cropper`` already loaded; returns (wall seconds, images)."""
+    options = CropOptions(nets=NETS, weights={n: str(p) for n, p in weights.items()}, kernel=KERNEL)
+    summary = run_crop([photos], out, options, cropper=cropper).run()
+    if summary.failures or summary.stopped:
+        raise RuntimeError(summary.failures[0] if summary.failures else "interrupted")
+    return summary.wall, summary.done
 
 
 # --------------------------------------------------------------------------- (b) the authors' loop
@@ -191,7 +180,7 @@ def sliding_vs_fcn(ensemble, path: Path, sample: int) -> dict:
 def rss_child(photos: str, weights_dir: str, out: str) -> None:
     weights = {name: Path(weights_dir) / f"{name}.safetensors" for name in NETS}
     cropper = Cropper.from_nets(NETS, weights, device="cpu", max_scale=1.0, categories=["food_0"], workers=1)
-    wall, done = run_fcnx(cropper, Path(photos), Path(out))
+    wall, done = run_fcnx(cropper, Path(photos), Path(out), weights)
     print(f"{done} {peak_rss_kib()} {wall:.2f} {cropper.batch_size}")
 
 
@@ -263,7 +252,7 @@ def main() -> None:
         cropper.crop_image(paths[0])  # warm-up
         cropper.ensemble.forward_seconds = 0.0
         cpu = cpu_seconds()
-        wall_a, done = run_fcnx(cropper, photos, work / "out")
+        wall_a, done = run_fcnx(cropper, photos, work / "out", weights)
         cpu_a = cpu_seconds() - cpu
         forward_share = cropper.ensemble.forward_seconds / wall_a
         print(

@@ -74,7 +74,7 @@ def crop_run(
     if actors is None:
         results = cropper_or_config.crop_items(items)
     else:
-        from fcnx.engine.ray import RayStats, crop_on_ray
+        from fcnx.jobs.ray import RayStats, crop_on_ray
 
         stats = RayStats()
         results = crop_on_ray(cropper_or_config, items, actors=actors, stats=stats)
@@ -97,7 +97,7 @@ def main() -> None:
 
     import ray
 
-    from fcnx.engine.ray import CropperConfig
+    from fcnx.jobs.ray import CropperConfig
 
     torch.set_num_threads(1)
     print(f"machine: {machine()}; Ray {ray.__version__}; load average {os.getloadavg()[0]:.1f}")

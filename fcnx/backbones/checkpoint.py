@@ -20,6 +20,10 @@ from fcnx.io.files import atomic_write
 FORMAT_VERSION = 1
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
+#: the largest ``input_size`` metadata may give (a kernel of this side already needs gigabytes per image)
+MAX_INPUT_SIZE = 4096
+#: the widest hidden layer ``head`` may give
+MAX_HEAD_WIDTH = 1 << 16
 
 
 @dataclass
@@ -37,17 +41,75 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, text: str, path: Path) -> CheckpointMeta:
+        """Parse and validate metadata; anything odd is a :class:`WeightsError` naming ``path`` and the field."""
         try:
             data = json.loads(text)
-            return cls(
-                arch=str(data["arch"]),
-                classes=[str(c) for c in data["classes"]],
-                input_size=int(data["input_size"]),
-                head=[int(h) for h in data.get("head", [])],
-                extra=dict(data.get("extra", {})),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WeightsError(f"bad fcnx metadata ({type(exc).__name__}: {exc})", path) from None
+        except (ValueError, RecursionError) as exc:
+            raise WeightsError(f"bad fcnx metadata: not JSON ({_reason(exc)})", path) from None
+        if not isinstance(data, dict):
+            raise WeightsError(f"bad fcnx metadata: expected a JSON object, got {type(data).__name__}", path)
+        problem = _meta_problem(data)
+        if problem:
+            raise WeightsError(f"bad fcnx metadata: {problem}", path)
+        return cls(
+            arch=data["arch"],
+            classes=list(data["classes"]),
+            input_size=data["input_size"],
+            head=list(data.get("head", [])),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _meta_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with parsed metadata, naming the field, or ``None``."""
+    version = data.get("format_version", FORMAT_VERSION)
+    if not _is_int(version) or version < 1:
+        return f"field 'format_version' must be a whole number >= 1, got {version!r}"
+    if version > FORMAT_VERSION:
+        return f"field 'format_version' is {version}: written by a newer fcnx (this one reads {FORMAT_VERSION})"
+    for key in ("arch", "classes", "input_size"):
+        if key not in data:
+            return f"field {key!r} is missing"
+    if not isinstance(data["arch"], str) or not data["arch"].strip():
+        return f"field 'arch' must be a backbone name, got {data['arch']!r}"
+    classes = data["classes"]
+    if not isinstance(classes, list):
+        return f"field 'classes' must be a list of class names, got {type(classes).__name__} {_short(classes)}"
+    if not classes:
+        return "field 'classes' is empty"
+    for number, name in enumerate(classes):
+        if not isinstance(name, str):
+            return f"field 'classes': entry {number} is {type(name).__name__} {_short(name)}, not a name"
+        if not name.strip():
+            return f"field 'classes': entry {number} is an empty name"
+        if not name.isprintable():
+            return f"field 'classes': entry {number} ({name!r}) holds control characters"
+    if len(set(classes)) != len(classes):
+        twice = next(name for k, name in enumerate(classes) if name in classes[:k])
+        return f"field 'classes' names {twice!r} more than once"
+    size = data["input_size"]
+    if not _is_int(size) or not 1 <= size <= MAX_INPUT_SIZE:
+        return f"field 'input_size' must be a whole number of pixels in [1, {MAX_INPUT_SIZE}], got {_short(size)}"
+    head = data.get("head", [])
+    if not isinstance(head, list) or not all(_is_int(h) and 1 <= h <= MAX_HEAD_WIDTH for h in head):
+        return f"field 'head' must be a list of layer widths in [1, {MAX_HEAD_WIDTH}], got {_short(head)}"
+    if not isinstance(data.get("extra", {}), dict):
+        return f"field 'extra' must be a JSON object, got {_short(data['extra'])}"
+    return None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sidecar_path(path: Path) -> Path:
@@ -71,7 +133,11 @@ def read_meta(path: str | os.PathLike[str]) -> CheckpointMeta | None:
         return CheckpointMeta.from_json(text, path) if text else None
     sidecar = sidecar_path(path)
     if sidecar.is_file():
-        return CheckpointMeta.from_json(sidecar.read_text(encoding="utf-8"), sidecar)
+        try:
+            text = sidecar.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WeightsError(f"cannot read the metadata ({_reason(exc)})", sidecar) from None
+        return CheckpointMeta.from_json(text, sidecar)
     return None
 
 

@@ -86,3 +86,23 @@ class PooledFCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre_logits(self._features(x))
         return self.head(F.avg_pool2d(x, self.pool, stride=1))
+
+
+def convolutionalize(classifier: nn.Module, pool: int) -> PooledFCN:
+    """The default FCN of a classifier made of a convolutional trunk, a global average pool and a dense head.
+
+    The trunk is ``forward_features`` (timm's convention) or a ``features`` module; the head is
+    ``get_classifier()`` (timm) or the ``fc``, ``classifier`` or ``head`` attribute. The global pool becomes an
+    average pool of side ``pool`` with stride 1 and the head runs as 1x1 convolutions.
+    """
+    trunk = getattr(classifier, "forward_features", None) or getattr(classifier, "features", None)
+    get_head = getattr(classifier, "get_classifier", None)
+    head = get_head() if callable(get_head) else None
+    for name in ("fc", "classifier", "head"):
+        head = head if head is not None else getattr(classifier, name, None)
+    if not callable(trunk) or not isinstance(head, nn.Module):
+        raise TypeError(
+            f"{type(classifier).__name__} has no forward_features/features trunk and fc/classifier/head layer; "
+            f"give the backbone's spec its own convolutionalize"
+        )
+    return PooledFCN(trunk, pool, convolutionalize_head(head), owner=classifier)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 
 from fcnx.backbones import plugins
 from fcnx.backbones.spec import BackboneSpec
@@ -13,21 +14,15 @@ _specs: dict[str, BackboneSpec] | None = None
 
 
 def _collect() -> dict[str, BackboneSpec]:
-    plugins.load_plugins()
     specs: dict[str, BackboneSpec] = {}
-    for impl in plugins.pm.hook.register_backbones.get_hookimpls():
-        name = impl.plugin_name
-        found: list[BackboneSpec] = []
-        try:
-            impl.function(register=found.append)
-        except Exception as exc:  # one plugin's bug must not hide the others
-            plugins.broken[name] = f"register_backbones failed: {type(exc).__name__}: {exc}"
-            continue
-        for spec in found:
-            if spec.name in specs:
-                plugins.broken[name] = f"backbone {spec.name!r} already registered by {specs[spec.name].plugin}"
-                continue
-            specs[spec.name] = dataclasses.replace(spec, plugin=name)
+
+    def register(plugin: str, spec: BackboneSpec) -> None:
+        if spec.name in specs:
+            plugins.broken[plugin] = f"backbone {spec.name!r} already registered by {specs[spec.name].plugin}"
+            return
+        specs[spec.name] = dataclasses.replace(spec, plugin=plugin)
+
+    plugins.call_each("register_backbones", lambda plugin: {"register": functools.partial(register, plugin)})
     return specs
 
 

@@ -39,6 +39,24 @@ LoadWeightsFn = Callable[[Any, Path], None]
 #: ``convolutionalize(classifier, pool)`` -> a torch-callable FCN: normalized ``N x 3 x H x W`` input
 #: to ``N x classes x h x w`` logits, with the global pool replaced by an average pool of side ``pool``.
 ConvolutionalizeFn = Callable[[Any, int], Any]
+
+
+def load_strict(classifier: Any, path: Path) -> None:
+    """The default ``load_weights``: every tensor of an fcnx checkpoint (safetensors, or ``.pt``/``.pth`` read
+    with ``weights_only=True``) into a torch classifier; a missing, unexpected or misshapen tensor is an error."""
+    from fcnx.backbones.checkpoint import load_state_strict, read_tensors
+
+    load_state_strict(classifier, read_tensors(path), path)
+
+
+def pooled_fcn(classifier: Any, pool: int) -> Any:
+    """The default ``convolutionalize``: :func:`fcnx.backbones.convolutionalize.convolutionalize`
+    (trunk, average pool of side ``pool``, dense head as 1x1 convolutions)."""
+    from fcnx.backbones.convolutionalize import convolutionalize
+
+    return convolutionalize(classifier, pool)
+
+
 #: ``shipped_weights(tag)`` -> the fcnx checkpoint file a plugin ships for a pretrained tag, or ``None``
 #: when the tag is for ``build`` (a hub download). A shipped file's metadata gives classes, head and size.
 ShippedWeightsFn = Callable[[str], "Path | None"]
@@ -49,7 +67,9 @@ class BackboneSpec:
     """One architecture a plugin offers.
 
     ``build``, ``load_weights`` and ``convolutionalize`` are only called when the backbone is
-    used, so registering a spec never imports a framework.
+    used, so registering a spec never imports a framework. The defaults of the last two fit a
+    PyTorch classifier with a ``features``/``forward_features`` trunk and an ``fc``/``classifier`` head
+    stored in fcnx checkpoints: such a backbone needs only ``build``.
     """
 
     name: str
@@ -58,8 +78,8 @@ class BackboneSpec:
     offset: int
     default_size: int
     build: BuildFn = field(repr=False, compare=False)
-    load_weights: LoadWeightsFn = field(repr=False, compare=False)
-    convolutionalize: ConvolutionalizeFn = field(repr=False, compare=False)
+    load_weights: LoadWeightsFn = field(default=load_strict, repr=False, compare=False)
+    convolutionalize: ConvolutionalizeFn = field(default=pooled_fcn, repr=False, compare=False)
     preprocess: Preprocess = Preprocess()
     padding: Literal["valid", "same"] = "valid"
     pretrained: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fcnx import __version__
-from fcnx.errors import FcnxError
+from fcnx.errors import FcnxError, one_line
 
 #: command name -> ("module:attribute", short help shown by ``fcnx --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fcnx.cli.train:train_cmd", "Fine-tune a backbone on a dataset (transfer learning)."),
     "evaluate": ("fcnx.cli.evaluate:evaluate_cmd", "Top-1/top-5 of classifiers on original vs cropped images."),
     "suspects": ("fcnx.cli.suspects:suspects_cmd", "List images whose label no net finds (likely mislabelled)."),
-    "convert": ("fcnx.cli.convert:convert_cmd", "Convert a Keras checkpoint into an fcnx PyTorch checkpoint."),
+    "export": ("fcnx.cli.export:export_cmd", "Boxes as COCO, Pascal VOC, YOLO or FiftyOne files."),
     "bench": ("fcnx.cli.bench:bench_cmd", "Benchmarks with ground truth: localization, accuracy, mislabels."),
 }
 
@@ -33,17 +33,28 @@ class UserFacingError(click.ClickException):
         self.exit_code = exit_code
 
 
+def plugin_commands() -> dict[str, click.Command]:
+    """The commands plugins add through the ``register_commands`` hook (a built-in name is never taken)."""
+    from fcnx.backbones import plugins
+
+    group = click.Group()
+    plugins.call_each("register_commands", lambda plugin: {"cli": group})
+    return {name: cmd for name, cmd in group.commands.items() if name not in COMMANDS}
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported only when invoked (or their full help is asked)."""
+    """A click group whose built-in subcommands are imported only when invoked (or their full help is asked),
+    plus the commands plugins register."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted([*COMMANDS, *plugin_commands()])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
-            return None
+            return plugin_commands().get(name)
         module, attr = COMMANDS[name][0].split(":")
-        return getattr(importlib.import_module(module), attr)
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -51,11 +62,17 @@ class LazyGroup(click.Group):
         except FcnxError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise UserFacingError(str(exc), exc.exit_code) from None
+            option = f"--{exc.parameter.replace('_', '-')}: " if exc.parameter else ""
+            raise UserFacingError(one_line(f"{option}{exc}"), exc.exit_code) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        extra = plugin_commands()
+        rows = [
+            (name, COMMANDS[name][1] if name in COMMANDS else extra[name].get_short_help_str(80))
+            for name in sorted([*COMMANDS, *extra])
+        ]
         with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

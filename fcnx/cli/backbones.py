@@ -9,6 +9,7 @@ import click
 from fcnx.backbones import plugins, registry
 from fcnx.backbones.spec import BackboneSpec
 from fcnx.errors import UsageError
+from fcnx.render.text import text_table
 
 COMMON_KERNEL = 299
 
@@ -49,11 +50,6 @@ def spec_record(spec: BackboneSpec) -> dict:
     }
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
 @click.command("list-backbones")
 @click.argument("pattern", default="*")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -87,7 +83,7 @@ def list_backbones_cmd(pattern: str, as_json: bool) -> None:
                 status,
             ]
         )
-    click.echo(_table(rows) if specs else f"no backbone matches {pattern!r}")
+    click.echo(text_table(rows) if specs else f"no backbone matches {pattern!r}")
     for name, reason in sorted(plugins.broken.items()):
         click.echo(f"warning: plugin {name!r} skipped: {reason}", err=True)
 
@@ -129,6 +125,6 @@ def info_cmd(name: str, d_range: str, as_json: bool) -> None:
         f"  pretrained     {', '.join(spec.pretrained) or '-'}",
         f"  status         {'ok' if rec['available'] else 'unavailable: ' + rec['install_hint']}",
         "",
-        _table([["D", "W range"]] + [[str(r["D"]), f"{r['W_min']}..{r['W_max']}"] for r in table]),
+        text_table([["D", "W range"]] + [[str(r["D"]), f"{r['W_min']}..{r['W_max']}"] for r in table]),
     ]
     click.echo("\n".join(lines))

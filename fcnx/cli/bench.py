@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import ensemble_options, parse_weights, resolve_nets
+from fcnx.cli.common import MAX_SCALE, STEP, check_pyramid, ensemble_options, parse_weights, resolve_nets
 from fcnx.errors import UsageError
 
 
@@ -99,9 +99,9 @@ BENCH_HELD_OUT = ("tiny_mobilenet",)
     help="A classifier outside the ensemble, scored on canvases and crops (the paper's VGG19 role). "
     f"Repeatable [default with the default nets: {', '.join(BENCH_HELD_OUT)}].",
 )
-@click.option("--step", default=1.2, show_default=True, type=float, help="Scale factor between pyramid levels.")
+@click.option("--step", default=1.2, show_default=True, type=STEP, help="Scale factor between pyramid levels.")
 @click.option(
-    "--max-scale", default=4.0, show_default=True, type=float, help="Largest pyramid level, relative to the first."
+    "--max-scale", default=4.0, show_default=True, type=MAX_SCALE, help="Largest pyramid level, relative to the first."
 )
 @click.option(
     "--mislabel-share",
@@ -147,6 +147,7 @@ def localization_cmd(
 
     if nets is None and not weights:
         nets, held_out = BENCH_NETS, held_out or BENCH_HELD_OUT
+    check_pyramid(step, max_scale)
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
     extra = parse_weights(tuple(h if "=" in h else f"{h}=pretrained" for h in held_out))
     inside = sorted(set(extra) & set(names))

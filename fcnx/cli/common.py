@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from fcnx.errors import UsageError
+from fcnx.method import geometry
 
 #: the ensemble used when neither --nets nor --weights is given: real ImageNet weights that ship with fcnx
 DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -16,6 +19,44 @@ DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"
 DEFAULT_NETS_KERNEL = 224
 #: the paper's common kernel
 COMMON_KERNEL = 299
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and infinities (NaN passes every range comparison)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: --step: the factor between pyramid levels
+STEP = FiniteFloatRange(min=1.0, min_open=True)
+#: --max-scale: the largest pyramid level relative to the first
+MAX_SCALE = FiniteFloatRange(min=1.0)
+
+
+class CategoryType(click.ParamType):
+    """A category as given: a class name, or an index written in ASCII digits (``"٣"`` and ``"²"`` are names)."""
+
+    name = "NAME|INDEX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text.strip():
+            self.fail("a category must not be empty.", param, ctx)
+        if not text.isprintable():
+            self.fail(f"{text!r} holds control characters.", param, ctx)
+        return text
+
+
+def check_pyramid(step: float, max_scale: float) -> None:
+    """Refuse --step and --max-scale that give too many pyramid levels, naming both options."""
+    try:
+        geometry.pyramid_levels(step, max_scale)
+    except ValueError as exc:
+        raise UsageError(f"--step {step} with --max-scale {max_scale}: {exc}") from None
 
 
 def _parse_nets(text: str) -> list[str]:
@@ -60,8 +101,33 @@ def resolve_nets(
     return names, weight_map, kernel or COMMON_KERNEL
 
 
+def _with_ensemble_file(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with an ``--ensemble FILE`` option that stands for its --nets, --weights and --kernel."""
+
+    @functools.wraps(command)
+    def run(*args: Any, ensemble: Path | None = None, **kwargs: Any) -> Any:
+        if ensemble is not None:
+            from fcnx.training.manifest import ensemble_weights
+
+            if kwargs.get("nets") is not None or kwargs.get("weights"):
+                raise UsageError("--ensemble gives the nets and their weights: leave out --nets and --weights")
+            names, files, kernel = ensemble_weights(ensemble)
+            kwargs["nets"] = ",".join(names)
+            kwargs["weights"] = tuple(f"{name}={files[name]}" for name in names)
+            kwargs["kernel"] = kwargs.get("kernel") or kernel
+        return command(*args, **kwargs)
+
+    return click.option(
+        "--ensemble",
+        type=click.Path(path_type=Path, exists=True),
+        help="An ensemble trained by 'fcnx train --nets' (its ensemble.json, or the folder): its nets, "
+        "checkpoints and kernel, instead of --nets and --weights.",
+    )(run)
+
+
 def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --nets, --weights, --kernel, --device, --backend and --precision to a click command."""
+    """Add --nets, --weights, --kernel, --device, --ensemble, --backend and --precision to a click command."""
+    command = _with_ensemble_file(command)
     options = [
         click.option(
             "--nets",
@@ -137,7 +203,7 @@ def is_local_engine(engine: str, address: str | None, actors: int | None) -> boo
         if address is not None or actors is not None:
             raise UsageError("--address and --actors apply to --engine ray")
         return True
-    from fcnx.engine.ray import import_ray
+    from fcnx.jobs.ray import import_ray
 
     import_ray()  # refuse early when Ray is not installed
     return False

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.errors import FcnxError, UsageError
+from fcnx.render.progress import Progress
+from fcnx.render.text import text_table
 
 
 def _table(rows: list[dict]) -> str:
@@ -30,8 +28,7 @@ def _table(rows: list[dict]) -> str:
                 f"{100 * r['delta_top1']:+.2f}",
             ]
         lines.append(line)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+    return text_table(lines)
 
 
 @click.command("evaluate")
@@ -106,7 +103,9 @@ def evaluate_cmd(
     """
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
+    from fcnx.errors import one_line
     from fcnx.io.files import atomic_text, check_outdir
+    from fcnx.io.tables import write_csv
     from fcnx.jobs import evaluation
     from fcnx.training import datasets
 
@@ -156,9 +155,12 @@ def evaluate_cmd(
         box_of = evaluation.crops_of(Cropper(ensemble))
 
     for line in dataset.missing_lines:
-        click.echo(f"error: {line}", err=True)
-    bar = tqdm(total=len(items), unit="img", desc="evaluate", disable=quiet)
-    report = lambda line: bar.write(f"error: {line}", file=sys.stderr)  # noqa: E731
+        click.echo(f"error: {one_line(line)}", err=True)
+    bar = Progress(len(items), "evaluate", quiet=quiet)
+
+    def report(line: str) -> None:
+        bar.say(f"error: {one_line(line)}")
+
     try:
         if local:
             result = evaluation.evaluate(
@@ -170,7 +172,7 @@ def evaluate_cmd(
                 batch_size=batch_size or (1 if ensemble.device.type == "cpu" else 8),
             )
         else:
-            from fcnx.engine.ray import CropperConfig, evaluate_on_ray
+            from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
 
             result = evaluate_on_ray(
                 CropperConfig(tuple(names), weight_map, kernel),
@@ -198,11 +200,7 @@ def evaluate_cmd(
             err=True,
         )
     if outdir is not None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_text(outdir / "evaluation.csv", buffer.getvalue())
+        write_csv(outdir / "evaluation.csv", list(rows[0]), rows)
         atomic_text(
             outdir / "evaluation.json",
             json.dumps(

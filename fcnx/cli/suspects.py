@@ -2,61 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
-import io
 import json
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from fcnx.cli.common import ensemble_options, resolve_nets
 from fcnx.errors import UsageError
-
-THUMBNAIL = 192
-
-
-def _thumbnail(path: Path, box: tuple[float, float, float, float]) -> str:
-    """A small JPEG of the image with the ensemble's box drawn, as a data URI."""
-    from PIL import ImageDraw
-
-    from fcnx.io.images import open_upright
-
-    with open_upright(path) as image:
-        image = image.convert("RGB")
-        x, y, w, h = box
-        ImageDraw.Draw(image).rectangle([x, y, x + w, y + h], outline=(255, 40, 40), width=max(2, image.width // 100))
-        image.thumbnail((THUMBNAIL, THUMBNAIL))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
+from fcnx.render.progress import Progress
 
 #: what each signal means, for the page
 SIGNAL_TEXT = {
     "paper": "No net finds the label at any scale",
     "graded": "The label is less likely than another class, anywhere in the image (largest gap first)",
 }
-
-
-def _page(suspects, root: Path, signal: str) -> str:
-    cards = []
-    for rank, s in enumerate(suspects, 1):
-        gap = f", gap {s.gap:.2f}" if s.gap is not None else ""
-        cards.append(
-            f'<figure><img src="{_thumbnail(s.path, s.box)}" alt="">'
-            f"<figcaption>#{rank} {html.escape(str(s.path.relative_to(root)) if s.path.is_relative_to(root) else str(s.path))}"
-            f"<br>label <b>{html.escape(s.label)}</b>, nets see <b>{html.escape(s.other)}</b> "
-            f"({s.other_votes} vote(s), p={s.other_confidence:.2f}{gap})</figcaption></figure>"
-        )
-    return (
-        "<!doctype html><meta charset='utf-8'><title>fcnx suspects</title><style>body{font:14px sans-serif}"
-        "figure{display:inline-block;width:200px;margin:6px;vertical-align:top}img{max-width:192px}</style>"
-        f"<h1>{len(suspects)} suspected label(s) in {html.escape(str(root))}</h1>"
-        f"<p>{SIGNAL_TEXT[signal]}; red: where the ensemble sees its own top class.</p>" + "".join(cards)
-    )
 
 
 @click.command("suspects")
@@ -109,8 +68,11 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, signal, top
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
+    from fcnx.errors import one_line
     from fcnx.io.files import atomic_text, check_outdir
+    from fcnx.io.tables import write_csv
     from fcnx.jobs import evaluation
+    from fcnx.render.html import suspects_page
     from fcnx.training import datasets
 
     dataset = datasets.open_dataset(data, split)
@@ -125,7 +87,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, signal, top
     unknown = sorted({i.label for i in items} - set(cropper.classes))
     if unknown:
         raise UsageError(f"label(s) {', '.join(map(repr, unknown[:3]))} are not classes of the nets", data)
-    bar = tqdm(total=len(items), unit="img", desc="suspects", disable=quiet)
+    bar = Progress(len(items), "suspects", quiet=quiet)
     try:
         if signal == "graded" and top is None:
             top = max(1, round(0.05 * len(items)))
@@ -134,25 +96,24 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, signal, top
         bar.close()
     failures += dataset.missing_lines
     rows = [s.as_dict() for s in suspects]
-    buffer = io.StringIO()
     fields = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "gap", "x", "y", "w", "h"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_text(out / "suspects.csv", buffer.getvalue())
+    write_csv(out / "suspects.csv", fields, rows)
     atomic_text(
         out / "suspects.json",
         json.dumps({"images": len(items), "signal": signal, "suspects": rows, "failures": failures}, indent=2),
     )
-    atomic_text(out / "suspects.html", _page(suspects, Path(data).resolve(), signal))
+    atomic_text(out / "suspects.html", suspects_page(suspects, Path(data).resolve(), SIGNAL_TEXT[signal]))
     for s in suspects[:20]:
         click.echo(
-            f"{s.path}: label {s.label!r}, nets see {s.other!r} ({s.other_votes} vote(s), p={s.other_confidence:.2f})"
+            one_line(
+                f"{s.path}: label {s.label!r}, nets see {s.other!r} ({s.other_votes} vote(s), "
+                f"p={s.other_confidence:.2f})"
+            )
         )
     click.echo(f"suspects: {len(suspects)} of {len(items)} image(s); see {out / 'suspects.html'}", err=True)
     if failures:
         for line in failures:
-            click.echo(f"error: {line}", err=True)
+            click.echo(f"error: {one_line(line)}", err=True)
         click.echo(
             f"suspects: {len(failures)} unreadable image(s) skipped (listed in {out / 'suspects.json'})", err=True
         )

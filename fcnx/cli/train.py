@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -30,6 +31,9 @@ CONFIG_OPTIONS = (
     "seed",
     "augment",
     "amp",
+    "crops",
+    "crop_jitter",
+    "crop_scale",
 )
 
 
@@ -45,6 +49,11 @@ def _parse_head(text: str) -> list[int]:
 
 @click.command("train")
 @click.option("--net", help="Backbone to fine-tune (see 'fcnx list-backbones'), e.g. inception_v3.")
+@click.option(
+    "--nets",
+    help="Train an ensemble: these backbones (comma-separated) one after another, each in OUTDIR/<net>/ with "
+    "the same settings, then OUTDIR/ensemble.json for 'fcnx crop --ensemble'.",
+)
 @click.option(
     "--data",
     type=click.Path(path_type=Path, file_okay=False),
@@ -140,6 +149,26 @@ def _parse_head(text: str) -> list[int]:
     show_default=True,
     help="timm's training augmentation (random resized crop, flip, colour jitter).",
 )
+@click.option(
+    "--crops",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="boxes.jsonl of an earlier 'fcnx crop' of this dataset: train and validate on each image's box "
+    "(the paper's use of its crops); images without a box are skipped and listed.",
+)
+@click.option(
+    "--crop-jitter",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="--crops: move each training crop's centre by up to this share of its sides (seeded).",
+)
+@click.option(
+    "--crop-scale",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="--crops: scale each training crop's sides by a factor in [1 - S, 1 + S] (seeded).",
+)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
@@ -158,7 +187,9 @@ def train_cmd(
       fcnx train --net inception_v3 --head 1024,512 --data food-101/ -o runs/iv3
       fcnx train --net vgg16 --weights vgg16_imagenet.safetensors --data food-101/ -o runs/vgg16
       fcnx train --resume -o runs/iv3                     # continue an interrupted run
+      fcnx train --net inception_v3 --data food-101/ --crops cropped/boxes.jsonl -o runs/iv3-crops
       torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
+      fcnx train --nets inception_v3,xception,vgg16 --data food-101/ -o runs/   # runs/ensemble.json
 
     An image that is missing or cannot be read is skipped and counted, with one error line
     naming it; the run goes on and ends with exit status 1 (its result is valid).
@@ -169,6 +200,12 @@ def train_cmd(
     options["head"] = _parse_head(options["head"])
     if options["data"] is not None:  # absolute, so that --resume works from any folder
         options["data"] = str(options["data"].resolve())
+    if options["crops"] is not None:
+        options["crops"] = str(options["crops"].resolve())
+    nets = options.pop("nets")
+    if nets is not None or (resume and _is_ensemble(outdir)):
+        _train_ensemble(nets, outdir, resume, {name: options[name] for name in given}, options, device, workers, quiet)
+        return
     if resume:
         if not (outdir / trainer.RESUME).is_file():
             raise UsageError(f"nothing to resume: no {trainer.RESUME} here", outdir)
@@ -225,5 +262,69 @@ def train_cmd(
             f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
             f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}",
             err=True,
+        )
+        raise SystemExit(1)
+
+
+def _is_ensemble(outdir: Path) -> bool:
+    from fcnx.training import manifest, trainer
+
+    return (outdir / manifest.MANIFEST).is_file() and not (outdir / trainer.RESUME).is_file()
+
+
+def _train_ensemble(
+    nets: str | None,
+    outdir: Path,
+    resume: bool,
+    given: dict[str, Any],
+    options: dict[str, Any],
+    device: str,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """``--nets``: every member in ``outdir/<net>/``, then ``ensemble.json`` (see :mod:`fcnx.training.ensemble`)."""
+    from fcnx.io.files import check_outdir
+    from fcnx.training import ensemble, manifest, trainer
+
+    if resume:
+        if nets is not None:
+            raise UsageError("--resume continues the ensemble's saved members; leave out --nets")
+        plan = ensemble.resume_manifest(outdir, given)
+    else:
+        if options["net"] is not None:
+            raise UsageError("give --net NAME (one run) or --nets A,B,C (an ensemble), not both")
+        if options["data"] is None:
+            raise UsageError("fcnx train --nets needs --data ROOT")
+        if (outdir / manifest.MANIFEST).exists() or (outdir / trainer.RESUME).exists():
+            raise UsageError(
+                "this folder holds a training run already: continue it with --resume, or choose another folder", outdir
+            )
+        names = [n.strip() for n in nets.split(",") if n.strip()] if nets else []
+        if not names:
+            raise UsageError("--nets needs backbone names, e.g. --nets inception_v3,xception,vgg16")
+        plan = ensemble.plan(trainer.TrainConfig(**{**options, "net": names[0]}), names, outdir)
+    created = not outdir.exists()
+    check_outdir(outdir, [Path(plan.config["data"])])
+    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    try:
+        result = ensemble.train_ensemble(
+            plan, outdir, device=device, workers=workers, quiet=quiet, log=log, report=lambda t: click.echo(t, err=True)
+        )
+    except FcnxError:
+        if not resume and not any((outdir / m.net / trainer.RESUME).exists() for m in plan.members):
+            ensemble.discard(plan, outdir, created)  # refused before any member trained: leave no trace
+        raise
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
+        raise click.Abort() from None
+    done = result.manifest
+    for member in done.members:
+        top1 = "" if member.val_top1 is None else f" (validation top-1 {member.val_top1:.2%})"
+        click.echo(f"{member.net}: {outdir / member.checkpoint}{top1}")
+    top1 = "" if done.val_top1 is None else f" (ensemble validation top-1 {done.val_top1:.2%})"
+    click.echo(f"ensemble: {result.path}{top1}; use it with fcnx crop --ensemble {result.path}")
+    if result.skipped:
+        click.echo(
+            f"train: {len(result.skipped)} image(s) skipped, listed in each member's {trainer.SKIPPED}", err=True
         )
         raise SystemExit(1)

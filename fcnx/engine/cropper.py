@@ -20,6 +20,7 @@ confident cell (:func:`fcnx.method.selection.top_category`).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -28,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, load_ensemble, resize
+from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, NonFiniteOutput, load_ensemble, resize
 from fcnx.errors import FcnxError, UsageError, did_you_mean
-from fcnx.io.images import ImageItem, load_rgb, to_rgb
-from fcnx.method import geometry
+from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
+from fcnx.method import evidence, geometry
 from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
@@ -51,6 +52,12 @@ class Box:
     ``confidence``: their probabilities of it summed; ``found``: some net voted for it at some
     cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
     probability map at the chosen level (only when the cropper keeps heatmaps).
+
+    ``kind`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
+    ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
+    both are always given. ``evidence`` is the found object's score map in [0, 1]
+    (:meth:`fcnx.method.evidence.Tight.object_map`, at most :data:`~fcnx.method.evidence.MAX_SIDE`
+    a side; only with heatmaps).
     """
 
     category: str
@@ -72,6 +79,10 @@ class Box:
     levels_examined: int
     stopped_early: bool
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    kind: str = "square"
+    window: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def mean_confidence(self) -> float:
@@ -119,17 +130,24 @@ class Box:
             "net_votes": dict(self.net_votes),
             "levels_examined": self.levels_examined,
             "stopped_early": self.stopped_early,
+            "box_kind": self.kind,
+            "window": list(self.window),
+            "tight": list(self.tight),
         }
 
 
 @dataclass(frozen=True)
 class CropResult:
-    """One image's boxes: ``size`` is its upright ``(height, width)``, ``scales`` the pyramid used."""
+    """One image's boxes: ``size`` is its upright ``(height, width)``, ``scales`` the pyramid used.
+
+    ``source`` identifies the file whose pixels gave the boxes (``None`` for an image given as pixels).
+    """
 
     item: ImageItem
     size: tuple[int, int]
     scales: tuple[float, ...]
     boxes: tuple[Box, ...]
+    source: Source | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,7 @@ class _Prepared:
     size: tuple[int, int]
     levels: list[tuple[float, tuple[int, int]]]
     categories: list[int] | None
+    source: Source | None = None
 
     @property
     def key(self) -> tuple:
@@ -158,17 +177,17 @@ def min_decode_side(kernel: int, max_scale: float) -> int:
     return math.ceil(kernel * max_scale)
 
 
-#: a decoded image: ``(pixels 3 x h x w uint8, upright size)``, or the one-line error naming the file
-Decoded = tuple[torch.Tensor, tuple[int, int]] | str
+#: a decoded image: ``(pixels 3 x h x w uint8, upright size, file read)``, or the one-line error naming the file
+Decoded = tuple[torch.Tensor, tuple[int, int], Source] | str
 
 
 def decode(item: ImageItem, min_side: int) -> Decoded:
-    """``item``'s pixels (maybe decoded at reduced size, short side still >= ``min_side``) and upright size."""
+    """``item``'s pixels (maybe decoded at reduced size, short side still >= ``min_side``), upright size and source."""
     try:
-        pixels, size = load_rgb(item.path, min_side)
+        image = read_rgb(item.path, min_side)
     except FcnxError as exc:
         return str(exc)
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), size
+    return torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous(), image.size, image.source
 
 
 class _Files(torch.utils.data.Dataset):
@@ -198,7 +217,8 @@ class Cropper:
     (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
-    ``workers`` processes decode images ahead of the nets.
+    ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
+    is the paper's kernel window (``"square"``) or the tight box (``"tight"``); both are given.
     """
 
     def __init__(
@@ -214,13 +234,16 @@ class Cropper:
         workers: int = 0,
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
+        box: str = "square",
     ) -> None:
+        if box not in evidence.BOXES:
+            raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")
         if selection not in RULES:
             raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
-        if step <= 1.0:
-            raise UsageError(f"the scale step must be > 1, got {step}")
-        if max_scale < 1.0:
-            raise UsageError(f"the maximum scale must be >= 1, got {max_scale}")
+        try:
+            geometry.pyramid_levels(step, max_scale)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         if batch_size is None:
             batch_size = 1 if ensemble.device.type == "cpu" else 8
         if batch_size < 1 or workers < 0:
@@ -230,6 +253,7 @@ class Cropper:
         self.selection, self.early_stop = selection, early_stop
         self.batch_size, self.workers = batch_size, workers
         self.keep_heatmaps = keep_heatmaps
+        self.box = box
         self.max_level_pixels = max_level_pixels
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
@@ -269,11 +293,11 @@ class Cropper:
         return self.ensemble.classes
 
     def category_index(self, category: str | int) -> int:
-        """The class index of a category given by name or by index (``"3"`` counts as an index)."""
+        """The class index of a category given by name or by index (``"3"`` counts as an index, ``"٣"`` as a name)."""
         classes = self.classes
         if isinstance(category, str) and category in classes:
             return classes.index(category)
-        if isinstance(category, int) or str(category).strip().lstrip("-").isdigit():
+        if isinstance(category, int) or re.fullmatch(r"\s*-?[0-9]+\s*", category, re.ASCII):
             index = int(category)
             if 0 <= index < len(classes):
                 return index
@@ -301,7 +325,8 @@ class Cropper:
         """
         if isinstance(image, (str, Path)):
             path = Path(image)
-            pixels, size = load_rgb(path, self.min_side)
+            decoded = read_rgb(path, self.min_side)
+            pixels, size, source = decoded.pixels, decoded.size, decoded.source
             item = ImageItem(path, PurePosixPath(path.name), label)
         else:
             from PIL import Image, ImageOps
@@ -312,11 +337,16 @@ class Cropper:
                 array = np.asarray(image)
                 if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
                     raise UsageError(f"expected an H x W x 3 uint8 array, got {array.dtype} {array.shape}")
-            pixels, size = array, (int(array.shape[0]), int(array.shape[1]))
+            pixels, size, source = array, (int(array.shape[0]), int(array.shape[1])), None
             item = ImageItem(Path("<array>"), PurePosixPath("image.png"), label)
         tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
         wanted = [self.category_index(c) for c in categories] if categories else self._categories_of(item)
-        return self._run_batch([self._prepare(item, tensor, size, wanted)])[0]
+        prepared = self._prepare(item, tensor, size, wanted)
+        prepared.source = source
+        try:
+            return self._run_batch([prepared])[0]
+        except NonFiniteOutput as exc:
+            raise FcnxError(str(exc), item.path) from None
 
     def label_levels(
         self, item: ImageItem, category: str | int
@@ -380,12 +410,13 @@ class Cropper:
             if isinstance(image, str):
                 yield CropFailure(item, image)
                 continue
-            pixels, size = image
+            pixels, size, source = image
             try:
                 prepared = self._prepare(item, pixels, size, self._categories_of(item))
             except FcnxError as exc:
                 yield CropFailure(item, str(exc))
                 continue
+            prepared.source = source
             bucket = buckets.setdefault(prepared.key, [])
             bucket.append(prepared)
             waiting += 1
@@ -402,12 +433,12 @@ class Cropper:
     def _run_batch_safely(self, batch: list[_Prepared]) -> Iterator[CropResult | CropFailure]:
         try:
             yield from self._run_batch(batch)
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, NonFiniteOutput) as exc:  # which image? one at a time says
             if len(batch) == 1:
+                item = batch[0].item
+                reason = str(exc) if isinstance(exc, NonFiniteOutput) else f"out of memory on {self.ensemble.device}"
                 yield CropFailure(
-                    batch[0].item,
-                    f"{batch[0].item.path}: out of memory on {self.ensemble.device} "
-                    f"(image {batch[0].size[1]}x{batch[0].size[0]})",
+                    item, str(FcnxError(f"{reason} (image {batch[0].size[1]}x{batch[0].size[0]})", item.path))
                 )
                 return
             half = len(batch) // 2  # retry in smaller batches
@@ -516,7 +547,10 @@ class Cropper:
         for category, selector in zip(prepared.categories or [], selectors):
             choice = selector.result()
             scale, scaled = prepared.levels[choice.level]
-            x, y, w, h = self.box_of(choice, prepared.size, prepared.levels)
+            window = self.box_of(choice, prepared.size, prepared.levels)
+            sizes = [scaled for _, scaled in prepared.levels]
+            fit = evidence.tight_of(choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window)
+            x, y, w, h = fit.box if self.box == "tight" else window
             boxes.append(
                 Box(
                     category=self.classes[category],
@@ -538,9 +572,14 @@ class Cropper:
                     levels_examined=choice.levels_examined,
                     stopped_early=choice.stopped_early,
                     heatmap=choice.heatmap if self.keep_heatmaps else None,
+                    kind=self.box,
+                    window=window,
+                    tight=fit.box,
+                    evidence=fit.object_map() if self.keep_heatmaps else None,
                 )
             )
-        return CropResult(prepared.item, prepared.size, tuple(s for s, _ in prepared.levels), tuple(boxes))
+        scales = tuple(s for s, _ in prepared.levels)
+        return CropResult(prepared.item, prepared.size, scales, tuple(boxes), prepared.source)
 
 
 def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:

@@ -22,7 +22,7 @@ from fcnx.engine import backends
 from fcnx.engine.backends.folding import fold_batchnorm
 from fcnx.engine.devices import resolve_device
 from fcnx.engine.fcn import FCN, load_fcn
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 from fcnx.method import geometry
 
 #: the one interpolation of the shared resize (antialiased when shrinking, clamped to [0, 255])
@@ -39,6 +39,10 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=tuple(size), mode=INTERPOLATION, antialias=True, align_corners=False).clamp_(0, 255)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+class NonFiniteOutput(FcnxError):
+    """A net gave NaN or infinite outputs: broken weights (a checkpoint of NaN), or a float16 overflow."""
 
 
 def _class_order(fcns: Sequence[FCN]) -> list[torch.Tensor | None]:
@@ -104,7 +108,7 @@ class Ensemble:
                 )
         self.device = self.fcns[0].device
         if half and self.device.type not in ("cuda", "mps"):
-            raise UsageError(f"--half needs a CUDA or MPS device, not {self.device.type}")
+            raise UsageError(f"half precision needs a CUDA or MPS device, not {self.device.type}", parameter="half")
         self.half = half
         self.classes = list(self.fcns[0].classes)
         self._orders = _class_order(self.fcns)
@@ -157,6 +161,7 @@ class Ensemble:
         """Softmax probabilities ``B x nets x classes x rows x cols`` of RGB pixels ``B x 3 x H x W`` in ``[0, 255]``.
 
         ``exact``: in fp32 whatever the ensemble's precision (the cropper's recheck of its best levels).
+        Raises :class:`NonFiniteOutput` when a net's outputs for the batch are not all finite.
         """
         rows, cols = self.cells(tuple(pixels.shape[-2:]))
         if rows < 1 or cols < 1:
@@ -174,6 +179,11 @@ class Ensemble:
                     f"{(rows, cols)} cells (a wrong receptive-size formula in its plugin?)"
                 )
             logits = logits[:, :, :rows, :cols].float()
+            if not bool(torch.isfinite(logits).all()):
+                raise NonFiniteOutput(
+                    f"{fcn.name} gives non-finite outputs (NaN or infinity): broken weights"
+                    + (", or a float16 overflow" if self.half else "")
+                )
             if order is not None:
                 logits = logits.index_select(1, order)
             out.append(logits.softmax(dim=1))
@@ -223,7 +233,10 @@ def load_ensemble(
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(nets))
     if unknown:
-        raise UsageError(f"--weights given for {', '.join(unknown)}, which is not in --nets ({', '.join(nets)})")
+        raise UsageError(
+            f"weights given for {', '.join(unknown)}, which is not among the nets ({', '.join(nets)})",
+            parameter="weights",
+        )
     dev = resolve_device(device) if isinstance(device, str) else device
     fcns = [load_fcn(name, weights.get(name, "pretrained"), kernel=kernel, device=dev) for name in nets]
     return Ensemble(fcns, half=half, compile=compile, backend=backend, precision=precision)

@@ -11,7 +11,7 @@ from typing import Any
 from fcnx.backbones import checkpoint
 from fcnx.backbones.registry import get_backbone
 from fcnx.backbones.spec import BackboneSpec
-from fcnx.errors import UsageError, WeightsError
+from fcnx.errors import FcnxError, UsageError, WeightsError
 
 
 @functools.cache
@@ -62,17 +62,101 @@ class FCN:
         return self.net(self.normalize(images))
 
 
+#: how ``--weights`` names a checkpoint on the Hugging Face Hub (timm's prefix): ``hf-hub:user/repo[@revision]``
+HUB_PREFIX = "hf-hub:"
+#: the checkpoint files looked for in a Hub repository, in order: fcnx train's, then timm's
+HUB_FILES = ("best.safetensors", "model.safetensors", "pytorch_model.bin")
+
+
+def _hub_download(weights: str, names: tuple[str, ...]) -> Path | None:
+    """The first of ``names`` in the Hub repository ``weights`` names: from the cache, else downloaded; ``None`` if none."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    repo, _, revision = weights.removeprefix(HUB_PREFIX).partition("@")
+    if not repo.strip("/"):
+        raise UsageError(f"{weights!r}: expected {HUB_PREFIX}user/repo[@revision]")
+    for name in names:
+        found = try_to_load_from_cache(repo, name, revision=revision or None)
+        if isinstance(found, str):
+            return Path(found)
+    if constants.HF_HUB_OFFLINE:
+        return None
+    problem = _unreachable()  # one quick request: huggingface_hub itself retries for about 25 s per file
+    for name in names if problem is None else ():
+        try:
+            return Path(hf_hub_download(repo, name, revision=revision or None))
+        except LocalEntryNotFoundError as exc:  # the Hub stopped answering (a subclass of the next)
+            problem = type(exc).__name__
+            break
+        except EntryNotFoundError:
+            continue
+        except Exception as exc:
+            problem = type(exc).__name__
+            break
+    if problem is not None:
+        raise FcnxError(
+            f"cannot fetch {weights} from {constants.ENDPOINT} ({problem}); without network access put it in "
+            f"the Hugging Face cache ({constants.HF_HUB_CACHE}) first, or pass a checkpoint file"
+        )
+    return None
+
+
+def _unreachable() -> str | None:
+    """``None`` when the Hub's server answers one request at all, else why not, in a few words."""
+    from huggingface_hub import constants, get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=5)
+    except Exception as exc:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return None
+
+
+def hub_file(weights: str) -> Path:
+    """The checkpoint of ``hf-hub:user/repo[@revision]`` (one of :data:`HUB_FILES`), with huggingface_hub's own cache."""
+    from huggingface_hub import constants
+
+    path = _hub_download(weights, HUB_FILES)
+    if path is None:
+        where = f"the Hugging Face cache ({constants.HF_HUB_CACHE}, HF_HUB_OFFLINE is set)"
+        raise WeightsError(
+            f"none of {', '.join(HUB_FILES)} in {where if constants.HF_HUB_OFFLINE else 'the repository'}", weights
+        )
+    return path
+
+
+def hub_classes(weights: str) -> list[str] | None:
+    """Class names of a timm checkpoint on the Hub: its ``config.json``'s ``label_names``, else ImageNet's for 1000."""
+    import json
+
+    path = _hub_download(weights, ("config.json",))
+    if path is None:
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"unreadable config.json ({exc})", path) from None
+    names = config.get("label_names") or config.get("pretrained_cfg", {}).get("label_names")
+    if isinstance(names, list) and names:
+        return [str(name) for name in names]
+    return list(imagenet_classes()) if config.get("num_classes") == 1000 else None
+
+
 def _looks_like_tag(spec: BackboneSpec, weights: str) -> bool:
     return weights in spec.pretrained or weights == "pretrained"
 
 
 def weight_file(spec: BackboneSpec, weights: str | Path | None) -> Path | None:
-    """The checkpoint file ``weights`` stands for: a path, or a pretrained tag the plugin ships as a file.
+    """The checkpoint file ``weights`` stands for: a path, a pretrained tag the plugin ships as a file, or a
+    Hugging Face Hub repository (``hf-hub:user/repo``, :func:`hub_file`).
 
     ``None`` for no weights or a tag that ``build`` downloads from a hub.
     """
     if weights is None:
         return None
+    if str(weights).startswith(HUB_PREFIX):
+        return hub_file(str(weights))
     if _looks_like_tag(spec, str(weights)):
         if not spec.pretrained or spec.shipped_weights is None:
             return None
@@ -132,7 +216,13 @@ def load_fcn(
             classes = list(classes) if classes is not None else meta.classes
             head = tuple(meta.head)
             input_size = meta.input_size
-        elif classes is None:
+        elif classes is None and str(weights).startswith(HUB_PREFIX):
+            classes = hub_classes(str(weights))
+        if meta is None and classes is None:
+            if str(weights).startswith(HUB_PREFIX):
+                raise WeightsError(
+                    "checkpoint has no fcnx metadata and the repository's config.json no label_names", weights
+                )
             raise WeightsError(
                 "checkpoint has no fcnx metadata; give the class names (a sidecar <file>.json or --classes)", path
             )

@@ -1,9 +1,20 @@
-"""Files written so that a kill never leaves a half-written one: a temporary name in the same folder, then a rename."""
+"""Files written so that a kill, a full disk or a power loss never leaves a half-written one.
+
+Every file goes to a short temporary name in its folder (so that a name near the 255-byte limit
+still fits), is flushed to disk, then renamed into place; the folder is flushed after the rename.
+An output folder is locked for one run at a time (:class:`OutdirLock`).
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
+import socket
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,18 +25,82 @@ from fcnx.errors import UsageError
 FILE_MODE = 0o644
 #: suffix of the temporary files fcnx writes before renaming them into place (a killed run's are deleted)
 TEMP_SUFFIX = ".fcnx-tmp"
+#: the lock file a run holds in its output folder
+LOCK = ".fcnx-lock"
+#: errors that mean the disk (or the user's quota) is full
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the disk or the quota is full."""
+    return isinstance(exc, OSError) and exc.errno in FULL
+
+
+def _temporary(folder: Path) -> tuple[int, str]:
+    """A new temporary file in ``folder`` (an 18-byte name, whatever the final name's length)."""
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=folder)
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (renames into it) to disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def stage_bytes(path: Path, data: bytes) -> str:
+    """Write ``data`` to a new temporary file beside ``path``, flushed to disk; returns its name (see :func:`commit`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temporary(path.parent)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def commit(tmp: str, path: Path) -> None:
+    """Rename the staged ``tmp`` to ``path`` and flush the folder (the temporary is removed if that fails)."""
+    try:
+        os.replace(tmp, path)
+        sync_folder(path.parent)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_bytes(path: Path, data: bytes) -> Path:
+    """Create or replace ``path`` with ``data`` atomically and durably."""
+    commit(stage_bytes(path, data), path)
+    return path
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Create ``path`` via ``write(file)`` on a temporary file in the same folder, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.fchmod(fd, FILE_MODE)
+    fd, tmp = _temporary(path.parent)
     try:
         encoding, newline = (None, None) if "b" in mode else ("utf-8", "")
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
             write(f)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+        commit(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -34,7 +109,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
 
 def atomic_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write(path, lambda f: f.write(text), "w")
+    return atomic_bytes(path, text.encode("utf-8"))
 
 
 def remove_temporaries(folder: Path) -> int:
@@ -66,3 +141,74 @@ def check_outdir(outdir: Path, inputs: Sequence[Path], in_place: bool = False) -
     except OSError as exc:
         raise UsageError(f"cannot write to the output folder ({exc.strerror or exc})", outdir) from None
     return out
+
+
+class OutdirLock:
+    """An exclusive ``flock`` on ``folder/.fcnx-lock`` for one run; a second run is refused, naming the holder.
+
+    While held, the lock file holds the holder's pid, host, command line and start time (for that
+    message); it is emptied but stays in place when released (removing it would let a third run
+    lock another file).
+    """
+
+    def __init__(self, folder: Path, what: str = "fcnx") -> None:
+        self.path = folder / LOCK
+        self.what = what
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutdirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock (if not held yet), or raise :class:`~fcnx.errors.UsageError` saying who holds it."""
+        if self._fd is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except OSError as exc:
+            raise UsageError(f"cannot create the lock file ({exc.strerror or exc})", self.path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise UsageError(
+                f"{self.path.parent} is in use by another run ({holder}); wait for it to end or choose another OUTDIR"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise UsageError(f"cannot lock ({exc.strerror or exc})", self.path) from None
+        self._fd = fd
+        about = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(sys.argv),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "what": self.what,
+        }
+        try:  # who holds it, for a second run's message (not needed for the lock itself)
+            os.ftruncate(fd, 0)
+            write_all(fd, (json.dumps(about, ensure_ascii=True) + "\n").encode("ascii"))
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)  # an idle OUTDIR's lock file is empty
+            except OSError:
+                pass
+            os.close(self._fd)  # closing the last descriptor releases the flock
+            self._fd = None
+
+
+def _holder(fd: int) -> str:
+    try:
+        about = json.loads(os.pread(fd, 65536, 0))
+        return f"{about['what']}, pid {about['pid']} on {about['host']}, started {about['started']}: {about['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"

@@ -4,17 +4,25 @@ Every problem with one file becomes an :class:`~fcnx.errors.FcnxError` naming th
 long run can report it and go on. Images are read upright (EXIF orientation applied), first
 frame only, and converted to 8-bit RGB: 16-bit samples are scaled (not clipped), CMYK and other
 colour spaces converted, and transparency composited onto white.
+
+Files are hostile until decoded: only regular files are opened (a FIFO named ``x.jpg`` is refused
+unopened), an image may declare at most :func:`max_pixels` pixels, a JPEG must hold enough data
+for the size it declares, and the file must stay the same while it is read; the :class:`Source`
+read comes back with the pixels (:func:`read_rgb`) so that outputs name the file they came from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
+import stat
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -41,42 +49,159 @@ class ImageItem:
 
 # --------------------------------------------------------------------------- reading
 
+#: pixels (width x height, as the file declares them) an image may have unless FCNX_MAX_PIXELS says otherwise
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS_VARIABLE = "FCNX_MAX_PIXELS"
+#: a JPEG declaring more pixels than this per byte of compressed data lies about its size: a complete
+#: Huffman-coded JPEG spends at least one bit per 8x8 block (512 pixels per byte), and libjpeg would
+#: fill the missing blocks with grey
+JPEG_PIXELS_PER_BYTE = 2048
+_SPECIAL = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Which file's bytes were decoded: its device and inode, size and modification time."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> Source:
+        return cls(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class RGBImage:
+    """Decoded pixels ``H x W x 3`` uint8 (maybe at reduced size), the upright full ``(height, width)``, the file read."""
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+    source: Source
+
+
+def max_pixels() -> int:
+    """The pixel budget per image: ``FCNX_MAX_PIXELS`` when set, else :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{MAX_PIXELS_VARIABLE} must be a whole number of pixels >= 1, got {text!r}")
+    return int(text)
+
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
-def open_upright(path: str | os.PathLike[str]) -> Image.Image:
-    """The image at ``path``, decoded, first frame, turned upright by its EXIF orientation, in its own mode and format.
-
-    Raises :class:`FcnxError` naming the file for missing, unreadable, empty, corrupt, truncated
-    or non-image files and for decompression bombs (Pillow's ``MAX_IMAGE_PIXELS``).
-    """
-    image = _open(path)
-    return _decode(image, path)
-
-
-def _open(path: str | os.PathLike[str]) -> Image.Image:
+def _status(path: str | os.PathLike[str], missing: str = "no such file") -> os.stat_result:
+    """``os.stat`` of ``path``, every failure a one-line error (``missing``: what to say when it is not there)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise FcnxError(f"over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels", path) from None
+        return os.stat(path)
     except FileNotFoundError:
-        raise FcnxError("no such file", path) from None
-    except IsADirectoryError:
-        raise FcnxError("is a folder, not an image", path) from None
+        raise FcnxError(missing, path) from None
     except PermissionError:
         raise FcnxError("permission denied", path) from None
-    except UnidentifiedImageError:
-        empty = os.path.isfile(path) and os.path.getsize(path) == 0
-        raise FcnxError("empty file, not an image" if empty else "not an image file Pillow can read", path) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise FcnxError("symbolic link loop", path) from None
         raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
+
+
+def _check_regular(status: os.stat_result, path: str | os.PathLike[str]) -> None:
+    if stat.S_ISDIR(status.st_mode):
+        raise FcnxError("is a folder, not an image", path)
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _SPECIAL if test(status.st_mode)), "a special file")
+        raise FcnxError(f"is {kind}, not a regular file: not opened", path)
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike[str], expect: Source | None) -> Iterator[tuple[Image.Image, Source]]:
+    """The image at ``path`` opened (header read, pixels not yet decoded) and the identity of the file it reads.
+
+    Only regular files are opened (a FIFO named ``x.jpg`` would block for ever); the file is held
+    open until the block ends, and when it ends the path must still name the same, unchanged file.
+    With ``expect``, the file must be the one read before.
+    """
+    missing = "no such file" if expect is None else "deleted since it was read: no outputs written"
+    _check_regular(_status(path, missing), path)
+    try:  # non-blocking: a FIFO put there since the stat cannot hang the open
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except PermissionError:
+        raise FcnxError("permission denied", path) from None
+    except OSError as exc:
+        _status(path, missing)  # names what happened in between (deleted, a link loop)
+        raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
+    with os.fdopen(fd, "rb") as file:
+        before = os.fstat(fd)
+        _check_regular(before, path)
+        source = Source.of(before)
+        if expect is not None and source != expect:
+            raise FcnxError("replaced or modified since it was read: its box is from the earlier file", path)
+        if before.st_size == 0:
+            raise FcnxError("empty file, not an image", path)
+        yield _identify(file, path, before.st_size), source
+        after = Source.of(os.fstat(fd))
+        now = _status(path, "deleted while it was being read")
+        if (now.st_dev, now.st_ino) != (source.device, source.inode):
+            raise FcnxError("replaced by another file while it was being read", path)
+        if after != source or Source.of(now) != source:
+            raise FcnxError("modified while it was being read", path)
+
+
+def _identify(file: BinaryIO, path: str | os.PathLike[str], size: int) -> Image.Image:
+    """Pillow's opening of ``file`` (its header), with the pixel budget and, for JPEG, the data-size check applied."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(file)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FcnxError(f"over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels", path) from None
+    except UnidentifiedImageError:
+        raise FcnxError("not an image file Pillow can read", path) from None
+    except PermissionError:  # some file systems refuse reads, not opens
+        raise FcnxError("permission denied", path) from None
+    except Exception as exc:  # a plugin's header parser: ValueError (zlib bombs in PNG chunks), SyntaxError, ...
+        raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
+    width, height = image.size
+    budget = max_pixels()
+    if width * height > budget:
+        raise FcnxError(
+            f"{width}x{height} is {width * height} pixels, over the budget of {budget} per image "
+            f"(set {MAX_PIXELS_VARIABLE} to allow more)",
+            path,
+        )
+    if image.format in ("JPEG", "MPO"):
+        data = size - file.tell()  # Pillow stops reading a JPEG at its first scan: what is left is pixel data
+        if width * height > JPEG_PIXELS_PER_BYTE * max(data, 1):
+            raise FcnxError(
+                f"declares {width}x{height} pixels but holds only {data} bytes of image data, too few for "
+                f"that size (a lying header or a cut file)",
+                path,
+            )
+    return image
+
+
+def open_upright(path: str | os.PathLike[str], expect: Source | None = None) -> Image.Image:
+    """The image at ``path``, decoded, first frame, turned upright by its EXIF orientation, in its own mode and format.
+
+    Raises :class:`FcnxError` naming the file for missing, unreadable, empty, corrupt, truncated
+    or non-image files, anything but a regular file, images over the pixel budget
+    (:func:`max_pixels`) or Pillow's ``MAX_IMAGE_PIXELS``, JPEGs with too little data for their
+    size, and a file replaced or modified while it is read. With ``expect``, the file must still
+    be the one :func:`read_rgb` read (see :class:`Source`).
+    """
+    with _opened(path, expect) as (image, _):
+        return _decode(image, path)
 
 
 def _decode(image: Image.Image, path: str | os.PathLike[str]) -> Image.Image:
@@ -93,7 +218,7 @@ def _decode(image: Image.Image, path: str | os.PathLike[str]) -> Image.Image:
             return upright
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise FcnxError(f"over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels", path) from None
-    except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
+    except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error, EOFError...
         raise FcnxError(f"cannot decode image ({_reason(exc)})", path) from None
 
 
@@ -133,30 +258,38 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
-def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """Upright 8-bit RGB pixels of the image at ``path`` and its upright full size ``(height, width)``.
+def read_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> RGBImage:
+    """Upright 8-bit RGB pixels of the image at ``path``, its upright full size and the identity of the file read.
 
     With ``min_side``, a JPEG larger than needed is decoded at 1/2, 1/4 or 1/8 size (the JPEG
     decoder's own scaling, much faster) as long as its short side stays at least ``min_side``;
     the returned size is still the full one, so coordinates refer to the original image.
+    Raises :class:`FcnxError` as :func:`open_upright` does.
     """
-    image = _open(path)
-    size = None
-    if min_side is not None and image.format == "JPEG":  # a JPEG's EXIF is read at open, before any decoding
-        full = upright_size(image)
-        if min(full) > min_side:
-            factor = min_side / min(full)
-            width, height = image.size
-            try:
-                image.draft(image.mode, (math.ceil(width * factor), math.ceil(height * factor)))
-                size = full
-            except Exception:  # draft is an optimisation only
-                pass
-    upright = _decode(image, path)
+    with _opened(path, None) as (image, source):
+        size = None
+        if min_side is not None and image.format == "JPEG":  # a JPEG's EXIF is read at open, before any decoding
+            full = upright_size(image)
+            if min(full) > min_side:
+                factor = min_side / min(full)
+                width, height = image.size
+                try:
+                    image.draft(image.mode, (math.ceil(width * factor), math.ceil(height * factor)))
+                    size = full
+                except Exception:  # draft is an optimisation only
+                    pass
+        upright = _decode(image, path)
     try:
-        return to_rgb(upright), size or (upright.height, upright.width)
+        pixels = to_rgb(upright)
     except Exception as exc:
         raise FcnxError(f"cannot convert {upright.mode} image to RGB ({_reason(exc)})", path) from None
+    return RGBImage(pixels, size or (upright.height, upright.width), source)
+
+
+def load_rgb(path: str | os.PathLike[str], min_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_rgb`'s pixels and upright full size ``(height, width)``."""
+    image = read_rgb(path, min_side)
+    return image.pixels, image.size
 
 
 # --------------------------------------------------------------------------- finding
@@ -286,9 +419,12 @@ def read_image_lists(root: Path, split: str = "all") -> ImageLists:
             seen.add(path)
             result.items.append(ImageItem(path, PurePosixPath("images") / rel.parent / path.name, rel.parts[0]))
             if found is None:
-                result.unresolved[path] = (
-                    f"{path}: listed in meta but no such file, nor with another image suffix "
-                    f"({lists[name]}:{number}: {rel.as_posix()!r})"
+                result.unresolved[path] = str(
+                    FcnxError(
+                        f"listed in meta but no such file, nor with another image suffix "
+                        f"({lists[name]}:{number}: {rel.as_posix()!r})",
+                        path,
+                    )
                 )
         if duplicates:
             number, rel = duplicates[0]

@@ -1,17 +1,31 @@
-"""Reading a JSON-lines journal (``boxes.jsonl``) that a killed run may have cut short.
+"""The crop journal ``boxes.jsonl``: JSON lines that a kill, a full disk or a hand edit cannot make fatal.
 
-``fcnx crop`` appends whole lines, so only the last line can be incomplete: one without a final
-newline that is not valid JSON is a write cut by a kill and is dropped. Both ``fcnx crop``
-(resuming) and ``fcnx evaluate`` (reading boxes) read journals this way; each decides what a
-later record for the same image supersedes.
+``fcnx crop`` appends each image's records as one ``os.write`` of whole lines, flushed to disk,
+and cuts the file back to its last whole line if the write fails (a full disk), so only a kill
+can leave a cut last line: one without a final newline that is not valid JSON; it is dropped.
+File names that are not valid UTF-8 are kept losslessly: their undecodable bytes are written as
+``\\udcXX`` escapes (Python's ``surrogateescape``), which read back to the same bytes.
+
+Both ``fcnx crop`` (resuming) and ``fcnx evaluate`` (reading boxes) read journals with
+:func:`read_journal`; each decides what a later record for the same image supersedes.
+:class:`CropJournal` is ``fcnx crop``'s resume state: a line that is not a whole record (a hand
+edit, another program) is set aside once, and its image redone.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from fcnx.io.files import atomic_bytes, write_all
+from fcnx.io.images import ImageItem
+
+Record = dict[str, Any]
 
 
 @dataclass
@@ -44,3 +58,182 @@ def read_journal(path: Path) -> Journal:
             break
         journal.lines.append((number, record if isinstance(record, dict) else None))
     return journal
+
+
+def dump_line(record: Record) -> bytes:
+    """One journal line: JSON in UTF-8; undecodable bytes of file names (lone surrogates) as ``\\udcXX`` escapes."""
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+
+
+def append_lines(path: Path, data: bytes) -> None:
+    """Append whole lines with one write, flushed to disk; if that fails, cut the file back to what it was."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- what a record must hold
+
+_NUMBER = (int, float)
+#: the fields of a crop record and their JSON types (``None`` allowed where listed); other fields are kept as is
+FIELDS: dict[str, tuple[type, ...]] = {
+    "path": (str,),
+    "file": (str,),
+    "label": (str, type(None)),
+    "width": (int,),
+    "height": (int,),
+    "category": (str,),
+    "category_index": (int,),
+    "found": (bool,),
+    "votes": (int,),
+    "nets": (int,),
+    "confidence": _NUMBER,
+    "mean_confidence": _NUMBER,
+    "scale": _NUMBER,
+    "level": (int,),
+    "cell": (list,),
+    "scaled_size": (list,),
+    **{key: _NUMBER for key in ("x", "y", "w", "h", "x1", "y1", "x2", "y2")},
+    "net_scores": (dict,),
+    "net_votes": (dict,),
+    "levels_examined": (int,),
+    "stopped_early": (bool,),
+    "crop": (str, type(None)),
+    "heatmap": (str, type(None)),
+    "source_size": (int,),
+    "source_mtime_ns": (int,),
+}
+
+
+def _fits(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False  # JSON true is not a number
+    return isinstance(value, types) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def record_problem(record: Record | None) -> str | None:
+    """Why ``record`` is not a whole crop record (``None`` when it is)."""
+    if record is None:
+        return "not a JSON object"
+    for key, types in FIELDS.items():
+        if key not in record:
+            return f"no field {key!r}"
+        if not _fits(record[key], types):
+            return f"field {key!r} has the wrong type or value ({type(record[key]).__name__})"
+    for key in ("cell", "scaled_size"):
+        if len(record[key]) != 2 or not all(_fits(v, (int,)) for v in record[key]):
+            return f"field {key!r} is not two integers"
+    for key, types in (("net_scores", _NUMBER), ("net_votes", (bool,))):
+        if not all(isinstance(k, str) and _fits(v, types) for k, v in record[key].items()):
+            return f"field {key!r} is not a map of net names to {'numbers' if types is _NUMBER else 'booleans'}"
+    for key in ("crop", "heatmap"):
+        rel = record[key]
+        if rel is not None and (not rel or rel.startswith("/") or ".." in PurePosixPath(rel).parts or "\\" in rel):
+            return f"field {key!r} is not a path inside OUTDIR"
+    return None
+
+
+# --------------------------------------------------------------------------- fcnx crop's resume state
+
+
+class CropJournal:
+    """``fcnx crop``'s journal at ``path``: per image (source path) its latest records, in order.
+
+    ``aside``: where lines that are not whole records go (appended, so each is reported once).
+    """
+
+    def __init__(self, path: Path, aside: Path) -> None:
+        self.path, self.aside = path, aside
+        self.groups: dict[str, list[Record]] = {}
+        #: problems met on loading: ``(line number, why)`` of each line set aside
+        self.set_aside: list[tuple[int, str]] = []
+        self._stale = False  # the file holds superseded records (rewritten by :meth:`compact`)
+
+    def load(self) -> None:
+        """Read the journal; drop a cut last line, set aside lines that are not records, compact superseded ones."""
+        if not self.path.exists():
+            return
+        journal = read_journal(self.path)
+        repaired = journal.unterminated  # a line cut by a kill, or a last record without its newline
+        raw = self.path.read_bytes().split(b"\n")
+        groups: dict[str, list[Record]] = {}
+        previous: str | None = None
+        rejected: list[bytes] = []
+        for number, record in journal.lines:
+            problem = record_problem(record)
+            if problem is not None:
+                self.set_aside.append((number, problem))
+                rejected.append(raw[number - 1] + b"\n")
+                repaired, previous = True, None
+                continue
+            assert record is not None
+            key = record["path"]
+            if key != previous:
+                if key in groups:
+                    repaired = True  # an earlier write for this image is superseded
+                groups[key] = []
+            groups[key].append(record)
+            previous = key
+        self.groups = groups
+        if rejected:
+            append_lines(self.aside, b"".join(rejected))
+        if repaired:
+            self.rewrite()
+
+    def rewrite(self) -> None:
+        """Write the journal anew from the groups (atomically)."""
+        atomic_bytes(self.path, b"".join(dump_line(r) for group in self.groups.values() for r in group))
+        self._stale = False
+
+    @property
+    def records(self) -> list[Record]:
+        return [r for group in self.groups.values() for r in group]
+
+    def owner(self) -> dict[str, str]:
+        """Each output file (relative to OUTDIR) the records name, and the source path of its record."""
+        return {r[key]: r["path"] for r in self.records for key in ("crop", "heatmap") if r[key]}
+
+    def done(self, item: ImageItem, boxes: int, wanted: Callable[[Record], bool]) -> bool:
+        """Whether ``item`` has ``boxes`` records of its unchanged source file, each with what ``wanted`` checks."""
+        group = self.groups.get(str(item.path))
+        if not group or len(group) != boxes:
+            return False
+        try:
+            stat = item.path.stat()
+        except OSError:
+            return False
+        if any(r["source_size"] != stat.st_size or r["source_mtime_ns"] != stat.st_mtime_ns for r in group):
+            return False
+        return all(wanted(r) for r in group)
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Add one image's records: one write of whole lines (on failure the file is as before and so is the state)."""
+        append_lines(self.path, b"".join(dump_line(r) for r in records))
+        key = records[0]["path"]
+        if self.groups.pop(key, None) is not None:
+            self._stale = True
+        self.groups[key] = list(records)
+
+    def forget(self, key: str) -> None:
+        """Drop an image's records (they name files that could not be put in place); compacted at the end."""
+        if self.groups.pop(key, None) is not None:
+            self._stale = True
+
+    def compact(self, order: Iterable[str] = ()) -> None:
+        """Rewrite the journal if it holds superseded records or is not in ``order`` (source paths; others first)."""
+        rank = {key: k for k, key in enumerate(order)}
+        keys = list(self.groups)
+        wanted = sorted(keys, key=lambda key: rank.get(key, -1))
+        if wanted != keys:
+            self.groups = {key: self.groups[key] for key in wanted}
+            self._stale = True
+        if self._stale:
+            self.rewrite()

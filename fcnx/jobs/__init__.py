@@ -1,1 +1,1 @@
-"""Library entry points the CLI, benchmarks, Ray and notebooks call: crop outputs, evaluation, suspects."""
+"""Library entry points the CLI, benchmarks, Ray and notebooks call: the crop job and its outputs, evaluation, suspects."""

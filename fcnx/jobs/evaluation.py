@@ -17,16 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.images import ImageItem, load_rgb
 from fcnx.io.journal import read_journal
 from fcnx.method import geometry
+from fcnx.method.geometry import XYWH
 from fcnx.method.metrics import top_k_accuracy
 
-Box = tuple[float, float, float, float]
 
-
-def cut_box(pixels: np.ndarray, box: Box) -> np.ndarray:
+def cut_box(pixels: np.ndarray, box: XYWH) -> np.ndarray:
     """The box ``(x, y, w, h)`` cut from ``pixels`` exactly as ``fcnx crop`` cuts its crops (:func:`geometry.pixel_box`)."""
     x1, y1, x2, y2 = geometry.pixel_box(box, pixels.shape[:2])
     return pixels[y1:y2, x1:x2]
@@ -37,15 +36,15 @@ class BoxIndex:
     """The boxes of a ``boxes.jsonl``, by image (its resolved path, or its ``file`` relative to the crop's
     output) and by category; see :func:`read_boxes`."""
 
-    by_path: dict[str, dict[str | None, Box]] = field(default_factory=dict)
-    by_file: dict[str, dict[str | None, Box]] = field(default_factory=dict)
+    by_path: dict[str, dict[str | None, XYWH]] = field(default_factory=dict)
+    by_file: dict[str, dict[str | None, XYWH]] = field(default_factory=dict)
     #: one line each, not fatal: a last line cut by a killed run
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.by_path)
 
-    def find(self, item: ImageItem) -> Box | None:
+    def find(self, item: ImageItem) -> XYWH | None:
         """The box of ``item``: the one for its label when the image has several, else the first; ``None`` if none."""
         # realpath, not Path.resolve: no error on a link loop
         entries = self.by_path.get(os.path.realpath(item.path)) or self.by_file.get(item.rel.as_posix())
@@ -158,10 +157,10 @@ def squash(ensemble: Any, region: np.ndarray) -> Any:
     return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
 
 
-def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], Box]:
+def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], XYWH]:
     """``box_of`` for :func:`evaluate` that crops each image for its label with ``cropper``."""
 
-    def box_of(item: ImageItem, pixels: np.ndarray) -> Box:
+    def box_of(item: ImageItem, pixels: np.ndarray) -> XYWH:
         box = cropper.crop_image(pixels, [item.label]).boxes[0]
         return box.x, box.y, box.w, box.h
 
@@ -179,7 +178,7 @@ def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:
 def evaluate(
     ensemble: Any,
     items: Iterable[ImageItem],
-    box_of: Callable[[ImageItem, np.ndarray], Box | None] | None = None,
+    box_of: Callable[[ImageItem, np.ndarray], XYWH | None] | None = None,
     progress: Callable[[], None] | None = None,
     report: Callable[[str], None] | None = None,
     batch_size: int = 1,
@@ -223,7 +222,11 @@ def evaluate(
         except UsageError:
             raise
         except FcnxError as exc:
-            line = str(exc) if exc.path == item.path else f"{item.path}: {str(exc).removeprefix(f'{exc.path}: ')}"
+            line = (
+                str(exc)
+                if exc.path == item.path
+                else str(FcnxError(str(exc).removeprefix(f"{one_line(exc.path)}: "), item.path))
+            )
             result.skipped.append(line)
             if report:
                 report(line)
@@ -256,7 +259,7 @@ class Suspect:
     other: str
     other_votes: int
     other_confidence: float
-    box: Box
+    box: XYWH
     gap: float | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 
+#: a box in image pixels as ``(x, y, width, height)``, x/y of its top-left corner
+XYWH = tuple[float, float, float, float]
+
 
 def w_min(d: int, stride: int, offset: int) -> int:
     """Smallest input side whose final feature map has side ``d`` (``stride * d + offset``)."""
@@ -51,20 +54,39 @@ def formula_text(stride: int, offset: int) -> str:
     return f"{stride}D" + (f"{offset:+d}" if offset else "")
 
 
+#: the most levels an image pyramid may have (the default step 1.2 up to 3 times the first level gives 7)
+MAX_LEVELS = 100
+
+
+def pyramid_levels(step: float, max_scale: float) -> int:
+    """Number of levels of a pyramid growing by ``step`` up to ``max_scale`` times its first level.
+
+    Raises ``ValueError`` for a step that is not a finite number above 1, a maximum scale that is
+    not a finite number of at least 1, or more than :data:`MAX_LEVELS` levels.
+    """
+    if not math.isfinite(step) or step <= 1.0:
+        raise ValueError(f"the scale step must be a finite number > 1, got {step}")
+    if not math.isfinite(max_scale) or max_scale < 1.0:
+        raise ValueError(f"the maximum scale must be a finite number >= 1, got {max_scale}")
+    count = math.floor(math.log(max_scale) / math.log(step) + 1e-9) + 1
+    if count > MAX_LEVELS:
+        raise ValueError(
+            f"a scale step of {step} up to {max_scale} times the first level gives {count} pyramid levels; "
+            f"at most {MAX_LEVELS} are allowed"
+        )
+    return count
+
+
 def pyramid_scales(height: int, width: int, kernel: int, step: float = 1.2, max_scale: float = 3.0) -> list[float]:
-    """Scale factors of the image pyramid.
+    """Scale factors of the image pyramid (:func:`pyramid_levels` of them).
 
     The first scale makes the short side equal ``kernel`` (images smaller than the kernel are
     upscaled); each next one is ``step`` times larger, up to ``max_scale`` times the first.
     """
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
-    if step <= 1.0:
-        raise ValueError(f"scale step must be > 1, got {step}")
-    if max_scale < 1.0:
-        raise ValueError(f"max scale must be >= 1, got {max_scale}")
+    count = pyramid_levels(step, max_scale)
     first = kernel / min(height, width)
-    count = int(math.floor(math.log(max_scale) / math.log(step) + 1e-9)) + 1
     return [first * step**k for k in range(count)]
 
 
@@ -79,7 +101,7 @@ def cell_to_box(
     scaled: tuple[int, int],
     kernel: int,
     stride: int,
-) -> tuple[float, float, float, float]:
+) -> XYWH:
     """Box ``(x, y, w, h)`` in original-image pixels of heatmap ``cell`` at a pyramid level.
 
     ``image_size`` is the original ``(height, width)``, ``scaled`` the size it was resized to.
@@ -96,7 +118,7 @@ def cell_to_box(
 
 
 def box_to_cell(
-    box: tuple[float, float, float, float],
+    box: XYWH,
     image_size: tuple[int, int],
     scaled: tuple[int, int],
     stride: int,
@@ -106,7 +128,7 @@ def box_to_cell(
     return round(y * scaled[0] / height / stride), round(x * scaled[1] / width / stride)
 
 
-def pixel_box(box: tuple[float, float, float, float], image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+def pixel_box(box: XYWH, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
     """Integer corners ``(x1, y1, x2, y2)`` of a box, rounded half up, inside the image, at least one pixel wide."""
     height, width = image_size
     x, y, w, h = box

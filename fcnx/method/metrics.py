@@ -130,3 +130,82 @@ def top_k_accuracy(scores: np.typing.ArrayLike, labels: np.typing.ArrayLike, k: 
         raise ValueError("no samples to score")
     top = np.argsort(-s, axis=1, kind="stable")[:, :k]
     return float(np.mean(np.any(top == y[:, None], axis=1)))
+
+
+#: score-map thresholds of wsolevaluation (``cam_curve_interval`` 0.01)
+MAP_THRESHOLDS = tuple(np.arange(0, 1, 0.01).tolist())
+
+
+def normalize_map(heat: np.typing.ArrayLike) -> np.ndarray:
+    """A score map rescaled to [0, 1] by its minimum and maximum (wsolevaluation's ``normalize_scoremap``); flat: 0."""
+    h = np.asarray(heat, dtype=np.float64)
+    span = h.max() - h.min()
+    return (h - h.min()) / span if span > 0 else np.zeros_like(h)
+
+
+def map_boxes(heat: np.ndarray, threshold: float) -> np.ndarray:
+    """wsolevaluation's boxes of a [0, 1] map at one threshold, as ``(x, y, w, h)`` (``K x 4``).
+
+    The map is quantized to 0..255; pixels above ``int(threshold * max)`` form regions
+    (8-neighbours); a region of columns ``a .. b`` gives the inclusive span ``a .. min(b + 1, W - 1)``
+    (OpenCV's bounding rectangle read as inclusive corners, as wsolevaluation does), so ``w`` is
+    that span's pixel count. No region: the one-pixel box at the origin.
+    """
+    from scipy import ndimage
+
+    image = (np.asarray(heat) * 255).astype(np.uint8)
+    height, width = image.shape
+    labels, count = ndimage.label(image > int(threshold * image.max()), structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return np.array([[0.0, 0.0, 1.0, 1.0]])
+    boxes = []
+    for rows, cols in ndimage.find_objects(labels):
+        x0, y0 = cols.start, rows.start
+        x1, y1 = min(cols.stop, width - 1), min(rows.stop, height - 1)
+        boxes.append((x0, y0, x1 - x0 + 1, y1 - y0 + 1))
+    return np.array(boxes, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class MapAccuracy:
+    """MaxBoxAccV2 of score maps: per IoU threshold the best map threshold and its accuracy."""
+
+    at: dict[float, float]  # IoU threshold -> accuracy at the best map threshold
+    best_threshold: dict[float, float]  # IoU threshold -> that map threshold
+    count: int
+
+    @property
+    def maxboxacc(self) -> float:
+        return float(np.mean([self.at[t] for t in IOU_THRESHOLDS]))
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            **{f"acc@{t}": v for t, v in self.at.items()},
+            **{f"threshold@{t}": v for t, v in self.best_threshold.items()},
+            "maxboxacc": self.maxboxacc,
+            "count": self.count,
+        }
+
+
+def maxboxacc_v2(
+    maps: Iterable[np.ndarray], truth: np.typing.ArrayLike, thresholds: Sequence[float] = MAP_THRESHOLDS
+) -> MapAccuracy:
+    """MaxBoxAccV2 (Choe et al., 2020; wsolevaluation with ``multi_contour_eval``) of [0, 1] score maps.
+
+    For each map threshold every region's box (:func:`map_boxes`) is tried and the best IoU with
+    the image's true box ``(x, y, w, h)`` kept; per IoU threshold 0.3/0.5/0.7 the accuracy at the
+    best map threshold; MaxBoxAccV2 is their mean.
+    """
+    true = np.reshape(np.asarray(truth, dtype=np.float64), (-1, 4))
+    best = []
+    for heat, box in zip(maps, true, strict=True):
+        best.append([float(box_iou(map_boxes(heat, t), box[None]).max()) for t in thresholds])
+    if not best:
+        raise ValueError("no maps to score")
+    ious = np.array(best)  # images x thresholds
+    at, where = {}, {}
+    for t in IOU_THRESHOLDS:
+        accuracy = (ious >= t).mean(axis=0)
+        k = int(np.argmax(accuracy))
+        at[float(t)], where[float(t)] = float(accuracy[k]), float(thresholds[k])
+    return MapAccuracy(at=at, best_threshold=where, count=len(best))

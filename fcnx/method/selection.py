@@ -91,7 +91,8 @@ class Choice:
     """The selected cell: where, how strongly, and by which nets.
 
     ``level`` indexes the levels given; ``confidence`` is the probability summed over nets at the
-    cell; ``heatmap`` is that level's summed probability (``h x w``), e.g. to draw it.
+    cell; ``heatmap`` is that level's summed probability (``h x w``), e.g. to draw it; ``summed``
+    holds every examined level's (the evidence of :mod:`fcnx.method.evidence`).
     """
 
     level: int
@@ -104,6 +105,7 @@ class Choice:
     levels_examined: int
     stopped_early: bool
     heatmap: np.ndarray = field(repr=False, compare=False)
+    summed: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def nets(self) -> int:
@@ -129,6 +131,7 @@ class Selector:
         self._best: Choice | None = None
         self._examined = 0
         self._found = False
+        self._summed: list[np.ndarray] = []
 
     def add(self, level: Level) -> bool:
         """Consider the next (larger) level; ``True`` when no further level can change the choice."""
@@ -140,6 +143,7 @@ class Selector:
         self._found = self._found or bool(level.vote.any())
         i, j = best_cell(level, self.rule)
         summed = level.summed()
+        self._summed.append(summed)
         votes, confidence = int(level.vote[:, i, j].sum()), float(summed[i, j])
         best = self._best
         if best is None or (votes, confidence) > (best.votes, best.confidence):
@@ -164,7 +168,11 @@ class Selector:
         if self._best is None:
             raise ValueError("no level was given")
         return dataclasses.replace(
-            self._best, found=self._found, levels_examined=self._examined, stopped_early=self.done
+            self._best,
+            found=self._found,
+            levels_examined=self._examined,
+            stopped_early=self.done,
+            summed=tuple(self._summed),
         )
 
 

@@ -11,8 +11,9 @@ Two layouts are recognised:
   or the same under ``<root>/train/`` and ``<root>/test/`` (or ``val/``) when the split has its own folder.
 
 Images are read with :func:`fcnx.io.images.load_rgb` (EXIF-upright 8-bit RGB). An image that cannot be
-read is skipped by the training loop and counted, never a crash: :class:`ImageDataset` returns label
-``-1`` for it.
+read (corrupt, a zlib bomb, over the pixel budget, a FIFO or other special file in a class folder:
+see :mod:`fcnx.io.images`) is skipped by the training loop and counted, never a crash nor a hang:
+:class:`ImageDataset` returns label ``-1`` for it.
 """
 
 from __future__ import annotations
@@ -266,11 +267,20 @@ class ImageDataset:
 
     ``pixels`` is a float ``3 x size x size`` tensor in ``[0, 255]``. With ``train=True`` the image goes
     through :func:`train_transform`, otherwise through :class:`EvalResize`. An unreadable image gives
-    zeros and label :data:`UNREADABLE`; ``index`` says which item it was.
+    zeros and label :data:`UNREADABLE`; ``index`` says which item it was. ``cut(k, pixels, full_size,
+    train)``, when given, cuts item ``k``'s pixels first (``fcnx train --crops``:
+    :class:`fcnx.training.transforms.BoxCutter`).
     """
 
     def __init__(
-        self, items: Sequence[ImageItem], classes: Sequence[str], size: int, *, train: bool, augment: bool = True
+        self,
+        items: Sequence[ImageItem],
+        classes: Sequence[str],
+        size: int,
+        *,
+        train: bool,
+        augment: bool = True,
+        cut: Callable[[int, Any, tuple[int, int], bool], Any] | None = None,
     ) -> None:
         index = {name: k for k, name in enumerate(classes)}
         unknown = sorted({str(item.label) for item in items if item.label not in index})
@@ -281,6 +291,7 @@ class ImageDataset:
         self.size = size
         self.train = train
         self._transform = train_transform(size, augment) if train else EvalResize(size)
+        self.cut = cut
 
     def __len__(self) -> int:
         return len(self.items)
@@ -292,9 +303,12 @@ class ImageDataset:
         item = self.items[k]
         try:
             # training may decode a large JPEG at a reduced size; validation decodes it whole, as evaluate does
-            pixels, _ = images.load_rgb(item.path, min_side=self.size if self.train else None)
+            # (a crop is a part of the image: decoded whole, so that it keeps its resolution)
+            pixels, full = images.load_rgb(item.path, min_side=self.size if self.train and not self.cut else None)
         except FcnxError:
             return torch.zeros(3, self.size, self.size), UNREADABLE, k
+        if self.cut is not None:
+            pixels = self.cut(k, pixels, full, self.train)
         if self.train:
             tensor = self._transform(Image.fromarray(pixels))
         else:

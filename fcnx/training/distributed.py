@@ -51,7 +51,9 @@ def context(device: str = "auto") -> Context:
     dev = resolve_device(device)
     if dev.type == "cuda":
         if device not in ("auto", "cuda"):
-            raise UsageError(f"under torchrun each process takes cuda:LOCAL_RANK; use --device cuda, not {device!r}")
+            raise UsageError(
+                f"under torchrun each process takes cuda:LOCAL_RANK; use cuda, not {device!r}", parameter="device"
+            )
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():

@@ -149,6 +149,10 @@ def _initial_model(
                 f"weight file with --weights FILE (e.g. the hub's model.safetensors), or train from a "
                 f"random start with --weights none"
             ) from exc
+    if weights.startswith("hf-hub:"):  # a Hugging Face Hub repository: its checkpoint, via huggingface_hub's cache
+        from fcnx.engine.fcn import hub_file
+
+        return _from_file(spec, classes, head, hub_file(weights))
     return _from_file(spec, classes, head, Path(weights))
 
 
@@ -256,7 +260,7 @@ def plan_steps(model: nn.Module, schedule: str, blocks_per_step: int = 1) -> lis
     if schedule != "blockwise":
         raise UsageError(f"unknown schedule {schedule!r}")
     if blocks_per_step < 1:
-        raise UsageError("--blocks-per-step must be at least 1")
+        raise UsageError("must be at least 1", parameter="blocks_per_step")
     steps, trainable = [first], set(head)
     blocks = body_blocks(model)[::-1]
     names = [name for block in blocks for name in block]

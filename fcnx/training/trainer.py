@@ -7,6 +7,7 @@ A run lives in one folder:
 - ``resume.safetensors``: the current weights, the optimizer's tensors and, in its metadata, the
   configuration and progress (JSON), written atomically after every epoch, last, so ``--resume``
   loses at most the epoch that was running (a kill at any moment leaves it whole);
+- ``README.md``: the model card of ``best.safetensors`` (:mod:`fcnx.training.card`), rewritten with it;
 - ``metrics.csv`` and ``training.png``: loss and accuracy per epoch;
 - ``skipped.txt``: the images left out, one error line each (files a meta list names that are
   missing, files the loader cannot read), when there are any.
@@ -43,7 +44,7 @@ from fcnx.backbones.registry import get_backbone
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io import images
 from fcnx.method.metrics import top_k_accuracy
-from fcnx.training import datasets, distributed, finetune
+from fcnx.training import card, datasets, distributed, finetune
 
 BEST = "best.safetensors"
 RESUME = "resume.safetensors"
@@ -91,6 +92,12 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     amp: bool = True
+    #: a ``boxes.jsonl``: train and validate on each image's box (``fcnx train --crops``)
+    crops: str | None = None
+    #: training crops: centre moved by up to this share of the box's sides ...
+    crop_jitter: float = 0.0
+    #: ... and sides scaled by a factor drawn from ``[1 - crop_scale, 1 + crop_scale]``
+    crop_scale: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -323,11 +330,12 @@ def _validate(
 def _check_resume(
     config: TrainConfig, classes: list[str], saved: dict[str, Any], digest: str, progress: Progress, outdir: Path
 ) -> None:
-    changed = [k for k, v in asdict(config).items() if saved["config"].get(k) != v]
+    before = asdict(TrainConfig.from_dict(saved["config"]))  # settings a run predates have their defaults
+    changed = [k for k, v in asdict(config).items() if before[k] != v]
     if changed:
         raise UsageError(
             f"--resume continues the saved run as it was configured; {changed[0]} differs "
-            f"(saved {saved['config'].get(changed[0])!r}, given {asdict(config)[changed[0]]!r})",
+            f"(saved {before[changed[0]]!r}, given {asdict(config)[changed[0]]!r})",
             outdir / RESUME,
         )
     if saved.get("classes") != classes:
@@ -342,13 +350,57 @@ def _check_resume(
         )
 
 
+@dataclass
+class Split:
+    """The images of a run: the dataset, the training and validation items, and (``--crops``) each item's box."""
+
+    data: datasets.LabelledImages
+    train: list[Any]
+    validation: list[Any]
+    boxes: dict[Path, Any] | None = None
+
+    def cutter(self, items: list[Any], config: TrainConfig) -> Any:
+        """The :class:`~fcnx.training.transforms.BoxCutter` of ``items`` (``None`` without ``--crops``)."""
+        from fcnx.training.transforms import BoxCutter
+
+        if self.boxes is None:
+            return None
+        scale = (1 - config.crop_scale, 1 + config.crop_scale)
+        return BoxCutter([self.boxes[item.path] for item in items], config.crop_jitter, scale)
+
+
+def split(config: TrainConfig) -> Split:
+    """The dataset of ``config`` and its seeded holdout; with ``--crops``, among the images that have a box
+    (the others are left out as missing, each with its line)."""
+    data = datasets.open_dataset(config.data, config.split)
+    boxes = None
+    if config.crops:
+        from fcnx.jobs.evaluation import read_boxes
+        from fcnx.training.transforms import boxes_of
+
+        path = Path(config.crops)
+        index = read_boxes(path)
+        data.warnings += index.warnings
+        kept, found, without = boxes_of(data.items, index)
+        if not kept:
+            raise UsageError(f"no image of the {config.split} split of {data.root} has a box here (wrong file?)", path)
+        data.items = kept
+        data.missing += [item.path for item in without]
+        data.missing_lines += [
+            f"{item.path}: no box in {path} (its crop failed, or another split was cropped)" for item in without
+        ]
+        boxes = {item.path: box for item, box in zip(kept, found)}
+    train_items, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
+    return Split(data, train_items, val_items, boxes)
+
+
 def _unreadable(path: Path) -> str:
     """The one-line error of an image the data loader could not read (read again here: loader processes keep none)."""
     try:
         images.load_rgb(path)
     except FcnxError as exc:
         return str(exc)
-    return f"{path}: could not be read during training"
+    return str(FcnxError("could not be read during training", path))
 
 
 def train(
@@ -378,8 +430,8 @@ def train(
     outdir = Path(outdir)
     spec = get_backbone(config.net)
     schedule = finetune.resolve_schedule(config.schedule, spec)
-    data = datasets.open_dataset(config.data, config.split)
-    train_items, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
+    images = split(config)
+    data, train_items, val_items = images.data, images.train, images.validation
     digest = _digest(val_items)
     progress, saved = Progress(validation=digest), {}
     if resume:
@@ -408,8 +460,17 @@ def train(
 
     normalize = _Normalize(spec.preprocess, ctx.device)
     autocast, scaler = _autocast(ctx.device, config.amp)
-    train_set = datasets.ImageDataset(train_items, data.classes, config.size, train=True, augment=config.augment)
-    val_set = datasets.ImageDataset(val_items, data.classes, config.size, train=False)
+    train_set = datasets.ImageDataset(
+        train_items,
+        data.classes,
+        config.size,
+        train=True,
+        augment=config.augment,
+        cut=images.cutter(train_items, config),
+    )
+    val_set = datasets.ImageDataset(
+        val_items, data.classes, config.size, train=False, cut=images.cutter(val_items, config)
+    )
     sampler = DistributedSampler(train_set, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
     shard = len(sampler)
     pin = ctx.device.type == "cuda"
@@ -529,6 +590,7 @@ def train(
                                 val_top1=row["val_top1"],
                             ),
                         )
+                        atomic_text(outdir / card.CARD, card.model_card(spec, data.classes, config, schedule, row))
                     write_metrics(outdir, progress.history)
                     if missing or progress.unreadable:
                         lines = missing + list(progress.unreadable.values())

@@ -83,3 +83,10 @@ def _spec(name: str) -> BackboneSpec:
 def register_backbones(register):
     for name in ARCHS:
         register(_spec(name))
+
+
+@hookimpl
+def register_commands(cli):
+    from fcnx_keras.commands import convert_cmd
+
+    cli.add_command(convert_cmd)

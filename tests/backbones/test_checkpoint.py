@@ -153,3 +153,75 @@ def test_written_files_are_readable_by_others(tmp_path, xception_file):
     )
     assert saved.stat().st_mode & 0o777 == 0o644
     assert atomic_text(tmp_path / "a.txt", "x").stat().st_mode & 0o777 == 0o644
+
+
+GOOD_META = {"format_version": 1, "arch": "xception", "classes": CLASSES, "input_size": 299, "head": [16]}
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"classes": "apple_pie"}, "field 'classes' must be a list of class names, got str 'apple_pie'"),
+        ({"classes": ["a", "b", "a"]}, "field 'classes' names 'a' more than once"),
+        ({"classes": ["a", " "]}, "field 'classes': entry 1 is an empty name"),
+        ({"classes": ["a", 7]}, "field 'classes': entry 1 is int 7, not a name"),
+        ({"classes": ["a", "b\nc"]}, "field 'classes': entry 1 ('b\\nc') holds control characters"),
+        ({"classes": []}, "field 'classes' is empty"),
+        ({"input_size": 1000000}, "field 'input_size' must be a whole number of pixels in [1, 4096], got 1000000"),
+        ({"input_size": 0}, "field 'input_size' must be a whole number of pixels in [1, 4096], got 0"),
+        ({"input_size": "299"}, "field 'input_size' must be a whole number of pixels in [1, 4096], got '299'"),
+        ({"input_size": True}, "field 'input_size' must be a whole number of pixels in [1, 4096], got True"),
+        ({"input_size": 299.5}, "field 'input_size' must be a whole number of pixels in [1, 4096], got 299.5"),
+        ({"head": [16, -1]}, "field 'head' must be a list of layer widths in [1, 65536], got [16, -1]"),
+        ({"arch": ""}, "field 'arch' must be a backbone name, got ''"),
+        ({"arch": None}, "field 'arch' must be a backbone name, got None"),
+        ({"extra": []}, "field 'extra' must be a JSON object, got []"),
+        ({"format_version": 2}, "field 'format_version' is 2: written by a newer fcnx (this one reads 1)"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["safetensors", "sidecar"])
+def test_lying_metadata_is_one_line_naming_the_file_and_the_field(tmp_path, xception_file, kind, change, field):
+    text = json.dumps({**GOOD_META, **change})
+    if kind == "safetensors":
+        from safetensors.torch import save_file
+
+        path = named = tmp_path / "lying.safetensors"
+        save_file(checkpoint.read_tensors(xception_file), str(path), metadata={"fcnx": text})
+    else:
+        path, named = tmp_path / "lying.pt", tmp_path / "lying.pt.json"
+        torch.save(checkpoint.read_tensors(xception_file), path)
+        named.write_text(text)
+    with pytest.raises(WeightsError) as info:
+        checkpoint.read_meta(path)
+    assert str(info.value) == f"{named}: bad fcnx metadata: {field}"
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("[" * 100_000 + "]" * 100_000, "not JSON (maximum recursion depth exceeded"),
+        ("{not json", "not JSON (Expecting property name"),
+        ('["a"]', "expected a JSON object, got list"),
+    ],
+    ids=["deep", "broken", "list"],
+)
+def test_metadata_that_is_not_an_object_is_one_line(tmp_path, text, reason):
+    path = tmp_path / "x.pt"
+    path.write_bytes(b"")  # read_meta reads only the sidecar
+    (tmp_path / "x.pt.json").write_text(text)
+    with pytest.raises(WeightsError, match="bad fcnx metadata: " + reason.replace("(", r"\(")):
+        checkpoint.read_meta(path)
+
+
+def test_a_sidecar_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"")
+    (tmp_path / "x.pt.json").write_bytes(b'{"arch": "\xff"}')
+    with pytest.raises(WeightsError, match=r"x\.pt\.json: cannot read the metadata"):
+        checkpoint.read_meta(tmp_path / "x.pt")
+
+
+def test_metadata_missing_a_field_names_it(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"")
+    (tmp_path / "x.pt.json").write_text(json.dumps({"arch": "xception", "classes": CLASSES}))
+    with pytest.raises(WeightsError, match="bad fcnx metadata: field 'input_size' is missing"):
+        checkpoint.read_meta(tmp_path / "x.pt")

@@ -62,3 +62,47 @@ def test_pooled_fcn_averages_windows_of_the_pool_size():
     fcn = PooledFCN(features, 2, head)
     x = torch.arange(9.0).view(1, 1, 3, 3)
     assert fcn(x)[0, 0].tolist() == [[2.0, 3.0], [5.0, 6.0]]
+
+
+def test_a_spec_with_only_build_gets_the_default_load_and_fcn(tmp_path):
+    """``fcnx.plugin``'s defaults: strict safetensors load and trunk + pool + 1x1 head, exact at the kernel."""
+    from fcnx.backbones import checkpoint
+    from fcnx.plugin import BackboneSpec, WeightsError
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2))
+            self.fc = nn.Linear(8, 5)
+
+        def forward(self, x):
+            return self.fc(self.features(x).mean((2, 3)))
+
+    spec = BackboneSpec(
+        name="only_build",
+        framework="pytorch",
+        stride=4,
+        offset=3,
+        default_size=19,
+        build=lambda n, head, pretrained: Net(),
+    )
+    source = Net().eval()
+    path = checkpoint.save(
+        tmp_path / "w.safetensors",
+        source.state_dict(),
+        checkpoint.CheckpointMeta(arch="only_build", classes=list("abcde"), input_size=19),
+    )
+    model = spec.build(5, (), None).eval()
+    spec.load_weights(model, path)
+    fcn = spec.convolutionalize(model, spec.pool_size(19)).eval()
+    x = torch.rand(2, 3, 19, 19)
+    with torch.no_grad():
+        assert torch.allclose(fcn(x).flatten(1), source(x), atol=1e-6)
+        assert fcn(torch.rand(1, 3, 27, 23)).shape == (1, 5, 3, 2)
+    other = checkpoint.save(
+        tmp_path / "bad.safetensors",
+        {"fc.weight": torch.zeros(5, 8)},
+        checkpoint.CheckpointMeta(arch="only_build", classes=list("abcde"), input_size=19),
+    )
+    with pytest.raises(WeightsError, match="missing tensor"):
+        spec.load_weights(spec.build(5, (), None), other)

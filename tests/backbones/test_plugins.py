@@ -122,3 +122,38 @@ def test_env_var_restricts_loaded_plugins():
     timm_only = _run_list("timm")
     assert {b["plugin"] for b in timm_only["backbones"]} == {"timm"}
     assert "inception_v3" in {b["name"] for b in timm_only["backbones"]}
+
+
+def test_a_plugin_adds_a_command_through_register_commands(clean_registry):
+    import click
+
+    class CommandPlugin:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command(short_help="Say hello from a plugin.")
+            @click.argument("name")
+            def hello(name):
+                click.echo(f"hello {name}")
+
+            @cli.command("crop")  # a built-in name is never taken
+            def not_crop():
+                click.echo("hijacked")
+
+    clean_registry.register(CommandPlugin(), name="hello-plugin")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["hello", "fcnx"]).output == "hello fcnx\n"
+    listing = runner.invoke(cli, ["--help"]).output
+    assert "hello           Say hello from a plugin." in listing
+    assert "hijacked" not in runner.invoke(cli, ["crop", "--help"]).output
+
+
+def test_a_plugin_whose_register_commands_raises_is_skipped(clean_registry):
+    class Broken:
+        @hookimpl
+        def register_commands(self, cli):
+            raise RuntimeError("no commands today")
+
+    clean_registry.register(Broken(), name="broken-commands")
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "convert" in result.output
+    assert plugins.broken["broken-commands"] == "register_commands failed: RuntimeError: no commands today"

@@ -51,6 +51,7 @@ def test_subset_boxes_are_exactly_what_crop_gives_with_those_nets(cropper, rule)
                 subset,
                 canvas,
             )
+            assert localization.subset_tight(cropper, pyramid, subset, rule).box == box.tight, (subset, canvas)
 
 
 def test_unlabelled_boxes_are_crops_for_the_top_class(cropper):
@@ -193,6 +194,33 @@ def test_targets_are_checked_and_reported(tmp_path, numbers, missed):
     assert [t["met"] for t in data["targets"]] == [ok for _, ok in targets]
 
 
+def test_tight_boxes_and_maps_are_reported_with_the_issues_aim(tmp_path):
+    results = _results(0.4, 0.3, 0.1, 0.1)
+    acc = lambda m: {"mean_iou": m, "acc@0.3": m, "acc@0.5": m, "acc@0.7": m, "maxboxacc": m, "count": 10}
+    heat = lambda m: {"acc@0.3": m, "acc@0.5": m, "acc@0.7": m, "threshold@0.3": 0.25, "threshold@0.5": 0.5,
+                      "threshold@0.7": 0.75, "maxboxacc": m, "count": 10}  # fmt: skip
+    results.localization |= {"a+b (paper, tight)": acc(0.5), "a+b (votes-first, tight)": acc(0.45)}
+    results.maps = {
+        "object map (paper)": heat(0.52),
+        "object map (votes-first)": heat(0.5),
+        "pyramid evidence": heat(0.2),
+    }
+    results.label_free = {"top class at the most confident cell": 0.43}
+    targets, goals = results.targets(), results.goals()
+    assert targets[2] == ("tight box MaxBoxAccV2 50.0% > square 40.0%", True) and len(targets) == 7
+    assert goals == [("tight box MaxBoxAccV2 50.0% >= square 40.0% + 15%", False)]
+    report.write(results, tmp_path, "fcnx bench localization --data r -o out")
+    text = (tmp_path / "results.md").read_text()
+    assert (
+        "| paper | 40.0 | **50.0** | 52.0 | 0.25/0.50/0.75 |" in text
+        and "| votes-first | 40.0 | **45.0** | 50.0 |" in text
+    )
+    assert "whole pyramid (no choice) scores 20.0" in text and "label on **43.0%**" in text
+    assert "- [ ] tight box MaxBoxAccV2 50.0% >= square 40.0% + 15%" in text
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["goals"] == [{"goal": goals[0][0], "met": False}] and data["maps"] == results.maps
+
+
 def test_held_out_net_must_be_outside_the_ensemble(tmp_path):
     result = CliRunner().invoke(
         cli,
@@ -240,5 +268,6 @@ def test_reduced_experiment_meets_the_targets(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["settings"]["images"] == 200 and data["settings"]["classifiers"] == NETS + ["tiny_mobilenet"]
-    assert len(data["targets"]) == 7 and all(t["met"] for t in data["targets"]), data["targets"]
+    assert len(data["targets"]) == 8 and all(t["met"] for t in data["targets"]), data["targets"]
+    assert [g["goal"].split(" MaxBoxAccV2")[0] for g in data["goals"]] == ["tight box"]
     assert (tmp_path / "out" / "results.png").stat().st_size > 10_000

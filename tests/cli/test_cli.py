@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+import fcnx_tiny
 from fcnx import __version__
 from fcnx.cli import COMMANDS, cli
 
@@ -74,3 +77,21 @@ def test_help_and_listing_never_import_frameworks():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_library_errors_name_the_parameter_and_the_cli_its_option(tmp_path):
+    from fcnx.engine.ensemble import load_ensemble
+    from fcnx.errors import UsageError
+
+    with pytest.raises(
+        UsageError, match=r"^weights given for vgg16, which is not among the nets \(tiny_vgg\)$"
+    ) as info:
+        load_ensemble(["tiny_vgg"], {"vgg16": "x.safetensors"})
+    assert info.value.parameter == "weights"
+    demo = Path(fcnx_tiny.__file__).parent / "demo" / "images"
+    with CliRunner().isolated_filesystem():
+        result = CliRunner().invoke(
+            cli, ["crop", "--nets", "tiny_vgg", "--device", "cpu", "--half", str(demo), "-o", "out"]
+        )
+    assert result.exit_code == 2
+    assert "Error: --half: half precision needs a CUDA or MPS device, not cpu" in result.stderr

@@ -14,9 +14,9 @@ from fcnx.engine import backends
 from fcnx.engine.backends import export
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
-from fcnx.engine.ray import CropperConfig
 from fcnx.errors import UsageError
 from fcnx.io.images import discover
+from fcnx.jobs.ray import CropperConfig
 
 NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]
 MODULES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}

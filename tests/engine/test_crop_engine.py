@@ -178,7 +178,7 @@ def test_worker_processes_give_the_same_results(tmp_path, color_nets):
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_rotated_photos_get_boxes_in_upright_coordinates(tmp_path, color_nets, orientation):
-    from test_crop_images import STORED
+    from image_corpus import STORED
 
     cropper = Cropper.from_nets(list(color_nets), color_nets, device="cpu", categories=["red"], max_scale=1.5)
     upright = red_square(200, 300, 20, 30, 60)
@@ -235,7 +235,7 @@ def test_nets_must_share_classes_kernel_and_stride(tmp_path, tiny_registry):
     assert torch.allclose(probs[0, 1], own[0].flip(0), atol=1e-6)
     with pytest.raises(UsageError, match="needs a CUDA or MPS device"):
         Ensemble([a], half=True)
-    with pytest.raises(UsageError, match="--weights given for tiny11, which is not in --nets"):
+    with pytest.raises(UsageError, match="weights given for tiny11, which is not among the nets"):
         load_ensemble(["tiny0"], {"tiny11": "x.safetensors"}, device="cpu")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
+from image_corpus import STORED
 from PIL import Image
 
 from fcnx.errors import FcnxError, UsageError
@@ -25,16 +26,6 @@ def upright_pattern(height: int = 24, width: int = 40) -> np.ndarray:
 
 
 #: stored pixels for each EXIF orientation, such that turning them upright gives the pattern back
-STORED = {
-    1: lambda u: u,
-    2: lambda u: u[:, ::-1],
-    3: lambda u: u[::-1, ::-1],
-    4: lambda u: u[::-1, :],
-    5: lambda u: u.transpose(1, 0, 2),
-    6: lambda u: np.rot90(u, 1),
-    7: lambda u: np.rot90(u, 2).transpose(1, 0, 2),
-    8: lambda u: np.rot90(u, -1),
-}
 
 
 @pytest.mark.parametrize("orientation", sorted(STORED))

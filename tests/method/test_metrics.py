@@ -97,3 +97,36 @@ def test_top_k_accuracy():
     assert metrics.top_k_accuracy(scores, labels, 3) == 1.0
     with pytest.raises(ValueError, match="k must be"):
         metrics.top_k_accuracy(scores, labels, 4)
+
+
+def test_map_boxes_follow_wsolevaluation():
+    heat = np.zeros((10, 12))
+    heat[2:5, 3:7] = 1.0  # rows 2-4, columns 3-6
+    heat[8, 0] = 0.6  # a second region, below 0.7
+    # columns 3 .. 6 -> inclusive span 3 .. 7 (OpenCV's x + w read as inclusive): 5 pixels; rows 2 .. 5: 4
+    np.testing.assert_array_equal(metrics.map_boxes(heat, 0.7), [[3, 2, 5, 4]])
+    np.testing.assert_array_equal(metrics.map_boxes(heat, 0.5), [[3, 2, 5, 4], [0, 8, 2, 2]])
+    # a region at the border is clipped to W - 1 / H - 1
+    edge = np.zeros((6, 6))
+    edge[3:, 4:] = 1.0
+    np.testing.assert_array_equal(metrics.map_boxes(edge, 0.5), [[4, 3, 2, 3]])
+    # a flat map has no pixel above the threshold: the one-pixel box at the origin
+    np.testing.assert_array_equal(metrics.map_boxes(np.zeros((4, 4)), 0.5), [[0, 0, 1, 1]])
+    assert metrics.normalize_map([[2.0, 4.0], [3.0, 2.0]]).tolist() == [[0.0, 1.0], [0.5, 0.0]]
+    assert metrics.normalize_map(np.ones((2, 2))).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_maxboxacc_v2_takes_the_best_threshold_per_iou_threshold():
+    a = np.zeros((10, 10))
+    a[2:6, 2:6] = 1.0  # a 4 x 4 core
+    a[1:7, 1:7] += 0.5  # in a 6 x 6 halo
+    a = a / a.max()
+    b = a.copy()
+    truth = [[1, 1, 5, 5], [2, 2, 3, 3]]
+    # threshold 0.2 (halo and core): box 1 .. 7 inclusive (7 x 7): IoU 25/49 with the first truth, 9/49 with the second
+    # threshold 0.5 (core only): box 2 .. 6 inclusive (5 x 5): IoU 16/34 with the first, 9/25 with the second
+    acc = metrics.maxboxacc_v2([a, b], truth, thresholds=[0.2, 0.5])
+    assert acc.at[0.3] == 1.0 and acc.best_threshold[0.3] == 0.5  # 16/34 and 9/25 >= 0.3; 9/49 < 0.3
+    assert acc.at[0.5] == 0.5 and acc.best_threshold[0.5] == 0.2  # 25/49 >= 0.5 only at the halo, first threshold
+    assert acc.at[0.7] == 0.0
+    assert acc.maxboxacc == pytest.approx(0.5) and acc.count == 2

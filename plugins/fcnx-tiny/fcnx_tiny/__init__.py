@@ -2,7 +2,8 @@
 
 This module is what the entry point ``tiny`` (group ``fcnx``) names. It only declares specs:
 torch and the network code (:mod:`fcnx_tiny.nets`) are imported when a backbone is used, so
-``fcnx --help`` and ``fcnx list-backbones`` stay fast. ``docs/writing-a-plugin.md`` walks
+``fcnx --help`` and ``fcnx list-backbones`` stay fast. Each net has a ``features`` trunk and an
+``fc`` head, so fcnx's default ``load_weights`` and ``convolutionalize`` fit them. ``docs/writing-a-plugin.md`` walks
 through it.
 """
 
@@ -12,8 +13,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from fcnx.backbones.hookspecs import hookimpl
-from fcnx.backbones.spec import BackboneSpec, Preprocess
+from fcnx.plugin import BackboneSpec, Preprocess, hookimpl
 
 #: pixels in [0, 255] -> [-1, 1]
 PREPROCESS = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
@@ -43,7 +43,7 @@ ARCHS: dict[str, tuple[int, str, str]] = {
 
 def build(name: str, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
     """A randomly initialised classifier (shipped weights are loaded through :func:`shipped_weights`)."""
-    from fcnx.errors import FcnxError
+    from fcnx.plugin import FcnxError
     from fcnx_tiny import nets
 
     if pretrained:
@@ -58,20 +58,6 @@ def shipped_weights(name: str, tag: str) -> Path | None:
     """The checkpoint shipped for ``tag``, when the package holds it."""
     path = WEIGHTS / f"{name}.safetensors"
     return path if tag == SHIPPED_TAG and path.is_file() else None
-
-
-def load_weights(model: Any, path: Path) -> None:
-    """Strict load of an fcnx checkpoint (safetensors, or .pt read with weights_only=True)."""
-    from fcnx.backbones.checkpoint import load_state_strict, read_tensors
-
-    load_state_strict(model, read_tensors(path), path)
-
-
-def convolutionalize(model: Any, pool: int) -> Any:
-    """The FCN: the classifier's conv trunk, an average pool of side ``pool`` (stride 1), the head as 1x1 convs."""
-    from fcnx.backbones.convolutionalize import PooledFCN, convolutionalize_head
-
-    return PooledFCN(model.features, pool, convolutionalize_head(model.fc), owner=model)
 
 
 def spec(name: str) -> BackboneSpec:
@@ -89,8 +75,6 @@ def spec(name: str) -> BackboneSpec:
         install_hint="pip install torch",
         description=description,
         build=functools.partial(build, name),
-        load_weights=load_weights,
-        convolutionalize=convolutionalize,
         pretrained=(SHIPPED_TAG,),
         shipped_weights=functools.partial(shipped_weights, name),
     )

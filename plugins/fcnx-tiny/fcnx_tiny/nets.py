@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcnx.backbones.convolutionalize import dense_head
+from fcnx.plugin import dense_head
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Sequential:

@@ -1,4 +1,5 @@
-"""``fcnx convert``: a Keras Inception-v3 / Xception / Inception-ResNet-v2 checkpoint as an fcnx PyTorch checkpoint."""
+"""``fcnx convert``, the Keras plugin's command: a Keras Inception-v3 / Xception / Inception-ResNet-v2
+checkpoint as an fcnx PyTorch checkpoint (registered through the ``register_commands`` hook)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def _read_classes(path: Path) -> list[str]:
     return names
 
 
-@click.command("convert")
+@click.command("convert", short_help="Convert a Keras checkpoint into an fcnx PyTorch checkpoint.")
 @click.argument("keras_file", type=click.Path(path_type=Path))
 @click.option(
     "-o",

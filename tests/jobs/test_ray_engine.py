@@ -100,7 +100,7 @@ def test_ray_engine_writes_the_same_bytes_as_the_local_engine_and_resumes(tmp_pa
 @pytest.mark.slow
 def test_decode_tasks_and_one_actor_give_the_local_results(tmp_path, cluster, weights, one_thread):
     """The GPU layout (decoding in Ray Data tasks, then the actors) run on CPUs: same boxes and heatmaps."""
-    from fcnx.engine.ray import CropperConfig, RayStats, crop_on_ray
+    from fcnx.jobs.ray import CropperConfig, RayStats, crop_on_ray
 
     items = discover([photos(tmp_path / "photos")])
     options = {"max_scale": 1.5, "categories": ["cake"], "keep_heatmaps": True, "early_stop": True}
@@ -127,7 +127,7 @@ def test_decode_tasks_and_one_actor_give_the_local_results(tmp_path, cluster, we
 def test_ray_options_are_checked(tmp_path, cluster, weights):
     photos(tmp_path / "photos")
     half = crop(weights, "--engine", "ray", "--half", tmp_path / "photos", "-o", tmp_path / "out")
-    assert half.exit_code == 2 and "--half needs GPU actors" in half.stderr
+    assert half.exit_code == 2 and "--half: half precision needs GPU actors" in half.stderr
     local = crop(weights, "--actors", "2", tmp_path / "photos", "-o", tmp_path / "out2")
     assert local.exit_code == 2 and "apply to --engine ray" in local.stderr
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fcnx.engine import backends
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.images import ImageItem
 
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'fcnx[ray]'"
@@ -91,13 +91,13 @@ class RayStats:
 
 
 def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, list]:
-    """Ray Data task: decode the images of a batch (pickled ``(pixels 3 x h x w uint8, size)`` or the error)."""
+    """Ray Data task: decode the images of a batch (pickled ``(pixels 3 x h x w uint8, size, source)`` or the error)."""
     from fcnx.engine.cropper import decode
 
     decoded = []
     for raw in batch["item"]:
         image = decode(pickle.loads(raw), min_side)
-        decoded.append(pickle.dumps(image if isinstance(image, str) else (image[0].numpy(), image[1])))
+        decoded.append(pickle.dumps(image if isinstance(image, str) else (image[0].numpy(), *image[1:])))
     return {"index": batch["index"], "given": batch["given"], "item": batch["item"], "decoded": decoded}
 
 
@@ -142,8 +142,8 @@ def _unpack(raw: bytes) -> Any:
     image = pickle.loads(raw)
     if isinstance(image, str):
         return image
-    pixels, size = image
-    return torch.from_numpy(pixels), size
+    pixels, size, source = image
+    return torch.from_numpy(pixels), size, source
 
 
 class EvaluateActor:
@@ -179,7 +179,7 @@ class EvaluateActor:
         else:  # each skipped image: its index, and its line naming the file as the driver was given it
             located = []
             for line in outcome.skipped:
-                k = next((k for k, item in enumerate(items) if line.startswith(f"{item.path}: ")), None)
+                k = next((k for k, item in enumerate(items) if line.startswith(f"{one_line(item.path)}: ")), None)
                 located.append(
                     (-1, line)
                     if k is None
@@ -326,9 +326,11 @@ def _plan(ray: Any, device: str, actors: int | None, half: bool) -> tuple[bool, 
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     use_gpus = device == "cuda" or (device == "auto" and gpus > 0)
     if use_gpus and gpus < 1:
-        raise UsageError("--device cuda: the Ray cluster has no GPU")
+        raise UsageError("cuda: the Ray cluster has no GPU", parameter="device")
     if half and not use_gpus:
-        raise UsageError("--half needs GPU actors, and the Ray cluster has no GPU (or --device cpu was given)")
+        raise UsageError(
+            "half precision needs GPU actors, and the Ray cluster has no GPU (or the device is cpu)", parameter="half"
+        )
     return use_gpus, actors or (gpus if use_gpus else max(1, cpus))
 
 

@@ -1,0 +1,292 @@
+"""Real-photo check of ``fcnx crop --box``: the boxes fcnx gives beside what a user would try instead.
+
+Photos bundled by scikit-image (offline), two kinds of samples:
+
+- *whole*: the annotated photos of :mod:`fcnx.testing.photos` (boxes drawn by looking);
+- *pasted*: an annotated object cut from one photo, pasted at a seeded place and scale (long side
+  30-60 % of the background's short side) into another photo; its box is where it was pasted.
+
+Methods, each with the sample's category and without one (label-free), on the default ensemble
+EfficientNet-Lite0/1/2 (offline ImageNet weights) at kernel 224, pyramid step 1.2 up to 3x:
+``square`` (the paper's rule, and the authors' votes-first), ``tight`` (``fcnx crop --box tight``),
+an ensemble Grad-CAM box (pytorch-grad-cam, PyPI ``grad-cam``: each net at its native size on the
+whole photo, the mean of the three maps, box of the largest region above half the peak), a centred
+box of half the photo's sides, and the whole photo. Reported: mean IoU, share at IoU >= 0.5 and
+>= 0.7, and seconds per image (one process, interleaved; fcnx's pyramid is shared by its three
+boxes and timed once). Label-free: fcnx takes the ensemble's top class at its most confident cell,
+Grad-CAM the top class of the nets' mean on the whole photo.
+
+    OMP_NUM_THREADS=1 python benchmarks/real_photos.py --seed 0 --pasted 12 -o build/real_photos.json
+
+Needs the ``bench`` extra (scikit-image, grad-cam). Parameters of the tight box were chosen on
+synthetic canvases (docs/benchmark.md), never on these photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from fcnx.engine.cropper import Cropper
+from fcnx.engine.ensemble import resize
+from fcnx.method import evidence, geometry, metrics
+from fcnx.method.selection import level_from_probs, select, top_category, top_class_map
+from fcnx.testing.photos import PHOTOS
+
+NETS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+#: photos pasted objects go into (grey ones repeated on three channels)
+BACKGROUNDS = ("astronaut", "chelsea", "coffee", "stereo_motorcycle", "rocket", "camera", "hubble_deep_field", "grass")
+#: annotated objects that are cut out and pasted (never into their own photo)
+OBJECTS = ("coffee", "astronaut_shuttle", "astronaut_helmet", "rocket", "motorcycle", "camera")
+METHODS = ("square (paper)", "square (votes-first)", "tight", "Grad-CAM ensemble", "centred box", "whole image")
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One photo with one object: its pixels, the category to look for, the classes that count, the true box."""
+
+    name: str
+    kind: str  # "whole" or "pasted"
+    pixels: np.ndarray
+    category: str
+    accept: tuple[str, ...]
+    truth: Box
+
+
+def _photo(loader: str) -> np.ndarray:
+    from skimage import data
+
+    image = getattr(data, loader)()
+    image = image[0] if isinstance(image, tuple) else image
+    return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3])
+
+
+def samples(pasted: int, seed: int) -> list[Sample]:
+    """The whole annotated photos, then ``pasted`` seeded pastes."""
+    out = [Sample(p.name, "whole", p.load(), p.category, p.accept, tuple(map(float, p.box))) for p in PHOTOS.values()]
+    rng = np.random.default_rng(seed)
+    for k in range(pasted):
+        obj = PHOTOS[OBJECTS[k % len(OBJECTS)]]
+        backgrounds = [b for b in BACKGROUNDS if b != obj.loader]
+        where = backgrounds[int(rng.integers(len(backgrounds)))]
+        background = _photo(where).copy()
+        height, width = background.shape[:2]
+        piece = obj.crop()
+        long_side = rng.uniform(0.3, 0.6) * min(height, width)
+        f = long_side / max(piece.shape[:2])
+        w, h = max(8, round(piece.shape[1] * f)), max(8, round(piece.shape[0] * f))
+        x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+        background[y : y + h, x : x + w] = np.asarray(Image.fromarray(piece).resize((w, h), Image.Resampling.BICUBIC))
+        name = f"{obj.name}_in_{where}_{k}"
+        out.append(
+            Sample(name, "pasted", background, obj.category, obj.accept, (float(x), float(y), float(w), float(h)))
+        )
+    return out
+
+
+class Fcnx:
+    """The ensemble's pyramid of one photo, all classes kept, so every rule and box comes from one pass."""
+
+    def __init__(self, max_scale: float) -> None:
+        self.cropper = Cropper.from_nets(NETS, kernel=224, device="cpu", max_scale=max_scale)
+
+    def pyramid(self, pixels: np.ndarray) -> tuple[list[tuple[float, tuple[int, int]]], list[np.ndarray]]:
+        height, width = pixels.shape[:2]
+        kernel = self.cropper.ensemble.kernel
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+        levels, probs = [], []
+        for scale in geometry.pyramid_scales(height, width, kernel, self.cropper.step, self.cropper.max_scale):
+            scaled = geometry.scaled_size(height, width, scale, kernel)
+            levels.append((scale, scaled))
+            with torch.no_grad():
+                probs.append(self.cropper.ensemble.probabilities(resize(tensor, scaled))[0].numpy())
+        return levels, probs
+
+    def boxes(self, size: tuple[int, int], levels: list, probs: list[np.ndarray], category: int) -> dict[str, Box]:
+        kernel, stride = self.cropper.ensemble.kernel, self.cropper.ensemble.stride
+        sizes = [s for _, s in levels]
+        label = [level_from_probs(p, category) for p in probs]
+        out = {}
+        for rule in ("paper", "votes-first"):
+            choice = select(label, rule)
+            window = geometry.cell_to_box(choice.cell, size, sizes[choice.level], kernel, stride)
+            out[f"square ({rule})"] = window
+            if rule == "paper":
+                out["tight"] = evidence.tight_of(choice, size, sizes, kernel, stride, window).box
+        return out
+
+
+class GradCamEnsemble:
+    """pytorch-grad-cam's GradCAM on each net's classifier at its native size; the mean map's box."""
+
+    def __init__(self) -> None:
+        from pytorch_grad_cam import GradCAM
+
+        from fcnx.backbones import registry
+
+        self.nets = []
+        for name in NETS:
+            spec = registry.get_backbone(name)
+            model = spec.build(num_classes=1000, head=(), pretrained="in1k")
+            self.nets.append((spec, model, GradCAM(model=model, target_layers=[model.conv_head])))
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.mean([torch.softmax(m(self._input(s, pixels)), 1)[0].numpy() for s, m, _ in self.nets], axis=0)
+
+    @staticmethod
+    def _input(spec: Any, pixels: np.ndarray) -> torch.Tensor:
+        size = spec.default_size
+        image = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        mean, std = torch.tensor(spec.preprocess.mean)[:, None, None], torch.tensor(spec.preprocess.std)[:, None, None]
+        return (x - mean) / std
+
+    def box(self, pixels: np.ndarray, category: int) -> Box:
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        height, width = pixels.shape[:2]
+        maps = []
+        for spec, _, cam in self.nets:
+            heat = cam(input_tensor=self._input(spec, pixels), targets=[ClassifierOutputTarget(category)])[0]
+            maps.append(np.asarray(Image.fromarray(heat.astype(np.float32)).resize((width, height), Image.BILINEAR)))
+        heat = np.mean(maps, axis=0)
+        labels, count = ndimage.label(heat >= 0.5 * heat.max())
+        if count == 0:
+            return 0.0, 0.0, float(width), float(height)
+        largest = 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(heat), labels, range(1, count + 1))))
+        rows, cols = np.nonzero(labels == largest)
+        return (
+            float(cols.min()),
+            float(rows.min()),
+            float(cols.max() - cols.min() + 1),
+            float(rows.max() - rows.min() + 1),
+        )
+
+
+def run(items: Sequence[Sample], max_scale: float, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every method on every sample, with and without the category; IoUs, hits and seconds."""
+    fcnx = Fcnx(max_scale)
+    gradcam = GradCamEnsemble()
+    classes = fcnx.cropper.classes
+    rows = []
+    for sample in items:
+        size = sample.pixels.shape[:2]
+        height, width = size
+        wanted = classes.index(sample.category)
+        start = time.perf_counter()
+        levels, probs = fcnx.pyramid(sample.pixels)
+        free = top_category([top_class_map(p) for p in probs])
+        boxes = {"with": fcnx.boxes(size, levels, probs, wanted), "free": fcnx.boxes(size, levels, probs, free)}
+        seconds = {m: time.perf_counter() - start for m in METHODS[:3]}
+        start = time.perf_counter()
+        cam_free = int(np.argmax(gradcam.probabilities(sample.pixels)))
+        boxes["with"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, wanted)
+        seconds["Grad-CAM ensemble"] = time.perf_counter() - start
+        boxes["free"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, cam_free)
+        for side in boxes.values():
+            side["centred box"] = (width / 4, height / 4, width / 2, height / 2)
+            side["whole image"] = (0.0, 0.0, float(width), float(height))
+        seconds |= {"centred box": 0.0, "whole image": 0.0}
+        row = {
+            "name": sample.name,
+            "kind": sample.kind,
+            "size": [height, width],
+            "truth": list(sample.truth),
+            "category": sample.category,
+            "label_free": {"fcnx": classes[free], "Grad-CAM ensemble": classes[cam_free]},
+            "iou": {
+                side: {m: float(metrics.box_iou(b, sample.truth)) for m, b in side_boxes.items()}
+                for side, side_boxes in boxes.items()
+            },
+            "boxes": {side: {m: list(b) for m, b in side_boxes.items()} for side, side_boxes in boxes.items()},
+            "seconds": seconds,
+            "accept": list(sample.accept),
+        }
+        rows.append(row)
+        progress(f"{sample.name}: " + ", ".join(f"{m} {row['iou']['with'][m]:.2f}" for m in METHODS))
+    return {"nets": NETS, "max_scale": max_scale, "rows": rows, "summary": summary(rows)}
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per subset (all, whole, pasted), side (with category, label-free) and method: mean IoU, shares, seconds."""
+    out: dict[str, Any] = {}
+    for subset in ("all", "whole", "pasted"):
+        chosen = [r for r in rows if subset == "all" or r["kind"] == subset]
+        if not chosen:
+            continue
+        table: dict[str, Any] = {}
+        for side in ("with", "free"):
+            for method in METHODS:
+                ious = np.array([r["iou"][side][method] for r in chosen])
+                table.setdefault(side, {})[method] = {
+                    "mean_iou": float(ious.mean()),
+                    "iou>=0.5": float(np.mean(ious >= 0.5)),
+                    "iou>=0.7": float(np.mean(ious >= 0.7)),
+                    "seconds": float(np.mean([r["seconds"][method] for r in chosen])),
+                }
+        table["label_free_hits"] = {
+            m: float(np.mean([r["label_free"][m] in r["accept"] for r in chosen]))
+            for m in ("fcnx", "Grad-CAM ensemble")
+        }
+        table["images"] = len(chosen)
+        out[subset] = table
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The summary as Markdown tables."""
+    lines = []
+    for subset, table in result["summary"].items():
+        lines += [
+            f"### {subset} ({table['images']} images)",
+            "",
+            "| method | mean IoU | IoU>=0.5 | IoU>=0.7 | label-free mean IoU | label-free IoU>=0.5 | s/image |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for method in METHODS:
+            w, f = table["with"][method], table["free"][method]
+            lines.append(
+                f"| {method} | {w['mean_iou']:.3f} | {100 * w['iou>=0.5']:.0f}% | {100 * w['iou>=0.7']:.0f}% | "
+                f"{f['mean_iou']:.3f} | {100 * f['iou>=0.5']:.0f}% | {w['seconds']:.2f} |"
+            )
+        hits = table["label_free_hits"]
+        lines += [
+            "",
+            f"Label-free category accepted: fcnx {100 * hits['fcnx']:.0f}%, Grad-CAM ensemble "
+            f"{100 * hits['Grad-CAM ensemble']:.0f}%.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pasted", type=int, default=12)
+    parser.add_argument("--max-scale", type=float, default=3.0)
+    parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result = run(samples(args.pasted, args.seed), args.max_scale)
+    result["seed"] = args.seed
+    print(markdown(result))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""``fcnx export``: boxes of ``fcnx crop`` or ``fcnx suspects`` as COCO, Pascal VOC, YOLO or FiftyOne files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fcnx.errors import UsageError
+
+
+@click.command("export")
+@click.argument("outdir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["coco", "voc", "yolo", "fiftyone"]),
+    help="coco: labels.json; voc: Annotations/*.xml; yolo: labels/*.txt, classes.txt; fiftyone: labels.json "
+    "and data/ (links to the images) for fo.types.COCODetectionDataset.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "dest",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Destination folder: new, empty, or an earlier export (its files are replaced).",
+)
+@click.option(
+    "--box",
+    default="square",
+    show_default=True,
+    type=click.Choice(["square", "tight"]),
+    help="square: the kernel window (the paper's crop); tight: the tight box where boxes.jsonl has one, "
+    "else the window.",
+)
+@click.option(
+    "--classes",
+    "classes_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Class list (one per line, e.g. meta/classes.txt) fixing the category ids [default: the categories "
+    "found, in the nets' order].",
+)
+def export_cmd(outdir: Path, fmt: str, dest: Path, box: str, classes_file: Path | None) -> None:
+    """Write the boxes of OUTDIR (a folder of `fcnx crop`, or of `fcnx suspects`) in a format that
+    annotation and dataset tools read: COCO detection JSON, Pascal VOC XML, YOLO text, or a COCO
+    layout that FiftyOne imports. Boxes are in original-image pixels; suspects are marked
+    (suspect: true, with the dataset's label).
+
+    \b
+    Examples:
+      fcnx export cropped/ --format coco -o cropped-coco/
+      fcnx export cropped/ --format fiftyone -o review/   # fo.Dataset.from_dir("review", dataset_type=fo.types.COCODetectionDataset)
+      fcnx export suspects/ --format voc -o suspects-voc/
+    """
+    from fcnx.jobs import export
+
+    classes = None
+    if classes_file is not None:
+        classes = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not classes:
+            raise UsageError("class list is empty", classes_file)
+    result = export.export(outdir, dest, fmt, box, classes, report=lambda line: click.echo(line, err=True))
+    boxes = sum(len(image.detections) for image in result.images)
+    click.echo(
+        f"export: {len(result.images)} image(s), {boxes} box(es), {len(result.categories)} categories as {fmt} in {dest}"
+    )
+    if result.errors:
+        click.echo(f"export: {len(result.errors)} unreadable image(s) left out", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,480 @@
+"""The crop job: find categories in many images with an ensemble and write crops, resumably.
+
+One streaming job for the CLI, benchmarks and notebooks alike::
+
+    from fcnx import CropOptions, run_crop
+
+    job = run_crop(["photos/"], "out/", CropOptions(nets=["efficientnet_lite0"], kernel=224, categories=["espresso"]))
+    for image in job:          # one ImageResult per image, as it is written
+        print(image.item.path, image.error or image.records[0]["votes"])
+    print(job.summary)         # counts, failures, seconds per stage
+
+:func:`run_crop` does the preparation stages (find the images, check OUTDIR, load the nets,
+settings, open OUTDIR) and returns the prepared :class:`CropJob`; iterating it runs the images
+through the local or Ray engine and writes each one's outputs (:class:`~fcnx.jobs.outputs.CropOutputs`);
+the tables are written when the stream ends, is closed, or is stopped by :meth:`CropJob.stop`
+(Ctrl-C, ``SIGTERM``: see :func:`terminate_as_interrupt`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from fcnx.errors import UsageError
+from fcnx.io.images import ImageItem
+
+if TYPE_CHECKING:
+    from fcnx.engine.cropper import Cropper
+
+SETTINGS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    """What to crop with and how (see ``fcnx crop --help`` for each option's meaning).
+
+    ``weights``: per net a checkpoint file or hub tag (default ``pretrained``); ``categories``:
+    names or indices (default: each image's label, else the top class); ``workers``: decode
+    processes (default: half the CPUs, at most 4); ``engine``: ``local`` or ``ray``.
+    """
+
+    nets: Sequence[str]
+    weights: dict[str, str] = field(default_factory=dict)
+    kernel: int = 299
+    categories: Sequence[str] = ()
+    step: float = 1.2
+    max_scale: float = 3.0
+    selection: str = "paper"
+    early_stop: bool = False
+    split: str = "all"
+    device: str = "auto"
+    half: bool = False
+    compile: bool = False
+    batch_size: int | None = None
+    workers: int | None = None
+    dry_run: bool = False
+    heatmaps: bool = False
+    heatmaps_npy: bool = False
+    box: str = "square"
+    gallery: bool = False
+    fail_fast: bool = False
+    in_place: bool = False
+    profile: bool = False
+    engine: str = "local"
+    address: str | None = None
+    actors: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image done: its records (one per category, as in ``boxes.jsonl``), or a one-line error."""
+
+    item: ImageItem
+    records: list[dict[str, Any]] | None = None
+    error: str | None = None
+
+
+@dataclass
+class CropSummary:
+    """What a run did. ``seconds``: wall time per stage (``nets``: decoding and the engine, ``write``:
+    files and journal, ``finish``: tables); ``forward_seconds``: in the nets' forward passes (with
+    ``profile``). ``stopped``: the signal that stopped the run (``SIGINT``, ``SIGTERM``), if any;
+    ``disk_full``: the disk filled up (the run stopped; what was written is whole); ``write_errors``:
+    outputs of the end of the run (tables, pages) that could not be written."""
+
+    pending: int = 0
+    skipped: int = 0
+    own_outputs: int = 0
+    done: int = 0
+    boxes: int = 0
+    not_found: int = 0
+    failures: list[str] = field(default_factory=list)
+    write_errors: list[str] = field(default_factory=list)
+    stopped: signal.Signals | None = None
+    disk_full: bool = False
+    fail_fast: bool = False
+    seconds: dict[str, float] = field(default_factory=lambda: {"nets": 0.0, "write": 0.0, "finish": 0.0})
+    wall: float = 0.0
+    forward_seconds: float = 0.0
+    ray: dict[str, Any] | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` turned into an interrupt: the run stops as it does on Ctrl-C."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While active (in the main thread), ``SIGTERM`` raises :class:`Terminated` like Ctrl-C raises ``KeyboardInterrupt``."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_identity(nets: Sequence[str], weights: dict[str, str]) -> dict[str, str]:
+    """Per net, what identifies its weights: a file's SHA-256 (shipped files too) or a hub tag."""
+    from fcnx.backbones.registry import get_backbone
+    from fcnx.engine.fcn import weight_file
+
+    identity = {}
+    for net in nets:
+        value = weights.get(net, "pretrained")
+        path = weight_file(get_backbone(net), value)
+        identity[net] = f"sha256:{_file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
+    return identity
+
+
+class CropJob:
+    """One crop run over ``inputs`` into ``outdir``; :meth:`prepare` it, then iterate it (see the module)."""
+
+    def __init__(
+        self,
+        inputs: Sequence[str | os.PathLike[str]],
+        outdir: str | os.PathLike[str],
+        options: CropOptions,
+        cropper: Cropper | None = None,
+    ) -> None:
+        self.inputs = [Path(p) for p in inputs]
+        self.outdir = Path(outdir)
+        self.options = options
+        self.summary = CropSummary()
+        #: warnings met while preparing (nets trained at another size, journal lines set aside)
+        self.warnings: list[str] = []
+        self._stream: Generator[ImageResult, None, None] | None = None
+        self._given = cropper
+
+    # ------------------------------------------------------------------ preparation stages
+
+    def prepare(self) -> CropJob:
+        """Find the images, check OUTDIR, load the nets, open OUTDIR (locked) and find what is left to do."""
+        self._find_images()
+        from fcnx.io.files import OutdirLock, check_outdir
+
+        self.out = check_outdir(self.outdir, self.inputs, in_place=self.options.in_place)
+        self.lock = OutdirLock(self.out, "fcnx crop")
+        self.lock.acquire()  # before anything in OUTDIR is touched
+        try:
+            self._load_nets()
+            self._open_outputs()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def _find_images(self) -> None:
+        from fcnx.io import images
+        from fcnx.jobs.naming import entries, is_own_output
+        from fcnx.jobs.outputs import RESERVED
+
+        items = images.discover(self.inputs, self.options.split)
+        if self.options.in_place:  # crops and heatmaps of an earlier run are outputs, not inputs
+            real_out = Path(os.path.realpath(self.outdir))
+            kept = [i for i, e in zip(items, entries(i.path for i in items)) if not is_own_output(e, real_out)]
+            self.summary.own_outputs, items = len(items) - len(kept), kept
+        if not items:
+            raise UsageError("no images found in " + ", ".join(str(p) for p in self.inputs))
+        clash = next((i for i in items if i.rel.parts[0] in RESERVED or i.rel.parts[0].startswith("gallery-")), None)
+        if clash is not None:
+            raise UsageError(
+                f"the output {clash.rel} would collide with fcnx's own files in OUTDIR ({', '.join(RESERVED)}); "
+                f"give the folder that contains it as INPUT instead",
+                clash.path,
+            )
+        self.items = items
+
+    def _load_nets(self) -> None:
+        o = self.options
+        self.local = o.engine == "local"
+        if self._given is not None:
+            self.cropper, self.ensemble, self.device = self._given, self._given.ensemble, self._given.ensemble.device
+        else:
+            self._build_cropper()
+        if self.cropper.categories is None:
+            unknown = sorted({i.label for i in self.items if i.label is not None} - set(self.cropper.classes))
+            if unknown:
+                raise UsageError(
+                    f"{len(unknown)} dataset label(s) are not classes of the nets, e.g. "
+                    f"{', '.join(repr(u) for u in unknown[:3])}; pass --category to choose one"
+                )
+
+    def _build_cropper(self) -> None:
+        from fcnx.engine.cropper import Cropper
+        from fcnx.engine.devices import resolve_device
+        from fcnx.engine.ensemble import load_ensemble
+        from fcnx.engine.fcn import trained_size
+
+        o = self.options
+        # the Ray engine's driver loads the nets on its CPU only for their classes and geometry
+        self.device = resolve_device(o.device if self.local else "cpu")
+        self.ensemble = load_ensemble(
+            list(o.nets),
+            o.weights,
+            kernel=o.kernel,
+            device=self.device,
+            half=o.half and self.local,
+            compile=o.compile and self.local,
+        )
+        self.ensemble.timed = o.profile
+        for name in o.nets:
+            size = trained_size(name, o.weights.get(name, "pretrained"))
+            if size is not None and size != o.kernel:
+                self.warnings.append(
+                    f"{name} was trained at {size} px and runs at kernel {o.kernel}; the paper fine-tunes "
+                    f"every net at the common kernel"
+                )
+        workers = o.workers if o.workers is not None else min(4, (os.cpu_count() or 2) // 2)
+        self.cropper = Cropper(
+            self.ensemble,
+            step=o.step,
+            max_scale=o.max_scale,
+            selection=o.selection,
+            early_stop=o.early_stop,
+            categories=list(o.categories) or None,
+            batch_size=o.batch_size,
+            workers=workers,
+            keep_heatmaps=o.heatmaps or o.heatmaps_npy,
+            box=o.box,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The options that change the boxes: an OUTDIR made with other settings is refused."""
+        o, cropper = self.options, self.cropper
+        settings: dict[str, Any] = {
+            "version": SETTINGS_VERSION,
+            "nets": list(o.nets),
+            "weights": weights_identity(o.nets, o.weights),
+            "kernel": self.ensemble.kernel,
+            "step": cropper.step,
+            "max_scale": cropper.max_scale,
+            "selection": cropper.selection,
+            "early_stop": cropper.early_stop,
+            "categories": [cropper.classes[c] for c in cropper.categories] if cropper.categories else None,
+            "half": o.half,
+        }
+        if o.box != "square":  # absent for the paper's box, so OUTDIRs made before --box still resume
+            settings["box"] = o.box
+        if o.in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
+            settings["in_place"] = True
+        return settings
+
+    def meta_copies(self) -> list[tuple[Path, PurePosixPath]]:
+        """The dataset lists of dataset-root inputs, and where they go in OUTDIR (none in place or dry)."""
+        from fcnx.io import images
+
+        if self.options.dry_run or self.options.in_place:  # in place, the lists are there (and name the originals)
+            return []
+        base = images.output_base(self.inputs)
+        copies = []
+        for root in (Path(os.path.abspath(p)) for p in self.inputs):
+            if root.is_dir() and images.is_dataset_root(root):
+                prefix = PurePosixPath(root.relative_to(base).as_posix())
+                copies += [(m, prefix / "meta" / m.name) for m in sorted((root / "meta").glob("*.txt"))]
+        return copies
+
+    def _open_outputs(self) -> None:
+        from fcnx.jobs.outputs import CropOutputs
+
+        o = self.options
+        self.outputs = CropOutputs(
+            self.out,
+            self.settings(),
+            net_names=self.ensemble.names,
+            kernel=self.ensemble.kernel,
+            stride=self.ensemble.stride,
+            expected_boxes=len(self.cropper.categories or [None]),
+            crops=not o.dry_run,
+            heatmaps=o.heatmaps,
+            maps=o.heatmaps_npy,
+            gallery=o.gallery,
+            in_place=o.in_place,
+            protected=[item.path for item in self.items],
+            meta_copies=self.meta_copies(),
+            lock=self.lock,
+        )
+        self.outputs.open()
+        self.warnings += self.outputs.warnings
+        self.pending = [item for item in self.items if not self.outputs.done(item)]
+        self.summary.pending = len(self.pending)
+        self.summary.skipped = len(self.items) - len(self.pending)
+
+    # ------------------------------------------------------------------ the stream
+
+    def __iter__(self) -> Iterator[ImageResult]:
+        if self._stream is None:
+            self._stream = self._run()
+        return self._stream
+
+    def run(self) -> CropSummary:
+        """Run every image (Ctrl-C and ``SIGTERM`` stop it cleanly); returns the summary."""
+        with terminate_as_interrupt():
+            try:
+                for _ in self:
+                    pass
+            except KeyboardInterrupt as exc:
+                self.stop(exc)
+        return self.summary
+
+    def stop(self, interrupt: KeyboardInterrupt) -> None:
+        """End the stream after ``interrupt`` (the images in flight are written, then the tables)."""
+        self.summary.stopped = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+        if self._stream is None:  # never started: nothing to write, release OUTDIR
+            self.outputs.close()
+            self._stream = _empty_stream()
+        self._stream.close()
+
+    def _engine(self) -> Iterator[Any]:
+        o = self.options
+        if self.local:
+            return self.cropper.crop_items(self.pending)
+        from fcnx.jobs.ray import CropperConfig, RayStats, crop_on_ray
+
+        config = CropperConfig(
+            tuple(o.nets),
+            o.weights,
+            o.kernel,
+            half=o.half,
+            compile=o.compile,
+            options={
+                "step": o.step,
+                "max_scale": o.max_scale,
+                "selection": o.selection,
+                "early_stop": o.early_stop,
+                "categories": list(o.categories) or None,
+                "batch_size": o.batch_size,
+                "keep_heatmaps": o.heatmaps or o.heatmaps_npy,
+                "box": o.box,
+            },
+        )
+        self._ray_stats = RayStats()
+        return crop_on_ray(
+            config,
+            self.pending,
+            address=o.address,
+            device=o.device,
+            actors=o.actors,
+            timed=o.profile,
+            stats=self._ray_stats,
+        )
+
+    def _run(self) -> Generator[ImageResult, None, None]:
+        from fcnx.engine.cropper import CropFailure
+
+        summary, seconds = self.summary, self.summary.seconds
+        results = self._engine()
+        start = time.perf_counter()
+        try:
+            while True:
+                tick = time.perf_counter()
+                result = next(results, None)
+                seconds["nets"] += time.perf_counter() - tick
+                if result is None:
+                    break
+                if isinstance(result, CropFailure):
+                    yield self._count(ImageResult(result.item, error=result.error))
+                else:
+                    yield from self._write(self.outputs.submit, result)
+                if self._should_stop():
+                    break
+            yield from self._write(lambda _: self.outputs.flush(), None)
+        finally:
+            results.close()  # type: ignore[attr-defined]
+            summary.wall = time.perf_counter() - start
+            self._finish()
+
+    def _write(self, step: Callable[[Any], list[Any]], result: Any) -> list[ImageResult]:
+        """The images ``step`` finished writing, counted in the summary at once (even if the stream stops)."""
+        from fcnx.jobs.outputs import DiskFull
+
+        tick = time.perf_counter()
+        outcomes = step(result)
+        self.summary.seconds["write"] += time.perf_counter() - tick
+        images = []
+        for o in outcomes:
+            image = ImageResult(o.result.item, o.records, None if o.error is None else str(o.error))
+            if isinstance(o.error, DiskFull):  # not the image's failure: the run stops, a rerun does it
+                self.summary.disk_full = True
+                images.append(image)
+            else:
+                images.append(self._count(image))
+        return images
+
+    def _count(self, image: ImageResult) -> ImageResult:
+        if image.error is not None:
+            self.summary.failures.append(image.error)
+        else:
+            assert image.records is not None
+            self.summary.done += 1
+            self.summary.not_found += sum(not r["found"] for r in image.records)
+        return image
+
+    def _should_stop(self) -> bool:
+        if self.summary.disk_full:
+            return True
+        if self.options.fail_fast and self.summary.failures:
+            self.summary.fail_fast = True
+            return True
+        return False
+
+    def _finish(self) -> None:
+        tick = time.perf_counter()
+        try:
+            self.summary.write_errors = self.outputs.finish(self.summary.failures, order=self.items)
+        finally:
+            self.summary.seconds["finish"] = time.perf_counter() - tick
+            self.summary.disk_full = self.outputs.full is not None
+        self.summary.boxes = len(self.outputs.records)
+        if self.local:
+            self.summary.forward_seconds = self.ensemble.forward_seconds
+        else:
+            stats = self._ray_stats
+            self.summary.forward_seconds = stats.forward_seconds
+            self.summary.ray = {"actors": stats.actors, "gpus": stats.gpus, "busy_seconds": stats.busy_seconds}
+
+
+def _empty_stream() -> Generator[ImageResult, None, None]:
+    """An empty stream (of a job stopped before it started)."""
+    yield from ()
+
+
+def run_crop(
+    inputs: Sequence[str | os.PathLike[str]],
+    outdir: str | os.PathLike[str],
+    options: CropOptions,
+    cropper: Cropper | None = None,
+) -> CropJob:
+    """The prepared crop job of ``inputs`` into ``outdir``: iterate it for per-image results, or call ``.run()``.
+
+    ``cropper``: an already built :class:`~fcnx.engine.cropper.Cropper` to run (local engine) instead
+    of loading ``options.nets``; ``options.nets``/``weights`` must still name its nets (they identify
+    the boxes' settings).
+
+    Raises :class:`~fcnx.errors.UsageError` (nothing written) for bad inputs, options, nets or OUTDIR,
+    including an OUTDIR another run holds.
+    """
+    return CropJob(inputs, outdir, options, cropper).prepare()

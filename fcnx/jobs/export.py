@@ -1,0 +1,217 @@
+"""``fcnx export``: a crop's ``boxes.jsonl`` or a ``suspects.json`` as COCO, Pascal VOC, YOLO or FiftyOne files.
+
+The crop records are read as ``fcnx crop`` and ``fcnx evaluate`` read them
+(:func:`fcnx.io.journal.read_journal`: a last line cut by a killed run is dropped with a warning;
+for the same image and category the last record counts). Each image keeps its boxes in file
+order; its size is the record's ``width``/``height`` (else read from the image). A record's
+``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box": "square"|"tight"`` says
+which kind it is, and ``window`` / ``tight`` (``[x, y, w, h]`` or ``{x, y, w, h}``) give each kind.
+``--box square`` exports the kernel window, ``--box tight`` the tight box, falling back to the
+window, with one warning, where a record has none (boxes made before ``fcnx crop --box tight``).
+
+A suspects folder (``fcnx suspects -o``) exports one box per suspect image: where the nets see
+their own top class, labelled with that class, with ``suspect: true`` and the dataset's label as
+attributes (and as image keys in COCO, elements in VOC).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fcnx.errors import FcnxError, UsageError
+from fcnx.io import export as writers
+from fcnx.io.images import open_upright, output_base
+from fcnx.io.journal import read_journal
+from fcnx.method import geometry
+from fcnx.method.geometry import XYWH
+
+JOURNAL = "boxes.jsonl"
+SUSPECTS = "suspects.json"
+BOXES = ("square", "tight")
+#: crop-record facts carried into the export as box attributes
+ATTRIBUTES = ("found", "votes", "nets", "confidence")
+
+
+@dataclass
+class Collected:
+    """What an export holds, before writing: images, their categories in order, warnings, unreadable images."""
+
+    images: list[writers.ExportImage]
+    categories: list[str]
+    source: Path
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _xywh(source: Any) -> XYWH:
+    box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
+    if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"empty or invalid box {box}")
+    return box  # type: ignore[return-value]
+
+
+def _given(value: Any) -> XYWH | None:
+    """A box written as ``[x, y, w, h]`` or ``{x, y, w, h}``; ``None`` when absent."""
+    if value is None:
+        return None
+    return _xywh(dict(zip("xywh", value)) if isinstance(value, list | tuple) else value)
+
+
+def _kinds(
+    record: dict[str, Any],
+) -> tuple[XYWH, XYWH | None]:
+    """The square window and the tight box (``None`` if the record has none) of a crop record."""
+    nested = record.get("box")
+    main = _xywh(nested if isinstance(nested, dict) else record)
+    kind = nested if isinstance(nested, str) else "square"
+    if kind not in BOXES:
+        raise ValueError(f"unknown box kind {kind!r}")
+    window = _given(record.get("window")) or (main if kind == "square" else None)
+    tight = _given(record.get("tight")) or (main if kind == "tight" else None)
+    return window or main, tight
+
+
+def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
+    """``(width, height)`` of the image of ``record``: its fields, else the upright image file."""
+    if isinstance(record.get("width"), int) and isinstance(record.get("height"), int):
+        return record["width"], record["height"]
+    with open_upright(path) as image:
+        return image.width, image.height
+
+
+def _detection(category: str, box: XYWH, size: tuple[int, int], **facts: Any) -> writers.Detection:
+    width, height = size
+    score = facts.pop("score")
+    corners = geometry.pixel_box(box, (height, width))
+    attributes = {k: v for k, v in facts.items() if v is not None}
+    return writers.Detection(category, box, corners, None if score is None else float(score), attributes)
+
+
+def collect_crops(outdir: Path, box: str = "square") -> Collected:
+    """The images and boxes of the crop output ``outdir`` (its ``boxes.jsonl``), with ``box`` (square or tight)."""
+    if box not in BOXES:
+        raise UsageError(f"unknown box {box!r}; use one of {', '.join(BOXES)}")
+    path = outdir / JOURNAL
+    try:
+        journal = read_journal(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
+    result = Collected([], [], path)
+    if journal.cut:
+        result.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
+    grouped: dict[str, dict[str | None, tuple[int, dict[str, Any]]]] = {}
+    for number, record in journal.lines:
+        if record is None or not isinstance(record.get("path"), str):
+            raise UsageError(f"line {number}: not a box record (no JSON object with a path)", path)
+        grouped.setdefault(record["path"], {})[record.get("category")] = (number, record)
+    order: dict[str, int] = {}
+    untight = 0
+    for image_path, records in grouped.items():
+        first = next(iter(records.values()))[1]
+        file = first.get("file") if isinstance(first.get("file"), str) else os.path.basename(image_path)
+        boxes = []
+        for number, record in records.values():
+            try:
+                square, tight = _kinds(record)
+                chosen = tight if box == "tight" and tight is not None else square
+                category = record.get("category") or record.get("label")
+                if not isinstance(category, str):
+                    raise ValueError("no category (nor label)")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
+            untight += box == "tight" and tight is None
+            index = record.get("category_index")
+            order.setdefault(category, index if isinstance(index, int) else 1 << 30)
+            boxes.append((category, chosen, record))
+        try:
+            size = _size(first, Path(image_path))
+        except FcnxError as exc:
+            result.errors.append(str(exc))
+            continue
+        detections = [
+            _detection(
+                category, chosen, size, score=record.get("mean_confidence"), **{k: record.get(k) for k in ATTRIBUTES}
+            )
+            for category, chosen, record in boxes
+        ]
+        result.images.append(writers.ExportImage(Path(image_path), PurePosixPath(file), *size, detections))
+    if untight:
+        result.warnings.append(
+            f"{path}: {untight} box(es) have no tight box (made before fcnx crop --box tight?): exported "
+            f"their square window"
+        )
+    result.categories = sorted(order, key=lambda name: (order[name], name))
+    return result
+
+
+def collect_suspects(outdir: Path) -> Collected:
+    """The suspect images of the ``fcnx suspects`` output ``outdir`` (its ``suspects.json``)."""
+    path = outdir / SUSPECTS
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["suspects"]
+        paths = [Path(row["path"]) for row in rows]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"not a suspects file written by fcnx suspects ({type(exc).__name__}: {exc})", path) from None
+    result = Collected([], [], path)
+    base = output_base(paths) if paths else Path()
+    for number, (row, image_path) in enumerate(zip(rows, paths), 1):
+        try:
+            box, category = _xywh(row), str(row["other_category"])
+            score, label = row.get("other_mean_confidence"), row.get("label")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"suspect {number}: not a suspect record ({type(exc).__name__}: {exc})", path) from None
+        try:
+            size = _size(row, image_path)
+        except FcnxError as exc:
+            result.errors.append(str(exc))
+            continue
+        facts = {"suspect": True, "label": label, "votes": row.get("other_votes"), "gap": row.get("gap")}
+        detection = _detection(category, box, size, score=score, **facts)
+        image_facts = {"suspect": True, "label": label, "seen": category}
+        rel = PurePosixPath(Path(os.path.abspath(image_path)).relative_to(base).as_posix())
+        result.images.append(writers.ExportImage(image_path, rel, *size, [detection], image_facts))
+        if category not in result.categories:
+            result.categories.append(category)
+    result.categories.sort()
+    return result
+
+
+def collect(outdir: Path, box: str = "square") -> Collected:
+    """What ``outdir`` holds: a crop's boxes (``boxes.jsonl``), else a suspects list (``suspects.json``)."""
+    if (outdir / JOURNAL).is_file():
+        return collect_crops(outdir, box)
+    if (outdir / SUSPECTS).is_file():
+        return collect_suspects(outdir)
+    raise UsageError(f"neither {JOURNAL} (fcnx crop) nor {SUSPECTS} (fcnx suspects) here", outdir)
+
+
+def export(
+    outdir: Path,
+    dest: Path,
+    fmt: str,
+    box: str = "square",
+    classes: Sequence[str] | None = None,
+    report: Callable[[str], None] = print,
+) -> Collected:
+    """Export the boxes of ``outdir`` as ``fmt`` into ``dest``; warnings and unreadable images go to ``report``.
+
+    ``classes`` fixes the category list and its order (ids) instead of the categories found.
+    """
+    collected = collect(outdir, box)
+    for line in collected.warnings:
+        report(f"warning: {line}")
+    for line in collected.errors:
+        report(f"error: {line}")
+    if classes is not None:
+        unknown = [name for name in collected.categories if name not in classes]
+        if unknown:
+            raise UsageError(f"categories not in the class list: {', '.join(unknown[:5])}", collected.source)
+        collected.categories = list(classes)
+    writers.write(fmt, collected.images, collected.categories, dest, f"fcnx export of {collected.source}")
+    return collected

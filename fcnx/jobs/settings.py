@@ -1,0 +1,64 @@
+"""``OUTDIR/.fcnx-crop.json``: the settings a crop OUTDIR's boxes were made with, and the fixed-name files fcnx wrote.
+
+An OUTDIR made with other settings is refused (its boxes would mix); a fixed-name file
+(``boxes.csv``, ``failures.txt``...) that is there but not listed is the user's, and refuses the
+run: fcnx never replaces it. OUTDIRs of versions that did not list their files trust what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fcnx.errors import UsageError, one_line
+from fcnx.io.files import atomic_text
+
+SETTINGS = ".fcnx-crop.json"
+
+
+class SettingsFile:
+    """The settings file of ``outdir`` for a run with ``settings``."""
+
+    def __init__(self, outdir: Path, settings: dict[str, Any]) -> None:
+        self.outdir, self.settings = outdir, settings
+        self.path = outdir / SETTINGS
+        self.files: set[str] = set()
+        self._legacy = False
+
+    def check(self, fixed: Iterable[str], journal: str) -> None:
+        """Refuse other settings, a ``journal`` without settings, or a ``fixed`` file fcnx did not write; claim them."""
+        fixed = set(fixed)
+        if self.path.is_file():
+            try:
+                state = json.loads(self.path.read_text(encoding="utf-8"))
+                previous, files = state.get("settings", {}), state.get("files")
+            except (OSError, ValueError, AttributeError):
+                raise UsageError(f"unreadable settings file {self.path}; remove it or choose another OUTDIR") from None
+            changed = sorted(k for k in set(previous) | set(self.settings) if previous.get(k) != self.settings.get(k))
+            if changed:
+                raise UsageError(
+                    f"{self.outdir} holds boxes made with other settings ({', '.join(changed)} differ); "
+                    f"choose another OUTDIR, or run again with the same options to resume"
+                )
+            self._legacy = not isinstance(files, list)
+            self.files = set() if self._legacy else {f for f in files if isinstance(f, str)}
+        elif (self.outdir / journal).exists():
+            raise UsageError(f"{self.outdir} has a {journal} but no {SETTINGS}; choose another OUTDIR")
+        taken = [] if self._legacy else sorted(f for f in fixed - self.files if os.path.lexists(self.outdir / f))
+        if taken:
+            raise UsageError(
+                f"{self.outdir} already holds {', '.join(map(one_line, taken))}, not written by fcnx crop: "
+                f"fcnx never replaces them; move them or choose another OUTDIR"
+            )
+        self.claim(fixed)
+
+    def claim(self, rels: Iterable[str]) -> None:
+        """List fixed-name files as fcnx's (before writing them)."""
+        new = set(rels) - self.files
+        if new or not self.path.exists():
+            self.files |= new
+            state = {"version": 1, "settings": self.settings, "files": sorted(self.files)}
+            atomic_text(self.path, json.dumps(state, indent=2, ensure_ascii=True) + "\n")

@@ -1,0 +1,255 @@
+"""The ensemble's evidence spread back onto the image, and the tight box it gives.
+
+Pure numpy (and ``scipy.ndimage`` for connected regions). A pyramid level scores one window of
+``kernel`` pixels (in the scaled image) per heatmap cell; seen on the original image, cell
+``(i, j)`` covers rows ``[stride * i / sy, (stride * i + kernel) / sy)`` and the columns alike
+(``sy``, ``sx``: the level's exact per-axis scale, as :func:`fcnx.method.geometry.cell_to_box`).
+The last window of each axis is stretched to the image's border, so every pixel lies in at least
+one window of every level.
+
+- :func:`level_map`: one level's cell values as a map of the image's size: each pixel gets the
+  mean value of the windows that cover it.
+- :func:`evidence_map`: the mean of the level maps (optionally weighted), in the values' range.
+- :func:`fused_window`: the chosen window refined by the strong windows of every level that
+  overlap it (their corners averaged, weighted by value: weighted box fusion).
+- :func:`tight_box`: inside a seed box, the bounding box of the connected region (8-neighbours)
+  holding the seed's peak, at or above a threshold between the seed's lowest value and that peak.
+- :func:`object_map`: the evidence of the found object as a [0, 1] score map (``--heatmaps npy``).
+- :func:`tight`: the method of ``fcnx crop --box tight``: fuse, then fit the evidence of the
+  chosen level and the finer ones inside the fused window (docs/crop.md). Its parameters were
+  chosen on benchmark canvases of a seed that is not reported (docs/benchmark.md).
+
+Boxes are ``(x, y, w, h)`` in pixels; a region of pixel columns ``x0 .. x1`` (inclusive) has
+``x = x0`` and ``w = x1 - x0 + 1`` (wsolevaluation's convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from fcnx.method import geometry, metrics
+from fcnx.method.selection import Choice
+
+#: how far from the fused window's lowest evidence to its peak a pixel must reach to be in the tight region
+THRESHOLD = 0.3
+#: windows fused with the chosen one score at least this share of the best of them ...
+SHARE = 0.7
+#: ... and overlap the chosen one by at least this IoU; they weigh their value to this power
+OVERLAP = 0.3
+POWER = 4.0
+
+#: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
+BOXES = ("square", "tight")
+#: the long side (pixels) the evidence of a larger image is computed at; boxes are scaled back
+MAX_SIDE = 512
+
+Box = tuple[float, float, float, float]
+
+
+def coverage(cells: int, image_side: int, scaled_side: int, kernel: int, stride: int) -> np.ndarray:
+    """Which of ``cells`` windows along one axis cover each of ``image_side`` pixels (``image_side x cells``, bool).
+
+    Pixel ``p`` (centre ``p + 0.5``) lies in window ``i`` when ``stride * i / s <= p + 0.5 < (stride * i + kernel) / s``
+    with ``s = scaled_side / image_side``; the last window reaches the border.
+    """
+    if cells < 1:
+        raise ValueError(f"a level needs at least one cell, got {cells}")
+    s = scaled_side / image_side
+    starts = stride * np.arange(cells) / s
+    stops = (stride * np.arange(cells) + kernel) / s
+    stops[-1] = max(stops[-1], image_side)
+    centres = np.arange(image_side)[:, None] + 0.5
+    return (starts[None] <= centres) & (centres < stops[None])
+
+
+def level_map(
+    values: np.ndarray, size: tuple[int, int], scaled: tuple[int, int], kernel: int, stride: int
+) -> np.ndarray:
+    """One level's cell ``values`` (``h x w``) at the image's ``size``: per pixel, the mean over the windows covering it."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"expected cell values h x w, got shape {values.shape}")
+    rows = coverage(values.shape[0], size[0], scaled[0], kernel, stride).astype(np.float64)
+    cols = coverage(values.shape[1], size[1], scaled[1], kernel, stride).astype(np.float64)
+    total = rows @ values @ cols.T
+    count = rows.sum(axis=1)[:, None] * cols.sum(axis=1)[None]
+    return total / count
+
+
+def evidence_map(
+    levels: Sequence[np.ndarray],
+    scaled_sizes: Sequence[tuple[int, int]],
+    size: tuple[int, int],
+    kernel: int,
+    stride: int,
+    weights: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The (weighted) mean over levels of their :func:`level_map` s: ``height x width`` float64."""
+    if not levels or len(levels) != len(scaled_sizes):
+        raise ValueError(f"need one scaled size per level, got {len(levels)} levels and {len(scaled_sizes)} sizes")
+    w = np.ones(len(levels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(levels),) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("level weights must be one non-negative number per level, not all zero")
+    total = np.zeros(size, dtype=np.float64)
+    for values, scaled, weight in zip(levels, scaled_sizes, w):
+        if weight:
+            total += weight * level_map(values, size, scaled, kernel, stride)
+    return total / w.sum()
+
+
+def windows(
+    cells: tuple[int, int], size: tuple[int, int], scaled: tuple[int, int], kernel: int, stride: int
+) -> np.ndarray:
+    """Every cell's window ``(x, y, w, h)`` on the image (``h * w x 4``, row-major), as :func:`~fcnx.method.geometry.cell_to_box`."""
+    (height, width), (sy, sx) = size, (scaled[0] / size[0], scaled[1] / size[1])
+    rows, cols = stride * np.arange(cells[0]), stride * np.arange(cells[1])
+    y0, y1 = rows / sy, np.minimum((rows + kernel) / sy, height)
+    x0, x1 = cols / sx, np.minimum((cols + kernel) / sx, width)
+    top, left = np.meshgrid(y0, x0, indexing="ij")
+    bottom, right = np.meshgrid(y1, x1, indexing="ij")
+    return np.stack([left, top, right - left, bottom - top], axis=-1).reshape(-1, 4)
+
+
+def fused_window(
+    levels: Sequence[np.ndarray],
+    scaled_sizes: Sequence[tuple[int, int]],
+    size: tuple[int, int],
+    kernel: int,
+    stride: int,
+    chosen: Box,
+    *,
+    share: float = SHARE,
+    overlap: float = OVERLAP,
+    power: float = POWER,
+) -> Box:
+    """The chosen window refined by its peers: the mean corners of every window of every level that
+    scores at least ``share`` x the best value and overlaps ``chosen`` by IoU >= ``overlap``, weighted
+    by value ** ``power`` (weighted box fusion). ``chosen`` itself when no window scores above 0.
+    """
+    boxes = np.concatenate([windows(v.shape, size, s, kernel, stride) for v, s in zip(levels, scaled_sizes)])
+    values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in levels])
+    iou = metrics.box_iou(boxes, np.broadcast_to(np.asarray(chosen, dtype=np.float64), boxes.shape))
+    near = iou >= overlap
+    if not near.any():
+        return chosen
+    keep = near & (values >= share * values[near].max())
+    weight = values[keep] ** power
+    if weight.sum() <= 0:
+        return chosen
+    corners = np.concatenate([boxes[keep, :2], boxes[keep, :2] + boxes[keep, 2:]], axis=1)
+    x0, y0, x1, y1 = (weight @ corners / weight.sum()).tolist()
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def tight_box(evidence: np.ndarray, seed: Box, threshold: float = THRESHOLD) -> Box:
+    """The box of the region of ``evidence`` inside ``seed`` that holds the seed's peak, thresholded
+    at ``threshold`` of the way from the seed's lowest value to that peak (8-neighbours).
+
+    ``seed`` is a box ``(x, y, w, h)`` of the image; its pixels are those of
+    :func:`fcnx.method.geometry.pixel_box`; ties for the peak go to the first pixel in row-major order.
+    """
+    if evidence.ndim != 2 or 0 in evidence.shape:
+        raise ValueError(f"expected a non-empty height x width map, got shape {evidence.shape}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    x1, y1, x2, y2 = geometry.pixel_box(seed, evidence.shape)
+    inside = evidence[y1:y2, x1:x2]
+    i, j = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    low = inside.min()
+    mask = inside >= low + threshold * (inside[i, j] - low)
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    rows, cols = np.nonzero(labels == labels[i, j])
+    x0, y0 = int(cols.min()), int(rows.min())
+    return float(x1 + x0), float(y1 + y0), float(cols.max() - x0 + 1), float(rows.max() - y0 + 1)
+
+
+def object_map(evidence: np.ndarray, seed: Box) -> np.ndarray:
+    """The found object's score map in [0, 1]: inside ``seed`` (pixels of :func:`~fcnx.method.geometry.pixel_box`)
+    the evidence above its lowest value there, rescaled so that the peak is 1; 0 outside (and for a flat seed)."""
+    x1, y1, x2, y2 = geometry.pixel_box(seed, evidence.shape)
+    inside = evidence[y1:y2, x1:x2] - evidence[y1:y2, x1:x2].min()
+    heat = np.zeros(evidence.shape, dtype=np.float64)
+    if inside.max() > 0:
+        heat[y1:y2, x1:x2] = inside / inside.max()
+    return heat
+
+
+@dataclass(frozen=True)
+class Tight:
+    """The tight box of one category and how it was found: the ``fused`` window and the ``evidence`` map.
+
+    ``evidence`` may be smaller than the image (see :func:`tight`); ``factor`` is its ``(height, width)``
+    over the image's.
+    """
+
+    box: Box
+    fused: Box
+    evidence: np.ndarray = field(repr=False, compare=False)
+    factor: tuple[float, float] = (1.0, 1.0)
+
+    def object_map(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """:func:`object_map` of the evidence in the fused window, at the evidence's size or resized
+        (bilinear) to ``size``, e.g. the image's."""
+        (fy, fx), (x, y, w, h) = self.factor, self.fused
+        heat = object_map(self.evidence, (x * fx, y * fy, w * fx, h * fy))
+        return heat if size is None else resize_map(heat, size)
+
+
+def resize_map(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] map resized (bilinear, pixel centres aligned) to ``size`` ``(height, width)``; unchanged at that size."""
+    if tuple(size) == heat.shape:
+        return heat
+    zoom = (size[0] / heat.shape[0], size[1] / heat.shape[1])
+    return np.clip(ndimage.zoom(heat, zoom, order=1, grid_mode=True, mode="nearest"), 0.0, 1.0)
+
+
+def tight(
+    levels: Sequence[np.ndarray],
+    scaled_sizes: Sequence[tuple[int, int]],
+    size: tuple[int, int],
+    kernel: int,
+    stride: int,
+    chosen_level: int,
+    chosen: Box,
+    threshold: float = THRESHOLD,
+    max_side: int = MAX_SIDE,
+) -> Tight:
+    """The whole method: ``levels`` are each level's mean probability over nets (``h x w``), in scale
+    order; ``chosen`` the window of the selected cell at level ``chosen_level``.
+
+    The chosen window is fused with its peers (:func:`fused_window`); the evidence map of the chosen
+    level and every finer one (:func:`evidence_map`) is thresholded inside it (:func:`tight_box`).
+    An image whose long side exceeds ``max_side`` is worked on at that long side: the evidence map
+    has that size, the boxes are in the image's pixels.
+    """
+    height, width = size
+    factor = min(1.0, max_side / max(height, width))
+    work = (max(1, round(height * factor)), max(1, round(width * factor)))
+    fy, fx = work[0] / height, work[1] / width
+    seed = (chosen[0] * fx, chosen[1] * fy, chosen[2] * fx, chosen[3] * fy)
+    fused = fused_window(levels, scaled_sizes, work, kernel, stride, seed)
+    finer = range(chosen_level, len(levels))
+    evidence = evidence_map([levels[k] for k in finer], [scaled_sizes[k] for k in finer], work, kernel, stride)
+    box = tight_box(evidence, fused, threshold)
+
+    def back(b: Box) -> Box:
+        return b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy
+
+    return Tight(back(box), back(fused), evidence, (fy, fx))
+
+
+def tight_of(
+    choice: Choice,
+    size: tuple[int, int],
+    scaled_sizes: Sequence[tuple[int, int]],
+    kernel: int,
+    stride: int,
+    window: Box,
+) -> Tight:
+    """:func:`tight` for a :class:`~fcnx.method.selection.Choice` over levels of ``scaled_sizes`` whose cell has ``window``."""
+    levels = [summed / choice.nets for summed in choice.summed]
+    return tight(levels, scaled_sizes[: len(levels)], size, kernel, stride, choice.level, window)

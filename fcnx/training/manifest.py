@@ -1,0 +1,73 @@
+"""``ensemble.json``: the ensemble ``fcnx train --nets`` trained, as ``fcnx crop/evaluate --ensemble`` read it.
+
+No deep-learning import here: the CLI reads the file before any framework is loaded. Fields:
+``members`` (each ``net``, ``checkpoint`` relative to the file, ``val_top1``, ``finished``),
+``kernel`` (the common training size), ``classes``, ``config`` (the settings shared by the
+members), ``val_top1`` (the ensemble's mean-probability top-1 on the validation images) and
+``complete`` (every member trained).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fcnx.errors import UsageError
+from fcnx.io.files import atomic_text
+
+MANIFEST = "ensemble.json"
+
+
+@dataclass
+class Member:
+    """One net of the ensemble and its run (``outdir/<net>/``)."""
+
+    net: str
+    checkpoint: str
+    val_top1: float | None = None
+    finished: bool = False
+
+
+@dataclass
+class Manifest:
+    """What ``ensemble.json`` holds (see the module docstring)."""
+
+    members: list[Member]
+    kernel: int
+    config: dict[str, Any]
+    classes: list[str] = field(default_factory=list)
+    val_top1: float | None = None
+    complete: bool = False
+    version: int = 1
+
+    def write(self, outdir: Path) -> Path:
+        return atomic_text(outdir / MANIFEST, json.dumps(asdict(self), indent=1) + "\n")
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest at ``path`` (a file, or a run folder holding ``ensemble.json``); one-line errors naming it."""
+    path = path / MANIFEST if path.is_dir() else path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        members = [Member(**m) for m in data.pop("members")]
+        manifest = Manifest(members=members, **data)
+    except FileNotFoundError:
+        raise UsageError("no such ensemble file", path) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"not an ensemble file of fcnx train --nets ({type(exc).__name__}: {exc})", path) from None
+    return manifest
+
+
+def ensemble_weights(path: Path) -> tuple[list[str], dict[str, str], int]:
+    """Nets, their checkpoint files and the common kernel of the trained ensemble at ``path``."""
+    manifest = read_manifest(path)
+    path = path / MANIFEST if path.is_dir() else path
+    if not manifest.complete:
+        raise UsageError(f"its training has not finished: continue it with fcnx train --resume -o {path.parent}", path)
+    files = {m.net: str((path.parent / m.checkpoint).resolve()) for m in manifest.members}
+    missing = [f for f in files.values() if not Path(f).is_file()]
+    if missing:
+        raise UsageError(f"checkpoint {missing[0]} of the ensemble is missing", path)
+    return [m.net for m in manifest.members], files, manifest.kernel

@@ -1,0 +1,61 @@
+"""The real-photo check (benchmarks/real_photos.py) with the targets of issue #14.
+
+Slow: the default EfficientNet-Lite ensemble's pyramid and an ensemble Grad-CAM on 15 photos
+(about 20 s a photo on one busy core). The issue's absolute targets are not met yet: they are
+strict expected failures, so the day they are met the test says so.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("skimage")
+pytest.importorskip("pytorch_grad_cam")
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+
+import real_photos
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def summary():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = real_photos.run(real_photos.samples(8, 0), 3.0, progress=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    return result["summary"]["all"]
+
+
+def test_the_set_is_seeded_and_the_pasted_boxes_lie_in_their_photos():
+    a, b = real_photos.samples(8, 0), real_photos.samples(8, 0)
+    assert [s.name for s in a] == [s.name for s in b] and all((s.pixels == t.pixels).all() for s, t in zip(a, b))
+    assert [s.kind for s in a].count("pasted") == 8
+    for s in a:
+        x, y, w, h = s.truth
+        assert x >= 0 and y >= 0 and x + w <= s.pixels.shape[1] and y + h <= s.pixels.shape[0]
+
+
+def test_fcnx_boxes_beat_grad_cam_and_the_blind_boxes(summary):
+    with_category, label_free = summary["with"], summary["free"]
+    for side in (with_category, label_free):
+        assert side["tight"]["mean_iou"] > side["Grad-CAM ensemble"]["mean_iou"]
+        assert side["tight"]["mean_iou"] > max(side["centred box"]["mean_iou"], side["whole image"]["mean_iou"])
+    assert with_category["tight"]["mean_iou"] >= with_category["square (paper)"]["mean_iou"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue #14's target, not met: tight with the category reaches 0.48 mean IoU")
+def test_issue_target_tight_with_the_category(summary):
+    assert summary["with"]["tight"]["mean_iou"] >= 0.65
+
+
+@pytest.mark.xfail(strict=True, reason="issue #14's target, not met: tight without a category reaches 0.37 mean IoU")
+def test_issue_target_tight_label_free(summary):
+    assert summary["free"]["tight"]["mean_iou"] >= 0.5

@@ -1,0 +1,144 @@
+"""``fcnx crop --box tight|square`` end to end on fcnx-tiny's demo canvases with their true boxes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import fcnx_tiny
+from fcnx.cli import cli
+from fcnx.engine.cropper import Cropper
+from fcnx.io.images import dataset_items
+from fcnx.method import evidence, metrics
+from fcnx.method.selection import select
+
+DEMO = Path(fcnx_tiny.__file__).parent / "demo"
+NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]
+#: boxes.csv's columns before --box existed (with these nets): square runs keep them, in this order, first
+COLUMNS = [
+    "file",
+    "path",
+    "label",
+    "category",
+    "category_index",
+    "found",
+    "votes",
+    "nets",
+    "confidence",
+    "mean_confidence",
+    "scale",
+    "level",
+    "cell_i",
+    "cell_j",
+    "x",
+    "y",
+    "w",
+    "h",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "crop",
+    "heatmap",
+    "score:tiny_vgg",
+    "score:tiny_resnet",
+    "score:tiny_inception",
+    "vote:tiny_vgg",
+    "vote:tiny_resnet",
+    "vote:tiny_inception",
+]
+
+
+def crop(out: Path, *options: str) -> tuple[dict[str, dict], list[dict[str, str]]]:
+    argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--dry-run", "-q", *options]
+    result = CliRunner().invoke(cli, argv, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    with (out / "boxes.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {r["file"]: r for r in records}, rows
+
+
+def xywh(record: dict) -> list[float]:
+    return [record[k] for k in "xywh"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tight")
+    return {"tight_out": tmp / "tight"} | {
+        box: crop(tmp / box, "--box", box, *(["--heatmaps-npy"] if box == "tight" else [])) for box in evidence.BOXES
+    }
+
+
+def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs, one_thread):
+    records, rows = runs["square"]
+    cropper = Cropper.from_nets(NETS, kernel=56, device="cpu")
+    assert len(records) == 10
+    for item in dataset_items(DEMO):
+        record = records[item.rel.as_posix()]
+        size, levels, label_levels, _ = cropper.label_levels(item, item.label)
+        window = cropper.box_of(select(label_levels), size, levels)
+        assert record["box_kind"] == "square"
+        assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
+    assert list(rows[0])[: len(COLUMNS)] == COLUMNS
+    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight") for c in "xywh"] + ["map"]
+    assert list(rows[0])[len(COLUMNS) :] == added
+
+
+def test_tight_boxes_fit_the_demo_objects_better_than_the_square(runs):
+    square, _ = runs["square"]
+    tight, rows = runs["tight"]
+    truth = json.loads((DEMO / "boxes.json").read_text())
+    assert square.keys() == tight.keys()
+    for key, record in tight.items():
+        # the same choice: the window is the square run's box; the tight box is what this run crops
+        assert (
+            record["box_kind"] == "tight" and record["window"] == xywh(square[key]) and xywh(record) == record["tight"]
+        )
+        assert record["tight"] == square[key]["tight"]
+    assert {r["file"]: float(r["tight_w"]) for r in rows} == {k: r["tight"][2] for k, r in tight.items()}
+    keys = sorted(tight)
+    boxes = {name: np.array([xywh(run[k]) for k in keys]) for name, run in (("square", square), ("tight", tight))}
+    true = np.array([truth[k.removeprefix("images/")] for k in keys])
+    iou = {name: metrics.box_iou(b, true) for name, b in boxes.items()}
+    assert iou["tight"].mean() > iou["square"].mean() and iou["tight"].mean() >= 0.3
+    assert np.mean(iou["tight"] >= 0.4) >= np.mean(iou["square"] >= 0.4)
+
+
+def test_an_outdir_of_square_boxes_refuses_tight_ones(runs, tmp_path):
+    out = tmp_path / "o"
+    crop(out, "--box", "square")
+    argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--dry-run", "-q", "--box", "tight"]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code != 0 and "box differ" in result.output
+
+
+def test_score_maps_are_float32_in_0_1_at_the_image_size_and_hold_the_tight_box(runs):
+    tight, _ = runs["tight"]
+    truth = json.loads((DEMO / "boxes.json").read_text())
+    maps, boxes = [], []
+    for key, record in sorted(tight.items()):
+        assert record["map"] == f"maps/{key}.npy"
+        heat = np.load(runs["tight_out"] / record["map"])
+        assert heat.dtype == np.float32 and heat.shape == (record["height"], record["width"])
+        assert heat.min() == 0.0 and heat.max() == 1.0
+        x, y, w, h = (round(v) for v in record["tight"])
+        assert heat[y : y + h, x : x + w].max() == 1.0  # the peak lies in the tight box
+        maps.append(heat)
+        boxes.append(truth[key.removeprefix("images/")])
+    assert metrics.maxboxacc_v2(maps, boxes).maxboxacc > 0
+
+
+def test_map_names_keep_the_image_name_and_add_the_category_when_there_are_several():
+    from pathlib import PurePosixPath
+
+    from fcnx.jobs.maps import map_path
+
+    assert map_path(PurePosixPath("images/cat/x.png"), "cat", 1) == PurePosixPath("maps/images/cat/x.png.npy")
+    assert map_path(PurePosixPath("a/x.jpg"), "ice cream/2", 2) == PurePosixPath("maps/a/x.jpg.ice_cream_2.npy")

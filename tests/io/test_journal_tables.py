@@ -1,0 +1,113 @@
+"""The crop journal, the CSV writer, atomic files and output names, on generated cases."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fcnx.errors import one_line
+from fcnx.io import files
+from fcnx.io.files import OutdirLock, atomic_bytes
+from fcnx.io.journal import append_lines, dump_line, read_journal
+from fcnx.io.tables import csv_bytes
+from fcnx.jobs.naming import NAME_MAX, crop_name, fit, heatmap_name, is_own_output, unique
+
+#: file names as a POSIX file system allows them: any bytes but NUL and '/'
+NAMES = st.binary(min_size=1, max_size=60).filter(lambda b: b"\0" not in b and b"/" not in b and b not in (b".", b".."))
+
+
+@given(NAMES)
+def test_journal_lines_keep_any_file_name_losslessly_as_valid_utf8_json(name):
+    record = {"path": "/photos/" + os.fsdecode(name), "file": os.fsdecode(name), "n": 1}
+    line = dump_line(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    back = json.loads(line.decode("utf-8"))  # strict UTF-8: any JSON reader can read it
+    assert os.fsencode(back["file"]) == name and back == record
+
+
+@given(NAMES)
+def test_csv_cells_are_one_line_valid_utf8_and_never_formulas(name):
+    text = os.fsdecode(name)
+    data = csv_bytes(["file", "x"], [{"file": text, "x": -1.5}])
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    assert data.count(b"\r\n") == 2 and len(rows) == 2  # header and one line
+    shown = one_line(text)
+    assert rows[1] == ["'" + shown if shown[0] in "=+-@" else shown, "-1.5"]  # numbers as they are
+
+
+def test_one_line_escapes_controls_and_bytes_that_are_not_utf8():
+    assert one_line("a\nb\tc") == "a\\nb\\tc"
+    assert one_line(os.fsdecode(b"caf\xe9")) == "caf\\xe9"
+    assert one_line("naïve name") == "naïve name"
+
+
+def test_a_failed_append_leaves_the_journal_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "boxes.jsonl"
+    append_lines(path, dump_line({"path": "a"}))
+    real = os.write
+    calls = []
+
+    def full(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data)[:5])  # a short write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        append_lines(path, dump_line({"path": "b"}) + dump_line({"path": "c"}))
+    monkeypatch.undo()
+    assert path.read_bytes() == dump_line({"path": "a"}) and len(calls) == 2
+    assert [r for _, r in read_journal(path).lines] == [{"path": "a"}]
+
+
+def test_atomic_files_use_short_temporary_names_and_leave_none_behind(tmp_path, monkeypatch):
+    names = []
+    real = files.tempfile.mkstemp
+
+    def spy(**kwargs):
+        fd, tmp = real(**kwargs)
+        names.append(Path(tmp).name)
+        return fd, tmp
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", spy)
+    target = tmp_path / ("é" * 127 + ".p")  # 256 bytes with the suffix: at the limit
+    target = target.with_name(target.name[:-1])
+    atomic_bytes(target, b"data")
+    assert target.read_bytes() == b"data" and len(names[0]) == 18 and os.listdir(tmp_path) == [target.name]
+
+
+def test_a_second_holder_of_the_lock_is_told_who_has_it(tmp_path):
+    busy = rf"in use by another run \(fcnx crop, pid {os.getpid()} on "
+    with OutdirLock(tmp_path, "fcnx crop"), pytest.raises(files.UsageError, match=busy):
+        OutdirLock(tmp_path).acquire()
+    with OutdirLock(tmp_path):  # released: free again, and the idle lock file is empty
+        pass
+    assert (tmp_path / ".fcnx-lock").read_bytes() == b""
+
+
+@given(st.text(min_size=1, max_size=200).filter(lambda t: "/" not in t and "\0" not in t), st.integers(1, 5))
+def test_output_names_fit_the_file_system_and_keep_in_place_marks(stem, n):
+    rel = PurePosixPath("sub") / f"{stem}.png"
+    for in_place in (False, True):
+        name = crop_name(rel, "a category", in_place, n)
+        assert len(os.fsencode(name.name)) <= NAME_MAX and name.parent == rel.parent and name.suffix == ".png"
+        assert is_own_output(Path("/out") / name, Path("/out")) == in_place
+    assert len(os.fsencode(heatmap_name(rel, None, n).name)) <= NAME_MAX
+
+
+def test_long_names_are_shortened_distinctly_and_unique_counts_up():
+    a, b = PurePosixPath("a" * 300 + "1.png"), PurePosixPath("a" * 300 + "2.png")
+    assert fit(a) != fit(b) and len(fit(a).name) == NAME_MAX and fit(a).suffix == ".png"
+    taken = {PurePosixPath("x.png"), PurePosixPath("x-2.png")}
+    assert unique(
+        lambda n: crop_name(PurePosixPath("x.png"), None, False, n), lambda p: p not in taken
+    ) == PurePosixPath("x-3.png")
