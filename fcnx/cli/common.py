@@ -126,7 +126,7 @@ def _with_ensemble_file(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --nets, --weights, --kernel, --device and --ensemble to a click command."""
+    """Add --nets, --weights, --kernel, --device, --ensemble, --backend and --precision to a click command."""
     command = _with_ensemble_file(command)
     options = [
         click.option(
@@ -153,10 +153,48 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
             f"the default ensemble].",
         ),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        *backend_options(),
     ]
+    command = _with_backend(command)
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def backend_options() -> list[Callable[..., Any]]:
+    """--backend and --precision: what runs the nets (fcnx.engine.backends, docs/performance.md)."""
+    from fcnx.engine.backends import BACKENDS, PRECISIONS
+
+    return [
+        click.option(
+            "--backend",
+            default="torch",
+            show_default=True,
+            type=click.Choice(BACKENDS),
+            help="What runs the nets: torch (the reference), or on the CPU the net exported once to "
+            "ONNX (cached in $FCNX_CACHE, else ~/.cache/fcnx) and run by OpenVINO (pip install "
+            "'fcnx[openvino]') or ONNX Runtime (pip install 'fcnx[onnx]').",
+        ),
+        click.option(
+            "--precision",
+            default="fp32",
+            show_default=True,
+            type=click.Choice(PRECISIONS),
+            help="bf16: --backend openvino on a CPU with native bf16 (AVX-512 BF16 or AMX), else fp32.",
+        ),
+    ]
+
+
+def _with_backend(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``command`` with its --backend/--precision as the default of every ensemble it builds."""
+    from fcnx.engine.backends import selected
+
+    @functools.wraps(command)
+    def run(*args: Any, backend: str, precision: str, **kwargs: Any) -> Any:
+        with selected(backend, precision):
+            return command(*args, **kwargs)
+
+    return run
 
 
 def is_local_engine(engine: str, address: str | None, actors: int | None) -> bool:

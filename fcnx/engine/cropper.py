@@ -33,10 +33,14 @@ from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, NonFiniteOutput, load
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
 from fcnx.method import evidence, geometry
-from fcnx.method.selection import RULES, Choice, Level, Selector, top_category
+from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
 MAX_LEVEL_PIXELS = 16_000_000
+
+
+#: levels per category recomputed in fp32 after a reduced-precision pass (the best ones by the selection's key)
+RECHECK = 2
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,8 @@ class Cropper:
         self.keep_heatmaps = keep_heatmaps
         self.box = box
         self.max_level_pixels = max_level_pixels
+        #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
+        self.recheck = RECHECK
         self.categories = [self.category_index(c) for c in categories] if categories else None
         if self.categories is not None and len(set(self.categories)) != len(self.categories):
             raise UsageError("a category was given twice")
@@ -265,10 +271,22 @@ class Cropper:
         device: Any = "auto",
         half: bool = False,
         compile: bool = False,
+        backend: str | None = None,
+        precision: str | None = None,
         **options: Any,
     ) -> Cropper:
         """Load the ensemble (see :func:`fcnx.engine.ensemble.load_ensemble`) and build a cropper with ``options``."""
-        return cls(load_ensemble(nets, weights, kernel=kernel, device=device, half=half, compile=compile), **options)
+        ensemble = load_ensemble(
+            nets,
+            weights,
+            kernel=kernel,
+            device=device,
+            half=half,
+            compile=compile,
+            backend=backend,
+            precision=precision,
+        )
+        return cls(ensemble, **options)
 
     @property
     def classes(self) -> list[str]:
@@ -473,6 +491,7 @@ class Cropper:
         kept: list[list[torch.Tensor]] = [[] for _ in batch]  # no category: all probabilities, kept on the device
         maps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
         active = list(range(len(batch)))
+        seen: list[list[list[Level]]] = [[[] for _ in s] for s in selectors]  # per image and category
         for _, size in levels:
             subset = pixels if len(active) == len(batch) else pixels[torch.tensor(active, device=device)]
             probs = ensemble.probabilities(resize(subset, size))  # A x nets x classes x h x w
@@ -484,7 +503,8 @@ class Cropper:
                 for a, b in enumerate(active):
                     for k, selector in enumerate(selectors[b]):
                         if not selector.done:
-                            selector.add(Level(prob[a, :, k], vote[a, :, k]))
+                            seen[b][k].append(Level(prob[a, :, k], vote[a, :, k]))
+                            selector.add(seen[b][k][-1])
                 active = [b for b in active if not all(s.done for s in selectors[b])]
                 if not active:
                     break
@@ -501,8 +521,25 @@ class Cropper:
                 for probs in kept[b]:
                     prob = probs[:, category].cpu().numpy()
                     vote = (probs.argmax(dim=1) == category).cpu().numpy()
-                    selectors[b][0].add(Level(prob, vote))
+                    seen[b][0].append(Level(prob, vote))
+                    selectors[b][0].add(seen[b][0][-1])
+        if ensemble.precision != "fp32" and not early and self.recheck:
+            selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
         return [self._result(p, s) for p, s in zip(batch, selectors)]
+
+    def _recheck(self, prepared: _Prepared, pixels: torch.Tensor, seen: list[list[Level]]) -> list[Selector]:
+        """Selection again after the ``recheck`` best levels per category are recomputed in fp32."""
+        selectors = []
+        for category, levels in zip(prepared.categories or [], seen):
+            keys = [(c.votes, c.confidence) for c in (select([level], self.selection) for level in levels)]
+            for index in sorted(range(len(levels)), key=lambda i: keys[i], reverse=True)[: self.recheck]:
+                probs = self.ensemble.probabilities(resize(pixels, prepared.levels[index][1]), exact=True)[0]
+                levels[index] = Level(probs[:, category].cpu().numpy(), (probs.argmax(dim=1) == category).cpu().numpy())
+            selector = Selector(self.selection)
+            for level in levels:
+                selector.add(level)
+            selectors.append(selector)
+        return selectors
 
     def _result(self, prepared: _Prepared, selectors: list[Selector]) -> CropResult:
         names = self.ensemble.names

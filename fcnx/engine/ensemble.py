@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fcnx.engine import backends
+from fcnx.engine.backends.folding import fold_batchnorm
 from fcnx.engine.devices import resolve_device
 from fcnx.engine.fcn import FCN, load_fcn
 from fcnx.errors import FcnxError, UsageError
@@ -74,10 +76,22 @@ class Ensemble:
     ``B x nets x classes x h x w`` on the common cell grid. Nets are switched to channels-last
     memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
     (CUDA or MPS only); ``compile`` wraps each torch net in ``torch.compile`` with dynamic shapes
-    (one compilation serves every pyramid level; the first images pay for it).
+    (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
+    torch net's batch norms into its convolutions (:mod:`fcnx.engine.backends.folding`; the same
+    function to float rounding, the FCN's ``classifier`` keeps them). ``backend`` and ``precision``
+    choose what runs the nets (:mod:`fcnx.engine.backends`; default: :func:`~fcnx.engine.backends.current`).
     """
 
-    def __init__(self, fcns: Sequence[FCN], *, half: bool = False, compile: bool = False) -> None:
+    def __init__(
+        self,
+        fcns: Sequence[FCN],
+        *,
+        half: bool = False,
+        compile: bool = False,
+        fold: bool = True,
+        backend: str | None = None,
+        precision: str | None = None,
+    ) -> None:
         if not fcns:
             raise UsageError("an ensemble needs at least one net")
         self.fcns = list(fcns)
@@ -101,10 +115,25 @@ class Ensemble:
         self.names = _unique_names([f.name for f in self.fcns])
         for fcn in self.fcns:
             if isinstance(fcn.net, torch.nn.Module):
+                if fold:
+                    fcn.net, _ = fold_batchnorm(fcn.net, _probe(fcn))
                 fcn.net.to(memory_format=torch.channels_last)
                 if compile:
+                    if backends.dynamic_padding(fcn.net):
+                        raise UsageError(
+                            f"--compile cannot compile {fcn.name} in bounded time (its TF-'same' padding, computed "
+                            f"from each input's size, stalls torch.compile); use --backend openvino instead"
+                        )
                     fcn.net = torch.compile(fcn.net, dynamic=True)
         self.compiled = compile
+        backend, precision = backend or backends.current()[0], precision or backends.current()[1]
+        self.precision = backends.check(backend, precision, self.device.type)
+        if compile and backend != "torch":
+            raise UsageError(f"--compile applies to --backend torch; --backend {backend} compiles the nets itself")
+        self.backend = backend
+        #: what runs each net: pixels in [0, 255] -> logits (the FCN itself for torch)
+        self.runners = [backends.runner(fcn, backend, self.precision) for fcn in self.fcns]
+        self._exact: list[backends.Runner] | None = None
         #: seconds spent in the nets' forward passes (on CUDA/MPS: kernel launch time unless ``timed``)
         self.forward_seconds = 0.0
         #: synchronise the device around forward passes, so that ``forward_seconds`` is exact on a GPU
@@ -119,10 +148,19 @@ class Ensemble:
             size[1], self.kernel, self.stride
         )
 
+    def exact_runners(self) -> list[backends.Runner]:
+        """Runners of the same nets in fp32 (built on first use; the usual ones when the precision is fp32)."""
+        if self.precision == "fp32":
+            return self.runners
+        if self._exact is None:
+            self._exact = [backends.runner(fcn, self.backend, "fp32") for fcn in self.fcns]
+        return self._exact
+
     @torch.inference_mode()
-    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, pixels: torch.Tensor, exact: bool = False) -> torch.Tensor:
         """Softmax probabilities ``B x nets x classes x rows x cols`` of RGB pixels ``B x 3 x H x W`` in ``[0, 255]``.
 
+        ``exact``: in fp32 whatever the ensemble's precision (the cropper's recheck of its best levels).
         Raises :class:`NonFiniteOutput` when a net's outputs for the batch are not all finite.
         """
         rows, cols = self.cells(tuple(pixels.shape[-2:]))
@@ -131,9 +169,9 @@ class Ensemble:
         out = []
         self._synchronize()
         start = time.perf_counter()
-        for fcn, order in zip(self.fcns, self._orders):
+        for fcn, run, order in zip(self.fcns, self.exact_runners() if exact else self.runners, self._orders):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-                logits = fcn(pixels)
+                logits = run(pixels)
             if logits.shape[-2] < rows or logits.shape[-1] < cols:
                 raise RuntimeError(
                     f"{fcn.name} returned a {tuple(logits.shape[-2:])} heatmap for input "
@@ -160,6 +198,12 @@ class Ensemble:
             torch.mps.synchronize()
 
 
+def _probe(fcn: FCN) -> torch.Tensor:
+    """One fixed random kernel-sized input, normalized for ``fcn``'s net."""
+    pixels = torch.rand(1, 3, fcn.kernel, fcn.kernel, generator=torch.Generator().manual_seed(0)) * 255
+    return fcn.normalize(pixels.to(fcn.device))
+
+
 def _unique_names(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     unique = []
@@ -177,12 +221,14 @@ def load_ensemble(
     device: Any = "auto",
     half: bool = False,
     compile: bool = False,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> Ensemble:
     """Load ``nets`` (backbone names) at the common ``kernel`` on ``device`` into an :class:`Ensemble`.
 
     ``weights`` maps a backbone name to an fcnx checkpoint file (its classes are used) or to a
     pretrained tag (``"pretrained"`` or a hub tag); a net without an entry uses ``"pretrained"``.
-    ``half`` and ``compile``: see :class:`Ensemble`.
+    ``half``, ``compile``, ``backend`` and ``precision``: see :class:`Ensemble`.
     """
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(nets))
@@ -193,4 +239,4 @@ def load_ensemble(
         )
     dev = resolve_device(device) if isinstance(device, str) else device
     fcns = [load_fcn(name, weights.get(name, "pretrained"), kernel=kernel, device=dev) for name in nets]
-    return Ensemble(fcns, half=half, compile=compile)
+    return Ensemble(fcns, half=half, compile=compile, backend=backend, precision=precision)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from fcnx.engine import backends
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.images import ImageItem
 
@@ -53,6 +54,8 @@ class CropperConfig:
     half: bool = False
     compile: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: what runs the nets in the actors (default: the driver's, :func:`fcnx.engine.backends.current`)
+    backend: tuple[str, str] = dataclasses.field(default_factory=backends.current)
 
     def __post_init__(self) -> None:
         absolute = {n: os.path.abspath(w) if Path(w).is_file() else w for n, w in self.weights.items()}
@@ -68,6 +71,8 @@ class CropperConfig:
             device=device,
             half=self.half,
             compile=self.compile,
+            backend=self.backend[0],
+            precision=self.backend[1],
             **self.options,
             workers=0,
         )

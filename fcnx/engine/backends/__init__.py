@@ -1,0 +1,102 @@
+"""How the FCNs run: ``torch`` (the reference), or a CPU runtime on the net exported once and cached on disk.
+
+The one interface the :class:`~fcnx.engine.ensemble.Ensemble` calls is a *runner*: a callable from RGB pixels
+``N x 3 x H x W`` in ``[0, 255]`` to logits ``N x classes x h x w`` (a torch :class:`~fcnx.engine.fcn.FCN` is
+one). :func:`runner` builds one for a backend and precision. The CLI's choice reaches every ensemble built
+while a command runs (local or in Ray actors) through :func:`selected` / :func:`current`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fcnx.errors import UsageError
+
+if TYPE_CHECKING:
+    from fcnx.engine.fcn import FCN
+
+#: ``torch``: eager PyTorch, the reference; the others run the FCN exported to ONNX, on the CPU
+BACKENDS = ("torch", "openvino", "onnxruntime")
+PRECISIONS = ("fp32", "bf16")
+#: the pip extra that installs each runtime
+EXTRAS = {"openvino": "openvino", "onnxruntime": "onnx"}
+#: CPU flags that mean native bf16 arithmetic (AVX-512 BF16 or AMX)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+Runner = Callable[[Any], Any]
+
+_selected: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("fcnx_backend", default=("torch", "fp32"))
+
+
+def current() -> tuple[str, str]:
+    """The ``(backend, precision)`` ensembles use unless told otherwise (set by :func:`selected`)."""
+    return _selected.get()
+
+
+@contextlib.contextmanager
+def selected(backend: str, precision: str) -> Iterator[None]:
+    """Make ``(backend, precision)`` the default of the ensembles built inside the ``with`` block."""
+    token = _selected.set((backend, precision))
+    try:
+        yield
+    finally:
+        _selected.reset(token)
+
+
+@functools.cache
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes in bf16 natively (its flags list AVX-512 BF16 or AMX)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
+def check(backend: str, precision: str, device_type: str) -> str:
+    """The precision ``backend`` will run at; :class:`UsageError` for a combination that cannot run.
+
+    ``bf16`` needs ``openvino`` and a CPU with native bf16; without the latter one line says so and
+    the nets run in fp32.
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if backend != "torch" and device_type != "cpu":
+        raise UsageError(f"--backend {backend} runs the nets on the CPU; add --device cpu or use --backend torch")
+    if precision == "bf16" and backend != "openvino":
+        raise UsageError("--precision bf16 needs --backend openvino")
+    if precision == "bf16" and not native_bf16():
+        print("fcnx: this CPU has no native bf16 (AVX-512 BF16 or AMX); running the nets in fp32", file=sys.stderr)
+        return "fp32"
+    return precision
+
+
+def dynamic_padding(net: Any) -> bool:
+    """Whether ``net`` holds timm's TF-"same" layers, which pad by each input's size at run time."""
+    try:
+        from timm.layers.conv2d_same import Conv2dSame
+        from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
+    except ImportError:
+        return False
+    return any(isinstance(m, (Conv2dSame, MaxPool2dSame, AvgPool2dSame)) for m in net.modules())
+
+
+def runner(fcn: FCN, backend: str, precision: str = "fp32", threads: int | None = None) -> Runner:
+    """What runs ``fcn`` on ``backend`` at ``precision`` (checked by :func:`check`); ``fcn`` itself for torch.
+
+    ``threads``: the runtime's threads (default: torch's intra-op thread count).
+    """
+    if backend == "torch":
+        return fcn
+    from fcnx.engine.backends import runtimes
+
+    return runtimes.build(fcn, backend, precision, threads)
