@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-import fcnx
+from fcnx import __version__
 from fcnx.io.files import atomic_text, atomic_write
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _key(fcn: FCN) -> dict[str, str | int]:
         "kernel": fcn.kernel,
         "pool": fcn.pool,
         "weights_sha256": weights_hash(fcn.net),
-        "fcnx": fcnx.__version__,
+        "fcnx": __version__,
         "torch": torch.__version__,
         "opset": OPSET,
     }
