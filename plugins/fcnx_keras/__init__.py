@@ -3,7 +3,7 @@
 Registering costs nothing: TensorFlow is imported only when one of these backbones is built,
 loaded or convolutionalized. Any other ``keras.applications`` CNN is ``keras/<Application>``
 (:mod:`fcnx_keras.generic` measures it on first use). Formulas were measured on Keras 3.15 / TensorFlow 2.21
-(``tests/test_keras_receptive_sizes.py`` re-checks them); see ``docs/keras.md``.
+(``tests/keras/test_keras_receptive_sizes.py`` re-checks them); see ``docs/keras.md``.
 """
 
 from __future__ import annotations

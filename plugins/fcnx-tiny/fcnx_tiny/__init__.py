@@ -24,7 +24,7 @@ DEFAULT_SIZE = 56  # a kernel all four accept: D = 3, 7, 5, 7
 SHIPPED_TAG = "fashion-bench"
 WEIGHTS = Path(__file__).parent / "weights"
 
-#: name -> (offset, padding, description); W_min(D) = STRIDE * D + offset, checked by tests/test_tiny_plugin.py
+#: name -> (offset, padding, description); W_min(D) = STRIDE * D + offset, checked by tests/backbones/test_tiny_plugin.py
 ARCHS: dict[str, tuple[int, str, str]] = {
     "tiny_vgg": (28, "valid", "tiny VGG-like: 3 x (two valid 3x3 convs, 2x2 max pool), 64 channels"),
     "tiny_resnet": (-7, "same", "tiny ResNet-like: same-padded stem and three stride-2 basic blocks, 64 channels"),
