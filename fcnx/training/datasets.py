@@ -26,9 +26,8 @@ from typing import Any, Literal
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io import images
-from fcnx.io.images import IMAGE_SUFFIXES, ImageItem
+from fcnx.io.images import IMAGE_SUFFIXES, SPLITS, ImageItem
 
-SPLITS = ("train", "test", "all")
 #: label of a sample whose image could not be read (the training loop drops it and counts it)
 UNREADABLE = -1
 #: folders that hold a split of a class-folder dataset, by split name
