@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,10 @@ from fcnx.io.images import ImageItem, dataset_items
 from fcnx.method import evidence, metrics
 from fcnx.method.geometry import XYWH
 from fcnx.method.selection import RULES, Choice, Level, select, top_category
+
+if TYPE_CHECKING:
+    from fcnx.engine.cropper import Cropper
+    from fcnx.engine.ensemble import Ensemble
 
 #: localization targets of issue #6: the ensemble beats the centred box by this much (MaxBoxAccV2)
 CENTRED_MARGIN = 0.20
@@ -86,12 +90,12 @@ def subset_choice(pyramid: Pyramid, nets: Sequence[int], rule: str) -> Choice:
     return select([Level(level.prob[list(nets)], level.vote[list(nets)]) for level in pyramid.label_levels], rule)
 
 
-def subset_box(cropper: Any, pyramid: Pyramid, nets: Sequence[int], rule: str) -> XYWH:
+def subset_box(cropper: Cropper, pyramid: Pyramid, nets: Sequence[int], rule: str) -> XYWH:
     """The box the nets ``nets`` (indices) choose under ``rule``: what ``fcnx crop`` would give with only them."""
     return cropper.box_of(subset_choice(pyramid, nets, rule), pyramid.size, pyramid.levels)
 
 
-def subset_tight(cropper: Any, pyramid: Pyramid, nets: Sequence[int], rule: str) -> evidence.Tight:
+def subset_tight(cropper: Cropper, pyramid: Pyramid, nets: Sequence[int], rule: str) -> evidence.Tight:
     """The tight fit of that choice: its ``box`` is what ``fcnx crop --box tight`` would give with only those nets."""
     choice = subset_choice(pyramid, nets, rule)
     window = cropper.box_of(choice, pyramid.size, pyramid.levels)
@@ -175,7 +179,7 @@ class Results:
 
 
 def localization(
-    cropper: Any, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], *, seed: int = 0
+    cropper: Cropper, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], *, seed: int = 0
 ) -> tuple[dict[str, dict[str, float]], dict[int, dict[str, float]], dict[str, XYWH]]:
     """Box accuracy of every subset of the nets under both rules and of the baselines.
 
@@ -224,7 +228,9 @@ def localization(
     return scores, counts, ensemble_boxes
 
 
-def score_maps(cropper: Any, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid]) -> dict[str, dict[str, float]]:
+def score_maps(
+    cropper: Cropper, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid]
+) -> dict[str, dict[str, float]]:
     """MaxBoxAccV2 (:func:`fcnx.method.metrics.maxboxacc_v2`) of the full ensemble's score maps of each canvas's label.
 
     ``object map (<rule>)``: what ``fcnx crop --heatmaps npy`` writes (:meth:`fcnx.method.evidence.Tight.object_map`);
@@ -246,7 +252,7 @@ def score_maps(cropper: Any, canvases: Sequence[Canvas], pyramids: Sequence[Pyra
 
 
 def unlabelled_boxes(
-    cropper: Any, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], crops: dict[str, XYWH]
+    cropper: Cropper, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], crops: dict[str, XYWH]
 ) -> dict[str, XYWH]:
     """The boxes ``fcnx crop`` gives with no label: for the ensemble's top class (recomputed where it is not the label)."""
     boxes = {}
@@ -261,7 +267,7 @@ def unlabelled_boxes(
 
 
 def classification(
-    classifiers: Any, canvases: Sequence[Canvas], crops: dict[str, XYWH], unlabelled: dict[str, XYWH]
+    classifiers: Ensemble, canvases: Sequence[Canvas], crops: dict[str, XYWH], unlabelled: dict[str, XYWH]
 ) -> list[dict[str, Any]]:
     """Top-1/top-5 of each classifier on the canvases, on the ensemble's crops for the label and for its
     top class (no label), and on the true boxes."""
@@ -282,7 +288,7 @@ def classification(
     return rows
 
 
-def mislabel_detection(cropper: Any, root: Path, share: float, seed: int) -> dict[str, Any]:
+def mislabel_detection(cropper: Cropper, root: Path, share: float, seed: int) -> dict[str, Any]:
     """Plant wrong labels on ``share`` of the test images of ``root``; score two signals against them.
 
     ``suspects``: the paper's, what ``fcnx suspects`` flags (no net votes for the label at any cell
@@ -327,8 +333,8 @@ def mislabel_detection(cropper: Any, root: Path, share: float, seed: int) -> dic
 
 
 def run(
-    cropper: Any,
-    classifiers: Any,
+    cropper: Cropper,
+    classifiers: Ensemble,
     root: Path,
     *,
     mislabel_share: float = 0.1,

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,10 @@ from fcnx.io.journal import read_journal
 from fcnx.method import geometry
 from fcnx.method.geometry import XYWH
 from fcnx.method.metrics import top_k_accuracy
+
+if TYPE_CHECKING:
+    from fcnx.engine.cropper import Cropper
+    from fcnx.engine.ensemble import Ensemble
 
 
 def cut_box(pixels: np.ndarray, box: XYWH) -> np.ndarray:
@@ -147,7 +151,7 @@ class Evaluation:
         self.skipped += other.skipped
 
 
-def squash(ensemble: Any, region: np.ndarray) -> Any:
+def squash(ensemble: Ensemble, region: np.ndarray) -> Any:
     """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
     import torch
 
@@ -157,7 +161,7 @@ def squash(ensemble: Any, region: np.ndarray) -> Any:
     return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
 
 
-def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], XYWH]:
+def crops_of(cropper: Cropper) -> Callable[[ImageItem, np.ndarray], XYWH]:
     """``box_of`` for :func:`evaluate` that crops each image for its label with ``cropper``."""
 
     def box_of(item: ImageItem, pixels: np.ndarray) -> XYWH:
@@ -167,7 +171,7 @@ def crops_of(cropper: Any) -> Callable[[ImageItem, np.ndarray], XYWH]:
     return box_of
 
 
-def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:
+def classify_batch(ensemble: Ensemble, squashed: Sequence[Any]) -> np.ndarray:
     """Class probabilities ``B x nets x classes`` of regions already :func:`squash`-ed, in one forward pass."""
     import torch
 
@@ -176,7 +180,7 @@ def classify_batch(ensemble: Any, squashed: Sequence[Any]) -> np.ndarray:
 
 
 def evaluate(
-    ensemble: Any,
+    ensemble: Ensemble,
     items: Iterable[ImageItem],
     box_of: Callable[[ImageItem, np.ndarray], XYWH | None] | None = None,
     progress: Callable[[], None] | None = None,
@@ -296,7 +300,7 @@ def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
 
 
 def find_suspects(
-    cropper: Any,
+    cropper: Cropper,
     items: Iterable[ImageItem],
     progress: Callable[[], None] | None = None,
     signal: str = "paper",
