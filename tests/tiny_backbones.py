@@ -32,7 +32,7 @@ LAYOUTS: dict[str, tuple[int, list[tuple[int, int, int]]]] = {
     "tiny11": (11, [(2, 1, 0), TRUNK, (2, 1, 0), TRUNK, (3, 1, 0), TRUNK, TRUNK, TRUNK]),
     "tiny_m25": (-25, [(2, 1, 13)] + [TRUNK] * 5),
 }
-PLAIN = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bilinear")
+PLAIN = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 class TinyNet(nn.Module):

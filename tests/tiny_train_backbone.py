@@ -72,7 +72,7 @@ SPEC = BackboneSpec(
     stride=32,
     offset=0,
     default_size=64,
-    preprocess=Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), interpolation="bicubic"),
+    preprocess=Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
     pretrained=("tiny.hub",),
     description="trainable test backbone",
     build=_build,

@@ -28,7 +28,6 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     channel_order: Literal["RGB", "BGR"] = "RGB"
-    interpolation: Literal["nearest", "bilinear", "bicubic"] = "bicubic"
 
 
 #: ``build(num_classes, head, pretrained)`` -> a classifier of the backbone's framework. ``head`` lists

@@ -40,7 +40,6 @@ def spec_record(spec: BackboneSpec) -> dict:
             "mean": list(pre.mean),
             "std": list(pre.std),
             "channel_order": pre.channel_order,
-            "interpolation": pre.interpolation,
         },
         "pretrained": list(spec.pretrained),
         "available": not missing,
@@ -156,8 +155,7 @@ def info_cmd(name: str, d_range: str, as_json: bool) -> None:
         f"  framework      {spec.framework} (plugin {spec.plugin})",
         f"  formula        W_min(D) = {rec['formula']}  (stride {spec.stride}, {spec.padding} padding)",
         f"  default size   {spec.default_size} (D={rec['d_at_default']}); at 299: D={rec['d_at_299']}",
-        f"  preprocess     (x/255 - mean)/std, mean={pre['mean']}, std={pre['std']}, "
-        f"{pre['channel_order']}, {pre['interpolation']}",
+        f"  preprocess     (x/255 - mean)/std, mean={pre['mean']}, std={pre['std']}, {pre['channel_order']}",
         f"  pretrained     {', '.join(spec.pretrained) or '-'}",
         f"  status         {'ok' if rec['available'] else 'unavailable: ' + rec['install_hint']}",
         "",

@@ -56,7 +56,7 @@ def model_card(spec: BackboneSpec, classes: list[str], config: Any, schedule: st
         f"| kernel (training input side) | {config.size} |",
         f"| receptive-size formula | W_min(D) = {spec.formula()} (stride {spec.stride}) |",
         f"| D (pooled cells) at the kernel | {spec.pool_size(config.size)} |",
-        f"| preprocessing | {pre.channel_order}, mean {list(pre.mean)}, std {list(pre.std)}, {pre.interpolation} |",
+        f"| preprocessing | {pre.channel_order}, mean {list(pre.mean)}, std {list(pre.std)} |",
         "",
         "## Training",
         "",

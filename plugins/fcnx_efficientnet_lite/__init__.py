@@ -22,7 +22,7 @@ from fcnx_efficientnet_lite.weights import WeightPackage
 PRETRAINED_TAG = "in1k"
 IMAGENET_CLASSES = 1000
 #: the TF EfficientNet-Lite convention, (x - 127) / 128, in fcnx's units (see docs/efficientnet.md)
-TF_LITE = Preprocess(mean=(127 / 255,) * 3, std=(128 / 255,) * 3, interpolation="bicubic")
+TF_LITE = Preprocess(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 #: TF "same" padding everywhere: D = ceil(W / 32), so W_min(D) = 32D - 31 (tests/backbones/test_efficientnet_lite.py)
 STRIDE, OFFSET = 32, -31
 

@@ -20,10 +20,9 @@ CAFFE = Preprocess(
     mean=(123.68 / 255, 116.779 / 255, 103.939 / 255),
     std=(1 / 255, 1 / 255, 1 / 255),
     channel_order="BGR",
-    interpolation="bilinear",
 )
 #: Keras ``tf`` mode: pixels scaled to [-1, 1]
-TF_MODE = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
+TF_MODE = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 #: fcnx name -> (keras.applications constructor, stride, offset, default size, preprocess, padding, description)
 ARCHS: dict[str, tuple[str, int, int, int, Preprocess, str, str]] = {

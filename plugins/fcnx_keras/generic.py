@@ -78,7 +78,6 @@ def preprocess_of(app: str) -> Preprocess:
         mean=tuple(float(v) + 0.0 for v in -shifts * std),  # type: ignore[arg-type]  (no -0.0)
         std=tuple(float(v) for v in std),  # type: ignore[arg-type]
         channel_order=order,  # type: ignore[arg-type]
-        interpolation="bilinear",
     )
 
 
@@ -164,7 +163,6 @@ def spec_for(app: str) -> BackboneSpec:
             mean=tuple(record["mean"]),  # type: ignore[arg-type]
             std=tuple(record["std"]),  # type: ignore[arg-type]
             channel_order=record["channel_order"],
-            interpolation="bilinear",
         ),
         padding="same" if offset <= 0 else "valid",
         pretrained=(),

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from fcnx.backbones.hookspecs import hookimpl
 from fcnx.backbones.spec import BackboneSpec, Preprocess
 
-INCEPTION = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
-IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear")
+INCEPTION = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 #: fcnx name -> (timm architecture, stride, offset, default size, preprocess, padding, pretrained tags, description)
 ARCHS: dict[str, tuple[str, int, int, int, Preprocess, str, tuple[str, ...], str]] = {
@@ -75,7 +75,7 @@ ARCHS: dict[str, tuple[str, int, int, int, Preprocess, str, tuple[str, ...], str
         32,
         -31,
         224,
-        Preprocess(mean=IMAGENET.mean, std=IMAGENET.std, interpolation="bicubic"),
+        Preprocess(mean=IMAGENET.mean, std=IMAGENET.std),
         "same",
         ("resnet50.a1_in1k", "resnet50.tv_in1k"),
         "ResNet-50",

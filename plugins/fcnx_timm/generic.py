@@ -9,7 +9,7 @@ record cached (:mod:`fcnx.backbones.probe`, keyed by timm version and architectu
 * exactness: a random initialisation on the CPU, at the kernel ``W_min(3)`` (VGG: ``W_min(7)``), must give the
   classifier's logits through the FCN (:func:`fcnx.backbones.probe.is_exact`).
 
-Input size, mean/std and interpolation are timm's ``pretrained_cfg`` (of the model name's tag, else
+Input size and mean/std are timm's ``pretrained_cfg`` (of the model name's tag, else
 of its first ImageNet-1k tag); ``--weights pretrained`` loads that tag. A model that cannot be
 convolutionalized (transformers, attention pooling, heads mixing cells) is refused in one line.
 """
@@ -30,7 +30,6 @@ IMAGENET_CLASSES = 1000
 PROBE_CLASSES = 3
 #: the exactness check's pooled side: windows of 3 x 3 cells (more for heads that need more)
 EXACT_POOL = 3
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 def namespace() -> str:
@@ -215,11 +214,9 @@ def imagenet_tags(model_name: str, with_weights: frozenset[str] | None = None) -
 
 def preprocess_of(cfg: Any) -> Preprocess:
     """fcnx's :class:`Preprocess` of a timm ``pretrained_cfg`` (mean/std in the same units, RGB)."""
-    interpolation = cfg.interpolation if cfg.interpolation in INTERPOLATIONS else "bicubic"
     return Preprocess(
         mean=tuple(float(v) for v in cfg.mean),  # type: ignore[arg-type]
         std=tuple(float(v) for v in cfg.std),  # type: ignore[arg-type]
-        interpolation=interpolation,
     )
 
 

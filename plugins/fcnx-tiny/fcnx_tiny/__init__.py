@@ -16,7 +16,7 @@ from typing import Any
 from fcnx.plugin import BackboneSpec, Preprocess, hookimpl
 
 #: pixels in [0, 255] -> [-1, 1]
-PREPROCESS = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
+PREPROCESS = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 STRIDE = 8  # one stride for all four, so that they can form one ensemble
 DEFAULT_SIZE = 56  # a kernel all four accept: D = 3, 7, 5, 7
 #: the pretrained tag of the weights shipped in ``fcnx_tiny/weights/``: trained by ``scripts/train_tiny.sh``
