@@ -38,9 +38,10 @@ import torch
 from PIL import Image
 
 from fcnx.engine import backends
-from fcnx.engine.cropper import Box, Cropper
+from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble
 from fcnx.engine.fcn import load_fcn
+from fcnx.engine.results import Box
 from fcnx.io.images import ImageItem, discover
 from fcnx.method.metrics import box_iou
 

@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from fcnx.engine import backends
-from fcnx.engine.cropper import Box, Cropper
+from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble
 from fcnx.engine.fcn import FCN, imagenet_classes, load_fcn
+from fcnx.engine.results import Box
 
 NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 KERNEL = 224

@@ -28,8 +28,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_crop import CLASSES, KERNEL, NETS, machine, make_photos
 
-from fcnx.engine.cropper import CropFailure, Cropper
+from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble, resize
+from fcnx.engine.results import CropFailure
 from fcnx.io.images import ImageItem, discover, load_rgb
 from fcnx.jobs.outputs import CropOutputs
 from fcnx.method import geometry

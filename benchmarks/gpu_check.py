@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnx.engine.cropper import Cropper, CropResult
+from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
+from fcnx.engine.results import CropResult
 from fcnx.errors import UsageError
 from fcnx.io.images import ImageItem
 from fcnx.method.metrics import box_iou

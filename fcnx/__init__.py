@@ -20,9 +20,9 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS = {
     "Cropper": "fcnx.engine.cropper",
-    "Box": "fcnx.engine.cropper",
-    "CropResult": "fcnx.engine.cropper",
-    "CropFailure": "fcnx.engine.cropper",
+    "Box": "fcnx.engine.results",
+    "CropResult": "fcnx.engine.results",
+    "CropFailure": "fcnx.engine.results",
     "Ensemble": "fcnx.engine.ensemble",
     "load_ensemble": "fcnx.engine.ensemble",
     "FCN": "fcnx.engine.fcn",
@@ -70,9 +70,10 @@ __all__ = [
 if TYPE_CHECKING:
     from fcnx.backbones.registry import get_backbone, list_backbones
     from fcnx.backbones.spec import BackboneSpec, Preprocess
-    from fcnx.engine.cropper import Box, CropFailure, Cropper, CropResult
+    from fcnx.engine.cropper import Cropper
     from fcnx.engine.ensemble import Ensemble, load_ensemble
     from fcnx.engine.fcn import FCN, load_fcn
+    from fcnx.engine.results import Box, CropFailure, CropResult
     from fcnx.errors import FcnxError, UsageError, WeightsError
     from fcnx.io.images import ImageItem, discover
     from fcnx.jobs.crop import CropOptions, run_crop

@@ -19,17 +19,18 @@ confident cell (:func:`fcnx.method.selection.top_category`).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import torch
 
+from fcnx.engine.decode import Decoded, Files, identity, min_decode_side
 from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, NonFiniteOutput, load_ensemble, resize
+from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
 from fcnx.method import evidence, geometry
@@ -41,121 +42,6 @@ MAX_LEVEL_PIXELS = 16_000_000
 
 #: levels per category recomputed in fp32 after a reduced-precision pass (the best ones by the selection's key)
 RECHECK = 2
-
-
-@dataclass(frozen=True)
-class Box:
-    """Where the ensemble finds one category in one image, in upright original-image pixels.
-
-    ``x, y, w, h`` is the window of cell ``cell`` at pyramid level ``level`` (scale ``scale``),
-    clipped to the image. ``votes``: nets whose top class at that cell is the category;
-    ``confidence``: their probabilities of it summed; ``found``: some net voted for it at some
-    cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
-    probability map at the chosen level (only when the cropper keeps heatmaps).
-
-    ``kind`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
-    ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
-    both are always given. ``evidence`` is the found object's score map in [0, 1]
-    (:meth:`fcnx.method.evidence.Tight.object_map`, at most :data:`~fcnx.method.evidence.MAX_SIDE`
-    a side; only with heatmaps).
-    """
-
-    category: str
-    category_index: int
-    found: bool
-    votes: int
-    nets: int
-    confidence: float
-    scale: float
-    level: int
-    cell: tuple[int, int]
-    scaled_size: tuple[int, int]
-    x: float
-    y: float
-    w: float
-    h: float
-    net_scores: dict[str, float]
-    net_votes: dict[str, bool]
-    levels_examined: int
-    stopped_early: bool
-    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
-    kind: str = "square"
-    window: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def mean_confidence(self) -> float:
-        return self.confidence / self.nets
-
-    @property
-    def x1(self) -> float:
-        return self.x
-
-    @property
-    def y1(self) -> float:
-        return self.y
-
-    @property
-    def x2(self) -> float:
-        return self.x + self.w
-
-    @property
-    def y2(self) -> float:
-        return self.y + self.h
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready facts of the box (without the heatmap)."""
-        return {
-            "category": self.category,
-            "category_index": self.category_index,
-            "found": self.found,
-            "votes": self.votes,
-            "nets": self.nets,
-            "confidence": self.confidence,
-            "mean_confidence": self.mean_confidence,
-            "scale": self.scale,
-            "level": self.level,
-            "cell": list(self.cell),
-            "scaled_size": list(self.scaled_size),
-            "x": self.x,
-            "y": self.y,
-            "w": self.w,
-            "h": self.h,
-            "x1": self.x1,
-            "y1": self.y1,
-            "x2": self.x2,
-            "y2": self.y2,
-            "net_scores": dict(self.net_scores),
-            "net_votes": dict(self.net_votes),
-            "levels_examined": self.levels_examined,
-            "stopped_early": self.stopped_early,
-            "box_kind": self.kind,
-            "window": list(self.window),
-            "tight": list(self.tight),
-        }
-
-
-@dataclass(frozen=True)
-class CropResult:
-    """One image's boxes: ``size`` is its upright ``(height, width)``, ``scales`` the pyramid used.
-
-    ``source`` identifies the file whose pixels gave the boxes (``None`` for an image given as pixels).
-    """
-
-    item: ImageItem
-    size: tuple[int, int]
-    scales: tuple[float, ...]
-    boxes: tuple[Box, ...]
-    source: Source | None = None
-
-
-@dataclass(frozen=True)
-class CropFailure:
-    """An image that could not be processed, with a one-line reason naming the file."""
-
-    item: ImageItem
-    error: str
 
 
 @dataclass
@@ -170,41 +56,6 @@ class _Prepared:
     @property
     def key(self) -> tuple:
         return self.size, tuple(self.pixels.shape), len(self.categories or ())
-
-
-def min_decode_side(kernel: int, max_scale: float) -> int:
-    """The short side an image is decoded to at least: the largest pyramid level needs no more."""
-    return math.ceil(kernel * max_scale)
-
-
-#: a decoded image: ``(pixels 3 x h x w uint8, upright size, file read)``, or the one-line error naming the file
-Decoded = tuple[torch.Tensor, tuple[int, int], Source] | str
-
-
-def decode(item: ImageItem, min_side: int) -> Decoded:
-    """``item``'s pixels (maybe decoded at reduced size, short side still >= ``min_side``), upright size and source."""
-    try:
-        image = read_rgb(item.path, min_side)
-    except FcnxError as exc:
-        return str(exc)
-    return torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous(), image.size, image.source
-
-
-class _Files(torch.utils.data.Dataset):
-    """Decodes images (in DataLoader workers): ``(index, decoded)``."""
-
-    def __init__(self, items: Sequence[ImageItem], min_side: int) -> None:
-        self.items, self.min_side = items, min_side
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[int, Decoded]:
-        return index, decode(self.items[index], self.min_side)
-
-
-def _identity(sample: Any) -> Any:
-    return sample
 
 
 class Cropper:
@@ -392,11 +243,11 @@ class Cropper:
         if not items:
             return
         loader = torch.utils.data.DataLoader(
-            _Files(items, self.min_side),
+            Files(items, self.min_side),
             batch_size=None,
             shuffle=False,
             num_workers=self.workers,
-            collate_fn=_identity,
+            collate_fn=identity,
             pin_memory=self.ensemble.device.type == "cuda",
             prefetch_factor=2 if self.workers else None,
         )

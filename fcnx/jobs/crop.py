@@ -383,7 +383,7 @@ class CropJob:
         )
 
     def _run(self) -> Generator[ImageResult, None, None]:
-        from fcnx.engine.cropper import CropFailure
+        from fcnx.engine.results import CropFailure
 
         summary, seconds = self.summary, self.summary.seconds
         results = self._engine()

@@ -312,7 +312,7 @@ def find_suspects(
     ``signal="graded"``: the images whose label is not the most confident class, ranked by
     :func:`label_gap` (on cluttered images the paper's signal rarely fires: docs/benchmark.md).
     """
-    from fcnx.engine.cropper import CropFailure
+    from fcnx.engine.results import CropFailure
 
     if signal not in SIGNALS:
         raise UsageError(f"unknown mislabel signal {signal!r}; use one of {', '.join(SIGNALS)}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from fcnx.engine.cropper import Box
+    from fcnx.engine.results import Box
 
 MAPS = "maps"
 #: the columns ``boxes.csv`` gains after the per-net ones: which box ``x, y, w, h`` is, both boxes, the map

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fcnx.engine.cropper import Box, CropResult
+from fcnx.engine.results import Box, CropResult
 from fcnx.errors import FcnxError
 from fcnx.io.files import OutdirLock, commit, is_disk_full, remove_temporaries, stage_bytes
 from fcnx.io.images import ImageItem, Source, open_upright, to_rgb

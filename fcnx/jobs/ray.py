@@ -92,7 +92,7 @@ class RayStats:
 
 def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, list]:
     """Ray Data task: decode the images of a batch (pickled ``(pixels 3 x h x w uint8, size, source)`` or the error)."""
-    from fcnx.engine.cropper import decode
+    from fcnx.engine.decode import decode
 
     decoded = []
     for raw in batch["item"]:
@@ -113,7 +113,7 @@ class CropActor:
         self.cropper.ensemble.timed = timed
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from fcnx.engine.cropper import decode
+        from fcnx.engine.decode import decode
 
         items = [pickle.loads(raw) for raw in batch["item"]]
         position = {id(item): int(index) for item, index in zip(items, batch["index"])}
@@ -218,7 +218,8 @@ def crop_on_ray(
     the actors (default: with GPU actors). ``timed``: synchronise around forward passes so that
     ``stats.forward_seconds`` is exact on a GPU.
     """
-    from fcnx.engine.cropper import CropFailure, min_decode_side
+    from fcnx.engine.decode import min_decode_side
+    from fcnx.engine.results import CropFailure
 
     ray = import_ray()
     items = list(items)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 if TYPE_CHECKING:
-    from fcnx.engine.cropper import Box
+    from fcnx.engine.results import Box
 
 COLORMAP = "inferno"
 

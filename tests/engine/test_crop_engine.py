@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 from tiny_backbones import COLOR_CLASSES, color_checkpoint, random_tiny_checkpoint
 
-from fcnx.engine.cropper import CropFailure, Cropper, CropResult
+from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble, load_ensemble, resize
 from fcnx.engine.fcn import load_fcn
+from fcnx.engine.results import CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.images import ImageItem, discover
 from fcnx.method import geometry

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fcnx.cli import cli
-from fcnx.engine.cropper import CropFailure, Cropper
+from fcnx.engine.cropper import Cropper
+from fcnx.engine.results import CropFailure
 from fcnx.io.images import discover
 from fcnx.testing import random_checkpoint
 

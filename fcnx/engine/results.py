@@ -1,0 +1,126 @@
+"""What the crop engine returns: a :class:`Box` per category, a :class:`CropResult` per image, or a
+:class:`CropFailure` for an image that could not be read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fcnx.io.images import ImageItem, Source
+
+
+@dataclass(frozen=True)
+class Box:
+    """Where the ensemble finds one category in one image, in upright original-image pixels.
+
+    ``x, y, w, h`` is the window of cell ``cell`` at pyramid level ``level`` (scale ``scale``),
+    clipped to the image. ``votes``: nets whose top class at that cell is the category;
+    ``confidence``: their probabilities of it summed; ``found``: some net voted for it at some
+    cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
+    probability map at the chosen level (only when the cropper keeps heatmaps).
+
+    ``kind`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
+    ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
+    both are always given. ``evidence`` is the found object's score map in [0, 1]
+    (:meth:`fcnx.method.evidence.Tight.object_map`, at most :data:`~fcnx.method.evidence.MAX_SIDE`
+    a side; only with heatmaps).
+    """
+
+    category: str
+    category_index: int
+    found: bool
+    votes: int
+    nets: int
+    confidence: float
+    scale: float
+    level: int
+    cell: tuple[int, int]
+    scaled_size: tuple[int, int]
+    x: float
+    y: float
+    w: float
+    h: float
+    net_scores: dict[str, float]
+    net_votes: dict[str, bool]
+    levels_examined: int
+    stopped_early: bool
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    kind: str = "square"
+    window: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mean_confidence(self) -> float:
+        return self.confidence / self.nets
+
+    @property
+    def x1(self) -> float:
+        return self.x
+
+    @property
+    def y1(self) -> float:
+        return self.y
+
+    @property
+    def x2(self) -> float:
+        return self.x + self.w
+
+    @property
+    def y2(self) -> float:
+        return self.y + self.h
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready facts of the box (without the heatmap)."""
+        return {
+            "category": self.category,
+            "category_index": self.category_index,
+            "found": self.found,
+            "votes": self.votes,
+            "nets": self.nets,
+            "confidence": self.confidence,
+            "mean_confidence": self.mean_confidence,
+            "scale": self.scale,
+            "level": self.level,
+            "cell": list(self.cell),
+            "scaled_size": list(self.scaled_size),
+            "x": self.x,
+            "y": self.y,
+            "w": self.w,
+            "h": self.h,
+            "x1": self.x1,
+            "y1": self.y1,
+            "x2": self.x2,
+            "y2": self.y2,
+            "net_scores": dict(self.net_scores),
+            "net_votes": dict(self.net_votes),
+            "levels_examined": self.levels_examined,
+            "stopped_early": self.stopped_early,
+            "box_kind": self.kind,
+            "window": list(self.window),
+            "tight": list(self.tight),
+        }
+
+
+@dataclass(frozen=True)
+class CropResult:
+    """One image's boxes: ``size`` is its upright ``(height, width)``, ``scales`` the pyramid used.
+
+    ``source`` identifies the file whose pixels gave the boxes (``None`` for an image given as pixels).
+    """
+
+    item: ImageItem
+    size: tuple[int, int]
+    scales: tuple[float, ...]
+    boxes: tuple[Box, ...]
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class CropFailure:
+    """An image that could not be processed, with a one-line reason naming the file."""
+
+    item: ImageItem
+    error: str
