@@ -209,7 +209,7 @@ def crop_on_ray(
     timed: bool = False,
     stats: RayStats | None = None,
 ) -> Iterator[Any]:
-    """Crop ``items`` on a Ray cluster: a :class:`~fcnx.engine.cropper.CropResult` or ``CropFailure`` per image, as they complete.
+    """Crop ``items`` on a Ray cluster: a :class:`~fcnx.engine.results.CropResult` or ``CropFailure`` per image, as they complete.
 
     Joins the cluster at ``address`` (default: ``RAY_ADDRESS``, else a new local one) unless Ray is
     already initialised; a cluster it started is shut down when the iterator ends or is closed.
