@@ -1,1 +1,1 @@
-"""The torch engine: devices, loaded FCNs, the ensemble, the batched pyramid cropper, the Ray engine."""
+"""The torch engine: devices, loaded FCNs, how they run (backends), the ensemble, decoding, the batched pyramid cropper."""
