@@ -199,7 +199,7 @@ class CropJournal:
 
     def owner(self) -> dict[str, str]:
         """Each output file (relative to OUTDIR) the records name, and the source path of its record."""
-        return {r[key]: r["path"] for r in self.records for key in ("crop", "heatmap") if r[key]}
+        return {r[key]: r["path"] for r in self.records for key in ("crop", "heatmap", "map") if r.get(key)}
 
     def done(self, item: ImageItem, boxes: int, wanted: Callable[[Record], bool]) -> bool:
         """Whether ``item`` has ``boxes`` records of its unchanged source file, each with what ``wanted`` checks."""

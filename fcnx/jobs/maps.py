@@ -6,8 +6,6 @@ loads ``<image id>.npy``, the image id being its path with the extension)."""
 from __future__ import annotations
 
 import io
-import re
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +13,6 @@ import numpy as np
 if TYPE_CHECKING:
     from fcnx.engine.results import Box
 
-MAPS = "maps"
 #: the columns ``boxes.csv`` gains after the per-net ones: which box ``x, y, w, h`` is, both boxes, the map
 BOX_COLUMNS = ["box_kind"] + [f"{kind}_{c}" for kind in ("window", "tight") for c in "xywh"] + ["map"]
 
@@ -25,12 +22,6 @@ def box_columns(record: dict[str, Any]) -> dict[str, Any]:
     row = {k: record.get(k) for k in ("box_kind", "map")}
     row.update({f"{k}_{c}": v for k in ("window", "tight") for c, v in zip("xywh", record.get(k) or ())})
     return row
-
-
-def map_path(rel: PurePosixPath, category: str, boxes: int) -> PurePosixPath:
-    """``maps/<rel>.npy`` for an image's one box, ``maps/<rel>.<category>.npy`` when it has several (unsafe characters as ``_``)."""
-    name = rel.name if boxes == 1 else f"{rel.name}.{re.sub(r'[^A-Za-z0-9._-]+', '_', category)}"
-    return PurePosixPath(MAPS) / rel.with_name(f"{name}.npy")
 
 
 def encode_map(box: Box, size: tuple[int, int]) -> bytes:

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 #: what ``--in-place`` puts before a crop's suffix; files so named inside OUTDIR are fcnx's, never inputs
 IN_PLACE_MARK = ".fcnx-crop"
 HEATMAPS = "heatmaps"
+MAPS = "maps"
 #: the longest file name (bytes) of common file systems
 NAME_MAX = 255
 
@@ -37,12 +38,12 @@ def entries(paths: Iterable[Path]) -> list[Path]:
 
 def is_own_output(entry: Path, outdir: Path) -> bool:
     """Whether ``entry`` (see :func:`entries`) is a file ``fcnx crop --in-place`` writes in ``outdir`` (a real path):
-    a marked crop or a heatmap."""
+    a marked crop, a heatmap or a score map."""
     try:
         rel = entry.relative_to(outdir)
     except ValueError:
         return False
-    return rel.parts[0] == HEATMAPS or rel.name.endswith(IN_PLACE_MARK) or rel.stem.endswith(IN_PLACE_MARK)
+    return rel.parts[0] in (HEATMAPS, MAPS) or rel.name.endswith(IN_PLACE_MARK) or rel.stem.endswith(IN_PLACE_MARK)
 
 
 def safe_name(text: str) -> str:
@@ -84,6 +85,13 @@ def heatmap_name(rel: PurePosixPath, category: str | None, n: int = 1) -> PurePo
     return fit(rel.with_name(f"{stem}{rel.suffix.replace('.', '_')}.png"))
 
 
+def map_name(rel: PurePosixPath, category: str | None, n: int = 1) -> PurePosixPath:
+    """Where the score map of input ``rel`` goes: ``maps/<name>[.<category>][-<n>].npy`` (wsolevaluation's
+    ``<image id>.npy``, the image id being the path with its extension)."""
+    name = rel.name + (f".{safe_name(category)}" if category is not None else "") + (f"-{n}" if n > 1 else "")
+    return fit(PurePosixPath(MAPS) / rel.with_name(f"{name}.npy"))
+
+
 def unique(name: Callable[[int], PurePosixPath], free: Callable[[PurePosixPath], bool]) -> PurePosixPath:
     """The first of ``name(1)``, ``name(2)``, ... that is ``free``."""
     n = 1
@@ -108,10 +116,11 @@ class OutputNames:
         crops: bool,
         heatmaps: bool,
         in_place: bool,
+        maps: bool = False,
     ) -> None:
         self.outdir, self.owner = outdir, dict(owner)
         self.protected = set(entries(protected))
-        self.crops, self.heatmaps, self.in_place = crops, heatmaps, in_place
+        self.crops, self.heatmaps, self.in_place, self.maps = crops, heatmaps, in_place, maps
 
     def _free(self, rel: PurePosixPath, key: str) -> bool:
         owner = self.owner.get(rel.as_posix())
@@ -122,9 +131,9 @@ class OutputNames:
 
     def reserve(
         self, key: str, rel: PurePosixPath, categories: Sequence[str | None]
-    ) -> list[tuple[PurePosixPath | None, PurePosixPath | None]]:
-        """The crop and heatmap names (``None`` when not written) of input ``rel`` (source path ``key``), one
-        pair per box; ``categories``: each box's, ``None`` when the image gets one box."""
+    ) -> list[tuple[PurePosixPath | None, PurePosixPath | None, PurePosixPath | None]]:
+        """The crop, heatmap and score-map names (``None`` when not written) of input ``rel`` (source path
+        ``key``), one triple per box; ``categories``: each box's, ``None`` when the image gets one box."""
         used: set[PurePosixPath] = set()  # names given to this image's other boxes
 
         def free(name: PurePosixPath) -> bool:
@@ -134,9 +143,10 @@ class OutputNames:
         for category in categories:
             crop = unique(partial(crop_name, rel, category, self.in_place), free) if self.crops else None
             heatmap = unique(partial(heatmap_name, rel, category), free) if self.heatmaps else None
-            for name in (crop, heatmap):
+            score_map = unique(partial(map_name, rel, category), free) if self.maps else None
+            for name in (crop, heatmap, score_map):
                 if name is not None:
                     used.add(name)
                     self.owner[name.as_posix()] = key
-            names.append((crop, heatmap))
+            names.append((crop, heatmap, score_map))
         return names

@@ -35,7 +35,7 @@ from fcnx.io.images import ImageItem, Source, open_upright, to_rgb
 from fcnx.io.journal import CropJournal, Record
 from fcnx.jobs import naming, reports
 from fcnx.jobs.encoding import encode_crop, encode_png
-from fcnx.jobs.maps import encode_map, map_path
+from fcnx.jobs.maps import encode_map
 from fcnx.jobs.pool import OrderedPool
 from fcnx.jobs.reports import FAILURES, GALLERY, TABLE
 from fcnx.jobs.settings import SETTINGS, SettingsFile
@@ -45,7 +45,7 @@ JOURNAL = "boxes.jsonl"
 #: journal lines that are not whole records, set aside (each reported once)
 ASIDE = "boxes.rejected.jsonl"
 HEATMAPS = naming.HEATMAPS
-RESERVED = (JOURNAL, TABLE, SETTINGS, FAILURES, ASIDE, HEATMAPS, GALLERY)
+RESERVED = (JOURNAL, TABLE, SETTINGS, FAILURES, ASIDE, HEATMAPS, naming.MAPS, GALLERY)
 _GALLERY_PAGES = re.compile(r"gallery(-\d+)?\.html")
 
 
@@ -167,6 +167,7 @@ class CropOutputs:
             crops=self.crops,
             heatmaps=self.heatmaps,
             in_place=self.in_place,
+            maps=self.maps,
         )
 
     def done(self, item: ImageItem) -> bool:
@@ -187,7 +188,9 @@ class CropOutputs:
 
     # ---- writing one image
 
-    def _stage(self, result: CropResult, names: list[tuple[PurePosixPath | None, PurePosixPath | None]]) -> _Staged:
+    def _stage(
+        self, result: CropResult, names: list[tuple[PurePosixPath | None, PurePosixPath | None, PurePosixPath | None]]
+    ) -> _Staged:
         """Encode and write the image's files to temporary names (a pool thread); its records."""
         item = result.item
         staged: list[tuple[str, Path]] = []
@@ -199,12 +202,12 @@ class CropOutputs:
             if original is not None and (original.height, original.width) != result.size:
                 raise FcnxError("the file changed while it was being processed", item.path)
             records = []
-            for box, (crop, heatmap) in zip(result.boxes, names):
+            for box, (crop, heatmap, score_map) in zip(result.boxes, names):
                 records.append(self._record(result, box, source, crop, heatmap))
-                if self.maps:
-                    rel = map_path(item.rel, box.category, len(result.boxes))
-                    records[-1]["map"] = rel.as_posix()
-                    staged.append((stage_bytes(self.outdir / rel, encode_map(box, result.size)), self.outdir / rel))
+                if score_map is not None:
+                    records[-1]["map"] = score_map.as_posix()
+                    data = encode_map(box, result.size)
+                    staged.append((stage_bytes(self.outdir / score_map, data), self.outdir / score_map))
                 if crop is not None:
                     assert original is not None
                     pixels = geometry.pixel_box((box.x, box.y, box.w, box.h), result.size)

@@ -138,7 +138,21 @@ def test_score_maps_are_float32_in_0_1_at_the_image_size_and_hold_the_tight_box(
 def test_map_names_keep_the_image_name_and_add_the_category_when_there_are_several():
     from pathlib import PurePosixPath
 
-    from fcnx.jobs.maps import map_path
+    from fcnx.jobs.naming import map_name
 
-    assert map_path(PurePosixPath("images/cat/x.png"), "cat", 1) == PurePosixPath("maps/images/cat/x.png.npy")
-    assert map_path(PurePosixPath("a/x.jpg"), "ice cream/2", 2) == PurePosixPath("maps/a/x.jpg.ice_cream_2.npy")
+    assert map_name(PurePosixPath("images/cat/x.png"), None) == PurePosixPath("maps/images/cat/x.png.npy")
+    assert map_name(PurePosixPath("a/x.jpg"), "ice cream/2") == PurePosixPath("maps/a/x.jpg.ice_cream_2.npy")
+    assert map_name(PurePosixPath("a/x.jpg"), None, 2) == PurePosixPath("maps/a/x.jpg-2.npy")
+
+
+def test_score_maps_never_replace_a_file_fcnx_did_not_write(tmp_path, one_thread):
+    out = tmp_path / "o"
+    key = sorted(r.rel.as_posix() for r in dataset_items(DEMO))[0]
+    mine = out / "maps" / f"{key}.npy"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"the user's own file")
+    records, _ = crop(out, "--box", "tight", "--heatmaps-npy")
+    assert mine.read_bytes() == b"the user's own file"
+    assert records[key]["map"] == f"maps/{key}-2.npy" and (out / records[key]["map"]).is_file()
+    again, _ = crop(out, "--box", "tight", "--heatmaps-npy")  # a rerun keeps the names the journal gave
+    assert again[key]["map"] == f"maps/{key}-2.npy" and mine.read_bytes() == b"the user's own file"
