@@ -14,7 +14,7 @@ from tiny_backbones import LAYOUTS, TinyNet, color_checkpoint, colorize
 
 from fcnx.backbones import checkpoint
 from fcnx.cli import cli
-from fcnx.engine import cropper as cropper_module
+from fcnx.engine import decode as decode_module
 
 NETS = ["tiny0", "tiny43"]
 
@@ -53,7 +53,7 @@ def errors(result) -> list[str]:
 
 def _after_decoding(monkeypatch, name: str, action) -> None:
     """Run ``action`` right after the image called ``name`` was decoded, before its outputs are written."""
-    real = cropper_module.decode
+    real = decode_module.decode
 
     def decode(item, min_side):
         decoded = real(item, min_side)
@@ -61,7 +61,7 @@ def _after_decoding(monkeypatch, name: str, action) -> None:
             action(item.path)
         return decoded
 
-    monkeypatch.setattr(cropper_module, "decode", decode)
+    monkeypatch.setattr(decode_module, "decode", decode)
 
 
 def test_an_input_replaced_after_decoding_is_named_and_redone_by_the_rerun(tmp_path, weights, monkeypatch):
