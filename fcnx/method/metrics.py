@@ -33,6 +33,11 @@ def box_iou(pred: np.typing.ArrayLike, truth: np.typing.ArrayLike) -> np.ndarray
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def mean_over_thresholds(at: dict[float, float]) -> float:
+    """MaxBoxAccV2's averaging: the mean of the accuracies at IoU 0.3, 0.5 and 0.7."""
+    return float(np.mean([at[t] for t in IOU_THRESHOLDS]))
+
+
 @dataclass(frozen=True)
 class BoxAccuracy:
     """Localization scores of a set of predicted boxes, all as fractions in [0, 1]."""
@@ -44,7 +49,7 @@ class BoxAccuracy:
     @property
     def maxboxacc(self) -> float:
         """Mean of the shares at IoU 0.3, 0.5 and 0.7 (MaxBoxAccV2's averaging, for boxes)."""
-        return float(np.mean([self.at[t] for t in IOU_THRESHOLDS]))
+        return mean_over_thresholds(self.at)
 
     def as_dict(self) -> dict[str, float]:
         """Flat ``name -> value`` for reports: ``mean_iou``, ``acc@0.3`` ... ``maxboxacc``, ``count``."""
@@ -176,7 +181,7 @@ class MapAccuracy:
 
     @property
     def maxboxacc(self) -> float:
-        return float(np.mean([self.at[t] for t in IOU_THRESHOLDS]))
+        return mean_over_thresholds(self.at)
 
     def as_dict(self) -> dict[str, float]:
         return {
