@@ -43,9 +43,9 @@ MARGINS = {
     "tiny_resnet": 3,
     "tiny_inception": 2,
     "tiny_mobilenet": 3,
-    "efficientnet_lite0": 11,  # kernel 224 (stride 32)
-    "efficientnet_lite1": 11,
-    "efficientnet_lite2": 11,
+    "efficientnet_lite0": 12,  # kernel 224 (stride 32): 384 to 480 pixels
+    "efficientnet_lite1": 15,
+    "efficientnet_lite2": 14,
 }
 
 
