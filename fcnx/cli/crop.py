@@ -86,8 +86,9 @@ def _box_line(record: dict[str, Any]) -> str:
     default="full",
     show_default=True,
     type=click.Choice(SEARCHES),
-    help="coarse-to-fine: the 2 largest levels only around the smaller levels' best cells (known categories; "
-    "the chosen box's cells exact; boxes may differ, docs/performance.md).",
+    help="coarse-to-fine: the 2 largest levels only around the smaller levels' best cells, when the category "
+    "is known. Saves only on elongated images with small-receptive-field nets, where it may change boxes; "
+    "never on the EfficientNet-Lite nets (docs/performance.md).",
 )
 @box_option
 @click.option(

@@ -72,8 +72,8 @@ class Cropper:
     ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
     is the paper's kernel window (``"square"``) or the tight box (``"tight"``); both are given.
     ``search``: ``"full"`` computes every level whole; ``"coarse-to-fine"`` the largest ones only around
-    the candidate cells when the categories are known (:mod:`fcnx.engine.search`; not with ``early_stop``
-    or ``keep_heatmaps``).
+    the candidate cells when the categories are known (:mod:`fcnx.engine.search`; not with ``early_stop``,
+    ``keep_heatmaps``, a reduced precision or a net whose margin was not measured: those search in full).
     """
 
     def __init__(
@@ -113,6 +113,8 @@ class Cropper:
         self.keep_heatmaps = keep_heatmaps
         self.box = box
         self.search = search
+        #: the coarse-to-fine search's sub-window margin (cells); None: the full search
+        self._margin = margin(ensemble) if search != "full" and ensemble.precision == "fp32" else None
         self.max_level_pixels = max_level_pixels
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
@@ -356,7 +358,7 @@ class Cropper:
         for index, (_, size) in enumerate(levels):
             if index >= fine:
                 for b in active:
-                    partials[b][index] = PartialLevel(ensemble, pixels[b : b + 1], size, self._margin)
+                    partials[b][index] = PartialLevel(ensemble, pixels[b : b + 1], size, self._margin or 0)
                     categories = batch[b].categories or []
                     sources = [category_levels[-1] for category_levels in seen[b]]
                     found = extend(
@@ -409,15 +411,9 @@ class Cropper:
             selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
         return [self._result(p, s) for p, s in zip(batch, selectors)]
 
-    @property
-    def _margin(self) -> int:
-        found = margin(self.ensemble)
-        assert found is not None
-        return found
-
     def _fine_from(self, count: int, applies: bool) -> int:
         """The first level computed in part (``count``: none) by the coarse-to-fine search."""
-        if self.search == "full" or not applies or self.keep_heatmaps or margin(self.ensemble) is None:
+        if self._margin is None or not applies or self.keep_heatmaps:
             return count
         return max(1, count - FINE)
 

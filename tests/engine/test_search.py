@@ -111,7 +111,9 @@ def _flat(values: list) -> list[float]:
     return [x for v in values for x in ([v[k] for k in sorted(v)] if isinstance(v, dict) else [v])]
 
 
-def test_on_an_elongated_image_the_chosen_cell_and_its_tight_box_read_only_exact_values(one_thread, tmp_path):
+def test_on_an_elongated_image_the_chosen_cell_and_its_tight_box_read_only_exact_values(
+    one_thread, tmp_path, monkeypatch
+):
     """Three canvases side by side: the large levels are computed in part; what the box reads is the full level's."""
     from PIL import Image
 
@@ -135,6 +137,12 @@ def test_on_an_elongated_image_the_chosen_cell_and_its_tight_box_read_only_exact
     sizes = [scaled for _, scaled in levels]
     expected = evidence.tight(means, sizes, size, 56, 8, box.level, box.window)
     assert box.tight == pytest.approx(expected.box, abs=1e-6)
+    # a net whose margin was not measured: the full search
+    monkeypatch.delitem(search.MARGINS, "tiny_resnet")
+    unmeasured = Cropper(load_ensemble(NETS, kernel=56, device="cpu"), search="coarse-to-fine")
+    seen["unmeasured"] = _forward_pixels(unmeasured)
+    unmeasured.crop_image(path, [label])
+    assert sum(seen["unmeasured"]) == sum(seen["full"])
 
 
 def test_unknown_search_is_refused():
