@@ -2,13 +2,14 @@
 
 The small pyramid levels are computed whole; each of the :data:`FINE` largest ones only in
 sub-windows of the scaled image (:mod:`fcnx.method.subwindows`) around the cells that the level
-before it ranks best for the image's categories (:data:`TOP` of them, grown by the cells whose windows
-meet theirs: the evidence the tight box reads),
-then around each category's best cell at this level for as long as it lies next to a cell not
-computed. After the selection, every cell the chosen box reads (its tight box's neighbourhood,
-:func:`fcnx.method.subwindows.neighbourhood`) is computed too and the selection repeated until it
-stands, so the chosen cell's values, the tight box and the evidence behind it are those of the full
-search; cells not computed are never chosen (:class:`fcnx.method.selection.Level` ``known``).
+before it ranks best for the image's categories (:data:`TOP` of them, grown by the cells whose
+windows meet theirs: the evidence a tight box there reads), then around each category's best cell at
+this level for as long as it lies next to a cell not computed. After the selection, every cell the
+chosen box reads (:func:`~fcnx.method.subwindows.overlapping` and :func:`~fcnx.method.subwindows.meeting`)
+is computed too and the selection repeated until it stands, so the chosen cell's values and its
+square and tight boxes are those of the full search for that choice; cells not computed are never
+chosen (:class:`fcnx.method.selection.Level` ``known``). The choice itself may differ from the full
+search's where a better cell lies in a part not computed (docs/performance.md measures how often).
 
 Each sub-window keeps a margin of :data:`MARGINS` cells from its cut borders, measured per net
 (``benchmarks/backend_speed.py --margins``): the cells where its probabilities differ from the
