@@ -145,6 +145,28 @@ def test_on_an_elongated_image_the_chosen_cell_and_its_tight_box_read_only_exact
     assert sum(seen["unmeasured"]) == sum(seen["full"])
 
 
+def test_a_batch_of_images_searches_each_image_around_its_own_candidates(one_thread, tmp_path):
+    from PIL import Image
+
+    from fcnx.io.images import ImageItem
+
+    items = discover([_demo()])
+    parts = [np.asarray(Image.open(item.path).convert("RGB")) for item in items[:3]]
+    height = min(p.shape[0] for p in parts)
+    wide = np.concatenate([p[:height] for p in parts], axis=1)
+    paths = [tmp_path / "wide.png", tmp_path / "mirrored.png"]
+    Image.fromarray(wide).save(paths[0])
+    Image.fromarray(np.ascontiguousarray(wide[:, ::-1])).save(paths[1])
+    label = items[0].label or ""
+    batched = Cropper(load_ensemble(NETS, kernel=56, device="cpu"), search="coarse-to-fine", batch_size=2)
+    results = {r.item.path: r.boxes[0] for r in batched.crop_items([ImageItem(p, p.name, label) for p in paths])}
+    for path in paths:
+        (alone,) = batched.crop_image(path, [label]).boxes
+        got = results[path]
+        assert (got.level, got.cell, got.window, got.tight) == (alone.level, alone.cell, alone.window, alone.tight)
+    assert results[paths[0]].cell != results[paths[1]].cell
+
+
 def test_unknown_search_is_refused():
     with pytest.raises(UsageError, match="unknown search 'fast'"):
         Cropper(load_ensemble(["tiny_vgg"], kernel=56, device="cpu"), search="fast")
