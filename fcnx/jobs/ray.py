@@ -50,7 +50,7 @@ class CropperConfig:
 
     nets: tuple[str, ...]
     weights: dict[str, str]
-    kernel: int
+    kernel: int | str  # one common kernel; "native" is refused
     half: bool = False
     compile: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -58,6 +58,8 @@ class CropperConfig:
     backend: tuple[str, str] = dataclasses.field(default_factory=backends.current)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kernel, int):
+            raise UsageError(f"--engine ray runs the nets at one common kernel, not {self.kernel!r}: give --kernel N")
         absolute = {n: os.path.abspath(w) if Path(w).is_file() else w for n, w in self.weights.items()}
         object.__setattr__(self, "weights", absolute)
 
