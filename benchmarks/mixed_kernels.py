@@ -24,23 +24,24 @@ import torch
 from real_photos import NETS, samples
 
 from fcnx.engine.cropper import Cropper
-from fcnx.engine.ensemble import load_ensemble
+from fcnx.engine.ensemble import Ensemble, load_ensemble
 from fcnx.method import metrics
 
-#: name -> (kernel choice, alignment)
-CONFIGS: dict[str, tuple[Any, str]] = {
-    "common 224": (224, "bilinear"),
-    "native, bilinear": ("native", "bilinear"),
-    "native, nearest": ("native", "nearest"),
+#: name -> (kernel choice, alignment, reference net: None for the default, the finest grid)
+CONFIGS: dict[str, tuple[Any, str, int | None]] = {
+    "common 224": (224, "bilinear", None),
+    "native, lite0 grid": ("native", "bilinear", 0),
+    "native (lite2 grid)": ("native", "bilinear", None),
+    "native (lite2 grid), nearest": ("native", "nearest", None),
 }
 
 
-def croppers(max_scale: float) -> dict[str, Cropper]:
+def croppers(max_scale: float, chosen: list[str]) -> dict[str, Cropper]:
     out = {}
-    for name, (kernel, align) in CONFIGS.items():
-        ensemble = load_ensemble(NETS, kernel=kernel, device="cpu")
-        ensemble.align = align
-        out[name] = Cropper(ensemble, max_scale=max_scale)
+    for name in chosen:
+        kernel, align, reference = CONFIGS[name]
+        fcns = load_ensemble(NETS, kernel=kernel, device="cpu").fcns
+        out[name] = Cropper(Ensemble(fcns, fold=False, align=align, reference=reference), max_scale=max_scale)
     return out
 
 
@@ -49,10 +50,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pasted", type=int, default=12)
     parser.add_argument("--max-scale", type=float, default=3.0)
+    parser.add_argument(
+        "--configs", default=";".join(CONFIGS), help="separated by semicolons; the first is the baseline"
+    )
     parser.add_argument("-o", "--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    crop = croppers(args.max_scale)
+    crop = croppers(args.max_scale, args.configs.split(";"))
     names = list(crop)
     rows = []
     items = samples(args.pasted, args.seed)

@@ -6,8 +6,8 @@ is the classifier applied to the window ``[stride*i, stride*i + K) x [stride*j, 
 of its resized input. Nets sharing one kernel and stride see the same input and share these
 windows; extra cells at the far edges (windows narrower than ``K`` that still fit) are cropped to
 the cells all nets share, :func:`fcnx.method.geometry.common_cells`. In a *mixed* ensemble (nets
-with other kernels or strides) the first net is the reference: the others see the original
-resized by ``K_n / K`` and their probabilities are resampled on its grid
+with other kernels or strides) the net with the finest grid is the reference: the others see the
+original resized by ``K_n / K`` and their probabilities are resampled on its grid
 (:mod:`fcnx.method.alignment`). Details: ``docs/crop.md``.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,9 @@ class Ensemble:
     ``probabilities_at(pixels, size)`` resizes the pixels to ``size`` (to each net's own size in a
     mixed ensemble) and returns softmax probabilities ``B x nets x classes x h x w`` on the
     reference net's cell grid; ``probabilities(pixels)`` runs every net on the same batch (nets of
-    one kernel and stride). The first net is the reference: ``kernel`` and ``stride`` are its own;
-    ``align`` says how other nets' cells are resampled on its grid (:mod:`fcnx.method.alignment`). Nets are switched to channels-last
+    one kernel and stride). The reference (default: the net with the finest grid on the image, the
+    least stride / kernel, the first of equals): ``kernel`` and ``stride`` are its own, and ``align`` says
+    how the other nets' cells are resampled on its grid (:mod:`fcnx.method.alignment`). Nets are switched to channels-last
     memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
     (CUDA or MPS only); ``compile`` wraps each torch net in ``torch.compile`` with dynamic shapes
     (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
@@ -100,14 +102,24 @@ class Ensemble:
         backend: str | None = None,
         precision: str | None = None,
         align: str = "bilinear",
+        reference: int | None = None,
     ) -> None:
         if not fcns:
             raise UsageError("an ensemble needs at least one net")
         if align not in alignment.MODES:
             raise UsageError(f"unknown alignment {align!r}; use one of {', '.join(alignment.MODES)}")
         self.fcns = list(fcns)
-        self.kernel = self.fcns[0].kernel
-        self.stride = self.fcns[0].spec.stride
+        #: the net whose grid the others are resampled on: ``reference`` (an index into ``fcns``), by default the
+        #: finest grid on the image (least stride / kernel; the first of equals)
+        self.reference = (
+            reference
+            if reference is not None
+            else min(range(len(self.fcns)), key=lambda n: Fraction(self.fcns[n].spec.stride, self.fcns[n].kernel))
+        )
+        if not 0 <= self.reference < len(self.fcns):
+            raise UsageError(f"reference net {reference} is out of range: the ensemble has {len(self.fcns)} nets")
+        self.kernel = self.fcns[self.reference].kernel
+        self.stride = self.fcns[self.reference].spec.stride
         self.align = align
         #: whether some net has another kernel or stride than the reference (the first net)
         self.mixed = any(f.kernel != self.kernel or f.spec.stride != self.stride for f in self.fcns)

@@ -1,6 +1,7 @@
 """Heatmaps of nets with other kernels or strides on the reference net's cell grid: pure numpy.
 
-A mixed ensemble's first net is the *reference*: its kernel ``K`` and stride ``S`` define each
+A mixed ensemble's *reference* net (the finest grid on the image, least ``S / K``; see
+:class:`fcnx.engine.ensemble.Ensemble`): its kernel ``K`` and stride ``S`` define each
 pyramid level's size ``L`` (per axis) and the cell grid the selection runs on; reference cell
 ``i`` is the window ``[S i, S i + K)`` of the level. Net ``n`` (kernel ``K_n``, stride ``S_n``) is
 fed the original image resized to :func:`net_side` ``L_n ~ L K_n / K``, so its kernel covers the

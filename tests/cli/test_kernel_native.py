@@ -55,8 +55,8 @@ def test_crop_kernel_native_runs_each_net_at_its_size_and_records_the_kernels(tm
         assert record["votes"] == 2  # both nets find the red square
         assert left < box.x + box.w / 2 < left + SIDE and top < box.y + box.h / 2 < top + SIDE  # centred on red
     settings = json.loads((out / ".fcnx-crop.json").read_text())["settings"]
-    assert settings["kernel"] == 128 and settings["kernels"] == [128, 160]
-    again = CliRunner().invoke(cli, [*base, "--kernel", "128", str(tmp_path / "photos"), "-o", str(out)])
+    assert settings["kernel"] == 160 and settings["kernels"] == [128, 160]  # the reference: the stride-16 net
+    again = CliRunner().invoke(cli, [*base, "--kernel", "160", str(tmp_path / "photos"), "-o", str(out)])
     assert again.exit_code == 2 and "holds boxes made with other settings (kernels differ)" in again.stderr
 
 

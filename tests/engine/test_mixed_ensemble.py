@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -48,81 +49,118 @@ def classifier_on(fcn, scaled: torch.Tensor, top: int, left: int) -> torch.Tenso
         return fcn.classifier(fcn.normalize(window)).softmax(dim=1)[0]
 
 
-def test_a_net_at_twice_the_kernel_sees_the_original_at_twice_the_size_on_the_same_windows(nets):
-    reference, large = nets("tiny0", 64), nets("tiny0", 128, seed=1)
-    ensemble = Ensemble([reference, large])
-    assert ensemble.mixed and (ensemble.kernel, ensemble.stride) == (64, 32)
-    pixels, size = noise(100, 130), (160, 224)
+def test_the_reference_is_the_finest_grid_on_the_image_and_the_first_of_equals(nets):
+    assert Ensemble([nets("tiny0", 64), nets("tiny0", 128, seed=1)]).reference == 1  # 32/128 < 32/64
+    assert Ensemble([nets("tiny0", 64), nets("tiny_s16", 64, seed=1)]).reference == 1  # 16/64 < 32/64
+    assert Ensemble([nets("tiny0", 64), nets("tiny_s16", 32, seed=1)]).reference == 0  # 32/64 = 16/32
+    assert not Ensemble([nets("tiny0", 64), nets("tiny0", 64, seed=1)]).mixed
+    chosen = Ensemble([nets("tiny0", 64), nets("tiny0", 128, seed=1)], reference=0)
+    assert (chosen.reference, chosen.kernel) == (0, 64)
+    with pytest.raises(UsageError, match="reference net 2 is out of range: the ensemble has 2 nets"):
+        Ensemble([nets("tiny0", 64), nets("tiny0", 128, seed=1)], reference=2)
+
+
+def test_a_net_at_half_the_kernel_sees_the_original_at_half_the_size_on_the_same_windows(nets):
+    small, large = nets("tiny0", 64), nets("tiny0", 128, seed=1)
+    ensemble = Ensemble([small, large])
+    assert ensemble.mixed and (ensemble.reference, ensemble.kernel, ensemble.stride) == (1, 128, 32)
+    pixels, size = noise(100, 130), (320, 448)
     assert ensemble.input_sizes(size) == [(160, 224), (320, 448)]
     probs = ensemble.probabilities_at(pixels, size)
-    assert probs.shape == (1, 2, len(CLASSES), 4, 6)  # the reference grid: common_cells(160 / 224, 64, 32)
-    small_input, large_input = resize(pixels, (160, 224)), resize(pixels, (320, 448))  # both from the original
-    for i in range(4):
-        for j in range(6):
-            # reference cell (i, j): window [32i, 32i + 64) of the level; the large net's cell (2i, 2j), same window x 2
-            expected = classifier_on(reference, small_input, 32 * i, 32 * j)
-            assert torch.allclose(probs[0, 0, :, i, j], expected, atol=1e-5)
-            expected = classifier_on(large, large_input, 64 * i, 64 * j)
-            assert torch.allclose(probs[0, 1, :, i, j], expected, atol=1e-5), (i, j)
+    assert probs.shape == (1, 2, len(CLASSES), 7, 11)  # the reference grid: common_cells(320 / 448, 128, 32)
+    small_input, large_input = resize(pixels, (160, 224)), resize(pixels, size)  # both from the original
+    for i in range(7):
+        for j in range(11):
+            # reference cell (i, j): window [32i, 32i + 128) of the level, [16i, 16i + 64) of the small input:
+            # the small net's cell (i / 2, j / 2), between two cells for odd i or j
+            expected = classifier_on(large, large_input, 32 * i, 32 * j)
+            assert torch.allclose(probs[0, 1, :, i, j], expected, atol=1e-5)
+            expected = sum(
+                wy * wx * classifier_on(small, small_input, 32 * m, 32 * n)
+                for m, wy in _between(i / 2, 4, "bilinear")
+                for n, wx in _between(j / 2, 6, "bilinear")
+            )
+            assert torch.allclose(probs[0, 0, :, i, j], expected, atol=1e-5), (i, j)
+    assert torch.allclose(
+        probs[0, 0, :, 0:7:2, 0:11:2],
+        torch.stack(
+            [
+                torch.stack([classifier_on(small, small_input, 32 * m, 32 * n) for n in range(6)], dim=1)
+                for m in range(4)
+            ],
+            dim=1,
+        ),
+        atol=1e-5,
+    )  # even cells: exactly the small net's own
 
 
-def test_a_net_at_one_and_a_half_the_kernel_is_interpolated_between_its_cells(nets):
-    reference, large = nets("tiny0", 64), nets("tiny0", 96, seed=1)
+def test_a_net_at_three_quarters_of_the_kernel_is_interpolated_between_its_cells(nets):
+    small, large = nets("tiny0", 96), nets("tiny0", 128, seed=1)
     for align in ("bilinear", "nearest"):
-        ensemble = Ensemble([reference, large], align=align)
-        pixels, size = noise(100, 130, seed=2), (160, 224)
-        assert ensemble.input_sizes(size)[1] == (240, 336)
-        probs = ensemble.probabilities_at(pixels, size)[0, 1]
+        ensemble = Ensemble([small, large], align=align)
+        pixels, size = noise(100, 130, seed=2), (320, 448)
+        assert ensemble.input_sizes(size)[0] == (240, 336)
+        probs = ensemble.probabilities_at(pixels, size)[0, 0]
         scaled = resize(pixels, (240, 336))
         cells = geometry.common_cells(240, 96, 32), geometry.common_cells(336, 96, 32)
-        assert cells == (5, 8)
-        # reference cell i is centred on the net's cell 1.5 i (clamped to the net's last cell)
-        for i in range(4):
-            for j in range(6):
-                rows = _between(1.5 * i, cells[0], align)
-                cols = _between(1.5 * j, cells[1], align)
+        assert cells == (5, 8) and probs.shape[-2:] == (7, 11)
+        # reference cell i is centred at 32 i + 64 of the level, 24 i + 48 of the net's input: its cell 0.75 i
+        for i in range(7):
+            for j in range(11):
                 expected = sum(
-                    wy * wx * classifier_on(large, scaled, 32 * m, 32 * n) for m, wy in rows for n, wx in cols
+                    wy * wx * classifier_on(small, scaled, 32 * m, 32 * n)
+                    for m, wy in _between(0.75 * i, cells[0], align)
+                    for n, wx in _between(0.75 * j, cells[1], align)
                 )
                 assert torch.allclose(probs[:, i, j], expected, atol=1e-5), (align, i, j)
-        assert torch.allclose(probs.sum(dim=0), torch.ones(4, 6))
+        assert torch.allclose(probs.sum(dim=0), torch.ones(7, 11))
 
 
 def _between(position: float, cells: int, align: str) -> list[tuple[int, float]]:
-    """The cells and weights around ``position`` (hand-made: positions here are whole or half cells)."""
+    """The net's cells and weights at ``position``, clamped to its last cell."""
     position = min(position, cells - 1)
-    low = int(position)
-    if position == low:
-        return [(low, 1.0)]
-    return [(low + 1, 1.0)] if align == "nearest" else [(low, 0.5), (low + 1, 0.5)]
+    if align == "nearest":
+        return [(math.floor(position + 0.5), 1.0)]
+    low = math.floor(position)
+    return [(low, 1 - (position - low))] + ([(low + 1, position - low)] if position > low else [])
 
 
-def test_a_stride_16_net_takes_the_reference_windows_every_second_cell(nets):
-    reference, fine = nets("tiny0", 64), nets("tiny_s16", 64, seed=1)
+def test_a_stride_32_net_beside_a_stride_16_one_fills_every_second_cell_and_halfway_between(nets):
+    coarse, fine = nets("tiny0", 64), nets("tiny_s16", 64, seed=1)
     assert fine.spec.stride == 16
-    ensemble = Ensemble([reference, fine])
+    ensemble = Ensemble([coarse, fine])
     pixels, size = noise(100, 130, seed=3), (160, 224)
-    assert ensemble.mixed and ensemble.input_sizes(size) == [size, size]
+    assert ensemble.reference == 1 and ensemble.input_sizes(size) == [size, size]
     probs = ensemble.probabilities_at(pixels, size)
+    assert probs.shape[-2:] == (7, 11)
     scaled = resize(pixels, size)
+    for i in range(7):
+        for j in range(11):
+            assert torch.allclose(probs[0, 1, :, i, j], classifier_on(fine, scaled, 16 * i, 16 * j), atol=1e-5)
+            expected = sum(
+                wy * wx * classifier_on(coarse, scaled, 32 * m, 32 * n)
+                for m, wy in _between(i / 2, 4, "bilinear")
+                for n, wx in _between(j / 2, 6, "bilinear")
+            )
+            assert torch.allclose(probs[0, 0, :, i, j], expected, atol=1e-5), (i, j)
+    # a stride-16 net at half the kernel has the reference's grid: its cell i is reference cell i
+    half = nets("tiny_s16", 32, seed=2)
+    probs = Ensemble([coarse, half]).probabilities_at(pixels, size)[0, 1]
+    small = resize(pixels, (80, 112))
+    assert probs.shape[-2:] == (4, 6)
     for i in range(4):
         for j in range(6):
-            assert torch.allclose(probs[0, 1, :, i, j], classifier_on(fine, scaled, 32 * i, 32 * j), atol=1e-5)
-    # the other way round: the stride-16 grid, the stride-32 net halfway between its cells
-    probs = Ensemble([fine, reference]).probabilities_at(pixels, size)[0, 1]
-    assert probs.shape[-2:] == (7, 11)
-    half = (classifier_on(reference, scaled, 0, 0) + classifier_on(reference, scaled, 0, 32)) / 2
-    assert torch.allclose(probs[:, 0, 1], half, atol=1e-5)
+            assert torch.allclose(probs[:, i, j], classifier_on(half, small, 16 * i, 16 * j), atol=1e-5)
 
 
 def test_the_reference_nets_probabilities_do_not_depend_on_the_others(nets):
     reference = nets("tiny0", 64)
     pixels, size = noise(100, 130, seed=4), (192, 240)
     alone = Ensemble([reference]).probabilities_at(pixels, size)
-    mixed = Ensemble([reference, nets("tiny0", 96, seed=1), nets("tiny_s16", 80, seed=2)]).probabilities_at(
-        pixels, size
-    )
-    assert mixed.shape == (1, 3, len(CLASSES), 5, 6) and torch.equal(mixed[:, :1], alone)
+    mixed = Ensemble([reference, nets("tiny0", 48, seed=1), nets("tiny_s16", 32, seed=2)])
+    assert mixed.reference == 0
+    probs = mixed.probabilities_at(pixels, size)
+    assert probs.shape == (1, 3, len(CLASSES), 5, 6) and torch.equal(probs[:, :1], alone)
 
 
 def test_evaluation_squashes_a_region_to_each_nets_own_kernel(nets):
@@ -140,18 +178,19 @@ def test_evaluation_squashes_a_region_to_each_nets_own_kernel(nets):
 
 
 def test_cropper_decodes_for_the_largest_kernel_and_maps_boxes_with_the_references(nets):
-    reference, large = nets("tiny0", 64), nets("tiny0", 96, seed=1)
-    cropper = Cropper(Ensemble([reference, large]), max_scale=1.5, categories=["cake"])
-    assert cropper.min_side == 144  # ceil(96 * 1.5)
+    small, large = nets("tiny0", 64), nets("tiny0", 96, seed=1)
+    cropper = Cropper(Ensemble([small, large]), max_scale=1.5, categories=["cake"])
+    assert cropper.min_side == 144 and cropper.ensemble.kernel == 96  # ceil(96 * 1.5); the reference: the finer grid
     pixels = noise(100, 130, seed=5)
     result = cropper.crop_image(pixels[0].permute(1, 2, 0).numpy())
     (box,) = result.boxes
+    assert result.scales == tuple(geometry.pyramid_scales(100, 130, 96, 1.2, 1.5))
     levels = []
     for scale in result.scales:
-        probs = cropper.ensemble.probabilities_at(pixels, geometry.scaled_size(100, 130, scale, 64))[0, :, 2]
+        probs = cropper.ensemble.probabilities_at(pixels, geometry.scaled_size(100, 130, scale, 96))[0, :, 2]
         levels.append(Level(probs.numpy(), np.zeros(probs.shape, bool)))  # the paper's rule sums probabilities
-    scaled = geometry.scaled_size(100, 130, result.scales[box.level], 64)
-    assert box.window == geometry.cell_to_box(box.cell, (100, 130), scaled, 64, 32)
+    scaled = geometry.scaled_size(100, 130, result.scales[box.level], 96)
+    assert box.window == geometry.cell_to_box(box.cell, (100, 130), scaled, 96, 32)
     choice = select(levels, "paper")
     assert (choice.level, choice.cell) == (box.level, box.cell)
 
@@ -199,3 +238,46 @@ def test_load_ensemble_native_and_per_net_kernels(tmp_path, tiny_registry):
         load_ensemble(["tiny0"], {"tiny0": paths["tiny0"]}, kernel={"tiny11": 64}, device="cpu")
     with pytest.raises(UsageError, match="unknown kernel 'big': give a side in pixels or 'native'"):
         load_ensemble(["tiny0"], {"tiny0": paths["tiny0"]}, kernel="big", device="cpu")
+
+
+def test_a_timm_resnet_at_output_stride_16_beside_its_stride_32_self(one_thread):
+    """A real architecture's measured stride-16 formula: its cells fill the stride-32 grid at every second one."""
+    timm = pytest.importorskip("timm")
+    import fcnx_timm
+    from fcnx.backbones import probe
+    from fcnx.backbones.spec import BackboneSpec
+
+    def spec(output_stride: int) -> BackboneSpec:
+        def build(classes: int, head: tuple[int, ...], pretrained: str | None) -> torch.nn.Module:
+            torch.manual_seed(output_stride)
+            return timm.create_model("resnet18", num_classes=classes, output_stride=output_stride).eval()
+
+        with torch.device("meta"):
+            model = build(3, (), None)
+        stride, offset = probe.measure_formula(
+            lambda w: int(model.forward_features(torch.empty(1, 3, w, w, device="meta")).shape[-2])
+        )
+        return BackboneSpec(
+            name=f"resnet18_os{output_stride}",
+            framework="pytorch",
+            stride=stride,
+            offset=offset,
+            default_size=224,
+            padding="same",
+            build=build,
+            convolutionalize=fcnx_timm.convolutionalize,
+        )
+
+    coarse, fine = spec(32), spec(16)
+    assert (coarse.stride, coarse.offset, fine.stride, fine.offset) == (32, -31, 16, -15)
+    fcns = [load_fcn(s, None, classes=["a", "b", "c"], kernel=96) for s in (coarse, fine)]
+    ensemble = Ensemble(fcns)
+    pixels, size = noise(100, 130, seed=7), (160, 224)
+    probs = ensemble.probabilities_at(pixels, size)[0]
+    assert ensemble.reference == 1 and probs.shape == (2, 3, 5, 9)  # the stride-16 grid
+    with torch.inference_mode():
+        own = [fcn(resize(pixels, size)).softmax(dim=1)[0] for fcn in fcns]  # each net alone
+    assert own[0].shape[-2:] >= (3, 5) and own[1].shape[-2:] >= (5, 9)
+    assert torch.allclose(probs[1], own[1][:, :5, :9], atol=1e-6)
+    assert torch.allclose(probs[0, :, 0::2, 0::2], own[0][:, :3, :5], atol=1e-6)
+    assert torch.allclose(probs[0, :, 1::2, 0::2], (own[0][:, :2, :5] + own[0][:, 1:3, :5]) / 2, atol=1e-6)
