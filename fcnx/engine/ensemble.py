@@ -81,10 +81,10 @@ class Ensemble:
     ``probabilities_at(pixels, size)`` resizes the pixels to ``size`` (to each net's own size in a
     mixed ensemble) and returns softmax probabilities ``B x nets x classes x h x w`` on the
     reference net's cell grid; ``probabilities(pixels)`` runs every net on the same batch (nets of
-    one kernel and stride). The reference (default: the net with the finest grid on the image, the
-    least stride / kernel, the first of equals): ``kernel`` and ``stride`` are its own, and ``align`` says
-    how the other nets' cells are resampled on its grid (:mod:`fcnx.method.alignment`). Nets are switched to channels-last
-    memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
+    one kernel and stride). ``reference`` is that net's index (default: the finest grid on the
+    image, the least stride / kernel, the first of equals); ``kernel`` and ``stride`` are its own;
+    ``align`` says how the other nets' cells are resampled on its grid (:mod:`fcnx.method.alignment`).
+    Nets are switched to channels-last memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
     (CUDA or MPS only); ``compile`` wraps each torch net in ``torch.compile`` with dynamic shapes
     (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
     torch net's batch norms into its convolutions (:mod:`fcnx.engine.backends.folding`; the same
@@ -121,7 +121,7 @@ class Ensemble:
         self.kernel = self.fcns[self.reference].kernel
         self.stride = self.fcns[self.reference].spec.stride
         self.align = align
-        #: whether some net has another kernel or stride than the reference (the first net)
+        #: whether some net has another kernel or stride than the reference
         self.mixed = any(f.kernel != self.kernel or f.spec.stride != self.stride for f in self.fcns)
         self.device = self.fcns[0].device
         if half and self.device.type not in ("cuda", "mps"):
