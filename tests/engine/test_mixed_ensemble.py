@@ -195,6 +195,26 @@ def test_cropper_decodes_for_the_largest_kernel_and_maps_boxes_with_the_referenc
     assert (choice.level, choice.cell) == (box.level, box.cell)
 
 
+def test_label_levels_and_batches_give_the_boxes_of_one_image_at_a_time(tmp_path, nets):
+    cropper = Cropper(Ensemble([nets("tiny0", 64), nets("tiny_s16", 80, seed=1)]), max_scale=1.5, categories=["egg"])
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(noise(100, 130, seed=10 + k)[0].permute(1, 2, 0).numpy()).save(paths[-1])
+    single = {p: cropper.crop_image(p).boxes[0] for p in paths}
+    cropper.batch_size = 3
+    batched = {r.item.path: r.boxes[0] for r in cropper.crop_items(discover(paths))}
+    for path, box in batched.items():  # one batch of three: the same choices, sums to float rounding
+        alone = single[path]
+        assert (box.level, box.cell, box.votes, box.window) == (alone.level, alone.cell, alone.votes, alone.window)
+        assert box.confidence == pytest.approx(alone.confidence, abs=1e-5)
+    for path in paths:
+        size, levels, label, _ = cropper.label_levels(discover([path])[0], "egg")
+        choice = select(label, cropper.selection)
+        assert (choice.level, choice.cell) == (single[path].level, single[path].cell)
+        assert cropper.box_of(choice, size, levels) == single[path].window
+
+
 def test_shared_kernel_ensembles_give_todays_probabilities_and_boxes_byte_for_byte(one_thread):
     import fcnx_tiny
 
