@@ -165,7 +165,7 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help=f"Common kernel: every net is convolutionalized for this input side [default: the size all "
             f"the nets' checkpoints were trained at, else {COMMON_KERNEL}; {DEFAULT_NETS_KERNEL} for "
             f"the default ensemble]. native: each net at its own size (its checkpoint's, else its "
-            f"backbone's default), aligned on the first net's grid.",
+            f"backbone's default), resampled on the grid of the net with the finest one.",
         ),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         *backend_options(),

@@ -212,6 +212,10 @@ class CropJob:
     def _load_nets(self) -> None:
         o = self.options
         self.local = o.engine == "local"
+        if not self.local:
+            from fcnx.jobs.ray import check_kernel
+
+            check_kernel(o.kernel)
         if self._given is not None:
             self.cropper, self.ensemble, self.device = self._given, self._given.ensemble, self._given.ensemble.device
         else:

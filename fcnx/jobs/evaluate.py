@@ -91,6 +91,10 @@ class EvaluateJob:
         if self.outdir is not None:
             self.outdir = check_outdir(self.outdir, [self.data])
         local = options.engine == "local"
+        if not local:
+            from fcnx.jobs.ray import check_kernel
+
+            check_kernel(options.kernel)
         # the Ray engine's driver loads the nets on its CPU only for their names and classes
         self.ensemble = load_ensemble(
             options.nets,

@@ -67,7 +67,16 @@ def test_a_bad_kernel_is_one_line(args, value):
     assert f"Invalid value for '--kernel': {value!r} is neither a side in pixels (>= 1) nor 'native'." in result.stderr
 
 
-def test_ray_refuses_native_kernels_in_one_line():
+def test_ray_refuses_native_kernels_in_one_line_before_writing_anything(tmp_path, args):
+    pytest.importorskip("ray")
+    red_square(tmp_path / "photos" / "0.png", 10, 20)
+    out = tmp_path / "out"
+    line = "Error: --engine ray runs the nets at one common kernel, not 'native': give --kernel N\n"
+    result = CliRunner().invoke(
+        cli, ["crop", *args[1], "--kernel", "native", "--engine", "ray", str(tmp_path / "photos"), "-o", str(out)]
+    )
+    assert result.exit_code == 2 and result.stderr == line
+    assert [p.name for p in out.iterdir()] == [".fcnx-lock"]  # no settings, boxes or crops
     with pytest.raises(UsageError, match="--engine ray runs the nets at one common kernel, not 'native'"):
         CropperConfig(("tiny0",), {}, "native")
 
