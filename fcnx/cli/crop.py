@@ -23,6 +23,7 @@ from fcnx.method.subwindows import SEARCHES
 from fcnx.render.progress import Progress
 
 if TYPE_CHECKING:
+    from fcnx.engine.ensemble import Ensemble
     from fcnx.jobs.crop import CropSummary
 
 #: runs of at most this many images print one line per box
@@ -135,7 +136,7 @@ def crop_cmd(
     nets: str | None,
     weights: tuple[str, ...],
     categories: tuple[str, ...],
-    kernel: int | None,
+    kernel: int | str | None,
     step: float,
     max_scale: float,
     selection: str,
@@ -220,7 +221,7 @@ def crop_cmd(
                 f"crop: {summary.pending} image(s) to do"
                 + (f", {summary.skipped} already done" if summary.skipped else "")
                 + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
-                + f"; nets {', '.join(job.ensemble.names)} at kernel {kernel} "
+                + f"; nets {', '.join(job.ensemble.names)} at {_kernels(job.ensemble)} "
                 + (f"on {job.device}" if job.local else "on a Ray cluster")
             ),
             err=True,
@@ -294,3 +295,10 @@ def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, prof
         if summary.fail_fast:
             say("crop: stopped at the first failure (--fail-fast)")
         raise SystemExit(1)
+
+
+def _kernels(ensemble: Ensemble) -> str:
+    """``kernel 224``, or for a mixed ensemble every net's: ``kernels 224, 240, 260``."""
+    if not ensemble.mixed:
+        return f"kernel {ensemble.kernel}"
+    return "kernels " + ", ".join(str(f.kernel) for f in ensemble.fcns)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from fcnx.engine.decode import Decoded, Files, identity, min_decode_side
-from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, NonFiniteOutput, load_ensemble, resize
+from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NonFiniteOutput, load_ensemble
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.engine.search import FINE, SEARCHES, PartialLevel, extend, margin, settle
 from fcnx.errors import FcnxError, UsageError, did_you_mean
@@ -128,7 +128,7 @@ class Cropper:
         nets: Sequence[str],
         weights: dict[str, str | Path] | None = None,
         *,
-        kernel: int = DEFAULT_KERNEL,
+        kernel: KernelChoice = DEFAULT_KERNEL,
         device: Any = "auto",
         half: bool = False,
         compile: bool = False,
@@ -227,7 +227,7 @@ class Cropper:
         prepared = self._prepare(item, tensor[0], size, [index])
         levels, maps = [], []
         for _, scaled in prepared.levels:
-            probs = self.ensemble.probabilities(resize(tensor, scaled))[0]  # nets x classes x h x w
+            probs = self.ensemble.probabilities_at(tensor, scaled)[0]  # nets x classes x h x w
             levels.append(Level(probs[:, index].cpu().numpy(), (probs.argmax(dim=1) == index).cpu().numpy()))
             values, classes = probs.sum(dim=0).max(dim=0)
             maps.append((values.cpu().numpy(), classes.cpu().numpy()))
@@ -310,8 +310,8 @@ class Cropper:
 
     @property
     def min_side(self) -> int:
-        """The short side images are decoded to at least (:func:`min_decode_side`)."""
-        return min_decode_side(self.ensemble.kernel, self.max_scale)
+        """The short side images are decoded to at least (:func:`min_decode_side` of the largest kernel)."""
+        return min_decode_side(max(f.kernel for f in self.ensemble.fcns), self.max_scale)
 
     def _categories_of(self, item: ImageItem) -> list[int] | None:
         if self.categories is not None:
@@ -369,7 +369,7 @@ class Cropper:
                         selectors[b][k].add(level)
                 continue
             subset = pixels if len(active) == len(batch) else pixels[torch.tensor(active, device=device)]
-            probs = ensemble.probabilities(resize(subset, size))  # A x nets x classes x h x w
+            probs = ensemble.probabilities_at(subset, size)  # A x nets x classes x h x w
             if known:
                 wanted = torch.tensor([batch[b].categories for b in active], device=device)  # A x k
                 index = wanted[:, None, :, None, None]
@@ -423,7 +423,7 @@ class Cropper:
         for category, levels in zip(prepared.categories or [], seen):
             keys = [(c.votes, c.confidence) for c in (select([level], self.selection) for level in levels)]
             for index in sorted(range(len(levels)), key=lambda i: keys[i], reverse=True)[: self.recheck]:
-                probs = self.ensemble.probabilities(resize(pixels, prepared.levels[index][1]), exact=True)[0]
+                probs = self.ensemble.probabilities_at(pixels, prepared.levels[index][1], exact=True)[0]
                 levels[index] = Level(probs[:, category].cpu().numpy(), (probs.argmax(dim=1) == category).cpu().numpy())
             selector = Selector(self.selection)
             for level in levels:

@@ -21,11 +21,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.images import ImageItem
 from fcnx.jobs import evaluation
+
+if TYPE_CHECKING:
+    from fcnx.engine.ensemble import KernelChoice
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class EvaluateOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: int = 299
+    kernel: KernelChoice = 299
     split: str = "test"
     crops: str | os.PathLike[str] | None = None
     crop: bool = False
@@ -87,6 +91,10 @@ class EvaluateJob:
         if self.outdir is not None:
             self.outdir = check_outdir(self.outdir, [self.data])
         local = options.engine == "local"
+        if not local:
+            from fcnx.jobs.ray import check_kernel
+
+            check_kernel(options.kernel)
         # the Ray engine's driver loads the nets on its CPU only for their names and classes
         self.ensemble = load_ensemble(
             options.nets,

@@ -1,7 +1,7 @@
 """Classifier accuracy on original vs cropped images (the paper's Table IV), and the boxes of a ``boxes.jsonl``.
 
 Originals and crops go through the *same* resize policy: the whole region (the image, or the
-box cut from it) is squashed to ``kernel x kernel`` with the ensemble's one interpolation
+box cut from it) is squashed to ``kernel x kernel`` (each net's own in a mixed ensemble) with the ensemble's one interpolation
 (bicubic, antialiased). The authors' code squashed originals but clipped and bicubic-resized
 crops, so part of their gain could come from the interpolation rather than the crop.
 """
@@ -151,14 +151,18 @@ class Evaluation:
         self.skipped += other.skipped
 
 
-def squash(ensemble: Ensemble, region: np.ndarray) -> Any:
-    """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
+def squash(ensemble: Ensemble, region: np.ndarray) -> dict[tuple[int, int], Any]:
+    """An ``H x W x 3`` uint8 region as the ``3 x K x K`` float tensors (on the ensemble's device) the nets see.
+
+    One per kernel ``K`` of the nets (one in all unless the ensemble is mixed), keyed by ``(K, K)``.
+    """
     import torch
 
     from fcnx.engine.ensemble import resize
 
     tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
-    return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
+    shapes = dict.fromkeys(ensemble.input_sizes((ensemble.kernel, ensemble.kernel)))
+    return {shape: resize(tensor, shape)[0] for shape in shapes}
 
 
 def crops_of(cropper: Cropper) -> Callable[[ImageItem, np.ndarray], XYWH]:
@@ -171,12 +175,15 @@ def crops_of(cropper: Cropper) -> Callable[[ImageItem, np.ndarray], XYWH]:
     return box_of
 
 
-def classify_batch(ensemble: Ensemble, squashed: Sequence[Any]) -> np.ndarray:
+def classify_batch(ensemble: Ensemble, squashed: Sequence[dict[tuple[int, int], Any]]) -> np.ndarray:
     """Class probabilities ``B x nets x classes`` of regions already :func:`squash`-ed, in one forward pass."""
     import torch
 
-    batch = torch.stack(list(squashed)).contiguous(memory_format=torch.channels_last)
-    return ensemble.probabilities(batch)[:, :, :, 0, 0].cpu().numpy()
+    inputs = {
+        shape: torch.stack([s[shape] for s in squashed]).contiguous(memory_format=torch.channels_last)
+        for shape in squashed[0]
+    }
+    return ensemble.probabilities_of(inputs, (ensemble.kernel, ensemble.kernel))[:, :, :, 0, 0].cpu().numpy()
 
 
 def evaluate(

@@ -28,6 +28,7 @@ from fcnx.method.geometry import XYWH
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
+    from fcnx.engine.ensemble import KernelChoice
 
 #: what each mislabel signal means, for the page
 SIGNAL_TEXT = {
@@ -152,7 +153,7 @@ class SuspectsOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: int = 299
+    kernel: KernelChoice = 299
     split: str = "all"
     signal: str = "paper"
     top: int | None = None
