@@ -99,16 +99,16 @@ def recorded(ensemble: Ensemble) -> list[torch.Tensor]:
     """Make ``ensemble`` keep every level's probabilities in the returned list (cleared by the caller)
     and count the pixels it runs in ``ensemble.pixels``."""
     levels: list[torch.Tensor] = []
-    forward = ensemble.probabilities
+    forward = ensemble.probabilities_of
     ensemble.pixels = 0  # type: ignore[attr-defined]
 
-    def probabilities(pixels: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        out = forward(pixels, exact)
+    def probabilities_of(inputs: Any, size: tuple[int, int], exact: bool = False) -> torch.Tensor:
+        out = forward(inputs, size, exact)
         levels.append(out)
-        ensemble.pixels += pixels.shape[0] * pixels.shape[-2] * pixels.shape[-1]  # type: ignore[attr-defined]
+        ensemble.pixels += sum(x.shape[0] * x.shape[-2] * x.shape[-1] for x in inputs.values())  # type: ignore[attr-defined]
         return out
 
-    ensemble.probabilities = probabilities  # type: ignore[method-assign]
+    ensemble.probabilities_of = probabilities_of  # type: ignore[method-assign]
     return levels
 
 

@@ -14,7 +14,8 @@ search's where a better cell lies in a part not computed (docs/performance.md me
 Each sub-window keeps a margin of :data:`MARGINS` cells from its cut borders, measured per net
 (``benchmarks/backend_speed.py --margins``): the cells where its probabilities differ from the
 whole level's by at most 1e-5. A level whose sub-windows would hold more than :data:`MAX_SHARE` of
-its pixels is computed whole. Ensembles with a net missing from :data:`MARGINS` search in full.
+its pixels is computed whole. Ensembles with a net missing from :data:`MARGINS`, or of nets that
+differ in kernel or stride, search in full.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ MARGINS = {
 
 
 def margin(ensemble: Ensemble) -> int | None:
-    """The margin (cells) of the ensemble's sub-windows: its nets' largest; ``None`` when one is not measured."""
+    """The margin (cells) of the ensemble's sub-windows: its nets' largest; ``None`` when one is not measured
+    or the nets differ in kernel or stride (their cells are resampled, not cut out)."""
+    if ensemble.mixed:
+        return None
     found = [MARGINS.get(fcn.name) for fcn in ensemble.fcns]
     return None if any(m is None for m in found) else max(m for m in found if m is not None)
 

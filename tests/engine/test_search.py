@@ -55,13 +55,13 @@ def test_sub_window_cells_equal_the_whole_level_beyond_the_measured_margin(one_t
 def _forward_pixels(cropper: Cropper) -> list[int]:
     """Make ``cropper``'s ensemble record the pixels of every input it runs."""
     seen: list[int] = []
-    forward = cropper.ensemble.probabilities
+    forward = cropper.ensemble.probabilities_of
 
-    def probabilities(pixels: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        seen.append(pixels.shape[0] * pixels.shape[-2] * pixels.shape[-1])
-        return forward(pixels, exact)
+    def probabilities_of(inputs: dict, size: tuple[int, int], exact: bool = False) -> torch.Tensor:
+        seen.append(sum(x.shape[0] * x.shape[-2] * x.shape[-1] for x in inputs.values()))
+        return forward(inputs, size, exact)
 
-    cropper.ensemble.probabilities = probabilities  # type: ignore[method-assign]
+    cropper.ensemble.probabilities_of = probabilities_of  # type: ignore[method-assign]
     return seen
 
 
