@@ -355,14 +355,14 @@ class Cropper:
         seen: list[list[list[Level]]] = [[[] for _ in s] for s in selectors]  # per image and category
         fine = self._fine_from(len(levels), known and not early)
         partials: list[dict[int, PartialLevel]] = [{} for _ in batch]  # per image: its levels computed in part
-        for index, (_, size) in enumerate(levels):
-            if index >= fine:
+        for number, (_, size) in enumerate(levels):
+            if number >= fine:
                 for b in active:
-                    partials[b][index] = PartialLevel(ensemble, pixels[b : b + 1], size, self._margin or 0)
+                    partials[b][number] = PartialLevel(ensemble, pixels[b : b + 1], size, self._margin or 0)
                     categories = batch[b].categories or []
                     sources = [category_levels[-1] for category_levels in seen[b]]
                     found = extend(
-                        partials[b][index], sources, levels[index - 1][1], categories, batch[b].size, self.selection
+                        partials[b][number], sources, levels[number - 1][1], categories, batch[b].size, self.selection
                     )
                     for k, level in enumerate(found):
                         seen[b][k].append(level)
