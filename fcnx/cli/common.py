@@ -42,12 +42,22 @@ class KernelType(click.ParamType):
 
     name = "N|native"
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return self.name  # as typed: click would show N|NATIVE, which is refused
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, int) or value == "native":
             return value
         text = str(value).strip()
-        if text.isascii() and text.isdigit() and int(text) >= 1:
-            return int(text)
+        if text == "native":
+            return text
+        if text.isascii() and text.isdigit():
+            try:
+                side = int(text)
+            except ValueError:  # over Python's 4300 digits
+                self.fail(f"{text[:12]}... ({len(text)} digits) is too large a side in pixels.", param, ctx)
+            if side >= 1:
+                return side
         self.fail(f"{value!r} is neither a side in pixels (>= 1) nor 'native'.", param, ctx)
 
 

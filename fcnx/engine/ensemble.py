@@ -328,9 +328,17 @@ def net_kernels(nets: Sequence[str], kernel: KernelChoice) -> list[int | None]:
             raise UsageError(
                 f"a kernel given for {', '.join(unknown)}, which is not among the nets ({', '.join(nets)})"
             )
+        bad = [name for name in nets if name in kernel and not _is_side(kernel[name])]
+        if bad:
+            raise UsageError(f"kernel {kernel[bad[0]]!r} for {bad[0]}: give a side in pixels (a whole number >= 1)")
         return [kernel.get(name) for name in nets]
     if kernel == "native":
         return [None] * len(nets)
-    if isinstance(kernel, str) or kernel < 1:
+    if not _is_side(kernel):
         raise UsageError(f"unknown kernel {kernel!r}: give a side in pixels or 'native'")
-    return [kernel] * len(nets)
+    return [kernel] * len(nets)  # type: ignore[list-item]
+
+
+def _is_side(kernel: object) -> bool:
+    """Whether ``kernel`` is a side in pixels: a whole number >= 1 (not a bool, a float or a string)."""
+    return isinstance(kernel, int) and not isinstance(kernel, bool) and kernel >= 1

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fcnx.io.files import atomic_bytes, write_all
+from fcnx.errors import UsageError
+from fcnx.io.files import atomic_bytes, read_regular, write_all
 from fcnx.io.images import ImageItem
 
 Record = dict[str, Any]
@@ -40,8 +41,8 @@ class Journal:
 
 
 def read_journal(path: Path) -> Journal:
-    """The lines of the journal at ``path`` (``OSError`` if it cannot be read)."""
-    data = Path(path).read_bytes()
+    """The lines of the journal at ``path`` (``OSError`` if it cannot be read or is not a regular file)."""
+    data = read_regular(path)
     journal = Journal(unterminated=bool(data) and not data.endswith(b"\n"))
     pieces = data.split(b"\n")
     if not pieces[-1]:
@@ -161,9 +162,13 @@ class CropJournal:
         """Read the journal; drop a cut last line, set aside lines that are not records, compact superseded ones."""
         if not self.path.exists():
             return
+        if not self.path.is_file():
+            raise UsageError(
+                "is not a regular file (a FIFO, a folder?): move it away, or choose another OUTDIR", self.path
+            )
         journal = read_journal(self.path)
         repaired = journal.unterminated  # a line cut by a kill, or a last record without its newline
-        raw = self.path.read_bytes().split(b"\n")
+        raw = read_regular(self.path).split(b"\n")
         groups: dict[str, list[Record]] = {}
         previous: str | None = None
         rejected: list[bytes] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -186,7 +186,7 @@ class EvaluateJob:
         write_csv(out / "evaluation.csv", list(rows[0]), rows)
         summary = {
             "split": self.options.split,
-            "kernel": self.options.kernel,
+            "kernel": dict(kernel) if isinstance(kernel := self.options.kernel, Mapping) else kernel,
             "rows": rows,
             "skipped": result.skipped,
             "without_box": [str(i.path) for i in self.without_box],

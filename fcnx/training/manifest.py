@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError
-from fcnx.io.files import atomic_text
+from fcnx.io.files import atomic_text, read_regular
 
 MANIFEST = "ensemble.json"
 
@@ -50,9 +50,11 @@ def read_manifest(path: Path) -> Manifest:
     """The manifest at ``path`` (a file, or a run folder holding ``ensemble.json``); one-line errors naming it."""
     path = path / MANIFEST if path.is_dir() else path
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path).decode("utf-8"))
         members = [Member(**m) for m in data.pop("members")]
         manifest = Manifest(members=members, **data)
+        if not isinstance(manifest.kernel, int) or isinstance(manifest.kernel, bool) or manifest.kernel < 1:
+            raise ValueError(f"kernel {manifest.kernel!r} is not a side in pixels")
     except FileNotFoundError:
         raise UsageError("no such ensemble file", path) from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -1,0 +1,141 @@
+"""Hostile values for --kernel, and FIFOs or folders where a command reads a journal, boxes or an ensemble file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from tiny_backbones import color_checkpoint
+
+from fcnx.cli import cli
+
+NETS = {"tiny0": 128, "tiny_s16": 160}  # a mixed ensemble under --kernel native
+COLORS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230), "none": (128, 128, 128)}
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """Fail a test that blocks (reading a FIFO waits for a writer for ever) instead of hanging the suite."""
+
+    def hung(*_):
+        raise TimeoutError("the command blocked")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def nets(tmp_path, tiny_registry) -> list[str]:
+    weights = {n: color_checkpoint(tmp_path / f"{n}.safetensors", n, input_size=s) for n, s in NETS.items()}
+    return ["--nets", ",".join(NETS), *(a for n, p in weights.items() for a in ("--weights", f"{n}={p}"))]
+
+
+def dataset(root: Path) -> Path:
+    """Class folders, one image each: a coloured square on grey."""
+    for name, color in COLORS.items():
+        pixels = np.full((170, 200, 3), 128, np.uint8)
+        pixels[20:150, 30:160] = color
+        (root / name).mkdir(parents=True)
+        Image.fromarray(pixels).save(root / name / "0.png")
+    return root
+
+
+def invoke(*args) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def crop(nets, *args) -> object:
+    return invoke("crop", *nets, "--workers", "0", "--max-scale", "1.5", *args)
+
+
+def last_line(result) -> str:
+    return result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("kernel", ["10000000000000", "8000"])
+def test_a_kernel_over_the_pixel_budget_is_one_line_before_any_allocation(tmp_path, nets, kernel):
+    dataset(tmp_path / "photos")
+    result = crop(nets, "--kernel", kernel, tmp_path / "photos", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: kernel {kernel} is too large: a {kernel} x {kernel} input exceeds the pixel budget of "
+        f"50000000 (FCNX_MAX_PIXELS)"
+    )
+
+
+def test_the_kernel_budget_follows_fcnx_max_pixels(tmp_path, nets, monkeypatch):
+    dataset(tmp_path / "photos")
+    monkeypatch.setenv("FCNX_MAX_PIXELS", str(128 * 128 - 1))
+    result = crop(nets, "--kernel", "128", tmp_path / "photos", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and last_line(result).endswith("the pixel budget of 16383 (FCNX_MAX_PIXELS)")
+
+
+def test_a_kernel_of_more_digits_than_python_converts_is_one_line(nets):
+    result = invoke("crop", *nets, "--kernel", "9" * 5000, "x.png", "-o", "out")
+    assert result.exit_code == 2
+    assert (
+        last_line(result)
+        == "Error: Invalid value for '--kernel': 999999999999... (5000 digits) is too large a side in pixels."
+    )
+
+
+def test_native_is_read_like_a_number_without_the_spaces_around_it_and_the_help_spells_it(tmp_path, nets):
+    dataset(tmp_path / "photos")
+    result = crop(nets, "--category", "red", "--kernel", " native\n", tmp_path / "photos", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / ".fcnx-crop.json").read_text())["settings"]["kernels"] == [128, 160]
+    assert "--kernel N|native " in invoke("crop", "--help").output  # not N|NATIVE, which is refused
+
+
+def test_evaluate_refuses_a_fifo_as_boxes_in_one_line(tmp_path, nets):
+    data = dataset(tmp_path / "data")
+    os.mkfifo(tmp_path / "boxes.jsonl")
+    result = invoke(
+        "evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", tmp_path / "boxes.jsonl"
+    )
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: {tmp_path / 'boxes.jsonl'}: cannot read boxes (OSError: not a regular file)"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_crop_refuses_a_journal_that_is_not_a_file_naming_it_and_keeping_the_outdir(tmp_path, nets, kind):
+    photos, out = dataset(tmp_path / "photos"), tmp_path / "out"
+    assert crop(nets, "--kernel", "native", photos, "-o", out).exit_code == 0
+    (out / "boxes.jsonl").unlink()
+    os.mkfifo(out / "boxes.jsonl") if kind == "fifo" else (out / "boxes.jsonl").mkdir()
+    before = sorted(p.name for p in out.iterdir())
+    result = crop(nets, "--kernel", "native", photos, "-o", out)
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {out / 'boxes.jsonl'}: is not a regular file (a FIFO, a folder?): move it away, or choose another OUTDIR"
+    )
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("kernel", "why"), [(0, "kernel 0 is not a side in pixels"), ("224", "kernel '224' is not a side in pixels")]
+)
+def test_an_ensemble_file_with_a_bad_kernel_is_one_line_naming_it(tmp_path, nets, kernel, why):
+    manifest = tmp_path / "ensemble.json"
+    manifest.write_text(json.dumps({"members": [], "kernel": kernel, "config": {}}))
+    result = invoke("crop", "--ensemble", manifest, "x.png", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: {manifest}: not an ensemble file of fcnx train --nets (ValueError: {why})"
+
+
+def test_an_ensemble_file_that_is_a_fifo_is_one_line(tmp_path, nets):
+    os.mkfifo(tmp_path / "ensemble.json")
+    result = invoke("crop", "--ensemble", tmp_path / "ensemble.json", "x.png", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {tmp_path / 'ensemble.json'}: not an ensemble file of fcnx train --nets (OSError: not a regular file)"
+    )
