@@ -73,26 +73,35 @@ def _photo(loader: str) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3])
 
 
-def samples(pasted: int, seed: int) -> list[Sample]:
-    """The whole annotated photos, then ``pasted`` seeded pastes."""
+#: long side of a pasted object, as shares of the background's short side: pasted and small samples
+PASTED_SIDES = (0.3, 0.6)
+SMALL_SIDES = (0.10, 0.15)
+
+
+def samples(pasted: int, seed: int, small: int = 0) -> list[Sample]:
+    """The whole annotated photos, then ``pasted`` seeded pastes, then ``small`` seeded small pastes
+    (long side 10-15 % of the short side; their own random stream, so the others do not change)."""
     out = [Sample(p.name, "whole", p.load(), p.category, p.accept, tuple(map(float, p.box))) for p in PHOTOS.values()]
-    rng = np.random.default_rng(seed)
-    for k in range(pasted):
+    out += _pastes(pasted, np.random.default_rng(seed), PASTED_SIDES, "pasted")
+    return out + _pastes(small, np.random.default_rng([seed, 1]), SMALL_SIDES, "small")
+
+
+def _pastes(count: int, rng: np.random.Generator, sides: tuple[float, float], kind: str) -> list[Sample]:
+    out = []
+    for k in range(count):
         obj = PHOTOS[OBJECTS[k % len(OBJECTS)]]
         backgrounds = [b for b in BACKGROUNDS if b != obj.loader]
         where = backgrounds[int(rng.integers(len(backgrounds)))]
         background = _photo(where).copy()
         height, width = background.shape[:2]
         piece = obj.crop()
-        long_side = rng.uniform(0.3, 0.6) * min(height, width)
+        long_side = rng.uniform(*sides) * min(height, width)
         f = long_side / max(piece.shape[:2])
         w, h = max(8, round(piece.shape[1] * f)), max(8, round(piece.shape[0] * f))
         x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         background[y : y + h, x : x + w] = np.asarray(Image.fromarray(piece).resize((w, h), Image.Resampling.BICUBIC))
-        name = f"{obj.name}_in_{where}_{k}"
-        out.append(
-            Sample(name, "pasted", background, obj.category, obj.accept, (float(x), float(y), float(w), float(h)))
-        )
+        name = f"{obj.name}_in_{where}_{k}" + ("" if kind == "pasted" else f"_{kind}")
+        out.append(Sample(name, kind, background, obj.category, obj.accept, (float(x), float(y), float(w), float(h))))
     return out
 
 
@@ -223,7 +232,7 @@ def run(items: Sequence[Sample], max_scale: float, progress: Callable[[str], Non
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per subset (all, whole, pasted), side (with category, label-free) and method: mean IoU, shares, seconds."""
     out: dict[str, Any] = {}
-    for subset in ("all", "whole", "pasted"):
+    for subset in ("all", "whole", "pasted", "small"):
         chosen = [r for r in rows if subset == "all" or r["kind"] == subset]
         if not chosen:
             continue
