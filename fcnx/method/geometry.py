@@ -94,8 +94,9 @@ def pyramid_scales(height: int, width: int, kernel: int, step: float = 1.2, max_
 AUTO = "auto"
 #: ... goes on until the kernel window is this share of the image's short side (the largest scale is its inverse) ...
 AUTO_WINDOW = 0.1
-#: ... but never to a level whose short side is more than this many times the decoded image's ...
-AUTO_UPSAMPLE = 4.0
+#: ... but never to a level whose short side is more than this many times the decoded image's (a window of at
+#: least kernel / 8 image pixels: 28 at kernel 224) ...
+AUTO_UPSAMPLE = 8.0
 #: ... nor beyond this many pixels summed over all levels (the default pyramid at kernel 224: 1.5 to 2 Mpixels)
 AUTO_BUDGET = 32_000_000
 

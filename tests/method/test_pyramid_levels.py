@@ -44,13 +44,13 @@ def test_auto_goes_on_to_a_tenth_of_the_short_side_when_the_image_has_the_pixels
     assert 2000 / (scales[-1] / scales[0]) / 2000 == pytest.approx(1 / 1.2**12)  # smallest window: 11.2 % of the side
 
 
-def test_auto_stops_before_a_level_over_four_times_the_decoded_side():
-    # short side 92 at kernel 56: level 10 has a short side of 347 <= 368 = 4 x 92, level 11 would have 416
-    scales = geometry.auto_scales(92, 128, 56, 1.2, 92)
-    assert scales == [56 / 92 * 1.2**k for k in range(11)]
-    assert geometry.scaled_size(92, 128, scales[-1], 56) == (347, 482)
+def test_auto_stops_before_a_level_over_eight_times_the_decoded_side():
+    # short side 46 at kernel 56: level 10 has a short side of 347 <= 368 = 8 x 46, level 11 would have 416
+    scales = geometry.auto_scales(46, 64, 56, 1.2, 46)
+    assert scales == [56 / 46 * 1.2**k for k in range(11)]
+    assert geometry.scaled_size(46, 64, scales[-1], 56) == (347, 482)
     # the same image decoded at twice the size may go on: the limit is the decoded pixels'
-    assert len(geometry.auto_scales(92, 128, 56, 1.2, 184)) == 13
+    assert len(geometry.auto_scales(46, 64, 56, 1.2, 92)) == 13
 
 
 def test_auto_keeps_within_the_pixel_budget_and_always_keeps_the_first_level():
