@@ -20,8 +20,8 @@ Grad-CAM the top class of the nets' mean on the whole photo.
     OMP_NUM_THREADS=1 python benchmarks/real_photos.py --seed 0 --pasted 12 -o build/real_photos.json
     OMP_NUM_THREADS=1 python benchmarks/real_photos.py --pasted 0 --small 10 --sweep   # what each level costs and buys
 
-Needs the ``bench`` extra (scikit-image, grad-cam). Parameters of the tight box were chosen on
-synthetic canvases (docs/benchmark.md), never on these photos.
+Needs the ``bench`` extra (scikit-image, grad-cam). The tight box was chosen on synthetic canvases
+and on the pasted photos of seed 1 (docs/crop.md), never on seed 0's.
 """
 
 from __future__ import annotations

@@ -60,11 +60,11 @@ def test_fcnx_boxes_beat_grad_cam_and_the_blind_boxes(summary):
     assert with_category["tight"]["mean_iou"] >= with_category["square (paper)"]["mean_iou"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14's target, not met: tight with the category reaches 0.48 mean IoU")
+@pytest.mark.xfail(strict=True, reason="issue #14's target, not met: tight with the category reaches 0.51 mean IoU")
 def test_issue_target_tight_with_the_category(summary):
     assert summary["with"]["tight"]["mean_iou"] >= 0.65
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14's target, not met: tight without a category reaches 0.37 mean IoU")
+@pytest.mark.xfail(strict=True, reason="issue #14's target, not met: tight without a category reaches 0.40 mean IoU")
 def test_issue_target_tight_label_free(summary):
     assert summary["free"]["tight"]["mean_iou"] >= 0.5
