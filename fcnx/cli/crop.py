@@ -73,7 +73,7 @@ def _box_line(record: dict[str, Any]) -> str:
     help="Largest level, relative to the first (short side = kernel); levels past the image's own "
     "resolution are upsampled. auto (small objects): on until the window is about 10% of the short "
     "side, but no level over 8x the decoded image's short side and at most 32 Mpixels summed over "
-    "levels per image (13 levels at step 1.2; about 9x the compute of 3).",
+    "levels per image (13 levels at step 1.2: 10-15x the time of 3).",
 )
 @click.option(
     "--selection",
