@@ -36,7 +36,11 @@ _EXPORTS = {
     "run_crop": "fcnx.jobs.crop",
     "CropOptions": "fcnx.jobs.crop",
     "evaluate": "fcnx.jobs.evaluation",
-    "find_suspects": "fcnx.jobs.evaluation",
+    "find_suspects": "fcnx.jobs.suspects",
+    "run_evaluate": "fcnx.jobs.evaluate",
+    "EvaluateOptions": "fcnx.jobs.evaluate",
+    "run_suspects": "fcnx.jobs.suspects",
+    "SuspectsOptions": "fcnx.jobs.suspects",
     "FcnxError": "fcnx.errors",
     "UsageError": "fcnx.errors",
     "WeightsError": "fcnx.errors",
@@ -51,9 +55,11 @@ __all__ = [
     "CropResult",
     "Cropper",
     "Ensemble",
+    "EvaluateOptions",
     "FcnxError",
     "ImageItem",
     "Preprocess",
+    "SuspectsOptions",
     "UsageError",
     "WeightsError",
     "__version__",
@@ -65,6 +71,8 @@ __all__ = [
     "load_ensemble",
     "load_fcn",
     "run_crop",
+    "run_evaluate",
+    "run_suspects",
 ]
 
 if TYPE_CHECKING:
@@ -77,7 +85,9 @@ if TYPE_CHECKING:
     from fcnx.errors import FcnxError, UsageError, WeightsError
     from fcnx.io.images import ImageItem, discover
     from fcnx.jobs.crop import CropOptions, run_crop
-    from fcnx.jobs.evaluation import evaluate, find_suspects
+    from fcnx.jobs.evaluate import EvaluateOptions, run_evaluate
+    from fcnx.jobs.evaluation import evaluate
+    from fcnx.jobs.suspects import SuspectsOptions, find_suspects, run_suspects
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,8 @@
 
 Three valid/padded layouts give the paper's three formulas at a fraction of the cost:
 ``tiny0`` 32D (like VGG), ``tiny43`` 32D+43 (like Inception), ``tiny_m25`` 32D-25 (like
-Xception, through padding). ``tiny11`` (32D+11) is a second valid net for alignment tests.
+Xception, through padding). ``tiny11`` (32D+11) is a second valid net for alignment tests;
+``tiny_s16`` (16D) has four stride-2 layers: stride 16, for mixed ensembles.
 
 Weights are either random (``fcnx.testing.random_checkpoint``) or *colour* weights
 (:func:`color_checkpoint`): every convolution averages each colour channel, so the features are
@@ -25,12 +26,13 @@ from fcnx.backbones.spec import BackboneSpec, Preprocess
 
 COLOR_CLASSES = ["red", "green", "blue", "none"]
 TRUNK = (2, 2, 0)
-#: name -> (offset, layers as (kernel, stride, padding)); five stride-2 layers make the stride 32
+#: name -> (offset, layers as (kernel, stride, padding)); five stride-2 layers make the stride 32, four 16
 LAYOUTS: dict[str, tuple[int, list[tuple[int, int, int]]]] = {
     "tiny0": (0, [TRUNK] * 5),
     "tiny43": (43, [(2, 1, 0), TRUNK, (2, 1, 0), TRUNK, (3, 1, 0), TRUNK, TRUNK, TRUNK, (2, 1, 0)]),
     "tiny11": (11, [(2, 1, 0), TRUNK, (2, 1, 0), TRUNK, (3, 1, 0), TRUNK, TRUNK, TRUNK]),
     "tiny_m25": (-25, [(2, 1, 13)] + [TRUNK] * 5),
+    "tiny_s16": (0, [TRUNK] * 4),
 }
 PLAIN = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
@@ -86,7 +88,7 @@ def spec(name: str) -> BackboneSpec:
     return BackboneSpec(
         name=name,
         framework="pytorch",
-        stride=32,
+        stride=2 ** sum(s == 2 for _, s, _ in LAYOUTS[name][1]),
         offset=LAYOUTS[name][0],
         default_size=299,
         preprocess=PLAIN,

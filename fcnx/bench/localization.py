@@ -298,7 +298,7 @@ def mislabel_detection(cropper: Cropper, root: Path, share: float, seed: int) ->
     """
     from fcnx.bench.fashion import plant_mislabels
     from fcnx.errors import FcnxError
-    from fcnx.jobs.evaluation import label_gap, rank_by_gap
+    from fcnx.jobs.suspects import label_gap, rank_by_gap
 
     with tempfile.TemporaryDirectory(prefix="fcnx-mislabels-") as tmp:
         planted_root = Path(tmp) / "planted"

@@ -117,7 +117,7 @@ def localization_cmd(
     out: Path,
     nets: str | None,
     weights: tuple[str, ...],
-    kernel: int | None,
+    kernel: int | str | None,
     device: str,
     held_out: tuple[str, ...],
     step: float,

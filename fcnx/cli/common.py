@@ -48,6 +48,20 @@ class MaxScaleType(click.ParamType):
         return MAX_SCALE.convert(value, param, ctx)
 
 
+class KernelType(click.ParamType):
+    """--kernel: a side in pixels (>= 1), or ``native`` (each net at its own trained or default size)."""
+
+    name = "N|native"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value == "native":
+            return value
+        text = str(value).strip()
+        if text.isascii() and text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{value!r} is neither a side in pixels (>= 1) nor 'native'.", param, ctx)
+
+
 class CategoryType(click.ParamType):
     """A category as given: a class name, or an index written in ASCII digits (``"٣"`` and ``"²"`` are names)."""
 
@@ -90,8 +104,8 @@ def parse_weights(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def resolve_nets(
-    nets: str | None, weights: tuple[str, ...], kernel: int | None
-) -> tuple[list[str], dict[str, str], int]:
+    nets: str | None, weights: tuple[str, ...], kernel: int | str | None
+) -> tuple[list[str], dict[str, str], int | str]:
     """Net names, their weights and the common kernel from the options (defaults documented on the options)."""
     weight_map = parse_weights(weights)
     if nets is not None:
@@ -158,10 +172,11 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--kernel",
             default=None,
-            type=click.IntRange(min=1),
+            type=KernelType(),
             help=f"Common kernel: every net is convolutionalized for this input side [default: the size all "
             f"the nets' checkpoints were trained at, else {COMMON_KERNEL}; {DEFAULT_NETS_KERNEL} for "
-            f"the default ensemble].",
+            f"the default ensemble]. native: each net at its own size (its checkpoint's, else its "
+            f"backbone's default), resampled on the grid of the net with the finest one.",
         ),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         *backend_options(),

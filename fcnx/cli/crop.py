@@ -19,9 +19,11 @@ from fcnx.cli.common import (
     resolve_nets,
 )
 from fcnx.method.selection import RULES
+from fcnx.method.subwindows import SEARCHES
 from fcnx.render.progress import Progress
 
 if TYPE_CHECKING:
+    from fcnx.engine.ensemble import Ensemble
     from fcnx.jobs.crop import CropSummary
 
 #: runs of at most this many images print one line per box
@@ -83,6 +85,15 @@ def _box_line(record: dict[str, Any]) -> str:
     help="paper: per level the best summed probability; votes-first: the authors' code (votes, then sum).",
 )
 @click.option("--early-stop", is_flag=True, help="Stop an image's pyramid at the first level where every net votes.")
+@click.option(
+    "--search",
+    default="full",
+    show_default=True,
+    type=click.Choice(SEARCHES),
+    help="coarse-to-fine: the 2 largest levels only around the smaller levels' best cells, when the category "
+    "is known. Saves only on elongated images with small-receptive-field nets, where it may change boxes; "
+    "never on the EfficientNet-Lite nets (docs/performance.md).",
+)
 @box_option
 @click.option(
     "--split",
@@ -128,11 +139,12 @@ def crop_cmd(
     nets: str | None,
     weights: tuple[str, ...],
     categories: tuple[str, ...],
-    kernel: int | None,
+    kernel: int | str | None,
     step: float,
     max_scale: float | str,
     selection: str,
     early_stop: bool,
+    search: str,
     box: str,
     split: str,
     device: str,
@@ -193,6 +205,7 @@ def crop_cmd(
         heatmaps=heatmaps,
         heatmaps_npy=heatmaps_npy,
         box=box,
+        search=search,
         gallery=gallery,
         fail_fast=fail_fast,
         in_place=in_place,
@@ -211,7 +224,7 @@ def crop_cmd(
                 f"crop: {summary.pending} image(s) to do"
                 + (f", {summary.skipped} already done" if summary.skipped else "")
                 + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
-                + f"; nets {', '.join(job.ensemble.names)} at kernel {kernel} "
+                + f"; nets {', '.join(job.ensemble.names)} at {_kernels(job.ensemble)} "
                 + (f"on {job.device}" if job.local else "on a Ray cluster")
             ),
             err=True,
@@ -285,3 +298,10 @@ def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, prof
         if summary.fail_fast:
             say("crop: stopped at the first failure (--fail-fast)")
         raise SystemExit(1)
+
+
+def _kernels(ensemble: Ensemble) -> str:
+    """``kernel 224``, or for a mixed ensemble every net's: ``kernels 224, 240, 260``."""
+    if not ensemble.mixed:
+        return f"kernel {ensemble.kernel}"
+    return "kernels " + ", ".join(str(f.kernel) for f in ensemble.fcns)

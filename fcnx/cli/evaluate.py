@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
-from fcnx.errors import FcnxError, UsageError
 from fcnx.render.progress import Progress
 from fcnx.render.text import text_table
 
@@ -101,121 +99,41 @@ def evaluate_cmd(
       fcnx evaluate --weights vgg19=vgg19.safetensors --data food-101/ --crops cropped/boxes.jsonl
       fcnx evaluate --engine ray --address auto --weights ... --data food-101/ --crop   # on a Ray cluster
     """
-    from fcnx.engine.devices import resolve_device
-    from fcnx.engine.ensemble import load_ensemble
     from fcnx.errors import one_line
-    from fcnx.io.files import atomic_text, check_outdir
-    from fcnx.io.tables import write_csv
-    from fcnx.jobs import evaluation
-    from fcnx.training import datasets
+    from fcnx.jobs.evaluate import EvaluateOptions, run_evaluate
 
-    if crops and crop_now:
-        raise UsageError("give --crops FILE or --crop, not both")
-    if skip_missing and not crops:
-        raise UsageError("--skip-missing goes with --crops FILE")
-    local = is_local_engine(engine, address, actors)
-    dataset = datasets.open_dataset(data, split)
-    for warning in dataset.warnings:
-        click.echo(f"evaluate: warning: {warning}", err=True)
-    items = dataset.items
-    if not items:
-        raise UsageError(f"no images in the {split} split", data)
-    boxes, box_of = None, None
-    without_box: list = []
-    if crops:
-        boxes = evaluation.read_boxes(crops)
-        for warning in boxes.warnings:
-            click.echo(f"evaluate: warning: {warning}", err=True)
-        without_box = [item for item in items if boxes.find(item) is None]
-        if len(without_box) == len(items):
-            raise UsageError(
-                f"none of the {len(items)} images of the {split} split has a box in it: crop the same split first",
-                crops,
-            )
-        if skip_missing:
-            items = [item for item in items if boxes.find(item) is not None]
-        else:  # each is reported as it is met, skipped on both sides, and the run exits with 1
-            without_box = []
-        box_of = lambda item, pixels: boxes.find(item)  # noqa: E731
-    if outdir is not None:
-        outdir = check_outdir(outdir, [data])
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-    # the Ray engine's driver loads the nets on its CPU only for their names and classes
-    ensemble = load_ensemble(names, weight_map, kernel=kernel, device=resolve_device(device if local else "cpu"))
-    unknown = [c for c in dataset.classes if c not in ensemble.classes]
-    if unknown:
-        raise UsageError(
-            f"{len(unknown)} of the dataset's {len(dataset.classes)} classes are not classes of the nets "
-            f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?",
-            data,
-        )
-    if crop_now:
-        from fcnx.engine.cropper import Cropper
-
-        box_of = evaluation.crops_of(Cropper(ensemble))
-
-    for line in dataset.missing_lines:
-        click.echo(f"error: {one_line(line)}", err=True)
-    bar = Progress(len(items), "evaluate", quiet=quiet)
-
-    def report(line: str) -> None:
-        bar.say(f"error: {one_line(line)}")
-
+    options = EvaluateOptions(
+        nets=names,
+        weights=weight_map,
+        kernel=kernel,
+        split=split,
+        crops=crops,
+        crop=crop_now,
+        skip_missing=skip_missing,
+        batch_size=batch_size,
+        device=device,
+        engine="local" if is_local_engine(engine, address, actors) else "ray",
+        address=address,
+        actors=actors,
+    )
+    job = run_evaluate(data, options, outdir)
+    for warning in job.warnings:
+        click.echo(f"evaluate: warning: {warning}", err=True)
+    bar = Progress(len(job.items), "evaluate", quiet=quiet)
     try:
-        if local:
-            result = evaluation.evaluate(
-                ensemble,
-                items,
-                box_of,
-                progress=bar.update,
-                report=report,
-                batch_size=batch_size or (1 if ensemble.device.type == "cpu" else 8),
-            )
-        else:
-            from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
-
-            result = evaluate_on_ray(
-                CropperConfig(tuple(names), weight_map, kernel),
-                items,
-                boxes=boxes,
-                crop=crop_now,
-                batch_size=batch_size,
-                address=address,
-                device=device,
-                actors=actors,
-                progress=bar.update,
-                report=report,
-            )
+        result = job.run(progress=bar.update, report=lambda line: bar.say(f"error: {one_line(line)}"))
     finally:
         bar.close()
-    result.skipped += dataset.missing_lines
-    if all(scores.total == 0 for scores in result.original.values()):
-        raise FcnxError(f"no image could be scored ({len(result.skipped)} skipped, e.g. {result.skipped[0]})", data)
-    rows = result.rows()
-    click.echo(_table(rows))
-    if without_box:
+    click.echo(_table(result.rows()))
+    if job.without_box:
         click.echo(
-            f"evaluate: {len(without_box)} image(s) without a box left out (--skip-missing), e.g. "
-            f"{without_box[0].path}",
+            f"evaluate: {len(job.without_box)} image(s) without a box left out (--skip-missing), e.g. "
+            f"{job.without_box[0].path}",
             err=True,
         )
-    if outdir is not None:
-        write_csv(outdir / "evaluation.csv", list(rows[0]), rows)
-        atomic_text(
-            outdir / "evaluation.json",
-            json.dumps(
-                {
-                    "split": split,
-                    "kernel": kernel,
-                    "rows": rows,
-                    "skipped": result.skipped,
-                    "without_box": [str(i.path) for i in without_box],
-                },
-                indent=2,
-            ),
-        )
     if result.skipped:
-        where = f" (listed in {outdir / 'evaluation.json'})" if outdir is not None else ""
+        where = f" (listed in {job.outdir / 'evaluation.json'})" if job.outdir is not None else ""
         click.echo(
             f"evaluate: {len(result.skipped)} image(s) skipped: unreadable, missing or without a box{where}; "
             f"the table counts the others",

@@ -1,17 +1,21 @@
-"""The ensemble at run time: FCNs sharing one kernel, fed one shared resized batch per pyramid level.
+"""The ensemble at run time: FCNs fed one resized batch per pyramid level and kernel.
 
-Alignment is by geometry, never by stretching the image. Every net's pool ``D`` is taken at the
-common kernel ``K``, and ``K`` lies in ``[W_min(D), W_min(D) + stride - 1]`` for each of them,
-so cell ``(i, j)`` of every net is the classifier applied to the same window
-``[stride*i, stride*i + K) x [stride*j, stride*j + K)`` of the resized image. Nets whose formula
-gives extra cells at the far edges (windows narrower than ``K`` that still fit) are cropped to
-the cells all nets share, :func:`fcnx.method.geometry.common_cells`. Details: ``docs/crop.md``.
+Alignment is by geometry, never by stretching the image. Every net's pool ``D`` is taken at its
+kernel ``K``, and ``K`` lies in ``[W_min(D), W_min(D) + stride - 1]``, so cell ``(i, j)`` of a net
+is the classifier applied to the window ``[stride*i, stride*i + K) x [stride*j, stride*j + K)``
+of its resized input. Nets sharing one kernel and stride see the same input and share these
+windows; extra cells at the far edges (windows narrower than ``K`` that still fit) are cropped to
+the cells all nets share, :func:`fcnx.method.geometry.common_cells`. In a *mixed* ensemble (nets
+with other kernels or strides) the net with the finest grid is the reference: the others see the
+original resized by ``K_n / K`` and their probabilities are resampled on its grid
+(:mod:`fcnx.method.alignment`). Details: ``docs/crop.md``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +27,13 @@ from fcnx.engine.backends.folding import fold_batchnorm
 from fcnx.engine.devices import resolve_device
 from fcnx.engine.fcn import FCN, load_fcn
 from fcnx.errors import FcnxError, UsageError
-from fcnx.method import geometry
+from fcnx.method import alignment, geometry
 
 #: the one interpolation of the shared resize (antialiased when shrinking, clamped to [0, 255])
 INTERPOLATION = "bicubic"
 DEFAULT_KERNEL = 299
+#: ``load_ensemble``'s kernel: one for all nets, ``"native"`` (each net at its trained or default size), or per net
+KernelChoice = int | str | Mapping[str, int]
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -70,11 +76,15 @@ def _class_order(fcns: Sequence[FCN]) -> list[torch.Tensor | None]:
 
 
 class Ensemble:
-    """FCNs with one kernel, stride and class list (same names in another order are reordered).
+    """FCNs with one class list (same names in another order are reordered).
 
-    ``probabilities(pixels)`` runs every net on the same batch and returns softmax probabilities
-    ``B x nets x classes x h x w`` on the common cell grid. Nets are switched to channels-last
-    memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
+    ``probabilities_at(pixels, size)`` resizes the pixels to ``size`` (to each net's own size in a
+    mixed ensemble) and returns softmax probabilities ``B x nets x classes x h x w`` on the
+    reference net's cell grid; ``probabilities(pixels)`` runs every net on the same batch (nets of
+    one kernel and stride). ``reference`` is that net's index (default: the finest grid on the
+    image, the least stride / kernel, the first of equals); ``kernel`` and ``stride`` are its own;
+    ``align`` says how the other nets' cells are resampled on its grid (:mod:`fcnx.method.alignment`).
+    Nets are switched to channels-last memory (faster convolutions on CPU and GPU); ``half`` runs them under float16 autocast
     (CUDA or MPS only); ``compile`` wraps each torch net in ``torch.compile`` with dynamic shapes
     (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
     torch net's batch norms into its convolutions (:mod:`fcnx.engine.backends.folding`; the same
@@ -91,21 +101,28 @@ class Ensemble:
         fold: bool = True,
         backend: str | None = None,
         precision: str | None = None,
+        align: str = "bilinear",
+        reference: int | None = None,
     ) -> None:
         if not fcns:
             raise UsageError("an ensemble needs at least one net")
+        if align not in alignment.MODES:
+            raise UsageError(f"unknown alignment {align!r}; use one of {', '.join(alignment.MODES)}")
         self.fcns = list(fcns)
-        self.kernel = self.fcns[0].kernel
-        self.stride = self.fcns[0].spec.stride
-        for fcn in self.fcns:
-            if fcn.kernel != self.kernel:
-                raise UsageError(
-                    f"all nets need one kernel: {fcn.name} has {fcn.kernel}, {self.fcns[0].name} {self.kernel}"
-                )
-            if fcn.spec.stride != self.stride:
-                raise UsageError(
-                    f"all nets need one stride: {fcn.name} has {fcn.spec.stride}, {self.fcns[0].name} {self.stride}"
-                )
+        #: the net whose grid the others are resampled on: ``reference`` (an index into ``fcns``), by default the
+        #: finest grid on the image (least stride / kernel; the first of equals)
+        self.reference = (
+            reference
+            if reference is not None
+            else min(range(len(self.fcns)), key=lambda n: Fraction(self.fcns[n].spec.stride, self.fcns[n].kernel))
+        )
+        if not 0 <= self.reference < len(self.fcns):
+            raise UsageError(f"reference net {reference} is out of range: the ensemble has {len(self.fcns)} nets")
+        self.kernel = self.fcns[self.reference].kernel
+        self.stride = self.fcns[self.reference].spec.stride
+        self.align = align
+        #: whether some net has another kernel or stride than the reference
+        self.mixed = any(f.kernel != self.kernel or f.spec.stride != self.stride for f in self.fcns)
         self.device = self.fcns[0].device
         if half and self.device.type not in ("cuda", "mps"):
             raise UsageError(f"half precision needs a CUDA or MPS device, not {self.device.type}", parameter="half")
@@ -148,6 +165,13 @@ class Ensemble:
             size[1], self.kernel, self.stride
         )
 
+    def input_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
+        """Per net, its input size at a level of reference size ``size`` (:func:`fcnx.method.alignment.net_side`)."""
+        return [
+            size if f.kernel == self.kernel else tuple(alignment.net_side(s, f.kernel, self.kernel) for s in size)  # type: ignore[misc]
+            for f in self.fcns
+        ]
+
     def exact_runners(self) -> list[backends.Runner]:
         """Runners of the same nets in fp32 (built on first use; the usual ones when the precision is fp32)."""
         if self.precision == "fp32":
@@ -156,29 +180,54 @@ class Ensemble:
             self._exact = [backends.runner(fcn, self.backend, "fp32") for fcn in self.fcns]
         return self._exact
 
-    @torch.inference_mode()
-    def probabilities(self, pixels: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        """Softmax probabilities ``B x nets x classes x rows x cols`` of RGB pixels ``B x 3 x H x W`` in ``[0, 255]``.
+    def probabilities_at(self, pixels: torch.Tensor, size: tuple[int, int], exact: bool = False) -> torch.Tensor:
+        """:meth:`probabilities_of` the pixels resized to each net's input size at the level of reference ``size``.
 
+        One :func:`resize` from ``pixels`` per distinct size (for nets of one kernel: one in all).
+        """
+        inputs = {shape: resize(pixels, shape) for shape in dict.fromkeys(self.input_sizes(size))}
+        return self.probabilities_of(inputs, size, exact)
+
+    def probabilities(self, pixels: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """:meth:`probabilities_of` one batch that every net sees (nets of one kernel and stride)."""
+        if self.mixed:
+            raise UsageError("the nets differ in kernel or stride: each needs its own input (probabilities_at)")
+        size = tuple(pixels.shape[-2:])
+        return self.probabilities_of({size: pixels}, size, exact)  # type: ignore[dict-item, arg-type]
+
+    @torch.inference_mode()
+    def probabilities_of(
+        self, inputs: Mapping[tuple[int, int], torch.Tensor], size: tuple[int, int], exact: bool = False
+    ) -> torch.Tensor:
+        """Softmax probabilities ``B x nets x classes x rows x cols`` on the reference grid of a level of ``size``.
+
+        ``inputs`` maps each net's :meth:`input_sizes` to its RGB pixels ``B x 3 x H x W`` in ``[0, 255]``.
         ``exact``: in fp32 whatever the ensemble's precision (the cropper's recheck of its best levels).
         Raises :class:`NonFiniteOutput` when a net's outputs for the batch are not all finite.
         """
-        rows, cols = self.cells(tuple(pixels.shape[-2:]))
+        rows, cols = self.cells(size)
         if rows < 1 or cols < 1:
-            raise ValueError(f"input {tuple(pixels.shape[-2:])} is smaller than the kernel {self.kernel}")
+            raise ValueError(f"input {tuple(size)} is smaller than the kernel {self.kernel}")
         out = []
         self._synchronize()
         start = time.perf_counter()
-        for fcn, run, order in zip(self.fcns, self.exact_runners() if exact else self.runners, self._orders):
+        runners = self.exact_runners() if exact else self.runners
+        for fcn, run, order, shape in zip(self.fcns, runners, self._orders, self.input_sizes(size)):
+            pixels = inputs[shape]
+            stride = fcn.spec.stride
+            cells = (
+                geometry.common_cells(shape[0], fcn.kernel, stride),
+                geometry.common_cells(shape[1], fcn.kernel, stride),
+            )
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
                 logits = run(pixels)
-            if logits.shape[-2] < rows or logits.shape[-1] < cols:
+            if logits.shape[-2] < cells[0] or logits.shape[-1] < cells[1]:
                 raise RuntimeError(
                     f"{fcn.name} returned a {tuple(logits.shape[-2:])} heatmap for input "
                     f"{tuple(pixels.shape[-2:])}; its formula {fcn.spec.formula()} promises at least "
-                    f"{(rows, cols)} cells (a wrong receptive-size formula in its plugin?)"
+                    f"{cells} cells (a wrong receptive-size formula in its plugin?)"
                 )
-            logits = logits[:, :, :rows, :cols].float()
+            logits = logits[:, :, : cells[0], : cells[1]].float()
             if not bool(torch.isfinite(logits).all()):
                 raise NonFiniteOutput(
                     f"{fcn.name} gives non-finite outputs (NaN or infinity): broken weights"
@@ -186,10 +235,35 @@ class Ensemble:
                 )
             if order is not None:
                 logits = logits.index_select(1, order)
-            out.append(logits.softmax(dim=1))
+            probs = logits.softmax(dim=1)
+            if fcn.kernel != self.kernel or stride != self.stride:
+                probs = self._resample(probs, (rows, cols), size, shape, fcn.kernel, stride)
+            out.append(probs)
         self._synchronize()
         self.forward_seconds += time.perf_counter() - start
         return torch.stack(out, dim=1)
+
+    def _resample(
+        self,
+        probs: torch.Tensor,
+        cells: tuple[int, int],
+        size: tuple[int, int],
+        shape: tuple[int, int],
+        kernel: int,
+        stride: int,
+    ) -> torch.Tensor:
+        """A net's ``B x classes x m x n`` probabilities on the reference grid of ``cells`` (one axis at a time)."""
+        for dim, count, side, source in ((2, cells[0], size[0], shape[0]), (3, cells[1], size[1], shape[1])):
+            positions = alignment.source_positions(count, side, self.kernel, self.stride, source, kernel, stride)
+            axis = alignment.axis_weights(positions, probs.shape[dim], self.align)
+            low = probs.index_select(dim, torch.from_numpy(axis.low).to(self.device))
+            if self.align == "nearest":
+                probs = low
+                continue
+            high = probs.index_select(dim, torch.from_numpy(axis.high).to(self.device))
+            weight = torch.from_numpy(axis.weight).to(self.device).view([-1] + [1] * (3 - dim))
+            probs = low * (1 - weight) + high * weight
+        return probs
 
     def _synchronize(self) -> None:
         if self.timed and self.device.type == "cuda":
@@ -217,18 +291,21 @@ def load_ensemble(
     nets: Sequence[str],
     weights: Mapping[str, str | Path] | None = None,
     *,
-    kernel: int = DEFAULT_KERNEL,
+    kernel: KernelChoice = DEFAULT_KERNEL,
     device: Any = "auto",
     half: bool = False,
     compile: bool = False,
     backend: str | None = None,
     precision: str | None = None,
 ) -> Ensemble:
-    """Load ``nets`` (backbone names) at the common ``kernel`` on ``device`` into an :class:`Ensemble`.
+    """Load ``nets`` (backbone names) on ``device`` into an :class:`Ensemble`.
 
-    ``weights`` maps a backbone name to an fcnx checkpoint file (its classes are used) or to a
-    pretrained tag (``"pretrained"`` or a hub tag); a net without an entry uses ``"pretrained"``.
-    ``half``, ``compile``, ``backend`` and ``precision``: see :class:`Ensemble`.
+    ``kernel``: the common kernel of every net; ``"native"``: each net at its own size (its
+    checkpoint's input size, else the backbone's default size); or a mapping of net names to
+    kernels (nets it leaves out: native). ``weights`` maps a backbone name to an fcnx checkpoint
+    file (its classes are used) or to a pretrained tag (``"pretrained"`` or a hub tag); a net
+    without an entry uses ``"pretrained"``. ``half``, ``compile``, ``backend`` and ``precision``:
+    see :class:`Ensemble`.
     """
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(nets))
@@ -237,6 +314,23 @@ def load_ensemble(
             f"weights given for {', '.join(unknown)}, which is not among the nets ({', '.join(nets)})",
             parameter="weights",
         )
+    kernels = net_kernels(nets, kernel)
     dev = resolve_device(device) if isinstance(device, str) else device
-    fcns = [load_fcn(name, weights.get(name, "pretrained"), kernel=kernel, device=dev) for name in nets]
+    fcns = [load_fcn(name, weights.get(name, "pretrained"), kernel=k, device=dev) for name, k in zip(nets, kernels)]
     return Ensemble(fcns, half=half, compile=compile, backend=backend, precision=precision)
+
+
+def net_kernels(nets: Sequence[str], kernel: KernelChoice) -> list[int | None]:
+    """Per net, the kernel a :data:`KernelChoice` gives it (``None``: its native size)."""
+    if isinstance(kernel, Mapping):
+        unknown = sorted(set(kernel) - set(nets))
+        if unknown:
+            raise UsageError(
+                f"a kernel given for {', '.join(unknown)}, which is not among the nets ({', '.join(nets)})"
+            )
+        return [kernel.get(name) for name in nets]
+    if kernel == "native":
+        return [None] * len(nets)
+    if isinstance(kernel, str) or kernel < 1:
+        raise UsageError(f"unknown kernel {kernel!r}: give a side in pixels or 'native'")
+    return [kernel] * len(nets)

@@ -459,13 +459,14 @@ def dataset_items(root: Path, split: str = "all") -> list[ImageItem]:
         raise UsageError(f"no meta/{split}.txt in dataset root", root)
     items: list[ImageItem] = []
     images = root / "images"
-    for path in _walk(images):
+    for path in image_files(images):
         rel = PurePosixPath(path.relative_to(root).as_posix())
         items.append(ImageItem(path, rel, rel.parts[1] if len(rel.parts) > 2 else None))
     return items
 
 
-def _walk(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """Files with an image suffix under ``folder``, sorted per folder (links to folders are not followed: no loops)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
@@ -502,7 +503,7 @@ def discover(inputs: Sequence[str | os.PathLike[str]], split: str = "all") -> li
             if is_dataset_root(path):
                 found = [ImageItem(i.path, prefix / i.rel, i.label) for i in dataset_items(path, split)]
             else:
-                found = [ImageItem(f, PurePosixPath(f.relative_to(base).as_posix())) for f in _walk(path)]
+                found = [ImageItem(f, PurePosixPath(f.relative_to(base).as_posix())) for f in image_files(path)]
         else:
             found = [ImageItem(path, PurePosixPath(path.relative_to(base).as_posix()))]
         for item in found:

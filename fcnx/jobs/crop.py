@@ -33,6 +33,7 @@ from fcnx.io.images import ImageItem
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
+    from fcnx.engine.ensemble import KernelChoice
 
 SETTINGS_VERSION = 1
 
@@ -48,7 +49,7 @@ class CropOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: int = 299
+    kernel: KernelChoice = 299
     categories: Sequence[str] = ()
     step: float = 1.2
     max_scale: float | str = 3.0
@@ -64,6 +65,7 @@ class CropOptions:
     heatmaps: bool = False
     heatmaps_npy: bool = False
     box: str = "square"
+    search: str = "full"
     gallery: bool = False
     fail_fast: bool = False
     in_place: bool = False
@@ -211,6 +213,10 @@ class CropJob:
     def _load_nets(self) -> None:
         o = self.options
         self.local = o.engine == "local"
+        if not self.local:
+            from fcnx.jobs.ray import check_kernel
+
+            check_kernel(o.kernel)
         if self._given is not None:
             self.cropper, self.ensemble, self.device = self._given, self._given.ensemble, self._given.ensemble.device
         else:
@@ -241,11 +247,11 @@ class CropJob:
             compile=o.compile and self.local,
         )
         self.ensemble.timed = o.profile
-        for name in o.nets:
+        for name, fcn in zip(o.nets, self.ensemble.fcns):
             size = trained_size(name, o.weights.get(name, "pretrained"))
-            if size is not None and size != o.kernel:
+            if size is not None and size != fcn.kernel:
                 self.warnings.append(
-                    f"{name} was trained at {size} px and runs at kernel {o.kernel}; the paper fine-tunes "
+                    f"{name} was trained at {size} px and runs at kernel {fcn.kernel}; the paper fine-tunes "
                     f"every net at the common kernel"
                 )
         workers = o.workers if o.workers is not None else min(4, (os.cpu_count() or 2) // 2)
@@ -260,6 +266,7 @@ class CropJob:
             workers=workers,
             keep_heatmaps=o.heatmaps or o.heatmaps_npy,
             box=o.box,
+            search=o.search,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -277,8 +284,12 @@ class CropJob:
             "categories": [cropper.classes[c] for c in cropper.categories] if cropper.categories else None,
             "half": o.half,
         }
+        if self.ensemble.mixed:  # absent for nets of one kernel and stride, so earlier OUTDIRs still resume
+            settings["kernels"] = [f.kernel for f in self.ensemble.fcns]
         if o.box != "square":  # absent for the paper's box, so OUTDIRs made before --box still resume
             settings["box"] = o.box
+        if o.search != "full":  # absent for the full search, so OUTDIRs made before --search still resume
+            settings["search"] = o.search
         if o.in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
             settings["in_place"] = True
         return settings
@@ -369,6 +380,7 @@ class CropJob:
                 "batch_size": o.batch_size,
                 "keep_heatmaps": o.heatmaps or o.heatmaps_npy,
                 "box": o.box,
+                "search": o.search,
             },
         )
         self._ray_stats = RayStats()

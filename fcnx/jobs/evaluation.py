@@ -1,7 +1,7 @@
-"""Classifier accuracy on original vs cropped images (the paper's Table IV), and mislabel suspects.
+"""Classifier accuracy on original vs cropped images (the paper's Table IV), and the boxes of a ``boxes.jsonl``.
 
 Originals and crops go through the *same* resize policy: the whole region (the image, or the
-box cut from it) is squashed to ``kernel x kernel`` with the ensemble's one interpolation
+box cut from it) is squashed to ``kernel x kernel`` (each net's own in a mixed ensemble) with the ensemble's one interpolation
 (bicubic, antialiased). The authors' code squashed originals but clipped and bicubic-resized
 crops, so part of their gain could come from the interpolation rather than the crop.
 """
@@ -151,14 +151,18 @@ class Evaluation:
         self.skipped += other.skipped
 
 
-def squash(ensemble: Ensemble, region: np.ndarray) -> Any:
-    """An ``H x W x 3`` uint8 region as the ``3 x kernel x kernel`` float tensor (on the ensemble's device) the nets see."""
+def squash(ensemble: Ensemble, region: np.ndarray) -> dict[tuple[int, int], Any]:
+    """An ``H x W x 3`` uint8 region as the ``3 x K x K`` float tensors (on the ensemble's device) the nets see.
+
+    One per kernel ``K`` of the nets (one in all unless the ensemble is mixed), keyed by ``(K, K)``.
+    """
     import torch
 
     from fcnx.engine.ensemble import resize
 
     tensor = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].to(ensemble.device)
-    return resize(tensor, (ensemble.kernel, ensemble.kernel))[0]
+    shapes = dict.fromkeys(ensemble.input_sizes((ensemble.kernel, ensemble.kernel)))
+    return {shape: resize(tensor, shape)[0] for shape in shapes}
 
 
 def crops_of(cropper: Cropper) -> Callable[[ImageItem, np.ndarray], XYWH]:
@@ -171,12 +175,15 @@ def crops_of(cropper: Cropper) -> Callable[[ImageItem, np.ndarray], XYWH]:
     return box_of
 
 
-def classify_batch(ensemble: Ensemble, squashed: Sequence[Any]) -> np.ndarray:
+def classify_batch(ensemble: Ensemble, squashed: Sequence[dict[tuple[int, int], Any]]) -> np.ndarray:
     """Class probabilities ``B x nets x classes`` of regions already :func:`squash`-ed, in one forward pass."""
     import torch
 
-    batch = torch.stack(list(squashed)).contiguous(memory_format=torch.channels_last)
-    return ensemble.probabilities(batch)[:, :, :, 0, 0].cpu().numpy()
+    inputs = {
+        shape: torch.stack([s[shape] for s in squashed]).contiguous(memory_format=torch.channels_last)
+        for shape in squashed[0]
+    }
+    return ensemble.probabilities_of(inputs, (ensemble.kernel, ensemble.kernel))[:, :, :, 0, 0].cpu().numpy()
 
 
 def evaluate(
@@ -244,111 +251,3 @@ def evaluate(
             progress()
     run_pending()
     return result
-
-
-#: mislabel signals of :func:`find_suspects`
-SIGNALS = ("paper", "graded")
-
-
-@dataclass(frozen=True)
-class Suspect:
-    """A likely mislabelled image, with what the ensemble sees instead (its top class, where and how strongly).
-
-    ``gap`` (graded signal only): how far the label's best summed probability anywhere in the
-    pyramid falls below the best of any class.
-    """
-
-    path: Path
-    label: str
-    other: str
-    other_votes: int
-    other_confidence: float
-    box: XYWH
-    gap: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "label": self.label,
-            "other_category": self.other,
-            "other_votes": self.other_votes,
-            "other_mean_confidence": self.other_confidence,
-            "gap": self.gap,
-            "x": self.box[0],
-            "y": self.box[1],
-            "w": self.box[2],
-            "h": self.box[3],
-        }
-
-
-def rank_suspects(suspects: Iterable[Suspect]) -> list[Suspect]:
-    """Most convincing first: the largest gap (graded), else more nets voting for the other category,
-    then higher confidence, then path."""
-    return sorted(suspects, key=lambda s: (-(s.gap or 0.0), -s.other_votes, -s.other_confidence, str(s.path)))
-
-
-def label_gap(levels: Sequence[Any], maps: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    """The graded mislabel signal of one image from :meth:`~fcnx.engine.cropper.Cropper.label_levels`: the best
-    summed probability of any class anywhere in its pyramid minus the best of its label (0 when the
-    label is the most confident class there)."""
-    return max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
-
-
-def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
-    """The keys of ``gaps`` (:func:`label_gap` by image) above 0, largest gap first (ties: by key), at most ``top``."""
-    return sorted((key for key, gap in gaps.items() if gap > 0), key=lambda key: (-gaps[key], key))[:top]
-
-
-def find_suspects(
-    cropper: Cropper,
-    items: Iterable[ImageItem],
-    progress: Callable[[], None] | None = None,
-    signal: str = "paper",
-    top: int | None = None,
-) -> tuple[list[Suspect], list[str]]:
-    """Likely mislabelled images, most convincing first (at most ``top``), and the one-line errors of unreadable ones.
-
-    ``signal="paper"``: the images for whose label no net votes at any cell of any scale.
-    ``signal="graded"``: the images whose label is not the most confident class, ranked by
-    :func:`label_gap` (on cluttered images the paper's signal rarely fires: docs/benchmark.md).
-    """
-    from fcnx.engine.results import CropFailure
-
-    if signal not in SIGNALS:
-        raise UsageError(f"unknown mislabel signal {signal!r}; use one of {', '.join(SIGNALS)}")
-    flagged: list[tuple[ImageItem, float | None]] = []
-    failures: list[str] = []
-    if signal == "paper":
-        for result in cropper.crop_items(items):
-            if progress:
-                progress()
-            if isinstance(result, CropFailure):
-                failures.append(result.error)
-            elif not result.boxes[0].found:
-                flagged.append((result.item, None))
-    else:
-        by_path, gaps = {}, {}
-        for item in items:
-            try:
-                gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:])
-                by_path[str(item.path)] = item
-            except FcnxError as exc:
-                failures.append(str(exc))
-            if progress:
-                progress()
-        flagged = [(by_path[key], gaps[key]) for key in rank_by_gap(gaps, top)]
-    suspects = []
-    for item, gap in flagged:
-        seen = cropper.crop_image(item.path).boxes[0]  # no category, no label: the top class
-        suspects.append(
-            Suspect(
-                item.path,
-                item.label or "",
-                seen.category,
-                seen.votes,
-                seen.mean_confidence,
-                (seen.x, seen.y, seen.w, seen.h),
-                gap,
-            )
-        )
-    return rank_suspects(suspects)[:top], failures

@@ -44,13 +44,19 @@ def import_ray() -> Any:
     return ray
 
 
+def check_kernel(kernel: Any) -> None:
+    """Refuse a kernel other than one common side (``native``, per net): the actors decode for one kernel."""
+    if not isinstance(kernel, int):
+        raise UsageError(f"--engine ray runs the nets at one common kernel, not {kernel!r}: give --kernel N")
+
+
 @dataclasses.dataclass(frozen=True)
 class CropperConfig:
     """What an actor needs to build the driver's cropper on its own device (weights as absolute paths)."""
 
     nets: tuple[str, ...]
     weights: dict[str, str]
-    kernel: int
+    kernel: int | str  # one common kernel; "native" is refused
     half: bool = False
     compile: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -58,6 +64,7 @@ class CropperConfig:
     backend: tuple[str, str] = dataclasses.field(default_factory=backends.current)
 
     def __post_init__(self) -> None:
+        check_kernel(self.kernel)
         absolute = {n: os.path.abspath(w) if Path(w).is_file() else w for n, w in self.weights.items()}
         object.__setattr__(self, "weights", absolute)
 

@@ -113,7 +113,7 @@ def thumbnail(path: Path, box: tuple[float, float, float, float], side: int = 19
 
 
 def suspects_page(suspects: Sequence[Any], root: Path, signal: str) -> str:
-    """``suspects.html``: a thumbnail card per :class:`~fcnx.jobs.evaluation.Suspect` of the dataset at ``root``;
+    """``suspects.html``: a thumbnail card per :class:`~fcnx.jobs.suspects.Suspect` of the dataset at ``root``;
     ``signal``: a sentence saying what the suspects show."""
     cards = [
         {

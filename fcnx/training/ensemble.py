@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError
-from fcnx.training import datasets, trainer
+from fcnx.io import datasets
 from fcnx.training import manifest as manifests
+from fcnx.training import trainer
 
 
 @dataclass

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from fcnx.backbones import checkpoint
 from fcnx.backbones.registry import get_backbone
 from fcnx.errors import FcnxError, UsageError
+from fcnx.io import datasets as listing
 from fcnx.io import images
 from fcnx.method.metrics import top_k_accuracy
 from fcnx.training import card, datasets, distributed, finetune
@@ -354,7 +355,7 @@ def _check_resume(
 class Split:
     """The images of a run: the dataset, the training and validation items, and (``--crops``) each item's box."""
 
-    data: datasets.LabelledImages
+    data: listing.LabelledImages
     train: list[Any]
     validation: list[Any]
     boxes: dict[Path, Any] | None = None
@@ -372,7 +373,7 @@ class Split:
 def split(config: TrainConfig) -> Split:
     """The dataset of ``config`` and its seeded holdout; with ``--crops``, among the images that have a box
     (the others are left out as missing, each with its line)."""
-    data = datasets.open_dataset(config.data, config.split)
+    data = listing.open_dataset(config.data, config.split)
     boxes = None
     if config.crops:
         from fcnx.jobs.evaluation import read_boxes
@@ -390,7 +391,7 @@ def split(config: TrainConfig) -> Split:
             f"{item.path}: no box in {path} (its crop failed, or another split was cropped)" for item in without
         ]
         boxes = {item.path: box for item, box in zip(kept, found)}
-    train_items, val_items = datasets.holdout(data.items, config.val_fraction, config.seed)
+    train_items, val_items = listing.holdout(data.items, config.val_fraction, config.seed)
     return Split(data, train_items, val_items, boxes)
 
 

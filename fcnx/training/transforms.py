@@ -3,7 +3,7 @@
 - :class:`CropToBox`: a torchvision-v2 transform that crops a sample (its image, and its boxes) to
   the sample's first ``BoundingBoxes``, with optional seeded jitter of position and scale;
 - :class:`BoxCrops`: a map-style dataset of ``(image, label)`` over a Food-101 root or class folders
-  (:func:`fcnx.training.datasets.open_dataset`), each image cut to its box from a ``boxes.jsonl``
+  (:func:`fcnx.io.datasets.open_dataset`), each image cut to its box from a ``boxes.jsonl``
   (read as ``fcnx evaluate --crops`` reads it: :func:`fcnx.jobs.evaluation.read_boxes`);
 - :class:`BoxCutter`: the same cut inside ``fcnx train --crops`` (:class:`fcnx.training.datasets.ImageDataset`).
 
@@ -34,6 +34,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from fcnx.errors import UsageError
+from fcnx.io.datasets import open_dataset
 from fcnx.io.images import ImageItem, load_rgb
 from fcnx.jobs.evaluation import BoxIndex, read_boxes
 from fcnx.method import geometry
@@ -151,8 +152,6 @@ class BoxCrops(torch.utils.data.Dataset):
         transform: Callable[[Any], Any] | None = None,
         skip_missing: bool = False,
     ) -> None:
-        from fcnx.training.datasets import open_dataset
-
         data = open_dataset(root, split)
         index = boxes if isinstance(boxes, BoxIndex) else read_boxes(Path(boxes))
         self.classes = data.classes

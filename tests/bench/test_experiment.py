@@ -69,7 +69,7 @@ def test_unlabelled_boxes_are_crops_for_the_top_class(cropper):
 
 def test_mislabel_detection_flags_exactly_what_fcnx_suspects_flags(tmp_path):
     from fcnx.io.images import dataset_items
-    from fcnx.jobs.evaluation import find_suspects
+    from fcnx.jobs.suspects import find_suspects
 
     one_level = Cropper.from_nets(NETS[::2], kernel=56, device="cpu", max_scale=1.0)  # few cells: many suspects
     found = localization.mislabel_detection(one_level, DEMO, 0.5, seed=0)

@@ -215,7 +215,7 @@ def test_categories_by_name_or_index_and_unknown_ones(color_nets):
         Cropper(cropper.ensemble, categories=["red", "0"])
 
 
-def test_nets_must_share_classes_kernel_and_stride(tmp_path, tiny_registry):
+def test_nets_must_share_classes(tmp_path, tiny_registry):
     a = load_fcn("tiny0", color_checkpoint(tmp_path / "a.safetensors", "tiny0"), kernel=KERNEL)
     reordered = list(reversed(COLOR_CLASSES))
     b = load_fcn("tiny43", color_checkpoint(tmp_path / "b.safetensors", "tiny43", classes=reordered), kernel=KERNEL)
@@ -224,8 +224,9 @@ def test_nets_must_share_classes_kernel_and_stride(tmp_path, tiny_registry):
     )
     with pytest.raises(UsageError, match="class lists differ"):
         Ensemble([a, other])
-    with pytest.raises(UsageError, match="one kernel"):
-        Ensemble([a, load_fcn("tiny43", color_checkpoint(tmp_path / "d.safetensors", "tiny43"), kernel=331)])
+    mixed = Ensemble([a, load_fcn("tiny43", color_checkpoint(tmp_path / "d.safetensors", "tiny43"), kernel=331)])
+    with pytest.raises(UsageError, match="differ in kernel or stride: each needs its own input"):
+        mixed.probabilities(resize(to_batch(red_square()), (299, 448)))
     # same classes in another order: aligned by name
     ensemble = Ensemble([a, b])
     pixels = resize(to_batch(red_square()), (299, 448))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fcnx.errors import UsageError
+from fcnx.io import datasets
 from fcnx.io.images import dataset_items
-from fcnx.training import datasets
 
 
 def make_root(root: Path, files: dict[str, list[str]], train: str, test: str, classes: str = "a\nb\n") -> Path:
@@ -102,3 +102,15 @@ def test_traversal_is_still_refused(tmp_path):
         datasets.open_dataset(root, "train")
     with pytest.raises(UsageError, match="refusing the path"):  # also from the list not read for the split
         datasets.open_dataset(root, "test")
+
+
+def test_class_folders_skip_hidden_folders_and_never_follow_a_link_loop(tmp_path):
+    from PIL import Image
+
+    for name in ("cat", "dog", ".ipynb_checkpoints"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "a.png")
+    (tmp_path / "cat" / "loop").symlink_to(tmp_path / "cat", target_is_directory=True)
+    data = datasets.open_dataset(tmp_path, "all")
+    assert data.classes == ["cat", "dog"]
+    assert [i.rel.as_posix() for i in data.items] == ["cat/a.png", "dog/a.png"]

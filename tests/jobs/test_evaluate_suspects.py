@@ -189,3 +189,37 @@ def test_suspects_finds_the_planted_label(tmp_path, setup):
     assert (suspect["label"], suspect["other_category"], suspect["other_votes"]) == ("blue", "red", 2)
     assert "data:image/jpeg;base64," in (out / "suspects.html").read_text()
     assert list(csv.DictReader((out / "suspects.csv").open()))[0]["other_category"] == "red"
+
+
+def test_the_library_jobs_write_what_the_commands_write(tmp_path, setup):
+    """run_evaluate / run_suspects (the jobs the commands call) give the same tables as the CLI."""
+    from fcnx import EvaluateOptions, SuspectsOptions, run_evaluate, run_suspects
+
+    args, root, n = setup
+    weights = dict(a.split("=", 1) for a in args[3::2])
+    CliRunner().invoke(cli, ["evaluate", *args, "--data", str(root), "--crop", "-q", "-o", str(tmp_path / "c")])
+    cli_json = json.loads((tmp_path / "c" / "evaluation.json").read_text())
+    kernel = cli_json["kernel"]
+    job = run_evaluate(root, EvaluateOptions(["tiny0", "tiny43"], weights, kernel, crop=True), tmp_path / "lib")
+    assert len(job.items) == n and job.warnings == []
+    result = job.run()
+    assert result.rows()[0]["cropped_top1"] == pytest.approx((n - 1) / n)
+    lib_json = json.loads((tmp_path / "lib" / "evaluation.json").read_text())
+    assert lib_json["rows"] == cli_json["rows"] and lib_json["kernel"] == cli_json["kernel"]
+
+    CliRunner().invoke(cli, ["suspects", *args, "--data", str(root), "-q", "-o", str(tmp_path / "sc")])
+    found = run_suspects(root, SuspectsOptions(["tiny0", "tiny43"], weights, kernel), tmp_path / "sl").run()
+    assert [s.path.name for s in found] == [f"{n - 1}.png"]
+    assert (tmp_path / "sl" / "suspects.csv").read_text() == (tmp_path / "sc" / "suspects.csv").read_text()
+
+
+def test_the_jobs_refuse_contradictory_options_before_loading_anything(tmp_path):
+    from fcnx import EvaluateOptions, SuspectsOptions, run_evaluate, run_suspects
+    from fcnx.errors import UsageError
+
+    with pytest.raises(UsageError, match="--crops FILE or --crop, not both"):
+        run_evaluate(tmp_path, EvaluateOptions(["tiny0"], crops=tmp_path / "b.jsonl", crop=True))
+    with pytest.raises(UsageError, match="--skip-missing goes with --crops"):
+        run_evaluate(tmp_path, EvaluateOptions(["tiny0"], skip_missing=True))
+    with pytest.raises(UsageError, match="unknown mislabel signal 'loud'"):
+        run_suspects(tmp_path, SuspectsOptions(["tiny0"], signal="loud"), tmp_path / "out")

@@ -8,6 +8,7 @@ import signal
 import pytest
 from image_corpus import chunk_bomb, lying_jpeg, square
 
+from fcnx.io import datasets as listing
 from fcnx.training import datasets
 
 
@@ -31,7 +32,7 @@ def test_class_folders_with_a_fifo_a_bomb_and_a_liar_load_the_good_images_and_fl
     os.mkfifo(tmp_path / "red" / "pipe.jpg")
     chunk_bomb(tmp_path / "red" / "bomb.png", b"iTXt")
     lying_jpeg(tmp_path / "green" / "liar.jpg", 9000, 9000)
-    dataset = datasets.open_dataset(tmp_path, "train")
+    dataset = listing.open_dataset(tmp_path, "train")
     names = {item.path.name: k for k, item in enumerate(dataset.items)}
     assert (
         set(names) == {"good.png", os.fsdecode(b"caf\xe9.png"), "pipe.jpg", "bomb.png", "liar.jpg"}

@@ -23,6 +23,7 @@ from fcnx.backbones import checkpoint
 from fcnx.cli import cli
 from fcnx.engine.ensemble import resize
 from fcnx.engine.fcn import load_fcn
+from fcnx.io import datasets as listing
 from fcnx.io.images import load_rgb
 from fcnx.training import card, datasets, finetune, trainer
 
@@ -70,27 +71,27 @@ def food(tmp_path):
 
 
 def test_open_dataset_both_layouts(tmp_path, food):
-    train = datasets.open_dataset(food, "train")
+    train = listing.open_dataset(food, "train")
     assert (train.layout, train.classes, len(train.items)) == ("food101", CLASSES, 36)
     assert train.items[0].rel.as_posix() == "images/red/0.jpg" and train.labels()[:1] == [0]
-    assert len(datasets.open_dataset(food, "test").items) == 12 and len(datasets.open_dataset(food, "all").items) == 48
+    assert len(listing.open_dataset(food, "test").items) == 12 and len(listing.open_dataset(food, "all").items) == 48
 
-    plain = datasets.open_dataset(make_folders(tmp_path / "plain"), "train")
+    plain = listing.open_dataset(make_folders(tmp_path / "plain"), "train")
     assert (plain.layout, plain.classes, len(plain.items)) == ("folders", sorted(CLASSES), 12)
     assert {item.label for item in plain.items if item.path.parent.name == "green"} == {"green"}
     split = make_folders(tmp_path / "split", per_class=2, splits=("train", "val"))
-    assert [len(datasets.open_dataset(split, s).items) for s in ("train", "test", "all")] == [6, 6, 12]
-    assert all(i.rel.parts[0] == "val" for i in datasets.open_dataset(split, "test").items)
+    assert [len(listing.open_dataset(split, s).items) for s in ("train", "test", "all")] == [6, 6, 12]
+    assert all(i.rel.parts[0] == "val" for i in listing.open_dataset(split, "test").items)
 
 
 def test_holdout_is_seeded_and_stratified(food):
-    items = datasets.open_dataset(food, "train").items
-    train, val = datasets.holdout(items, 0.25, seed=3)
+    items = listing.open_dataset(food, "train").items
+    train, val = listing.holdout(items, 0.25, seed=3)
     assert [sum(i.label == c for i in val) for c in CLASSES] == [3, 3, 3]
     assert sorted(map(str, train + val)) == sorted(map(str, items)) and not set(train) & set(val)
-    assert datasets.holdout(items, 0.25, seed=3) == (train, val)
-    assert datasets.holdout(items, 0.25, seed=4)[1] != val
-    assert datasets.holdout(items, 0.0) == (items, [])
+    assert listing.holdout(items, 0.25, seed=3) == (train, val)
+    assert listing.holdout(items, 0.25, seed=4)[1] != val
+    assert listing.holdout(items, 0.0) == (items, [])
 
 
 def _break(root, what: str) -> str:
@@ -204,7 +205,7 @@ def test_train_loss_falls_checkpoint_loads_and_evaluate_matches_hand(tmp_path, f
     assert meta.extra["training"]["epoch"] == int(chosen["epoch"]) and chosen["best"] == "True"
     # the validation top-1 is what the saved weights score on the held-out images, resized as evaluate does
     model = load_model(best)
-    _, val = datasets.holdout(datasets.open_dataset(food, "train").items, 0.25, 0)
+    _, val = listing.holdout(listing.open_dataset(food, "train").items, 0.25, 0)
     probs = classify(model, [i.path for i in val])
     assert np.mean(probs.argmax(1) == [CLASSES.index(i.label) for i in val]) == pytest.approx(float(chosen["val_top1"]))
 
@@ -222,7 +223,7 @@ def test_train_loss_falls_checkpoint_loads_and_evaluate_matches_hand(tmp_path, f
     )
     assert result.exit_code == 0, result.output
     [row] = json.loads((ev / "evaluation.json").read_text())["rows"]
-    test = datasets.open_dataset(food, "test").items
+    test = listing.open_dataset(food, "test").items
     probs = classify(model, [i.path for i in test])
     labels = [CLASSES.index(i.label) for i in test]
     assert row["images"] == 12
@@ -277,7 +278,7 @@ def test_evaluate_reads_a_hand_written_boxes_file(tmp_path, food, tiny_train):
     torch.manual_seed(0)
     model = TinyTrainNet(3).eval()
     checkpoint.save(weights, model.state_dict(), checkpoint.CheckpointMeta(NAME, CLASSES, 64))
-    test = datasets.open_dataset(food, "test").items
+    test = listing.open_dataset(food, "test").items
     boxes, expected = [], []
     for k, item in enumerate(test):
         height, width = load_rgb(item.path)[0].shape[:2]
@@ -702,7 +703,7 @@ def test_validation_images_are_read_and_resized_exactly_as_evaluate_does(tmp_pat
     """A large JPEG is decoded whole (no draft) and squashed with fcnx.engine.ensemble.resize."""
     big = food / "images" / "red" / "0.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 900, 3), dtype=np.uint8)).save(big, quality=90)
-    items = [i for i in datasets.open_dataset(food, "train").items if i.path == big]
+    items = [i for i in listing.open_dataset(food, "train").items if i.path == big]
     pixels, label, index = datasets.ImageDataset(items, CLASSES, 64, train=False)[0]
     expected = resize(torch.from_numpy(load_rgb(big)[0]).permute(2, 0, 1)[None], (64, 64))[0]
     assert (label, index) == (0, 0) and torch.equal(pixels, expected)

@@ -121,7 +121,7 @@ def test_bad_ensemble_requests_are_one_line_errors(tmp_path, food):
 
 def test_the_ensembles_validation_top1_is_its_members_for_one_net_on_crops(tmp_path, food, one_thread):
     """Validation scores what `fcnx evaluate` scores, on the same held-out crops: for one net, the same number."""
-    from fcnx.training import datasets
+    from fcnx.io import datasets
 
     items = datasets.open_dataset(food, "train").items
     lines = [

@@ -17,6 +17,7 @@ from torchvision import tv_tensors
 from fcnx.cli import cli
 from fcnx.engine.ensemble import resize
 from fcnx.errors import UsageError
+from fcnx.io import datasets as listing
 from fcnx.io.images import load_rgb
 from fcnx.jobs.evaluation import cut_box, read_boxes
 from fcnx.method.geometry import pixel_box
@@ -31,7 +32,7 @@ def write_boxes(path, records) -> None:
 def food_boxes(root, out, skip: int = 0):
     """A boxes.jsonl for the Food-101 test root: a seeded box per image (all but the first ``skip``)."""
     rng = random.Random(3)
-    items = datasets.open_dataset(root, "all").items
+    items = listing.open_dataset(root, "all").items
     records = []
     for item in items[skip:]:
         x, y = rng.uniform(0, 30), rng.uniform(0, 25)

@@ -1,0 +1,201 @@
+"""The evaluate job: each net's top-1/top-5 on a dataset's images and on their crops (the paper's Table IV).
+
+One job for the CLI and the library alike::
+
+    from fcnx import EvaluateOptions, run_evaluate
+
+    options = EvaluateOptions(nets=["efficientnet_lite0"], kernel=224, crops="out/boxes.jsonl")
+    job = run_evaluate("food-101/", options, outdir="eval/")
+    result = job.run()                  # an Evaluation: result.rows(), result.skipped
+                                        # and eval/evaluation.csv, eval/evaluation.json
+
+:func:`run_evaluate` does the preparation (open the dataset, read the boxes, check OUTDIR, load
+the nets, check the classes) and returns the prepared :class:`EvaluateJob`; its ``warnings`` are
+the non-fatal findings of that stage. The scoring itself is :func:`fcnx.jobs.evaluation.evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fcnx.errors import FcnxError, UsageError
+from fcnx.io.datasets import LabelledImages, open_dataset
+from fcnx.io.images import ImageItem
+from fcnx.jobs import evaluation
+
+if TYPE_CHECKING:
+    from fcnx.engine.ensemble import KernelChoice
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What to score with and on what (see ``fcnx evaluate --help`` for each option's meaning).
+
+    ``crops``: a ``boxes.jsonl`` whose boxes are scored; ``crop``: crop every image for its label
+    with the same ensemble first; neither: the originals only. ``engine``: ``local`` or ``ray``.
+    """
+
+    nets: Sequence[str]
+    weights: dict[str, str] = field(default_factory=dict)
+    kernel: KernelChoice = 299
+    split: str = "test"
+    crops: str | os.PathLike[str] | None = None
+    crop: bool = False
+    skip_missing: bool = False
+    batch_size: int | None = None
+    device: str = "auto"
+    engine: str = "local"
+    address: str | None = None
+    actors: int | None = None
+
+
+class EvaluateJob:
+    """One evaluation of a dataset, its tables written to ``outdir`` if given; :meth:`prepare` it, then :meth:`run` it."""
+
+    def __init__(
+        self, data: str | os.PathLike[str], options: EvaluateOptions, outdir: str | os.PathLike[str] | None = None
+    ) -> None:
+        if options.crops is not None and options.crop:
+            raise UsageError("give --crops FILE or --crop, not both")
+        if options.skip_missing and options.crops is None:
+            raise UsageError("--skip-missing goes with --crops FILE")
+        self.data = Path(data)
+        self.options = options
+        self.outdir = None if outdir is None else Path(outdir)
+        #: non-fatal findings of the preparation (duplicate list lines, a boxes file cut short)
+        self.warnings: list[str] = []
+        #: the images left out for having no box (``skip_missing``)
+        self.without_box: list[ImageItem] = []
+
+    def prepare(self) -> EvaluateJob:
+        """Open the dataset and the boxes, check OUTDIR, load the nets and check that they know the dataset's classes."""
+        from fcnx.engine.devices import resolve_device
+        from fcnx.engine.ensemble import load_ensemble
+        from fcnx.io.files import check_outdir
+
+        options = self.options
+        self.dataset: LabelledImages = open_dataset(self.data, options.split)
+        self.warnings += self.dataset.warnings
+        self.items = self.dataset.items
+        if not self.items:
+            raise UsageError(f"no images in the {options.split} split", self.data)
+        self.boxes: evaluation.BoxIndex | None = None
+        self._box_of: Callable | None = None
+        if options.crops is not None:
+            self._read_boxes(Path(options.crops))
+        if self.outdir is not None:
+            self.outdir = check_outdir(self.outdir, [self.data])
+        local = options.engine == "local"
+        if not local:
+            from fcnx.jobs.ray import check_kernel
+
+            check_kernel(options.kernel)
+        # the Ray engine's driver loads the nets on its CPU only for their names and classes
+        self.ensemble = load_ensemble(
+            options.nets,
+            options.weights,
+            kernel=options.kernel,
+            device=resolve_device(options.device if local else "cpu"),
+        )
+        unknown = [c for c in self.dataset.classes if c not in self.ensemble.classes]
+        if unknown:
+            raise UsageError(
+                f"{len(unknown)} of the dataset's {len(self.dataset.classes)} classes are not classes of the nets "
+                f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?",
+                self.data,
+            )
+        if options.crop:
+            from fcnx.engine.cropper import Cropper
+
+            self._box_of = evaluation.crops_of(Cropper(self.ensemble))
+        return self
+
+    def _read_boxes(self, path: Path) -> None:
+        boxes = evaluation.read_boxes(path)
+        self.warnings += boxes.warnings
+        missing = [item for item in self.items if boxes.find(item) is None]
+        if len(missing) == len(self.items):
+            raise UsageError(
+                f"none of the {len(self.items)} images of the {self.options.split} split has a box in it: "
+                f"crop the same split first",
+                path,
+            )
+        if self.options.skip_missing:
+            self.items = [item for item in self.items if boxes.find(item) is not None]
+            self.without_box = missing
+        # else each is reported as it is met, skipped on both sides, and counted in ``skipped``
+        self.boxes = boxes
+        self._box_of = lambda item, pixels: boxes.find(item)
+
+    def run(
+        self, progress: Callable[[], None] | None = None, report: Callable[[str], None] | None = None
+    ) -> evaluation.Evaluation:
+        """Score the originals (and crops) and write the tables; ``progress()`` after each image, ``report(line)``
+        for each one skipped.
+
+        The dataset's missing files count as skipped (reported first). Raises :class:`FcnxError`
+        when no image could be scored.
+        """
+        options = self.options
+        for line in self.dataset.missing_lines:
+            if report:
+                report(line)
+        if options.engine == "local":
+            result = evaluation.evaluate(
+                self.ensemble,
+                self.items,
+                self._box_of,
+                progress=progress,
+                report=report,
+                batch_size=options.batch_size or (1 if self.ensemble.device.type == "cpu" else 8),
+            )
+        else:
+            from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
+
+            result = evaluate_on_ray(
+                CropperConfig(tuple(options.nets), options.weights, options.kernel),
+                self.items,
+                boxes=self.boxes,
+                crop=options.crop,
+                batch_size=options.batch_size,
+                address=options.address,
+                device=options.device,
+                actors=options.actors,
+                progress=progress,
+                report=report,
+            )
+        result.skipped += self.dataset.missing_lines
+        if all(scores.total == 0 for scores in result.original.values()):
+            raise FcnxError(
+                f"no image could be scored ({len(result.skipped)} skipped, e.g. {result.skipped[0]})", self.data
+            )
+        if self.outdir is not None:
+            self._write(self.outdir, result)
+        return result
+
+    def _write(self, out: Path, result: evaluation.Evaluation) -> None:
+        from fcnx.io.files import atomic_text
+        from fcnx.io.tables import write_csv
+
+        rows = result.rows()
+        write_csv(out / "evaluation.csv", list(rows[0]), rows)
+        summary = {
+            "split": self.options.split,
+            "kernel": self.options.kernel,
+            "rows": rows,
+            "skipped": result.skipped,
+            "without_box": [str(i.path) for i in self.without_box],
+        }
+        atomic_text(out / "evaluation.json", json.dumps(summary, indent=2))
+
+
+def run_evaluate(
+    data: str | os.PathLike[str], options: EvaluateOptions, outdir: str | os.PathLike[str] | None = None
+) -> EvaluateJob:
+    """Prepare the evaluation of the dataset at ``data`` (:meth:`EvaluateJob.prepare`); :meth:`~EvaluateJob.run` it."""
+    return EvaluateJob(data, options, outdir).prepare()
