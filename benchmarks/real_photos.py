@@ -4,7 +4,8 @@ Photos bundled by scikit-image (offline), two kinds of samples:
 
 - *whole*: the annotated photos of :mod:`fcnx.testing.photos` (boxes drawn by looking);
 - *pasted*: an annotated object cut from one photo, pasted at a seeded place and scale (long side
-  30-60 % of the background's short side) into another photo; its box is where it was pasted.
+  30-60 % of the background's short side) into another photo; its box is where it was pasted;
+- *small* (``--small N``): the same with the long side 10-15 % of the short side.
 
 Methods, each with the sample's category and without one (label-free), on the default ensemble
 EfficientNet-Lite0/1/2 (offline ImageNet weights) at kernel 224, pyramid step 1.2 up to 3x:
@@ -17,9 +18,10 @@ boxes and timed once). Label-free: fcnx takes the ensemble's top class at its mo
 Grad-CAM the top class of the nets' mean on the whole photo.
 
     OMP_NUM_THREADS=1 python benchmarks/real_photos.py --seed 0 --pasted 12 -o build/real_photos.json
+    OMP_NUM_THREADS=1 python benchmarks/real_photos.py --pasted 0 --small 10 --sweep   # what each level costs and buys
 
-Needs the ``bench`` extra (scikit-image, grad-cam). Parameters of the tight box were chosen on
-synthetic canvases (docs/benchmark.md), never on these photos.
+Needs the ``bench`` extra (scikit-image, grad-cam). The tight box was chosen on synthetic canvases
+and on the pasted photos of seed 1 (docs/crop.md), never on seed 0's.
 """
 
 from __future__ import annotations
@@ -73,46 +75,65 @@ def _photo(loader: str) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3])
 
 
-def samples(pasted: int, seed: int) -> list[Sample]:
-    """The whole annotated photos, then ``pasted`` seeded pastes."""
+#: long side of a pasted object, as shares of the background's short side: pasted and small samples
+PASTED_SIDES = (0.3, 0.6)
+SMALL_SIDES = (0.10, 0.15)
+
+
+def samples(pasted: int, seed: int, small: int = 0) -> list[Sample]:
+    """The whole annotated photos, then ``pasted`` seeded pastes, then ``small`` seeded small pastes
+    (long side 10-15 % of the short side; their own random stream, so the others do not change)."""
     out = [Sample(p.name, "whole", p.load(), p.category, p.accept, tuple(map(float, p.box))) for p in PHOTOS.values()]
-    rng = np.random.default_rng(seed)
-    for k in range(pasted):
+    out += _pastes(pasted, np.random.default_rng(seed), PASTED_SIDES, "pasted")
+    return out + _pastes(small, np.random.default_rng([seed, 1]), SMALL_SIDES, "small")
+
+
+def _pastes(count: int, rng: np.random.Generator, sides: tuple[float, float], kind: str) -> list[Sample]:
+    out = []
+    for k in range(count):
         obj = PHOTOS[OBJECTS[k % len(OBJECTS)]]
         backgrounds = [b for b in BACKGROUNDS if b != obj.loader]
         where = backgrounds[int(rng.integers(len(backgrounds)))]
         background = _photo(where).copy()
         height, width = background.shape[:2]
         piece = obj.crop()
-        long_side = rng.uniform(0.3, 0.6) * min(height, width)
+        long_side = rng.uniform(*sides) * min(height, width)
         f = long_side / max(piece.shape[:2])
         w, h = max(8, round(piece.shape[1] * f)), max(8, round(piece.shape[0] * f))
         x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         background[y : y + h, x : x + w] = np.asarray(Image.fromarray(piece).resize((w, h), Image.Resampling.BICUBIC))
-        name = f"{obj.name}_in_{where}_{k}"
-        out.append(
-            Sample(name, "pasted", background, obj.category, obj.accept, (float(x), float(y), float(w), float(h)))
-        )
+        name = f"{obj.name}_in_{where}_{k}" + ("" if kind == "pasted" else f"_{kind}")
+        out.append(Sample(name, kind, background, obj.category, obj.accept, (float(x), float(y), float(w), float(h))))
     return out
 
 
 class Fcnx:
     """The ensemble's pyramid of one photo, all classes kept, so every rule and box comes from one pass."""
 
-    def __init__(self, max_scale: float) -> None:
+    def __init__(self, max_scale: float | str) -> None:
         self.cropper = Cropper.from_nets(NETS, kernel=224, device="cpu", max_scale=max_scale)
 
-    def pyramid(self, pixels: np.ndarray) -> tuple[list[tuple[float, tuple[int, int]]], list[np.ndarray]]:
+    def scales(self, height: int, width: int) -> list[float]:
+        """The pyramid ``fcnx crop`` runs on a photo of that size (decoded at full size) with these settings."""
+        cropper, kernel = self.cropper, self.cropper.ensemble.kernel
+        if cropper.max_scale == geometry.AUTO:
+            return geometry.auto_scales(height, width, kernel, cropper.step, min(height, width))
+        return geometry.pyramid_scales(height, width, kernel, cropper.step, float(cropper.max_scale))
+
+    def pyramid(self, pixels: np.ndarray) -> tuple[list[tuple[float, tuple[int, int]]], list[np.ndarray], list[float]]:
+        """The levels ``(scale, scaled size)``, their probabilities (nets x classes x h x w) and seconds."""
         height, width = pixels.shape[:2]
         kernel = self.cropper.ensemble.kernel
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
-        levels, probs = [], []
-        for scale in geometry.pyramid_scales(height, width, kernel, self.cropper.step, self.cropper.max_scale):
+        levels, probs, seconds = [], [], []
+        for scale in self.scales(height, width):
             scaled = geometry.scaled_size(height, width, scale, kernel)
             levels.append((scale, scaled))
+            start = time.perf_counter()
             with torch.no_grad():
                 probs.append(self.cropper.ensemble.probabilities(resize(tensor, scaled))[0].numpy())
-        return levels, probs
+            seconds.append(time.perf_counter() - start)
+        return levels, probs, seconds
 
     def boxes(self, size: tuple[int, int], levels: list, probs: list[np.ndarray], category: int) -> dict[str, Box]:
         kernel, stride = self.cropper.ensemble.kernel, self.cropper.ensemble.stride
@@ -176,7 +197,7 @@ class GradCamEnsemble:
         )
 
 
-def run(items: Sequence[Sample], max_scale: float, progress: Callable[[str], None] = print) -> dict[str, Any]:
+def run(items: Sequence[Sample], max_scale: float | str, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Every method on every sample, with and without the category; IoUs, hits and seconds."""
     fcnx = Fcnx(max_scale)
     gradcam = GradCamEnsemble()
@@ -187,7 +208,7 @@ def run(items: Sequence[Sample], max_scale: float, progress: Callable[[str], Non
         height, width = size
         wanted = classes.index(sample.category)
         start = time.perf_counter()
-        levels, probs = fcnx.pyramid(sample.pixels)
+        levels, probs, _ = fcnx.pyramid(sample.pixels)
         free = top_category([top_class_map(p) for p in probs])
         boxes = {"with": fcnx.boxes(size, levels, probs, wanted), "free": fcnx.boxes(size, levels, probs, free)}
         seconds = {m: time.perf_counter() - start for m in METHODS[:3]}
@@ -220,10 +241,58 @@ def run(items: Sequence[Sample], max_scale: float, progress: Callable[[str], Non
     return {"nets": NETS, "max_scale": max_scale, "rows": rows, "summary": summary(rows)}
 
 
+def sweep(items: Sequence[Sample], progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """What each pyramid level costs and buys: the square and tight boxes (with the category) of the
+    first ``n`` levels of ``--max-scale auto``'s pyramid for every ``n``, their IoU and the seconds of those levels."""
+    fcnx = Fcnx(geometry.AUTO)
+    rows = []
+    for sample in items:
+        levels, probs, seconds = fcnx.pyramid(sample.pixels)
+        wanted = fcnx.cropper.classes.index(sample.category)
+        by_levels = []  # entry n - 1: the first n levels
+        for n in range(1, len(levels) + 1):
+            boxes = fcnx.boxes(sample.pixels.shape[:2], levels[:n], probs[:n], wanted)
+            by_levels.append(
+                {
+                    "square": float(metrics.box_iou(boxes["square (paper)"], sample.truth)),
+                    "tight": float(metrics.box_iou(boxes["tight"], sample.truth)),
+                    "seconds": float(sum(seconds[:n])),
+                }
+            )
+        rows.append({"name": sample.name, "kind": sample.kind, "by_levels": by_levels})
+        progress(f"{sample.name}: {len(levels)} levels, {by_levels[-1]['seconds']:.1f} s")
+    return {"nets": NETS, "rows": rows}
+
+
+def sweep_markdown(result: dict[str, Any], step: float = 1.2) -> str:
+    """Per kind of sample, one row per level count: largest scale, smallest window, seconds per image, mean IoUs."""
+    lines = []
+    for kind in ("whole", "pasted", "small"):
+        rows = [r for r in result["rows"] if r["kind"] == kind]
+        if not rows:
+            continue
+        lines += [
+            f"{kind} ({len(rows)} images):",
+            "",
+            "| levels | max scale | smallest window | s/image | square mean IoU | tight mean IoU | tight IoU>=0.5 |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n in range(1, min(len(r["by_levels"]) for r in rows) + 1):
+            at = [r["by_levels"][n - 1] for r in rows]
+            tight = np.array([a["tight"] for a in at])
+            lines.append(
+                f"| {n} | {step ** (n - 1):.2f} | {100 / step ** (n - 1):.0f}% | "
+                f"{np.mean([a['seconds'] for a in at]):.2f} | {np.mean([a['square'] for a in at]):.3f} | "
+                f"{tight.mean():.3f} | {100 * np.mean(tight >= 0.5):.0f}% |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per subset (all, whole, pasted), side (with category, label-free) and method: mean IoU, shares, seconds."""
     out: dict[str, Any] = {}
-    for subset in ("all", "whole", "pasted"):
+    for subset in ("all", "whole", "pasted", "small"):
         chosen = [r for r in rows if subset == "all" or r["kind"] == subset]
         if not chosen:
             continue
@@ -276,11 +345,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pasted", type=int, default=12)
-    parser.add_argument("--max-scale", type=float, default=3.0)
+    parser.add_argument(
+        "--small", type=int, default=0, help="also paste this many objects at 10-15%% of the short side"
+    )
+    parser.add_argument("--max-scale", type=lambda v: v if v == geometry.AUTO else float(v), default=3.0)
+    parser.add_argument("--sweep", action="store_true", help="IoU and seconds per pyramid level count instead")
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = run(samples(args.pasted, args.seed), args.max_scale)
+    items = samples(args.pasted, args.seed, args.small)
+    if args.sweep:
+        result = sweep(items)
+        print(sweep_markdown(result))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
+        return
+    result = run(items, args.max_scale)
     result["seed"] = args.seed
     print(markdown(result))
     if args.out:

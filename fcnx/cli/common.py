@@ -37,6 +37,17 @@ STEP = FiniteFloatRange(min=1.0, min_open=True)
 MAX_SCALE = FiniteFloatRange(min=1.0)
 
 
+class MaxScaleType(click.ParamType):
+    """``--max-scale`` of ``fcnx crop``: a number >= 1 (:data:`MAX_SCALE`) or ``auto``."""
+
+    name = "FLOAT|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.strip().lower() == geometry.AUTO:
+            return geometry.AUTO
+        return MAX_SCALE.convert(value, param, ctx)
+
+
 class KernelType(click.ParamType):
     """--kernel: a side in pixels (>= 1), or ``native`` (each net at its own trained or default size)."""
 
@@ -75,10 +86,10 @@ class CategoryType(click.ParamType):
         return text
 
 
-def check_pyramid(step: float, max_scale: float) -> None:
+def check_pyramid(step: float, max_scale: float | str) -> None:
     """Refuse --step and --max-scale that give too many pyramid levels, naming both options."""
     try:
-        geometry.pyramid_levels(step, max_scale)
+        geometry.pyramid_levels(step, geometry.largest_scale(max_scale))
     except ValueError as exc:
         raise UsageError(f"--step {step} with --max-scale {max_scale}: {exc}") from None
 

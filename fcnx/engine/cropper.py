@@ -63,7 +63,8 @@ class Cropper:
     """An ensemble with the pyramid and selection settings: crops one image or streams many.
 
     ``step``/``max_scale``: the pyramid starts where the short side equals the kernel and grows by
-    ``step`` up to ``max_scale`` times that start. ``selection``: ``"paper"`` or ``"votes-first"``
+    ``step`` up to ``max_scale`` times that start; ``max_scale="auto"``: until the window is about 10 %
+    of the short side, within the decoded image's resolution and a pixel budget (:func:`~fcnx.method.geometry.auto_scales`). ``selection``: ``"paper"`` or ``"votes-first"``
     (:mod:`fcnx.method.selection`); ``early_stop`` stops an image's pyramid at the first level where
     every net votes for each of its categories. ``categories``: names or indices for every image
     (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
@@ -81,7 +82,7 @@ class Cropper:
         ensemble: Ensemble,
         *,
         step: float = 1.2,
-        max_scale: float = 3.0,
+        max_scale: float | str = 3.0,
         selection: str = "paper",
         early_stop: bool = False,
         categories: Sequence[str | int] | None = None,
@@ -99,7 +100,7 @@ class Cropper:
         if selection not in RULES:
             raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
         try:
-            geometry.pyramid_levels(step, max_scale)
+            geometry.pyramid_levels(step, geometry.largest_scale(max_scale))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if batch_size is None:
@@ -328,7 +329,11 @@ class Cropper:
         height, width = size
         kernel = self.ensemble.kernel
         levels = []
-        for scale in geometry.pyramid_scales(height, width, kernel, self.step, self.max_scale):
+        if self.max_scale == geometry.AUTO:
+            scales = geometry.auto_scales(height, width, kernel, self.step, min(pixels.shape[-2:]))
+        else:
+            scales = geometry.pyramid_scales(height, width, kernel, self.step, float(self.max_scale))
+        for scale in scales:
             scaled = geometry.scaled_size(height, width, scale, kernel)
             if scaled[0] * scaled[1] > self.max_level_pixels:
                 break

@@ -10,11 +10,12 @@ import torch
 
 from fcnx.errors import FcnxError
 from fcnx.io.images import ImageItem, Source, read_rgb
+from fcnx.method import geometry
 
 
-def min_decode_side(kernel: int, max_scale: float) -> int:
-    """The short side an image is decoded to at least: the largest pyramid level needs no more."""
-    return math.ceil(kernel * max_scale)
+def min_decode_side(kernel: int, max_scale: float | str) -> int:
+    """The short side an image is decoded to at least: the largest pyramid level needs no more (``max_scale`` may be ``"auto"``)."""
+    return math.ceil(kernel * geometry.largest_scale(max_scale))
 
 
 #: a decoded image: ``(pixels 3 x h x w uint8, upright size, file read)``, or the one-line error naming the file

@@ -157,8 +157,8 @@ def settle(
     rule: str,
 ) -> Selector:
     """The selection over ``levels`` (in place: ``partials`` maps level indices to their partial levels) once
-    every cell its choice's tight box reads is computed: the windows fused with the chosen one, then every
-    window meeting the fused one (its evidence), so that both boxes are the full search's for that choice."""
+    every cell its choice's tight box reads is computed: the chosen window's peers, then every window
+    meeting the tight box (its object map's evidence), so that both boxes are the full search's for that choice."""
     while True:
         selector = Selector(rule)
         for level in levels:
@@ -172,10 +172,10 @@ def settle(
         cells = [level.prob.shape[1:] for level in levels]
         if _fill(levels, partials, category, subwindows.overlapping(cells, scaled_sizes, size, kernel, stride, window)):
             continue
-        fused = evidence.tight_of(choice, size, scaled_sizes, kernel, stride, window).fused
+        fitted = evidence.tight_of(choice, size, scaled_sizes, kernel, stride, window).box
         pad = max(1.0, max(size) / evidence.MAX_SIDE) + 1.0  # a pixel of the evidence map, and rounding
         if not _fill(
-            levels, partials, category, subwindows.meeting(cells, scaled_sizes, size, kernel, stride, fused, pad)
+            levels, partials, category, subwindows.meeting(cells, scaled_sizes, size, kernel, stride, fitted, pad)
         ):
             return selector
 

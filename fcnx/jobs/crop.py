@@ -52,7 +52,7 @@ class CropOptions:
     kernel: KernelChoice = 299
     categories: Sequence[str] = ()
     step: float = 1.2
-    max_scale: float = 3.0
+    max_scale: float | str = 3.0
     selection: str = "paper"
     early_stop: bool = False
     split: str = "all"

@@ -1,6 +1,6 @@
 """The ensemble's evidence spread back onto the image, and the tight box it gives.
 
-Pure numpy (and ``scipy.ndimage`` for connected regions). A pyramid level scores one window of
+Pure numpy (and ``scipy.ndimage`` to resize maps). A pyramid level scores one window of
 ``kernel`` pixels (in the scaled image) per heatmap cell; seen on the original image, cell
 ``(i, j)`` covers rows ``[stride * i / sy, (stride * i + kernel) / sy)`` and the columns alike
 (``sy``, ``sx``: the level's exact per-axis scale, as :func:`fcnx.method.geometry.cell_to_box`).
@@ -10,17 +10,14 @@ one window of every level.
 - :func:`level_map`: one level's cell values as a map of the image's size: each pixel gets the
   mean value of the windows that cover it.
 - :func:`evidence_map`: the mean of the level maps (optionally weighted), in the values' range.
-- :func:`fused_window`: the chosen window refined by the strong windows of every level that
-  overlap it (their corners averaged, weighted by value: weighted box fusion).
-- :func:`tight_box`: inside a seed box, the bounding box of the connected region (8-neighbours)
-  holding the seed's peak, at or above a threshold between the seed's lowest value and that peak.
+- :func:`agreed_window`: the chosen window refined by the strong windows of every level that
+  overlap it: each edge a weighted quantile of theirs, just inside their median (the tight box).
 - :func:`object_map`: the evidence of the found object as a [0, 1] score map (``--heatmaps npy``).
-- :func:`tight`: the method of ``fcnx crop --box tight``: fuse, then fit the evidence of the
-  chosen level and the finer ones inside the fused window (docs/crop.md). Its parameters were
-  chosen on benchmark canvases of a seed that is not reported (docs/benchmark.md).
+- :func:`tight`: the method of ``fcnx crop --box tight``: the agreed window, and inside it the
+  evidence of the chosen level and the finer ones as the object map (docs/crop.md). Its parameters were chosen on
+  benchmark canvases and pasted real photos of seeds that are not reported (docs/crop.md).
 
-Boxes are ``(x, y, w, h)`` in pixels; a region of pixel columns ``x0 .. x1`` (inclusive) has
-``x = x0`` and ``w = x1 - x0 + 1`` (wsolevaluation's convention).
+Boxes are ``(x, y, w, h)`` in pixels.
 """
 
 from __future__ import annotations
@@ -34,13 +31,13 @@ from scipy import ndimage
 from fcnx.method import geometry, metrics
 from fcnx.method.selection import Choice
 
-#: how far from the fused window's lowest evidence to its peak a pixel must reach to be in the tight region
-THRESHOLD = 0.3
-#: windows fused with the chosen one score at least this share of the best of them ...
+#: the chosen window's peers score at least this share of the best of them ...
 SHARE = 0.7
 #: ... and overlap the chosen one by at least this IoU; they weigh their value to this power
 OVERLAP = 0.3
 POWER = 4.0
+#: the tight box's left and top edges are this weighted quantile of the strong windows', its right and bottom edges 1 - this
+QUANTILE = 0.6
 
 #: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
 BOXES = ("square", "tight")
@@ -114,7 +111,41 @@ def windows(
     return np.stack([left, top, right - left, bottom - top], axis=-1).reshape(-1, 4)
 
 
-def fused_window(
+def _strong_windows(
+    levels: Sequence[np.ndarray],
+    scaled_sizes: Sequence[tuple[int, int]],
+    size: tuple[int, int],
+    kernel: int,
+    stride: int,
+    chosen: Box,
+    share: float,
+    overlap: float,
+    power: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The corners ``(x0, y0, x1, y1)`` of every window of every level that scores at least ``share`` x the
+    best value and overlaps ``chosen`` by IoU >= ``overlap``, and their weights value ** ``power``;
+    ``None`` when no window overlaps that much or none scores above 0."""
+    boxes = np.concatenate([windows(v.shape, size, s, kernel, stride) for v, s in zip(levels, scaled_sizes)])
+    values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in levels])
+    iou = metrics.box_iou(boxes, np.broadcast_to(np.asarray(chosen, dtype=np.float64), boxes.shape))
+    near = iou >= overlap
+    if not near.any():
+        return None
+    keep = near & (values >= share * values[near].max())
+    weight = values[keep] ** power
+    if weight.sum() <= 0:
+        return None
+    return np.concatenate([boxes[keep, :2], boxes[keep, :2] + boxes[keep, 2:]], axis=1), weight
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The smallest of ``values`` at which the weight of the values up to it reaches ``q`` of the total."""
+    order = np.argsort(values, kind="stable")
+    reached = np.cumsum(weights[order]) / weights.sum()
+    return float(values[order][min(int(np.searchsorted(reached, q)), len(values) - 1)])
+
+
+def agreed_window(
     levels: Sequence[np.ndarray],
     scaled_sizes: Sequence[tuple[int, int]],
     size: tuple[int, int],
@@ -122,49 +153,28 @@ def fused_window(
     stride: int,
     chosen: Box,
     *,
+    quantile: float = QUANTILE,
     share: float = SHARE,
     overlap: float = OVERLAP,
     power: float = POWER,
 ) -> Box:
-    """The chosen window refined by its peers: the mean corners of every window of every level that
-    scores at least ``share`` x the best value and overlaps ``chosen`` by IoU >= ``overlap``, weighted
-    by value ** ``power`` (weighted box fusion). ``chosen`` itself when no window scores above 0.
+    """Where the chosen window's peers agree. The peers are every window of every level that scores at
+    least ``share`` x the best value and overlaps ``chosen`` by IoU >= ``overlap``, weighted by value **
+    ``power``; the left and top edges are the weighted ``quantile`` of theirs, the right and bottom edges
+    the weighted ``1 - quantile`` (a robust intersection; 0.5 is each edge's weighted median). ``chosen``
+    itself when no window scores above 0 or the edges cross.
     """
-    boxes = np.concatenate([windows(v.shape, size, s, kernel, stride) for v, s in zip(levels, scaled_sizes)])
-    values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in levels])
-    iou = metrics.box_iou(boxes, np.broadcast_to(np.asarray(chosen, dtype=np.float64), boxes.shape))
-    near = iou >= overlap
-    if not near.any():
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+    strong = _strong_windows(levels, scaled_sizes, size, kernel, stride, chosen, share, overlap, power)
+    if strong is None:
         return chosen
-    keep = near & (values >= share * values[near].max())
-    weight = values[keep] ** power
-    if weight.sum() <= 0:
+    corners, weight = strong
+    x0, y0 = (weighted_quantile(corners[:, k], weight, quantile) for k in (0, 1))
+    x1, y1 = (weighted_quantile(corners[:, k], weight, 1.0 - quantile) for k in (2, 3))
+    if x1 <= x0 or y1 <= y0:
         return chosen
-    corners = np.concatenate([boxes[keep, :2], boxes[keep, :2] + boxes[keep, 2:]], axis=1)
-    x0, y0, x1, y1 = (weight @ corners / weight.sum()).tolist()
     return x0, y0, x1 - x0, y1 - y0
-
-
-def tight_box(evidence: np.ndarray, seed: Box, threshold: float = THRESHOLD) -> Box:
-    """The box of the region of ``evidence`` inside ``seed`` that holds the seed's peak, thresholded
-    at ``threshold`` of the way from the seed's lowest value to that peak (8-neighbours).
-
-    ``seed`` is a box ``(x, y, w, h)`` of the image; its pixels are those of
-    :func:`fcnx.method.geometry.pixel_box`; ties for the peak go to the first pixel in row-major order.
-    """
-    if evidence.ndim != 2 or 0 in evidence.shape:
-        raise ValueError(f"expected a non-empty height x width map, got shape {evidence.shape}")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    x1, y1, x2, y2 = geometry.pixel_box(seed, evidence.shape)
-    inside = evidence[y1:y2, x1:x2]
-    i, j = np.unravel_index(int(np.argmax(inside)), inside.shape)
-    low = inside.min()
-    mask = inside >= low + threshold * (inside[i, j] - low)
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    rows, cols = np.nonzero(labels == labels[i, j])
-    x0, y0 = int(cols.min()), int(rows.min())
-    return float(x1 + x0), float(y1 + y0), float(cols.max() - x0 + 1), float(rows.max() - y0 + 1)
 
 
 def object_map(evidence: np.ndarray, seed: Box) -> np.ndarray:
@@ -180,21 +190,20 @@ def object_map(evidence: np.ndarray, seed: Box) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Tight:
-    """The tight box of one category and how it was found: the ``fused`` window and the ``evidence`` map.
+    """The tight box of one category (:func:`agreed_window`) and the ``evidence`` map that gives its object map.
 
     ``evidence`` may be smaller than the image (see :func:`tight`); ``factor`` is its ``(height, width)``
     over the image's.
     """
 
     box: Box
-    fused: Box
     evidence: np.ndarray = field(repr=False, compare=False)
     factor: tuple[float, float] = (1.0, 1.0)
 
     def object_map(self, size: tuple[int, int] | None = None) -> np.ndarray:
-        """:func:`object_map` of the evidence in the fused window, at the evidence's size or resized
+        """:func:`object_map` of the evidence in the tight box, at the evidence's size or resized
         (bilinear) to ``size``, e.g. the image's."""
-        (fy, fx), (x, y, w, h) = self.factor, self.fused
+        (fy, fx), (x, y, w, h) = self.factor, self.box
         heat = object_map(self.evidence, (x * fx, y * fy, w * fx, h * fy))
         return heat if size is None else resize_map(heat, size)
 
@@ -215,31 +224,29 @@ def tight(
     stride: int,
     chosen_level: int,
     chosen: Box,
-    threshold: float = THRESHOLD,
     max_side: int = MAX_SIDE,
 ) -> Tight:
     """The whole method: ``levels`` are each level's mean probability over nets (``h x w``), in scale
     order; ``chosen`` the window of the selected cell at level ``chosen_level``.
 
-    The chosen window is fused with its peers (:func:`fused_window`); the evidence map of the chosen
-    level and every finer one (:func:`evidence_map`) is thresholded inside it (:func:`tight_box`).
-    An image whose long side exceeds ``max_side`` is worked on at that long side: the evidence map
-    has that size, the boxes are in the image's pixels.
+    The tight box is where the chosen window's strong peers agree (:func:`agreed_window`); the object
+    map is the evidence of the chosen level and every finer one (:func:`evidence_map`) inside it.
+    An image whose long side exceeds ``max_side`` is worked on at that
+    long side: the evidence map has that size, the boxes are in the image's pixels.
     """
     height, width = size
     factor = min(1.0, max_side / max(height, width))
     work = (max(1, round(height * factor)), max(1, round(width * factor)))
     fy, fx = work[0] / height, work[1] / width
     seed = (chosen[0] * fx, chosen[1] * fy, chosen[2] * fx, chosen[3] * fy)
-    fused = fused_window(levels, scaled_sizes, work, kernel, stride, seed)
+    box = agreed_window(levels, scaled_sizes, work, kernel, stride, seed)
     finer = range(chosen_level, len(levels))
     evidence = evidence_map([levels[k] for k in finer], [scaled_sizes[k] for k in finer], work, kernel, stride)
-    box = tight_box(evidence, fused, threshold)
 
     def back(b: Box) -> Box:
         return b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy
 
-    return Tight(back(box), back(fused), evidence, (fy, fx))
+    return Tight(back(box), evidence, (fy, fx))
 
 
 def tight_of(

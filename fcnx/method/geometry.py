@@ -90,6 +90,46 @@ def pyramid_scales(height: int, width: int, kernel: int, step: float = 1.2, max_
     return [first * step**k for k in range(count)]
 
 
+#: ``max_scale="auto"`` (``--max-scale auto``): the pyramid for small objects, see :func:`auto_scales`
+AUTO = "auto"
+#: ... goes on until the kernel window is this share of the image's short side (the largest scale is its inverse) ...
+AUTO_WINDOW = 0.1
+#: ... but never to a level whose short side is more than this many times the decoded image's (a window of at
+#: least kernel / 8 image pixels: 28 at kernel 224) ...
+AUTO_UPSAMPLE = 8.0
+#: ... nor beyond this many pixels summed over all levels (the default pyramid at kernel 224: 1.5 to 2 Mpixels)
+AUTO_BUDGET = 32_000_000
+
+
+def largest_scale(max_scale: float | str) -> float:
+    """The largest scale (relative to the first level) a ``max_scale`` of a number or ``"auto"`` may reach."""
+    if isinstance(max_scale, str):
+        if max_scale != AUTO:
+            raise ValueError(f"the maximum scale must be a number >= 1 or {AUTO!r}, got {max_scale!r}")
+        return 1.0 / AUTO_WINDOW
+    return float(max_scale)
+
+
+def auto_scales(
+    height: int, width: int, kernel: int, step: float, decoded_side: int, budget: int = AUTO_BUDGET
+) -> list[float]:
+    """:func:`pyramid_scales` up to the scale where the kernel window is :data:`AUTO_WINDOW` of the short side,
+    stopping before the first level whose short side exceeds :data:`AUTO_UPSAMPLE` times ``decoded_side``
+    (the decoded image's short side) or whose pixels would take the levels' sum over ``budget``.
+
+    The first level is always kept (small images are upscaled to the kernel as with a fixed maximum scale).
+    """
+    scales: list[float] = []
+    total = 0
+    for scale in pyramid_scales(height, width, kernel, step, largest_scale(AUTO)):
+        rows, cols = scaled_size(height, width, scale, kernel)
+        if scales and (min(rows, cols) > AUTO_UPSAMPLE * decoded_side or total + rows * cols > budget):
+            break
+        scales.append(scale)
+        total += rows * cols
+    return scales
+
+
 def scaled_size(height: int, width: int, scale: float, kernel: int) -> tuple[int, int]:
     """Image size at ``scale``, rounded, never below ``kernel`` on either side."""
     return max(kernel, round(height * scale)), max(kernel, round(width * scale))

@@ -185,7 +185,7 @@ def overlapping(
     overlap: float = evidence.OVERLAP,
 ) -> list[np.ndarray]:
     """Per level, the cells (``rows x cols`` bool) whose window overlaps ``chosen`` by IoU >= ``overlap``: the
-    windows :func:`fcnx.method.evidence.fused_window` fuses (all it reads)."""
+    windows :func:`fcnx.method.evidence.agreed_window` weighs (all it reads)."""
     out = []
     for c, s in zip(cells, scaled_sizes):
         boxes = evidence.windows(c, size, s, kernel, stride)
@@ -204,7 +204,7 @@ def meeting(
     pad: float = 0.0,
 ) -> list[np.ndarray]:
     """Per level, the cells (``rows x cols`` bool) whose window meets ``box`` grown by ``pad`` pixels: all that the
-    evidence maps read inside ``box`` (:func:`fcnx.method.evidence.tight_box` thresholds them in the fused window)."""
+    evidence maps read inside ``box`` (:meth:`fcnx.method.evidence.Tight.object_map` reads them in the tight box)."""
     x0, y0, x1, y1 = box[0] - pad, box[1] - pad, box[0] + box[2] + pad, box[1] + box[3] + pad
     out = []
     for c, s in zip(cells, scaled_sizes):
