@@ -54,14 +54,14 @@ class KernelType(click.ParamType):
     name = "N|native"
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
-        return self.name  # as typed: click would show N|NATIVE, which is refused
+        return self.name  # as typed: click would show N|NATIVE
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, int) or value == "native":
             return value
         text = str(value).strip()
-        if text == "native":
-            return text
+        if text.lower() == "native":
+            return "native"
         if text.isascii() and text.isdigit():
             try:
                 side = int(text)

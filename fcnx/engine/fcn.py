@@ -12,7 +12,6 @@ from fcnx.backbones import checkpoint
 from fcnx.backbones.registry import get_backbone
 from fcnx.backbones.spec import BackboneSpec
 from fcnx.errors import FcnxError, UsageError, WeightsError
-from fcnx.io.images import MAX_PIXELS_VARIABLE, max_pixels
 
 
 @functools.cache
@@ -232,10 +231,9 @@ def load_fcn(
     kernel = kernel or input_size
     if kernel < spec.w_min(1):
         raise UsageError(f"kernel {kernel} is too small for {spec.name}: its smallest input side is {spec.w_min(1)}")
-    if kernel * kernel > max_pixels():
+    if kernel > checkpoint.MAX_INPUT_SIZE:
         raise UsageError(
-            f"kernel {kernel} is too large: a {kernel} x {kernel} input exceeds the pixel budget of "
-            f"{max_pixels()} ({MAX_PIXELS_VARIABLE})"
+            f"kernel {kernel} is too large for {spec.name}: at most {checkpoint.MAX_INPUT_SIZE} pixels a side"
         )
     pool = spec.pool_size(kernel)
     classifier = spec.build(len(classes), tuple(head), pretrained)
