@@ -35,6 +35,12 @@ def cut_box(pixels: np.ndarray, box: XYWH) -> np.ndarray:
     return pixels[y1:y2, x1:x2]
 
 
+def _meets(box: XYWH, size: tuple[int, int]) -> bool:
+    """Whether the box ``(x, y, w, h)`` shares some area with an image of ``size`` ``(height, width)``."""
+    x, y, w, h = box
+    return x < size[1] and y < size[0] and x + w > 0 and y + h > 0
+
+
 @dataclass
 class BoxIndex:
     """The boxes of a ``boxes.jsonl``, by image (its resolved path, or its ``file`` relative to the crop's
@@ -229,6 +235,12 @@ def evaluate(
                 box = box_of(item, pixels)
                 if box is None:
                     raise FcnxError("no box for this image (its crop failed, or crop the same split first)", item.path)
+                if not _meets(box, pixels.shape[:2]):
+                    raise FcnxError(
+                        f"its box (x={box[0]:g}, y={box[1]:g}, w={box[2]:g}, h={box[3]:g}) lies outside the "
+                        f"{pixels.shape[1]}x{pixels.shape[0]} image: a box of another version of it?",
+                        item.path,
+                    )
                 sides.append((result.cropped, cut_box(pixels, box)))
         except UsageError:
             raise

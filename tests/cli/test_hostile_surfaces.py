@@ -137,3 +137,22 @@ def test_an_ensemble_file_that_is_a_fifo_is_one_line(tmp_path, nets):
     assert last_line(result) == (
         f"Error: {tmp_path / 'ensemble.json'}: not an ensemble file of fcnx train --nets (OSError: not a regular file)"
     )
+
+
+def test_evaluate_skips_a_box_outside_its_image_naming_it(tmp_path, nets):
+    data, out = dataset(tmp_path / "data"), tmp_path / "crops"
+    assert crop(nets, "--kernel", "native", data, "-o", out).exit_code == 0
+    lines = (out / "boxes.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    stale = next(r for r in records if r["file"] == "red/0.png")
+    stale.update(x=5000.0, y=10.0)  # a box of a larger version of the image
+    (out / "boxes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = invoke(
+        "evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", out / "boxes.jsonl"
+    )
+    assert result.exit_code == 1
+    w, h = stale["w"], stale["h"]
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
+        f"error: {data / 'red' / '0.png'}: its box (x=5000, y=10, w={w:g}, h={h:g}) lies outside the 200x170 image: "
+        f"a box of another version of it?"
+    ]
