@@ -200,6 +200,7 @@ def load_fcn(
         )
     pretrained: str | None = None
     input_size = spec.default_size
+    trained: int | None = None  # the checkpoint's input size
     path = weight_file(spec, weights)
     if path is None and weights is not None:
         if not spec.pretrained:
@@ -215,7 +216,7 @@ def load_fcn(
                 raise WeightsError(f"checkpoint has {len(meta.classes)} classes, {len(classes)} were given", path)
             classes = list(classes) if classes is not None else meta.classes
             head = tuple(meta.head)
-            input_size = meta.input_size
+            input_size = trained = meta.input_size
         elif classes is None and str(weights).startswith(HUB_PREFIX):
             classes = hub_classes(str(weights))
         if meta is None and classes is None:
@@ -228,6 +229,11 @@ def load_fcn(
             )
     if classes is None:
         raise UsageError(f"backbone {spec.name!r} needs class names or weights")
+    if trained is not None and trained < spec.w_min(1) and (kernel or trained) == trained:
+        raise WeightsError(
+            f"trained at {trained} pixels, under {spec.name}'s smallest input side {spec.w_min(1)}: give a kernel",
+            path,
+        )
     kernel = kernel or input_size
     if kernel < spec.w_min(1):
         raise UsageError(f"kernel {kernel} is too small for {spec.name}: its smallest input side is {spec.w_min(1)}")

@@ -156,3 +156,14 @@ def test_evaluate_skips_a_box_outside_its_image_naming_it(tmp_path, nets):
         f"error: {data / 'red' / '0.png'}: its box (x=5000, y=10, w={w:g}, h={h:g}) lies outside the 200x170 image: "
         f"a box of another version of it?"
     ]
+
+
+@pytest.mark.parametrize("kernel", [[], ["--kernel", "native"]])
+def test_a_checkpoint_trained_under_the_smallest_input_is_named(tmp_path, tiny_registry, kernel):
+    small = color_checkpoint(tmp_path / "small.safetensors", "tiny0", input_size=8)
+    photos = dataset(tmp_path / "photos")
+    result = invoke("crop", "--nets", "tiny0", "--weights", f"tiny0={small}", *kernel, photos, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert last_line(result) == (
+        f"Error: {small}: trained at 8 pixels, under tiny0's smallest input side 32: give a kernel"
+    )
