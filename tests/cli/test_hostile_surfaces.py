@@ -94,14 +94,15 @@ def test_native_is_read_like_a_number_without_the_spaces_around_it_and_the_help_
     assert "--kernel N|native " in invoke("crop", "--help").output  # not N|NATIVE, which is refused
 
 
-def test_evaluate_refuses_a_fifo_as_boxes_in_one_line(tmp_path, nets):
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_evaluate_refuses_boxes_that_are_not_a_file_in_one_line(tmp_path, nets, kind):
     data = dataset(tmp_path / "data")
-    os.mkfifo(tmp_path / "boxes.jsonl")
-    result = invoke(
-        "evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", tmp_path / "boxes.jsonl"
-    )
+    boxes = Path("/dev/zero") if kind == "device" else tmp_path / "boxes.jsonl"  # endless, or blocks for ever
+    if kind == "fifo":
+        os.mkfifo(boxes)
+    result = invoke("evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", boxes)
     assert result.exit_code == 2
-    assert last_line(result) == f"Error: {tmp_path / 'boxes.jsonl'}: cannot read boxes (OSError: not a regular file)"
+    assert last_line(result) == f"Error: {boxes}: cannot read boxes (OSError: not a regular file)"
 
 
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
