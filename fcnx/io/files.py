@@ -7,6 +7,7 @@ An output folder is locked for one run at a time (:class:`OutdirLock`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -16,11 +17,11 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 
 #: permissions of the files fcnx writes (what a plain ``open(..., "w")`` gives under the usual umask 022)
 FILE_MODE = 0o644
@@ -51,6 +52,16 @@ def sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def writing(folder: Path) -> Iterator[None]:
+    """Outputs written into ``folder`` in this block: an ``OSError`` (a full disk, a permission taken away)
+    becomes a one-line :class:`~fcnx.errors.FcnxError` naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        raise FcnxError(f"cannot write outputs ({exc.strerror or exc})", folder) from None
 
 
 def read_regular(path: Path) -> bytes:

@@ -179,11 +179,10 @@ class EvaluateJob:
         return result
 
     def _write(self, out: Path, result: evaluation.Evaluation) -> None:
-        from fcnx.io.files import atomic_text
+        from fcnx.io.files import atomic_text, writing
         from fcnx.io.tables import write_csv
 
         rows = result.rows()
-        write_csv(out / "evaluation.csv", list(rows[0]), rows)
         summary = {
             "split": self.options.split,
             "kernel": dict(kernel) if isinstance(kernel := self.options.kernel, Mapping) else kernel,
@@ -191,7 +190,9 @@ class EvaluateJob:
             "skipped": result.skipped,
             "without_box": [str(i.path) for i in self.without_box],
         }
-        atomic_text(out / "evaluation.json", json.dumps(summary, indent=2))
+        with writing(out):
+            write_csv(out / "evaluation.csv", list(rows[0]), rows)
+            atomic_text(out / "evaluation.json", json.dumps(summary, indent=2))
 
 
 def run_evaluate(

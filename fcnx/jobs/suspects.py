@@ -198,7 +198,7 @@ class SuspectsJob:
     def run(self, progress: Callable[[], None] | None = None) -> list[Suspect]:
         """The suspects, most convincing first, written as ``suspects.csv``, ``.json`` and ``.html``;
         ``progress()`` after each image. Unreadable images (and missing listed files) go to ``failures``."""
-        from fcnx.io.files import atomic_text
+        from fcnx.io.files import atomic_text, writing
         from fcnx.io.tables import write_csv
         from fcnx.render.html import suspects_page
 
@@ -207,10 +207,11 @@ class SuspectsJob:
         suspects, failures = find_suspects(self.cropper, self.items, progress=progress, signal=o.signal, top=top)
         self.failures = failures + self.dataset.missing_lines
         rows = [s.as_dict() for s in suspects]
-        write_csv(out / "suspects.csv", FIELDS, rows)
         summary = {"images": len(self.items), "signal": o.signal, "suspects": rows, "failures": self.failures}
-        atomic_text(out / "suspects.json", json.dumps(summary, indent=2))
-        atomic_text(out / "suspects.html", suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
+        with writing(out):
+            write_csv(out / "suspects.csv", FIELDS, rows)
+            atomic_text(out / "suspects.json", json.dumps(summary, indent=2))
+            atomic_text(out / "suspects.html", suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
         return suspects
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from PIL import Image
 from tiny_backbones import color_checkpoint
 
 from fcnx.cli import cli
+from fcnx.io import files
 
 NETS = {"tiny0": 128, "tiny_s16": 160}  # a mixed ensemble under --kernel native
 COLORS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230), "none": (128, 128, 128)}
@@ -168,3 +170,18 @@ def test_a_checkpoint_trained_under_the_smallest_input_is_named(tmp_path, tiny_r
     assert last_line(result) == (
         f"Error: {small}: trained at 8 pixels, under tiny0's smallest input side 32: give a kernel"
     )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "suspects"])
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EACCES])
+def test_outputs_that_cannot_be_written_are_one_line(tmp_path, nets, monkeypatch, command, error):
+    data, out = dataset(tmp_path / "data"), tmp_path / "out"
+
+    def refuse(folder):
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(files, "_temporary", refuse)  # every atomic write of the job fails so
+    extra = ["--split", "all"] if command == "evaluate" else []
+    result = invoke(command, *nets, "--kernel", "native", *extra, "--data", data, "-o", out)
+    assert result.exit_code == 1
+    assert last_line(result) == f"Error: {out}: cannot write outputs ({os.strerror(error)})"
