@@ -54,11 +54,16 @@ def export_cmd(outdir: Path, fmt: str, dest: Path, box: str, classes_file: Path 
       fcnx export cropped/ --format fiftyone -o review/   # fo.Dataset.from_dir("review", dataset_type=fo.types.COCODetectionDataset)
       fcnx export suspects/ --format voc -o suspects-voc/
     """
+    from fcnx.io.files import read_regular
     from fcnx.jobs import export
 
     classes = None
     if classes_file is not None:
-        classes = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = read_regular(classes_file).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the class list ({exc})", classes_file) from None
+        classes = [line.strip() for line in text.splitlines() if line.strip()]
         if not classes:
             raise UsageError("class list is empty", classes_file)
     result = export.export(outdir, dest, fmt, box, classes, report=lambda line: click.echo(line, err=True))

@@ -26,6 +26,7 @@ from typing import Any
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io import export as writers
+from fcnx.io.files import writing
 from fcnx.io.images import open_upright, output_base
 from fcnx.io.journal import read_journal
 from fcnx.method import geometry
@@ -213,5 +214,6 @@ def export(
         if unknown:
             raise UsageError(f"categories not in the class list: {', '.join(unknown[:5])}", collected.source)
         collected.categories = list(classes)
-    writers.write(fmt, collected.images, collected.categories, dest, f"fcnx export of {collected.source}")
+    with writing(dest):
+        writers.write(fmt, collected.images, collected.categories, dest, f"fcnx export of {collected.source}")
     return collected

@@ -185,3 +185,34 @@ def test_outputs_that_cannot_be_written_are_one_line(tmp_path, nets, monkeypatch
     result = invoke(command, *nets, "--kernel", "native", *extra, "--data", data, "-o", out)
     assert result.exit_code == 1
     assert last_line(result) == f"Error: {out}: cannot write outputs ({os.strerror(error)})"
+
+
+def test_export_outputs_that_cannot_be_written_are_one_line(tmp_path, nets, monkeypatch):
+    out = tmp_path / "crops"
+    assert crop(nets, "--kernel", "native", dataset(tmp_path / "photos"), "-o", out).exit_code == 0
+    missing = invoke("export", out, "--format", "coco", "-o", "/proc/fcnx-export")
+    assert missing.exit_code == 1
+    assert last_line(missing) == "Error: /proc/fcnx-export: cannot write outputs (No such file or directory)"
+
+    def refuse(folder):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files, "_temporary", refuse)
+    full = invoke("export", out, "--format", "voc", "-o", tmp_path / "voc")
+    assert full.exit_code == 1
+    assert last_line(full) == f"Error: {tmp_path / 'voc'}: cannot write outputs (No space left on device)"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "binary"])
+def test_export_refuses_a_class_list_it_cannot_read_in_one_line(tmp_path, nets, kind):
+    out, classes = tmp_path / "crops", tmp_path / "classes.txt"
+    assert crop(nets, "--kernel", "native", dataset(tmp_path / "photos"), "-o", out).exit_code == 0
+    os.mkfifo(classes) if kind == "fifo" else classes.write_bytes(b"red\n\xff\xfe\n")
+    result = invoke("export", out, "--format", "coco", "--classes", classes, "-o", tmp_path / "coco")
+    assert result.exit_code == 2
+    why = (
+        "not a regular file"
+        if kind == "fifo"
+        else "'utf-8' codec can't decode byte 0xff in position 4: invalid start byte"
+    )
+    assert last_line(result) == f"Error: {classes}: cannot read the class list ({why})"
