@@ -305,7 +305,8 @@ class CropJob:
         for root in (Path(os.path.abspath(p)) for p in self.inputs):
             if root.is_dir() and images.is_dataset_root(root):
                 prefix = PurePosixPath(root.relative_to(base).as_posix())
-                copies += [(m, prefix / "meta" / m.name) for m in sorted((root / "meta").glob("*.txt"))]
+                lists = sorted(m for m in (root / "meta").glob("*.txt") if m.is_file())  # not a FIFO: it would block
+                copies += [(m, prefix / "meta" / m.name) for m in lists]
         return copies
 
     def _open_outputs(self) -> None:

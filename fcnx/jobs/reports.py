@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fcnx.errors import one_line
-from fcnx.io.files import atomic_bytes, atomic_text
+from fcnx.io.files import atomic_bytes, atomic_text, read_regular
 from fcnx.io.tables import write_csv
 from fcnx.jobs.maps import BOX_COLUMNS, box_columns
 
@@ -80,4 +80,4 @@ def write_gallery(outdir: Path, records: Sequence[dict[str, Any]], claim: Callab
 def copy_meta(outdir: Path, copies: Iterable[tuple[Path, PurePosixPath]]) -> None:
     """Copy dataset lists: ``(source, path in OUTDIR)``."""
     for source, rel in copies:
-        atomic_bytes(outdir / rel, source.read_bytes())
+        atomic_bytes(outdir / rel, read_regular(source))

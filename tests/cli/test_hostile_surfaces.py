@@ -216,3 +216,16 @@ def test_export_refuses_a_class_list_it_cannot_read_in_one_line(tmp_path, nets, 
         else "'utf-8' codec can't decode byte 0xff in position 4: invalid start byte"
     )
     assert last_line(result) == f"Error: {classes}: cannot read the class list ({why})"
+
+
+def test_a_fifo_among_the_dataset_lists_is_not_copied_and_cannot_block_the_end_of_a_crop(tmp_path, nets):
+    root, out = tmp_path / "food", tmp_path / "out"
+    dataset(root / "images")
+    (root / "meta").mkdir()
+    (root / "meta" / "classes.txt").write_text("".join(f"{name}\n" for name in COLORS))
+    (root / "meta" / "test.txt").write_text("".join(f"{name}/0\n" for name in COLORS))
+    os.mkfifo(root / "meta" / "notes.txt")
+    result = crop(nets, "--kernel", "native", "--split", "test", root, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "meta").iterdir()) == ["classes.txt", "test.txt"]
+    assert (out / "meta" / "test.txt").read_bytes() == (root / "meta" / "test.txt").read_bytes()
