@@ -125,9 +125,9 @@ class GradCamEnsemble:
         return x0, y0, x1 - x0, y1 - y0
 
 
-def croppers(only: list[str] | None = None) -> dict[str, Cropper]:
-    """One cropper per variant (``only`` those and ``eager``), each with its own nets (the runtimes take torch's
-    thread count)."""
+def croppers(only: list[str] | None = None, max_scale: float | str = 3.0) -> dict[str, Cropper]:
+    """One cropper per variant (``only`` those and ``eager``) with the pyramid up to ``max_scale``, each with its
+    own nets (the runtimes take torch's thread count)."""
     names = [n for n, v in VARIANTS.items() if v[1] == "fp32" or backends.native_bf16()]
     out = {}
     for name in names:
@@ -136,7 +136,7 @@ def croppers(only: list[str] | None = None) -> dict[str, Cropper]:
         backend, precision, fold, early, search = VARIANTS[name]
         fcns = [load_fcn(n, "pretrained", kernel=KERNEL) for n in NETS]
         ensemble = Ensemble(fcns, fold=fold, backend=backend, precision=precision)
-        out[name] = Cropper(ensemble, early_stop=early, search=search)
+        out[name] = Cropper(ensemble, early_stop=early, search=search, max_scale=max_scale)
     return out
 
 
@@ -157,9 +157,11 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):5.2f}x [{min(values):.2f}-{max(values):.2f}]"
 
 
-def run(threads: int, images: list[tuple[str, np.ndarray, str]], only: list[str] | None = None) -> None:
+def run(
+    threads: int, images: list[tuple[str, np.ndarray, str]], only: list[str] | None = None, max_scale: float | str = 3.0
+) -> None:
     torch.set_num_threads(threads)
-    crops = croppers(only)
+    crops = croppers(only, max_scale)
     gradcam = GradCamEnsemble([load_fcn(n, "pretrained", kernel=KERNEL) for n in NETS])
     classes = imagenet_classes()
     seconds: dict[str, list[float]] = {name: [] for name in [*crops, "Grad-CAM"]}
@@ -184,7 +186,9 @@ def run(threads: int, images: list[tuple[str, np.ndarray, str]], only: list[str]
             stopped[variant] += box.stopped_early
         print(f"  {threads} thread(s): {name} done", file=sys.stderr, flush=True)
     flops = {name: pyramid_flops(crops[name], images[0][1], images[0][2]) for name in COUNTED if name in crops}
-    print(f"\n{threads} thread(s), {len(images)} photos, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n{threads} thread(s), {len(images)} photos, --max-scale {max_scale}, load average {os.getloadavg()[0]:.2f}"
+    )
     print(
         f"FLOPs of the first photo's pyramid ({images[0][0]}): "
         + ", ".join(f"{name} {value / 1e9:.1f} GFLOP" for name, value in flops.items())
@@ -301,6 +305,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None, help="variants (and eager)")
     parser.add_argument("--margins", action="store_true", help="measure the sub-window margins instead")
     parser.add_argument("--jemalloc", type=int, default=0, metavar="N", help="time fcnx crop N x with/without jemalloc")
+    parser.add_argument("--max-scale", default="3", help="the pyramid's --max-scale: a number, or auto")
     args = parser.parse_args()
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
@@ -313,7 +318,7 @@ def main() -> None:
     for threads in args.threads if args.jemalloc else ():
         allocator(images, threads, args.jemalloc)
     for threads in args.threads if not (args.margins or args.jemalloc) else ():
-        run(threads, images, args.only)
+        run(threads, images, args.only, args.max_scale if args.max_scale == "auto" else float(args.max_scale))
     print(f"\nuptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
