@@ -254,15 +254,14 @@ def score_maps(
 def unlabelled_boxes(
     cropper: Cropper, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], crops: dict[str, XYWH]
 ) -> dict[str, XYWH]:
-    """The boxes ``fcnx crop`` gives with no label: for the ensemble's top class (recomputed where it is not the label)."""
+    """The windows ``fcnx crop`` gives with no label: for the ensemble's top class (recomputed where it is not the label)."""
     boxes = {}
     for canvas, pyramid in zip(canvases, pyramids):
         key = canvas.item.rel.as_posix()
         if cropper.classes[top_category(pyramid.top_maps)] == canvas.item.label:
             boxes[key] = crops[key]
         else:
-            box = cropper.crop_image(canvas.item.path).boxes[0]
-            boxes[key] = (box.x, box.y, box.w, box.h)
+            boxes[key] = cropper.crop_image(canvas.item.path).boxes[0].window
     return boxes
 
 

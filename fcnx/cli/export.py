@@ -29,11 +29,10 @@ from fcnx.errors import UsageError
 )
 @click.option(
     "--box",
-    default="square",
-    show_default=True,
+    default=None,
     type=click.Choice(["square", "tight"]),
     help="square: the kernel window (the paper's crop); tight: the tight box where boxes.jsonl has one, "
-    "else the window.",
+    "else the window [default: each box as it was cropped].",
 )
 @click.option(
     "--classes",
@@ -42,7 +41,7 @@ from fcnx.errors import UsageError
     help="Class list (one per line, e.g. meta/classes.txt) fixing the category ids [default: the categories "
     "found, in the nets' order].",
 )
-def export_cmd(outdir: Path, fmt: str, dest: Path, box: str, classes_file: Path | None) -> None:
+def export_cmd(outdir: Path, fmt: str, dest: Path, box: str | None, classes_file: Path | None) -> None:
     """Write the boxes of OUTDIR (a folder of `fcnx crop`, or of `fcnx suspects`) in a format that
     annotation and dataset tools read: COCO detection JSON, Pascal VOC XML, YOLO text, or a COCO
     layout that FiftyOne imports. Boxes are in original-image pixels; suspects are marked

@@ -6,8 +6,9 @@ for the same image and category the last record counts). Each image keeps its bo
 order; its size is the record's ``width``/``height`` (else read from the image). A record's
 ``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box_kind": "square"|"tight"`` says
 which kind it is, and ``window`` / ``tight`` (``[x, y, w, h]`` or ``{x, y, w, h}``) give each kind.
-``--box square`` exports the kernel window, ``--box tight`` the tight box, falling back to the
-window, with one warning, where a record has none (boxes made before ``fcnx crop --box tight``).
+By default each record's own box is exported (the one its crop was cut to); ``--box square``
+exports the kernel window, ``--box tight`` the tight box, falling back to the window, with one
+warning, where a record has none (boxes made before ``fcnx crop --box tight``).
 
 A suspects folder (``fcnx suspects -o``) exports one box per suspect image: where the nets see
 their own top class, labelled with that class, with ``suspect: true`` and the dataset's label as
@@ -66,8 +67,9 @@ def _given(value: Any) -> XYWH | None:
 
 def _kinds(
     record: dict[str, Any],
-) -> tuple[XYWH, XYWH | None]:
-    """The square window and the tight box (``None`` if the record has none) of a crop record."""
+) -> tuple[XYWH, XYWH, XYWH | None]:
+    """The box (``x, y, w, h``: what its crop was cut to), the square window and the tight box (``None`` if the
+    record has none) of a crop record."""
     nested = record.get("box")
     main = _xywh(nested if isinstance(nested, dict) else record)
     kind = record.get("box_kind", "square")
@@ -75,7 +77,7 @@ def _kinds(
         raise ValueError(f"unknown box kind {kind!r}")
     window = _given(record.get("window")) or (main if kind == "square" else None)
     tight = _given(record.get("tight")) or (main if kind == "tight" else None)
-    return window or main, tight
+    return main, window or main, tight
 
 
 def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
@@ -94,9 +96,10 @@ def _detection(category: str, box: XYWH, size: tuple[int, int], **facts: Any) ->
     return writers.Detection(category, box, corners, None if score is None else float(score), attributes)
 
 
-def collect_crops(outdir: Path, box: str = "square") -> Collected:
-    """The images and boxes of the crop output ``outdir`` (its ``boxes.jsonl``), with ``box`` (square or tight)."""
-    if box not in BOXES:
+def collect_crops(outdir: Path, box: str | None = None) -> Collected:
+    """The images and boxes of the crop output ``outdir`` (its ``boxes.jsonl``): ``box`` square or tight, or
+    ``None`` for each record's own box (the one its crop was cut to)."""
+    if box is not None and box not in BOXES:
         raise UsageError(f"unknown box {box!r}; use one of {', '.join(BOXES)}")
     path = outdir / JOURNAL
     try:
@@ -119,8 +122,8 @@ def collect_crops(outdir: Path, box: str = "square") -> Collected:
         boxes = []
         for number, record in records.values():
             try:
-                square, tight = _kinds(record)
-                chosen = tight if box == "tight" and tight is not None else square
+                own, square, tight = _kinds(record)
+                chosen = own if box is None else tight if box == "tight" and tight is not None else square
                 category = record.get("category") or record.get("label")
                 if not isinstance(category, str):
                     raise ValueError("no category (nor label)")
@@ -183,7 +186,7 @@ def collect_suspects(outdir: Path) -> Collected:
     return result
 
 
-def collect(outdir: Path, box: str = "square") -> Collected:
+def collect(outdir: Path, box: str | None = None) -> Collected:
     """What ``outdir`` holds: a crop's boxes (``boxes.jsonl``), else a suspects list (``suspects.json``)."""
     if (outdir / JOURNAL).is_file():
         return collect_crops(outdir, box)
@@ -196,7 +199,7 @@ def export(
     outdir: Path,
     dest: Path,
     fmt: str,
-    box: str = "square",
+    box: str | None = None,
     classes: Sequence[str] | None = None,
     report: Callable[[str], None] = print,
 ) -> Collected:

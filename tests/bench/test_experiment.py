@@ -47,7 +47,7 @@ def test_subset_boxes_are_exactly_what_crop_gives_with_those_nets(cropper, rule)
         expected = {(0,): singles[NETS[0]], (1,): singles[NETS[1]], (0, 1): pair, (0, 1, 2): full}
         for subset, other in expected.items():
             box = other.crop_image(canvas.item.path, [canvas.item.label]).boxes[0]
-            assert localization.subset_box(cropper, pyramid, subset, rule) == (box.x, box.y, box.w, box.h), (
+            assert localization.subset_box(cropper, pyramid, subset, rule) == box.window, (
                 subset,
                 canvas,
             )
@@ -64,7 +64,7 @@ def test_unlabelled_boxes_are_crops_for_the_top_class(cropper):
     unlabelled = localization.unlabelled_boxes(cropper, canvases, pyramids, crops)
     for canvas in canvases:
         box = cropper.crop_image(canvas.item.path).boxes[0]  # no category, no label: the top class
-        assert unlabelled[canvas.item.rel.as_posix()] == (box.x, box.y, box.w, box.h)
+        assert unlabelled[canvas.item.rel.as_posix()] == box.window
 
 
 def test_mislabel_detection_flags_exactly_what_fcnx_suspects_flags(tmp_path):

@@ -62,13 +62,13 @@ def test_crop_writes_crops_in_the_same_format_boxes_and_table(tmp_path, weights)
     originals = [square(photos / "a.jpg"), square(photos / "sub" / "b.png", top=10, left=10)]
     before = {p: digest(p) for p in originals}
     out = tmp_path / "out"
-    result = crop(weights, "--category", "red", photos, "-o", out)
+    result = crop(weights, "--category", "red", "--box", "square", photos, "-o", out)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output and "img/s" in result.stderr
     assert {p: digest(p) for p in originals} == before  # originals untouched
     records = {r["file"]: r for r in journal(out)}
     assert sorted(records) == ["a.jpg", "sub/b.png"]
-    library = Cropper.from_nets(NETS, weights, device="cpu", max_scale=1.5, categories=["red"])
+    library = Cropper.from_nets(NETS, weights, device="cpu", max_scale=1.5, categories=["red"], box="square")
     for rel, original in zip(["a.jpg", "sub/b.png"], originals):
         r = records[rel]
         (box,) = library.crop_image(original).boxes  # the library gives the very same box

@@ -89,7 +89,9 @@ def test_cell_ij_of_every_net_is_the_classifier_on_the_same_window(random_nets):
 
 def test_engine_choice_equals_sliding_the_classifiers_over_every_window(random_nets):
     names = VALID_NETS
-    cropper = Cropper.from_nets(names, random_nets, kernel=KERNEL, device="cpu", max_scale=1.5, categories=["cake"])
+    cropper = Cropper.from_nets(
+        names, random_nets, kernel=KERNEL, device="cpu", max_scale=1.5, categories=["cake"], box="square"
+    )
     image = noise(150, 200, seed=3)
     result = cropper.crop_image(image)
     (box,) = result.boxes

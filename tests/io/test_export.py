@@ -28,7 +28,9 @@ def cropped(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("crop") / "out"
     demo = Path(fcnx_tiny.__file__).parent / "demo"
-    result = run("crop", "--nets", "tiny_vgg,tiny_resnet,tiny_inception", demo, "-o", out, "--device", "cpu")
+    result = run(
+        "crop", "--nets", "tiny_vgg,tiny_resnet,tiny_inception", "--box", "square", demo, "-o", out, "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -129,9 +131,13 @@ def test_tight_box_when_present_square_window_with_a_warning_otherwise(cropped, 
     assert "warning: " in result.output and "1 box(es) have no tight box" in result.output
     anns = json.loads((tmp_path / "t" / "labels.json").read_text())["annotations"]
     assert [a["bbox"] for a in anns] == [[3.5, 4.0, 10.0, 6.25], [lines[1][k] for k in "xywh"], [1.0, 2.0, 3.0, 4.0]]
-    assert run("export", source, "--format", "coco", "-o", tmp_path / "s").exit_code == 0
+    assert run("export", source, "--format", "coco", "--box", "square", "-o", tmp_path / "s").exit_code == 0
     anns = json.loads((tmp_path / "s" / "labels.json").read_text())["annotations"]
     assert anns[2]["bbox"] == window and anns[0]["bbox"] == [lines[0][k] for k in "xywh"]
+    assert run("export", source, "--format", "coco", "-o", tmp_path / "own").exit_code == 0  # as cropped
+    anns = json.loads((tmp_path / "own" / "labels.json").read_text())["annotations"]
+    assert [a["bbox"] for a in anns] == [[lines[k][c] for c in "xywh"] for k in range(3)]
+    assert anns[2]["bbox"] == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_suspects_export_marks_each_suspect_image(cropped, tmp_path):
