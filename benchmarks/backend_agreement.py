@@ -9,13 +9,11 @@ Every image is cropped for its own category and again with none (the ensemble's 
 Variants, each run on the same image right after the reference (torch eager, batch norms unfolded,
 as fcnx ran before): torch with folded batch norms, ONNX Runtime fp32, OpenVINO fp32, OpenVINO bf16
 (where this CPU has native bf16), torch folded with ``--early-stop`` (which applies only when the
-category is given), and torch folded and OpenVINO fp32 with ``--search coarse-to-fine`` (likewise).
-Reported per variant: the largest |probability difference| over every pyramid level (full searches),
+category is given).
+Reported per variant: the largest |probability difference| over every pyramid level (variants without early stop),
 the share of boxes whose category, level and cell equal the reference's, the share whose tight box
-does, the mean IoU of the boxes with the reference's, the pixels run through the nets against the
-reference's, and on the benchmark canvases the localization score (share of boxes with IoU >= 0.5
-with the true box, and their mean IoU with it). ``--wide N`` adds N elongated images: three demo
-canvases side by side (no true box), where the coarse-to-fine search computes the large levels in part.
+does, the mean IoU of the boxes with the reference's, and on the benchmark canvases the localization
+score (share of boxes with IoU >= 0.5 with the true box, and their mean IoU with it).
 
     python benchmarks/backend_agreement.py --threads 1              # about an hour on a busy 2-core machine
     python benchmarks/backend_agreement.py --photos 0 --canvases 19  # the 200 canvases only: minutes
@@ -50,15 +48,13 @@ from fcnx.method.metrics import box_iou
 
 LITE = (("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"), 224)
 TINY = (("tiny_vgg", "tiny_resnet", "tiny_inception"), 56)
-#: name -> (backend, precision, fold, early stop, search)
+#: name -> (backend, precision, fold, early stop)
 VARIANTS = {
-    "torch folded": ("torch", "fp32", True, False, "full"),
-    "onnxruntime fp32": ("onnxruntime", "fp32", True, False, "full"),
-    "openvino fp32": ("openvino", "fp32", True, False, "full"),
-    "openvino bf16": ("openvino", "bf16", True, False, "full"),
-    "folded, early stop": ("torch", "fp32", True, True, "full"),
-    "folded, coarse-to-fine": ("torch", "fp32", True, False, "coarse-to-fine"),
-    "openvino, coarse-to-fine": ("openvino", "fp32", True, False, "coarse-to-fine"),
+    "torch folded": ("torch", "fp32", True, False),
+    "onnxruntime fp32": ("onnxruntime", "fp32", True, False),
+    "openvino fp32": ("openvino", "fp32", True, False),
+    "openvino bf16": ("openvino", "bf16", True, False),
+    "folded, early stop": ("torch", "fp32", True, True),
 }
 
 
@@ -72,8 +68,6 @@ class Tally:
     boxes: int = 0
     same_labelled: int = 0
     labelled: int = 0
-    pixels: int = 0
-    reference_pixels: int = 0
     iou: float = 0.0
     truth_hits: int = 0
     truth_iou: float = 0.0
@@ -87,7 +81,6 @@ class Tally:
             "share_same": self.same / max(self.boxes, 1),
             "same_tight_box": f"{self.same_tight}/{self.boxes}",
             "same_level_cell_and_tight_with_category": f"{self.same_labelled}/{self.labelled}",
-            "pixels_vs_reference": self.pixels / max(self.reference_pixels, 1),
             "mean_iou_with_reference": self.iou / max(self.boxes, 1),
             "localization_hits_at_0.5": f"{self.truth_hits}/{self.truth_boxes}",
             "localization_mean_iou": self.truth_iou / max(self.truth_boxes, 1),
@@ -96,16 +89,13 @@ class Tally:
 
 
 def recorded(ensemble: Ensemble) -> list[torch.Tensor]:
-    """Make ``ensemble`` keep every level's probabilities in the returned list (cleared by the caller)
-    and count the pixels it runs in ``ensemble.pixels``."""
+    """Make ``ensemble`` keep every level's probabilities in the returned list (cleared by the caller)."""
     levels: list[torch.Tensor] = []
     forward = ensemble.probabilities_of
-    ensemble.pixels = 0  # type: ignore[attr-defined]
 
     def probabilities_of(inputs: Any, size: tuple[int, int], exact: bool = False) -> torch.Tensor:
         out = forward(inputs, size, exact)
         levels.append(out)
-        ensemble.pixels += sum(x.shape[0] * x.shape[-2] * x.shape[-1] for x in inputs.values())  # type: ignore[attr-defined]
         return out
 
     ensemble.probabilities_of = probabilities_of  # type: ignore[method-assign]
@@ -153,29 +143,14 @@ def canvas_images(folder: Path, per_class: int) -> tuple[list[ImageItem], dict[s
     return items, truth
 
 
-def wide_images(folder: Path, count: int) -> list[ImageItem]:
-    """``count`` elongated images: demo canvases ``k, k+1, k+2`` side by side (cut to the lowest), labelled as ``k``."""
-    import fcnx_tiny
-
-    demo = discover([Path(fcnx_tiny.__file__).parent / "demo"])
-    out = []
-    for k in range(count):
-        parts = [np.asarray(Image.open(demo[(k + j) % len(demo)].path).convert("RGB")) for j in range(3)]
-        height = min(p.shape[0] for p in parts)
-        path = folder / f"wide_{k:03d}.png"
-        Image.fromarray(np.concatenate([p[:height] for p in parts], axis=1)).save(path)
-        out.append(ImageItem(path, PurePosixPath(path.name), demo[k % len(demo)].label))
-    return out
-
-
 def croppers(nets: tuple[str, ...], kernel: int, names: list[str]) -> dict[str, Cropper]:
     """The reference and each variant, every one with its own freshly loaded nets."""
     out = {"reference": Cropper(Ensemble([load_fcn(n, "pretrained", kernel=kernel) for n in nets], fold=False))}
     for name in names:
-        backend, precision, fold, early, search = VARIANTS[name]
+        backend, precision, fold, early = VARIANTS[name]
         fcns = [load_fcn(n, "pretrained", kernel=kernel) for n in nets]
         ensemble = Ensemble(fcns, fold=fold, backend=backend, precision=precision)
-        out[name] = Cropper(ensemble, early_stop=early, search=search)
+        out[name] = Cropper(ensemble, early_stop=early)
     return out
 
 
@@ -189,18 +164,15 @@ def compare(
 ) -> None:
     """Crop ``item`` with every cropper (reference first) and add the agreement to the tallies."""
     results: dict[str, Box] = {}
-    pixels = {}
     for name, cropper in crops.items():
         records[name].clear()
-        cropper.ensemble.pixels = 0  # type: ignore[attr-defined]
         start = time.perf_counter()
         (results[name],) = cropper.crop_image(item.path, [category] if category else None).boxes
         tallies[name].seconds += time.perf_counter() - start
-        pixels[name] = cropper.ensemble.pixels  # type: ignore[attr-defined]
     ref = results["reference"]
     for name, box in results.items():
         tally = tallies[name]
-        if name != "reference" and not crops[name].early_stop and crops[name].search == "full":
+        if name != "reference" and not crops[name].early_stop:
             for a, b in zip(records["reference"], records[name], strict=True):
                 tally.max_diff = max(tally.max_diff, (a - b).abs().max().item())
         tally.boxes += 1
@@ -209,8 +181,6 @@ def compare(
         if category is not None:
             tally.labelled += 1
             tally.same_labelled += (box.level, box.cell, box.tight) == (ref.level, ref.cell, ref.tight)
-        tally.pixels += pixels[name]
-        tally.reference_pixels += pixels["reference"]
         tally.iou += float(box_iou([box.x, box.y, box.w, box.h], [ref.x, ref.y, ref.w, ref.h]))
         if truth is not None and category is not None:
             iou = float(box_iou([box.x, box.y, box.w, box.h], truth))
@@ -244,7 +214,6 @@ def main() -> None:
     parser.add_argument("--canvases", type=int, default=16, help="benchmark canvases per class (10 classes)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None, help="variants to run")
-    parser.add_argument("--wide", type=int, default=0, help="elongated images (3 demo canvases side by side)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = [n for n in args.only or VARIANTS if VARIANTS[n][1] == "fp32" or backends.native_bf16()]
@@ -254,7 +223,6 @@ def main() -> None:
         photos = [(item, category, None) for item, category in photo_images(folder, args.photos)]
         canvases, truth = canvas_images(folder, args.canvases)
         labelled = [(item, item.label or "", truth.get(str(item.path))) for item in canvases]
-        labelled += [(item, item.label or "", None) for item in wide_images(folder, args.wide)]
         print(f"{len(photos)} photos, {len(labelled)} canvases, each with and without its category", file=sys.stderr)
         results = {}
         if photos:
@@ -268,14 +236,14 @@ def main() -> None:
         print(f"\n{title}")
         print(
             f"{'variant':24} {'max |dp|':>10} {'same level+cell':>16} {'same tight':>11} {'IoU vs ref':>10} "
-            f"{'same, given category':>20} {'pixels':>7} {'seconds':>8} {'loc hits':>9} {'loc IoU':>8}"
+            f"{'same, given category':>20} {'seconds':>8} {'loc hits':>9} {'loc IoU':>8}"
         )
         for name, row in rows.items():
             print(
                 f"{name:24} {row['max_abs_prob_diff']:10.2e} {row['same_level_and_cell']:>16} "
                 f"{row['same_tight_box']:>11} {row['mean_iou_with_reference']:10.4f} "
                 f"{row['same_level_cell_and_tight_with_category']:>20} "
-                f"{row['pixels_vs_reference']:7.3f} {row['seconds']:8.1f} {row['localization_hits_at_0.5']:>9} "
+                f"{row['seconds']:8.1f} {row['localization_hits_at_0.5']:>9} "
                 f"{row['localization_mean_iou']:8.4f}"
             )
     if args.json:

@@ -11,8 +11,6 @@ threads:
 - ``onnxruntime fp32``, ``openvino fp32``, ``openvino bf16`` (bf16 only with native CPU support);
 - ``folded + early stop``: ``--early-stop`` (stop at the first level where every net votes for the
   category), with whether the box is the same as without;
-- ``folded + coarse-to-fine``, ``openvino + coarse-to-fine``: ``--search coarse-to-fine``
-  (:mod:`fcnx.engine.search`);
 - ``Grad-CAM``: pytorch-grad-cam on each net at its native size on the whole image (one forward
   and backward per net, the box of the largest region above half the peak), for the same category.
 
@@ -23,16 +21,11 @@ extra (pip install 'fcnx[bench,openvino,onnx]').
 
     python benchmarks/backend_speed.py                 # 1 and 2 threads, 8 photos: 4+ minutes per thread count
     python benchmarks/backend_speed.py --threads 1 --photos 4
-    python benchmarks/backend_speed.py --margins       # the sub-window margin each net needs (a few minutes)
+    python benchmarks/backend_speed.py --threads 1 --photos 4 --only folded --max-scale auto   # 13 levels
 
 ``--jemalloc N`` times ``fcnx crop`` (the default ensemble, the photos saved as PNG, each process on
 ``--threads``) N times with and N times without jemalloc (``LD_PRELOAD`` of :data:`JEMALLOC`, decay
 off: :data:`MALLOC_CONF`), alternating, and checks that both write byte-identical outputs.
-
-``--margins`` measures, per net (EfficientNet-Lite0/1/2 at kernel 224 on 1400 x 1400 levels of the
-photos, the fcnx-tiny nets at kernel 56 on 243 x 317 levels of the demo canvases), the largest
-|probability difference| between a sub-window's cells and the whole level's, for each margin (in
-cells) kept from the sub-window's cut borders: the margins of :data:`fcnx.engine.search.MARGINS`.
 """
 
 from __future__ import annotations
@@ -52,32 +45,29 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from fcnx.engine import backends, search
+from fcnx.engine import backends
 from fcnx.engine.cropper import Cropper
-from fcnx.engine.ensemble import Ensemble, resize
+from fcnx.engine.ensemble import Ensemble
 from fcnx.engine.fcn import FCN, imagenet_classes, load_fcn
 from fcnx.engine.results import Box
-from fcnx.method import subwindows
 
 NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 KERNEL = 224
 LONG_SIDE = 512
-#: variant -> (backend, precision, fold, early stop, search)
+#: variant -> (backend, precision, fold, early stop)
 VARIANTS = {
-    "eager": ("torch", "fp32", False, False, "full"),
-    "folded": ("torch", "fp32", True, False, "full"),
-    "folded + early stop": ("torch", "fp32", True, True, "full"),
-    "folded + coarse-to-fine": ("torch", "fp32", True, False, "coarse-to-fine"),
-    "onnxruntime fp32": ("onnxruntime", "fp32", True, False, "full"),
-    "openvino fp32": ("openvino", "fp32", True, False, "full"),
-    "openvino + coarse-to-fine": ("openvino", "fp32", True, False, "coarse-to-fine"),
-    "openvino bf16": ("openvino", "bf16", True, False, "full"),
+    "eager": ("torch", "fp32", False, False),
+    "folded": ("torch", "fp32", True, False),
+    "folded + early stop": ("torch", "fp32", True, True),
+    "onnxruntime fp32": ("onnxruntime", "fp32", True, False),
+    "openvino fp32": ("openvino", "fp32", True, False),
+    "openvino bf16": ("openvino", "bf16", True, False),
 }
 #: the allocator measured by ``--jemalloc`` (Debian/Ubuntu: apt-get install libjemalloc2), and its settings
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 #: variants counted by FLOPs (torch), against ``folded``
-COUNTED = ("folded", "folded + early stop", "folded + coarse-to-fine")
+COUNTED = ("folded", "folded + early stop")
 
 
 def photos(count: int) -> list[tuple[str, np.ndarray, str]]:
@@ -133,10 +123,10 @@ def croppers(only: list[str] | None = None, max_scale: float | str = 3.0) -> dic
     for name in names:
         if only and name not in only and name != "eager":
             continue
-        backend, precision, fold, early, search = VARIANTS[name]
+        backend, precision, fold, early = VARIANTS[name]
         fcns = [load_fcn(n, "pretrained", kernel=KERNEL) for n in NETS]
         ensemble = Ensemble(fcns, fold=fold, backend=backend, precision=precision)
-        out[name] = Cropper(ensemble, early_stop=early, search=search, max_scale=max_scale)
+        out[name] = Cropper(ensemble, early_stop=early, max_scale=max_scale)
     return out
 
 
@@ -210,60 +200,6 @@ def run(
         )
 
 
-def margin_errors(
-    ensemble: Ensemble, pixels: torch.Tensor, scaled: tuple[int, int], margins: range, tolerance: float = 1e-5
-) -> dict[int, float]:
-    """Per margin (cells), the largest |probability difference| between a sub-window's exact cells (one cell
-    row and column, cut on all four sides) and the whole level's; stops after two margins within ``tolerance``."""
-    kernel, stride = ensemble.kernel, ensemble.stride
-    whole = ensemble.probabilities(resize(pixels, scaled))[0]
-    level = resize(pixels, scaled)
-    cells = ensemble.cells(scaled)
-    out: dict[int, float] = {}
-    for m in margins:
-        i, j = m + 1, m + 1  # the cell m + 1 cells from the level's first borders: a cut on every side
-        rows = subwindows.span(i, i + 1, cells[0], scaled[0], kernel, stride, m)
-        cols = subwindows.span(j, j + 1, cells[1], scaled[1], kernel, stride, m)
-        if rows.stop == scaled[0] or cols.stop == scaled[1]:
-            break  # the level is too small to cut this margin on every side
-        sub = ensemble.probabilities(level[:, :, rows.start : rows.stop, cols.start : cols.stop])[0]
-        r0, c0 = rows.start // stride, cols.start // stride
-        got = sub[:, :, rows.first - r0 : rows.last - r0, cols.first - c0 : cols.last - c0]
-        want = whole[:, :, rows.first : rows.last, cols.first : cols.last]
-        out[m] = (got - want).abs().max().item()
-        if len([e for e in out.values() if e <= tolerance]) >= 2:
-            break
-    return out
-
-
-def print_margins(images: list[tuple[str, np.ndarray, str]]) -> None:
-    """The margin each net needs: the smallest with every measured difference <= 1e-5."""
-    import fcnx_tiny
-    from fcnx.io.images import discover, load_rgb
-
-    canvases = [
-        torch.from_numpy(load_rgb(item.path, 56)[0]).permute(2, 0, 1)[None].contiguous()
-        for item in discover([Path(fcnx_tiny.__file__).parent / "demo"])[:3]
-    ]
-    photos_ = [torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous() for _, pixels, _ in images]
-    sets = [(name, 224, photos_, (1400, 1400), range(8, 18)) for name in NETS]
-    sets += [(name, 56, canvases, (243, 317), range(0, 8)) for name in search.MARGINS if name.startswith("tiny_")]
-    print(f"\nsub-window margins (largest |dp| over {len(images)} photos / 3 canvases), load {os.getloadavg()[0]:.2f}")
-    for name, kernel, inputs, scaled, margins in sets:
-        ensemble = Ensemble([load_fcn(name, "pretrained", kernel=kernel)])
-        worst: dict[int, float] = {}
-        for pixels in inputs:
-            for m, error in margin_errors(ensemble, pixels, scaled, margins).items():
-                worst[m] = max(worst.get(m, 0.0), error)
-        needed = min((m for m in worst if all(worst[k] <= 1e-5 for k in worst if k >= m)), default=None)
-        errors = ", ".join(f"{m}: {e:.1e}" for m, e in sorted(worst.items()))
-        print(
-            f"{name:20} kernel {kernel}, stride {ensemble.stride}: needs {needed} cells (table: "
-            f"{search.MARGINS.get(name)}); |dp| by margin {errors}",
-            flush=True,
-        )
-
-
 def allocator(images: list[tuple[str, np.ndarray, str]], threads: int, pairs: int) -> None:
     """``fcnx crop`` of the photos with and without jemalloc, alternating: wall time ratio, identical outputs."""
     import tempfile
@@ -303,7 +239,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--photos", type=int, default=9)
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None, help="variants (and eager)")
-    parser.add_argument("--margins", action="store_true", help="measure the sub-window margins instead")
     parser.add_argument("--jemalloc", type=int, default=0, metavar="N", help="time fcnx crop N x with/without jemalloc")
     parser.add_argument("--max-scale", default="3", help="the pyramid's --max-scale: a number, or auto")
     args = parser.parse_args()
@@ -312,12 +247,9 @@ def main() -> None:
     print(f"CPU {model}, native bf16: {backends.native_bf16()}, torch {torch.__version__}")
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     images = photos(args.photos)
-    if args.margins:
-        torch.set_num_threads(args.threads[0])
-        print_margins(images[:3])
     for threads in args.threads if args.jemalloc else ():
         allocator(images, threads, args.jemalloc)
-    for threads in args.threads if not (args.margins or args.jemalloc) else ():
+    for threads in args.threads if not args.jemalloc else ():
         run(threads, images, args.only, args.max_scale if args.max_scale == "auto" else float(args.max_scale))
     print(f"\nuptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 

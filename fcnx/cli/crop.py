@@ -19,7 +19,6 @@ from fcnx.cli.common import (
     resolve_nets,
 )
 from fcnx.method.selection import RULES
-from fcnx.method.subwindows import SEARCHES
 from fcnx.render.progress import Progress
 
 if TYPE_CHECKING:
@@ -85,15 +84,6 @@ def _box_line(record: dict[str, Any]) -> str:
     help="paper: per level the best summed probability; votes-first: the authors' code (votes, then sum).",
 )
 @click.option("--early-stop", is_flag=True, help="Stop an image's pyramid at the first level where every net votes.")
-@click.option(
-    "--search",
-    default="full",
-    show_default=True,
-    type=click.Choice(SEARCHES),
-    help="coarse-to-fine: the 2 largest levels only around the smaller levels' best cells, when the category "
-    "is known. Saves only on elongated images with small-receptive-field nets, where it may change boxes; "
-    "never on the EfficientNet-Lite nets (docs/performance.md).",
-)
 @box_option
 @click.option(
     "--split",
@@ -144,7 +134,6 @@ def crop_cmd(
     max_scale: float | str,
     selection: str,
     early_stop: bool,
-    search: str,
     box: str,
     split: str,
     device: str,
@@ -205,7 +194,6 @@ def crop_cmd(
         heatmaps=heatmaps,
         heatmaps_npy=heatmaps_npy,
         box=box,
-        search=search,
         gallery=gallery,
         fail_fast=fail_fast,
         in_place=in_place,

@@ -31,7 +31,6 @@ import torch
 from fcnx.engine.decode import Decoded, Files, identity, min_decode_side
 from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NonFiniteOutput, load_ensemble
 from fcnx.engine.results import Box, CropFailure, CropResult
-from fcnx.engine.search import FINE, SEARCHES, PartialLevel, extend, margin, settle
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
 from fcnx.method import evidence, geometry
@@ -72,9 +71,6 @@ class Cropper:
     batches are no faster: the convolutions of one large image already fill the cores);
     ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
     is the paper's kernel window (``"square"``) or the tight box (``"tight"``); both are given.
-    ``search``: ``"full"`` computes every level whole; ``"coarse-to-fine"`` the largest ones only around
-    the candidate cells when the categories are known (:mod:`fcnx.engine.search`; not with ``early_stop``,
-    ``keep_heatmaps``, a reduced precision or a net whose margin was not measured: those search in full).
     """
 
     def __init__(
@@ -91,10 +87,7 @@ class Cropper:
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
         box: str = "square",
-        search: str = "full",
     ) -> None:
-        if search not in SEARCHES:
-            raise UsageError(f"unknown search {search!r}; use one of {', '.join(SEARCHES)}")
         if box not in evidence.BOXES:
             raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")
         if selection not in RULES:
@@ -113,9 +106,6 @@ class Cropper:
         self.batch_size, self.workers = batch_size, workers
         self.keep_heatmaps = keep_heatmaps
         self.box = box
-        self.search = search
-        #: the coarse-to-fine search's sub-window margin (cells); None: the full search
-        self._margin = margin(ensemble) if search != "full" and ensemble.precision == "fp32" else None
         self.max_level_pixels = max_level_pixels
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
@@ -358,21 +348,7 @@ class Cropper:
         maps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
         active = list(range(len(batch)))
         seen: list[list[list[Level]]] = [[[] for _ in s] for s in selectors]  # per image and category
-        fine = self._fine_from(len(levels), known and not early)
-        partials: list[dict[int, PartialLevel]] = [{} for _ in batch]  # per image: its levels computed in part
-        for number, (_, size) in enumerate(levels):
-            if number >= fine:
-                for b in active:
-                    partials[b][number] = PartialLevel(ensemble, pixels[b : b + 1], size, self._margin or 0)
-                    categories = batch[b].categories or []
-                    sources = [category_levels[-1] for category_levels in seen[b]]
-                    found = extend(
-                        partials[b][number], sources, levels[number - 1][1], categories, batch[b].size, self.selection
-                    )
-                    for k, level in enumerate(found):
-                        seen[b][k].append(level)
-                        selectors[b][k].add(level)
-                continue
+        for _, size in levels:
             subset = pixels if len(active) == len(batch) else pixels[torch.tensor(active, device=device)]
             probs = ensemble.probabilities_at(subset, size)  # A x nets x classes x h x w
             if known:
@@ -403,24 +379,9 @@ class Cropper:
                     vote = (probs.argmax(dim=1) == category).cpu().numpy()
                     seen[b][0].append(Level(prob, vote))
                     selectors[b][0].add(seen[b][0][-1])
-        if fine < len(levels):
-            sizes = [scaled for _, scaled in levels]
-            selectors = [
-                [
-                    settle(seen[b][k], partials[b], c, p.size, sizes, self.selection)
-                    for k, c in enumerate(p.categories or [])
-                ]
-                for b, p in enumerate(batch)
-            ]
         if ensemble.precision != "fp32" and not early and self.recheck:
             selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
         return [self._result(p, s) for p, s in zip(batch, selectors)]
-
-    def _fine_from(self, count: int, applies: bool) -> int:
-        """The first level computed in part (``count``: none) by the coarse-to-fine search."""
-        if self._margin is None or not applies or self.keep_heatmaps:
-            return count
-        return max(1, count - FINE)
 
     def _recheck(self, prepared: _Prepared, pixels: torch.Tensor, seen: list[list[Level]]) -> list[Selector]:
         """Selection again after the ``recheck`` best levels per category are recomputed in fp32."""

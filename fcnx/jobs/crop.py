@@ -65,7 +65,6 @@ class CropOptions:
     heatmaps: bool = False
     heatmaps_npy: bool = False
     box: str = "square"
-    search: str = "full"
     gallery: bool = False
     fail_fast: bool = False
     in_place: bool = False
@@ -266,7 +265,6 @@ class CropJob:
             workers=workers,
             keep_heatmaps=o.heatmaps or o.heatmaps_npy,
             box=o.box,
-            search=o.search,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -288,8 +286,6 @@ class CropJob:
             settings["kernels"] = [f.kernel for f in self.ensemble.fcns]
         if o.box != "square":  # absent for the paper's box, so OUTDIRs made before --box still resume
             settings["box"] = o.box
-        if o.search != "full":  # absent for the full search, so OUTDIRs made before --search still resume
-            settings["search"] = o.search
         if o.in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
             settings["in_place"] = True
         return settings
@@ -381,7 +377,6 @@ class CropJob:
                 "batch_size": o.batch_size,
                 "keep_heatmaps": o.heatmaps or o.heatmaps_npy,
                 "box": o.box,
-                "search": o.search,
             },
         )
         self._ray_stats = RayStats()

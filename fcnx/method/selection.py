@@ -35,27 +35,16 @@ RULES = ("paper", "votes-first")
 
 @dataclass(frozen=True)
 class Level:
-    """One pyramid level, for one category: ``prob`` (float, ``nets x h x w``) and ``vote`` (bool, same shape).
-
-    ``known`` (bool, ``h x w``; ``None``: all) marks the cells computed (a coarse-to-fine search computes
-    part of a large level): no other cell is ever chosen; ``prob`` and ``vote`` there must be 0 and ``False``.
-    """
+    """One pyramid level, for one category: ``prob`` (float, ``nets x h x w``) and ``vote`` (bool, same shape)."""
 
     prob: np.ndarray
     vote: np.ndarray
-    known: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.prob.ndim != 3 or self.prob.shape != self.vote.shape or 0 in self.prob.shape:
             raise ValueError(
                 f"a level needs prob and vote of one shape nets x h x w, got {self.prob.shape} and {self.vote.shape}"
             )
-        if self.known is not None and (self.known.shape != self.prob.shape[1:] or not self.known.any()):
-            raise ValueError(f"known cells need shape {self.prob.shape[1:]} and one cell, got {self.known.shape}")
-
-    def known_cells(self) -> np.ndarray:
-        """The cells computed (``h x w`` bool)."""
-        return np.ones(self.prob.shape[1:], dtype=bool) if self.known is None else self.known
 
     @property
     def nets(self) -> int:
@@ -84,16 +73,13 @@ def level_from_probs(probs: np.ndarray, category: int) -> Level:
 
 
 def best_cell(level: Level, rule: str = "paper") -> tuple[int, int]:
-    """The chosen cell ``(i, j)`` of one level under ``rule`` (first in row-major order on ties; known cells only)."""
+    """The chosen cell ``(i, j)`` of one level under ``rule`` (first in row-major order on ties)."""
     summed = level.summed()
-    if level.known is not None:
-        summed = np.where(level.known, summed, -np.inf)
     if rule == "paper":
         flat = int(np.argmax(summed))
     elif rule == "votes-first":
         votes = level.votes()
-        best = votes[level.known].max() if level.known is not None else votes.max()
-        flat = int(np.argmax(np.where(votes == best, summed, -np.inf)))
+        flat = int(np.argmax(np.where(votes == votes.max(), summed, -np.inf)))
     else:
         raise ValueError(f"unknown selection rule {rule!r}; use one of {', '.join(RULES)}")
     i, j = np.unravel_index(flat, summed.shape)
