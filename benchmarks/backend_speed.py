@@ -176,11 +176,16 @@ def run(
             stopped[variant] += box.stopped_early
         print(f"  {threads} thread(s): {name} done", file=sys.stderr, flush=True)
     flops = {name: pyramid_flops(crops[name], images[0][1], images[0][2]) for name in COUNTED if name in crops}
+    with FlopCounterMode(display=False) as counter:
+        gradcam.box(images[0][1], classes.index(images[0][2]))
+    # forward only: torch's counter overcounts the backward of grouped (depthwise) convolutions ~40x
+    cam = {str(op): n for op, n in counter.get_flop_counts()["Global"].items() if "backward" not in str(op)}
+    flops["Grad-CAM forward"] = sum(cam.values())
     print(
         f"\n{threads} thread(s), {len(images)} photos, --max-scale {max_scale}, load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"FLOPs of the first photo's pyramid ({images[0][0]}): "
+        f"FLOPs for the first photo ({images[0][0]}): "
         + ", ".join(f"{name} {value / 1e9:.1f} GFLOP" for name, value in flops.items())
     )
     head = f"{'variant':28} {'s/image':>8} {'images/s':>9} {'vs eager, median [min-max]':>28} {'vs Grad-CAM':>22}"
@@ -188,8 +193,8 @@ def run(
     for variant, values in seconds.items():
         vs_eager = [e / v for e, v in zip(seconds["eager"], values)]
         vs_cam = [v / c for v, c in zip(values, seconds["Grad-CAM"])]
-        work = flops.get(variant if variant in COUNTED else "folded", float("nan"))
-        gflops = work / values[0] / 1e9 if variant in crops else float("nan")
+        work = flops.get(variant, flops.get("folded", float("nan")) if variant in crops else float("nan"))
+        gflops = work / values[0] / 1e9
         counts = f"{same_box[variant]}/{len(images)}" if variant in crops else ""
         tight = f"{same_tight[variant]}/{len(images)}" if variant in crops else ""
         early = f"{stopped[variant]}/{len(images)}" if variant in crops else ""
