@@ -146,3 +146,13 @@ def test_bf16_recheck_recomputes_the_best_levels_in_fp32(one_thread, cache):
         assert abs(got.confidence - want.confidence) < 1e-5  # the chosen level was recomputed in fp32
         drift.append(abs(bf16.confidence - want.confidence))
     assert max(drift) > 1e-4  # without the recheck the confidences are bf16's
+
+
+def test_openvino_is_refused_in_one_line_under_a_preloaded_jemalloc(tmp_path, monkeypatch):
+    """OpenVINO's Core aborts (free(): invalid pointer) when jemalloc is preloaded: refused before it loads."""
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    argv = ["crop", "--nets", ",".join(NETS), "--backend", "openvino", str(_demo()), "-o", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, [*argv, "--device", "cpu"])
+    assert result.exit_code != 0 and "--backend openvino aborts in a process with jemalloc preloaded" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "o" / "boxes.jsonl").exists()

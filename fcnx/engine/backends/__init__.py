@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,6 +75,12 @@ def check(backend: str, precision: str, device_type: str) -> str:
         raise UsageError(f"--backend {backend} runs the nets on the CPU; add --device cpu or use --backend torch")
     if precision == "bf16" and backend != "openvino":
         raise UsageError("--precision bf16 needs --backend openvino")
+    preloaded = os.environ.get("LD_PRELOAD", "")
+    if backend == "openvino" and "jemalloc" in preloaded:
+        raise UsageError(
+            f"--backend openvino aborts in a process with jemalloc preloaded (LD_PRELOAD={preloaded}): its "
+            f"plugins free memory jemalloc gave; unset LD_PRELOAD, or use --backend onnxruntime or torch"
+        )
     if precision == "bf16" and not native_bf16():
         print("fcnx: this CPU has no native bf16 (AVX-512 BF16 or AMX); running the nets in fp32", file=sys.stderr)
         return "fp32"
