@@ -39,8 +39,9 @@ class SettingsFile:
                 raise UsageError(f"unreadable settings file {self.path}; remove it or choose another OUTDIR") from None
             changed = sorted(k for k in set(previous) | set(self.settings) if previous.get(k) != self.settings.get(k))
             if changed:
+                shown = "; ".join(f"{k}: {_shown(previous, k)} there, {_shown(self.settings, k)} now" for k in changed)
                 raise UsageError(
-                    f"{self.outdir} holds boxes made with other settings ({', '.join(changed)} differ); "
+                    f"{self.outdir} holds boxes made with other settings ({shown}); "
                     f"choose another OUTDIR, or run again with the same options to resume"
                 )
             self._legacy = not isinstance(files, list)
@@ -62,3 +63,11 @@ class SettingsFile:
             self.files |= new
             state = {"version": 1, "settings": self.settings, "files": sorted(self.files)}
             atomic_text(self.path, json.dumps(state, indent=2, ensure_ascii=True) + "\n")
+
+
+def _shown(settings: dict[str, Any], key: str, most: int = 60) -> str:
+    """A setting's value for a message: its repr, cut to ``most`` characters; ``unset`` (the default) when absent."""
+    if key not in settings:
+        return "unset (the default)"
+    text = repr(settings[key])
+    return text if len(text) <= most else text[: most - 3] + "..."

@@ -116,7 +116,7 @@ def test_rerun_resumes_and_other_settings_are_refused(tmp_path, weights):
     (changed,) = [r for r in records if r["path"] == str(images[1])]
     assert changed["source_mtime_ns"] == images[1].stat().st_mtime_ns
     other = crop(weights, "--category", "red", "--selection", "votes-first", photos, "-o", out)
-    assert other.exit_code == 2 and "other settings (selection differ)" in other.stderr
+    assert other.exit_code == 2 and "other settings (selection: 'paper' there, 'votes-first' now)" in other.stderr
 
 
 def test_bad_inputs_are_reported_one_line_each_and_the_run_goes_on(tmp_path, weights, monkeypatch):
@@ -259,7 +259,7 @@ def test_in_place_writes_marked_crops_beside_the_originals_and_never_takes_them_
     assert {k: digest(photos / k) for k in originals} == originals
     # other settings are refused as usual, and so is the overlap without --in-place
     other = crop(weights, "--category", "green", "--in-place", photos, "-o", photos)
-    assert other.exit_code == 2 and "other settings (categories differ)" in other.stderr
+    assert other.exit_code == 2 and "other settings (categories: ['red'] there, ['green'] now)" in other.stderr
     plain = crop(weights, "--category", "red", photos / "sub", "-o", photos / "sub")
     assert plain.exit_code == 2 and "overlaps the input" in plain.stderr
 
