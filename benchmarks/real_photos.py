@@ -9,7 +9,9 @@ Photos bundled by scikit-image (offline), two kinds of samples:
 
 Methods, each with the sample's category and without one (label-free), on the default ensemble
 EfficientNet-Lite0/1/2 (offline ImageNet weights) at kernel 224, pyramid step 1.2 up to 3x:
-``square`` (the paper's rule, and the authors' votes-first), ``tight`` (``fcnx crop --box tight``),
+``square`` (the paper's rule, and the authors' votes-first), ``tight`` (``fcnx crop --box tight``: the
+region of the nets' class maps), ``tight (windows)`` (the tight box of nets without class maps: where the
+windows agree),
 an ensemble Grad-CAM box (pytorch-grad-cam, PyPI ``grad-cam``: each net at its native size on the
 whole photo, the mean of the three maps, box of the largest region above half the peak), a centred
 box of half the photo's sides, and the whole photo. Reported: mean IoU, share at IoU >= 0.5 and
@@ -40,7 +42,6 @@ from PIL import Image
 from scipy import ndimage
 
 from fcnx.engine.cropper import Cropper
-from fcnx.engine.ensemble import resize
 from fcnx.method import evidence, geometry, metrics
 from fcnx.method.selection import level_from_probs, select, top_category, top_class_map
 from fcnx.testing.photos import PHOTOS
@@ -50,7 +51,17 @@ NETS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 BACKGROUNDS = ("astronaut", "chelsea", "coffee", "stereo_motorcycle", "rocket", "camera", "hubble_deep_field", "grass")
 #: annotated objects that are cut out and pasted (never into their own photo)
 OBJECTS = ("coffee", "astronaut_shuttle", "astronaut_helmet", "rocket", "motorcycle", "camera")
-METHODS = ("square (paper)", "square (votes-first)", "tight", "Grad-CAM ensemble", "centred box", "whole image")
+METHODS = (
+    "square (paper)",
+    "square (votes-first)",
+    "tight (windows)",
+    "tight",
+    "Grad-CAM ensemble",
+    "centred box",
+    "whole image",
+)
+#: the methods that share fcnx's one pyramid (timed once)
+FCNX_METHODS = METHODS[:4]
 
 Box = tuple[float, float, float, float]
 
@@ -120,32 +131,44 @@ class Fcnx:
             return geometry.auto_scales(height, width, kernel, cropper.step, min(height, width))
         return geometry.pyramid_scales(height, width, kernel, cropper.step, float(cropper.max_scale))
 
-    def pyramid(self, pixels: np.ndarray) -> tuple[list[tuple[float, tuple[int, int]]], list[np.ndarray], list[float]]:
-        """The levels ``(scale, scaled size)``, their probabilities (nets x classes x h x w) and seconds."""
+    def pyramid(
+        self, pixels: np.ndarray
+    ) -> tuple[list[tuple[float, tuple[int, int]]], list[np.ndarray], list, list[float]]:
+        """The levels ``(scale, scaled size)``, their probabilities (nets x classes x h x w), the nets'
+        class maps (:class:`~fcnx.engine.ensemble.NetCells` of the one image) and seconds."""
         height, width = pixels.shape[:2]
         kernel = self.cropper.ensemble.kernel
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
-        levels, probs, seconds = [], [], []
+        levels, probs, cells, seconds = [], [], [], []
         for scale in self.scales(height, width):
             scaled = geometry.scaled_size(height, width, scale, kernel)
             levels.append((scale, scaled))
             start = time.perf_counter()
             with torch.no_grad():
-                probs.append(self.cropper.ensemble.probabilities(resize(tensor, scaled))[0].numpy())
+                level_probs, level_cells = self.cropper.ensemble.outputs_at(tensor, scaled)
+            probs.append(level_probs[0].numpy())
+            cells.append(level_cells)
             seconds.append(time.perf_counter() - start)
-        return levels, probs, seconds
+        return levels, probs, cells, seconds
 
-    def boxes(self, size: tuple[int, int], levels: list, probs: list[np.ndarray], category: int) -> dict[str, Box]:
+    def boxes(
+        self, size: tuple[int, int], levels: list, probs: list[np.ndarray], cells: list, category: int
+    ) -> dict[str, Box]:
         kernel, stride = self.cropper.ensemble.kernel, self.cropper.ensemble.stride
         sizes = [s for _, s in levels]
         label = [level_from_probs(p, category) for p in probs]
+        maps = [
+            [evidence.ClassMap(c.logits[0, category].numpy(), c.size, c.stride, c.origin) for c in level]
+            for level in cells
+        ]
         out = {}
         for rule in ("paper", "votes-first"):
             choice = select(label, rule)
             window = geometry.cell_to_box(choice.cell, size, sizes[choice.level], kernel, stride)
             out[f"square ({rule})"] = window
             if rule == "paper":
-                out["tight"] = evidence.tight_of(choice, size, sizes, kernel, stride, window).box
+                out["tight (windows)"] = evidence.tight_of(choice, size, sizes, kernel, stride, window).box
+                out["tight"] = evidence.tight_of(choice, size, sizes, kernel, stride, window, class_maps=maps).box
         return out
 
 
@@ -208,10 +231,13 @@ def run(items: Sequence[Sample], max_scale: float | str, progress: Callable[[str
         height, width = size
         wanted = classes.index(sample.category)
         start = time.perf_counter()
-        levels, probs, _ = fcnx.pyramid(sample.pixels)
+        levels, probs, cells, _ = fcnx.pyramid(sample.pixels)
         free = top_category([top_class_map(p) for p in probs])
-        boxes = {"with": fcnx.boxes(size, levels, probs, wanted), "free": fcnx.boxes(size, levels, probs, free)}
-        seconds = {m: time.perf_counter() - start for m in METHODS[:3]}
+        boxes = {
+            "with": fcnx.boxes(size, levels, probs, cells, wanted),
+            "free": fcnx.boxes(size, levels, probs, cells, free),
+        }
+        seconds = {m: time.perf_counter() - start for m in FCNX_METHODS}
         start = time.perf_counter()
         cam_free = int(np.argmax(gradcam.probabilities(sample.pixels)))
         boxes["with"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, wanted)
@@ -247,11 +273,11 @@ def sweep(items: Sequence[Sample], progress: Callable[[str], None] = print) -> d
     fcnx = Fcnx(geometry.AUTO)
     rows = []
     for sample in items:
-        levels, probs, seconds = fcnx.pyramid(sample.pixels)
+        levels, probs, cells, seconds = fcnx.pyramid(sample.pixels)
         wanted = fcnx.cropper.classes.index(sample.category)
         by_levels = []  # entry n - 1: the first n levels
         for n in range(1, len(levels) + 1):
-            boxes = fcnx.boxes(sample.pixels.shape[:2], levels[:n], probs[:n], wanted)
+            boxes = fcnx.boxes(sample.pixels.shape[:2], levels[:n], probs[:n], cells[:n], wanted)
             by_levels.append(
                 {
                     "square": float(metrics.box_iou(boxes["square (paper)"], sample.truth)),

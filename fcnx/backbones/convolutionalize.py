@@ -1,7 +1,9 @@
 """Convolutionalization of PyTorch classifiers: global pool -> AvgPool(D, stride 1), dense -> 1x1 conv.
 
 The converted layers share nothing mutable with the originals but hold exactly their parameters,
-so on a ``W x W`` input the FCN reproduces the classifier's logits.
+so on a ``W x W`` input the FCN reproduces the classifier's logits. Called with ``cells=True``, an
+FCN also returns its *class maps*: the head applied to every cell of the final feature map on its
+own (for a linear head, the class activation maps of Zhou et al., 2016), ``N x classes x H' x W'``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,13 @@ def convolutionalize_head(layer: nn.Module) -> nn.Module:
 
 
 class PooledFCN(nn.Module):
-    """``features -> [pre_logits] -> AvgPool(pool, stride 1) -> convolutionalized head``."""
+    """``features -> [pre_logits] -> AvgPool(pool, stride 1) -> convolutionalized head``.
+
+    ``forward(x, cells=True)`` returns ``(logits, class maps)``: the head also run on the unpooled features.
+    """
+
+    #: whether ``forward(x, cells=True)`` gives class maps
+    class_maps = True
 
     def __init__(
         self,
@@ -83,9 +91,10 @@ class PooledFCN(nn.Module):
         self.pool = pool
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cells: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = self.pre_logits(self._features(x))
-        return self.head(F.avg_pool2d(x, self.pool, stride=1))
+        logits = self.head(F.avg_pool2d(x, self.pool, stride=1))
+        return (logits, self.head(x)) if cells else logits
 
 
 def convolutionalize(classifier: nn.Module, pool: int) -> PooledFCN:
@@ -130,6 +139,8 @@ class FoldedFCN(nn.Module):
     are): each window's pooled vector is fed to it as a ``1 x 1`` feature map, folded into the batch,
     where the head's global pool is the identity. So a head that treats pooled vectors one by one
     needs no layer-by-layer conversion, and on a ``W x W`` input the FCN returns the classifier's logits.
+    ``class_maps``: whether the head also accepts single feature cells, so that ``forward(x, cells=True)``
+    returns ``(logits, class maps)`` (not for heads that need a larger map, such as VGG's fc1).
     """
 
     def __init__(
@@ -139,16 +150,22 @@ class FoldedFCN(nn.Module):
         head: Callable[[torch.Tensor], torch.Tensor],
         pool: int,
         kind: str = "avg",
+        class_maps: bool = True,
     ) -> None:
         super().__init__()
         if kind not in WINDOW_POOLS:
             raise ValueError(f"no sliding-window form of the global pool {kind!r}; known: {', '.join(WINDOW_POOLS)}")
         self.model = model  # keeps the classifier's parameters registered (device moves, state_dict)
         self._features, self._head = features, head
-        self.pool, self.kind = pool, kind
+        self.pool, self.kind, self.class_maps = pool, kind, class_maps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = window_pool(self._features(x), self.pool, self.kind)
-        n, c, h, w = pooled.shape
-        logits = self._head(pooled.permute(0, 2, 3, 1).reshape(n * h * w, c, 1, 1))
+    def forward(self, x: torch.Tensor, cells: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features = self._features(x)
+        logits = self._per_cell(window_pool(features, self.pool, self.kind))
+        return (logits, self._per_cell(features)) if cells else logits
+
+    def _per_cell(self, x: torch.Tensor) -> torch.Tensor:
+        """The head on every cell of ``x`` (``N x C x h x w``), each as a ``1 x 1`` map folded into the batch."""
+        n, c, h, w = x.shape
+        logits = self._head(x.permute(0, 2, 3, 1).reshape(n * h * w, c, 1, 1))
         return logits.reshape(n, h, w, -1).permute(0, 3, 1, 2)

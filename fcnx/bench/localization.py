@@ -77,12 +77,14 @@ def read_canvases(root: Path) -> list[Canvas]:
 @dataclass
 class Pyramid:
     """One canvas through the ensemble (:meth:`fcnx.engine.cropper.Cropper.label_levels`): its size, levels,
-    per-net :class:`~fcnx.method.selection.Level` s of its label and the top-class maps."""
+    per-net :class:`~fcnx.method.selection.Level` s of its label, the top-class maps and per level and net
+    the class map of its label (``None`` for a net without)."""
 
     size: tuple[int, int]
     levels: list[tuple[float, tuple[int, int]]]
     label_levels: list[Level]
     top_maps: list[tuple[np.ndarray, np.ndarray]]
+    class_maps: list[list[evidence.ClassMap | None]]
 
 
 def subset_choice(pyramid: Pyramid, nets: Sequence[int], rule: str) -> Choice:
@@ -100,7 +102,8 @@ def subset_tight(cropper: Cropper, pyramid: Pyramid, nets: Sequence[int], rule: 
     choice = subset_choice(pyramid, nets, rule)
     window = cropper.box_of(choice, pyramid.size, pyramid.levels)
     kernel, stride = cropper.ensemble.kernel, cropper.ensemble.stride
-    return evidence.tight_of(choice, pyramid.size, [s for _, s in pyramid.levels], kernel, stride, window)
+    maps = [[m for n, m in enumerate(level) if n in nets and m is not None] for level in pyramid.class_maps]
+    return evidence.tight_of(choice, pyramid.size, [s for _, s in pyramid.levels], kernel, stride, window, maps)
 
 
 def _subset_name(names: Sequence[str], subset: Sequence[int]) -> str:
@@ -306,7 +309,7 @@ def mislabel_detection(cropper: Cropper, root: Path, share: float, seed: int) ->
         for item in dataset_items(planted_root, "test"):
             key = PurePosixPath(item.rel.relative_to("images")).as_posix()
             try:
-                _, _, levels, maps = cropper.label_levels(item, item.label)
+                _, _, levels, maps, _ = cropper.label_levels(item, item.label)
             except FcnxError:
                 failures += 1
                 continue

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from fcnx.engine.decode import Decoded, Files, identity, min_decode_side
-from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NonFiniteOutput, load_ensemble
+from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCells, NonFiniteOutput, load_ensemble
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
 from fcnx.method import evidence, geometry
+from fcnx.method.evidence import ClassMap
 from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
@@ -202,11 +203,18 @@ class Cropper:
 
     def label_levels(
         self, item: ImageItem, category: str | int
-    ) -> tuple[tuple[int, int], list[tuple[float, tuple[int, int]]], list[Level], list[tuple[np.ndarray, np.ndarray]]]:
+    ) -> tuple[
+        tuple[int, int],
+        list[tuple[float, tuple[int, int]]],
+        list[Level],
+        list[tuple[np.ndarray, np.ndarray]],
+        list[list[ClassMap | None]],
+    ]:
         """Every pyramid level of one image for one category, all nets kept apart (no selection).
 
         Returns the upright ``(height, width)``, the levels' ``(scale, scaled size)``, their
-        :class:`~fcnx.method.selection.Level` (``nets x h x w``) and their :func:`~fcnx.method.selection.top_class_map`,
+        :class:`~fcnx.method.selection.Level` (``nets x h x w``), their :func:`~fcnx.method.selection.top_class_map`
+        and per net its class map of the category (``None`` for a net without),
         so that any rule or subset of nets can be selected afterwards in numpy:
         :func:`fcnx.method.selection.select` over the levels and :meth:`box_of` give exactly the box
         :meth:`crop_image` gives without ``early_stop``, and :func:`~fcnx.method.selection.top_category`
@@ -216,13 +224,15 @@ class Cropper:
         pixels, size = load_rgb(item.path, self.min_side)
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.ensemble.device)
         prepared = self._prepare(item, tensor[0], size, [index])
-        levels, maps = [], []
+        levels, maps, class_maps = [], [], []
         for _, scaled in prepared.levels:
-            probs = self.ensemble.probabilities_at(tensor, scaled)[0]  # nets x classes x h x w
+            probs, cells = self.ensemble.outputs_at(tensor, scaled)
+            probs = probs[0]  # nets x classes x h x w
             levels.append(Level(probs[:, index].cpu().numpy(), (probs.argmax(dim=1) == index).cpu().numpy()))
             values, classes = probs.sum(dim=0).max(dim=0)
             maps.append((values.cpu().numpy(), classes.cpu().numpy()))
-        return prepared.size, prepared.levels, levels, maps
+            class_maps.append([None if c is None else _class_map(c, c.logits[0, index].cpu().numpy()) for c in cells])
+        return prepared.size, prepared.levels, levels, maps, class_maps
 
     def box_of(
         self, choice: Choice, size: tuple[int, int], levels: Sequence[tuple[float, tuple[int, int]]]
@@ -348,18 +358,25 @@ class Cropper:
         maps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
         active = list(range(len(batch)))
         seen: list[list[list[Level]]] = [[[] for _ in s] for s in selectors]  # per image and category
+        class_maps: list[list[list[list[ClassMap]]]] = [[[] for _ in s] for s in selectors]  # image, category, level
+        kept_cells: list[list[list[NetCells]]] = [[] for _ in batch]  # no category: all classes' class maps
         for _, size in levels:
             subset = pixels if len(active) == len(batch) else pixels[torch.tensor(active, device=device)]
-            probs = ensemble.probabilities_at(subset, size)  # A x nets x classes x h x w
+            probs, net_cells = ensemble.outputs_at(subset, size)  # probs: A x nets x classes x h x w
+            cells = [c for c in net_cells if c is not None]
             if known:
                 wanted = torch.tensor([batch[b].categories for b in active], device=device)  # A x k
                 index = wanted[:, None, :, None, None]
                 prob = torch.take_along_dim(probs, index, dim=2).cpu().numpy()  # A x nets x k x h x w
                 vote = (probs.argmax(dim=2, keepdim=True) == index).cpu().numpy()
+                wanted_cells = [
+                    (c, torch.take_along_dim(c.logits, wanted[:, :, None, None], 1).cpu().numpy()) for c in cells
+                ]
                 for a, b in enumerate(active):
                     for k, selector in enumerate(selectors[b]):
                         if not selector.done:
                             seen[b][k].append(Level(prob[a, :, k], vote[a, :, k]))
+                            class_maps[b][k].append([_class_map(c, v[a, k]) for c, v in wanted_cells])
                             selector.add(seen[b][k][-1])
                 active = [b for b in active if not all(s.done for s in selectors[b])]
                 if not active:
@@ -370,18 +387,20 @@ class Cropper:
                 for a in range(len(batch)):
                     maps[a].append((values[a], classes[a]))
                     kept[a].append(probs[a])
+                    kept_cells[a].append([NetCells(c.logits[a], c.size, c.stride, c.origin) for c in cells])
         if not known:
             for b, prepared in enumerate(batch):
                 category = top_category(maps[b])
                 prepared.categories = [category]
-                for probs in kept[b]:
+                for probs, cells in zip(kept[b], kept_cells[b]):
                     prob = probs[:, category].cpu().numpy()
                     vote = (probs.argmax(dim=1) == category).cpu().numpy()
                     seen[b][0].append(Level(prob, vote))
+                    class_maps[b][0].append([_class_map(c, c.logits[category].cpu().numpy()) for c in cells])
                     selectors[b][0].add(seen[b][0][-1])
         if ensemble.precision != "fp32" and not early and self.recheck:
             selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
-        return [self._result(p, s) for p, s in zip(batch, selectors)]
+        return [self._result(p, s, m) for p, s, m in zip(batch, selectors, class_maps)]
 
     def _recheck(self, prepared: _Prepared, pixels: torch.Tensor, seen: list[list[Level]]) -> list[Selector]:
         """Selection again after the ``recheck`` best levels per category are recomputed in fp32."""
@@ -397,15 +416,19 @@ class Cropper:
             selectors.append(selector)
         return selectors
 
-    def _result(self, prepared: _Prepared, selectors: list[Selector]) -> CropResult:
+    def _result(
+        self, prepared: _Prepared, selectors: list[Selector], class_maps: list[list[list[ClassMap]]]
+    ) -> CropResult:
         names = self.ensemble.names
         boxes = []
-        for category, selector in zip(prepared.categories or [], selectors):
+        for category, selector, maps in zip(prepared.categories or [], selectors, class_maps):
             choice = selector.result()
             scale, scaled = prepared.levels[choice.level]
             window = self.box_of(choice, prepared.size, prepared.levels)
             sizes = [scaled for _, scaled in prepared.levels]
-            fit = evidence.tight_of(choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window)
+            fit = evidence.tight_of(
+                choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window, class_maps=maps
+            )
             x, y, w, h = fit.box if self.box == "tight" else window
             boxes.append(
                 Box(
@@ -436,6 +459,11 @@ class Cropper:
             )
         scales = tuple(s for s, _ in prepared.levels)
         return CropResult(prepared.item, prepared.size, scales, tuple(boxes), prepared.source)
+
+
+def _class_map(cells: NetCells, values: np.ndarray) -> ClassMap:
+    """One category's ``values`` (``h' x w'``) of a net's class maps, for :mod:`fcnx.method.evidence`."""
+    return ClassMap(values, cells.size, cells.stride, cells.origin)
 
 
 def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:

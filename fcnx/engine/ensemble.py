@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,18 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=tuple(size), mode=INTERPOLATION, antialias=True, align_corners=False).clamp_(0, 255)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+@dataclass(frozen=True)
+class NetCells:
+    """One net's class maps at a level: ``logits`` ``B x classes x h' x w'`` (the first net's class order)
+    of cells centred at ``stride * u + origin`` pixels of its input of ``size``
+    (:class:`fcnx.method.evidence.ClassMap`)."""
+
+    logits: torch.Tensor
+    size: tuple[int, int]
+    stride: int
+    origin: float
 
 
 class NonFiniteOutput(FcnxError):
@@ -195,7 +208,6 @@ class Ensemble:
         size = tuple(pixels.shape[-2:])
         return self.probabilities_of({size: pixels}, size, exact)  # type: ignore[dict-item, arg-type]
 
-    @torch.inference_mode()
     def probabilities_of(
         self, inputs: Mapping[tuple[int, int], torch.Tensor], size: tuple[int, int], exact: bool = False
     ) -> torch.Tensor:
@@ -205,10 +217,23 @@ class Ensemble:
         ``exact``: in fp32 whatever the ensemble's precision (the cropper's recheck of its best levels).
         Raises :class:`NonFiniteOutput` when a net's outputs for the batch are not all finite.
         """
+        return self._forward(inputs, size, exact, False)[0]
+
+    def outputs_at(self, pixels: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, list[NetCells | None]]:
+        """:meth:`probabilities_at`, and from the same forward passes each net's class maps (``None`` for
+        a net that gives none, :attr:`fcnx.engine.fcn.FCN.class_maps`)."""
+        inputs = {shape: resize(pixels, shape) for shape in dict.fromkeys(self.input_sizes(size))}
+        return self._forward(inputs, size, False, True)
+
+    @torch.inference_mode()
+    def _forward(
+        self, inputs: Mapping[tuple[int, int], torch.Tensor], size: tuple[int, int], exact: bool, class_maps: bool
+    ) -> tuple[torch.Tensor, list[NetCells | None]]:
         rows, cols = self.cells(size)
         if rows < 1 or cols < 1:
             raise ValueError(f"input {tuple(size)} is smaller than the kernel {self.kernel}")
-        out = []
+        out: list[torch.Tensor] = []
+        maps: list[NetCells | None] = []
         self._synchronize()
         start = time.perf_counter()
         runners = self.exact_runners() if exact else self.runners
@@ -219,8 +244,12 @@ class Ensemble:
                 geometry.common_cells(shape[0], fcn.kernel, stride),
                 geometry.common_cells(shape[1], fcn.kernel, stride),
             )
+            with_cells = class_maps and fcn.class_maps
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-                logits = run(pixels)
+                logits, net_cells = run.with_cells(pixels) if with_cells else (run(pixels), None)  # type: ignore[attr-defined]
+            if net_cells is not None:
+                net_cells = net_cells.float() if order is None else net_cells.float().index_select(1, order)
+            maps.append(None if net_cells is None else NetCells(net_cells, shape, stride, fcn.class_map_origin))
             if logits.shape[-2] < cells[0] or logits.shape[-1] < cells[1]:
                 raise RuntimeError(
                     f"{fcn.name} returned a {tuple(logits.shape[-2:])} heatmap for input "
@@ -241,7 +270,7 @@ class Ensemble:
             out.append(probs)
         self._synchronize()
         self.forward_seconds += time.perf_counter() - start
-        return torch.stack(out, dim=1)
+        return torch.stack(out, dim=1), maps
 
     def _resample(
         self,

@@ -61,6 +61,21 @@ class FCN:
     def __call__(self, images: Any) -> Any:
         return self.net(self.normalize(images))
 
+    @property
+    def class_maps(self) -> bool:
+        """Whether the net also gives class maps (``forward(x, cells=True)``, :mod:`fcnx.backbones.convolutionalize`)."""
+        return bool(getattr(self.net, "class_maps", False))
+
+    @property
+    def class_map_origin(self) -> float:
+        """Where the first class-map cell's centre lies in the input, in pixels along each axis: cell ``u``'s
+        is at ``stride * u +`` this, so that window ``i``'s centre is the mean of its ``pool`` cells'."""
+        return (self.kernel - self.spec.stride * (int(getattr(self.net, "pool", self.pool)) - 1)) / 2
+
+    def with_cells(self, images: Any) -> tuple[Any, Any]:
+        """``(logits, class maps)`` of one forward pass (nets whose :attr:`class_maps` is true)."""
+        return self.net(self.normalize(images), cells=True)  # type: ignore[no-any-return]
+
 
 #: how ``--weights`` names a checkpoint on the Hugging Face Hub (timm's prefix): ``hf-hub:user/repo[@revision]``
 HUB_PREFIX = "hf-hub:"

@@ -122,7 +122,7 @@ def find_suspects(
         by_path, gaps = {}, {}
         for item in items:
             try:
-                gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:])
+                gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:4])
                 by_path[str(item.path)] = item
             except FcnxError as exc:
                 failures.append(str(exc))

@@ -13,9 +13,14 @@ one window of every level.
 - :func:`agreed_window`: the chosen window refined by the strong windows of every level that
   overlap it: each edge a weighted quantile of theirs, just inside their median (the tight box).
 - :func:`object_map`: the evidence of the found object as a [0, 1] score map (``--heatmaps npy``).
-- :func:`tight`: the method of ``fcnx crop --box tight``: the agreed window, and inside it the
-  evidence of the chosen level and the finer ones as the object map (docs/crop.md). Its parameters were chosen on
-  benchmark canvases and pasted real photos of seeds that are not reported (docs/crop.md).
+- :func:`class_evidence`: the nets' class maps (:class:`ClassMap`, the head on each feature cell:
+  class activation maps for linear heads) of several levels on the image, each scaled to [0, 1], averaged.
+- :func:`region_box`: the bounding box of the region above a share of a map's peak that overlaps a seed box most.
+- :func:`tight`: the method of ``fcnx crop --box tight``: the region of the class maps' evidence over
+  the chosen level and the finer ones that overlaps the chosen window, where it agrees with the agreed
+  window; else (no class maps: nets whose head has no per-cell form; or a region elsewhere) the agreed
+  window, and inside it the evidence of those levels as the object map (docs/crop.md). Its parameters
+  were chosen on the demo canvases and pasted real photos of a seed that is not reported (docs/crop.md).
 
 Boxes are ``(x, y, w, h)`` in pixels.
 """
@@ -38,6 +43,12 @@ OVERLAP = 0.3
 POWER = 4.0
 #: the tight box's left and top edges are this weighted quantile of the strong windows', its right and bottom edges 1 - this
 QUANTILE = 0.6
+
+#: the tight box from class maps: the region of their evidence at or above this share of its peak ...
+THRESHOLD = 0.45
+#: ... when it overlaps the windows' agreed box by at least this IoU (else the nets' class maps are not
+#: trusted: the agreed box it is)
+AGREE = 0.2
 
 #: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
 BOXES = ("square", "tight")
@@ -189,22 +200,98 @@ def object_map(evidence: np.ndarray, seed: Box) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ClassMap:
+    """One net's class map of one category at one pyramid level: per feature cell ``(u, v)``, the head's
+    logit (``values``, ``h' x w'``), centred at pixel ``stride * u + origin`` (rows and columns alike) of
+    the net's input of ``scaled`` size ``(height, width)``."""
+
+    values: np.ndarray = field(repr=False)
+    scaled: tuple[int, int]
+    stride: int
+    origin: float
+
+
+def interpolation(cells: int, image_side: int, scaled_side: int, stride: int, origin: float) -> np.ndarray:
+    """Linear interpolation weights (``image_side x cells``) of ``cells`` values centred at
+    ``stride * u + origin`` of a side of ``scaled_side`` pixels, at the centres of ``image_side`` pixels
+    (constant beyond the first and last centres)."""
+    position = ((np.arange(image_side) + 0.5) * scaled_side / image_side - origin) / stride
+    position = np.clip(position, 0.0, cells - 1.0)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, cells - 1)
+    weights = np.zeros((image_side, cells))
+    rows = np.arange(image_side)
+    np.add.at(weights, (rows, low), 1.0 - (position - low))
+    np.add.at(weights, (rows, high), position - low)
+    return weights
+
+
+def class_map_image(class_map: ClassMap, size: tuple[int, int]) -> np.ndarray:
+    """``class_map`` at the image's ``size`` (bilinear between cell centres): ``height x width`` float64."""
+    values = np.asarray(class_map.values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"expected a class map h x w, got shape {values.shape}")
+    rows = interpolation(values.shape[0], size[0], class_map.scaled[0], class_map.stride, class_map.origin)
+    cols = interpolation(values.shape[1], size[1], class_map.scaled[1], class_map.stride, class_map.origin)
+    return rows @ values @ cols.T
+
+
+def class_evidence(maps: Sequence[ClassMap], size: tuple[int, int]) -> np.ndarray:
+    """The mean of ``maps`` on the image (:func:`class_map_image`), each scaled to [0, 1] first (a flat one is 0)."""
+    if not maps:
+        raise ValueError("need at least one class map")
+    total = np.zeros(size, dtype=np.float64)
+    for class_map in maps:
+        image = class_map_image(class_map, size)
+        low, high = image.min(), image.max()
+        if high > low:
+            total += (image - low) / (high - low)
+    return total / len(maps)
+
+
+def region_box(heat: np.ndarray, threshold: float, seed: Box) -> Box:
+    """The bounding box of the 4-connected region of ``heat >= threshold x`` its peak that covers most
+    pixels of ``seed`` (:func:`~fcnx.method.geometry.pixel_box`), else the region of the largest summed
+    heat; ``seed`` itself when the map is flat at 0."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    peak = heat.max()
+    if peak <= 0:
+        return seed
+    labels, count = ndimage.label(heat >= threshold * peak)
+    x1, y1, x2, y2 = geometry.pixel_box(seed, heat.shape)
+    inside = np.bincount(labels[y1:y2, x1:x2].ravel(), minlength=count + 1)[1:]
+    if inside.max() > 0:
+        region = 1 + int(np.argmax(inside))
+    else:
+        region = 1 + int(np.argmax(ndimage.sum_labels(heat, labels, range(1, count + 1))))
+    rows, cols = np.nonzero(labels == region)
+    return float(cols.min()), float(rows.min()), float(cols.max() - cols.min() + 1), float(rows.max() - rows.min() + 1)
+
+
+@dataclass(frozen=True)
 class Tight:
-    """The tight box of one category (:func:`agreed_window`) and the ``evidence`` map that gives its object map.
+    """The tight box of one category and the ``evidence`` map that gives its object map.
 
     ``evidence`` may be smaller than the image (see :func:`tight`); ``factor`` is its ``(height, width)``
-    over the image's.
+    over the image's. ``whole``: the evidence is the class maps' (:func:`class_evidence`), the object
+    map over the whole image; else the windows' (:func:`evidence_map`), counted inside the box only.
     """
 
     box: Box
     evidence: np.ndarray = field(repr=False, compare=False)
     factor: tuple[float, float] = (1.0, 1.0)
+    whole: bool = False
 
     def object_map(self, size: tuple[int, int] | None = None) -> np.ndarray:
-        """:func:`object_map` of the evidence in the tight box, at the evidence's size or resized
-        (bilinear) to ``size``, e.g. the image's."""
+        """The object map in [0, 1] (peak 1): the class maps' evidence, or :func:`object_map` of the windows'
+        evidence in the tight box; at the evidence's size or resized (bilinear) to ``size``, e.g. the image's."""
         (fy, fx), (x, y, w, h) = self.factor, self.box
-        heat = object_map(self.evidence, (x * fx, y * fy, w * fx, h * fy))
+        if self.whole:
+            peak = self.evidence.max()
+            heat = self.evidence / peak if peak > 0 else np.zeros_like(self.evidence)
+        else:
+            heat = object_map(self.evidence, (x * fx, y * fy, w * fx, h * fy))
         return heat if size is None else resize_map(heat, size)
 
 
@@ -225,27 +312,40 @@ def tight(
     chosen_level: int,
     chosen: Box,
     max_side: int = MAX_SIDE,
+    class_maps: Sequence[Sequence[ClassMap]] = (),
 ) -> Tight:
     """The whole method: ``levels`` are each level's mean probability over nets (``h x w``), in scale
-    order; ``chosen`` the window of the selected cell at level ``chosen_level``.
+    order; ``chosen`` the window of the selected cell at level ``chosen_level``; ``class_maps`` the
+    nets' class maps of the category per level (none for nets without).
 
-    The tight box is where the chosen window's strong peers agree (:func:`agreed_window`); the object
-    map is the evidence of the chosen level and every finer one (:func:`evidence_map`) inside it.
-    An image whose long side exceeds ``max_side`` is worked on at that
-    long side: the evidence map has that size, the boxes are in the image's pixels.
+    The windows' box is where the chosen window's strong peers agree (:func:`agreed_window`). With class
+    maps at the chosen level or a finer one, their region is that of their evidence (:func:`class_evidence`
+    of those levels) at or above :data:`THRESHOLD` of its peak that overlaps the chosen window most
+    (:func:`region_box`); when it overlaps the windows' box by IoU >= :data:`AGREE`, it is the tight
+    box, and the class maps' evidence (over its peak) the object map. Otherwise (no class maps, or
+    a region elsewhere) the tight box is the windows' box and the object map the windows' evidence of
+    those levels (:func:`evidence_map`) inside it. An image whose long
+    side exceeds ``max_side`` is worked on at that long side: the evidence map has that size, the
+    boxes are in the image's pixels.
     """
     height, width = size
     factor = min(1.0, max_side / max(height, width))
     work = (max(1, round(height * factor)), max(1, round(width * factor)))
     fy, fx = work[0] / height, work[1] / width
     seed = (chosen[0] * fx, chosen[1] * fy, chosen[2] * fx, chosen[3] * fy)
-    box = agreed_window(levels, scaled_sizes, work, kernel, stride, seed)
-    finer = range(chosen_level, len(levels))
-    evidence = evidence_map([levels[k] for k in finer], [scaled_sizes[k] for k in finer], work, kernel, stride)
 
     def back(b: Box) -> Box:
         return b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy
 
+    box = agreed_window(levels, scaled_sizes, work, kernel, stride, seed)
+    maps = [m for level in class_maps[chosen_level:] for m in level]
+    if maps:
+        heat = class_evidence(maps, work)
+        region = region_box(heat, THRESHOLD, seed)
+        if metrics.box_iou(region, box) >= AGREE:
+            return Tight(back(region), heat, (fy, fx), whole=True)
+    finer = range(chosen_level, len(levels))
+    evidence = evidence_map([levels[k] for k in finer], [scaled_sizes[k] for k in finer], work, kernel, stride)
     return Tight(back(box), evidence, (fy, fx))
 
 
@@ -256,7 +356,17 @@ def tight_of(
     kernel: int,
     stride: int,
     window: Box,
+    class_maps: Sequence[Sequence[ClassMap]] = (),
 ) -> Tight:
     """:func:`tight` for a :class:`~fcnx.method.selection.Choice` over levels of ``scaled_sizes`` whose cell has ``window``."""
     levels = [summed / choice.nets for summed in choice.summed]
-    return tight(levels, scaled_sizes[: len(levels)], size, kernel, stride, choice.level, window)
+    return tight(
+        levels,
+        scaled_sizes[: len(levels)],
+        size,
+        kernel,
+        stride,
+        choice.level,
+        window,
+        class_maps=class_maps[: len(levels)],
+    )

@@ -34,6 +34,16 @@ def test_fcn_equals_classifier_at_kernel_and_gives_heatmap_above(tmp_path, name,
     assert expected.abs().max() > 1e-2  # a meaningful comparison, not zeros against zeros
     assert (got[:, :, 0, 0] - expected).abs().max().item() <= 1e-4
     assert tuple(larger.shape[-2:]) == fcn.spec.heatmap_shape(high, wide, KERNEL) == (3, 2)
+    # the class maps come from the same pass; for a linear head after an average pool, every window's logits
+    # are the mean of its cells' (class activation maps), and the first cell's centre is where the geometry says
+    assert fcn.class_maps
+    with torch.inference_mode():
+        logits, cells = fcn.with_cells(pixels)
+    assert torch.equal(logits, got) and cells.shape[:2] == (2, len(CLASSES))
+    if not head and getattr(fcn.net, "kind", "avg") == "avg":
+        pooled = torch.nn.functional.avg_pool2d(cells, int(getattr(fcn.net, "pool", fcn.pool)), stride=1)
+        assert (pooled - logits).abs().max().item() <= 1e-4
+        assert fcn.class_map_origin + fcn.spec.stride * (cells.shape[-1] - 1) / 2 == pytest.approx(KERNEL / 2)
 
 
 def test_dense_head_converts_layer_by_layer():

@@ -82,7 +82,7 @@ def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs
     assert len(records) == 10
     for item in dataset_items(DEMO):
         record = records[item.rel.as_posix()]
-        size, levels, label_levels, _ = cropper.label_levels(item, item.label)
+        size, levels, label_levels, _, _ = cropper.label_levels(item, item.label)
         window = cropper.box_of(select(label_levels), size, levels)
         assert record["box_kind"] == "square"
         assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
@@ -127,9 +127,10 @@ def test_score_maps_are_float32_in_0_1_at_the_image_size_and_hold_the_tight_box(
         assert record["map"] == f"maps/{key}.npy"
         heat = np.load(runs["tight_out"] / record["map"])
         assert heat.dtype == np.float32 and heat.shape == (record["height"], record["width"])
-        assert heat.min() == 0.0 and heat.max() == 1.0
+        assert heat.min() >= 0.0 and heat.max() == 1.0
         x, y, w, h = (round(v) for v in record["tight"])
-        assert heat[y : y + h, x : x + w].max() == 1.0  # the peak lies in the tight box
+        # the box is a region at or above the class maps' threshold (or, from the windows, holds the peak)
+        assert heat[y : y + h, x : x + w].max() >= evidence.THRESHOLD - 1e-6
         maps.append(heat)
         boxes.append(truth[key.removeprefix("images/")])
     assert metrics.maxboxacc_v2(maps, boxes).maxboxacc > 0

@@ -209,7 +209,7 @@ def test_label_levels_and_batches_give_the_boxes_of_one_image_at_a_time(tmp_path
         assert (box.level, box.cell, box.votes, box.window) == (alone.level, alone.cell, alone.votes, alone.window)
         assert box.confidence == pytest.approx(alone.confidence, abs=1e-5)
     for path in paths:
-        size, levels, label, _ = cropper.label_levels(discover([path])[0], "egg")
+        size, levels, label, _, _ = cropper.label_levels(discover([path])[0], "egg")
         choice = select(label, cropper.selection)
         assert (choice.level, choice.cell) == (single[path].level, single[path].cell)
         assert cropper.box_of(choice, size, levels) == single[path].window

@@ -119,3 +119,72 @@ def test_tight_works_on_large_images_at_the_evidence_side_and_answers_in_image_p
     assert small.object_map().shape == (4, 6) and small.object_map()[0].tolist() == [1, 1, 0, 0, 0, 0]
     resized = small.object_map((8, 12))
     assert resized.shape == (8, 12) and resized[0, :3].tolist() == [1, 1, 1] and resized[0, 6:].tolist() == [0] * 6
+
+
+def test_interpolation_weights_lie_between_the_cell_centres_and_stay_flat_beyond_them():
+    # 3 cells centred at 1, 3, 5 (stride 2, origin 1) of a 6-pixel side, seen at 6 pixels
+    weights = evidence.interpolation(3, 6, 6, 2, 1.0)
+    expected = [[1, 0, 0], [0.75, 0.25, 0], [0.25, 0.75, 0], [0, 0.75, 0.25], [0, 0.25, 0.75], [0, 0, 1]]
+    np.testing.assert_allclose(weights, expected)
+    # the same cells seen on a 3-pixel image: pixel centres 0.5, 1.5, 2.5 sit at 1, 3, 5 of the input
+    np.testing.assert_allclose(evidence.interpolation(3, 3, 6, 2, 1.0), np.eye(3))
+
+
+def test_class_map_image_is_bilinear_between_cell_centres():
+    values = np.array([[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]])  # rows centred at 1, 3; columns at 1, 3, 5
+    image = evidence.class_map_image(evidence.ClassMap(values, (4, 6), 2, 1.0), (4, 6))
+    assert image[0].tolist() == pytest.approx([0.0, 0.5, 1.5, 2.5, 3.5, 4.0])
+    assert image[:, 0].tolist() == pytest.approx([0.0, 1.5, 4.5, 6.0])
+    with pytest.raises(ValueError, match="h x w"):
+        evidence.class_map_image(evidence.ClassMap(np.zeros(3), (4, 6), 2, 1.0), (4, 6))
+
+
+def test_class_evidence_scales_each_map_to_0_1_and_averages_them():
+    ramp = evidence.ClassMap(np.array([[1.0, 3.0]]), (2, 4), 2, 1.0)  # columns centred at 1, 3
+    flat = evidence.ClassMap(np.full((1, 2), 7.0), (2, 4), 2, 1.0)
+    heat = evidence.class_evidence([ramp, flat], (2, 4))
+    # the ramp at pixels 0-3: 1, 1.5, 2.5, 3 -> 0, 0.25, 0.75, 1; the flat map counts 0
+    assert heat[0].tolist() == pytest.approx([0.0, 0.125, 0.375, 0.5])
+    assert heat[0].tolist() == heat[1].tolist()
+    with pytest.raises(ValueError, match="at least one"):
+        evidence.class_evidence([], (2, 4))
+
+
+def test_region_box_takes_the_region_over_the_seed_else_the_strongest():
+    heat = np.zeros((10, 12))
+    heat[1:4, 1:5] = 1.0  # region A: x 1-4, y 1-3
+    heat[6:9, 7:11] = 0.6  # region B: x 7-10, y 6-8, above 0.5 of the peak
+    heat[5, 0] = 0.3  # below the threshold
+    assert evidence.region_box(heat, 0.5, (6.0, 5.0, 4.0, 4.0)) == (7.0, 6.0, 4.0, 3.0)  # the seed covers B
+    assert evidence.region_box(heat, 0.5, (0.0, 0.0, 3.0, 3.0)) == (1.0, 1.0, 4.0, 3.0)  # ... A
+    # a seed over neither: the region of the largest summed heat (A: 12, B: 7.2)
+    assert evidence.region_box(heat, 0.5, (11.0, 0.0, 1.0, 1.0)) == (1.0, 1.0, 4.0, 3.0)
+    assert evidence.region_box(heat, 0.25, (0.0, 4.0, 2.0, 2.0)) == (0.0, 5.0, 1.0, 1.0)  # the low pixel counts now
+    assert evidence.region_box(np.zeros((4, 4)), 0.5, (1.0, 1.0, 2.0, 2.0)) == (1.0, 1.0, 2.0, 2.0)
+    with pytest.raises(ValueError, match="threshold"):
+        evidence.region_box(heat, 0.0, (0.0, 0.0, 1.0, 1.0))
+
+
+def test_tight_takes_the_class_maps_region_where_it_agrees_with_the_windows():
+    size = (8, 8)
+    coarse = np.array([[0.9]])
+    fine = np.zeros((3, 3))
+    fine[0, 0] = 0.9  # the windows agree on (0, 0, 4, 4), as in the test above
+    peak = np.zeros((4, 4))  # class map cells centred at 1, 3, 5, 7 of the 8 x 8 input
+    peak[0, 0:2] = 1.0  # the object: cells (0, 0) and (0, 1), i.e. pixels x 0-3 and y 0-1 above half the peak
+    maps = [[], [evidence.ClassMap(peak, (8, 8), 2, 1.0)]]
+    result = evidence.tight([coarse, fine], [(4, 4), (8, 8)], size, 4, 2, 1, (0.0, 0.0, 4.0, 4.0), class_maps=maps)
+    assert result.whole and result.box == (0.0, 0.0, 4.0, 2.0)  # IoU 0.5 with the windows' box
+    assert result.object_map().max() == 1.0 and result.object_map()[0, :5].tolist() == pytest.approx(
+        [1, 1, 1, 0.75, 0.25]
+    )
+    # the class maps' region far from the windows' box (IoU < AGREE): the windows' box, as without class maps
+    far = np.zeros((4, 4))
+    far[3, 3] = 1.0
+    apart = [[], [evidence.ClassMap(far, (8, 8), 2, 1.0)]]
+    kept = evidence.tight([coarse, fine], [(4, 4), (8, 8)], size, 4, 2, 1, (0.0, 0.0, 4.0, 4.0), class_maps=apart)
+    assert not kept.whole and kept.box == (0.0, 0.0, 4.0, 4.0)
+    # class maps of coarser levels only do not count
+    coarser = [[evidence.ClassMap(peak, (4, 4), 2, 1.0)], []]
+    plain = evidence.tight([coarse, fine], [(4, 4), (8, 8)], size, 4, 2, 1, (0.0, 0.0, 4.0, 4.0), class_maps=coarser)
+    assert not plain.whole and plain.box == (0.0, 0.0, 4.0, 4.0)

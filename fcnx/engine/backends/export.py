@@ -6,7 +6,8 @@ and the fcnx, torch and ONNX-opset versions, so that other weights or versions n
 JSON sidecar records the key and the file's own hash; a file that does not match its sidecar (a
 partial copy, an edit) is exported again, never used. timm's TF-"same" padding exports with
 dynamic sizes through the TorchScript exporter, which records its size arithmetic as graph
-operations (``dynamo`` export stalls in symbolic shape reasoning on it).
+operations (``dynamo`` export stalls in symbolic shape reasoning on it). A net that gives class maps
+(:attr:`fcnx.engine.fcn.FCN.class_maps`) is exported with them as a second output, ``cells``.
 """
 
 from __future__ import annotations
@@ -46,9 +47,26 @@ def weights_hash(net: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def outputs(fcn: FCN) -> list[str]:
+    """The exported graph's outputs: ``logits``, and ``cells`` (the class maps) for nets that give them."""
+    return ["logits", "cells"] if fcn.class_maps else ["logits"]
+
+
+class _WithCells(torch.nn.Module):
+    """The net's ``forward(x, cells=True)`` as a plain two-output forward, for the exporter."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.net(x, cells=True)
+
+
 def _key(fcn: FCN) -> dict[str, str | int]:
     return {
         "net": fcn.name,
+        "outputs": ",".join(outputs(fcn)),
         "kernel": fcn.kernel,
         "pool": fcn.pool,
         "weights_sha256": weights_hash(fcn.net),
@@ -87,14 +105,18 @@ def onnx_file(fcn: FCN) -> Path:
     start = time.perf_counter()
     probe = torch.zeros(1, 3, fcn.kernel, fcn.kernel, device=fcn.device)
 
+    names = outputs(fcn)
+    axes = {"pixels": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "rows", 3: "cols"}}
+    axes |= {"cells": {0: "n", 2: "feature_rows", 3: "feature_cols"}} if "cells" in names else {}
+
     def export(f: Any) -> None:
         torch.onnx.export(
-            fcn.net,
+            _WithCells(fcn.net) if "cells" in names else fcn.net,
             (probe,),
             f,
             input_names=["pixels"],
-            output_names=["logits"],
-            dynamic_axes={"pixels": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "rows", 3: "cols"}},
+            output_names=names,
+            dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
         )

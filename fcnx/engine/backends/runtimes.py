@@ -55,11 +55,20 @@ class ExportedRunner:
         self._request = self.model.create_infer_request() if backend == "openvino" else None
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._run(pixels)[0]
+
+    def with_cells(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, class maps)`` of one inference (nets exported with class maps)."""
+        logits, cells = self._run(pixels)
+        return logits, cells
+
+    def _run(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         x = np.ascontiguousarray(self.fcn.normalize(pixels).float().cpu().numpy())
         if self._request is not None:
             self._request.infer({0: x})
-            return torch.from_numpy(np.array(self._request.get_output_tensor(0).data))
-        return torch.from_numpy(self.model.run(None, {"pixels": x})[0])
+            count = len(self.model.outputs)
+            return [torch.from_numpy(np.array(self._request.get_output_tensor(k).data)) for k in range(count)]
+        return [torch.from_numpy(out) for out in self.model.run(None, {"pixels": x})]
 
 
 def build(fcn: FCN, backend: str, precision: str, threads: int | None) -> Runner:
