@@ -54,7 +54,7 @@ def main() -> None:
     axes[1].imshow(np.ma.masked_equal(heat, 0.0), cmap="inferno", alpha=0.7, vmin=0, vmax=1)
     x, y, w, h = box.tight
     axes[1].add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="#1f77b4", lw=2.5))
-    axes[1].set_title("object map (--heatmaps-npy)")
+    axes[1].set_title("object map: the class maps' evidence (--heatmaps-npy)")
     for a in axes:
         a.set_axis_off()
     args.out.parent.mkdir(parents=True, exist_ok=True)

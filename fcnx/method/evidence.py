@@ -20,7 +20,7 @@ one window of every level.
   the chosen level and the finer ones that overlaps the chosen window, where it agrees with the agreed
   window; else (no class maps: nets whose head has no per-cell form; or a region elsewhere) the agreed
   window, and inside it the evidence of those levels as the object map (docs/crop.md). Its parameters
-  were chosen on the demo canvases and pasted real photos of a seed that is not reported (docs/crop.md).
+  were chosen on benchmark canvases and pasted real photos of a seed that is not reported (docs/crop.md).
 
 Boxes are ``(x, y, w, h)`` in pixels.
 """
@@ -48,7 +48,7 @@ QUANTILE = 0.6
 THRESHOLD = 0.45
 #: ... when it overlaps the windows' agreed box by at least this IoU (else the nets' class maps are not
 #: trusted: the agreed box it is)
-AGREE = 0.2
+AGREE = 0.4
 
 #: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
 BOXES = ("square", "tight")
