@@ -144,7 +144,9 @@ def localization_cmd(
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
+    from fcnx.io.files import check_folder_path
 
+    check_folder_path(out)  # before the nets run, not when the results are written
     if nets is None and not weights:
         nets, held_out = BENCH_NETS, held_out or BENCH_HELD_OUT
     check_pyramid(step, max_scale)

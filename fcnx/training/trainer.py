@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fcnx.backbones import checkpoint
 from fcnx.backbones.registry import get_backbone
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io import datasets as listing
 from fcnx.io import images
 from fcnx.method.metrics import top_k_accuracy
@@ -441,7 +441,7 @@ def train(
     if ctx.main:
         log(data.describe() + f"; {len(train_items)} for training, {len(val_items)} for validation")
         for warning in data.warnings:
-            log(f"warning: {warning}")
+            log(f"warning: {one_line(warning)}")
     if not train_items:
         raise UsageError(f"no training images left in the {config.split} split", data.root)
 

@@ -229,3 +229,184 @@ def test_a_fifo_among_the_dataset_lists_is_not_copied_and_cannot_block_the_end_o
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (out / "meta").iterdir()) == ["classes.txt", "test.txt"]
     assert (out / "meta" / "test.txt").read_bytes() == (root / "meta" / "test.txt").read_bytes()
+
+
+# --------------------------------------------------------------------------- degenerate images
+
+
+def test_a_box_under_one_pixel_is_logged_as_the_pixel_crop_and_evaluate_cut(tmp_path, nets):
+    data, out = tmp_path / "data", tmp_path / "out"
+    (data / "red").mkdir(parents=True)
+    for name, (height, width) in {"one": (1, 1), "row": (1, 50), "column": (40, 1)}.items():
+        Image.new("RGB", (width, height), COLORS["red"]).save(data / "red" / f"{name}.png")
+    result = crop(
+        nets, "--kernel", "native", "--box", "tight", "--category", "red", "--max-scale", "3", data, "-o", out
+    )
+    assert result.exit_code == 0, result.output
+    records = {r["file"]: r for r in map(json.loads, (out / "boxes.jsonl").read_text().splitlines())}
+    assert {f: r["w"] < 1 and r["h"] < 1 for f, r in records.items()} == {
+        "red/column.png": True,
+        "red/one.png": True,
+        "red/row.png": True,
+    }  # the tight boxes are smaller than a pixel of these images
+    assert [line.split(", votes")[0] for line in result.stderr.splitlines() if line.startswith("red/")] == [
+        "red/column.png: red at x=0 y=0 w=1 h=1",  # the pixels cut, as the crop: never w=0 h=0
+        "red/one.png: red at x=0 y=0 w=1 h=1",
+        "red/row.png: red at x=7 y=0 w=1 h=1",
+    ]
+    assert {f: Image.open(out / f).size for f in records} == {f: (1, 1) for f in records}
+    evaluated = invoke(
+        "evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", out / "boxes.jsonl"
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "error" not in evaluated.stderr
+    suspected = invoke("suspects", *nets, "--kernel", "native", "--data", data, "-o", tmp_path / "review")
+    assert suspected.exit_code == 0, suspected.output
+    assert last_line(suspected) == f"suspects: 0 of 3 image(s); see {tmp_path / 'review' / 'suspects.html'}"
+
+
+# --------------------------------------------------------------------------- output folders that are links
+
+
+def outdir_link(tmp_path: Path, kind: str) -> tuple[Path, Path, str]:
+    """An OUTDIR through a link of ``kind``: (OUTDIR, the part named in the error, the line's reason)."""
+    link = tmp_path / "link"
+    if kind == "file":
+        (tmp_path / "notes.txt").write_text("user data\n")
+        link.symlink_to(tmp_path / "notes.txt")
+        return link / "out", link, f"is a symbolic link to a regular file ({tmp_path / 'notes.txt'})"
+    link.symlink_to(tmp_path / "elsewhere" / "out")
+    outdir = link if kind == "dangling" else link / "sub"
+    return (
+        outdir,
+        link,
+        f"is a symbolic link that leads nowhere (dangling, or a loop) ({tmp_path / 'elsewhere' / 'out'})",
+    )
+
+
+@pytest.mark.parametrize("kind", ["dangling", "dangling above", "file"])
+@pytest.mark.parametrize("command", ["crop", "evaluate", "suspects", "export", "train"])
+def test_an_outdir_through_a_dangling_link_or_a_link_to_a_file_is_refused_and_nothing_is_created(
+    tmp_path, nets, kind, command
+):
+    data = dataset(tmp_path / "data")
+    if command == "export":
+        assert crop(nets, "--kernel", "native", data, "-o", tmp_path / "crops").exit_code == 0
+    outdir, named, why = outdir_link(tmp_path, kind)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    args = {
+        "crop": ["crop", *nets, "--workers", "0", "--kernel", "native", data],
+        "evaluate": ["evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data],
+        "suspects": ["suspects", *nets, "--kernel", "native", "--data", data],
+        "export": ["export", tmp_path / "crops", "--format", "coco"],
+        "train": ["train", "--net", "tiny0", "--weights", "none", "--epochs", "1", "--data", data],
+    }[command]
+    result = invoke(*args, "-o", outdir)
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {named}: {why}: fcnx does not create or write through it; create the folder, or choose another "
+        f"output folder"
+    )
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_bench_data_refuses_a_dangling_link_before_reading_anything(tmp_path):
+    (tmp_path / "out").symlink_to(tmp_path / "elsewhere")
+    result = invoke("bench", "data", "-o", tmp_path / "out", "--source", tmp_path / "no-fashion-mnist")
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {tmp_path / 'out'}: is a symbolic link that leads nowhere (dangling, or a loop) "
+        f"({tmp_path / 'elsewhere'}): fcnx does not create or write through it; create the folder, or choose "
+        f"another output folder"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_outdir_that_is_a_link_to_a_folder_is_written_there(tmp_path, nets):
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "scratch", target_is_directory=True)
+    result = crop(nets, "--kernel", "native", dataset(tmp_path / "data"), "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out").is_symlink()
+    assert (tmp_path / "scratch" / "boxes.jsonl").is_file()
+
+
+# --------------------------------------------------------------------------- weight files that are not files
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"), [("fifo", "a named pipe"), ("folder", "a folder"), ("device", "a character device")]
+)
+@pytest.mark.parametrize("command", ["crop", "evaluate", "train"])
+def test_a_weight_file_that_is_not_a_regular_file_says_what_it_is_and_is_never_opened(
+    tmp_path, nets, kind, what, command
+):
+    data, weights = dataset(tmp_path / "data"), tmp_path / "tiny0.safetensors"
+    weights.unlink()
+    {"fifo": lambda: os.mkfifo(weights), "folder": weights.mkdir, "device": lambda: weights.symlink_to("/dev/zero")}[
+        kind
+    ]()
+    args = {
+        "crop": [
+            "crop",
+            "--nets",
+            "tiny0",
+            "--weights",
+            f"tiny0={weights}",
+            "--workers",
+            "0",
+            data,
+            "-o",
+            tmp_path / "out",
+        ],
+        "evaluate": ["evaluate", "--nets", "tiny0", "--weights", f"tiny0={weights}", "--split", "all", "--data", data],
+        "train": ["train", "--net", "tiny0", "--weights", weights, "--data", data, "-o", tmp_path / "run"],
+    }[command]
+    result = invoke(*args)  # a FIFO opened would block: the no_hang alarm fails the test
+    assert result.exit_code == 1
+    assert last_line(result) == f"Error: {weights}: is {what}, not a regular file: not opened as weights"
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- links among a dataset's class folders
+
+
+def test_a_class_folder_link_is_skipped_with_a_warning_by_evaluate_as_crop_skips_it(tmp_path, nets):
+    data, outside = dataset(tmp_path / "data"), tmp_path / "private"
+    outside.mkdir()
+    Image.new("RGB", (200, 170), COLORS["red"]).save(outside / "secret.png")
+    (data / "zz").symlink_to(outside, target_is_directory=True)
+    result = invoke("evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "-o", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == (
+        f"evaluate: warning: {data}: 1 link(s) to folders skipped, not class folders (links are not followed): "
+        f"zz -> {outside}"
+    )
+    rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["rows"]
+    assert [row["images"] for row in rows] == [len(COLORS)] * 3  # tiny0, tiny_s16, the ensemble: not the secret
+    cropped = crop(nets, "--kernel", "native", data, "-o", tmp_path / "crops")
+    assert cropped.exit_code == 0, cropped.output
+    assert "secret" not in (tmp_path / "crops" / "boxes.jsonl").read_text()
+
+
+@pytest.mark.parametrize("command", ["crop", "evaluate"])
+def test_a_food101_class_folder_link_is_refused_in_one_line(tmp_path, nets, command):
+    root, elsewhere = tmp_path / "food", dataset(tmp_path / "elsewhere")
+    dataset(root / "images")
+    (root / "meta").mkdir()
+    (root / "meta" / "classes.txt").write_text("".join(f"{name}\n" for name in COLORS))
+    (root / "meta" / "test.txt").write_text("".join(f"{name}/0\n" for name in COLORS))
+    for path in (root / "images" / "red").iterdir():
+        path.unlink()
+    (root / "images" / "red").rmdir()
+    (root / "images" / "red").symlink_to(elsewhere / "red", target_is_directory=True)
+    args = ["crop", *nets, "--workers", "0", "--kernel", "native", root, "-o", tmp_path / "out"]
+    if command == "evaluate":
+        args = ["evaluate", *nets, "--kernel", "native", "--split", "test", "--data", root]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {root / 'images' / 'red'}: is a link to a folder ({elsewhere / 'red'}): class folders are not "
+        f"followed through links; move or copy the folder into images/"
+    )
