@@ -65,6 +65,9 @@ def export_cmd(outdir: Path, fmt: str, dest: Path, box: str | None, classes_file
         classes = [line.strip() for line in text.splitlines() if line.strip()]
         if not classes:
             raise UsageError("class list is empty", classes_file)
+        twice = next((name for k, name in enumerate(classes) if name in classes[:k]), None)
+        if twice is not None:
+            raise UsageError(f"class list names {twice!r} twice: each class is one category id", classes_file)
     result = export.export(outdir, dest, fmt, box, classes, report=lambda line: click.echo(line, err=True))
     boxes = sum(len(image.detections) for image in result.images)
     click.echo(

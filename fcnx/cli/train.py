@@ -8,6 +8,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
+from fcnx.cli.common import FiniteFloatRange
 from fcnx.errors import FcnxError, UsageError
 
 #: options that are part of the saved configuration (``--resume`` refuses other values for them)
@@ -78,7 +80,7 @@ def _parse_head(text: str) -> list[int]:
     "--size",
     default=299,
     show_default=True,
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=8, max=MAX_INPUT_SIZE),
     help="Training input side: the ensemble's common kernel (the paper trains every net at 299).",
 )
 @click.option(
@@ -124,22 +126,22 @@ def _parse_head(text: str) -> list[int]:
     "--lr",
     default=1e-3,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     help="Learning rate of the first step (the new head).",
 )
 @click.option(
     "--finetune-lr",
     default=None,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     help="Learning rate of the later steps [default: lr / 10].",
 )
-@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0))
+@click.option("--weight-decay", default=1e-4, show_default=True, type=FiniteFloatRange(min=0))
 @click.option("--opt", default="adamw", show_default=True, help="Optimizer (timm's names: adamw, sgd, momentum, ...).")
 @click.option(
     "--val-fraction",
     default=0.1,
     show_default=True,
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloatRange(0, 1, max_open=True),
     help="Share of each class held out for validation (seeded); 0: none, every step runs --epochs.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -159,14 +161,14 @@ def _parse_head(text: str) -> list[int]:
     "--crop-jitter",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     help="--crops: move each training crop's centre by up to this share of its sides (seeded).",
 )
 @click.option(
     "--crop-scale",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloatRange(0, 1, max_open=True),
     help="--crops: scale each training crop's sides by a factor in [1 - S, 1 + S] (seeded).",
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")

@@ -218,6 +218,16 @@ def test_export_refuses_a_class_list_it_cannot_read_in_one_line(tmp_path, nets, 
     assert last_line(result) == f"Error: {classes}: cannot read the class list ({why})"
 
 
+def test_export_refuses_a_class_list_naming_a_class_twice(tmp_path, nets):
+    out, classes = tmp_path / "crops", tmp_path / "classes.txt"
+    assert crop(nets, "--kernel", "native", dataset(tmp_path / "photos"), "-o", out).exit_code == 0
+    classes.write_text("red\ngreen\n red\nblue\nnone\n")
+    result = invoke("export", out, "--format", "coco", "--classes", classes, "-o", tmp_path / "coco")
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: {classes}: class list names 'red' twice: each class is one category id"
+    assert not (tmp_path / "coco").exists()
+
+
 def test_a_fifo_among_the_dataset_lists_is_not_copied_and_cannot_block_the_end_of_a_crop(tmp_path, nets):
     root, out = tmp_path / "food", tmp_path / "out"
     dataset(root / "images")
@@ -410,3 +420,42 @@ def test_a_food101_class_folder_link_is_refused_in_one_line(tmp_path, nets, comm
         f"Error: {root / 'images' / 'red'}: is a link to a folder ({elsewhere / 'red'}): class folders are not "
         f"followed through links; move or copy the folder into images/"
     )
+
+
+# --------------------------------------------------------------------------- training options
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--finetune-lr", "inf"),
+        ("--weight-decay", "nan"),
+        ("--val-fraction", "nan"),
+        ("--crop-jitter", "inf"),
+        ("--crop-scale", "nan"),
+    ],
+)
+def test_train_refuses_a_number_that_is_not_finite_before_it_trains_nan_weights(tmp_path, option, value):
+    data = dataset(tmp_path / "data")
+    result = invoke("train", "--net", "tiny0", "--data", data, "-o", tmp_path / "run", option, value)
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: Invalid value for '{option}': {value!r} is not a finite number."
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_a_size_its_checkpoint_could_not_be_loaded_at(tmp_path):
+    result = invoke(
+        "train", "--net", "tiny0", "--data", dataset(tmp_path / "data"), "-o", tmp_path / "run", "--size", "4097"
+    )
+    assert result.exit_code == 2
+    assert last_line(result) == "Error: Invalid value for '--size': 4097 is not in the range 8<=x<=4096."
+    assert not (tmp_path / "run").exists()
+
+
+def test_bench_localization_refuses_a_mislabel_share_that_is_not_finite(tmp_path):
+    data = dataset(tmp_path / "data")
+    result = invoke("bench", "localization", "--data", data, "-o", tmp_path / "results", "--mislabel-share", "nan")
+    assert result.exit_code == 2
+    assert last_line(result) == "Error: Invalid value for '--mislabel-share': 'nan' is not a finite number."
