@@ -212,6 +212,34 @@ def check_outdir(outdir: Path, inputs: Sequence[Path], in_place: bool = False) -
     return out
 
 
+def claim_outputs(folder: Path, names: Sequence[str], command: str) -> None:
+    """Refuse to replace a file of ``names`` in ``folder`` that ``command`` (``fcnx evaluate``) did not write
+    there; then list ``names`` as its own in ``folder/.fcnx-<command>.json``, before they are written.
+
+    A rerun into the same folder replaces its own outputs; a user's ``evaluation.csv`` is never replaced.
+    """
+    marker = folder / f".{command.replace(' ', '-')}.json"
+    try:
+        listed = json.loads(read_regular(marker))["files"]
+        if not isinstance(listed, list):
+            raise TypeError("files is not a list")
+    except FileNotFoundError:
+        listed = []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"unreadable list of {command}'s files ({exc}); remove it or choose another folder", marker
+        ) from None
+    taken = sorted(name for name in names if name not in listed and os.path.lexists(folder / name))
+    if taken:
+        raise UsageError(
+            f"already holds {', '.join(taken)}, not written by {command}: fcnx never replaces them; "
+            f"move them or choose another output folder",
+            folder,
+        )
+    with writing(folder):
+        atomic_text(marker, json.dumps({"files": sorted({*listed, *names})}, indent=1) + "\n")
+
+
 class OutdirLock:
     """An exclusive ``flock`` on ``folder/.fcnx-lock`` for one run; a second run is refused, naming the holder.
 

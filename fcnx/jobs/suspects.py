@@ -38,6 +38,9 @@ SIGNAL_TEXT = {
 #: columns of ``suspects.csv``
 FIELDS = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "gap", "x", "y", "w", "h"]
 
+#: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
+OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html")
+
 #: mislabel signals of :func:`find_suspects`
 SIGNALS = tuple(SIGNAL_TEXT)
 
@@ -179,7 +182,7 @@ class SuspectsJob:
         from fcnx.engine.cropper import Cropper
         from fcnx.engine.devices import resolve_device
         from fcnx.engine.ensemble import load_ensemble
-        from fcnx.io.files import check_outdir
+        from fcnx.io.files import check_outdir, claim_outputs
 
         o = self.options
         self.dataset: LabelledImages = open_dataset(self.data, o.split)
@@ -188,6 +191,7 @@ class SuspectsJob:
         if not self.items:
             raise UsageError(f"no images in the {o.split} split", self.data)
         self.outdir = check_outdir(self.outdir, [self.data])
+        claim_outputs(self.outdir, OUTPUTS, "fcnx suspects")
         ensemble = load_ensemble(o.nets, o.weights, kernel=o.kernel, device=resolve_device(o.device))
         self.cropper = Cropper(ensemble)
         unknown = sorted({str(i.label) for i in self.items} - set(self.cropper.classes))
@@ -209,9 +213,9 @@ class SuspectsJob:
         rows = [s.as_dict() for s in suspects]
         summary = {"images": len(self.items), "signal": o.signal, "suspects": rows, "failures": self.failures}
         with writing(out):
-            write_csv(out / "suspects.csv", FIELDS, rows)
-            atomic_text(out / "suspects.json", json.dumps(summary, indent=2))
-            atomic_text(out / "suspects.html", suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
+            write_csv(out / OUTPUTS[0], FIELDS, rows)
+            atomic_text(out / OUTPUTS[1], json.dumps(summary, indent=2))
+            atomic_text(out / OUTPUTS[2], suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
         return suspects
 
 

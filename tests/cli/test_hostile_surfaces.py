@@ -459,3 +459,33 @@ def test_bench_localization_refuses_a_mislabel_share_that_is_not_finite(tmp_path
     result = invoke("bench", "localization", "--data", data, "-o", tmp_path / "results", "--mislabel-share", "nan")
     assert result.exit_code == 2
     assert last_line(result) == "Error: Invalid value for '--mislabel-share': 'nan' is not a finite number."
+
+
+# --------------------------------------------------------------------------- outputs of evaluate and suspects
+
+
+@pytest.mark.parametrize(
+    ("command", "outputs"),
+    [("evaluate", ["evaluation.csv", "evaluation.json"]), ("suspects", ["suspects.csv", "suspects.html"])],
+)
+def test_evaluate_and_suspects_never_replace_a_users_file_of_their_outputs_names(tmp_path, nets, command, outputs):
+    data, out = dataset(tmp_path / "data"), tmp_path / "documents"
+    out.mkdir()
+    for name in outputs:
+        (out / name).write_text("the user's own\n")
+    extra = ["--split", "all"] if command == "evaluate" else []
+    args = [command, *nets, "--kernel", "native", *extra, "--data", data, "-o", out]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {out}: already holds {', '.join(outputs)}, not written by fcnx {command}: fcnx never replaces "
+        f"them; move them or choose another output folder"
+    )
+    assert sorted(p.name for p in out.iterdir()) == outputs
+    assert all((out / name).read_text() == "the user's own\n" for name in outputs)
+    for name in outputs:
+        (out / name).unlink()
+    assert invoke(*args).exit_code == 0
+    first = {name: (out / name).stat().st_ino for name in outputs}
+    assert invoke(*args).exit_code == 0  # a rerun replaces its own outputs
+    assert all((out / name).stat().st_ino != first[name] for name in outputs)
