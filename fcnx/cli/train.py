@@ -229,6 +229,7 @@ def train_cmd(
             raise UsageError(
                 "this folder holds a training run already: continue it with --resume, or choose another folder", outdir
             )
+        trainer.refuse_taken(outdir)
         config = trainer.TrainConfig(**options)
     from fcnx.io.files import check_outdir
 
@@ -304,6 +305,8 @@ def _train_ensemble(
         names = [n.strip() for n in nets.split(",") if n.strip()] if nets else []
         if not names:
             raise UsageError("--nets needs backbone names, e.g. --nets inception_v3,xception,vgg16")
+        for name in names:
+            trainer.refuse_taken(outdir / name)
         plan = ensemble.plan(trainer.TrainConfig(**{**options, "net": names[0]}), names, outdir)
     created = not outdir.exists()
     check_outdir(outdir, [Path(plan.config["data"])])

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import random
 import sys
 import time
@@ -52,6 +53,8 @@ RESUME = "resume.safetensors"
 METRICS = "metrics.csv"
 PLOT = "training.png"
 SKIPPED = "skipped.txt"
+#: the files a run writes into its folder: a new run refuses a folder holding one (:func:`refuse_taken`)
+OUTPUTS = (BEST, RESUME, METRICS, PLOT, SKIPPED, card.CARD)
 COLUMNS = [
     "epoch",
     "step",
@@ -68,6 +71,17 @@ COLUMNS = [
     "unreadable",
     "seconds",
 ]
+
+
+def refuse_taken(folder: Path) -> None:
+    """A one-line :class:`UsageError` when ``folder`` holds a file of :data:`OUTPUTS` (the user's, or another
+    run's) that a new run would replace."""
+    taken = [name for name in OUTPUTS if os.path.lexists(folder / name)]
+    if taken:
+        raise UsageError(
+            f"already holds {', '.join(taken)}, which a new run would replace: move them or choose another folder",
+            folder,
+        )
 
 
 @dataclass

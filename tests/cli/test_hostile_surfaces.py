@@ -489,3 +489,24 @@ def test_evaluate_and_suspects_never_replace_a_users_file_of_their_outputs_names
     first = {name: (out / name).stat().st_ino for name in outputs}
     assert invoke(*args).exit_code == 0  # a rerun replaces its own outputs
     assert all((out / name).stat().st_ino != first[name] for name in outputs)
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_a_new_training_run_never_replaces_files_of_its_outputs_names(tmp_path, ensemble):
+    data, out = dataset(tmp_path / "data"), tmp_path / "project"
+    folder = out / "tiny0" if ensemble else out
+    folder.mkdir(parents=True)
+    for name in ("README.md", "metrics.csv", "notes.txt"):
+        (folder / name).write_text("the user's own\n")
+    net = ["--nets", "tiny0"] if ensemble else ["--net", "tiny0"]
+    result = invoke("train", *net, "--weights", "none", "--data", data, "-o", out)
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {folder}: already holds metrics.csv, README.md, which a new run would replace: move them or "
+        f"choose another folder"
+    )
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(
+        ([] if not ensemble else ["tiny0"])
+        + [f"{'tiny0/' if ensemble else ''}{n}" for n in ("README.md", "metrics.csv", "notes.txt")]
+    )
+    assert all((folder / n).read_text() == "the user's own\n" for n in ("README.md", "metrics.csv", "notes.txt"))
