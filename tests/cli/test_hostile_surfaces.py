@@ -510,3 +510,25 @@ def test_a_new_training_run_never_replaces_files_of_its_outputs_names(tmp_path, 
         + [f"{'tiny0/' if ensemble else ''}{n}" for n in ("README.md", "metrics.csv", "notes.txt")]
     )
     assert all((folder / n).read_text() == "the user's own\n" for n in ("README.md", "metrics.csv", "notes.txt"))
+
+
+# --------------------------------------------------------------------------- info and convert
+
+
+@pytest.mark.parametrize("d_range", ["1:1000000000", "1:99999999999999999999999", "0:3", "-3:2", "5:2"])
+def test_info_refuses_a_d_range_it_would_tabulate_for_ever_or_that_holds_no_pooled_size(tiny_registry, d_range):
+    result = invoke("info", "tiny0", "--d-range", d_range)  # 1:1000000000 ran for ever
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: --d-range must be FIRST:LAST with 1 <= FIRST <= LAST <= 4096, got {d_range!r}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"), [("fifo", "is a named pipe, not a regular file: not opened"), ("none", "no such file")]
+)
+def test_convert_says_what_a_keras_file_that_is_not_a_file_is(tmp_path, kind, what):
+    keras_file = tmp_path / "model.keras"
+    if kind == "fifo":
+        os.mkfifo(keras_file)
+    result = invoke("convert", keras_file, "-o", tmp_path / "model.safetensors")
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: {keras_file}: {what}"
