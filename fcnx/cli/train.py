@@ -196,6 +196,7 @@ def train_cmd(
     An image that is missing or cannot be read is skipped and counted, with one error line
     naming it; the run goes on and ends with exit status 1 (its result is valid).
     """
+    from fcnx.backbones import checkpoint
     from fcnx.training import trainer
 
     given = {name for name in CONFIG_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
@@ -210,6 +211,8 @@ def train_cmd(
         return
     if resume:
         if not (outdir / trainer.RESUME).is_file():
+            if (outdir / trainer.RESUME).exists():  # a FIFO or a folder: say what it is, never open it
+                checkpoint.check_weight_file(outdir / trainer.RESUME)
             raise UsageError(f"nothing to resume: no {trainer.RESUME} here", outdir)
         config, progress, _ = trainer.read_resume(outdir)
         saved = vars(config)

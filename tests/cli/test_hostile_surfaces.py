@@ -532,3 +532,13 @@ def test_convert_says_what_a_keras_file_that_is_not_a_file_is(tmp_path, kind, wh
     result = invoke("convert", keras_file, "-o", tmp_path / "model.safetensors")
     assert result.exit_code == 2
     assert last_line(result) == f"Error: {keras_file}: {what}"
+
+
+def test_a_resume_file_that_is_a_fifo_is_named_so_and_never_opened(tmp_path):
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / "resume.safetensors")
+    result = invoke("train", "--resume", "-o", tmp_path / "run")
+    assert result.exit_code == 1
+    assert last_line(result) == (
+        f"Error: {tmp_path / 'run' / 'resume.safetensors'}: is a named pipe, not a regular file: not opened as weights"
+    )
