@@ -542,3 +542,19 @@ def test_a_resume_file_that_is_a_fifo_is_named_so_and_never_opened(tmp_path):
     assert last_line(result) == (
         f"Error: {tmp_path / 'run' / 'resume.safetensors'}: is a named pipe, not a regular file: not opened as weights"
     )
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo"])
+def test_export_leaves_out_a_record_of_no_image_size_in_one_line(tmp_path, nets, fmt):
+    data, out = dataset(tmp_path / "photos"), tmp_path / "crops"
+    assert crop(nets, "--kernel", "native", data, "-o", out).exit_code == 0
+    records = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    records[0]["width"] = 0  # yolo divided by it
+    (out / "boxes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = invoke("export", out, "--format", fmt, "-o", tmp_path / "export")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: {records[0]['path']}: its record gives the image size 0x170: left out",
+        "export: 1 unreadable image(s) left out",
+    ]
+    assert result.stdout == f"export: 3 image(s), 3 box(es), 4 categories as {fmt} in {tmp_path / 'export'}\n"
