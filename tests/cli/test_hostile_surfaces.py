@@ -558,3 +558,22 @@ def test_export_leaves_out_a_record_of_no_image_size_in_one_line(tmp_path, nets,
         "export: 1 unreadable image(s) left out",
     ]
     assert result.stdout == f"export: 3 image(s), 3 box(es), 4 categories as {fmt} in {tmp_path / 'export'}\n"
+
+
+def test_a_crop_that_fails_at_the_end_releases_its_outdir_for_the_next_run_in_the_same_process(
+    tmp_path, nets, monkeypatch
+):
+    from fcnx.jobs import reports
+
+    photos, out = dataset(tmp_path / "photos"), tmp_path / "out"
+
+    def broken(*_):
+        raise RuntimeError("a bug while writing the gallery")
+
+    monkeypatch.setattr(reports, "write_gallery", broken)
+    with pytest.raises(RuntimeError, match="a bug while writing the gallery"):
+        crop(nets, "--kernel", "native", "--gallery", photos, "-o", out)
+    monkeypatch.undo()
+    again = crop(nets, "--kernel", "native", "--gallery", photos, "-o", out)  # was: "in use by another run"
+    assert again.exit_code == 0, again.output
+    assert (out / "gallery.html").is_file()
