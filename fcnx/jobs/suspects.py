@@ -41,6 +41,9 @@ FIELDS = ["path", "label", "other_category", "other_votes", "other_mean_confiden
 #: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
 OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html")
 
+#: float32 rounding of summed probabilities: the same maximum summed in two orders differs by about 6e-8
+GAP_ROUNDING = 1e-6
+
 #: mislabel signals of :func:`find_suspects`
 SIGNALS = tuple(SIGNAL_TEXT)
 
@@ -85,8 +88,10 @@ def rank_suspects(suspects: Iterable[Suspect]) -> list[Suspect]:
 def label_gap(levels: Sequence[Any], maps: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """The graded mislabel signal of one image from :meth:`~fcnx.engine.cropper.Cropper.label_levels`: the best
     summed probability of any class anywhere in its pyramid minus the best of its label (0 when the
-    label is the most confident class there)."""
-    return max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
+    label is the most confident class there: a gap within :data:`GAP_ROUNDING` is the same maximum summed
+    in another order, not a gap)."""
+    gap = max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
+    return gap if gap > GAP_ROUNDING else 0.0
 
 
 def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:

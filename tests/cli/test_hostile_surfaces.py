@@ -577,3 +577,13 @@ def test_a_crop_that_fails_at_the_end_releases_its_outdir_for_the_next_run_in_th
     again = crop(nets, "--kernel", "native", "--gallery", photos, "-o", out)  # was: "in use by another run"
     assert again.exit_code == 0, again.output
     assert (out / "gallery.html").is_file()
+
+
+def test_graded_suspects_never_list_an_image_whose_label_is_the_top_class_by_a_rounding_error(tmp_path, nets):
+    data = tmp_path / "data"
+    for name in ("red", "green"):
+        (data / name).mkdir(parents=True)
+        Image.new("RGB", (200, 170), COLORS[name]).save(data / name / "flat.png")  # every cell sure of the label
+    result = invoke("suspects", *nets, "--kernel", "native", "--signal", "graded", "--data", data, "-o", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "suspects.json").read_text())["suspects"] == []  # was green, "nets see green"
