@@ -10,7 +10,7 @@ from click.core import ParameterSource
 
 from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
 from fcnx.cli.common import FiniteFloatRange
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError, UsageError, one_line
 
 #: options that are part of the saved configuration (``--resume`` refuses other values for them)
 CONFIG_OPTIONS = (
@@ -223,7 +223,7 @@ def train_cmd(
                 f"was {saved[changed[0]]!r}, not {options[changed[0]]!r}"
             )
         if progress.finished:
-            click.echo(f"{outdir}: this run has finished; its result is {outdir / trainer.BEST}")
+            click.echo(one_line(f"{outdir}: this run has finished; its result is {outdir / trainer.BEST}"))
             return
     else:
         if options["net"] is None or options["data"] is None:
@@ -238,7 +238,7 @@ def train_cmd(
 
     created = not outdir.exists()
     check_outdir(outdir, [Path(config.data)])
-    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    log = (lambda text: None) if quiet else (lambda text: click.echo(one_line(text), err=True))
     try:
         result = trainer.train(
             config,
@@ -248,7 +248,7 @@ def train_cmd(
             resume=resume,
             quiet=quiet,
             log=log,
-            report=lambda text: click.echo(text, err=True),
+            report=lambda text: click.echo(one_line(text), err=True),
         )
     except FcnxError:
         if created and not any(outdir.iterdir()):  # refused before anything was written: leave no trace
@@ -262,11 +262,13 @@ def train_cmd(
         summary = f"best: {result.best}"
         if result.best_top1 is not None:
             summary += f" (validation top-1 {result.best_top1:.2%})"
-        click.echo(summary)
+        click.echo(one_line(summary))
     if result.skipped:
         click.echo(
-            f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
-            f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}",
+            one_line(
+                f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
+                f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}"
+            ),
             err=True,
         )
         raise SystemExit(1)
@@ -313,10 +315,16 @@ def _train_ensemble(
         plan = ensemble.plan(trainer.TrainConfig(**{**options, "net": names[0]}), names, outdir)
     created = not outdir.exists()
     check_outdir(outdir, [Path(plan.config["data"])])
-    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    log = (lambda text: None) if quiet else (lambda text: click.echo(one_line(text), err=True))
     try:
         result = ensemble.train_ensemble(
-            plan, outdir, device=device, workers=workers, quiet=quiet, log=log, report=lambda t: click.echo(t, err=True)
+            plan,
+            outdir,
+            device=device,
+            workers=workers,
+            quiet=quiet,
+            log=log,
+            report=lambda t: click.echo(one_line(t), err=True),
         )
     except FcnxError:
         if not resume and not any((outdir / m.net / trainer.RESUME).exists() for m in plan.members):
@@ -328,9 +336,9 @@ def _train_ensemble(
     done = result.manifest
     for member in done.members:
         top1 = "" if member.val_top1 is None else f" (validation top-1 {member.val_top1:.2%})"
-        click.echo(f"{member.net}: {outdir / member.checkpoint}{top1}")
+        click.echo(one_line(f"{member.net}: {outdir / member.checkpoint}{top1}"))
     top1 = "" if done.val_top1 is None else f" (ensemble validation top-1 {done.val_top1:.2%})"
-    click.echo(f"ensemble: {result.path}{top1}; use it with fcnx crop --ensemble {result.path}")
+    click.echo(one_line(f"ensemble: {result.path}{top1}; use it with fcnx crop --ensemble {result.path}"))
     if result.skipped:
         click.echo(
             f"train: {len(result.skipped)} image(s) skipped, listed in each member's {trainer.SKIPPED}", err=True

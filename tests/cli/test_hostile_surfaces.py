@@ -587,3 +587,23 @@ def test_graded_suspects_never_list_an_image_whose_label_is_the_top_class_by_a_r
     result = invoke("suspects", *nets, "--kernel", "native", "--signal", "graded", "--data", data, "-o", tmp_path / "r")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r" / "suspects.json").read_text())["suspects"] == []  # was green, "nets see green"
+
+
+# --------------------------------------------------------------------------- names with newlines
+
+
+def test_export_and_train_print_a_folder_with_a_newline_on_one_line(tmp_path, nets, tiny_train):
+    odd = tmp_path / "two\nlines"
+    data, out = dataset(odd / "data"), odd / "crops"
+    assert crop(nets, "--kernel", "native", data, "-o", out).exit_code == 0
+    exported = invoke("export", out, "--format", "coco", "-o", odd / "coco")
+    assert exported.exit_code == 0, exported.output
+    escaped = str(tmp_path / "two\\nlines")
+    assert exported.stdout == f"export: 4 image(s), 4 box(es), 4 categories as coco in {escaped}/coco\n"
+    fast = ["--size", "64", "--weights", "none", "--batch-size", "8", "--workers", "0", "--epochs", "1"]
+    trained = invoke("train", "--net", tiny_train.name, "--data", data, "-o", odd / "run", *fast)
+    assert trained.exit_code == 0, trained.output
+    assert trained.stderr.splitlines()[0] == (
+        f"{escaped}/data (folders, train): 4 images, 4 classes; 4 for training, 0 for validation"
+    )
+    assert trained.stdout == f"best: {escaped}/run/best.safetensors\n"
