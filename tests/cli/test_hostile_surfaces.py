@@ -1,4 +1,5 @@
-"""Hostile values for --kernel, and FIFOs or folders where a command reads a journal, boxes or an ensemble file."""
+"""Hostile values for --kernel and other options, FIFOs or folders where a command reads a file, output folders
+through links or over a user's files, links among class folders, degenerate images and tampered journals."""
 
 from __future__ import annotations
 
