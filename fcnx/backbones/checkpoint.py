@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fcnx.errors import WeightsError
-from fcnx.io.files import atomic_write
+from fcnx.io.files import atomic_write, kind_of
 
 FORMAT_VERSION = 1
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -117,11 +118,23 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def check_weight_file(path: Path) -> None:
+    """A one-line :class:`WeightsError` unless ``path`` is a regular file (or a link to one): a named pipe
+    is never opened (that would wait for a writer for ever), nor a folder or a device."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise WeightsError("no such weight file", path) from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read the weight file ({_reason(exc)})", path) from None
+    if not stat.S_ISREG(mode):
+        raise WeightsError(f"is {kind_of(mode)}, not a regular file: not opened as weights", path)
+
+
 def read_meta(path: str | os.PathLike[str]) -> CheckpointMeta | None:
     """The checkpoint's metadata, or ``None`` if it has none."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError("no such weight file", path)
+    check_weight_file(path)
     if path.suffix in SAFETENSORS_SUFFIXES:
         from safetensors import safe_open
 
@@ -146,6 +159,7 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
     import torch
 
     path = Path(path)
+    check_weight_file(path)
     if path.suffix in SAFETENSORS_SUFFIXES:
         from safetensors.torch import load_file
 

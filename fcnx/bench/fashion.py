@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from fcnx.errors import FcnxError, UsageError
+from fcnx.io.files import check_folder_path
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = {
@@ -209,7 +210,8 @@ def generate(out: str | Path, cfg: BenchConfig = BenchConfig(), source: str | Pa
     Deterministic: the same ``cfg`` and Fashion-MNIST files give byte-identical output.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_folder_path(out)
+    if out.exists() and any(out.iterdir()):
         raise UsageError("output exists and is not an empty folder; choose a new one", out)
     train_x, train_y = load_fashion_mnist("train", Path(source))
     test_x, test_y = load_fashion_mnist("test", Path(source))
@@ -264,6 +266,7 @@ def plant_mislabels(root: str | Path, out: str | Path, share: float, seed: int =
     root, out = Path(root), Path(out)
     if not 0.0 <= share <= 1.0:
         raise UsageError(f"share must be in [0, 1], got {share}")
+    check_folder_path(out)
     if out.exists():
         raise UsageError("output exists; choose a new folder", out)
     try:

@@ -7,6 +7,7 @@ import json
 import click
 
 from fcnx.backbones import plugins, registry
+from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
 from fcnx.backbones.spec import BackboneSpec
 from fcnx.errors import UsageError
 from fcnx.render.text import text_table
@@ -140,9 +141,11 @@ def info_cmd(name: str, d_range: str, as_json: bool) -> None:
         first, last = (int(v) for v in d_range.split(":"))
     except ValueError:
         raise UsageError(f"--d-range must be FIRST:LAST, got {d_range!r}") from None
+    if not 1 <= first <= last <= MAX_INPUT_SIZE:  # a pooled side is at most the input's, and inputs at most 4096
+        raise UsageError(f"--d-range must be FIRST:LAST with 1 <= FIRST <= LAST <= {MAX_INPUT_SIZE}, got {d_range!r}")
     table = [
         {"D": d, "W_min": spec.w_min(d), "W_max": spec.w_min(d) + spec.stride - 1}
-        for d in range(max(1, first), last + 1)
+        for d in range(first, last + 1)
         if spec.w_min(d) > 0
     ]
     rec = spec_record(spec) | {"w_to_d": table}

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import MAX_SCALE, STEP, check_pyramid, ensemble_options, parse_weights, resolve_nets
+from fcnx.cli.common import (
+    MAX_SCALE,
+    STEP,
+    FiniteFloatRange,
+    check_pyramid,
+    ensemble_options,
+    parse_weights,
+    resolve_nets,
+)
 from fcnx.errors import UsageError
 
 
@@ -107,7 +115,7 @@ BENCH_HELD_OUT = ("tiny_mobilenet",)
     "--mislabel-share",
     default=0.1,
     show_default=True,
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloatRange(0, 1, max_open=True),
     help="Share of test images given a wrong label for the suspects test (0: skip it).",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the random baseline and of the planted labels.")
@@ -144,7 +152,9 @@ def localization_cmd(
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
+    from fcnx.io.files import check_folder_path
 
+    check_folder_path(out)  # before the nets run, not when the results are written
     if nets is None and not weights:
         nets, held_out = BENCH_NETS, held_out or BENCH_HELD_OUT
     check_pyramid(step, max_scale)

@@ -30,11 +30,16 @@ SHOW_BOXES_UP_TO = 20
 
 
 def _box_line(record: dict[str, Any]) -> str:
+    """One box: the pixels its crop is cut from (rounded as the crop is, at least one a side), votes, confidence."""
+    from fcnx.method.geometry import pixel_box
+
     flag = "" if record["found"] else "  [found=false: no net finds it]"
     crop = f" -> {record['crop']}" if record.get("crop") else ""
+    box = (record["x"], record["y"], record["w"], record["h"])
+    x1, y1, x2, y2 = pixel_box(box, (record["height"], record["width"]))
     return (
-        f"{record['file']}: {record['category']} at x={record['x']:.0f} y={record['y']:.0f} w={record['w']:.0f} "
-        f"h={record['h']:.0f}, votes {record['votes']}/{record['nets']}, mean confidence "
+        f"{record['file']}: {record['category']} at x={x1} y={y1} w={x2 - x1} h={y2 - y1}"
+        f", votes {record['votes']}/{record['nets']}, mean confidence "
         f"{record['mean_confidence']:.2f}, scale {record['scale']:.2f}{crop}{flag}"
     )
 

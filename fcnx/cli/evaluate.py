@@ -119,7 +119,7 @@ def evaluate_cmd(
     )
     job = run_evaluate(data, options, outdir)
     for warning in job.warnings:
-        click.echo(f"evaluate: warning: {warning}", err=True)
+        click.echo(f"evaluate: warning: {one_line(warning)}", err=True)
     bar = Progress(len(job.items), "evaluate", quiet=quiet)
     try:
         result = job.run(progress=bar.update, report=lambda line: bar.say(f"error: {one_line(line)}"))

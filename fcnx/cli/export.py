@@ -53,6 +53,7 @@ def export_cmd(outdir: Path, fmt: str, dest: Path, box: str | None, classes_file
       fcnx export cropped/ --format fiftyone -o review/   # fo.Dataset.from_dir("review", dataset_type=fo.types.COCODetectionDataset)
       fcnx export suspects/ --format voc -o suspects-voc/
     """
+    from fcnx.errors import one_line
     from fcnx.io.files import read_regular
     from fcnx.jobs import export
 
@@ -65,10 +66,16 @@ def export_cmd(outdir: Path, fmt: str, dest: Path, box: str | None, classes_file
         classes = [line.strip() for line in text.splitlines() if line.strip()]
         if not classes:
             raise UsageError("class list is empty", classes_file)
-    result = export.export(outdir, dest, fmt, box, classes, report=lambda line: click.echo(line, err=True))
+        twice = next((name for k, name in enumerate(classes) if name in classes[:k]), None)
+        if twice is not None:
+            raise UsageError(f"class list names {twice!r} twice: each class is one category id", classes_file)
+    result = export.export(outdir, dest, fmt, box, classes, report=lambda line: click.echo(one_line(line), err=True))
     boxes = sum(len(image.detections) for image in result.images)
     click.echo(
-        f"export: {len(result.images)} image(s), {boxes} box(es), {len(result.categories)} categories as {fmt} in {dest}"
+        one_line(
+            f"export: {len(result.images)} image(s), {boxes} box(es), {len(result.categories)} categories as {fmt} "
+            f"in {dest}"
+        )
     )
     if result.errors:
         click.echo(f"export: {len(result.errors)} unreadable image(s) left out", err=True)

@@ -65,7 +65,7 @@ def suspects_cmd(nets, weights, kernel, device, data, split, outdir, signal, top
     options = SuspectsOptions(names, weight_map, kernel, split, signal, top, device)
     job = run_suspects(data, options, outdir)
     for warning in job.warnings:
-        click.echo(f"suspects: warning: {warning}", err=True)
+        click.echo(f"suspects: warning: {one_line(warning)}", err=True)
     bar = Progress(len(job.items), "suspects", quiet=quiet)
     try:
         suspects = job.run(progress=bar.update)

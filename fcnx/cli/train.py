@@ -8,7 +8,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from fcnx.errors import FcnxError, UsageError
+from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
+from fcnx.cli.common import FiniteFloatRange
+from fcnx.errors import FcnxError, UsageError, one_line
 
 #: options that are part of the saved configuration (``--resume`` refuses other values for them)
 CONFIG_OPTIONS = (
@@ -78,7 +80,7 @@ def _parse_head(text: str) -> list[int]:
     "--size",
     default=299,
     show_default=True,
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=8, max=MAX_INPUT_SIZE),
     help="Training input side: the ensemble's common kernel (the paper trains every net at 299).",
 )
 @click.option(
@@ -124,22 +126,22 @@ def _parse_head(text: str) -> list[int]:
     "--lr",
     default=1e-3,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     help="Learning rate of the first step (the new head).",
 )
 @click.option(
     "--finetune-lr",
     default=None,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     help="Learning rate of the later steps [default: lr / 10].",
 )
-@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0))
+@click.option("--weight-decay", default=1e-4, show_default=True, type=FiniteFloatRange(min=0))
 @click.option("--opt", default="adamw", show_default=True, help="Optimizer (timm's names: adamw, sgd, momentum, ...).")
 @click.option(
     "--val-fraction",
     default=0.1,
     show_default=True,
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloatRange(0, 1, max_open=True),
     help="Share of each class held out for validation (seeded); 0: none, every step runs --epochs.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -159,14 +161,14 @@ def _parse_head(text: str) -> list[int]:
     "--crop-jitter",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     help="--crops: move each training crop's centre by up to this share of its sides (seeded).",
 )
 @click.option(
     "--crop-scale",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloatRange(0, 1, max_open=True),
     help="--crops: scale each training crop's sides by a factor in [1 - S, 1 + S] (seeded).",
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
@@ -194,6 +196,7 @@ def train_cmd(
     An image that is missing or cannot be read is skipped and counted, with one error line
     naming it; the run goes on and ends with exit status 1 (its result is valid).
     """
+    from fcnx.backbones import checkpoint
     from fcnx.training import trainer
 
     given = {name for name in CONFIG_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
@@ -208,6 +211,8 @@ def train_cmd(
         return
     if resume:
         if not (outdir / trainer.RESUME).is_file():
+            if (outdir / trainer.RESUME).exists():  # a FIFO or a folder: say what it is, never open it
+                checkpoint.check_weight_file(outdir / trainer.RESUME)
             raise UsageError(f"nothing to resume: no {trainer.RESUME} here", outdir)
         config, progress, _ = trainer.read_resume(outdir)
         saved = vars(config)
@@ -218,7 +223,7 @@ def train_cmd(
                 f"was {saved[changed[0]]!r}, not {options[changed[0]]!r}"
             )
         if progress.finished:
-            click.echo(f"{outdir}: this run has finished; its result is {outdir / trainer.BEST}")
+            click.echo(one_line(f"{outdir}: this run has finished; its result is {outdir / trainer.BEST}"))
             return
     else:
         if options["net"] is None or options["data"] is None:
@@ -227,12 +232,13 @@ def train_cmd(
             raise UsageError(
                 "this folder holds a training run already: continue it with --resume, or choose another folder", outdir
             )
+        trainer.refuse_taken(outdir)
         config = trainer.TrainConfig(**options)
     from fcnx.io.files import check_outdir
 
     created = not outdir.exists()
     check_outdir(outdir, [Path(config.data)])
-    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    log = (lambda text: None) if quiet else (lambda text: click.echo(one_line(text), err=True))
     try:
         result = trainer.train(
             config,
@@ -242,7 +248,7 @@ def train_cmd(
             resume=resume,
             quiet=quiet,
             log=log,
-            report=lambda text: click.echo(text, err=True),
+            report=lambda text: click.echo(one_line(text), err=True),
         )
     except FcnxError:
         if created and not any(outdir.iterdir()):  # refused before anything was written: leave no trace
@@ -256,11 +262,13 @@ def train_cmd(
         summary = f"best: {result.best}"
         if result.best_top1 is not None:
             summary += f" (validation top-1 {result.best_top1:.2%})"
-        click.echo(summary)
+        click.echo(one_line(summary))
     if result.skipped:
         click.echo(
-            f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
-            f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}",
+            one_line(
+                f"train: {len(result.skipped)} image(s) skipped ({result.missing} missing, "
+                f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}"
+            ),
             err=True,
         )
         raise SystemExit(1)
@@ -302,13 +310,21 @@ def _train_ensemble(
         names = [n.strip() for n in nets.split(",") if n.strip()] if nets else []
         if not names:
             raise UsageError("--nets needs backbone names, e.g. --nets inception_v3,xception,vgg16")
+        for name in names:
+            trainer.refuse_taken(outdir / name)
         plan = ensemble.plan(trainer.TrainConfig(**{**options, "net": names[0]}), names, outdir)
     created = not outdir.exists()
     check_outdir(outdir, [Path(plan.config["data"])])
-    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    log = (lambda text: None) if quiet else (lambda text: click.echo(one_line(text), err=True))
     try:
         result = ensemble.train_ensemble(
-            plan, outdir, device=device, workers=workers, quiet=quiet, log=log, report=lambda t: click.echo(t, err=True)
+            plan,
+            outdir,
+            device=device,
+            workers=workers,
+            quiet=quiet,
+            log=log,
+            report=lambda t: click.echo(one_line(t), err=True),
         )
     except FcnxError:
         if not resume and not any((outdir / m.net / trainer.RESUME).exists() for m in plan.members):
@@ -320,9 +336,9 @@ def _train_ensemble(
     done = result.manifest
     for member in done.members:
         top1 = "" if member.val_top1 is None else f" (validation top-1 {member.val_top1:.2%})"
-        click.echo(f"{member.net}: {outdir / member.checkpoint}{top1}")
+        click.echo(one_line(f"{member.net}: {outdir / member.checkpoint}{top1}"))
     top1 = "" if done.val_top1 is None else f" (ensemble validation top-1 {done.val_top1:.2%})"
-    click.echo(f"ensemble: {result.path}{top1}; use it with fcnx crop --ensemble {result.path}")
+    click.echo(one_line(f"ensemble: {result.path}{top1}; use it with fcnx crop --ensemble {result.path}"))
     if result.skipped:
         click.echo(
             f"train: {len(result.skipped)} image(s) skipped, listed in each member's {trainer.SKIPPED}", err=True

@@ -15,6 +15,7 @@ The pixels are read later, by whoever uses the items (:mod:`fcnx.training.datase
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ def _food101(root: Path, split: str) -> LabelledImages:
     classes = images.read_classes(root)
     if not classes:
         raise UsageError("class list is empty", classes_file)
+    images.refuse_class_links(root)
     folders = {p.name for p in _subfolders(root / "images")} if (root / "images").is_dir() else set()
     if not folders:
         raise UsageError(
@@ -134,6 +136,7 @@ def _folders(root: Path, split: str) -> LabelledImages:
     bases = _split_folders(root, split)
     classes: list[str] | None = None
     items: list[ImageItem] = []
+    warnings = [_link_warning(base, links) for base in bases if (links := _folder_links(base))]
     for base in bases:
         found = [p.name for p in _subfolders(base)]
         if not found:
@@ -156,7 +159,7 @@ def _folders(root: Path, split: str) -> LabelledImages:
                 f"{len(empty)} class folder(s) hold no image ({', '.join(sorted(IMAGE_SUFFIXES))}): {few(empty)}",
                 base / empty[0],
             )
-    return LabelledImages(root, "folders", split, list(classes or []), items)
+    return LabelledImages(root, "folders", split, list(classes or []), items, warnings=warnings)
 
 
 def _split_folders(root: Path, split: str) -> list[Path]:
@@ -181,7 +184,19 @@ def _split_folders(root: Path, split: str) -> list[Path]:
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The folders in ``folder``: neither hidden nor links (a link could lead out of the dataset, or loop)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+
+
+def _folder_links(folder: Path) -> list[Path]:
+    """The links to folders in ``folder`` (not hidden): not class folders, never followed."""
+    return sorted(p for p in folder.iterdir() if p.is_symlink() and p.is_dir() and not p.name.startswith("."))
+
+
+def _link_warning(folder: Path, links: Sequence[Path]) -> str:
+    return f"{folder}: {len(links)} link(s) to folders skipped, not class folders (links are not followed): " + few(
+        [f"{p.name} -> {os.readlink(p)}" for p in links]
+    )
 
 
 def _has_images(folder: Path) -> bool:

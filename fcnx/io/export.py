@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fcnx.errors import UsageError
-from fcnx.io.files import atomic_text
+from fcnx.io.files import atomic_text, check_folder_path
 
 FORMATS = ("coco", "voc", "yolo", "fiftyone")
 COCO_FILE = "labels.json"
@@ -197,11 +197,11 @@ def write(
 
 
 def _previous_files(dest: Path) -> set[str]:
-    """The files of the export already in ``dest`` (none when new or empty); refuses a folder of other files."""
+    """The files of the export already in ``dest`` (none when new or empty); refuses a folder of other files,
+    and a destination that is not a folder (:func:`~fcnx.io.files.check_folder_path`)."""
+    check_folder_path(dest)
     if not dest.exists():
         return set()
-    if not dest.is_dir():
-        raise UsageError("the export destination is not a folder", dest)
     marker = dest / MARKER
     if not marker.is_file():
         if any(dest.iterdir()):

@@ -33,6 +33,24 @@ LOCK = ".fcnx-lock"
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+#: the kinds of files that are neither regular files nor folders, in words
+SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, in words: ``a regular file``, ``a folder``, ``a named pipe``..."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return next((name for test, name in SPECIAL_FILES if test(mode)), "a special file")
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says that the disk or the quota is full."""
     return isinstance(exc, OSError) and exc.errno in FULL
@@ -144,8 +162,38 @@ def remove_temporaries(folder: Path) -> int:
     return count
 
 
+def check_folder_path(folder: Path) -> None:
+    """Refuse an output ``folder`` that is not a folder and that fcnx would create through a symbolic link.
+
+    The deepest part of ``folder`` that exists must be a folder (a link to one is fine): a dangling
+    link (``mkdir`` would create its target, wherever it points) or a file, or a link to one, is
+    a one-line :class:`~fcnx.errors.UsageError` naming that part.
+    """
+    part = Path(os.path.abspath(folder))
+    while not os.path.lexists(part):
+        part = part.parent
+    try:
+        mode: int | None = os.stat(part).st_mode
+    except OSError:  # a link to nothing or a loop, or a folder on the way that cannot be searched
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        return
+    name = folder if part == Path(os.path.abspath(folder)) else part
+    if os.path.islink(part):
+        why = "that leads nowhere (dangling, or a loop)" if mode is None else f"to {kind_of(mode)}"
+        raise UsageError(
+            f"is a symbolic link {why} ({os.readlink(part)}): fcnx does not create or write through it; "
+            f"create the folder, or choose another output folder",
+            name,
+        )
+    if mode is not None:
+        raise UsageError(f"is {kind_of(mode)}, not a folder: choose another output folder", name)
+
+
 def check_outdir(outdir: Path, inputs: Sequence[Path], in_place: bool = False) -> Path:
-    """Refuse an OUTDIR that is, contains or lies inside an input (unless ``in_place``); create it, check it is writable."""
+    """Refuse an OUTDIR that is, contains or lies inside an input (unless ``in_place``) or that is not a folder
+    (:func:`check_folder_path`); create it, check it is writable."""
+    check_folder_path(outdir)
     out = Path(os.path.realpath(outdir))
     for given in inputs:
         real = Path(os.path.realpath(given))
@@ -162,6 +210,34 @@ def check_outdir(outdir: Path, inputs: Sequence[Path], in_place: bool = False) -
     except OSError as exc:
         raise UsageError(f"cannot write to the output folder ({exc.strerror or exc})", outdir) from None
     return out
+
+
+def claim_outputs(folder: Path, names: Sequence[str], command: str) -> None:
+    """Refuse to replace a file of ``names`` in ``folder`` that ``command`` (``fcnx evaluate``) did not write
+    there; then list ``names`` as its own in ``folder/.fcnx-<command>.json``, before they are written.
+
+    A rerun into the same folder replaces its own outputs; a user's ``evaluation.csv`` is never replaced.
+    """
+    marker = folder / f".{command.replace(' ', '-')}.json"
+    try:
+        listed = json.loads(read_regular(marker))["files"]
+        if not isinstance(listed, list):
+            raise TypeError("files is not a list")
+    except FileNotFoundError:
+        listed = []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"unreadable list of {command}'s files ({exc}); remove it or choose another folder", marker
+        ) from None
+    taken = sorted(name for name in names if name not in listed and os.path.lexists(folder / name))
+    if taken:
+        raise UsageError(
+            f"already holds {', '.join(taken)}, not written by {command}: fcnx never replaces them; "
+            f"move them or choose another output folder",
+            folder,
+        )
+    with writing(folder):
+        atomic_text(marker, json.dumps({"files": sorted({*listed, *names})}, indent=1) + "\n")
 
 
 class OutdirLock:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnx.errors import FcnxError, UsageError
+from fcnx.io.files import kind_of
 
 #: suffixes (lower case) of the files a folder walk picks up; files named on the command line are always tried
 IMAGE_SUFFIXES = frozenset(
@@ -56,12 +57,6 @@ MAX_PIXELS_VARIABLE = "FCNX_MAX_PIXELS"
 #: Huffman-coded JPEG spends at least one bit per 8x8 block (512 pixels per byte), and libjpeg would
 #: fill the missing blocks with grey
 JPEG_PIXELS_PER_BYTE = 2048
-_SPECIAL = (
-    (stat.S_ISFIFO, "a named pipe"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
 
 
 @dataclass(frozen=True)
@@ -120,8 +115,7 @@ def _check_regular(status: os.stat_result, path: str | os.PathLike[str]) -> None
     if stat.S_ISDIR(status.st_mode):
         raise FcnxError("is a folder, not an image", path)
     if not stat.S_ISREG(status.st_mode):
-        kind = next((name for test, name in _SPECIAL if test(status.st_mode)), "a special file")
-        raise FcnxError(f"is {kind}, not a regular file: not opened", path)
+        raise FcnxError(f"is {kind_of(status.st_mode)}, not a regular file: not opened", path)
 
 
 @contextlib.contextmanager
@@ -389,6 +383,19 @@ def _read_list(meta: Path, classes: set[str]) -> list[tuple[int, PurePosixPath]]
     return entries
 
 
+def refuse_class_links(root: Path) -> None:
+    """A one-line :class:`UsageError` for a link to a folder in ``images/`` of a Food-101 root: a class folder
+    is never followed through a link (it could lead out of the dataset, or loop)."""
+    folder = root / "images"
+    links = sorted(p for p in folder.iterdir() if p.is_symlink() and p.is_dir()) if folder.is_dir() else []
+    if links:
+        raise UsageError(
+            f"is a link to a folder ({os.readlink(links[0])}): class folders are not followed through links; "
+            f"move or copy the folder into images/",
+            links[0],
+        )
+
+
 def read_image_lists(root: Path, split: str = "all") -> ImageLists:
     """The images ``meta/train.txt`` and/or ``meta/test.txt`` list for ``split``, each resolved to its file.
 
@@ -397,6 +404,7 @@ def read_image_lists(root: Path, split: str = "all") -> ImageLists:
     with the count; the lists are compared even when ``split`` reads only one of them.
     """
     classes = set(read_classes(root))
+    refuse_class_links(root)
     lists = {name: root / "meta" / f"{name}.txt" for name in ("train", "test")}
     names = [name for name in lists if lists[name].is_file()] if split == "all" else [split]
     read = {name: _read_list(path, classes) for name, path in lists.items() if name in names or path.is_file()}
@@ -457,6 +465,7 @@ def dataset_items(root: Path, split: str = "all") -> list[ImageItem]:
         return read_image_lists(root, split).items
     if split != "all":
         raise UsageError(f"no meta/{split}.txt in dataset root", root)
+    refuse_class_links(root)
     items: list[ImageItem] = []
     images = root / "images"
     for path in image_files(images):

@@ -129,6 +129,9 @@ def record_problem(record: Record | None) -> str | None:
             return f"no field {key!r}"
         if not _fits(record[key], types):
             return f"field {key!r} has the wrong type or value ({type(record[key]).__name__})"
+    for key in ("width", "height", "w", "h"):  # the gallery divides by the image's sides
+        if not record[key] > 0:
+            return f"field {key!r} is not a side ({record[key]})"
     for key in ("cell", "scaled_size"):
         if len(record[key]) != 2 or not all(_fits(v, (int,)) for v in record[key]):
             return f"field {key!r} is not two integers"

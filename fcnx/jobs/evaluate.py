@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from fcnx.engine.ensemble import KernelChoice
 
 
+#: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
+OUTPUTS = ("evaluation.csv", "evaluation.json")
+
+
 @dataclass(frozen=True)
 class EvaluateOptions:
     """What to score with and on what (see ``fcnx evaluate --help`` for each option's meaning).
@@ -76,7 +80,7 @@ class EvaluateJob:
         """Open the dataset and the boxes, check OUTDIR, load the nets and check that they know the dataset's classes."""
         from fcnx.engine.devices import resolve_device
         from fcnx.engine.ensemble import load_ensemble
-        from fcnx.io.files import check_outdir
+        from fcnx.io.files import check_outdir, claim_outputs
 
         options = self.options
         self.dataset: LabelledImages = open_dataset(self.data, options.split)
@@ -90,6 +94,7 @@ class EvaluateJob:
             self._read_boxes(Path(options.crops))
         if self.outdir is not None:
             self.outdir = check_outdir(self.outdir, [self.data])
+            claim_outputs(self.outdir, OUTPUTS, "fcnx evaluate")
         local = options.engine == "local"
         if not local:
             from fcnx.jobs.ray import check_kernel
@@ -191,8 +196,8 @@ class EvaluateJob:
             "without_box": [str(i.path) for i in self.without_box],
         }
         with writing(out):
-            write_csv(out / "evaluation.csv", list(rows[0]), rows)
-            atomic_text(out / "evaluation.json", json.dumps(summary, indent=2))
+            write_csv(out / OUTPUTS[0], list(rows[0]), rows)
+            atomic_text(out / OUTPUTS[1], json.dumps(summary, indent=2))
 
 
 def run_evaluate(

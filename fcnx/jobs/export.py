@@ -81,8 +81,11 @@ def _kinds(
 
 
 def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
-    """``(width, height)`` of the image of ``record``: its fields, else the upright image file."""
+    """``(width, height)`` of the image of ``record``: its fields, else the upright image file; a size of no
+    image (``0x100``) is that image's one-line :class:`FcnxError`."""
     if isinstance(record.get("width"), int) and isinstance(record.get("height"), int):
+        if record["width"] < 1 or record["height"] < 1:
+            raise FcnxError(f"its record gives the image size {record['width']}x{record['height']}: left out", path)
         return record["width"], record["height"]
     with open_upright(path) as image:
         return image.width, image.height

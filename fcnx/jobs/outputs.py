@@ -312,29 +312,33 @@ class CropOutputs:
         ``order`` stay first. Returns the error lines of what could not be written (a full disk is
         reported once: not again if an image met it); the lock is released in any case.
         """
-        self.flush()  # the images in flight (a stopped run)
-        self._pool.close()
-        errors = []
-        steps: list[tuple[str, Callable[[], None]]] = [
-            (JOURNAL, lambda: self.journal.compact(str(item.path) for item in order)),
-            (TABLE, lambda: reports.write_table(self.outdir, self.records, self.net_names)),
-            (FAILURES, lambda: reports.write_failures(self.outdir, list(failures))),
-        ]
-        if self.gallery:
-            steps.append((GALLERY, lambda: reports.write_gallery(self.outdir, self.records, self.settings_file.claim)))
-        if self.meta_copies:
-            steps.append(("dataset lists", lambda: reports.copy_meta(self.outdir, self.meta_copies)))
-        for name, step in steps:
-            try:
-                step()
-            except OSError as exc:
-                error = _write_error(exc, self.outdir / name)
-                if isinstance(error, DiskFull):
-                    if self.full is not None:
-                        continue
-                    self.full = error
-                errors.append(str(error))
-        self.close()
+        errors: list[str] = []
+        try:  # the lock is released even if a step fails otherwise than with an OSError
+            self.flush()  # the images in flight (a stopped run)
+            self._pool.close()
+            steps: list[tuple[str, Callable[[], None]]] = [
+                (JOURNAL, lambda: self.journal.compact(str(item.path) for item in order)),
+                (TABLE, lambda: reports.write_table(self.outdir, self.records, self.net_names)),
+                (FAILURES, lambda: reports.write_failures(self.outdir, list(failures))),
+            ]
+            if self.gallery:
+                steps.append(
+                    (GALLERY, lambda: reports.write_gallery(self.outdir, self.records, self.settings_file.claim))
+                )
+            if self.meta_copies:
+                steps.append(("dataset lists", lambda: reports.copy_meta(self.outdir, self.meta_copies)))
+            for name, step in steps:
+                try:
+                    step()
+                except OSError as exc:
+                    error = _write_error(exc, self.outdir / name)
+                    if isinstance(error, DiskFull):
+                        if self.full is not None:
+                            continue
+                        self.full = error
+                    errors.append(str(error))
+        finally:
+            self.close()
         return errors
 
     def close(self) -> None:

@@ -38,6 +38,12 @@ SIGNAL_TEXT = {
 #: columns of ``suspects.csv``
 FIELDS = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "gap", "x", "y", "w", "h"]
 
+#: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
+OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html")
+
+#: float32 rounding of summed probabilities: the same maximum summed in two orders differs by about 6e-8
+GAP_ROUNDING = 1e-6
+
 #: mislabel signals of :func:`find_suspects`
 SIGNALS = tuple(SIGNAL_TEXT)
 
@@ -82,8 +88,10 @@ def rank_suspects(suspects: Iterable[Suspect]) -> list[Suspect]:
 def label_gap(levels: Sequence[Any], maps: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """The graded mislabel signal of one image from :meth:`~fcnx.engine.cropper.Cropper.label_levels`: the best
     summed probability of any class anywhere in its pyramid minus the best of its label (0 when the
-    label is the most confident class there)."""
-    return max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
+    label is the most confident class there: a gap within :data:`GAP_ROUNDING` is the same maximum summed
+    in another order, not a gap)."""
+    gap = max(float(values.max()) for values, _ in maps) - max(float(level.summed().max()) for level in levels)
+    return gap if gap > GAP_ROUNDING else 0.0
 
 
 def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
@@ -179,7 +187,7 @@ class SuspectsJob:
         from fcnx.engine.cropper import Cropper
         from fcnx.engine.devices import resolve_device
         from fcnx.engine.ensemble import load_ensemble
-        from fcnx.io.files import check_outdir
+        from fcnx.io.files import check_outdir, claim_outputs
 
         o = self.options
         self.dataset: LabelledImages = open_dataset(self.data, o.split)
@@ -188,6 +196,7 @@ class SuspectsJob:
         if not self.items:
             raise UsageError(f"no images in the {o.split} split", self.data)
         self.outdir = check_outdir(self.outdir, [self.data])
+        claim_outputs(self.outdir, OUTPUTS, "fcnx suspects")
         ensemble = load_ensemble(o.nets, o.weights, kernel=o.kernel, device=resolve_device(o.device))
         self.cropper = Cropper(ensemble)
         unknown = sorted({str(i.label) for i in self.items} - set(self.cropper.classes))
@@ -209,9 +218,9 @@ class SuspectsJob:
         rows = [s.as_dict() for s in suspects]
         summary = {"images": len(self.items), "signal": o.signal, "suspects": rows, "failures": self.failures}
         with writing(out):
-            write_csv(out / "suspects.csv", FIELDS, rows)
-            atomic_text(out / "suspects.json", json.dumps(summary, indent=2))
-            atomic_text(out / "suspects.html", suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
+            write_csv(out / OUTPUTS[0], FIELDS, rows)
+            atomic_text(out / OUTPUTS[1], json.dumps(summary, indent=2))
+            atomic_text(out / OUTPUTS[2], suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
         return suspects
 
 

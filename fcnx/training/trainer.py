@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import random
 import sys
 import time
@@ -41,7 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fcnx.backbones import checkpoint
 from fcnx.backbones.registry import get_backbone
-from fcnx.errors import FcnxError, UsageError
+from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io import datasets as listing
 from fcnx.io import images
 from fcnx.method.metrics import top_k_accuracy
@@ -52,6 +53,8 @@ RESUME = "resume.safetensors"
 METRICS = "metrics.csv"
 PLOT = "training.png"
 SKIPPED = "skipped.txt"
+#: the files a run writes into its folder: a new run refuses a folder holding one (:func:`refuse_taken`)
+OUTPUTS = (BEST, RESUME, METRICS, PLOT, SKIPPED, card.CARD)
 COLUMNS = [
     "epoch",
     "step",
@@ -68,6 +71,17 @@ COLUMNS = [
     "unreadable",
     "seconds",
 ]
+
+
+def refuse_taken(folder: Path) -> None:
+    """A one-line :class:`UsageError` when ``folder`` holds a file of :data:`OUTPUTS` (the user's, or another
+    run's) that a new run would replace."""
+    taken = [name for name in OUTPUTS if os.path.lexists(folder / name)]
+    if taken:
+        raise UsageError(
+            f"already holds {', '.join(taken)}, which a new run would replace: move them or choose another folder",
+            folder,
+        )
 
 
 @dataclass
@@ -441,7 +455,7 @@ def train(
     if ctx.main:
         log(data.describe() + f"; {len(train_items)} for training, {len(val_items)} for validation")
         for warning in data.warnings:
-            log(f"warning: {warning}")
+            log(f"warning: {one_line(warning)}")
     if not train_items:
         raise UsageError(f"no training images left in the {config.split} split", data.root)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from fcnx.errors import UsageError
+from fcnx.io.files import kind_of
 
 
 def _read_classes(path: Path) -> list[str]:
@@ -83,7 +84,9 @@ def convert_cmd(
     if output.exists() and not force:
         raise UsageError(f"{output}: exists; pass --force to overwrite it")
     if not keras_file.is_file():
-        raise UsageError(f"{keras_file}: no such file")
+        mode = keras_file.stat().st_mode if keras_file.exists() else None
+        what = "no such file" if mode is None else f"is {kind_of(mode)}, not a regular file: not opened"
+        raise UsageError(f"{keras_file}: {what}")
     meta = checkpoint.read_meta(keras_file)
     name = backbone or (meta.arch if meta else None)
     if name is None:

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from fcnx.backbones.checkpoint import check_weight_file
 from fcnx.errors import WeightsError
 from fcnx_keras.classifier import POOLS, KerasClassifier, fresh_base, leaf_layers, signature, split
 
@@ -244,8 +245,7 @@ def _load_weights_only(classifier: KerasClassifier, path: Path) -> None:
 
 def load_into(classifier: KerasClassifier, path: Path) -> None:
     """``load_weights`` of the Keras backbones: a full model replaces the built one, weights-only files fill it."""
-    if not path.is_file():
-        raise WeightsError("no such weight file", path)
+    check_weight_file(path)
     config = model_config(path)
     if config is None:
         _load_weights_only(classifier, path)

@@ -326,7 +326,7 @@ def test_no_output_is_ever_written_at_the_path_of_an_input(tmp_path, weights):
         (lambda p, w: ["--category", "red", p / "in", "-o", p / "in"], "overlaps the input"),
         (
             lambda p, w: ["--category", "red", p / "in", "-o", p / "file.txt" / "out"],
-            "cannot write to the output folder",
+            "file.txt: is a regular file, not a folder: choose another output folder",
         ),
         (lambda p, w: ["--category", "red", p / "missing", "-o", p / "out"], "no such file or folder"),
         (

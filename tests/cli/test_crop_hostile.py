@@ -436,8 +436,19 @@ def test_a_disk_full_before_the_journal_can_be_repaired_is_one_line_and_changes_
         (lambda r: r.update(net_scores=[]), "field 'net_scores' has the wrong type"),
         (lambda r: r.update(crop="../../outside.png"), "field 'crop' is not a path inside OUTDIR"),
         (lambda r: r.update(path=None), "field 'path' has the wrong type"),
+        (lambda r: r.update(width=0), "field 'width' is not a side (0)"),  # the gallery divided by it
+        (lambda r: r.update(h=-2.5), "field 'h' is not a side (-2.5)"),
     ],
-    ids=["missing-key", "string-votes", "short-cell", "list-scores", "crop-outside", "null-path"],
+    ids=[
+        "missing-key",
+        "string-votes",
+        "short-cell",
+        "list-scores",
+        "crop-outside",
+        "null-path",
+        "no-width",
+        "minus-h",
+    ],
 )
 def test_a_tampered_journal_line_is_reported_once_set_aside_and_its_image_redone(tmp_path, weights, tamper, problem):
     photos, out = tmp_path / "photos", tmp_path / "out"
