@@ -46,8 +46,9 @@ def _maps_section(results: Results) -> list[str]:
         "",
         "MaxBoxAccV2 in %. Boxes: the one box fcnx outputs per image. Maps: the standard protocol "
         "(wsolevaluation: threshold sweep in steps of 0.01, every region's box, the best threshold per IoU "
-        "threshold) on the map `fcnx crop --heatmaps-npy` writes: the found object's evidence, 0 outside its "
-        f"tight box. For comparison, the evidence of the whole pyramid (no choice) scores {_pct(pyramid['maxboxacc'])}.",
+        "threshold) on the map `fcnx crop --heatmaps-npy` writes: the class maps' evidence where they give the "
+        "tight box, else the windows' evidence inside the tight box (0 outside). For comparison, the windows' evidence "
+        f"of the whole pyramid (no choice) scores {_pct(pyramid['maxboxacc'])}.",
     ]
     for rule, share in results.label_free.items():
         lines += ["", f"Label-free category ({rule}): the canvas's label on **{_pct(share)}%** of the canvases."]

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import click
 
-from fcnx.method.evidence import BOXES
-
-#: the box ``fcnx crop`` writes unless told otherwise
-DEFAULT_BOX = "square"
+from fcnx.method.evidence import BOXES, DEFAULT_BOX
 
 box_option = click.option(
     "--box",
     default=DEFAULT_BOX,
     show_default=True,
     type=click.Choice(BOXES),
-    help="square: the paper's kernel window (the paper's crop); tight: a box of any aspect fitted to the "
-    "ensemble's evidence over the pyramid (docs/crop.md). boxes.jsonl/boxes.csv hold both.",
+    help="tight: a box of any aspect fitted to the nets' class maps over the pyramid (docs/crop.md); "
+    "square: the paper's kernel window (the paper's crop). boxes.jsonl/boxes.csv hold both.",
 )
 
 maps_option = click.option(

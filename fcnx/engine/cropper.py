@@ -71,7 +71,7 @@ class Cropper:
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
     ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
-    is the paper's kernel window (``"square"``) or the tight box (``"tight"``); both are given.
+    is the tight box (``"tight"``, the default) or the paper's kernel window (``"square"``); both are given.
     """
 
     def __init__(
@@ -87,7 +87,7 @@ class Cropper:
         workers: int = 0,
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
-        box: str = "square",
+        box: str = evidence.DEFAULT_BOX,
     ) -> None:
         if box not in evidence.BOXES:
             raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")

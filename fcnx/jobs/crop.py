@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import UsageError
 from fcnx.io.images import ImageItem
+from fcnx.method.evidence import DEFAULT_BOX
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -64,7 +65,7 @@ class CropOptions:
     dry_run: bool = False
     heatmaps: bool = False
     heatmaps_npy: bool = False
-    box: str = "square"
+    box: str = DEFAULT_BOX
     gallery: bool = False
     fail_fast: bool = False
     in_place: bool = False

@@ -65,9 +65,14 @@ class SettingsFile:
             atomic_text(self.path, json.dumps(state, indent=2, ensure_ascii=True) + "\n")
 
 
+#: what an absent setting stands for (left out of the file so that OUTDIRs of earlier versions still resume)
+ABSENT = {"box": "square", "in_place": False}
+
+
 def _shown(settings: dict[str, Any], key: str, most: int = 60) -> str:
-    """A setting's value for a message: its repr, cut to ``most`` characters; ``unset`` (the default) when absent."""
+    """A setting's value for a message: its repr, cut to ``most`` characters; for an absent one what it
+    stands for (:data:`ABSENT`), else ``unset`` (the default)."""
     if key not in settings:
-        return "unset (the default)"
+        return f"{ABSENT[key]!r} (unset)" if key in ABSENT else "unset (the default)"
     text = repr(settings[key])
     return text if len(text) <= most else text[: most - 3] + "..."

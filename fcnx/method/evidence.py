@@ -52,6 +52,8 @@ AGREE = 0.4
 
 #: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
 BOXES = ("square", "tight")
+#: the box cropped unless told otherwise (docs/crop.md: it fits real photos and the benchmark better)
+DEFAULT_BOX = "tight"
 #: the long side (pixels) the evidence of a larger image is computed at; boxes are scaled back
 MAX_SIDE = 512
 

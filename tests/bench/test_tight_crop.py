@@ -112,11 +112,13 @@ def test_tight_boxes_fit_the_demo_objects_better_than_the_square(runs):
 
 
 def test_an_outdir_of_square_boxes_refuses_tight_ones(runs, tmp_path):
+    """Square OUTDIRs (of earlier versions too: no box in the settings) refuse the default, now tight."""
     out = tmp_path / "o"
     crop(out, "--box", "square")
-    argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--dry-run", "-q", "--box", "tight"]
+    argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--dry-run", "-q"]
     result = CliRunner().invoke(cli, argv)
-    assert result.exit_code != 0 and "(box: unset (the default) there, 'tight' now)" in result.output
+    assert result.exit_code != 0 and "(box: 'square' (unset) there, 'tight' now)" in result.output
+    assert CliRunner().invoke(cli, [*argv, "--box", "square"]).exit_code == 0  # the same box resumes
 
 
 def test_score_maps_are_float32_in_0_1_at_the_image_size_and_hold_the_tight_box(runs):

@@ -82,7 +82,7 @@ def test_an_outdir_held_by_another_run_is_refused_before_anything_is_touched(tmp
 
 
 def test_other_settings_are_refused_naming_both_values(tmp_path):
-    """A resume with other settings says what each was and is; an absent setting is the default."""
+    """A resume with other settings says what each was and is; an absent setting what it stands for."""
     import pytest
 
     from fcnx.errors import UsageError
@@ -92,6 +92,6 @@ def test_other_settings_are_refused_naming_both_values(tmp_path):
     again = SettingsFile(tmp_path, {"step": 1.5, "categories": ["x" * 100], "box": "tight"})
     with pytest.raises(UsageError) as refused:
         again.check([], "boxes.jsonl")
-    assert "(box: unset (the default) there, 'tight' now; step: 1.2 there, 1.5 now)" in str(refused.value)
+    assert "(box: 'square' (unset) there, 'tight' now; step: 1.2 there, 1.5 now)" in str(refused.value)
     with pytest.raises(UsageError, match=r"categories: \['x{55}\.\.\. there, \['y{55}\.\.\. now"):
         SettingsFile(tmp_path, {"step": 1.2, "categories": ["y" * 100]}).check([], "boxes.jsonl")
