@@ -263,5 +263,10 @@ def load_fcn(
     dev = torch.device(device) if isinstance(device, str) else device
     net = spec.convolutionalize(classifier, pool)
     if isinstance(net, torch.nn.Module):
+        from fcnx.backbones.convolutionalize import FoldedFCN, PooledFCN, pool_the_cells
+
         net = net.to(dev).eval()
+        if isinstance(net, (PooledFCN, FoldedFCN)):
+            side = kernel + 2 * spec.stride  # three windows a side
+            pool_the_cells(net, torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(dev))
     return FCN(spec=spec, classes=list(classes), kernel=kernel, pool=pool, net=net, device=dev, classifier=classifier)
