@@ -10,8 +10,9 @@ threads:
 - ``folded``: torch with batch norms folded (the torch default now);
 - ``onnxruntime fp32``, ``openvino fp32``, ``openvino bf16`` (bf16 only with native CPU support);
 - ``openvino fp32 static``, ``onnxruntime fp32 static``: the runtime given each input shape's own
-  static model at its first run (:class:`StaticShapes`: OpenVINO's model reshaped, ONNX Runtime's
-  free dimensions overridden; measured, not in fcnx: see docs/performance.md); with ``--warm-all``
+  static model at its first run, unbounded (:class:`StaticShapes`: OpenVINO's model reshaped, not in
+  fcnx; ONNX Runtime's free dimensions overridden, as fcnx does after ``STATIC_AFTER`` runs of a
+  shape, :mod:`fcnx.engine.backends.runtimes`); with ``--warm-all``
   the warm-up compiles every photo's shapes, so the timed pass measures the static models alone;
 - ``folded + early stop``: ``--early-stop`` (stop at the first level where every net votes for the
   category), with whether the box is the same as without;
