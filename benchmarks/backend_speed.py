@@ -9,6 +9,11 @@ threads:
 - ``eager``: torch, batch norms unfolded (fcnx before this change), the reference;
 - ``folded``: torch with batch norms folded (the torch default now);
 - ``onnxruntime fp32``, ``openvino fp32``, ``openvino bf16`` (bf16 only with native CPU support);
+- ``openvino fp32 static``, ``onnxruntime fp32 static``: the runtime given each input shape's own
+  static model at its first run, unbounded (:class:`StaticShapes`: OpenVINO's model reshaped, not in
+  fcnx; ONNX Runtime's free dimensions overridden, as fcnx does after ``STATIC_AFTER`` runs of a
+  shape, :mod:`fcnx.engine.backends.runtimes`); with ``--warm-all``
+  the warm-up compiles every photo's shapes, so the timed pass measures the static models alone;
 - ``folded + early stop``: ``--early-stop`` (stop at the first level where every net votes for the
   category), with whether the box is the same as without;
 - ``Grad-CAM``: pytorch-grad-cam on each net at its native size on the whole image (one forward
@@ -46,6 +51,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from fcnx.engine import backends
+from fcnx.engine.backends.export import onnx_file
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble
 from fcnx.engine.fcn import FCN, imagenet_classes, load_fcn
@@ -62,6 +68,8 @@ VARIANTS = {
     "onnxruntime fp32": ("onnxruntime", "fp32", True, False),
     "openvino fp32": ("openvino", "fp32", True, False),
     "openvino bf16": ("openvino", "bf16", True, False),
+    "onnxruntime fp32 static": ("onnxruntime", "fp32", True, False),
+    "openvino fp32 static": ("openvino", "fp32", True, False),
 }
 #: the allocator measured by ``--jemalloc`` (Debian/Ubuntu: apt-get install libjemalloc2), and its settings
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
@@ -87,6 +95,45 @@ def photos(count: int) -> list[tuple[str, np.ndarray, str]]:
         size = (round(w * scale), round(h * scale))
         out.append((name, np.array(Image.fromarray(pixels).resize(size, Image.BICUBIC)), category))
     return out
+
+
+class StaticShapes:
+    """An fp32 runner with one model per input shape, made at the shape's first run and kept (no bound)."""
+
+    def __init__(self, fcn: FCN, backend: str, threads: int) -> None:
+        self.fcn, self.backend, self.threads, self.path = fcn, backend, threads, str(onnx_file(fcn))
+        self.models: dict[tuple[int, ...], Any] = {}
+
+    def _model(self, shape: tuple[int, ...]) -> Any:
+        if self.backend == "openvino":
+            import openvino
+
+            core = openvino.Core()
+            model = core.read_model(self.path)
+            model.reshape({0: list(shape)})
+            config = {
+                "INFERENCE_NUM_THREADS": self.threads,
+                "INFERENCE_PRECISION_HINT": "f32",
+                "PERFORMANCE_HINT": "LATENCY",
+            }
+            return core.compile_model(model, "CPU", config).create_infer_request()
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
+        for name, size in zip(("n", "h", "w"), (shape[0], shape[2], shape[3])):
+            options.add_free_dimension_override_by_name(name, size)
+        return onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(self.fcn.normalize(pixels).float().numpy())
+        if x.shape not in self.models:
+            self.models[x.shape] = self._model(x.shape)
+        model = self.models[x.shape]
+        if self.backend == "openvino":
+            model.infer({0: x})
+            return torch.from_numpy(np.array(model.get_output_tensor(0).data))
+        return torch.from_numpy(model.run(None, {"pixels": x})[0])
 
 
 class GradCamEnsemble:
@@ -126,6 +173,8 @@ def croppers(only: list[str] | None = None, max_scale: float | str = 3.0) -> dic
         backend, precision, fold, early = VARIANTS[name]
         fcns = [load_fcn(n, "pretrained", kernel=KERNEL) for n in NETS]
         ensemble = Ensemble(fcns, fold=fold, backend=backend, precision=precision)
+        if name.endswith(" static"):
+            ensemble.runners = [StaticShapes(fcn, backend, torch.get_num_threads()) for fcn in ensemble.fcns]
         out[name] = Cropper(ensemble, early_stop=early, max_scale=max_scale)
     return out
 
@@ -148,7 +197,11 @@ def spread(values: list[float]) -> str:
 
 
 def run(
-    threads: int, images: list[tuple[str, np.ndarray, str]], only: list[str] | None = None, max_scale: float | str = 3.0
+    threads: int,
+    images: list[tuple[str, np.ndarray, str]],
+    only: list[str] | None = None,
+    max_scale: float | str = 3.0,
+    warm_all: bool = False,
 ) -> None:
     torch.set_num_threads(threads)
     crops = croppers(only, max_scale)
@@ -158,8 +211,10 @@ def run(
     same_box: dict[str, int] = {name: 0 for name in crops}
     same_tight: dict[str, int] = {name: 0 for name in crops}
     stopped: dict[str, int] = {name: 0 for name in crops}
-    for cropper in crops.values():  # warm-up: one-time costs (allocations, the runtimes' first run)
-        cropper.crop_image(images[0][1], [images[0][2]])
+    for name, cropper in crops.items():  # warm-up: one-time costs (allocations, the runtimes' first run)
+        for _, pixels, category in images if warm_all else images[:1]:
+            elapsed, _ = timed(cropper.crop_image, pixels, [category])
+            print(f"  warm-up {name}: {elapsed:.2f} s", file=sys.stderr, flush=True)
     gradcam.box(images[0][1], classes.index(images[0][2]))
     for name, pixels, category in images:
         boxes: dict[str, Box] = {}
@@ -174,7 +229,8 @@ def run(
             same_box[variant] += (box.level, box.cell) == (ref.level, ref.cell)
             same_tight[variant] += box.tight == ref.tight
             stopped[variant] += box.stopped_early
-        print(f"  {threads} thread(s): {name} done", file=sys.stderr, flush=True)
+        times = ", ".join(f"{variant} {values[-1]:.2f} s" for variant, values in seconds.items())
+        print(f"  {threads} thread(s): {name} done: {times}", file=sys.stderr, flush=True)
     flops = {name: pyramid_flops(crops[name], images[0][1], images[0][2]) for name in COUNTED if name in crops}
     with FlopCounterMode(display=False) as counter:
         gradcam.box(images[0][1], classes.index(images[0][2]))
@@ -246,6 +302,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None, help="variants (and eager)")
     parser.add_argument("--jemalloc", type=int, default=0, metavar="N", help="time fcnx crop N x with/without jemalloc")
     parser.add_argument("--max-scale", default="3", help="the pyramid's --max-scale: a number, or auto")
+    parser.add_argument("--warm-all", action="store_true", help="warm up on every photo, not only the first")
     args = parser.parse_args()
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
@@ -255,7 +312,8 @@ def main() -> None:
     for threads in args.threads if args.jemalloc else ():
         allocator(images, threads, args.jemalloc)
     for threads in args.threads if not args.jemalloc else ():
-        run(threads, images, args.only, args.max_scale if args.max_scale == "auto" else float(args.max_scale))
+        scale = args.max_scale if args.max_scale == "auto" else float(args.max_scale)
+        run(threads, images, args.only, scale, args.warm_all)
     print(f"\nuptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 

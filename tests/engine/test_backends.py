@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from fcnx.cli import cli
 from fcnx.engine import backends
-from fcnx.engine.backends import export
+from fcnx.engine.backends import export, runtimes
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.errors import UsageError
@@ -53,6 +54,55 @@ def test_fp32_backends_agree_with_torch_on_the_demo_canvases(one_thread, cache, 
     expected = reference.probabilities(pixels)
     assert expected.shape[-2:] == reference.cells((190, 230)) and expected.shape[-1] > 1
     assert (other.probabilities(pixels) - expected).abs().max().item() < 1e-5
+
+
+@pytest.fixture
+def static_cache(monkeypatch):
+    """Empty per-shape session caches for one test."""
+    monkeypatch.setattr(runtimes, "_static", OrderedDict())
+    monkeypatch.setattr(runtimes, "_runs", OrderedDict())
+    return runtimes._static
+
+
+def test_onnxruntime_per_shape_sessions_give_the_dynamic_logits(one_thread, cache, static_cache):
+    _runtime("onnxruntime")
+    ensemble = load_ensemble(NETS, kernel=56, device="cpu", backend="onnxruntime")
+    pixels = torch.rand(2, 3, 190, 230, generator=torch.Generator().manual_seed(0)) * 255
+    for run in ensemble.runners:
+        assert run.static_after == runtimes.STATIC_AFTER
+        dynamic = [run(pixels) for _ in range(runtimes.STATIC_AFTER)]  # on the dynamic session: none made yet
+        assert not static_cache
+        static = run(pixels)  # the run after STATIC_AFTER: a session for 2 x 3 x 190 x 230
+        assert list(static_cache) == [(run.path, 1, (2, 3, 190, 230))]
+        assert static.shape == dynamic[0].shape and static.shape[1] > 1
+        assert (static - dynamic[0]).abs().max().item() < 1e-5
+        static_cache.clear()
+    reference = _boxes(Cropper(load_ensemble(NETS, kernel=56, device="cpu")))
+    for run in ensemble.runners:
+        run.static_after = 0  # every shape on its own session from its first run
+    assert _boxes(Cropper(ensemble)) == reference
+    assert len(static_cache) == runtimes.STATIC_SESSIONS  # the demo's 10 canvases have more level shapes
+
+
+def test_per_shape_sessions_keep_at_most_their_bound_and_are_made_again_only_after_more_runs(
+    one_thread, cache, static_cache, monkeypatch
+):
+    _runtime("onnxruntime")
+    monkeypatch.setattr(runtimes, "STATIC_SESSIONS", 2)
+    (run,) = load_ensemble(["tiny_vgg"], kernel=56, device="cpu", backend="onnxruntime").runners
+    run.static_after = 1
+    a, b, c = (1, 3, 56, 56), (1, 3, 60, 64), (1, 3, 72, 56)
+    for shape in (a, b, c):
+        run(torch.zeros(shape))
+    assert not static_cache  # each shape's first run is on the dynamic session
+    for shape in (a, b, c):
+        run(torch.zeros(shape))
+    assert [k[2] for k in static_cache] == [b, c]  # made at their second run; a, least recently used, put out
+    run(torch.zeros(a))
+    assert [k[2] for k in static_cache] == [b, c]  # a put out runs static_after times on the dynamic one again
+    run(torch.zeros(a))
+    run(torch.zeros(c))
+    assert [k[2] for k in static_cache] == [a, c]
 
 
 def test_export_is_cached_and_a_stale_file_is_exported_again(one_thread, cache, capsys):

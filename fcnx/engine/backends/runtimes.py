@@ -1,8 +1,16 @@
-"""Runners on CPU runtimes (OpenVINO, ONNX Runtime): the exported FCN, compiled once per process."""
+"""Runners on CPU runtimes (OpenVINO, ONNX Runtime): the exported FCN, compiled once per process.
+
+ONNX Runtime also gets a session for each input shape that has run :data:`STATIC_AFTER` times on the
+dynamic one (a pyramid level of a recurring image size): its free dimensions fixed, it gave the same
+logits about 1.27x faster in ``fcnx crop``, for 0.1 s to make and 40-290 MiB per Lite net and shape,
+so the process keeps at most :data:`STATIC_SESSIONS`, the least recently used put out first.
+OpenVINO's static shapes gained too little for their compile time (docs/performance.md).
+"""
 
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +23,15 @@ from fcnx.errors import UsageError
 
 if TYPE_CHECKING:
     from fcnx.engine.fcn import FCN
+
+#: runs of one input shape on ONNX Runtime's dynamic session before it gets a session of its own
+STATIC_AFTER = 4
+#: per-shape sessions kept in the process, over all nets: one image size's pyramid of the default ensemble
+STATIC_SESSIONS = 21
+
+_Key = tuple[Path, int, tuple[int, ...]]
+_static: OrderedDict[_Key, Any] = OrderedDict()  # (file, threads, input shape) -> its session
+_runs: OrderedDict[_Key, int] = OrderedDict()  # runs on the dynamic session of shapes without one
 
 
 def _import(backend: str) -> Any:
@@ -38,9 +55,37 @@ def _compiled(backend: str, path: Path, precision: str, threads: int) -> Any:
         hint = {"fp32": "f32", "bf16": "bf16"}[precision]  # OpenVINO picks bf16 by itself on such CPUs: always say
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
         return runtime.Core().compile_model(str(path), "CPU", config)
-    options = runtime.SessionOptions()
+    return _session(path, threads)
+
+
+def _session(path: Path, threads: int, shape: tuple[int, ...] | None = None) -> Any:
+    """An ONNX Runtime session of ``path``: dynamic, or for input ``shape`` only."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return runtime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for name, size in zip(("n", "h", "w"), (shape[0], shape[2], shape[3]) if shape else ()):
+        options.add_free_dimension_override_by_name(name, size)
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def static_session(key: _Key, after: int = STATIC_AFTER) -> Any:
+    """The session of ``key``'s file for its input shape alone; ``None`` for the first ``after`` calls with
+    ``key`` (run those on the dynamic session). At most :data:`STATIC_SESSIONS` are kept; one put out
+    runs ``after`` times on the dynamic session again before it is made again (no thrashing)."""
+    if key in _static:
+        _static.move_to_end(key)
+        return _static[key]
+    _runs[key] = runs = _runs.pop(key, 0) + 1
+    while len(_runs) > 16 * STATIC_SESSIONS:
+        _runs.popitem(last=False)
+    if runs <= after:
+        return None
+    del _runs[key]
+    _static[key] = session = _session(*key)
+    while len(_static) > STATIC_SESSIONS:
+        _static.popitem(last=False)
+    return session
 
 
 class ExportedRunner:
@@ -50,9 +95,11 @@ class ExportedRunner:
         _import(backend)  # refuse before exporting when the runtime is missing
         if not isinstance(fcn.net, torch.nn.Module):
             raise UsageError(f"--backend {backend} runs PyTorch nets; {fcn.name} is a {fcn.spec.framework} net")
-        self.fcn, self.backend = fcn, backend
-        self.model = _compiled(backend, onnx_file(fcn), precision, threads)
+        self.fcn, self.backend, self.path, self.threads = fcn, backend, onnx_file(fcn), threads
+        self.model = _compiled(backend, self.path, precision, threads)
         self._request = self.model.create_infer_request() if backend == "openvino" else None
+        #: ONNX Runtime: runs of an input shape on the dynamic session before it gets its own
+        self.static_after = STATIC_AFTER
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         return self._run(pixels)[0]
@@ -68,7 +115,8 @@ class ExportedRunner:
             self._request.infer({0: x})
             count = len(self.model.outputs)
             return [torch.from_numpy(np.array(self._request.get_output_tensor(k).data)) for k in range(count)]
-        return [torch.from_numpy(out) for out in self.model.run(None, {"pixels": x})]
+        session = static_session((self.path, self.threads, x.shape), self.static_after)
+        return [torch.from_numpy(out) for out in (self.model if session is None else session).run(None, {"pixels": x})]
 
 
 def build(fcn: FCN, backend: str, precision: str, threads: int | None) -> Runner:
