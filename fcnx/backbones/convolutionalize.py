@@ -99,7 +99,7 @@ class PooledFCN(nn.Module):
         x = self.pre_logits(self._features(x))
         if cells and self.pooled_cells:
             maps = self.head(x)
-            return F.avg_pool2d(maps, self.pool, stride=1), maps
+            return F.avg_pool2d(maps.contiguous(), self.pool, stride=1), maps
         logits = self.head(F.avg_pool2d(x, self.pool, stride=1))
         return (logits, self.head(x)) if cells else logits
 
@@ -171,7 +171,7 @@ class FoldedFCN(nn.Module):
         features = self._features(x)
         if cells and self.pooled_cells:
             maps = self._per_cell(features)
-            return F.avg_pool2d(maps, self.pool, stride=1), maps
+            return F.avg_pool2d(maps.contiguous(), self.pool, stride=1), maps
         logits = self._per_cell(window_pool(features, self.pool, self.kind))
         return (logits, self._per_cell(features)) if cells else logits
 
