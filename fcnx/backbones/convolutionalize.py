@@ -146,9 +146,11 @@ class FoldedFCN(nn.Module):
     are): each window's pooled vector is fed to it as a ``1 x 1`` feature map, folded into the batch,
     where the head's global pool is the identity. So a head that treats pooled vectors one by one
     needs no layer-by-layer conversion, and on a ``W x W`` input the FCN returns the classifier's logits.
-    ``class_maps``: whether the head also accepts single feature cells, so that ``forward(x, cells=True)``
-    returns ``(logits, class maps)`` (not for heads that need a larger map, such as VGG's fc1).
+    ``forward(x, cells=True)`` returns ``(logits, class maps)``: the head also run on every feature cell alone.
     """
+
+    #: whether ``forward(x, cells=True)`` gives class maps
+    class_maps = True
 
     def __init__(
         self,
@@ -157,14 +159,13 @@ class FoldedFCN(nn.Module):
         head: Callable[[torch.Tensor], torch.Tensor],
         pool: int,
         kind: str = "avg",
-        class_maps: bool = True,
     ) -> None:
         super().__init__()
         if kind not in WINDOW_POOLS:
             raise ValueError(f"no sliding-window form of the global pool {kind!r}; known: {', '.join(WINDOW_POOLS)}")
         self.model = model  # keeps the classifier's parameters registered (device moves, state_dict)
         self._features, self._head = features, head
-        self.pool, self.kind, self.class_maps = pool, kind, class_maps
+        self.pool, self.kind = pool, kind
         self.pooled_cells = False  # (:func:`pool_the_cells`)
 
     def forward(self, x: torch.Tensor, cells: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

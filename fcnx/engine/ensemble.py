@@ -198,8 +198,11 @@ class Ensemble:
 
         One :func:`resize` from ``pixels`` per distinct size (for nets of one kernel: one in all).
         """
-        inputs = {shape: resize(pixels, shape) for shape in dict.fromkeys(self.input_sizes(size))}
-        return self.probabilities_of(inputs, size, exact)
+        return self.probabilities_of(self._inputs(pixels, size), size, exact)
+
+    def _inputs(self, pixels: torch.Tensor, size: tuple[int, int]) -> dict[tuple[int, int], torch.Tensor]:
+        """The pixels resized once to each distinct net input size of the level of reference ``size``."""
+        return {shape: resize(pixels, shape) for shape in dict.fromkeys(self.input_sizes(size))}
 
     def probabilities(self, pixels: torch.Tensor, exact: bool = False) -> torch.Tensor:
         """:meth:`probabilities_of` one batch that every net sees (nets of one kernel and stride)."""
@@ -222,8 +225,7 @@ class Ensemble:
     def outputs_at(self, pixels: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, list[NetCells | None]]:
         """:meth:`probabilities_at`, and from the same forward passes each net's class maps (``None`` for
         a net that gives none, :attr:`fcnx.engine.fcn.FCN.class_maps`)."""
-        inputs = {shape: resize(pixels, shape) for shape in dict.fromkeys(self.input_sizes(size))}
-        return self._forward(inputs, size, False, True)
+        return self._forward(self._inputs(pixels, size), size, False, True)
 
     @torch.inference_mode()
     def _forward(
