@@ -41,7 +41,8 @@ def load_plugins() -> None:
         return
     _loaded = True
     allowed = _allowed()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    installed = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for ep in installed:
         if allowed is not None and ep.name not in allowed:
             continue
         if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
@@ -50,6 +51,11 @@ def load_plugins() -> None:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin must never break the CLI
             broken[ep.name] = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
+    names = sorted({ep.name for ep in installed})
+    for name in sorted((allowed or set()) - set(names)):
+        broken[name] = (
+            f"FCNX_LOAD_PLUGINS names it, but no installed plugin is called so (installed: {', '.join(names)})"
+        )
 
 
 def plugin_name(plugin: object) -> str:

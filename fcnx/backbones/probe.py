@@ -10,13 +10,12 @@ library version, so a backbone is measured once per installed version.
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fcnx.io.files import atomic_text
+from fcnx.io.files import atomic_text, cache_dir
 from fcnx.method import geometry
 
 #: bump when what is measured or how changes: older records are measured again
@@ -106,11 +105,6 @@ def measure_formula(side_of: SideFn) -> tuple[int, int]:
 def is_exact(max_abs_diff: float, scale: float) -> bool:
     """Whether an FCN that differs from its classifier by ``max_abs_diff`` on logits up to ``scale`` is exact."""
     return max_abs_diff <= EXACT_TOLERANCE * max(1.0, scale)
-
-
-def cache_dir() -> Path:
-    """Where fcnx keeps measurements: ``$FCNX_CACHE``, else ``~/.cache/fcnx``."""
-    return Path(os.environ.get("FCNX_CACHE") or Path.home() / ".cache" / "fcnx")
 
 
 def _record_path(namespace: str, key: str) -> Path:

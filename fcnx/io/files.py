@@ -23,6 +23,12 @@ from typing import Any
 
 from fcnx.errors import FcnxError, UsageError
 
+
+def cache_dir() -> Path:
+    """Where fcnx keeps what it measures and exports: ``$FCNX_CACHE``, else ``~/.cache/fcnx``."""
+    return Path(os.environ.get("FCNX_CACHE") or Path.home() / ".cache" / "fcnx")
+
+
 #: permissions of the files fcnx writes (what a plain ``open(..., "w")`` gives under the usual umask 022)
 FILE_MODE = 0o644
 #: suffix of the temporary files fcnx writes before renaming them into place (a killed run's are deleted)

@@ -122,6 +122,10 @@ def test_env_var_restricts_loaded_plugins():
     timm_only = _run_list("timm")
     assert {b["plugin"] for b in timm_only["backbones"]} == {"timm"}
     assert "inception_v3" in {b["name"] for b in timm_only["backbones"]}
+    typo = _run_list("timm,tim")
+    assert {b["plugin"] for b in typo["backbones"]} == {"timm"}
+    assert typo["broken_plugins"]["tim"].startswith("FCNX_LOAD_PLUGINS names it, but no installed plugin is called so")
+    assert "timm" in typo["broken_plugins"]["tim"]
 
 
 def test_a_plugin_adds_a_command_through_register_commands(clean_registry):

@@ -52,6 +52,19 @@ def test_small_pastes_are_10_to_15_percent_of_the_short_side_and_leave_the_other
         assert 0.10 <= max(s.truth[2:]) / min(s.pixels.shape[:2]) <= 0.15 + 1 / min(s.pixels.shape[:2])
 
 
+def test_label_free_categories_may_name_the_photos_other_annotated_objects():
+    by_name = {s.name: s for s in real_photos.samples(8, 0)}
+    whole = by_name["astronaut_shuttle"]
+    helmet = real_photos.PHOTOS["astronaut_helmet"]
+    assert whole.others == ((helmet.accept, tuple(map(float, helmet.box))),)
+    assert whole.named("crash helmet") == tuple(map(float, helmet.box))
+    assert whole.named("space shuttle") == whole.truth and whole.named("tabby") is None
+    # a background object stays listed while at most half of its box is under the paste
+    cat = real_photos.PHOTOS["chelsea"].box
+    assert real_photos._others("chelsea", "", (0.0, 0.0, cat[2] / 2, float(cat[3]))) != ()
+    assert real_photos._others("chelsea", "", (0.0, 0.0, cat[2] * 0.6, float(cat[3]))) == ()
+
+
 def test_fcnx_boxes_beat_grad_cam_and_the_blind_boxes(summary):
     with_category, label_free = summary["with"], summary["free"]
     for side in (with_category, label_free):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -24,17 +23,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fcnx import __version__
-from fcnx.io.files import atomic_text, atomic_write
+from fcnx.io.files import atomic_text, atomic_write, cache_dir
 
 if TYPE_CHECKING:
     from fcnx.engine.fcn import FCN
 
 OPSET = 17
-
-
-def cache_dir() -> Path:
-    """Where exported nets are kept: ``$FCNX_CACHE``, else ``~/.cache/fcnx``."""
-    return Path(os.environ.get("FCNX_CACHE") or Path.home() / ".cache" / "fcnx")
 
 
 def weights_hash(net: torch.nn.Module) -> str:
