@@ -12,8 +12,8 @@ EfficientNet-Lite0/1/2 (offline ImageNet weights) at kernel 224, pyramid step 1.
 ``square`` (the paper's rule, and the authors' votes-first), ``tight`` (``fcnx crop --box tight``: the
 region of the nets' class maps), ``tight (windows)`` (the tight box of nets without class maps: where the
 windows agree),
-an ensemble Grad-CAM box (pytorch-grad-cam, PyPI ``grad-cam``: each net at its native size on the
-whole photo, the mean of the three maps, box of the largest region above half the peak), a centred
+an ensemble Grad-CAM box (:mod:`fcnx.bench.gradcam`, pytorch-grad-cam: each net at its native size on
+the whole photo, the mean of the three maps, box of the largest region above half the peak), a centred
 box of half the photo's sides, and the whole photo. Reported: mean IoU, share at IoU >= 0.5 and
 >= 0.7, and seconds per image (one process, interleaved; fcnx's pyramid is shared by its three
 boxes and timed once). Label-free: fcnx takes the ensemble's top class at its most confident cell,
@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
+from fcnx.bench.gradcam import GradCamEnsemble
 from fcnx.engine.cropper import Cropper
 from fcnx.method import evidence, geometry, metrics
 from fcnx.method.selection import level_from_probs, select, top_category, top_class_map
@@ -209,58 +209,10 @@ class Fcnx:
         return out
 
 
-class GradCamEnsemble:
-    """pytorch-grad-cam's GradCAM on each net's classifier at its native size; the mean map's box."""
-
-    def __init__(self) -> None:
-        from pytorch_grad_cam import GradCAM
-
-        from fcnx.backbones import registry
-
-        self.nets = []
-        for name in NETS:
-            spec = registry.get_backbone(name)
-            model = spec.build(num_classes=1000, head=(), pretrained="in1k")
-            self.nets.append((spec, model, GradCAM(model=model, target_layers=[model.conv_head])))
-
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return np.mean([torch.softmax(m(self._input(s, pixels)), 1)[0].numpy() for s, m, _ in self.nets], axis=0)
-
-    @staticmethod
-    def _input(spec: Any, pixels: np.ndarray) -> torch.Tensor:
-        size = spec.default_size
-        image = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-        mean, std = torch.tensor(spec.preprocess.mean)[:, None, None], torch.tensor(spec.preprocess.std)[:, None, None]
-        return (x - mean) / std
-
-    def box(self, pixels: np.ndarray, category: int) -> Box:
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-        height, width = pixels.shape[:2]
-        maps = []
-        for spec, _, cam in self.nets:
-            heat = cam(input_tensor=self._input(spec, pixels), targets=[ClassifierOutputTarget(category)])[0]
-            maps.append(np.asarray(Image.fromarray(heat.astype(np.float32)).resize((width, height), Image.BILINEAR)))
-        heat = np.mean(maps, axis=0)
-        labels, count = ndimage.label(heat >= 0.5 * heat.max())
-        if count == 0:
-            return 0.0, 0.0, float(width), float(height)
-        largest = 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(heat), labels, range(1, count + 1))))
-        rows, cols = np.nonzero(labels == largest)
-        return (
-            float(cols.min()),
-            float(rows.min()),
-            float(cols.max() - cols.min() + 1),
-            float(rows.max() - rows.min() + 1),
-        )
-
-
 def run(items: Sequence[Sample], max_scale: float | str, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Every method on every sample, with and without the category; IoUs, hits and seconds."""
     fcnx = Fcnx(max_scale)
-    gradcam = GradCamEnsemble()
+    gradcam = GradCamEnsemble.from_nets(NETS)
     classes = fcnx.cropper.classes
     rows = []
     for sample in items:
@@ -276,7 +228,7 @@ def run(items: Sequence[Sample], max_scale: float | str, progress: Callable[[str
         }
         seconds = {m: time.perf_counter() - start for m in FCNX_METHODS}
         start = time.perf_counter()
-        cam_free = int(np.argmax(gradcam.probabilities(sample.pixels)))
+        cam_free = gradcam.top_class(sample.pixels)
         boxes["with"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, wanted)
         seconds["Grad-CAM ensemble"] = time.perf_counter() - start
         boxes["free"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, cam_free)
