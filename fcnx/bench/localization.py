@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def read_canvases(root: Path) -> list[Canvas]:
         key = item.rel.relative_to("images").as_posix()
         if key not in truth:
             raise UsageError(f"no true box for {key}", boxes_file)
-        canvases.append(Canvas(item, tuple(float(v) for v in truth[key])))
+        canvases.append(Canvas(item, cast(XYWH, tuple(float(v) for v in truth[key]))))  # boxes.json: [x, y, w, h]
     if not canvases:
         raise UsageError("no test images (meta/test.txt)", root)
     return canvases
@@ -133,7 +133,7 @@ class Results:
         ens = loc[f"{self.ensemble} (paper)"]["maxboxacc"]
         centred = max(v["maxboxacc"] for k, v in loc.items() if k.startswith("centred"))
         singles = {n: loc[f"{n} (paper)"]["maxboxacc"] for n in self.settings["nets"]}
-        best_single = max(singles, key=singles.get)
+        best_single = max(singles, key=singles.__getitem__)
         out = [
             (
                 f"ensemble MaxBoxAccV2 {ens:.1%} >= best centred baseline {centred:.1%} + {CENTRED_MARGIN:.0%}",
@@ -278,10 +278,13 @@ def classification(
     items = [c.item for c in canvases]
     truth = {c.item.rel.as_posix(): c.truth for c in canvases}
     sides = {"cropped": crops, "unlabelled": unlabelled, "truth": truth}
-    runs = {
-        side: evaluate(classifiers, items, lambda item, _, boxes=boxes: boxes[item.rel.as_posix()]).rows()
-        for side, boxes in sides.items()
-    }
+    runs = {}
+    for side, boxes in sides.items():
+
+        def box_of(item: ImageItem, _: np.ndarray, boxes: dict[str, XYWH] = boxes) -> XYWH:
+            return boxes[item.rel.as_posix()]
+
+        runs[side] = evaluate(classifiers, items, box_of).rows()
     rows = []
     for k, row in enumerate(runs["cropped"]):
         for side in ("unlabelled", "truth"):
@@ -309,6 +312,8 @@ def mislabel_detection(cropper: Cropper, root: Path, share: float, seed: int) ->
         for item in dataset_items(planted_root, "test"):
             key = PurePosixPath(item.rel.relative_to("images")).as_posix()
             try:
+                if item.label is None:
+                    raise FcnxError("it has no label", item.path)
                 _, _, levels, maps, _ = cropper.label_levels(item, item.label)
             except FcnxError:
                 failures += 1
@@ -350,6 +355,8 @@ def run(
     start = time.perf_counter()
     pyramids = []
     for done, canvas in enumerate(canvases, 1):
+        if canvas.item.label is None:
+            raise UsageError("a test canvas has no label", canvas.item.path)
         pyramids.append(Pyramid(*cropper.label_levels(canvas.item, canvas.item.label)))
         if progress:
             progress(done, len(canvases))

@@ -30,7 +30,8 @@ class UserFacingError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click types exit_code as a ClassVar, yet reads it from the instance (main, standalone mode)
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 def plugin_commands() -> dict[str, click.Command]:

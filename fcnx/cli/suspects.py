@@ -44,7 +44,18 @@ from fcnx.render.progress import Progress
     help="List at most this many [default: all for paper, 5% of the images for graded].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def suspects_cmd(nets, weights, kernel, device, data, split, outdir, signal, top, quiet) -> None:
+def suspects_cmd(
+    nets: str | None,
+    weights: tuple[str, ...],
+    kernel: int | str | None,
+    device: str,
+    data: Path,
+    split: str,
+    outdir: Path,
+    signal: str,
+    top: int | None,
+    quiet: bool,
+) -> None:
     """List the images the ensemble suggests are mislabelled.
 
     With the paper's signal, the images whose label no net finds at any scale, the most convincing

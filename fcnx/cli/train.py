@@ -178,7 +178,7 @@ def _parse_head(text: str) -> list[int]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.pass_context
 def train_cmd(
-    ctx: click.Context, outdir: Path, device: str, workers: int, resume: bool, quiet: bool, **options
+    ctx: click.Context, outdir: Path, device: str, workers: int, resume: bool, quiet: bool, **options: Any
 ) -> None:
     """Fine-tune a backbone on a dataset by transfer learning, as the paper does: a new head for the
     dataset's classes trained first, then the backbone unfrozen all at once (VGG, "two-pass") or

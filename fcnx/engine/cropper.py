@@ -20,7 +20,7 @@ confident cell (:func:`fcnx.method.selection.top_category`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -118,7 +118,7 @@ class Cropper:
     def from_nets(
         cls,
         nets: Sequence[str],
-        weights: dict[str, str | Path] | None = None,
+        weights: Mapping[str, str | Path] | None = None,
         *,
         kernel: KernelChoice = DEFAULT_KERNEL,
         device: Any = "auto",
@@ -353,7 +353,7 @@ class Cropper:
         levels = batch[0].levels
         known = batch[0].categories is not None
         early = self.early_stop and known
-        selectors = [[Selector(self.selection, early) for _ in (p.categories or [None])] for p in batch]
+        selectors = [[Selector(self.selection, early) for _ in range(len(p.categories or ()) or 1)] for p in batch]
         kept: list[list[torch.Tensor]] = [[] for _ in batch]  # no category: all probabilities, kept on the device
         maps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
         active = list(range(len(batch)))
@@ -382,8 +382,8 @@ class Cropper:
                 if not active:
                     break
             else:
-                values, classes = probs.sum(dim=1).max(dim=1)  # A x h x w
-                values, classes = values.cpu().numpy(), classes.cpu().numpy()
+                top, best = probs.sum(dim=1).max(dim=1)  # A x h x w
+                values, classes = top.cpu().numpy(), best.cpu().numpy()
                 for a in range(len(batch)):
                     maps[a].append((values[a], classes[a]))
                     kept[a].append(probs[a])

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from fcnx.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 
 
-def resolve_device(name: str = "auto"):  # -> torch.device
+def resolve_device(name: str = "auto") -> torch.device:
     """The torch device for ``name``; :class:`UsageError` if it is malformed or not available here."""
     import torch
 

@@ -74,7 +74,7 @@ class FCN:
 
     def with_cells(self, images: Any) -> tuple[Any, Any]:
         """``(logits, class maps)`` of one forward pass (nets whose :attr:`class_maps` is true)."""
-        return self.net(self.normalize(images), cells=True)  # type: ignore[no-any-return]
+        return self.net(self.normalize(images), cells=True)
 
 
 #: how ``--weights`` names a checkpoint on the Hugging Face Hub (timm's prefix): ``hf-hub:user/repo[@revision]``

@@ -87,7 +87,7 @@ def read_boxes(path: Path) -> BoxIndex:
             if record is None:
                 raise ValueError("not a JSON object")
             source = record.get("box", record)
-            box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
+            box: XYWH = (float(source["x"]), float(source["y"]), float(source["w"]), float(source["h"]))
             key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")
@@ -175,6 +175,7 @@ def crops_of(cropper: Cropper) -> Callable[[ImageItem, np.ndarray], XYWH]:
     """``box_of`` for :func:`evaluate` that crops each image for its label with ``cropper``."""
 
     def box_of(item: ImageItem, pixels: np.ndarray) -> XYWH:
+        assert item.label is not None  # evaluate() refuses unlabelled items before asking for a box
         box = cropper.crop_image(pixels, [item.label]).boxes[0]
         return box.x, box.y, box.w, box.h
 

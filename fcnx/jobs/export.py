@@ -121,7 +121,8 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
     untight = 0
     for image_path, records in grouped.items():
         first = next(iter(records.values()))[1]
-        file = first.get("file") if isinstance(first.get("file"), str) else os.path.basename(image_path)
+        given = first.get("file")
+        file = given if isinstance(given, str) else os.path.basename(image_path)
         boxes = []
         for number, record in records.values():
             try:

@@ -23,13 +23,16 @@ import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fcnx.engine import backends
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.images import ImageItem
+
+if TYPE_CHECKING:
+    from fcnx.engine.ensemble import KernelChoice
 
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'fcnx[ray]'"
 
@@ -56,7 +59,7 @@ class CropperConfig:
 
     nets: tuple[str, ...]
     weights: dict[str, str]
-    kernel: int | str  # one common kernel; "native" is refused
+    kernel: KernelChoice  # one common kernel (an int); "native" and per-net kernels are refused
     half: bool = False
     compile: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -97,7 +100,7 @@ class RayStats:
     cpu_seconds: float = 0.0
 
 
-def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, list]:
+def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, np.ndarray | list[bytes]]:
     """Ray Data task: decode the images of a batch (pickled ``(pixels 3 x h x w uint8, size, source)`` or the error)."""
     from fcnx.engine.decode import decode
 
@@ -238,6 +241,7 @@ def crop_on_ray(
         stats.actors, stats.gpus = count, use_gpus
         batch_size = config.options.get("batch_size") or (8 if use_gpus else 1)
         decode = use_gpus if decode_tasks is None else decode_tasks
+        assert isinstance(config.kernel, int)  # CropperConfig refuses any other kernel
         min_side = min_decode_side(config.kernel, config.options.get("max_scale", 3.0))
         kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "timed": timed}
         # a Ray Data batch: the images an actor sorts by size into batches of batch_size
@@ -279,7 +283,7 @@ def evaluate_on_ray(
     if not items:
         names = list(config.nets) + (["ensemble"] if len(config.nets) > 1 else [])
         return Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if boxes or crop else {})
-    total = None
+    total: Any = None  # an Evaluation whose skipped are (index, line) pairs until sorted below
     with _cluster(ray, address):
         use_gpus, count = _plan(ray, device, actors, config.half)
         kwargs = {

@@ -130,6 +130,8 @@ def find_suspects(
         by_path, gaps = {}, {}
         for item in items:
             try:
+                if item.label is None:
+                    raise FcnxError("it has no label", item.path)
                 gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:4])
                 by_path[str(item.path)] = item
             except FcnxError as exc:

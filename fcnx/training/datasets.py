@@ -77,7 +77,7 @@ class ImageDataset:
         if unknown:
             raise UsageError(f"labels not in the class list: {few(unknown)}")
         self.items = list(items)
-        self.labels = [index[item.label] for item in self.items]
+        self.labels = [index[str(item.label)] for item in self.items]  # every label is a class name: checked above
         self.size = size
         self.train = train
         self._transform = train_transform(size, augment) if train else EvalResize(size)

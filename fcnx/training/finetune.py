@@ -50,7 +50,8 @@ def resolve_schedule(schedule: str, spec: BackboneSpec) -> str:
 
 def head_path(model: nn.Module) -> str:
     """Dotted path of the model's classifier module (``get_classifier()``, else its last ``nn.Linear``)."""
-    head = model.get_classifier() if callable(getattr(model, "get_classifier", None)) else None
+    get_classifier = getattr(model, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else None
     found = None
     for name, module in model.named_modules():
         if (head is not None and module is head) or (head is None and isinstance(module, nn.Linear)):
@@ -210,7 +211,8 @@ def load_body(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) ->
 def body_blocks(model: nn.Module) -> list[list[str]]:
     """Parameter names of the model's blocks outside the head, bottom to top (see the module docstring)."""
     head = head_names(model)
-    if callable(getattr(model, "group_matcher", None)):
+    group_matcher = getattr(model, "group_matcher", None)
+    if callable(group_matcher):
         from timm.models import group_parameters
 
         # timm's matchers expect their own classifier (Inception-v3's fails on a dense head): ask with a leaf there
@@ -218,7 +220,7 @@ def body_blocks(model: nn.Module) -> list[list[str]]:
         original = getattr(owner, last)
         setattr(owner, last, nn.Identity())
         try:
-            matcher = model.group_matcher()
+            matcher = group_matcher()
         finally:
             setattr(owner, last, original)
         groups = [list(names) for _, names in sorted(group_parameters(model, matcher).items())]

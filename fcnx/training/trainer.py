@@ -33,12 +33,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fcnx.backbones import checkpoint
 from fcnx.backbones.registry import get_backbone
@@ -448,7 +448,8 @@ def train(
     images = split(config)
     data, train_items, val_items = images.data, images.train, images.validation
     digest = _digest(val_items)
-    progress, saved = Progress(validation=digest), {}
+    progress = Progress(validation=digest)
+    saved: dict[str, Any] = {}
     if resume:
         _, progress, saved = read_resume(outdir)
         _check_resume(config, data.classes, saved, digest, progress, outdir)
@@ -486,11 +487,16 @@ def train(
     val_set = datasets.ImageDataset(
         val_items, data.classes, config.size, train=False, cut=images.cutter(val_items, config)
     )
-    sampler = DistributedSampler(train_set, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed)
+    # torch types datasets nominally; ImageDataset is a map-style dataset by its __len__ and __getitem__
+    train_data = cast("Dataset[tuple[Any, int, int]]", train_set)
+    val_data = cast("Dataset[tuple[Any, int, int]]", val_set)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        train_data, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=config.seed
+    )
     shard = len(sampler)
     pin = ctx.device.type == "cuda"
     train_loader = DataLoader(
-        train_set,
+        train_data,
         batch_size=config.batch_size,
         sampler=sampler,
         num_workers=workers,
@@ -498,7 +504,7 @@ def train(
         drop_last=shard > config.batch_size,
     )
     val_loader = DataLoader(
-        torch.utils.data.Subset(val_set, range(ctx.rank, len(val_set), ctx.world)),
+        torch.utils.data.Subset(val_data, range(ctx.rank, len(val_set), ctx.world)),
         batch_size=config.batch_size,
         num_workers=workers,
         pin_memory=pin,
@@ -585,6 +591,7 @@ def train(
                     val is not None and progress.since_best >= config.patience
                 )
                 if step_done:  # the next step starts from the best weights so far
+                    assert best_state is not None  # an epoch improved, or the resumed run read best.safetensors
                     model.load_state_dict(best_state)
                     progress.step, progress.step_epoch, progress.since_best = progress.step + 1, 0, 0
                     progress.finished = progress.step >= len(steps)
@@ -592,6 +599,7 @@ def train(
                     row = progress.history[-1]
                     log(_epoch_line(row))
                     if improved:
+                        assert best_state is not None  # set above
                         checkpoint.save(
                             outdir / BEST,
                             best_state,

@@ -10,6 +10,7 @@ are the timm plugin's. Measurements behind the formula, preprocessing and kernel
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,6 @@ def _spec(name: str, variant: Variant) -> BackboneSpec:
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register: Callable[[BackboneSpec], None]) -> None:
     for name, variant in VARIANTS.items():
         register(_spec(name, variant))

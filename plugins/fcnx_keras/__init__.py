@@ -9,6 +9,7 @@ loaded or convolutionalized. Any other ``keras.applications`` CNN is ``keras/<Ap
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,13 +98,13 @@ def _spec(name: str) -> BackboneSpec:
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register: Callable[[BackboneSpec], None]) -> None:
     for name in ARCHS:
         register(_spec(name))
 
 
 @hookimpl
-def resolve_backbone(name):
+def resolve_backbone(name: str) -> BackboneSpec | None:
     """``keras/<Application>``: any ``keras.applications`` CNN, measured on first use (:mod:`fcnx_keras.generic`)."""
     if not name.startswith(PREFIX):
         return None
@@ -113,7 +114,7 @@ def resolve_backbone(name):
 
 
 @hookimpl
-def register_commands(cli):
+def register_commands(cli: Any) -> None:
     from fcnx_keras.commands import convert_cmd
 
     cli.add_command(convert_cmd)

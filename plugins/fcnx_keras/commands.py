@@ -132,11 +132,11 @@ def heatmap_difference(keras_file: Path, torch_file: Path, keras_backbone: str, 
     from fcnx.backbones.checkpoint import read_meta
     from fcnx.engine.fcn import load_fcn
 
-    classes = read_meta(torch_file).classes
-    keras_fcn = load_fcn(
-        keras_backbone, keras_file, classes=classes, kernel=kernel, head=tuple(read_meta(torch_file).head)
-    )
-    torch_fcn = load_fcn(read_meta(torch_file).arch, torch_file, kernel=kernel)
+    meta = read_meta(torch_file)
+    if meta is None:
+        raise UsageError("not a checkpoint written by fcnx (no metadata)", torch_file)
+    keras_fcn = load_fcn(keras_backbone, keras_file, classes=meta.classes, kernel=kernel, head=tuple(meta.head))
+    torch_fcn = load_fcn(meta.arch, torch_file, kernel=kernel)
     pixels = torch.rand(1, 3, kernel + 64, kernel + 32, generator=torch.Generator().manual_seed(0)) * 255
     with torch.inference_mode():
         return (keras_fcn(pixels) - torch_fcn(pixels)).abs().max().item()

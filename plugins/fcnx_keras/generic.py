@@ -75,7 +75,7 @@ def preprocess_of(app: str) -> Preprocess:
         raise ValueError(f"keras.applications.{app}'s preprocess_input is not increasing in every channel")
     std = 1.0 / slopes  # in 1/255 units of a pixel: input = (pixel / 255 - mean) / std
     return Preprocess(
-        mean=tuple(float(v) + 0.0 for v in -shifts * std),  # type: ignore[arg-type]  (no -0.0)
+        mean=tuple(float(v) + 0.0 for v in -shifts * std),  # type: ignore[arg-type]  # + 0.0: no -0.0
         std=tuple(float(v) for v in std),  # type: ignore[arg-type]
         channel_order=order,  # type: ignore[arg-type]
     )
@@ -160,8 +160,8 @@ def spec_for(app: str) -> BackboneSpec:
         offset=offset,
         size=int(record["default_size"]),
         preprocess=Preprocess(
-            mean=tuple(record["mean"]),  # type: ignore[arg-type]
-            std=tuple(record["std"]),  # type: ignore[arg-type]
+            mean=tuple(record["mean"]),
+            std=tuple(record["std"]),
             channel_order=record["channel_order"],
         ),
         padding="same" if offset <= 0 else "valid",

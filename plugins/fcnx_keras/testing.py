@@ -30,7 +30,7 @@ def random_pixels(backbone: str, shape: tuple[int, ...], seed: int = 0) -> np.nd
     low = rng.uniform(0, 160, (shape[0], 1, 1, 1))
     high = low + rng.uniform(32, 255 - low)
     pixels = (low + (high - low) * rng.uniform(0, 1, shape)).astype("float32")
-    x = (pixels / 255 - np.float32(pre.mean)) / np.float32(pre.std)
+    x = (pixels / 255 - np.asarray(pre.mean, dtype=np.float32)) / np.asarray(pre.std, dtype=np.float32)
     return np.ascontiguousarray(x[..., ::-1] if pre.channel_order == "BGR" else x, dtype="float32")
 
 

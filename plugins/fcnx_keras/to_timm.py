@@ -14,7 +14,7 @@ to the moving variance, which keeps ``var + eps`` -- all that inference uses -- 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -64,7 +64,8 @@ def torch_order(model: nn.Module, size: int) -> list[tuple[str, nn.Module]]:
     ]
     try:
         with torch.no_grad():
-            model.to("meta").forward_features(torch.empty(1, 3, size, size, device="meta"))
+            # a timm model: torch types the attributes it adds as Tensor | Module
+            cast(Any, model.to("meta")).forward_features(torch.empty(1, 3, size, size, device="meta"))
     finally:
         for hook in hooks:
             hook.remove()
@@ -176,7 +177,7 @@ def head_widths(head: list[Any]) -> tuple[int, ...]:
 
 
 def _head_state(writer: _StateWriter, model: nn.Module, head: list[Any]) -> None:
-    classifier_path = model.pretrained_cfg["classifier"]
+    classifier_path = cast(dict[str, Any], model.pretrained_cfg)["classifier"]  # a timm model's dict
     layers = [layer for layer in head if type(layer).__name__ in ("Dense", "BatchNormalization")]
     modules = [
         (f"{classifier_path}.{name}" if name else classifier_path, m)

@@ -9,6 +9,7 @@ see ``docs/backbones.md``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,13 +181,13 @@ def _spec(name: str) -> BackboneSpec:
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register: Callable[[BackboneSpec], None]) -> None:
     for name in ARCHS:
         register(_spec(name))
 
 
 @hookimpl
-def resolve_backbone(name):
+def resolve_backbone(name: str) -> BackboneSpec | None:
     """``timm/<model_name>``: any timm CNN, measured on first use (:func:`fcnx_timm.generic.spec_for`)."""
     if not name.startswith(PREFIX):
         return None

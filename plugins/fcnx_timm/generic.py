@@ -154,8 +154,8 @@ def measure(model_name: str) -> dict[str, Any]:
     import torch
 
     arch = _arch(model_name)
-    with torch.device("meta"):
-        model = timm.create_model(arch, pretrained=False, num_classes=PROBE_CLASSES).eval()
+    with torch.device("meta"):  # Any: a timm model, whose pretrained_cfg torch would type as Tensor | Module
+        model: Any = timm.create_model(arch, pretrained=False, num_classes=PROBE_CLASSES).eval()
     size = int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
     problem = _structure_problem(model, size)
     if problem is not None:
@@ -250,6 +250,8 @@ def spec_for(model_name: str) -> BackboneSpec:
         raise UsageError(f"timm model {model_name!r} cannot be convolutionalized: {record['error']}")
     tags = imagenet_tags(model_name)
     cfg = get_pretrained_cfg(tags[0] if tags else model_name)
+    if cfg is None:
+        raise UsageError(f"timm model {model_name!r} has no pretrained config (input size, mean and std)")
     stride, offset = int(record["stride"]), int(record["offset"])
     return timm_spec(
         name=PREFIX + model_name,

@@ -10,8 +10,9 @@ through it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fcnx.plugin import BackboneSpec, Preprocess, hookimpl
 
@@ -25,7 +26,7 @@ SHIPPED_TAG = "fashion-bench"
 WEIGHTS = Path(__file__).parent / "weights"
 
 #: name -> (offset, padding, description); W_min(D) = STRIDE * D + offset, checked by tests/backbones/test_tiny_plugin.py
-ARCHS: dict[str, tuple[int, str, str]] = {
+ARCHS: dict[str, tuple[int, Literal["valid", "same"], str]] = {
     "tiny_vgg": (28, "valid", "tiny VGG-like: 3 x (two valid 3x3 convs, 2x2 max pool), 64 channels"),
     "tiny_resnet": (-7, "same", "tiny ResNet-like: same-padded stem and three stride-2 basic blocks, 64 channels"),
     "tiny_inception": (
@@ -81,6 +82,6 @@ def spec(name: str) -> BackboneSpec:
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register: Callable[[BackboneSpec], None]) -> None:
     for name in ARCHS:
         register(spec(name))
