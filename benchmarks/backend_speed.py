@@ -126,14 +126,23 @@ class StaticShapes:
         return onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._run(pixels)[0]
+
+    def with_cells(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, class maps)``, as the shipped runners give them."""
+        logits, cells = self._run(pixels)
+        return logits, cells
+
+    def _run(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         x = np.ascontiguousarray(self.fcn.normalize(pixels).float().numpy())
         if x.shape not in self.models:
             self.models[x.shape] = self._model(x.shape)
         model = self.models[x.shape]
         if self.backend == "openvino":
             model.infer({0: x})
-            return torch.from_numpy(np.array(model.get_output_tensor(0).data))
-        return torch.from_numpy(model.run(None, {"pixels": x})[0])
+            count = len(model.model_outputs)
+            return [torch.from_numpy(np.array(model.get_output_tensor(k).data)) for k in range(count)]
+        return [torch.from_numpy(out) for out in model.run(None, {"pixels": x})]
 
 
 class GradCamEnsemble:

@@ -26,7 +26,6 @@ Needs the ``bench`` extra (grad-cam) and fcnx-tiny.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnx.bench import localization
+from fcnx.bench import localization, report
 from fcnx.bench.gradcam import GradCamEnsemble
 from fcnx.engine.cropper import Cropper
 from fcnx.method import metrics
@@ -155,9 +154,7 @@ def main() -> None:
     result = run(args.data, cropper, cams)
     result["settings"] = {"kernel": args.kernel, "max_scale": args.max_scale, "step": args.step}
     print(markdown(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    report.save_json(result, args.out)
 
 
 if __name__ == "__main__":

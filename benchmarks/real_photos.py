@@ -32,7 +32,6 @@ and on the pasted photos of seed 1 (docs/crop.md), never on seed 0's.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fcnx.bench import report
 from fcnx.bench.gradcam import GradCamEnsemble
 from fcnx.engine.cropper import Cropper
 from fcnx.method import evidence, geometry, metrics
@@ -388,16 +388,12 @@ def main() -> None:
     if args.sweep:
         result = sweep(items)
         print(sweep_markdown(result))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(result, indent=1) + "\n")
+        report.save_json(result, args.out)
         return
     result = run(items, args.max_scale)
     result["seed"] = args.seed
     print(markdown(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    report.save_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -176,11 +176,22 @@ def plot(results: Results, path: Path) -> Path:
     return path
 
 
+def save_json(data: dict[str, Any], path: Path | None) -> None:
+    """A benchmark script's ``-o``: ``data`` as indented JSON at ``path`` (its folder made); nothing without a path."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+#: the files :func:`write` puts into its folder (never over a user's: :func:`~fcnx.io.files.claim_outputs`)
+FILES = ("results.md", "results.json", "results.png")
+
+
 def write(results: Results, folder: Path, command: str) -> list[Path]:
-    """Write ``results.md``, ``results.json`` and ``results.png`` into ``folder``."""
+    """Write :data:`FILES` into ``folder``: the report, its figures as JSON, the plot."""
     from fcnx.io.files import atomic_text
 
-    md, js = folder / "results.md", folder / "results.json"
+    md, js, png = (folder / name for name in FILES)
     atomic_text(md, markdown(results, command))
     atomic_text(js, json.dumps(results.as_dict(), indent=1) + "\n")
-    return [md, js, plot(results, folder / "results.png")]
+    return [md, js, plot(results, png)]

@@ -152,7 +152,7 @@ def localization_cmd(
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
-    from fcnx.io.files import check_folder_path
+    from fcnx.io.files import check_folder_path, claim_outputs
 
     check_folder_path(out)  # before the nets run, not when the results are written
     if nets is None and not weights:
@@ -170,6 +170,7 @@ def localization_cmd(
     classifiers = load_ensemble(names + list(extra), weight_map | extra, kernel=kernel, device=torch_device)
     if classifiers.classes != cropper.classes:
         raise UsageError("the held-out classifiers must have the ensemble's classes")
+    claim_outputs(out, report.FILES, "fcnx bench localization")  # before the canvases run, never over a user's file
     click.echo(
         f"bench: nets {', '.join(names)}, held out {', '.join(extra) or 'none'}, kernel {kernel}, {torch_device}",
         err=True,

@@ -241,6 +241,23 @@ def test_held_out_net_must_be_outside_the_ensemble(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_bench_never_replaces_a_users_results_and_the_docs_folder_is_its_own(tmp_path):
+    out = tmp_path / "documents"
+    out.mkdir()
+    (out / "results.md").write_text("the user's own\n")
+    result = CliRunner().invoke(cli, ["bench", "localization", "--data", str(DEMO), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: {out}: already holds results.md, not written by fcnx bench localization: fcnx never replaces "
+        "them; move them or choose another output folder"
+    )
+    assert [p.name for p in out.iterdir()] == ["results.md"] and (out / "results.md").read_text() == "the user's own\n"
+    # docs/ holds the report that scripts/train_tiny.sh rewrites with -o docs: its marker lists the report's files
+    marker = Path(__file__).parents[2] / "docs" / ".fcnx-bench-localization.json"
+    assert sorted(json.loads(marker.read_text())["files"]) == sorted(report.FILES)
+    assert all((marker.parent / name).is_file() for name in report.FILES)
+
+
 @pytest.mark.slow
 def test_reduced_experiment_meets_the_targets(tmp_path):
     """CI's regression check of geometry and selection: 200 fresh canvases (seed 1; the report uses seed 0), shipped
@@ -271,3 +288,5 @@ def test_reduced_experiment_meets_the_targets(tmp_path):
     assert len(data["targets"]) == 8 and all(t["met"] for t in data["targets"]), data["targets"]
     assert [g["goal"].split(" MaxBoxAccV2")[0] for g in data["goals"]] == ["tight box"]
     assert (tmp_path / "out" / "results.png").stat().st_size > 10_000
+    marker = json.loads((tmp_path / "out" / ".fcnx-bench-localization.json").read_text())
+    assert marker == {"files": sorted(report.FILES)}  # so that a rerun into "out" replaces its own report
