@@ -209,7 +209,7 @@ def _previous_files(dest: Path) -> set[str]:
         return set()
     try:
         files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise UsageError(f"unreadable {MARKER}; remove it or choose another folder", dest) from None
     return {f for f in files if isinstance(f, str) and _inside(PurePosixPath(f))}
 

@@ -220,7 +220,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     """8-bit RGB pixels ``H x W x 3`` of a PIL image of any mode.
 
     16-bit grey is scaled to 8 bits; 32-bit integer grey likewise when its values exceed 255;
-    float grey is clipped to ``[0, 255]``; alpha (including palette transparency) is composited
+    float grey is clipped to ``[0, 255]`` (NaN is 0); alpha (including palette transparency) is composited
     onto white; every other mode goes through Pillow's own conversion.
     """
     mode = image.mode
@@ -228,7 +228,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         grey = np.asarray(image).astype(np.float64)
         if mode in _SIXTEEN_BIT or (mode == "I" and grey.max(initial=0) > 255):
             grey = grey / 257.0
-        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        grey = np.nan_to_num(np.clip(np.rint(grey), 0, 255), nan=0.0).astype(np.uint8)  # NaN (float grey) as black
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

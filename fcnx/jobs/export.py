@@ -164,7 +164,7 @@ def collect_suspects(outdir: Path) -> Collected:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["suspects"]
         paths = [Path(row["path"]) for row in rows]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise UsageError(f"not a suspects file written by fcnx suspects ({type(exc).__name__}: {exc})", path) from None
     result = Collected([], [], path)
     base = output_base(paths) if paths else Path()
