@@ -266,3 +266,32 @@ def test_weights_in_half_precision_still_load(tmp_path, weights):
     save_file({k: v.half() for k, v in load_file(str(source)).items()}, str(half), metadata=metadata)
     result = crop(["--nets", "tiny0", "--weights", f"tiny0={half}"], dataset(tmp_path / "photos"), "-o", tmp_path / "o")
     assert result.exit_code == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- boxes of another image
+
+
+def test_evaluate_skips_an_image_whose_box_was_found_in_another_size_of_it(tmp_path, nets):
+    data, out = dataset(tmp_path / "data"), tmp_path / "crops"
+    assert crop(nets, data, "-o", out).exit_code == 0
+    red = data / "red" / "0.png"
+    Image.open(red).resize((100, 85)).save(red)  # the box still meets it: it would be cut silently
+    result = invoke(
+        "evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", out / "boxes.jsonl"
+    )
+    assert result.exit_code == 1
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
+        f"error: {red}: its box was found in a 200x170 image, this one is 100x85: a box of another version of it?"
+    ]
+    assert "evaluate: 1 image(s) skipped" in result.stderr
+
+
+def test_evaluate_takes_boxes_of_records_without_an_image_size(tmp_path, nets):
+    data, out = dataset(tmp_path / "data"), tmp_path / "crops"
+    assert crop(nets, data, "-o", out).exit_code == 0
+    records = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    boxes = tmp_path / "boxes.jsonl"
+    keep = ("path", "file", "category", "x", "y", "w", "h")
+    boxes.write_text("".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in records))
+    result = invoke("evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", boxes)
+    assert result.exit_code == 0, result.stderr
