@@ -295,3 +295,11 @@ def test_evaluate_takes_boxes_of_records_without_an_image_size(tmp_path, nets):
     boxes.write_text("".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in records))
     result = invoke("evaluate", *nets, "--kernel", "native", "--split", "all", "--data", data, "--crops", boxes)
     assert result.exit_code == 0, result.stderr
+
+
+def test_bench_data_refuses_a_size_no_net_is_trained_at_before_writing(tmp_path):
+    out = tmp_path / "bench"
+    result = invoke("bench", "data", "-o", out, "--size", "5000", "--train-per-class", "0", "--test-per-class", "0")
+    assert result.exit_code == 2
+    assert last_line(result) == "Error: size must be in [16, 4096] (no net is trained larger), got 5000"
+    assert not out.exists()
