@@ -109,6 +109,8 @@ def _status(path: str | os.PathLike[str], missing: str = "no such file") -> os.s
         if exc.errno == errno.ELOOP:
             raise FcnxError("symbolic link loop", path) from None
         raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
+    except ValueError as exc:  # a NUL byte, from a list or a record: no file has such a name
+        raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
 
 
 def _check_regular(status: os.stat_result, path: str | os.PathLike[str]) -> None:

@@ -116,6 +116,8 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
     for number, record in journal.lines:
         if record is None or not isinstance(record.get("path"), str):
             raise UsageError(f"line {number}: not a box record (no JSON object with a path)", path)
+        if not isinstance(record.get("category"), (str, type(None))):
+            raise UsageError(f"line {number}: not a box record (its category is no name)", path)
         grouped.setdefault(record["path"], {})[record.get("category")] = (number, record)
     order: dict[str, int] = {}
     untight = 0

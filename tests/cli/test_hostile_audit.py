@@ -303,3 +303,43 @@ def test_bench_data_refuses_a_size_no_net_is_trained_at_before_writing(tmp_path)
     assert result.exit_code == 2
     assert last_line(result) == "Error: size must be in [16, 4096] (no net is trained larger), got 5000"
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- export of tampered records
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"category": ["red"]}, "line 5: not a box record (its category is no name)"),
+        ({"category": {"red": 1}}, "line 5: not a box record (its category is no name)"),
+    ],
+    ids=["list", "object"],
+)
+def test_export_refuses_a_record_whose_category_is_no_name_in_one_line(tmp_path, nets, change, problem):
+    out = tmp_path / "crops"
+    assert crop(nets, dataset(tmp_path / "photos"), "-o", out).exit_code == 0
+    boxes = out / "boxes.jsonl"
+    first = json.loads(boxes.read_text().splitlines()[0])
+    with boxes.open("a") as f:
+        f.write(json.dumps({**first, "path": str(tmp_path / "photos" / "other.png"), **change}) + "\n")
+    result = invoke("export", out, "--format", "coco", "-o", tmp_path / "coco")
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: {boxes}: {problem}"
+    assert not (tmp_path / "coco").exists()
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo", "fiftyone"])
+def test_export_refuses_an_image_name_with_a_nul_byte_in_one_line(tmp_path, nets, fmt):
+    out = tmp_path / "crops"
+    assert crop(nets, dataset(tmp_path / "photos"), "-o", out).exit_code == 0
+    boxes = out / "boxes.jsonl"
+    records = [json.loads(line) for line in boxes.read_text().splitlines()]
+    records[0]["file"] = "red/0\0.png"
+    boxes.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = invoke("export", out, "--format", fmt, "-o", tmp_path / "exported")
+    assert result.exit_code == 2
+    assert last_line(result) == (
+        f"Error: {records[0]['path']}: image name red/0\\x00.png holds a NUL byte, which no file name can"
+    )
+    assert not (tmp_path / "exported").exists()

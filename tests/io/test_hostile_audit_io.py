@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 from fcnx.io.files import read_class_list
-from fcnx.io.images import load_rgb, read_rgb
+from fcnx.io.images import load_rgb, open_upright, read_rgb
 from fcnx.io.journal import read_journal
 
 ORIENTATION = 0x0112
@@ -89,3 +89,9 @@ def test_a_cut_last_journal_line_nested_too_deeply_is_dropped_as_cut(tmp_path):
     path.write_bytes(b'{"a": 1}\n' + b"[" * 200_000)
     journal = read_journal(path)
     assert journal.lines == [(1, {"a": 1})] and journal.cut
+
+
+def test_a_path_with_a_nul_byte_from_a_list_is_one_line_naming_it():
+    with pytest.raises(FcnxError) as error:
+        open_upright("photos/a\0b.jpg")
+    assert str(error.value) == "photos/a\\x00b.jpg: cannot open (embedded null byte)"
