@@ -343,3 +343,30 @@ def test_export_refuses_an_image_name_with_a_nul_byte_in_one_line(tmp_path, nets
         f"Error: {records[0]['path']}: image name red/0\\x00.png holds a NUL byte, which no file name can"
     )
     assert not (tmp_path / "exported").exists()
+
+
+# --------------------------------------------------------------------------- train --resume of a tampered state
+
+
+@pytest.mark.parametrize(
+    ("resume", "why"),
+    [
+        (5, "TypeError: 'int' object is not subscriptable"),
+        ({"config": {"net": "tiny0", "data": "/x"}}, "KeyError: 'progress'"),
+        ({"config": [1], "progress": {}}, "AttributeError: 'list' object has no attribute 'items'"),
+        (
+            {"config": {"net": "tiny0", "data": "/x"}, "progress": {"bogus": 1}},
+            "TypeError: Progress.__init__() got an unexpected keyword argument 'bogus'",
+        ),
+    ],
+    ids=["number", "no-progress", "config-list", "progress-field"],
+)
+def test_train_resume_of_a_tampered_state_is_one_line_naming_it(tmp_path, resume, why):
+    from fcnx.backbones import checkpoint
+
+    state = tmp_path / "run" / "resume.safetensors"
+    meta = checkpoint.CheckpointMeta(arch="tiny0", classes=["a", "b"], input_size=56, extra={"resume": resume})
+    checkpoint.save(state, {"a": torch.zeros(1)}, meta)
+    result = invoke("train", "--resume", "-o", tmp_path / "run")
+    assert result.exit_code == 2
+    assert last_line(result) == f"Error: {state}: not a training state written by fcnx train ({why})"
