@@ -195,7 +195,8 @@ def save(path: str | os.PathLike[str], tensors: dict[str, Any], meta: Checkpoint
 
 
 def load_state_strict(module: Any, tensors: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Load ``tensors`` into a torch ``module``; any missing, unexpected or misshapen tensor is an error."""
+    """Load ``tensors`` into a torch ``module``; any missing, unexpected or misshapen tensor is an error, and so is
+    a tensor of integers, booleans or complex numbers for a floating-point weight."""
     own = module.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
@@ -217,4 +218,7 @@ def load_state_strict(module: Any, tensors: dict[str, Any], path: str | os.PathL
                 f"tensor {key!r} has shape {tuple(tensors[key].shape)}, the architecture expects {tuple(value.shape)}",
                 path,
             )
+        if value.is_floating_point() and not tensors[key].is_floating_point():  # torch would cast them silently
+            dtype = str(tensors[key].dtype).removeprefix("torch.")
+            raise WeightsError(f"tensor {key!r} holds {dtype} values, the architecture expects floating point", path)
     module.load_state_dict(tensors, strict=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.files import check_folder_path
 
@@ -58,8 +59,8 @@ class BenchConfig:
             raise UsageError(f"num_classes must be in [2, {len(CLASSES)}], got {self.num_classes}")
         if self.train_per_class < 0 or self.test_per_class < 0:
             raise UsageError("images per class must be >= 0")
-        if self.size < 16:
-            raise UsageError(f"size must be >= 16, got {self.size}")
+        if not 16 <= self.size <= MAX_INPUT_SIZE:  # as train --size: canvases are several times larger a side
+            raise UsageError(f"size must be in [16, {MAX_INPUT_SIZE}] (no net is trained larger), got {self.size}")
         if self.canvas[0] < 1.0 or self.canvas[1] < self.canvas[0]:
             raise UsageError(f"canvas factors must satisfy 1 <= low <= high, got {self.canvas}")
 

@@ -11,6 +11,7 @@ from fcnx.cli.common import (
     MAX_SCALE,
     STEP,
     FiniteFloatRange,
+    PathType,
     check_pyramid,
     ensemble_options,
     parse_weights,
@@ -30,7 +31,7 @@ def bench_cmd() -> None:
     "--output",
     "out",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="New folder for the dataset (Food-101 layout plus boxes.json).",
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same bytes.")
@@ -41,7 +42,7 @@ def bench_cmd() -> None:
 @click.option(
     "--source",
     default=None,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Folder of Fashion-MNIST's gzipped IDX files [default: /usr/share/datasets/fashion-mnist].",
 )
 def data_cmd(
@@ -58,13 +59,13 @@ def data_cmd(
 
 
 @bench_cmd.command("plant-mislabels")
-@click.argument("root", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("root", type=PathType(path_type=Path, exists=True, file_okay=False))
 @click.option(
     "-o",
     "--output",
     "out",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="New folder for the copy with planted mislabels.",
 )
 @click.option("--share", default=0.1, show_default=True, help="Share of test images given a wrong label.")
@@ -87,7 +88,7 @@ BENCH_HELD_OUT = ("tiny_mobilenet",)
     "--data",
     "root",
     required=True,
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    type=PathType(path_type=Path, exists=True, file_okay=False),
     help="Benchmark root from 'fcnx bench data' (test canvases and boxes.json).",
 )
 @click.option(
@@ -95,7 +96,7 @@ BENCH_HELD_OUT = ("tiny_mobilenet",)
     "--output",
     "out",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Folder for results.md, results.json and results.png.",
 )
 @ensemble_options

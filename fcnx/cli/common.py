@@ -31,6 +31,16 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+class PathType(click.Path):
+    """``click.Path`` that refuses an empty name: ``Path("")`` is ``.``, so ``-o ""`` (an unset shell variable)
+    would write into the current folder and an empty INPUT would take in everything under it."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (str, bytes)) and not value:
+            self.fail("an empty name is no file or folder (an unset shell variable?).", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 #: --step: the factor between pyramid levels
 STEP = FiniteFloatRange(min=1.0, min_open=True)
 #: --max-scale: the largest pyramid level relative to the first
@@ -98,6 +108,9 @@ def _parse_nets(text: str) -> list[str]:
     nets = [n.strip() for n in text.split(",") if n.strip()]
     if not nets:
         raise UsageError("--nets needs at least one backbone name, e.g. --nets inception_v3,xception")
+    twice = next((net for k, net in enumerate(nets) if net in nets[:k]), None)
+    if twice is not None:
+        raise UsageError(f"--nets names {twice} twice: each net is one member of the ensemble")
     return nets
 
 
@@ -154,7 +167,7 @@ def _with_ensemble_file(command: Callable[..., Any]) -> Callable[..., Any]:
 
     return click.option(
         "--ensemble",
-        type=click.Path(path_type=Path, exists=True),
+        type=PathType(path_type=Path, exists=True),
         help="An ensemble trained by 'fcnx train --nets' (its ensemble.json, or the folder): its nets, "
         "checkpoints and kernel, instead of --nets and --weights.",
     )(run)

@@ -12,6 +12,7 @@ from fcnx.cli.common import (
     STEP,
     CategoryType,
     MaxScaleType,
+    PathType,
     check_pyramid,
     engine_options,
     ensemble_options,
@@ -45,13 +46,13 @@ def _box_line(record: dict[str, Any]) -> str:
 
 
 @click.command("crop")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=PathType(path_type=Path))
 @click.option(
     "-o",
     "--output",
     "outdir",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Output folder (must not overlap an input, unless --in-place).",
 )
 @click.option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import engine_options, ensemble_options, is_local_engine, resolve_nets
+from fcnx.cli.common import PathType, engine_options, ensemble_options, is_local_engine, resolve_nets
 from fcnx.render.progress import Progress
 from fcnx.render.text import text_table
 
@@ -35,7 +35,7 @@ def _table(rows: list[dict]) -> str:
     "--data",
     "data",
     required=True,
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    type=PathType(path_type=Path, exists=True, file_okay=False),
     help="Dataset root: Food-101 layout (images/<class>/..., meta/classes.txt, meta/{train,test}.txt) "
     "or class folders (<class>/*.jpg, optionally under train/ and test/).",
 )
@@ -43,7 +43,7 @@ def _table(rows: list[dict]) -> str:
 @click.option(
     "--crops",
     "crops",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    type=PathType(path_type=Path, exists=True, dir_okay=False),
     help="boxes.jsonl of an earlier 'fcnx crop' of the same images: score the crops too.",
 )
 @click.option(
@@ -59,7 +59,7 @@ def _table(rows: list[dict]) -> str:
     "-o",
     "--output",
     "outdir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Folder for evaluation.csv and evaluation.json.",
 )
 @click.option(

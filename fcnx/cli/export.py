@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from fcnx.errors import UsageError
+from fcnx.cli.common import PathType
 
 
 @click.command("export")
-@click.argument("outdir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("outdir", type=PathType(path_type=Path, exists=True, file_okay=False))
 @click.option(
     "--format",
     "fmt",
@@ -24,7 +24,7 @@ from fcnx.errors import UsageError
     "--output",
     "dest",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Destination folder: new, empty, or an earlier export (its files are replaced).",
 )
 @click.option(
@@ -37,7 +37,7 @@ from fcnx.errors import UsageError
 @click.option(
     "--classes",
     "classes_file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    type=PathType(path_type=Path, exists=True, dir_okay=False),
     help="Class list (one per line, e.g. meta/classes.txt) fixing the category ids [default: the categories "
     "found, in the nets' order].",
 )
@@ -54,21 +54,10 @@ def export_cmd(outdir: Path, fmt: str, dest: Path, box: str | None, classes_file
       fcnx export suspects/ --format voc -o suspects-voc/
     """
     from fcnx.errors import one_line
-    from fcnx.io.files import read_regular
+    from fcnx.io.files import read_class_list
     from fcnx.jobs import export
 
-    classes = None
-    if classes_file is not None:
-        try:
-            text = read_regular(classes_file).decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read the class list ({exc})", classes_file) from None
-        classes = [line.strip() for line in text.splitlines() if line.strip()]
-        if not classes:
-            raise UsageError("class list is empty", classes_file)
-        twice = next((name for k, name in enumerate(classes) if name in classes[:k]), None)
-        if twice is not None:
-            raise UsageError(f"class list names {twice!r} twice: each class is one category id", classes_file)
+    classes = None if classes_file is None else read_class_list(classes_file)
     result = export.export(outdir, dest, fmt, box, classes, report=lambda line: click.echo(one_line(line), err=True))
     boxes = sum(len(image.detections) for image in result.images)
     click.echo(

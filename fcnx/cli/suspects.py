@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import ensemble_options, resolve_nets
+from fcnx.cli.common import PathType, ensemble_options, resolve_nets
 from fcnx.jobs.suspects import SIGNALS
 from fcnx.render.progress import Progress
 
@@ -17,7 +17,7 @@ from fcnx.render.progress import Progress
     "--data",
     "data",
     required=True,
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    type=PathType(path_type=Path, exists=True, file_okay=False),
     help="Dataset root: Food-101 layout or class folders (<class>/*.jpg).",
 )
 @click.option("--split", default="all", show_default=True, type=click.Choice(["train", "test", "all"]))
@@ -26,7 +26,7 @@ from fcnx.render.progress import Progress
     "--output",
     "outdir",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Folder for suspects.csv, suspects.json and suspects.html.",
 )
 @click.option(

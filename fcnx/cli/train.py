@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
-from fcnx.cli.common import FiniteFloatRange
+from fcnx.cli.common import FiniteFloatRange, PathType
 from fcnx.errors import FcnxError, UsageError, one_line
 
 #: options that are part of the saved configuration (``--resume`` refuses other values for them)
@@ -58,7 +58,7 @@ def _parse_head(text: str) -> list[int]:
 )
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Dataset root: Food-101 layout (images/, meta/) or class folders (<class>/*.jpg).",
 )
 @click.option(
@@ -66,7 +66,7 @@ def _parse_head(text: str) -> list[int]:
     "--output",
     "outdir",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(path_type=Path, file_okay=False),
     help="Run folder: best.safetensors, resume.safetensors, metrics.csv, training.png.",
 )
 @click.option(
@@ -153,7 +153,7 @@ def _parse_head(text: str) -> list[int]:
 )
 @click.option(
     "--crops",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    type=PathType(path_type=Path, exists=True, dir_okay=False),
     help="boxes.jsonl of an earlier 'fcnx crop' of this dataset: train and validate on each image's box "
     "(the paper's use of its crops); images without a box are skipped and listed.",
 )

@@ -151,11 +151,17 @@ class Cropper:
         if isinstance(category, str) and category in classes:
             return classes.index(category)
         if isinstance(category, int) or re.fullmatch(r"\s*-?[0-9]+\s*", category, re.ASCII):
-            index = int(category)
-            if 0 <= index < len(classes):
-                return index
+            try:
+                index = int(category)
+            except ValueError:  # over Python's 4300 digits
+                digits = str(category).strip()
+                shown = f"{digits[:12]}... ({len(digits)} digits)"
+            else:
+                if 0 <= index < len(classes):
+                    return index
+                shown = str(index)
             raise UsageError(
-                f"category index {index} is out of range: the nets have {len(classes)} classes (0-{len(classes) - 1})"
+                f"category index {shown} is out of range: the nets have {len(classes)} classes (0-{len(classes) - 1})"
             )
         raise UsageError(
             f"unknown category {category!r}{did_you_mean(str(category), classes)}; "

@@ -142,6 +142,8 @@ def _check_names(images: Sequence[ExportImage]) -> None:
     for image in images:
         if not _inside(image.file):
             raise UsageError(f"image name {image.file} leaves the export folder", image.path)
+        if "\0" in str(image.file):
+            raise UsageError(f"image name {image.file} holds a NUL byte, which no file name can", image.path)
         other = seen.setdefault(image.file, image.path)
         if other != image.path:
             raise UsageError(f"two images export under the same name {image.file} ({other} and {image.path})")
@@ -209,7 +211,7 @@ def _previous_files(dest: Path) -> set[str]:
         return set()
     try:
         files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise UsageError(f"unreadable {MARKER}; remove it or choose another folder", dest) from None
     return {f for f in files if isinstance(f, str) and _inside(PurePosixPath(f))}
 

@@ -97,6 +97,27 @@ def read_regular(path: Path) -> bytes:
         return file.read()
 
 
+def read_class_list(path: Path) -> list[str]:
+    """Class names, one a line, of the text file at ``path`` (``--classes``): a UTF-8 BOM, CRLF, blank lines and
+    spaces around names are fine; a file that is not a readable regular UTF-8 file, holds no name, names a class
+    twice or a name with control characters is a one-line :class:`~fcnx.errors.UsageError` naming it."""
+    try:
+        text = read_regular(path).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the class list ({exc})", path) from None
+    classes = [line.strip() for line in text.splitlines() if line.strip()]
+    if not classes:
+        raise UsageError("class list is empty", path)
+    seen: set[str] = set()
+    for name in classes:
+        if not name.isprintable():
+            raise UsageError(f"class list names {name!r}, which holds control characters", path)
+        if name in seen:
+            raise UsageError(f"class list names {name!r} twice: each class is one category id", path)
+        seen.add(name)
+    return classes
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
     view = memoryview(data)
@@ -231,7 +252,7 @@ def claim_outputs(folder: Path, names: Sequence[str], command: str) -> None:
             raise TypeError("files is not a list")
     except FileNotFoundError:
         listed = []
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise UsageError(
             f"unreadable list of {command}'s files ({exc}); remove it or choose another folder", marker
         ) from None
@@ -313,5 +334,5 @@ def _holder(fd: int) -> str:
     try:
         about = json.loads(os.pread(fd, 65536, 0))
         return f"{about['what']}, pid {about['pid']} on {about['host']}, started {about['started']}: {about['command']}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return "holder unknown"

@@ -109,6 +109,8 @@ def _status(path: str | os.PathLike[str], missing: str = "no such file") -> os.s
         if exc.errno == errno.ELOOP:
             raise FcnxError("symbolic link loop", path) from None
         raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
+    except ValueError as exc:  # a NUL byte, from a list or a record: no file has such a name
+        raise FcnxError(f"cannot open ({_reason(exc)})", path) from None
 
 
 def _check_regular(status: os.stat_result, path: str | os.PathLike[str]) -> None:
@@ -220,7 +222,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     """8-bit RGB pixels ``H x W x 3`` of a PIL image of any mode.
 
     16-bit grey is scaled to 8 bits; 32-bit integer grey likewise when its values exceed 255;
-    float grey is clipped to ``[0, 255]``; alpha (including palette transparency) is composited
+    float grey is clipped to ``[0, 255]`` (NaN is 0); alpha (including palette transparency) is composited
     onto white; every other mode goes through Pillow's own conversion.
     """
     mode = image.mode
@@ -228,7 +230,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         grey = np.asarray(image).astype(np.float64)
         if mode in _SIXTEEN_BIT or (mode == "I" and grey.max(initial=0) > 255):
             grey = grey / 257.0
-        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        grey = np.nan_to_num(np.clip(np.rint(grey), 0, 255), nan=0.0).astype(np.uint8)  # NaN (float grey) as black
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

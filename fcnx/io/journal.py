@@ -52,7 +52,7 @@ def read_journal(path: Path) -> Journal:
             continue
         try:
             record = json.loads(raw)
-        except ValueError:  # also bad UTF-8
+        except (ValueError, RecursionError):  # also bad UTF-8, and nesting too deep for Python
             record = None
         if journal.unterminated and number == len(pieces) and not isinstance(record, dict):
             journal.cut = True

@@ -135,7 +135,7 @@ class EvaluateJob:
             self.without_box = missing
         # else each is reported as it is met, skipped on both sides, and counted in ``skipped``
         self.boxes = boxes
-        self._box_of = lambda item, pixels: boxes.find(item)
+        self._box_of = boxes.box_of
 
     def run(
         self, progress: Callable[[], None] | None = None, report: Callable[[str], None] | None = None

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class BoxIndex:
 
     by_path: dict[str, dict[str | None, XYWH]] = field(default_factory=dict)
     by_file: dict[str, dict[str | None, XYWH]] = field(default_factory=dict)
+    #: the upright ``(height, width)`` of the image the boxes were found in, where a record gives it
+    size_by_path: dict[str, tuple[int, int]] = field(default_factory=dict)
+    size_by_file: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: one line each, not fatal: a last line cut by a killed run
     warnings: list[str] = field(default_factory=list)
 
@@ -62,6 +65,26 @@ class BoxIndex:
             return None
         return entries.get(item.label) or next(iter(entries.values()))
 
+    def box_of(self, item: ImageItem, pixels: np.ndarray) -> XYWH | None:
+        """:meth:`find`; a box found in an image of another size than ``pixels`` (upright, full size) is an
+        :class:`FcnxError` naming the image: its coordinates are those of another version of it."""
+        box = self.find(item)
+        key = os.path.realpath(item.path)
+        found_in = self.size_by_path.get(key) if key in self.by_path else self.size_by_file.get(item.rel.as_posix())
+        height, width = pixels.shape[:2]
+        if box is not None and found_in is not None and found_in != (height, width):
+            raise FcnxError(
+                f"its box was found in a {found_in[1]}x{found_in[0]} image, this one is {width}x{height}: "
+                f"a box of another version of it?",
+                item.path,
+            )
+        return box
+
+
+def _is_side(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an image side as a record gives it: a whole number > 0 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
 
 def read_boxes(path: Path) -> BoxIndex:
     """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields).
@@ -69,9 +92,10 @@ def read_boxes(path: Path) -> BoxIndex:
     Each line is a JSON object with ``path`` (the image file; relative paths are taken from the
     current folder) and its box in upright original pixels, either as ``x, y, w, h`` fields or as
     a nested ``box`` object with those keys. Optional: ``category`` (the box's category: an image
-    with several boxes is scored with the box of its label) and ``file`` (the image's path relative
-    to the dataset root, used when ``path`` does not match, e.g. on another machine). Other fields
-    are ignored. The file is read as ``fcnx crop`` reads its journal (:func:`fcnx.io.journal.read_journal`):
+    with several boxes is scored with the box of its label), ``file`` (the image's path relative
+    to the dataset root, used when ``path`` does not match, e.g. on another machine), and ``width``
+    and ``height`` (the upright size of the image the box was found in: :meth:`BoxIndex.box_of`
+    refuses the box for an image of another size). Other fields are ignored. The file is read as ``fcnx crop`` reads its journal (:func:`fcnx.io.journal.read_journal`):
     a last line cut by a killed run is dropped with a warning, and per image and category the
     last record counts (a resumed run's).
     """
@@ -91,14 +115,20 @@ def read_boxes(path: Path) -> BoxIndex:
             key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")
+            height, width = record.get("height"), record.get("width")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
         if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
             raise UsageError(f"line {number}: empty or invalid box {box}", path)
         category = None if category is None else str(category)
         index.by_path.setdefault(key, {})[category] = box
+        size = (height, width) if _is_side(height) and _is_side(width) else None
+        if size is not None:
+            index.size_by_path[key] = size
         if isinstance(file, str):
             index.by_file.setdefault(file, {})[category] = box
+            if size is not None:
+                index.size_by_file[file] = size
     return index
 
 

@@ -116,6 +116,8 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
     for number, record in journal.lines:
         if record is None or not isinstance(record.get("path"), str):
             raise UsageError(f"line {number}: not a box record (no JSON object with a path)", path)
+        if not isinstance(record.get("category"), (str, type(None))):
+            raise UsageError(f"line {number}: not a box record (its category is no name)", path)
         grouped.setdefault(record["path"], {})[record.get("category")] = (number, record)
     order: dict[str, int] = {}
     untight = 0
@@ -164,7 +166,7 @@ def collect_suspects(outdir: Path) -> Collected:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["suspects"]
         paths = [Path(row["path"]) for row in rows]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise UsageError(f"not a suspects file written by fcnx suspects ({type(exc).__name__}: {exc})", path) from None
     result = Collected([], [], path)
     base = output_base(paths) if paths else Path()

@@ -171,11 +171,7 @@ class EvaluateActor:
         cropper = config.build(device)
         self.ensemble = cropper.ensemble
         self.batch_size = batch_size or (8 if device == "cuda" else 1)
-        self.box_of = (
-            (lambda item, pixels: boxes.find(item))
-            if boxes is not None
-            else (evaluation.crops_of(cropper) if crop else None)
-        )
+        self.box_of = boxes.box_of if boxes is not None else (evaluation.crops_of(cropper) if crop else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from fcnx.jobs.evaluation import evaluate

@@ -35,7 +35,9 @@ class SettingsFile:
             try:
                 state = json.loads(self.path.read_text(encoding="utf-8"))
                 previous, files = state.get("settings", {}), state.get("files")
-            except (OSError, ValueError, AttributeError):
+                if not isinstance(previous, dict):
+                    raise ValueError("its settings are not a JSON object")
+            except (OSError, ValueError, AttributeError, RecursionError):
                 raise UsageError(f"unreadable settings file {self.path}; remove it or choose another OUTDIR") from None
             changed = sorted(k for k in set(previous) | set(self.settings) if previous.get(k) != self.settings.get(k))
             if changed:

@@ -212,7 +212,10 @@ def read_resume(outdir: Path) -> tuple[TrainConfig, Progress, dict[str, Any]]:
     if meta is None or "resume" not in meta.extra:
         raise UsageError("not a training state written by fcnx train", path)
     saved = meta.extra["resume"]
-    return TrainConfig.from_dict(saved["config"]), Progress(**saved["progress"]), saved
+    try:
+        return TrainConfig.from_dict(saved["config"]), Progress(**saved["progress"]), saved
+    except (KeyError, TypeError, AttributeError) as exc:  # a hand-edited state: its fields missing, of other types
+        raise UsageError(f"not a training state written by fcnx train ({type(exc).__name__}: {exc})", path) from None
 
 
 def write_metrics(outdir: Path, history: list[dict[str, Any]]) -> None:

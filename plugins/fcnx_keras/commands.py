@@ -8,17 +8,7 @@ from pathlib import Path
 import click
 
 from fcnx.errors import UsageError
-from fcnx.io.files import kind_of
-
-
-def _read_classes(path: Path) -> list[str]:
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read class names ({exc})") from None
-    if not names:
-        raise UsageError(f"{path}: no class names in the file")
-    return names
+from fcnx.io.files import kind_of, read_class_list
 
 
 @click.command("convert", short_help="Convert a Keras checkpoint into an fcnx PyTorch checkpoint.")
@@ -98,7 +88,7 @@ def convert_cmd(
     spec = get_backbone(name)
     if spec.missing_requirements():
         raise UsageError(f"{name} needs {', '.join(spec.missing_requirements())}: {spec.install_hint}")
-    classes = _read_classes(classes_file) if classes_file else (meta.classes if meta else None)
+    classes = read_class_list(classes_file) if classes_file else (meta.classes if meta else None)
     if classes is None:
         raise UsageError(f"{keras_file}: no class names; give --classes FILE or a sidecar")
     if meta is not None and len(meta.classes) != len(classes):
