@@ -89,9 +89,8 @@ def test_library_errors_name_the_parameter_and_the_cli_its_option(tmp_path):
         load_ensemble(["tiny_vgg"], {"vgg16": "x.safetensors"})
     assert info.value.parameter == "weights"
     demo = Path(fcnx_tiny.__file__).parent / "demo" / "images"
-    with CliRunner().isolated_filesystem():
-        result = CliRunner().invoke(
-            cli, ["crop", "--nets", "tiny_vgg", "--device", "cpu", "--half", str(demo), "-o", "out"]
-        )
+    result = CliRunner().invoke(
+        cli, ["crop", "--nets", "tiny_vgg", "--device", "cpu", "--half", str(demo), "-o", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2
     assert "Error: --half: half precision needs a CUDA or MPS device, not cpu" in result.stderr
