@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from fcnx.engine import backends
+from fcnx.engine.backends import runtimes
 from fcnx.engine.backends.export import onnx_file
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble
@@ -117,13 +118,7 @@ class StaticShapes:
                 "PERFORMANCE_HINT": "LATENCY",
             }
             return core.compile_model(model, "CPU", config).create_infer_request()
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
-        for name, size in zip(("n", "h", "w"), (shape[0], shape[2], shape[3])):
-            options.add_free_dimension_override_by_name(name, size)
-        return onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        return runtimes._session(Path(self.path), self.threads, shape)  # the sessions --backend onnxruntime makes
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         return self._run(pixels)[0]

@@ -81,6 +81,8 @@ def _session(path: Path, threads: int, shape: tuple[int, ...] | None = None) -> 
     _shared_arena()
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.use_env_allocators", "1")
+    # idle pool threads sleep instead of spinning against torch's threads: 1.3-1.4x faster on two (docs/performance.md)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     for name, size in zip(("n", "h", "w"), (shape[0], shape[2], shape[3]) if shape else ()):
         options.add_free_dimension_override_by_name(name, size)
