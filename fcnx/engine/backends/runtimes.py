@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 #: runs of one input shape on ONNX Runtime's dynamic session before it gets a session of its own
 STATIC_AFTER = 4
-#: per-shape sessions kept in the process, over all nets: one image size's pyramid of the default ensemble
-STATIC_SESSIONS = 21
+#: per-shape sessions kept in the process, over all nets: three image sizes' pyramids of the default ensemble
+#: (sharing one arena, a session holds about 38 MiB: docs/performance.md)
+STATIC_SESSIONS = 63
 
 _Key = tuple[Path, int, tuple[int, ...]]
 _static: OrderedDict[_Key, Any] = OrderedDict()  # (file, threads, input shape) -> its session
