@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from fcnx.backbones import plugins, registry
@@ -54,3 +56,18 @@ def tiny_train(one_thread):
     yield tiny_train_backbone.SPEC
     plugins.pm.unregister(plugin)
     registry.refresh()
+
+
+@pytest.fixture
+def no_hang():
+    """Fail a test that blocks (opening a FIFO waits for a writer for ever) instead of hanging the suite:
+    ``pytestmark = pytest.mark.usefixtures("no_hang")``."""
+
+    def hung(*_):
+        raise TimeoutError("the test blocked")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

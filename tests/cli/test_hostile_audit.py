@@ -5,36 +5,21 @@ class lists with a BOM, a net named twice and weights of integers."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from hostile_helpers import NETS, dataset, invoke, last_line
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tiny_backbones import color_checkpoint
 
-from fcnx.cli import cli
-
-NETS = {"tiny0": 128, "tiny_s16": 160}
-COLORS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230), "none": (128, 128, 128)}
 #: a JSON array nested far deeper than Python's parser recurses
 DEEP = b"[" * 200_000
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    def hung(*_):
-        raise TimeoutError("the command blocked")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @pytest.fixture
@@ -47,26 +32,8 @@ def nets(weights) -> list[str]:
     return ["--nets", ",".join(NETS), *(a for n, p in weights.items() for a in ("--weights", f"{n}={p}"))]
 
 
-def dataset(root: Path) -> Path:
-    """Class folders, one image each: a coloured square on grey."""
-    for name, color in COLORS.items():
-        pixels = np.full((170, 200, 3), 128, np.uint8)
-        pixels[20:150, 30:160] = color
-        (root / name).mkdir(parents=True)
-        Image.fromarray(pixels).save(root / name / "0.png")
-    return root
-
-
-def invoke(*args) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 def crop(nets, *args) -> object:
     return invoke("crop", *nets, "--kernel", "native", "--workers", "0", "--max-scale", "1.5", *args)
-
-
-def last_line(result) -> str:
-    return result.stderr.splitlines()[-1]
 
 
 # --------------------------------------------------------------------------- empty paths

@@ -6,34 +6,16 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
+from hostile_helpers import COLORS, NETS, dataset, invoke, last_line
 from PIL import Image
 from tiny_backbones import color_checkpoint
 
-from fcnx.cli import cli
 from fcnx.io import files
 
-NETS = {"tiny0": 128, "tiny_s16": 160}  # a mixed ensemble under --kernel native
-COLORS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230), "none": (128, 128, 128)}
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Fail a test that blocks (reading a FIFO waits for a writer for ever) instead of hanging the suite."""
-
-    def hung(*_):
-        raise TimeoutError("the command blocked")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @pytest.fixture
@@ -42,26 +24,8 @@ def nets(tmp_path, tiny_registry) -> list[str]:
     return ["--nets", ",".join(NETS), *(a for n, p in weights.items() for a in ("--weights", f"{n}={p}"))]
 
 
-def dataset(root: Path) -> Path:
-    """Class folders, one image each: a coloured square on grey."""
-    for name, color in COLORS.items():
-        pixels = np.full((170, 200, 3), 128, np.uint8)
-        pixels[20:150, 30:160] = color
-        (root / name).mkdir(parents=True)
-        Image.fromarray(pixels).save(root / name / "0.png")
-    return root
-
-
-def invoke(*args) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 def crop(nets, *args) -> object:
     return invoke("crop", *nets, "--workers", "0", "--max-scale", "1.5", *args)
-
-
-def last_line(result) -> str:
-    return result.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize("kernel", ["10000000000000", "4097"])

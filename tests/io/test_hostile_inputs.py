@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import struct
 from pathlib import Path
@@ -17,19 +16,7 @@ from fcnx.errors import FcnxError, one_line
 from fcnx.io import images
 from fcnx.io.images import discover, load_rgb, open_upright
 
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Fail a test that blocks (opening a FIFO waits for a writer for ever) instead of hanging the suite."""
-
-    def hung(*_):
-        raise TimeoutError("the loader blocked")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 def one_line_error(path: Path, *words: str) -> str:

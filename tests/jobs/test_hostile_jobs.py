@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 import types
 
-import numpy as np
 import pytest
-from PIL import Image
+from hostile_helpers import COLORS, NETS, dataset
 from tiny_backbones import color_checkpoint
 
 from fcnx import EvaluateOptions, run_evaluate
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.errors import UsageError
-
-NETS = {"tiny0": 128, "tiny_s16": 160}
-COLORS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230), "none": (128, 128, 128)}
-
-
-def dataset(root):
-    """Class folders, one image each: a coloured square on grey."""
-    for name, color in COLORS.items():
-        pixels = np.full((170, 200, 3), 128, np.uint8)
-        pixels[20:150, 30:160] = color
-        (root / name).mkdir(parents=True)
-        Image.fromarray(pixels).save(root / name / "0.png")
-    return root
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 
 import pytest
 from image_corpus import chunk_bomb, lying_jpeg, square
@@ -11,17 +10,7 @@ from image_corpus import chunk_bomb, lying_jpeg, square
 from fcnx.io import datasets as listing
 from fcnx.training import datasets
 
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    def hung(*_):
-        raise TimeoutError("the loader blocked")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "validation"])
