@@ -14,11 +14,13 @@ one window of every level.
   overlap it: each edge a weighted quantile of theirs, just inside their median (the tight box).
 - :func:`object_map`: the evidence of the found object as a [0, 1] score map (``--heatmaps npy``).
 - :func:`class_evidence`: the nets' class maps (:class:`ClassMap`, the head on each feature cell:
-  class activation maps for linear heads) of several levels on the image, each scaled to [0, 1], averaged.
+  class activation maps for linear heads) of several levels on the image, each scaled to [0, 1], averaged
+  with each map weighted by its number of cells.
 - :func:`region_box`: the bounding box of the region above a share of a map's peak that overlaps a seed box most.
+- :func:`share_inside`: the share of a box's area that lies inside another.
 - :func:`tight`: the method of ``fcnx crop --box tight``: the region of the class maps' evidence over
   the chosen level and the finer ones that overlaps the chosen window, where it agrees with the agreed
-  window; else (no class maps: nets whose head has no per-cell form; or a region elsewhere) the agreed
+  window or lies inside it; else (no class maps: nets whose head has no per-cell form; or a region elsewhere) the agreed
   window, and inside it the evidence of those levels as the object map (docs/crop.md). Its parameters
   were chosen on benchmark canvases and pasted real photos of a seed that is not reported (docs/crop.md).
 
@@ -46,9 +48,11 @@ QUANTILE = 0.6
 
 #: the tight box from class maps: the region of their evidence at or above this share of its peak ...
 THRESHOLD = 0.45
-#: ... when it overlaps the windows' agreed box by at least this IoU (else the nets' class maps are not
-#: trusted: the agreed box it is)
+#: ... when it overlaps the windows' agreed box by at least this IoU, or lies in it: at least this share of
+#: its area inside (a narrow object in a wide agreed box); else the nets' class maps are not trusted: the
+#: agreed box it is
 AGREE = 0.4
+INSIDE = 0.9
 
 #: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
 BOXES = ("square", "tight")
@@ -239,16 +243,20 @@ def class_map_image(class_map: ClassMap, size: tuple[int, int]) -> np.ndarray:
 
 
 def class_evidence(maps: Sequence[ClassMap], size: tuple[int, int]) -> np.ndarray:
-    """The mean of ``maps`` on the image (:func:`class_map_image`), each scaled to [0, 1] first (a flat one is 0)."""
+    """The mean of ``maps`` on the image (:func:`class_map_image`), each scaled to [0, 1] first (a flat one is 0)
+    and weighted by its number of cells: every cell counts the same, so a finer level's map, which sees
+    the object in more cells, weighs more than a coarse one."""
     if not maps:
         raise ValueError("need at least one class map")
     total = np.zeros(size, dtype=np.float64)
+    cells = 0
     for class_map in maps:
         image = class_map_image(class_map, size)
         low, high = image.min(), image.max()
         if high > low:
-            total += (image - low) / (high - low)
-    return total / len(maps)
+            total += class_map.values.size * (image - low) / (high - low)
+        cells += class_map.values.size
+    return total / cells
 
 
 def region_box(heat: np.ndarray, threshold: float, seed: Box) -> Box:
@@ -269,6 +277,14 @@ def region_box(heat: np.ndarray, threshold: float, seed: Box) -> Box:
         region = 1 + int(np.argmax(ndimage.sum_labels(heat, labels, range(1, count + 1))))
     rows, cols = np.nonzero(labels == region)
     return float(cols.min()), float(rows.min()), float(cols.max() - cols.min() + 1), float(rows.max() - rows.min() + 1)
+
+
+def share_inside(box: Box, outer: Box) -> float:
+    """The share of ``box``'s area that lies inside ``outer`` (0 for a box of no area)."""
+    (x, y, w, h), (ox, oy, ow, oh) = box, outer
+    across = max(0.0, min(x + w, ox + ow) - max(x, ox))
+    down = max(0.0, min(y + h, oy + oh) - max(y, oy))
+    return across * down / (w * h) if w * h > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -323,12 +339,12 @@ def tight(
     The windows' box is where the chosen window's strong peers agree (:func:`agreed_window`). With class
     maps at the chosen level or a finer one, their region is that of their evidence (:func:`class_evidence`
     of those levels) at or above :data:`THRESHOLD` of its peak that overlaps the chosen window most
-    (:func:`region_box`); when it overlaps the windows' box by IoU >= :data:`AGREE`, it is the tight
-    box, and the class maps' evidence (over its peak) the object map. Otherwise (no class maps, or
-    a region elsewhere) the tight box is the windows' box and the object map the windows' evidence of
-    those levels (:func:`evidence_map`) inside it. An image whose long
-    side exceeds ``max_side`` is worked on at that long side: the evidence map has that size, the
-    boxes are in the image's pixels.
+    (:func:`region_box`); when it overlaps the windows' box by IoU >= :data:`AGREE` or has at least
+    :data:`INSIDE` of its area inside it (:func:`share_inside`), it is the tight box, and the class maps'
+    evidence (over its peak) the object map. Otherwise (no class maps, or a region elsewhere) the tight
+    box is the windows' box and the object map the windows' evidence of those levels (:func:`evidence_map`)
+    inside it. An image whose long side exceeds ``max_side`` is worked on at that long side: the evidence
+    map has that size, the boxes are in the image's pixels.
     """
     height, width = size
     factor = min(1.0, max_side / max(height, width))
@@ -344,7 +360,7 @@ def tight(
     if maps:
         heat = class_evidence(maps, work)
         region = region_box(heat, THRESHOLD, seed)
-        if metrics.box_iou(region, box) >= AGREE:
+        if metrics.box_iou(region, box) >= AGREE or share_inside(region, box) >= INSIDE:
             return Tight(back(region), heat, (fy, fx), whole=True)
     finer = range(chosen_level, len(levels))
     evidence = evidence_map([levels[k] for k in finer], [scaled_sizes[k] for k in finer], work, kernel, stride)

@@ -139,13 +139,18 @@ def test_class_map_image_is_bilinear_between_cell_centres():
         evidence.class_map_image(evidence.ClassMap(np.zeros(3), (4, 6), 2, 1.0), (4, 6))
 
 
-def test_class_evidence_scales_each_map_to_0_1_and_averages_them():
+def test_class_evidence_scales_each_map_to_0_1_and_averages_them_by_cells():
     ramp = evidence.ClassMap(np.array([[1.0, 3.0]]), (2, 4), 2, 1.0)  # columns centred at 1, 3
     flat = evidence.ClassMap(np.full((1, 2), 7.0), (2, 4), 2, 1.0)
     heat = evidence.class_evidence([ramp, flat], (2, 4))
     # the ramp at pixels 0-3: 1, 1.5, 2.5, 3 -> 0, 0.25, 0.75, 1; the flat map counts 0
     assert heat[0].tolist() == pytest.approx([0.0, 0.125, 0.375, 0.5])
     assert heat[0].tolist() == heat[1].tolist()
+    # a map of 4 cells (a finer level: cells centred at 0.5, 1.5, 2.5, 3.5) weighs twice the ramp's 2
+    fine = evidence.ClassMap(np.array([[4.0, 3.0, 2.0, 1.0]]), (2, 4), 1, 0.5)  # 1, 2/3, 1/3, 0 once scaled
+    heat = evidence.class_evidence([ramp, fine], (2, 4))
+    scaled_ramp, scaled_fine = np.array([0.0, 0.25, 0.75, 1.0]), np.array([1.0, 2 / 3, 1 / 3, 0.0])
+    assert heat[0].tolist() == pytest.approx(((2 * scaled_ramp + 4 * scaled_fine) / 6).tolist())
     with pytest.raises(ValueError, match="at least one"):
         evidence.class_evidence([], (2, 4))
 
@@ -165,6 +170,13 @@ def test_region_box_takes_the_region_over_the_seed_else_the_strongest():
         evidence.region_box(heat, 0.0, (0.0, 0.0, 1.0, 1.0))
 
 
+def test_share_inside_is_the_share_of_a_box_inside_another():
+    assert evidence.share_inside((0.0, 0.0, 2.0, 2.0), (0.0, 0.0, 4.0, 4.0)) == 1.0
+    assert evidence.share_inside((3.0, 1.0, 2.0, 2.0), (0.0, 0.0, 4.0, 4.0)) == 0.5
+    assert evidence.share_inside((5.0, 5.0, 1.0, 1.0), (0.0, 0.0, 4.0, 4.0)) == 0.0
+    assert evidence.share_inside((1.0, 1.0, 0.0, 2.0), (0.0, 0.0, 4.0, 4.0)) == 0.0
+
+
 def test_tight_takes_the_class_maps_region_where_it_agrees_with_the_windows():
     size = (8, 8)
     coarse = np.array([[0.9]])
@@ -178,7 +190,13 @@ def test_tight_takes_the_class_maps_region_where_it_agrees_with_the_windows():
     assert result.object_map().max() == 1.0 and result.object_map()[0, :5].tolist() == pytest.approx(
         [1, 1, 1, 0.75, 0.25]
     )
-    # the class maps' region far from the windows' box (IoU < AGREE): the windows' box, as without class maps
+    # a narrow region inside the windows' box (IoU 0.25 < AGREE, all of it inside): the class maps' region
+    corner = np.zeros((4, 4))
+    corner[0, 0] = 1.0  # pixels 0-1 of both axes above 0.45 of the peak (1, 0.75, 0.25, 0)
+    inner = [[], [evidence.ClassMap(corner, (8, 8), 2, 1.0)]]
+    taken = evidence.tight([coarse, fine], [(4, 4), (8, 8)], size, 4, 2, 1, (0.0, 0.0, 4.0, 4.0), class_maps=inner)
+    assert taken.whole and taken.box == (0.0, 0.0, 2.0, 2.0)
+    # the class maps' region far from the windows' box (IoU < AGREE, outside it): the windows' box, as without class maps
     far = np.zeros((4, 4))
     far[3, 3] = 1.0
     apart = [[], [evidence.ClassMap(far, (8, 8), 2, 1.0)]]
