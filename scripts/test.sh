@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e ".[test,keras,ray]"
+.venv/bin/pip install -q -e ".[test,keras,ray,bench]"  # bench: grad-cam, for the real-photo check of issue 14
 .venv/bin/pip install -q -e plugins/fcnx-tiny
 # Fashion-MNIST for fcnx.bench.fashion (tests that need the real files skip without it)
 if [ "$(id -u)" = 0 ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then

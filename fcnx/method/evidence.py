@@ -54,6 +54,10 @@ THRESHOLD = 0.45
 AGREE = 0.4
 INSIDE = 0.9
 
+#: the class maps of the chosen level and of the finer ones up to this factor of its scale give the region
+#: (the default pyramid's whole span; with ``--max-scale auto``, the finest levels see parts of a large object)
+MAP_SPAN = 3.0
+
 #: the boxes ``fcnx crop --box`` offers: the paper's kernel window, or the tight box of :func:`tight`
 BOXES = ("square", "tight")
 #: the box cropped unless told otherwise (docs/crop.md: it fits real photos and the benchmark better)
@@ -337,8 +341,8 @@ def tight(
     nets' class maps of the category per level (none for nets without).
 
     The windows' box is where the chosen window's strong peers agree (:func:`agreed_window`). With class
-    maps at the chosen level or a finer one, their region is that of their evidence (:func:`class_evidence`
-    of those levels) at or above :data:`THRESHOLD` of its peak that overlaps the chosen window most
+    maps at the chosen level or a finer one (up to :data:`MAP_SPAN` times its scale), their region is that
+    of their evidence (:func:`class_evidence` of those levels) at or above :data:`THRESHOLD` of its peak that overlaps the chosen window most
     (:func:`region_box`); when it overlaps the windows' box by IoU >= :data:`AGREE` or has at least
     :data:`INSIDE` of its area inside it (:func:`share_inside`), it is the tight box, and the class maps'
     evidence (over its peak) the object map. Otherwise (no class maps, or a region elsewhere) the tight
@@ -356,7 +360,9 @@ def tight(
         return b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy
 
     box = agreed_window(levels, scaled_sizes, work, kernel, stride, seed)
-    maps = [m for level in class_maps[chosen_level:] for m in level]
+    base = min(scaled_sizes[chosen_level])
+    span = [k for k in range(chosen_level, len(class_maps)) if min(scaled_sizes[k]) <= 1.01 * MAP_SPAN * base]
+    maps = [m for k in span for m in class_maps[k]]  # 1.01: the slack of rounding the levels' sizes
     if maps:
         heat = class_evidence(maps, work)
         region = region_box(heat, THRESHOLD, seed)

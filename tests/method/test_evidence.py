@@ -206,3 +206,19 @@ def test_tight_takes_the_class_maps_region_where_it_agrees_with_the_windows():
     coarser = [[evidence.ClassMap(peak, (4, 4), 2, 1.0)], []]
     plain = evidence.tight([coarse, fine], [(4, 4), (8, 8)], size, 4, 2, 1, (0.0, 0.0, 4.0, 4.0), class_maps=coarser)
     assert not plain.whole and plain.box == (0.0, 0.0, 4.0, 4.0)
+
+
+def test_tight_uses_the_class_maps_of_levels_up_to_map_span_times_the_chosen_scale():
+    size, chosen = (8, 8), (0.0, 0.0, 4.0, 4.0)
+    fine = np.zeros((3, 3))
+    fine[0, 0] = 0.9  # the windows agree on (0, 0, 4, 4) at level 1, as above
+    levels = [np.array([[0.9]]), fine, np.zeros((7, 7)), np.zeros((15, 15))]
+    scaled = [(4, 4), (8, 8), (16, 16), (32, 32)]  # level 2 is 2x level 1's scale, level 3 4x (> MAP_SPAN)
+    peak = np.zeros((4, 4))
+    peak[0, 0:2] = 1.0  # cells centred at pixels 1, 3, 5, 7 of the image at either level: region (0, 0, 4, 2)
+    at_2x = [[], [], [evidence.ClassMap(peak, (16, 16), 4, 2.0)], []]
+    at_4x = [[], [], [], [evidence.ClassMap(peak, (32, 32), 8, 4.0)]]
+    taken = evidence.tight(levels, scaled, size, 4, 2, 1, chosen, class_maps=at_2x)
+    assert evidence.MAP_SPAN == 3.0 and taken.whole and taken.box == (0.0, 0.0, 4.0, 2.0)
+    beyond = evidence.tight(levels, scaled, size, 4, 2, 1, chosen, class_maps=at_4x)
+    assert not beyond.whole and beyond.box == (0.0, 0.0, 4.0, 4.0)
