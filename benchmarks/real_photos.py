@@ -1,17 +1,21 @@
 """Real-photo check of ``fcnx crop --box``: the boxes fcnx gives beside what a user would try instead.
 
-Photos bundled by scikit-image (offline), two kinds of samples:
+Photos bundled by scikit-image, scikit-learn and matplotlib (offline), these kinds of samples:
 
 - *whole*: the annotated photos of :mod:`fcnx.testing.photos` (boxes drawn by looking);
 - *pasted*: an annotated object cut from one photo, pasted at a seeded place and scale (long side
-  30-60 % of the background's short side) into another photo; its box is where it was pasted;
-- *small* (``--small N``): the same with the long side 10-15 % of the short side.
+  30-60 % of the background's short side) into another photo; its box is where it was pasted (the pasted
+  rectangle keeps a margin of its own photo around the object: its edge is the box, which flatters a box
+  fitted to the image's edges, ``--box fitted``);
+- *small* (``--small N``): the same with the long side 10-15 % of the short side;
+- *fresh* (``--fresh``): three more whole photos of other packages, annotated after every parameter was
+  chosen (:data:`FRESH`).
 
 Methods, each with the sample's category and without one (label-free), on the default ensemble
 EfficientNet-Lite0/1/2 (offline ImageNet weights) at kernel 224, pyramid step 1.2 up to 3x:
 ``square`` (the paper's rule, and the authors' votes-first), ``tight`` (``fcnx crop --box tight``: the
 region of the nets' class maps), ``tight (windows)`` (the tight box of nets without class maps: where the
-windows agree),
+windows agree), ``fitted`` (``fcnx crop --box fitted``: the tight box snapped to the object's pixels),
 an ensemble Grad-CAM box (:mod:`fcnx.bench.gradcam`, pytorch-grad-cam: each net at its native size on
 the whole photo, the mean of the three maps, box of the largest region above half the peak), a centred
 box of half the photo's sides, and the whole photo. Reported: mean IoU, share at IoU >= 0.5 and
@@ -45,7 +49,7 @@ from PIL import Image
 from fcnx.bench import report
 from fcnx.bench.gradcam import GradCamEnsemble
 from fcnx.engine.cropper import Cropper
-from fcnx.method import evidence, geometry, metrics
+from fcnx.method import evidence, fitting, geometry, metrics
 from fcnx.method.selection import level_from_probs, select, top_category, top_class_map
 from fcnx.testing.photos import PHOTOS
 
@@ -59,12 +63,13 @@ METHODS = (
     "square (votes-first)",
     "tight (windows)",
     "tight",
+    "fitted",
     "Grad-CAM ensemble",
     "centred box",
     "whole image",
 )
-#: the methods that share fcnx's one pyramid (timed once)
-FCNX_METHODS = METHODS[:4]
+#: the methods that share fcnx's one pyramid (timed once; the fitted box adds its own seconds)
+FCNX_METHODS = METHODS[:5]
 
 Box = tuple[float, float, float, float]
 
@@ -74,7 +79,7 @@ class Sample:
     """One photo with one object: its pixels, the category to look for, the classes that count, the true box."""
 
     name: str
-    kind: str  # "whole" or "pasted"
+    kind: str  # "whole", "pasted", "small" or "fresh"
     pixels: np.ndarray
     category: str
     accept: tuple[str, ...]
@@ -103,15 +108,46 @@ PASTED_SIDES = (0.3, 0.6)
 SMALL_SIDES = (0.10, 0.15)
 
 
-def samples(pasted: int, seed: int, small: int = 0) -> list[Sample]:
+#: whole photos of other packages, boxes drawn by looking once the methods' parameters were chosen:
+#: name -> (loader, category, classes that count, box x, y, w, h)
+FRESH = {
+    # scikit-learn's china.jpg: the Tower of Buddhist Incense, finial to the lowest roof above the trees
+    "china": ("sklearn:china.jpg", "palace", ("palace", "monastery", "stupa", "bell cote"), (60, 28, 312, 365)),
+    # scikit-learn's flower.jpg: the dahlia in front (ImageNet names no dahlia: its nearest flower class)
+    "flower": ("sklearn:flower.jpg", "daisy", ("daisy",), (168, 85, 279, 275)),
+    # matplotlib's grace_hopper.jpg: the uniform's jacket, shoulders down (the cap is left out)
+    "grace_hopper": ("matplotlib:grace_hopper.jpg", "military uniform", ("military uniform",), (10, 318, 502, 282)),
+}
+
+
+def _fresh_photo(loader: str) -> np.ndarray:
+    package, name = loader.split(":")
+    if package == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        return np.ascontiguousarray(load_sample_image(name)[:, :, :3])
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data(name) as f:
+        return np.asarray(Image.open(f).convert("RGB"))
+
+
+def samples(pasted: int, seed: int, small: int = 0, fresh: bool = False) -> list[Sample]:
     """The whole annotated photos, then ``pasted`` seeded pastes, then ``small`` seeded small pastes
-    (long side 10-15 % of the short side; their own random stream, so the others do not change)."""
+    (long side 10-15 % of the short side; their own random stream, so the others do not change), then
+    with ``fresh`` the photos of :data:`FRESH`."""
     out = [
         Sample(p.name, "whole", p.load(), p.category, p.accept, _box(p.box), _others(p.loader, p.name))
         for p in PHOTOS.values()
     ]
     out += _pastes(pasted, np.random.default_rng(seed), PASTED_SIDES, "pasted")
-    return out + _pastes(small, np.random.default_rng([seed, 1]), SMALL_SIDES, "small")
+    out += _pastes(small, np.random.default_rng([seed, 1]), SMALL_SIDES, "small")
+    if fresh:
+        out += [
+            Sample(name, "fresh", _fresh_photo(loader), category, accept, _box(box))
+            for name, (loader, category, accept, box) in FRESH.items()
+        ]
+    return out
 
 
 def _box(box: Sequence[float]) -> Box:
@@ -160,6 +196,7 @@ class Fcnx:
 
     def __init__(self, max_scale: float | str) -> None:
         self.cropper = Cropper.from_nets(NETS, kernel=224, device="cpu", max_scale=max_scale)
+        self.fit_seconds = 0.0  # of the last fitted box
 
     def scales(self, height: int, width: int) -> list[float]:
         """The pyramid ``fcnx crop`` runs on a photo of that size (decoded at full size) with these settings."""
@@ -189,8 +226,15 @@ class Fcnx:
         return levels, probs, cells, seconds
 
     def boxes(
-        self, size: tuple[int, int], levels: list, probs: list[np.ndarray], cells: list, category: int
+        self,
+        size: tuple[int, int],
+        levels: list,
+        probs: list[np.ndarray],
+        cells: list,
+        category: int,
+        pixels: np.ndarray | None = None,
     ) -> dict[str, Box]:
+        """Each fcnx box of ``category``; the fitted box too with the photo's ``pixels`` (its seconds: :attr:`fit_seconds`)."""
         kernel, stride = self.cropper.ensemble.kernel, self.cropper.ensemble.stride
         sizes = [s for _, s in levels]
         label = [level_from_probs(p, category) for p in probs]
@@ -205,7 +249,13 @@ class Fcnx:
             out[f"square ({rule})"] = window
             if rule == "paper":
                 out["tight (windows)"] = evidence.tight_of(choice, size, sizes, kernel, stride, window).box
-                out["tight"] = evidence.tight_of(choice, size, sizes, kernel, stride, window, class_maps=maps).box
+                tight = evidence.tight_of(choice, size, sizes, kernel, stride, window, class_maps=maps)
+                out["tight"] = tight.box
+                if pixels is not None:
+                    start = time.perf_counter()
+                    heat = tight.object_map() if tight.whole else None
+                    out["fitted"] = fitting.fit_box(pixels, size, tight.box, heat)
+                    self.fit_seconds = time.perf_counter() - start
         return out
 
 
@@ -222,11 +272,10 @@ def run(items: Sequence[Sample], max_scale: float | str, progress: Callable[[str
         start = time.perf_counter()
         levels, probs, cells, _ = fcnx.pyramid(sample.pixels)
         free = top_category([top_class_map(p) for p in probs])
-        boxes = {
-            "with": fcnx.boxes(size, levels, probs, cells, wanted),
-            "free": fcnx.boxes(size, levels, probs, cells, free),
-        }
-        seconds = {m: time.perf_counter() - start for m in FCNX_METHODS}
+        boxes = {"with": fcnx.boxes(size, levels, probs, cells, wanted, sample.pixels)}
+        elapsed = time.perf_counter() - start
+        seconds = {m: elapsed - fcnx.fit_seconds for m in FCNX_METHODS} | {"fitted": elapsed}
+        boxes["free"] = fcnx.boxes(size, levels, probs, cells, free, sample.pixels)
         start = time.perf_counter()
         cam_free = gradcam.top_class(sample.pixels)
         boxes["with"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, wanted)
@@ -316,7 +365,7 @@ def sweep_markdown(result: dict[str, Any], step: float = 1.2) -> str:
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per subset (all, whole, pasted), side (with category, label-free) and method: mean IoU, shares, seconds."""
     out: dict[str, Any] = {}
-    for subset in ("all", "whole", "pasted", "small"):
+    for subset in ("all", "whole", "pasted", "small", "fresh"):
         chosen = [r for r in rows if subset == "all" or r["kind"] == subset]
         if not chosen:
             continue
@@ -379,12 +428,15 @@ def main() -> None:
     parser.add_argument(
         "--small", type=int, default=0, help="also paste this many objects at 10-15%% of the short side"
     )
+    parser.add_argument(
+        "--fresh", action="store_true", help="also the whole photos of FRESH (scikit-learn, matplotlib)"
+    )
     parser.add_argument("--max-scale", type=lambda v: v if v == geometry.AUTO else float(v), default=3.0)
     parser.add_argument("--sweep", action="store_true", help="IoU and seconds per pyramid level count instead")
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    items = samples(args.pasted, args.seed, args.small)
+    items = samples(args.pasted, args.seed, args.small, args.fresh)
     if args.sweep:
         result = sweep(items)
         print(sweep_markdown(result))

@@ -6,7 +6,7 @@ measures, for each test canvas and its own label:
 
 - localization (MaxBoxAccV2-style, :mod:`fcnx.method.metrics`) of the ensemble, of every subset of its
   nets (single nets, pairs, ...), under both selection rules, with the paper's square window and the
-  tight box (``fcnx crop --box``), and of centred and random boxes;
+  tight box (``fcnx crop --box``; the full ensemble also with the fitted box), and of centred and random boxes;
 - score maps (``fcnx crop --heatmaps npy``) scored by the standard MaxBoxAccV2 (threshold sweep):
   the found object's map and, for comparison, the evidence of the whole pyramid;
 - the paper's Table IV in miniature: top-1 of each classifier (the nets and a held-out one)
@@ -25,14 +25,15 @@ import json
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from fcnx.errors import UsageError
-from fcnx.io.images import ImageItem, dataset_items
-from fcnx.method import evidence, metrics
+from fcnx.io.images import ImageItem, dataset_items, load_rgb
+from fcnx.method import evidence, fitting, metrics
 from fcnx.method.geometry import XYWH
 from fcnx.method.selection import RULES, Choice, Level, select, top_category
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 #: localization targets of issue #6: the ensemble beats the centred box by this much (MaxBoxAccV2)
 CENTRED_MARGIN = 0.20
-#: issue #14's aim (reported, not checked): the tight box beats the square window by this much (MaxBoxAccV2)
+#: issue #14's aim (reported, not checked): the tight (and fitted) box beats the square window by this much (MaxBoxAccV2)
 TIGHT_MARGIN = 0.15
 
 
@@ -159,12 +160,14 @@ class Results:
     def goals(self) -> list[tuple[str, bool]]:
         """Issue #14's aim, reported but not checked (``--check`` checks :meth:`targets`), each with whether it is met."""
         loc = self.localization
-        tight = loc.get(f"{self.ensemble} (paper, tight)")
-        if tight is None:
-            return []
         ens = loc[f"{self.ensemble} (paper)"]["maxboxacc"]
-        text = f"tight box MaxBoxAccV2 {tight['maxboxacc']:.1%} >= square {ens:.1%} + {TIGHT_MARGIN:.0%}"
-        return [(text, tight["maxboxacc"] >= ens + TIGHT_MARGIN)]
+        out = []
+        for kind in ("tight", "fitted"):
+            box = loc.get(f"{self.ensemble} (paper, {kind})")
+            if box is not None:
+                text = f"{kind} box MaxBoxAccV2 {box['maxboxacc']:.1%} >= square {ens:.1%} + {TIGHT_MARGIN:.0%}"
+                out.append((text, box["maxboxacc"] >= ens + TIGHT_MARGIN))
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +184,12 @@ class Results:
         }
 
 
+def subset_fitted(cropper: Cropper, pyramid: Pyramid, pixels: np.ndarray, nets: Sequence[int], rule: str) -> XYWH:
+    """The tight box of that choice fitted to the image's ``pixels``: what ``fcnx crop --box fitted`` gives."""
+    tight = subset_tight(cropper, pyramid, nets, rule)
+    return fitting.fit_box(pixels, pyramid.size, tight.box, tight.object_map() if tight.whole else None)
+
+
 def localization(
     cropper: Cropper, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], *, seed: int = 0
 ) -> tuple[dict[str, dict[str, float]], dict[int, dict[str, float]], dict[str, XYWH]]:
@@ -189,7 +198,8 @@ def localization(
     Returns the scores by method, MaxBoxAccV2 by number of nets (mean, min, max over subsets),
     and the full ensemble's paper-rule boxes by image (what gets cropped). The full ensemble and
     single nets are scored with both boxes, square (``"<nets> (<rule>)"``) and tight
-    (``"<nets> (<rule>, tight)"``).
+    (``"<nets> (<rule>, tight)"``); the full ensemble also with the fitted box (``"<nets> (<rule>, fitted)"``)
+    where OpenCV is installed.
     """
     names = cropper.ensemble.names
     truth = np.array([c.truth for c in canvases])
@@ -212,6 +222,12 @@ def localization(
                     tight = [subset_tight(cropper, p, subset, rule).box for p in pyramids]
                     scores[f"{_subset_name(names, subset)} ({rule}, tight)"] = metrics.box_accuracy(
                         tight, truth
+                    ).as_dict()
+                if subset == full and find_spec("cv2") is not None:
+                    images = (load_rgb(c.item.path)[0] for c in canvases)
+                    fitted = [subset_fitted(cropper, p, pixels, subset, rule) for p, pixels in zip(pyramids, images)]
+                    scores[f"{_subset_name(names, subset)} ({rule}, fitted)"] = metrics.box_accuracy(
+                        fitted, truth
                     ).as_dict()
     mean_wh = truth[:, 2:].mean(axis=0)
     short = sizes.min(axis=1, keepdims=True)

@@ -23,28 +23,31 @@ def _pct(value: float) -> str:
 
 
 def _maps_section(results: Results) -> list[str]:
-    """The full ensemble's square and tight boxes beside its score maps (standard MaxBoxAccV2), and the label-free category."""
+    """The full ensemble's square, tight and fitted boxes beside its score maps (standard MaxBoxAccV2), and the label-free category."""
     if not results.maps:
         return []
     loc, ens = results.localization, results.ensemble
     lines = [
         "",
-        "## Square vs tight boxes, and score maps (full ensemble)",
+        "## Square, tight and fitted boxes, and score maps (full ensemble)",
         "",
-        "| rule | square box | tight box | object map (`--heatmaps-npy`) | best map threshold at IoU 0.3/0.5/0.7 |",
-        "|---|---:|---:|---:|---|",
+        "| rule | square box | tight box | fitted box | object map (`--heatmaps-npy`) | best map threshold at IoU 0.3/0.5/0.7 |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for rule in ("paper", "votes-first"):
         square, tight = loc[f"{ens} ({rule})"], loc[f"{ens} ({rule}, tight)"]
+        fitted = loc.get(f"{ens} ({rule}, fitted)")
         heat = results.maps[f"object map ({rule})"]
         where = "/".join(f"{heat[f'threshold@{t}']:.2f}" for t in (0.3, 0.5, 0.7))
         lines.append(
-            f"| {rule} | {_pct(square['maxboxacc'])} | **{_pct(tight['maxboxacc'])}** | {_pct(heat['maxboxacc'])} | {where} |"
+            f"| {rule} | {_pct(square['maxboxacc'])} | **{_pct(tight['maxboxacc'])}** | "
+            f"{'-' if fitted is None else _pct(fitted['maxboxacc'])} | {_pct(heat['maxboxacc'])} | {where} |"
         )
     pyramid = results.maps["pyramid evidence"]
     lines += [
         "",
-        "MaxBoxAccV2 in %. Boxes: the one box fcnx outputs per image. Maps: the standard protocol "
+        "MaxBoxAccV2 in %. Boxes: the one box fcnx outputs per image ('fitted': `--box fitted`, the tight box "
+        "snapped to the object's pixels by GrabCut; '-' without OpenCV). Maps: the standard protocol "
         "(wsolevaluation: threshold sweep in steps of 0.01, every region's box, the best threshold per IoU "
         "threshold) on the map `fcnx crop --heatmaps-npy` writes: the class maps' evidence where they give the "
         "tight box, else the windows' evidence inside the tight box (0 outside). For comparison, the windows' evidence "
@@ -79,7 +82,8 @@ def markdown(results: Results, command: str) -> str:
         "",
         "MaxBoxAccV2: the mean of the shares at IoU 0.3, 0.5 and 0.7 (Choe et al., 2020), in %. "
         "'paper': per level the cell of the largest summed probability; 'votes-first': the authors' code.",
-        "'tight': the box `fcnx crop --box tight` gives (docs/crop.md), else the paper's square window.",
+        "'tight': the box `fcnx crop --box tight` gives (docs/crop.md), 'fitted' `--box fitted`'s, else the paper's "
+        "square window.",
         *_maps_section(results),
         "",
         "## Number of nets (paper rule, every subset of that size)",

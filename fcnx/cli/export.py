@@ -30,9 +30,10 @@ from fcnx.cli.common import PathType
 @click.option(
     "--box",
     default=None,
-    type=click.Choice(["square", "tight"]),
+    type=click.Choice(["square", "tight", "fitted"]),
     help="square: the kernel window (the paper's crop); tight: the tight box where boxes.jsonl has one, "
-    "else the window [default: each box as it was cropped].",
+    "else the window; fitted: the fitted box where it has one, else the tight box [default: each box as it "
+    "was cropped].",
 )
 @click.option(
     "--classes",

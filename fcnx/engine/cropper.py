@@ -33,7 +33,7 @@ from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCell
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
-from fcnx.method import evidence, geometry
+from fcnx.method import evidence, fitting, geometry
 from fcnx.method.evidence import ClassMap
 from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
 
@@ -71,7 +71,9 @@ class Cropper:
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
     ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
-    is the tight box (``"tight"``, the default) or the paper's kernel window (``"square"``); both are given.
+    is the tight box (``"tight"``, the default), the paper's kernel window (``"square"``) or the tight box
+    fitted to the image's pixels (``"fitted"``, :mod:`fcnx.method.fitting`; needs OpenCV); the window and
+    the tight box are always given, the fitted box only when it is the one asked for.
     """
 
     def __init__(
@@ -91,6 +93,8 @@ class Cropper:
     ) -> None:
         if box not in evidence.BOXES:
             raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")
+        if box == "fitted":
+            fitting.opencv()  # missing OpenCV is one line now, not an error per image
         if selection not in RULES:
             raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
         try:
@@ -435,7 +439,11 @@ class Cropper:
             fit = evidence.tight_of(
                 choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window, class_maps=maps
             )
-            x, y, w, h = fit.box if self.box == "tight" else window
+            fitted = None
+            if self.box == "fitted":
+                heat = fit.object_map() if fit.whole else None  # class maps' evidence: sure object where strong
+                fitted = fitting.fit_box(prepared.pixels.permute(1, 2, 0).cpu().numpy(), prepared.size, fit.box, heat)
+            x, y, w, h = {"square": window, "tight": fit.box, "fitted": fitted or fit.box}[self.box]
             boxes.append(
                 Box(
                     category=self.classes[category],
@@ -460,6 +468,7 @@ class Cropper:
                     kind=self.box,
                     window=window,
                     tight=fit.box,
+                    fitted=fitted,
                     evidence=fit.object_map() if self.keep_heatmaps else None,
                 )
             )

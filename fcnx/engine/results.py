@@ -21,11 +21,12 @@ class Box:
     cell of some level examined (``False`` suggests a wrong label). ``heatmap`` is the summed
     probability map at the chosen level (only when the cropper keeps heatmaps).
 
-    ``kind`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``, or
-    ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`);
-    both are always given. ``evidence`` is the found object's score map in [0, 1]
-    (:meth:`fcnx.method.evidence.Tight.object_map`, at most :data:`~fcnx.method.evidence.MAX_SIDE`
-    a side; only with heatmaps).
+    ``kind`` says which box ``x, y, w, h`` is: ``"square"``, the paper's kernel ``window``,
+    ``"tight"``, the ``tight`` box fitted to the ensemble's evidence (:mod:`fcnx.method.evidence`), or
+    ``"fitted"``, the tight box ``fitted`` to the image's pixels (:mod:`fcnx.method.fitting`); the window
+    and the tight box are always given, the fitted box only with that kind (else ``None``). ``evidence``
+    is the found object's score map in [0, 1] (:meth:`fcnx.method.evidence.Tight.object_map`, at most
+    :data:`~fcnx.method.evidence.MAX_SIDE` a side; only with heatmaps).
     """
 
     category: str
@@ -50,6 +51,7 @@ class Box:
     kind: str = "square"
     window: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    fitted: tuple[float, float, float, float] | None = None
     evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -101,6 +103,7 @@ class Box:
             "box_kind": self.kind,
             "window": list(self.window),
             "tight": list(self.tight),
+            "fitted": None if self.fitted is None else list(self.fitted),
         }
 
 

@@ -4,11 +4,12 @@ The crop records are read as ``fcnx crop`` and ``fcnx evaluate`` read them
 (:func:`fcnx.io.journal.read_journal`: a last line cut by a killed run is dropped with a warning;
 for the same image and category the last record counts). Each image keeps its boxes in file
 order; its size is the record's ``width``/``height`` (else read from the image). A record's
-``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box_kind": "square"|"tight"`` says
-which kind it is, and ``window`` / ``tight`` (``[x, y, w, h]`` or ``{x, y, w, h}``) give each kind.
-By default each record's own box is exported (the one its crop was cut to); ``--box square``
+``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box_kind": "square"|"tight"|"fitted"``
+says which kind it is, and ``window`` / ``tight`` / ``fitted`` (``[x, y, w, h]`` or ``{x, y, w, h}``) give
+each kind. By default each record's own box is exported (the one its crop was cut to); ``--box square``
 exports the kernel window, ``--box tight`` the tight box, falling back to the window, with one
-warning, where a record has none (boxes made before ``fcnx crop --box tight``).
+warning, where a record has none (boxes made before ``fcnx crop --box tight``), and ``--box fitted``
+the fitted box, falling back to the tight box (boxes not cropped with ``--box fitted``), else the window.
 
 A suspects folder (``fcnx suspects -o``) exports one box per suspect image: where the nets see
 their own top class, labelled with that class, with ``suspect: true`` and the dataset's label as
@@ -23,7 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io import export as writers
@@ -35,7 +36,7 @@ from fcnx.method.geometry import XYWH
 
 JOURNAL = "boxes.jsonl"
 SUSPECTS = "suspects.json"
-BOXES = ("square", "tight")
+BOXES = ("square", "tight", "fitted")
 #: crop-record facts carried into the export as box attributes
 ATTRIBUTES = ("found", "votes", "nets", "confidence")
 
@@ -65,19 +66,16 @@ def _given(value: Any) -> XYWH | None:
     return _xywh(dict(zip("xywh", value)) if isinstance(value, list | tuple) else value)
 
 
-def _kinds(
-    record: dict[str, Any],
-) -> tuple[XYWH, XYWH, XYWH | None]:
-    """The box (``x, y, w, h``: what its crop was cut to), the square window and the tight box (``None`` if the
-    record has none) of a crop record."""
+def _kinds(record: dict[str, Any]) -> tuple[XYWH, dict[str, XYWH | None]]:
+    """The box (``x, y, w, h``: what its crop was cut to) of a crop record, and by kind (:data:`BOXES`) its
+    boxes: the square window (its box where it gives none), the tight and the fitted box (``None`` if absent)."""
     nested = record.get("box")
     main = _xywh(nested if isinstance(nested, dict) else record)
     kind = record.get("box_kind", "square")
     if kind not in BOXES:
         raise ValueError(f"unknown box kind {kind!r}")
-    window = _given(record.get("window")) or (main if kind == "square" else None)
-    tight = _given(record.get("tight")) or (main if kind == "tight" else None)
-    return main, window or main, tight
+    given = {k: _given(record.get("window" if k == "square" else k)) or (main if kind == k else None) for k in BOXES}
+    return main, given | {"square": given["square"] or main}
 
 
 def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
@@ -120,7 +118,7 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
             raise UsageError(f"line {number}: not a box record (its category is no name)", path)
         grouped.setdefault(record["path"], {})[record.get("category")] = (number, record)
     order: dict[str, int] = {}
-    untight = 0
+    fallbacks: dict[str, int] = {}  # the kind exported where a record lacks the one asked for -> how often
     for image_path, records in grouped.items():
         first = next(iter(records.values()))[1]
         given = first.get("file")
@@ -128,14 +126,18 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
         boxes = []
         for number, record in records.values():
             try:
-                own, square, tight = _kinds(record)
-                chosen = own if box is None else tight if box == "tight" and tight is not None else square
+                own, kinds = _kinds(record)
+                chosen = own
+                if box is not None:
+                    kind = next(k for k in BOXES[BOXES.index(box) :: -1] if kinds[k] is not None)
+                    chosen = cast(XYWH, kinds[kind])
+                    if kind != box:
+                        fallbacks[kind] = fallbacks.get(kind, 0) + 1
                 category = record.get("category") or record.get("label")
                 if not isinstance(category, str):
                     raise ValueError("no category (nor label)")
             except (ValueError, KeyError, TypeError) as exc:
                 raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
-            untight += box == "tight" and tight is None
             index = record.get("category_index")
             order.setdefault(category, index if isinstance(index, int) else 1 << 30)
             boxes.append((category, chosen, record))
@@ -151,10 +153,11 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
             for category, chosen, record in boxes
         ]
         result.images.append(writers.ExportImage(Path(image_path), PurePosixPath(file), *size, detections))
-    if untight:
+    why = {"tight": "made before fcnx crop --box tight?", "fitted": "not cropped with --box fitted?"}
+    for kind, count in fallbacks.items():
         result.warnings.append(
-            f"{path}: {untight} box(es) have no tight box (made before fcnx crop --box tight?): exported "
-            f"their square window"
+            f"{path}: {count} box(es) have no {box} box ({why[str(box)]}): exported their "
+            + ("square window" if kind == "square" else f"{kind} box")
         )
     result.categories = sorted(order, key=lambda name: (order[name], name))
     return result

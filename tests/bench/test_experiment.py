@@ -212,13 +212,20 @@ def test_tight_boxes_and_maps_are_reported_with_the_issues_aim(tmp_path):
     report.write(results, tmp_path, "fcnx bench localization --data r -o out")
     text = (tmp_path / "results.md").read_text()
     assert (
-        "| paper | 40.0 | **50.0** | 52.0 | 0.25/0.50/0.75 |" in text
-        and "| votes-first | 40.0 | **45.0** | 50.0 |" in text
+        "| paper | 40.0 | **50.0** | - | 52.0 | 0.25/0.50/0.75 |" in text
+        and "| votes-first | 40.0 | **45.0** | - | 50.0 |" in text
     )
     assert "whole pyramid (no choice) scores 20.0" in text and "label on **43.0%**" in text
     assert "- [ ] tight box MaxBoxAccV2 50.0% >= square 40.0% + 15%" in text
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["goals"] == [{"goal": goals[0][0], "met": False}] and data["maps"] == results.maps
+    # with the fitted box (OpenCV installed): its column and its own line under the aim
+    results.localization |= {"a+b (paper, fitted)": acc(0.6), "a+b (votes-first, fitted)": acc(0.55)}
+    assert results.goals()[1] == ("fitted box MaxBoxAccV2 60.0% >= square 40.0% + 15%", True)
+    report.write(results, tmp_path / "f", "fcnx bench localization --data r -o out")
+    text = (tmp_path / "f" / "results.md").read_text()
+    assert "| paper | 40.0 | **50.0** | 60.0 | 52.0 | 0.25/0.50/0.75 |" in text
+    assert "- [x] fitted box MaxBoxAccV2 60.0% >= square 40.0% + 15%" in text
 
 
 def test_held_out_net_must_be_outside_the_ensemble(tmp_path):
@@ -286,7 +293,8 @@ def test_reduced_experiment_meets_the_targets(tmp_path):
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["settings"]["images"] == 200 and data["settings"]["classifiers"] == NETS + ["tiny_mobilenet"]
     assert len(data["targets"]) == 8 and all(t["met"] for t in data["targets"]), data["targets"]
-    assert [g["goal"].split(" MaxBoxAccV2")[0] for g in data["goals"]] == ["tight box"]
+    assert [g["goal"].split(" MaxBoxAccV2")[0] for g in data["goals"]] == ["tight box", "fitted box"]
+    assert data["goals"][1]["met"]  # the fitted box: 67.0 against the square's 36.8 (docs/crop.md)
     assert (tmp_path / "out" / "results.png").stat().st_size > 10_000
     marker = json.loads((tmp_path / "out" / ".fcnx-bench-localization.json").read_text())
     assert marker == {"files": sorted(report.FILES)}  # so that a rerun into "out" replaces its own report

@@ -1,4 +1,4 @@
-"""``fcnx crop --box tight|square`` end to end on fcnx-tiny's demo canvases with their true boxes."""
+"""``fcnx crop --box tight|square|fitted`` end to end on fcnx-tiny's demo canvases with their true boxes."""
 
 from __future__ import annotations
 
@@ -87,8 +87,9 @@ def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs
         assert record["box_kind"] == "square"
         assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
     assert list(rows[0])[: len(COLUMNS)] == COLUMNS
-    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight") for c in "xywh"] + ["map"]
+    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight", "fitted") for c in "xywh"] + ["map"]
     assert list(rows[0])[len(COLUMNS) :] == added
+    assert all(r["fitted"] is None for r in records.values()) and {r["fitted_x"] for r in rows} == {""}
 
 
 def test_tight_boxes_fit_the_demo_objects_better_than_the_square(runs):
@@ -109,6 +110,43 @@ def test_tight_boxes_fit_the_demo_objects_better_than_the_square(runs):
     iou = {name: metrics.box_iou(b, true) for name, b in boxes.items()}
     assert iou["tight"].mean() > iou["square"].mean() and iou["tight"].mean() >= 0.3
     assert np.mean(iou["tight"] >= 0.4) >= np.mean(iou["square"] >= 0.4)
+
+
+def test_fitted_boxes_refine_the_tight_ones_and_fit_the_demo_objects_better(runs):
+    pytest.importorskip("cv2")
+    tight, _ = runs["tight"]
+    fitted, rows = runs["fitted"]
+    truth = json.loads((DEMO / "boxes.json").read_text())
+    assert fitted.keys() == tight.keys()
+    for key, record in fitted.items():
+        # the same choice and tight box as the tight run; the fitted box is what this run crops
+        assert record["box_kind"] == "fitted" and xywh(record) == record["fitted"]
+        assert record["window"] == tight[key]["window"] and record["tight"] == tight[key]["tight"]
+    assert {r["file"]: float(r["fitted_h"]) for r in rows} == {k: r["fitted"][3] for k, r in fitted.items()}
+    keys = sorted(fitted)
+    true = np.array([truth[k.removeprefix("images/")] for k in keys])
+    iou = {
+        name: metrics.box_iou(np.array([run[k][name] for k in keys]), true)
+        for name, run in (("tight", tight), ("fitted", fitted))
+    }
+    assert iou["fitted"].mean() > iou["tight"].mean() + 0.1
+    assert np.mean(iou["fitted"] >= 0.7) > np.mean(iou["tight"] >= 0.7)
+
+
+def test_fitted_crops_are_cut_to_the_fitted_box_and_resume_only_as_fitted(tmp_path, one_thread):
+    pytest.importorskip("cv2")
+    from PIL import Image
+
+    out = tmp_path / "o"
+    argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "-q", "--box", "fitted"]
+    assert CliRunner().invoke(cli, argv, catch_exceptions=False).exit_code == 0
+    records = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    for record in records:
+        with Image.open(out / record["crop"]) as image:
+            x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in (record["x1"], record["y1"], record["x2"], record["y2"]))
+            assert image.size == (x1 - x0, y1 - y0)
+    result = CliRunner().invoke(cli, argv[:-2])
+    assert result.exit_code != 0 and "(box: 'fitted' there, 'tight' now)" in result.output
 
 
 def test_an_outdir_of_square_boxes_refuses_tight_ones(runs, tmp_path):
@@ -159,3 +197,15 @@ def test_score_maps_never_replace_a_file_fcnx_did_not_write(tmp_path, one_thread
     assert records[key]["map"] == f"maps/{key}-2.npy" and (out / records[key]["map"]).is_file()
     again, _ = crop(out, "--box", "tight", "--heatmaps-npy")  # a rerun keeps the names the journal gave
     assert again[key]["map"] == f"maps/{key}-2.npy" and mine.read_bytes() == b"the user's own file"
+
+
+def test_fitted_boxes_without_opencv_are_one_line_before_any_image(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "cv2", None)  # as if opencv-python-headless were not installed
+    out = tmp_path / "o"
+    argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--box", "fitted"]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --box: the fitted box needs OpenCV: pip install 'fcnx[fit]' (opencv-python-headless)"
+    )
+    assert not (out / "boxes.jsonl").exists()

@@ -218,3 +218,29 @@ def test_export_imports_no_deep_learning_framework(cropped, tmp_path):
         [sys.executable, "-c", code, str(cropped), str(tmp_path / "v")], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_fitted_box_when_present_else_the_tight_box_else_the_window_with_a_warning_each(cropped, tmp_path):
+    lines = records(cropped)[:3]
+    window = [lines[0][k] for k in "xywh"]
+    # as `fcnx crop --box fitted` writes it; then a tight record (no fitted box); then one made before --box
+    lines[0] |= {"box_kind": "fitted", "window": window, "tight": [1, 2, 30, 40], "fitted": [2.5, 3.0, 20.0, 30.0]}
+    lines[0] |= dict(zip("xywh", [2.5, 3.0, 20.0, 30.0]))
+    lines[1] |= {"box_kind": "tight", "window": window, "tight": [5.0, 6.0, 7.0, 8.0], "fitted": None}
+    lines[1] |= dict(zip("xywh", [5.0, 6.0, 7.0, 8.0]))
+    for key in ("box_kind", "window", "tight", "fitted", "map"):
+        lines[2].pop(key, None)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "boxes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = run("export", source, "--format", "coco", "--box", "fitted", "-o", tmp_path / "f")
+    assert result.exit_code == 0, result.output
+    assert "1 box(es) have no fitted box (not cropped with --box fitted?): exported their tight box" in result.output
+    assert "1 box(es) have no fitted box (not cropped with --box fitted?): exported their square window" in (
+        result.output
+    )
+    anns = json.loads((tmp_path / "f" / "labels.json").read_text())["annotations"]
+    assert [a["bbox"] for a in anns] == [[2.5, 3.0, 20.0, 30.0], [5.0, 6.0, 7.0, 8.0], [lines[2][k] for k in "xywh"]]
+    assert run("export", source, "--format", "coco", "--box", "square", "-o", tmp_path / "s").exit_code == 0
+    anns = json.loads((tmp_path / "s" / "labels.json").read_text())["annotations"]
+    assert [a["bbox"] for a in anns][:2] == [window, window]
