@@ -4,10 +4,11 @@ On the test canvases of a benchmark root (``fcnx bench data``), with fcnx-tiny's
 ``tiny_vgg``, ``tiny_resnet`` and ``tiny_inception`` at kernel 56, pyramid step 1.2 up to 4x (the
 settings of docs/results.md), each with the canvas's label and label-free:
 
-- ``square`` and ``tight``: the paper rule's boxes of the full ensemble, made by
-  :func:`fcnx.bench.localization.subset_box` and :func:`~fcnx.bench.localization.subset_tight`, so with the
-  label exactly the ``(paper)`` and ``(paper, tight)`` rows of ``fcnx bench localization``; label-free,
-  the box of the ensemble's top class at its most confident cell (what ``fcnx crop`` gives with no label);
+- ``square``, ``tight`` and ``fitted``: the paper rule's boxes of the full ensemble, made by
+  :func:`fcnx.bench.localization.subset_box`, :func:`~fcnx.bench.localization.subset_tight` and
+  :func:`~fcnx.bench.localization.subset_fitted`, so with the label exactly the ``(paper)``, ``(paper, tight)``
+  and ``(paper, fitted)`` rows of ``fcnx bench localization``; label-free, the boxes of the ensemble's top
+  class at its most confident cell (what ``fcnx crop`` gives with no label);
 - ``Grad-CAM ensemble``: :class:`fcnx.bench.gradcam.GradCamEnsemble` on the same nets, each at its
   native size (56) on the whole canvas, the mean map's largest region >= half its peak (the construction
   of benchmarks/real_photos.py); label-free, the top class of the nets' mean probabilities;
@@ -16,11 +17,12 @@ settings of docs/results.md), each with the canvas's label and label-free:
 
 Scored as ``fcnx bench localization`` scores boxes (:func:`fcnx.method.metrics.box_accuracy`: mean IoU,
 shares at IoU 0.3/0.5/0.7, MaxBoxAccV2 their mean), with seconds per image with the label (one
-process, interleaved: fcnx's pyramid is shared by its two boxes and timed once).
+process, interleaved: fcnx's pyramid is shared by its boxes and timed once; the fitted box adds its own
+seconds).
 
     OMP_NUM_THREADS=1 python benchmarks/canvases_gradcam.py --data build/tiny/data -o build/canvases_gradcam.json
 
-Needs the ``bench`` extra (grad-cam) and fcnx-tiny.
+Needs the ``bench`` extra (grad-cam, OpenCV) and fcnx-tiny.
 """
 
 from __future__ import annotations
@@ -42,16 +44,19 @@ from fcnx.method import metrics
 from fcnx.method.selection import top_category
 
 NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]
-METHODS = ("square", "tight", "Grad-CAM ensemble", "Grad-CAM ensemble (canvas size)")
+METHODS = ("square", "tight", "fitted", "Grad-CAM ensemble", "Grad-CAM ensemble (canvas size)")
+#: the methods of fcnx's one pyramid
+FCNX_METHODS = METHODS[:3]
 SIDES = ("with", "free")
 
 
-def fcnx_boxes(cropper: Cropper, pyramid: localization.Pyramid) -> dict[str, Any]:
-    """The full ensemble's square and tight boxes of the pyramid's category under the paper rule."""
+def fcnx_boxes(cropper: Cropper, pyramid: localization.Pyramid, pixels: np.ndarray) -> dict[str, Any]:
+    """The full ensemble's square, tight and fitted boxes of the pyramid's category under the paper rule."""
     full = tuple(range(len(cropper.ensemble.names)))
     return {
         "square": localization.subset_box(cropper, pyramid, full, "paper"),
         "tight": localization.subset_tight(cropper, pyramid, full, "paper").box,
+        "fitted": localization.subset_fitted(cropper, pyramid, pixels, full, "paper"),
     }
 
 
@@ -65,16 +70,17 @@ def run(
     rows: list[dict[str, Any]] = []
     for canvas in localization.read_canvases(root):
         item, label = canvas.item, cropper.classes.index(str(canvas.item.label))
+        pixels = np.asarray(Image.open(item.path).convert("RGB"))
         start = time.perf_counter()
         pyramid = localization.Pyramid(*cropper.label_levels(item, label))
-        boxes = {"with": fcnx_boxes(cropper, pyramid)}
-        seconds = dict.fromkeys(METHODS[:2], time.perf_counter() - start)
+        seconds = dict.fromkeys(FCNX_METHODS, time.perf_counter() - start)
+        boxes = {"with": fcnx_boxes(cropper, pyramid, pixels)}
+        seconds["fitted"] = time.perf_counter() - start
         free = top_category(pyramid.top_maps)
         if free != label:
             pyramid = localization.Pyramid(*cropper.label_levels(item, free))
-        boxes["free"] = fcnx_boxes(cropper, pyramid)
+        boxes["free"] = fcnx_boxes(cropper, pyramid, pixels)
         chosen = {"fcnx": cropper.classes[free]}
-        pixels = np.asarray(Image.open(item.path).convert("RGB"))
         for method, cam in cams.items():
             start = time.perf_counter()
             boxes["with"][method] = cam.box(pixels, label)
@@ -99,6 +105,11 @@ def run(
     return {"root": str(root), "nets": NETS, "rows": rows, "summary": summary(rows)}
 
 
+def cams_of(methods: Sequence[str]) -> list[str]:
+    """The Grad-CAM methods among ``methods``."""
+    return [m for m in methods if m not in FCNX_METHODS]
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per side (with the label, label-free) and method the box accuracy; seconds per image; label-free hits."""
     truth = np.array([r["truth"] for r in rows])
@@ -109,7 +120,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         }
     out["seconds"] = {m: float(np.mean([r["seconds"][m] for r in rows])) for m in METHODS}
     out["label_free_hits"] = {
-        k: float(np.mean([r["label_free"][k] == r["label"] for r in rows])) for k in ("fcnx", *METHODS[2:])
+        k: float(np.mean([r["label_free"][k] == r["label"] for r in rows])) for k in ("fcnx", *cams_of(METHODS))
     }
     return out
 
@@ -131,7 +142,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"{table['images']} canvases. Label-free category is the label: fcnx {100 * hits['fcnx']:.1f}%, "
-        + ", ".join(f"{m} {100 * hits[m]:.1f}%" for m in METHODS[2:])
+        + ", ".join(f"{m} {100 * hits[m]:.1f}%" for m in cams_of(METHODS))
         + ".",
     ]
     return "\n".join(lines)

@@ -92,10 +92,13 @@ def test_the_canvas_benchmark_gives_what_fcnx_crop_gives(cams):
     names = {False: "Grad-CAM ensemble", True: "Grad-CAM ensemble (canvas size)"}
     result = canvases_gradcam.run(DEMO, cropper, {names[k]: v for k, v in cams.items()}, progress=lambda _: None)
     assert result["summary"]["images"] == len(result["rows"]) == 10
+    fitting = Cropper(cropper.ensemble, max_scale=2.0, box="fitted")
     for row in result["rows"]:
         path = DEMO / row["image"]
         labelled = cropper.crop_image(path, [row["label"]]).boxes[0]
         free = cropper.crop_image(path).boxes[0]  # no label: the ensemble's top class
+        assert row["boxes"]["with"]["fitted"] == list(fitting.crop_image(path, [row["label"]]).boxes[0].fitted or ())
+        assert row["boxes"]["free"]["fitted"] == list(fitting.crop_image(path).boxes[0].fitted or ())
         assert row["boxes"]["with"]["square"] == list(labelled.window) and row["boxes"]["with"]["tight"] == list(
             labelled.tight
         )
