@@ -208,6 +208,7 @@ def localization(
     by_count: dict[int, list[float]] = {}
     ensemble_boxes: dict[str, XYWH] = {}
     full = tuple(range(len(names)))
+    images = [load_rgb(c.item.path)[0] for c in canvases] if find_spec("cv2") is not None else None  # to fit boxes
     for k in range(1, len(names) + 1):
         for subset in itertools.combinations(full, k):
             for rule in RULES if subset == full or k == 1 else ("paper",):
@@ -223,8 +224,7 @@ def localization(
                     scores[f"{_subset_name(names, subset)} ({rule}, tight)"] = metrics.box_accuracy(
                         tight, truth
                     ).as_dict()
-                if subset == full and find_spec("cv2") is not None:
-                    images = (load_rgb(c.item.path)[0] for c in canvases)
+                if subset == full and images is not None:
                     fitted = [subset_fitted(cropper, p, pixels, subset, rule) for p, pixels in zip(pyramids, images)]
                     scores[f"{_subset_name(names, subset)} ({rule}, fitted)"] = metrics.box_accuracy(
                         fitted, truth

@@ -41,6 +41,9 @@ SIDE = 256
 
 Box = tuple[float, float, float, float]
 
+#: GrabCut's labels (OpenCV's ``GC_BGD``, ``GC_FGD``, ``GC_PR_BGD``, ``GC_PR_FGD``)
+BACKGROUND, OBJECT, PROBABLE_BACKGROUND, PROBABLE_OBJECT = 0, 1, 2, 3
+
 
 def opencv() -> Any:
     """The ``cv2`` module, or a :class:`~fcnx.errors.UsageError` (parameter ``box``) saying how to install it."""
@@ -64,7 +67,7 @@ def _bounds(box: Box, fx: float, fy: float, width: int, height: int) -> tuple[in
 def seeds(
     shape: tuple[int, int], box: tuple[int, int, int, int], sure: np.ndarray | None, margin: float = MARGIN
 ) -> np.ndarray:
-    """GrabCut's initial labels (``cv2.GC_*`` values) of an image of ``shape`` for the pixel corners ``box``:
+    """GrabCut's initial labels (:data:`BACKGROUND` ...) of an image of ``shape`` for the pixel corners ``box``:
     sure background beyond ``box`` grown by ``margin`` of its sides, probable background in that ring, probable
     object in ``box``, and sure object where ``sure`` (a bool map of ``shape``) is set inside ``box``."""
     height, width = shape
@@ -72,13 +75,13 @@ def seeds(
     gx, gy = margin * (x1 - x0), margin * (y1 - y0)
     ox0, oy0 = max(0, int(np.floor(x0 - gx))), max(0, int(np.floor(y0 - gy)))
     ox1, oy1 = min(width, int(np.ceil(x1 + gx))), min(height, int(np.ceil(y1 + gy)))
-    labels = np.zeros(shape, dtype=np.uint8)  # GC_BGD
-    labels[oy0:oy1, ox0:ox1] = 2  # GC_PR_BGD
-    labels[y0:y1, x0:x1] = 3  # GC_PR_FGD
+    labels = np.full(shape, BACKGROUND, dtype=np.uint8)
+    labels[oy0:oy1, ox0:ox1] = PROBABLE_BACKGROUND
+    labels[y0:y1, x0:x1] = PROBABLE_OBJECT
     if sure is not None:
         inside = np.zeros(shape, dtype=bool)
         inside[y0:y1, x0:x1] = True
-        labels[sure & inside] = 1  # GC_FGD
+        labels[sure & inside] = OBJECT
     return labels
 
 
@@ -104,13 +107,13 @@ def fit_box(
     heat: np.ndarray | None = None,
     *,
     side: int = SIDE,
-    iterations: int = ITERATIONS,
 ) -> Box:
     """The fitted box ``(x, y, w, h)`` in pixels of an image of upright ``size`` ``(height, width)``.
 
     ``pixels``: the image (``H' x W' x 3`` uint8 RGB, any size of the same aspect, e.g. decoded at reduced
     size); ``box``: the tight box in pixels of ``size``; ``heat``: the object map in [0, 1] (any size of the
-    image's aspect) whose pixels at or above :data:`SURE` of its peak are sure object, or ``None``.
+    image's aspect) whose pixels at or above :data:`SURE` of its peak are sure object, or ``None``; ``side``:
+    the long side (pixels) to fit at.
     """
     cv2 = opencv()
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
@@ -129,15 +132,15 @@ def fit_box(
         scaled = cv2.resize(np.asarray(heat, dtype=np.float32), (work[1], work[0]), interpolation=cv2.INTER_LINEAR)
         sure = scaled >= SURE * scaled.max()
     labels = seeds(work, corners, sure)
-    if not np.isin(labels, (0, 2)).any():  # no background to learn from
+    if not np.isin(labels, (BACKGROUND, PROBABLE_BACKGROUND)).any():  # no background to learn from
         return box
     cv2.setRNGSeed(0)  # GrabCut's first colour models come from k-means with OpenCV's random generator
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
     try:
-        cv2.grabCut(image, labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(image, labels, None, background, foreground, ITERATIONS, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # a model with too few distinct colours (a flat image)
         return box
-    found = object_box(np.isin(labels, (1, 3)), corners)
+    found = object_box(np.isin(labels, (OBJECT, PROBABLE_OBJECT)), corners)
     if found is None:
         return box
     x0, y0, x1, y1 = found
