@@ -4,7 +4,8 @@ Generates about 200 Food-101-like images (512 px long side, JPEG, ``images/<clas
 ``meta/classes.txt``: random cuts, mirrors and tints of the scikit-image photos), then crops them
 on the GPU with the default ensemble (EfficientNet-Lite0/1/2, kernel 224, ImageNet weights) and with
 Inception-v3 + Xception (kernel 299, random batch-norm-calibrated weights, 101 classes), in fp32 and
-``--half``, at batch 1, 8 and 32, and compiled (``--compile``, batch 8) where the nets allow it. A subset
+``--half``, at batch 1, 8 and 32, and compiled (``--compile``, batch 8) where the nets allow it, and once with
+``--box fitted`` (fp32, batch 8; GrabCut runs on the CPU: its share of the time). A subset
 is cropped on the CPU first, and every GPU run's boxes on it are compared with that reference.
 Without CUDA it does the CPU parts and stops with one line. Run through ``scripts/gpu_check.sh``.
 """
@@ -91,8 +92,8 @@ def agreement(results: dict[str, CropResult], reference: dict[str, CropResult]) 
     for key, ref in reference.items():
         a, b = results[key].boxes[0], ref.boxes[0]
         same += (a.category, a.level, a.cell) == (b.category, b.level, b.cell)
-        ious.append(float(box_iou([a.x, a.y, a.w, a.h], [b.x, b.y, b.w, b.h])))
-    return f"{same}/{len(reference)} same level+cell, mean IoU {statistics.mean(ious):.3f}"
+        ious.append(float(box_iou(a.tight, b.tight)))
+    return f"{same}/{len(reference)} same level+cell, tight boxes' mean IoU {statistics.mean(ious):.3f}"
 
 
 def main() -> None:
@@ -118,21 +119,25 @@ def main() -> None:
     device = torch.device("cuda")
     print(f"GPU: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     print(
-        f"{'ensemble':30} {'precision':9} {'compile':7} {'batch':>5} {'images/s':>9} {'forward':>8} {'GPU MiB':>8}  boxes vs CPU"
+        f"{'ensemble':30} {'precision':9} {'compile':7} {'batch':>5} {'box':6} {'images/s':>9} {'forward':>8} "
+        f"{'GPU MiB':>8}  boxes vs CPU"
     )
     for name, (nets, weights, kernel, category) in setups.items():
-        runs = [(half, False, b) for half in (False, True) for b in (1, 8, 32)] + [
-            (half, True, 8) for half in (False, True)
-        ]
-        for half, compiled, batch in runs:
-            label = f"{name:30} {'fp16' if half else 'fp32':9} {'yes' if compiled else 'no':7} {batch:5}"
+        runs = [(half, False, b, "tight") for half in (False, True) for b in (1, 8, 32)]
+        runs += [(half, True, 8, "tight") for half in (False, True)] + [(False, False, 8, "fitted")]
+        for half, compiled, batch, box in runs:
+            label = f"{name:30} {'fp16' if half else 'fp32':9} {'yes' if compiled else 'no':7} {batch:5} {box:6}"
             try:
                 ensemble = load_ensemble(nets, weights, kernel=kernel, device=device, half=half, compile=compiled)
             except UsageError as exc:
                 print(f"{label} refused: {exc}")
                 continue
             ensemble.timed = True
-            cropper = Cropper(ensemble, batch_size=batch, workers=args.workers)
+            try:
+                cropper = Cropper(ensemble, batch_size=batch, workers=args.workers, box=box)
+            except UsageError as exc:  # no OpenCV for the fitted box
+                print(f"{label} refused: {exc}")
+                continue
             if compiled:
                 _, warm = crop(cropper, items[:batch], category)  # compilation, timed apart
                 print(f"{label} compiling took {warm:.0f} s")
