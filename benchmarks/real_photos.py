@@ -253,8 +253,7 @@ class Fcnx:
                 out["tight"] = tight.box
                 if pixels is not None:
                     start = time.perf_counter()
-                    heat = tight.object_map() if tight.whole else None
-                    out["fitted"] = fitting.fit_box(pixels, size, tight.box, heat)
+                    out["fitted"] = fitting.fit_tight(pixels, size, tight)
                     self.fit_seconds = time.perf_counter() - start
         return out
 

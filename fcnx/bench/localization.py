@@ -186,8 +186,7 @@ class Results:
 
 def subset_fitted(cropper: Cropper, pyramid: Pyramid, pixels: np.ndarray, nets: Sequence[int], rule: str) -> XYWH:
     """The tight box of that choice fitted to the image's ``pixels``: what ``fcnx crop --box fitted`` gives."""
-    tight = subset_tight(cropper, pyramid, nets, rule)
-    return fitting.fit_box(pixels, pyramid.size, tight.box, tight.object_map() if tight.whole else None)
+    return fitting.fit_tight(pixels, pyramid.size, subset_tight(cropper, pyramid, nets, rule))
 
 
 def localization(

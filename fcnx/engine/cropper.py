@@ -441,8 +441,7 @@ class Cropper:
             )
             fitted = None
             if self.box == "fitted":
-                heat = fit.object_map() if fit.whole else None  # class maps' evidence: sure object where strong
-                fitted = fitting.fit_box(prepared.pixels.permute(1, 2, 0).cpu().numpy(), prepared.size, fit.box, heat)
+                fitted = fitting.fit_tight(prepared.pixels.permute(1, 2, 0).cpu().numpy(), prepared.size, fit)
             x, y, w, h = {"square": window, "tight": fit.box, "fitted": fitted or fit.box}[self.box]
             boxes.append(
                 Box(

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from fcnx.errors import UsageError
+from fcnx.method.evidence import Tight
 
 #: the ring of probable background around the tight box, as a share of its sides on each edge
 MARGIN = 0.25
@@ -145,3 +146,9 @@ def fit_box(
         return box
     x0, y0, x1, y1 = found
     return x0 / fx, y0 / fy, (x1 - x0) / fx, (y1 - y0) / fy
+
+
+def fit_tight(pixels: np.ndarray, size: tuple[int, int], tight: Tight) -> Box:
+    """:func:`fit_box` of a :class:`~fcnx.method.evidence.Tight`: its object map seeds sure object only where it
+    is the class maps' evidence (``tight.whole``); the windows' evidence is too coarse to be sure of."""
+    return fit_box(pixels, size, tight.box, tight.object_map() if tight.whole else None)
