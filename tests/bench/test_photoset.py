@@ -20,8 +20,8 @@ IMAGENET = set(resources.files("fcnx").joinpath("data/imagenet_classes.txt").rea
 
 
 def test_ids_are_unique_and_the_set_is_as_large_as_issue_27_asks():
-    assert len({p.id for p in MANIFEST}) == len(MANIFEST) == len(PHOTOS) == 66
-    assert sum(len(p.boxes) > 1 for p in MANIFEST) == 31  # photos with several instances (at least 8 asked)
+    assert len({p.id for p in MANIFEST}) == len(MANIFEST) == len(PHOTOS) == 71
+    assert sum(len(p.boxes) > 1 for p in MANIFEST) == 32  # photos with several instances (at least 8 asked)
 
 
 def test_every_box_lies_inside_its_photo_and_is_not_empty():
@@ -55,8 +55,8 @@ def test_splits_are_disjoint_cover_the_set_and_hold_a_third_of_each_band_for_tun
     counts = Counter((p.band, p.split) for p in MANIFEST)
     assert {band: (counts[band, "tuning"], counts[band, "eval"]) for band in BANDS} == {
         "small": (4, 8),
-        "medium": (11, 21),
-        "large": (7, 15),
+        "medium": (12, 23),
+        "large": (8, 16),
     }
     assert 3 * sum(p.band == "large" for p in MANIFEST) >= len(MANIFEST)  # a third with the object over half the frame
     with pytest.raises(FcnxError, match="no split 'test'; the splits are tuning, eval"):
