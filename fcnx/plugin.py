@@ -21,14 +21,26 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from fcnx.backbones.checkpoint import CheckpointMeta, load_state_strict, read_meta, read_tensors
+from fcnx.backbones.checkpoint import (
+    CheckpointMeta,
+    check_weight_file,
+    load_state_strict,
+    read_meta,
+    read_tensors,
+    sidecar_path,
+)
+from fcnx.backbones.checkpoint import save as save_checkpoint
 from fcnx.backbones.hookspecs import hookimpl
-from fcnx.backbones.probe import ProbeError, measure_formula, measured
+from fcnx.backbones.probe import ProbeError, cached_record, is_exact, measure_formula, measured
+from fcnx.backbones.registry import get_backbone
 from fcnx.backbones.spec import BackboneSpec, Preprocess, load_strict, pooled_fcn
-from fcnx.errors import FcnxError, UsageError, WeightsError
+from fcnx.errors import FcnxError, UsageError, WeightsError, did_you_mean
+from fcnx.io.files import kind_of, read_class_list
+from fcnx.method.geometry import formula_text, w_min
 
 if TYPE_CHECKING:
     from fcnx.backbones.convolutionalize import (
+        WINDOW_POOLS,
         FoldedFCN,
         PooledFCN,
         convolutionalize,
@@ -38,6 +50,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "WINDOW_POOLS": "fcnx.backbones.convolutionalize",
     "FoldedFCN": "fcnx.backbones.convolutionalize",
     "window_pool": "fcnx.backbones.convolutionalize",
     "PooledFCN": "fcnx.backbones.convolutionalize",
@@ -47,6 +60,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "WINDOW_POOLS",
     "BackboneSpec",
     "CheckpointMeta",
     "FcnxError",
@@ -56,17 +70,29 @@ __all__ = [
     "ProbeError",
     "UsageError",
     "WeightsError",
+    "cached_record",
+    "check_weight_file",
     "convolutionalize",
     "convolutionalize_head",
     "dense_head",
+    "did_you_mean",
+    "formula_text",
+    "get_backbone",
     "hookimpl",
+    "is_exact",
+    "kind_of",
+    "load_fcn",
     "load_state_strict",
     "load_strict",
     "measure_formula",
     "measured",
     "pooled_fcn",
+    "read_class_list",
     "read_meta",
     "read_tensors",
+    "save_checkpoint",
+    "sidecar_path",
+    "w_min",
     "window_pool",
 ]
 
@@ -75,3 +101,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'fcnx.plugin' has no attribute {name!r}")
+
+
+def load_fcn(*args: Any, **kwargs: Any) -> Any:
+    """:func:`fcnx.engine.fcn.load_fcn` (torch), imported on first call: for a plugin's own commands, never at registration."""
+    return importlib.import_module("fcnx.engine.fcn").load_fcn(*args, **kwargs)

@@ -14,6 +14,7 @@ ROOT = Path(fcnx.__file__).parent
 #: package (or top-level module) of fcnx -> its layer; imports go to strictly lower layers only
 LAYERS = {
     "errors": 0,
+    "version": 0,
     "method": 1,
     "io": 1,
     "backbones": 2,
@@ -58,7 +59,7 @@ def test_imports_go_down_the_layers(path):
     for name in _imports(path):
         if name == "fcnx" or name.startswith("fcnx."):
             target = name.split(".")[1] if "." in name else "__init__"
-            if target != "__version__" and target != own:
+            if target != own:
                 assert LAYERS[target] < LAYERS[own], f"{path.relative_to(ROOT)} imports {name} (layer {target})"
 
 
@@ -67,3 +68,22 @@ def test_method_and_io_never_import_a_framework(package):
     for path in (ROOT / package).rglob("*.py"):
         frameworks = {n for n in _imports(path) if n.split(".")[0] in FRAMEWORKS}
         assert not frameworks, f"{path.relative_to(ROOT)} imports {sorted(frameworks)}"
+
+
+PLUGINS = ROOT.parent / "plugins"
+#: the built-in plugins' own packages (a plugin may import its own modules, and the plugins it declares)
+PLUGIN_PACKAGES = {"fcnx_timm", "fcnx_keras", "fcnx_efficientnet_lite", "fcnx_tiny"}
+
+
+@pytest.mark.parametrize("path", sorted(PLUGINS.rglob("*.py")), ids=lambda p: str(p.relative_to(PLUGINS)))
+def test_plugins_import_only_the_plugin_contract(path):
+    """A plugin reaches fcnx through ``fcnx.plugin`` alone, as a third-party package would."""
+    for name in _imports(path):
+        if name == "fcnx" or name.startswith("fcnx."):
+            assert name.startswith("fcnx.plugin"), f"plugins/{path.relative_to(PLUGINS)} imports {name}"
+
+
+def test_the_core_imports_no_plugin():
+    for path in ROOT.rglob("*.py"):
+        plugins = {n for n in _imports(path) if n.split(".")[0] in PLUGIN_PACKAGES}
+        assert not plugins, f"{path.relative_to(ROOT)} imports {sorted(plugins)}"

@@ -61,3 +61,19 @@ def resolve_backbone(name: str) -> BackboneSpec | None:
 
     ``firstresult``: the first plugin to return a spec serves the name; ``None`` lets the next one try.
     """
+
+
+@hookspec(firstresult=True)
+def list_candidates(family: str, pattern: str) -> list[dict[str, Any]] | None:
+    """The backbones of ``family`` matching ``pattern`` that this plugin can resolve on demand but does not register.
+
+    Called by ``fcnx list-backbones --all-FAMILY PATTERN`` (today ``--all-timm``), when that option is given.
+
+    :param family: which catalogue is asked for (``"timm"``); a plugin that does not own it returns ``None``.
+    :param pattern: a glob over the catalogue's names, as the user typed it.
+
+    Returns one row per candidate: ``name`` (as ``--nets`` takes it), ``formula`` (text or ``None`` when not
+    measured yet), ``default_size``, ``pretrained`` (weight tags) and ``status``. A plugin that owns the family
+    but lacks its framework raises :class:`~fcnx.errors.UsageError` with the install hint.
+    ``firstresult``: the first plugin to return a list answers.
+    """

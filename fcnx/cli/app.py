@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from fcnx import __version__
 from fcnx.errors import FcnxError, one_line
+from fcnx.version import __version__
 
 #: command name -> ("module:attribute", short help shown by ``fcnx --help``)
 COMMANDS: dict[str, tuple[str, str]] = {

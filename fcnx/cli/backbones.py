@@ -100,11 +100,10 @@ def list_backbones_cmd(pattern: str, as_json: bool, timm_pattern: str | None) ->
 
 
 def _list_timm(pattern: str, as_json: bool) -> None:
-    try:
-        from fcnx_timm.generic import candidate_records
-    except ImportError:
-        raise UsageError("--all-timm needs the timm plugin and timm: pip install torch timm") from None
-    records = candidate_records(pattern)
+    plugins.load_plugins()
+    records = plugins.pm.hook.list_candidates(family="timm", pattern=pattern)
+    if records is None:
+        raise UsageError("--all-timm needs the timm plugin and timm: pip install torch timm")
     if as_json:
         click.echo(json.dumps({"timm_models": records}, indent=2))
         return

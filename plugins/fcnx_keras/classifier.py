@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fcnx.errors import FcnxError
+from fcnx.plugin import FcnxError
 from fcnx_keras.runtime import KerasRunner, keras
 
 #: layer classes allowed after the global pool, besides Dense: identities at inference time ...

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.errors import UsageError
-from fcnx.io.files import kind_of, read_class_list
+from fcnx.plugin import UsageError, kind_of, read_class_list
 
 
 @click.command("convert", short_help="Convert a Keras checkpoint into an fcnx PyTorch checkpoint.")
@@ -66,8 +65,7 @@ def convert_cmd(
       fcnx convert iv3.weights.h5 --backbone keras_inception_v3 --head 1024,512 \\
                    --classes meta/classes.txt -o iv3.safetensors
     """
-    from fcnx.backbones import checkpoint
-    from fcnx.backbones.registry import get_backbone
+    from fcnx.plugin import get_backbone, read_meta, save_checkpoint, sidecar_path
 
     if output.suffix != ".safetensors":
         raise UsageError(f"{output}: the output must be a .safetensors file")
@@ -77,10 +75,10 @@ def convert_cmd(
         mode = keras_file.stat().st_mode if keras_file.exists() else None
         what = "no such file" if mode is None else f"is {kind_of(mode)}, not a regular file: not opened"
         raise UsageError(f"{keras_file}: {what}")
-    meta = checkpoint.read_meta(keras_file)
+    meta = read_meta(keras_file)
     name = backbone or (meta.arch if meta else None)
     if name is None:
-        raise UsageError(f"{keras_file}: no sidecar {checkpoint.sidecar_path(keras_file).name}; give --backbone")
+        raise UsageError(f"{keras_file}: no sidecar {sidecar_path(keras_file).name}; give --backbone")
     from fcnx_keras.to_timm import TIMM_TWINS
 
     if name not in TIMM_TWINS:
@@ -104,7 +102,7 @@ def convert_cmd(
     classifier = spec.build(len(classes), widths, None)
     spec.load_weights(classifier, keras_file)
     tensors, out_meta = convert(classifier, classes, size)
-    checkpoint.save(output, tensors, out_meta)
+    save_checkpoint(output, tensors, out_meta)
     click.echo(
         f"wrote {output} ({out_meta.arch}, {len(classes)} classes, head {out_meta.head or 'none'}, input size {size})"
     )
@@ -119,8 +117,7 @@ def heatmap_difference(keras_file: Path, torch_file: Path, keras_backbone: str, 
     """Largest absolute difference between the two FCNs' heatmaps on one random image."""
     import torch
 
-    from fcnx.backbones.checkpoint import read_meta
-    from fcnx.engine.fcn import load_fcn
+    from fcnx.plugin import load_fcn, read_meta
 
     meta = read_meta(torch_file)
     if meta is None:

@@ -17,8 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from fcnx.backbones.checkpoint import check_weight_file
-from fcnx.errors import WeightsError
+from fcnx.plugin import WeightsError, check_weight_file
 from fcnx_keras.classifier import POOLS, KerasClassifier, fresh_base, leaf_layers, signature, split
 
 #: layer classes a full-model file may hold: the six bases, their heads, and model containers (plus, for

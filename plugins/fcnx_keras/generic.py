@@ -20,10 +20,18 @@ import functools
 import importlib
 from typing import Any
 
-from fcnx.backbones import probe
-from fcnx.backbones.spec import BackboneSpec, Preprocess
-from fcnx.errors import UsageError, did_you_mean
-from fcnx.method import geometry
+from fcnx.plugin import (
+    BackboneSpec,
+    Preprocess,
+    ProbeError,
+    UsageError,
+    did_you_mean,
+    formula_text,
+    is_exact,
+    measure_formula,
+    measured,
+    w_min,
+)
 
 #: a small class count for measuring: the head's width does not change the geometry
 PROBE_CLASSES = 3
@@ -98,7 +106,7 @@ def _exactness(app: str, kernel: int, pool: int) -> tuple[float, float]:
     x = torch.randn(2, 3, kernel, kernel, generator=torch.Generator().manual_seed(0))
     expected, got = classifier(x), convolutionalize(classifier, pool)(x)
     if tuple(got.shape[-2:]) != (1, 1):
-        raise probe.ProbeError(f"its FCN gives {tuple(got.shape[-2:])} cells at the kernel {kernel}, not (1, 1)")
+        raise ProbeError(f"its FCN gives {tuple(got.shape[-2:])} cells at the kernel {kernel}, not (1, 1)")
     return float((got[:, :, 0, 0] - expected).abs().max()), float(expected.abs().max())
 
 
@@ -113,15 +121,15 @@ def measure(app: str) -> dict[str, Any]:
     if len(base.output.shape) != 4:
         return {"error": f"its features are {base.output.shape}, not an N x H x W x C feature map"}
     try:
-        stride, offset = probe.measure_formula(functools.partial(_feature_side, base))
+        stride, offset = measure_formula(functools.partial(_feature_side, base))
         pre = preprocess_of(app)
-    except (probe.ProbeError, ValueError) as exc:
+    except (ProbeError, ValueError) as exc:
         return {"error": str(exc)}
     size = application(app)(include_top=True, weights=None).input_shape[1] or DEFAULT_SIZE
-    kernel = geometry.w_min(EXACT_POOL, stride, offset)
+    kernel = w_min(EXACT_POOL, stride, offset)
     try:
         diff, scale = _exactness(app, kernel, EXACT_POOL)
-    except (probe.ProbeError, TypeError, ValueError) as exc:
+    except (ProbeError, TypeError, ValueError) as exc:
         return {"error": f"its FCN does not run at the kernel {kernel} ({type(exc).__name__}: {exc})"}
     record: dict[str, Any] = {
         "stride": stride,
@@ -134,14 +142,14 @@ def measure(app: str) -> dict[str, Any]:
         "max_abs_diff": diff,
         "scale": scale,
     }
-    if not probe.is_exact(diff, scale):
+    if not is_exact(diff, scale):
         record["error"] = f"at the kernel {kernel} its FCN differs from the classifier by {diff:.3g}"
     return record
 
 
 def record_of(app: str) -> dict[str, Any]:
     """The cached record of ``app``, measured now if there is none."""
-    return probe.measured(namespace(), app, lambda: measure(app))
+    return measured(namespace(), app, lambda: measure(app))
 
 
 def spec_for(app: str) -> BackboneSpec:
@@ -166,6 +174,6 @@ def spec_for(app: str) -> BackboneSpec:
         ),
         padding="same" if offset <= 0 else "valid",
         pretrained=(),
-        description=f"keras.applications.{app} (measured {geometry.formula_text(stride, offset)}; FCN = "
+        description=f"keras.applications.{app} (measured {formula_text(stride, offset)}; FCN = "
         f"classifier to {record['max_abs_diff'] / max(1.0, record['scale']):.0e} at {record['kernel']})",
     )

@@ -10,7 +10,7 @@ import importlib.util
 import os
 from typing import Any
 
-from fcnx.errors import UsageError
+from fcnx.plugin import UsageError
 
 INSTALL_HINT = "pip install 'fcnx[keras]'  (TensorFlow + Keras 3)"
 

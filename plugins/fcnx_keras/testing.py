@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fcnx.backbones.checkpoint import CheckpointMeta, sidecar_path
-from fcnx.backbones.registry import get_backbone
+from fcnx.plugin import CheckpointMeta, get_backbone, sidecar_path
 from fcnx_keras.classifier import KerasClassifier, leaf_layers
 from fcnx_keras.runtime import keras, tf
 

@@ -20,9 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnx.backbones.checkpoint import CheckpointMeta
-from fcnx.backbones.registry import get_backbone
-from fcnx.errors import FcnxError
+from fcnx.plugin import CheckpointMeta, FcnxError, get_backbone
 from fcnx_keras.classifier import INFERENCE_IDENTITY, KerasClassifier, is_softmax
 from fcnx_keras.fcn import base_copy
 

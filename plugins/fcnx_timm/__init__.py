@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from fcnx.backbones.hookspecs import hookimpl
-from fcnx.backbones.spec import BackboneSpec, Preprocess
+from fcnx.plugin import BackboneSpec, Preprocess, UsageError, hookimpl
 
 INCEPTION = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 IMAGENET = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -105,8 +104,7 @@ def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
     import timm
     import torch
 
-    from fcnx.backbones.convolutionalize import dense_head
-    from fcnx.errors import UsageError
+    from fcnx.plugin import dense_head
     from fcnx_timm.hub import create_pretrained
 
     if pretrained:
@@ -128,7 +126,7 @@ def build(arch: str, num_classes: int, head: tuple[int, ...], pretrained: str | 
 
 def load_weights(model: Any, path: Path) -> None:
     """Load an fcnx/timm state dict strictly; weights converted from Keras also get Keras' pooling."""
-    from fcnx.backbones.checkpoint import load_state_strict, read_meta, read_tensors
+    from fcnx.plugin import load_state_strict, read_meta, read_tensors
 
     load_state_strict(model, read_tensors(path), path)
     meta = read_meta(path)
@@ -184,6 +182,18 @@ def _spec(name: str) -> BackboneSpec:
 def register_backbones(register: Callable[[BackboneSpec], None]) -> None:
     for name in ARCHS:
         register(_spec(name))
+
+
+@hookimpl
+def list_candidates(family: str, pattern: str) -> list[dict[str, Any]] | None:
+    """``--all-timm``: timm's models matching ``pattern`` (:func:`fcnx_timm.generic.candidate_records`)."""
+    if family != "timm":
+        return None
+    try:
+        from fcnx_timm.generic import candidate_records
+    except ImportError:
+        raise UsageError("--all-timm needs timm: pip install torch timm") from None
+    return candidate_records(pattern)
 
 
 @hookimpl

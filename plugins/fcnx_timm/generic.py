@@ -7,7 +7,7 @@ record cached (:mod:`fcnx.backbones.probe`, keyed by timm version and architectu
 
 * its receptive-size formula, from feature-map sides on the meta device (no arithmetic runs);
 * exactness: a random initialisation on the CPU, at the kernel ``W_min(3)`` (VGG: ``W_min(7)``), must give the
-  classifier's logits through the FCN (:func:`fcnx.backbones.probe.is_exact`).
+  classifier's logits through the FCN (:func:`fcnx.backbones.is_exact`).
 
 Input size and mean/std are timm's ``pretrained_cfg`` (of the model name's tag, else
 of its first ImageNet-1k tag); ``--weights pretrained`` loads that tag. A model that cannot be
@@ -19,10 +19,19 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from fcnx.backbones import probe
-from fcnx.backbones.spec import BackboneSpec, Preprocess
-from fcnx.errors import UsageError, did_you_mean
-from fcnx.method import geometry
+from fcnx.plugin import (
+    BackboneSpec,
+    Preprocess,
+    ProbeError,
+    UsageError,
+    cached_record,
+    did_you_mean,
+    formula_text,
+    is_exact,
+    measure_formula,
+    measured,
+    w_min,
+)
 
 INSTALL_HINT = "pip install torch timm"
 IMAGENET_CLASSES = 1000
@@ -46,7 +55,7 @@ def global_pool_kind(model: Any) -> str:
     """
     from timm.layers import SelectAdaptivePool2d
 
-    from fcnx.backbones.convolutionalize import WINDOW_POOLS
+    from fcnx.plugin import WINDOW_POOLS
 
     pools = [m for m in model.modules() if isinstance(m, SelectAdaptivePool2d)]
     if not pools:
@@ -89,7 +98,7 @@ def _spatial_parts(model: Any, pool: int) -> tuple[Any, Any, int]:
 
 def convolutionalize(model: Any, pool: int) -> Any:
     """The FCN of a timm classifier whose final feature map has side ``pool`` at the kernel size."""
-    from fcnx.backbones.convolutionalize import FoldedFCN
+    from fcnx.plugin import FoldedFCN
 
     features, head, pool = _spatial_parts(model, pool)
     return FoldedFCN(model, features, head, pool, global_pool_kind(model))
@@ -138,7 +147,7 @@ def _exactness(model_name: str, kernel: int, pool: int) -> tuple[float, float]:
     with torch.inference_mode():
         expected, got = model(x), fcn(x)
     if tuple(got.shape[-2:]) != (1, 1):
-        raise probe.ProbeError(f"its FCN gives {tuple(got.shape[-2:])} cells at the kernel {kernel}, not (1, 1)")
+        raise ProbeError(f"its FCN gives {tuple(got.shape[-2:])} cells at the kernel {kernel}, not (1, 1)")
     return float((got[:, :, 0, 0] - expected).abs().max()), float(expected.abs().max())
 
 
@@ -161,14 +170,14 @@ def measure(model_name: str) -> dict[str, Any]:
     if problem is not None:
         return {"error": problem}
     try:
-        stride, offset = probe.measure_formula(functools.partial(_feature_side, model))
-    except probe.ProbeError as exc:
+        stride, offset = measure_formula(functools.partial(_feature_side, model))
+    except ProbeError as exc:
         return {"error": str(exc)}
     pool = max(EXACT_POOL, min_pool(model))
-    kernel = geometry.w_min(pool, stride, offset)
+    kernel = w_min(pool, stride, offset)
     try:
         diff, scale = _exactness(arch, kernel, pool)
-    except (probe.ProbeError, RuntimeError, ValueError) as exc:
+    except (ProbeError, RuntimeError, ValueError) as exc:
         return {"error": f"its FCN does not run at the kernel {kernel} ({type(exc).__name__}: {exc})"}
     record: dict[str, Any] = {
         "stride": stride,
@@ -177,7 +186,7 @@ def measure(model_name: str) -> dict[str, Any]:
         "max_abs_diff": diff,
         "scale": scale,
     }
-    if not probe.is_exact(diff, scale):
+    if not is_exact(diff, scale):
         record["error"] = (
             f"its head does not treat the pooled vector on its own: at the kernel {kernel} the FCN differs "
             f"from the classifier by {diff:.3g} (logits up to {scale:.3g})"
@@ -187,7 +196,7 @@ def measure(model_name: str) -> dict[str, Any]:
 
 def record_of(model_name: str) -> dict[str, Any]:
     """The cached record of ``model_name``'s architecture, measured now if there is none."""
-    return probe.measured(namespace(), _arch(model_name), lambda: measure(model_name))
+    return measured(namespace(), _arch(model_name), lambda: measure(model_name))
 
 
 def imagenet_tags(model_name: str, with_weights: frozenset[str] | None = None) -> tuple[str, ...]:
@@ -262,7 +271,7 @@ def spec_for(model_name: str) -> BackboneSpec:
         preprocess=preprocess_of(cfg),
         padding="same" if offset <= 0 else "valid",
         tags=tags,
-        description=f"timm {model_name} (measured {geometry.formula_text(stride, offset)}; FCN = classifier "
+        description=f"timm {model_name} (measured {formula_text(stride, offset)}; FCN = classifier "
         f"to {record['max_abs_diff'] / max(1.0, record['scale']):.0e} at {record['kernel']})",
     )
 
@@ -288,7 +297,7 @@ def candidate_records(pattern: str) -> list[dict[str, Any]]:
     with_weights = frozenset(timm.list_pretrained())
     rows = []
     for name in candidates(pattern):
-        record = probe.cached_record(namespace(), _arch(name))
+        record = cached_record(namespace(), _arch(name))
         cfg = get_pretrained_cfg(name)
         formula = None
         if record is None:
@@ -296,7 +305,7 @@ def candidate_records(pattern: str) -> list[dict[str, Any]]:
         elif "error" in record:
             status = f"cannot be convolutionalized: {record['error']}"
         else:
-            formula, status = geometry.formula_text(record["stride"], record["offset"]), "ok"
+            formula, status = formula_text(record["stride"], record["offset"]), "ok"
         rows.append(
             {
                 "name": PREFIX + name,

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from fcnx.errors import FcnxError
+from fcnx.plugin import FcnxError
 
 #: seconds the reachability probe waits for the hub
 PROBE_TIMEOUT = 5.0

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fcnx import __version__
 from fcnx.io.files import atomic_text, atomic_write, cache_dir
+from fcnx.version import __version__
 
 if TYPE_CHECKING:
     from fcnx.engine.fcn import FCN
