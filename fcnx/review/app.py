@@ -191,8 +191,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def serve(session: Session, host: str, port: int, ready: Callable[[str], None]) -> None:
     """Serve ``session`` on ``host:port`` (port 0: a free one) until interrupted; ``ready(url)`` once listening."""
+    import logging
+
     from werkzeug.serving import make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the terminal
     try:
         server = make_server(host, port, create_app(session), threaded=True)
     except OSError as exc:

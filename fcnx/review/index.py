@@ -19,7 +19,7 @@ import numpy as np
 
 from fcnx.errors import UsageError
 from fcnx.io.files import read_class_list, read_regular
-from fcnx.io.journal import read_journal, record_problem
+from fcnx.io.journal import record_problem
 from fcnx.jobs.outputs import JOURNAL
 from fcnx.jobs.suspects import OUTPUTS as SUSPECTS_OUTPUTS
 
@@ -131,7 +131,10 @@ class Index:
         self.state = np.zeros(len(items), dtype=np.int8)
         #: per item whether reviewers' verdicts differ
         self.disputed = np.zeros(len(items), dtype=bool)
+        #: raised by whoever changes ``state`` or ``disputed`` (what :meth:`select` last answered is then stale)
+        self.version = 0
         self._orders: dict[str, np.ndarray] = {}
+        self._last: tuple[tuple[Query, int], np.ndarray] | None = None
 
     def order(self, sort: str) -> np.ndarray:
         """Item indices in the order ``sort`` (computed once, then kept)."""
@@ -151,8 +154,13 @@ class Index:
         return self._orders[sort]
 
     def select(self, query: Query) -> np.ndarray:
-        """The indices of the items ``query`` keeps, in its order."""
-        keep = np.isin(self.state, STATE_FILTERS[query.state])
+        """The indices of the items ``query`` keeps, in its order (the last answer is kept until ``version`` changes:
+        paging through one query costs the slicing only)."""
+        if self._last is not None and self._last[0] == (query, self.version):
+            return self._last[1]
+        wanted = np.zeros(len(STATES), dtype=bool)
+        wanted[list(STATE_FILTERS[query.state])] = True
+        keep = wanted[self.state]
         if query.state == "disputed":
             keep &= self.disputed
         if query.label is not None:
@@ -163,6 +171,7 @@ class Index:
             keep &= self.not_found
         order = self.order(query.sort)
         selected: np.ndarray = order[keep[order]]
+        self._last = ((query, self.version), selected)
         return selected
 
     def counts(self) -> dict[str, int]:
@@ -215,41 +224,65 @@ def open_index(outdir: Path, classes_file: Path | None = None) -> Index:
 
 
 def _crop_items(journal: Path, warnings: list[str]) -> list[Item]:
-    """One item per image of a crop journal (a later group of records for an image replaces an earlier one)."""
+    """One item per image of a crop journal, read as a stream of lines (only one image's records parsed at a time);
+    a later group of records for an image replaces an earlier one, a cut last line (a kill) is dropped."""
     try:
-        lines = read_journal(journal)
+        data = read_regular(journal)
     except OSError as exc:
         raise UsageError(f"cannot read ({exc.strerror or exc})", journal) from None
-    groups: dict[str, list[dict[str, Any]]] = {}
-    previous = None
-    for number, record in lines.lines:
-        problem = record_problem(record)
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()  # the file ends with a newline
+    items: list[Item] = []
+    where: dict[str, int] = {}
+    group: list[dict[str, Any]] = []
+
+    def close_group() -> None:
+        if group:
+            item = _crop_item(group)
+            item.index = where.setdefault(item.path, len(items))
+            items[item.index : item.index + 1] = [item]
+            group.clear()
+
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except (ValueError, RecursionError):
+            record = None
+        if not isinstance(record, dict) and number == len(lines) and not data.endswith(b"\n"):
+            warnings.append(f"{journal}:{number}: cut short (a killed run); skipped")
+            break
+        problem = record_problem(record if isinstance(record, dict) else None)
         if problem is not None:
             warnings.append(f"{journal}:{number}: not a crop record ({problem}); skipped")
-            previous = None
+            close_group()
             continue
-        assert record is not None
-        if record["path"] != previous:
-            groups[record["path"]] = []
-            previous = record["path"]
-        groups[record["path"]].append(record)
-    items: list[Item] = []
-    for path, records in groups.items():
-        first = records[0]
-        main = next((r for r in records if r["category"] == first["label"]), first)
-        item = Item(len(items), path, first["file"], first["label"], (first["width"], first["height"]))
-        item.box = (main["x"], main["y"], main["w"], main["h"])
-        item.box_kind = main.get("box_kind", "square")
-        for kind in ("window", "tight", "fitted"):
-            other = main.get(kind)
-            if isinstance(other, list) and len(other) == 4 and tuple(other) != item.box and kind != item.box_kind:
-                item.overlays[kind] = (other[0], other[1], other[2], other[3])
-        item.guesses = sorted(
-            ((r["category"], r["mean_confidence"], f"{r['votes']}/{r['nets']}") for r in records), key=lambda g: -g[1]
-        )
-        item.found, item.confidence, item.heatmap = main["found"], main["mean_confidence"], main["heatmap"]
-        items.append(item)
+        assert isinstance(record, dict)
+        if group and record["path"] != group[0]["path"]:
+            close_group()
+        group.append(record)
+    close_group()
     return items
+
+
+def _crop_item(records: list[dict[str, Any]]) -> Item:
+    """The item of one image's records (one per category)."""
+    first = records[0]
+    main = next((r for r in records if r["category"] == first["label"]), first)
+    item = Item(0, first["path"], first["file"], first["label"], (first["width"], first["height"]))
+    item.box = (main["x"], main["y"], main["w"], main["h"])
+    item.box_kind = main.get("box_kind", "square")
+    for kind in ("window", "tight", "fitted"):
+        other = main.get(kind)
+        if isinstance(other, list) and len(other) == 4 and tuple(other) != item.box and kind != item.box_kind:
+            item.overlays[kind] = (other[0], other[1], other[2], other[3])
+    item.guesses = sorted(
+        ((r["category"], r["mean_confidence"], f"{r['votes']}/{r['nets']}") for r in records), key=lambda g: -g[1]
+    )
+    item.found, item.confidence, item.heatmap = main["found"], main["mean_confidence"], main["heatmap"]
+    return item
 
 
 _SUSPECT_FIELDS = {

@@ -95,6 +95,7 @@ class Session:
 
     def _update(self, merged: Merged) -> None:
         """Take the verdicts and disagreements of ``merged`` (for some images) as those images' state."""
+        self.index.version += 1
         for path, verdict in merged.verdicts.items():
             k = self.index.by_path[path]
             self._verdicts[k] = verdict

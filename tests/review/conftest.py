@@ -53,3 +53,9 @@ def make_outdir(root: Path) -> Path:
 @pytest.fixture
 def outdir(tmp_path: Path) -> Path:
     return make_outdir(tmp_path)
+
+
+@pytest.fixture
+def outdir_in():
+    """:func:`make_outdir`, for a test that chooses where."""
+    return make_outdir

@@ -5,7 +5,7 @@ const token = document.querySelector('meta[name="fcnx-token"]').content;
 const $ = (id) => document.getElementById(id);
 const STATE_NAME = { accept: "accepted", reject: "rejected", relabel: "relabelled" };
 const REASON_KEYS = { "1": "wrong_label", "2": "not_category", "3": "unusable", "4": "crop" };
-let meta = null, page = null, cursor = 0, done = [], heat = false, drag = null;
+let meta = null, page = null, cursor = 0, done = [], heat = false, drag = null, busy = false;
 
 function query(extra) {
   const q = new URLSearchParams({ sort: $("sort").value, state: $("state").value });
@@ -173,10 +173,10 @@ async function undo() {
   show();
 }
 
-function guess() {
+async function guess() {
   const it = item();
   const other = it && it.guesses.find((g) => g.class !== it.label);
-  if (other) verdict("relabel", { label: other.class });
+  if (other) await verdict("relabel", { label: other.class });
   else say("the ensemble guesses no other class");
 }
 
@@ -204,7 +204,7 @@ function pick(name) {
   $("relabel").value = "";
   $("relabel").blur();
   showMatches();
-  verdict("relabel", { label: name });
+  once(() => verdict("relabel", { label: name }));
 }
 $("relabel").addEventListener("input", () => { matchIndex = 0; showMatches(); });
 $("relabel").addEventListener("keydown", (e) => {
@@ -217,22 +217,27 @@ $("relabel").addEventListener("keydown", (e) => {
   e.preventDefault();
 });
 
-// ---- keys
+// ---- keys: one action at a time (a key pressed while the last one is being written is dropped)
+async function once(action) {
+  if (busy) return;
+  busy = true;
+  try { await action(); } finally { busy = false; }
+}
 document.addEventListener("keydown", (e) => {
   if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.ctrlKey || e.metaKey || e.altKey) {
     return;
   }
   const k = e.key;
-  if (k === "a") verdict("accept", {});
-  else if (k in REASON_KEYS) verdict("reject", { reason: REASON_KEYS[k] });
-  else if (k === "g") guess();
+  if (k === "a") once(() => verdict("accept", {}));
+  else if (k in REASON_KEYS) once(() => verdict("reject", { reason: REASON_KEYS[k] }));
+  else if (k === "g") once(guess);
   else if (k === "l" || k === "/") $("relabel").focus();
-  else if (k === "u") undo();
-  else if (k === "j" || k === "ArrowRight") next();
-  else if (k === "k" || k === "ArrowLeft") previous();
+  else if (k === "u") once(undo);
+  else if (k === "j" || k === "ArrowRight") once(next);
+  else if (k === "k" || k === "ArrowLeft") once(previous);
   else if (k === "h") { heat = !heat && Boolean(item() && item().heatmap); show(); }
-  else if (k === "PageDown" && page.page + 1 < page.pages) load({ page: page.page + 1 });
-  else if (k === "PageUp" && page.page > 0) load({ page: page.page - 1 });
+  else if (k === "PageDown" && page.page + 1 < page.pages) once(() => load({ page: page.page + 1 }));
+  else if (k === "PageUp" && page.page > 0) once(() => load({ page: page.page - 1 }));
   else return;
   e.preventDefault();
 });
@@ -274,8 +279,10 @@ $("photo").addEventListener("error", () => {
   $("image-error").textContent = "this image cannot be shown (moved or deleted?)";
 });
 window.addEventListener("resize", drawBoxes);
-for (const id of ["sort", "state", "not-found"]) $(id).addEventListener("change", () => load({ resume: "1" }));
-$("label-filter").addEventListener("change", () => load({ resume: "1" }));
+// a filter changed: the first undecided image it shows; the keys go back to the page
+for (const id of ["sort", "state", "not-found", "label-filter"]) {
+  $(id).addEventListener("change", (e) => { e.target.blur(); load({ resume: "1" }); });
+}
 
 (async () => {
   meta = await getJSON("/api/meta");
