@@ -82,7 +82,7 @@ def review_cmd(
         )
         return
 
-    from fcnx.review.app import serve
+    from fcnx.review.app import LOOPBACK, serve
     from fcnx.review.session import Session
 
     name = reviewer if reviewer is not None else _default_reviewer()
@@ -93,6 +93,13 @@ def review_cmd(
         for warning in session.warnings:
             click.echo(f"review: warning: {one_line(warning)}", err=True)
         counts = index.counts()
+
+        if host not in LOOPBACK:
+            click.echo(
+                f"review: warning: listening on {one_line(host)}: whoever reaches it can see the images and "
+                f"record decisions",
+                err=True,
+            )
 
         def ready(url: str) -> None:
             click.echo(

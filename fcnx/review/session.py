@@ -3,11 +3,12 @@
 A :class:`Session` holds ``OUTDIR/.fcnx-review-lock`` (a second ``fcnx review`` is refused, naming the
 first; ``fcnx crop``'s own lock is another file), sets aside what a kill or a hand edit left in
 ``review.jsonl`` (:func:`~fcnx.io.decisions.repair_decisions`), lists and skips decisions for images the
-run no longer has, and appends each new decision at once, before its state changes.
+run no longer has (or whose file is gone), and appends each new decision at once, before its state changes.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections.abc import Sequence
@@ -75,19 +76,25 @@ class Session:
             self.warnings.append(f"{self.path}:{number}: not a decision ({problem}); set aside in {REJECTED}")
         if log.cut:
             self.warnings.append(f"{self.path}: its last line was cut short (a kill); set aside in {REJECTED}")
-        missing: dict[str, int] = {}
+        not_in_run: dict[str, int] = {}
+        gone: dict[str, int] = {}
+        exists: dict[str, bool] = {}
         for decision in log.decisions:
-            if decision.path in self.index.by_path:
-                self._decisions.setdefault(decision.path, []).append(decision)
+            path = decision.path
+            if path not in self.index.by_path:
+                not_in_run[path] = not_in_run.get(path, 0) + 1
+            elif not exists.setdefault(path, os.path.lexists(path)):
+                gone[path] = gone.get(path, 0) + 1
             else:
-                missing[decision.path] = missing.get(decision.path, 0) + 1
-        if missing:
-            names = ", ".join(one_line(p) for p in list(missing)[:SHOWN_MISSING])
-            more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
-            self.warnings.append(
-                f"{self.path}: {sum(missing.values())} decision(s) for {len(missing)} image(s) this run does not "
-                f"have, skipped: {names}{more}"
-            )
+                self._decisions.setdefault(path, []).append(decision)
+        for skipped, why in ((not_in_run, "this run does not have"), (gone, "whose file is gone")):
+            if skipped:
+                names = ", ".join(one_line(p) for p in list(skipped)[:SHOWN_MISSING])
+                more = f" and {len(skipped) - SHOWN_MISSING} more" if len(skipped) > SHOWN_MISSING else ""
+                self.warnings.append(
+                    f"{self.path}: {sum(skipped.values())} decision(s) for {len(skipped)} image(s) {why}, "
+                    f"skipped (kept in the file): {names}{more}"
+                )
         self._update(merge([[d for group in self._decisions.values() for d in group]]))
 
     def close(self) -> None:
