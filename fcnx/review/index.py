@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,11 +200,11 @@ def open_index(outdir: Path, classes_file: Path | None = None) -> Index:
     if crop.is_file():
         items = _crop_items(crop, warnings)
     flagged = _suspects(suspects, warnings) if suspects.is_file() else {}
-    by_path = {item.path: item for item in items}
+    by_path = {os.path.abspath(item.path): item for item in items}  # suspects name paths as --data gave them
     for path, row in flagged.items():
-        item = by_path.get(path)
+        item = by_path.get(os.path.abspath(path))
         if item is None:
-            item = by_path[path] = Item(len(items), path, path, row["label"] or None)
+            item = by_path[os.path.abspath(path)] = Item(len(items), path, path, row["label"] or None)
             item.box = _box(row)
             item.box_kind = "other class"
             items.append(item)

@@ -51,7 +51,7 @@ def _row(path, label, other, gap, box=(1, 2, 30, 40)):
             "gap": gap, "x": x, "y": y, "w": w, "h": h}  # fmt: skip
 
 
-def test_suspects_outdir_and_a_crop_outdir_with_suspects(tmp_path, outdir):
+def test_suspects_outdir_and_a_crop_outdir_with_suspects(tmp_path, outdir, monkeypatch):
     alone = tmp_path / "suspects"
     alone.mkdir()
     _suspects(alone, [_row("d/a.jpg", "pizza", "sushi", 0.2), _row("d/b.jpg", "pho", "pizza", 0.7), {"path": 3}])
@@ -61,8 +61,8 @@ def test_suspects_outdir_and_a_crop_outdir_with_suspects(tmp_path, outdir):
     assert index.items[0].box == (1.0, 2.0, 30.0, 40.0) and index.items[0].guesses == [("sushi", 0.5, "2")]
     assert index.classes == ["pho", "pizza", "sushi"]  # no class list: the labels and guesses
     assert index.select(Query(sort="suspect")).tolist() == [1, 0]
-    first = str(outdir.parent / "data/images/pizza/2.jpg")
-    _suspects(outdir, [_row(first, "pizza", "sushi", None)])
+    monkeypatch.chdir(outdir.parent)  # suspects --data data/: its paths are relative, crop's absolute
+    _suspects(outdir, [_row("data/images/pizza/2.jpg", "pizza", "sushi", None)])
     both = open_index(outdir)
     assert both.kind == "crop + suspects" and len(both.items) == 3
     assert both.items[1].suspect == {
