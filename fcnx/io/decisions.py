@@ -82,7 +82,7 @@ def decision_problem(record: Any) -> str | None:
     action = record["action"]
     if action not in ACTIONS:
         return f"action {action!r} is not one of {', '.join(ACTIONS)}"
-    if not _REVIEWER.fullmatch(record["reviewer"]):
+    if not is_reviewer_name(record["reviewer"]):
         return "field 'reviewer' is not a name of 1-64 printable characters"
     try:
         datetime.fromisoformat(record["at"])
@@ -99,6 +99,11 @@ def decision_problem(record: Any) -> str | None:
         if not _is_box(box):
             return "field 'box' is not [x, y, w, h] of finite numbers with w, h > 0 and x, y >= 0"
     return None
+
+
+def is_reviewer_name(name: str) -> bool:
+    """Whether ``name`` can be a decision's ``reviewer``: 1-64 characters, none of them a control character."""
+    return _REVIEWER.fullmatch(name) is not None
 
 
 def _is_box(box: Any) -> bool:

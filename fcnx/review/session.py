@@ -21,11 +21,14 @@ from fcnx.io.decisions import (
     REASONS,
     REJECTED,
     REVIEW,
+    VERSION,
     Decision,
     Merged,
     Verdict,
     append_decision,
     decision_problem,
+    from_dict,
+    is_reviewer_name,
     merge,
     now,
     read_decisions,
@@ -45,6 +48,8 @@ class Session:
     """The review of ``index`` by ``reviewer``: :meth:`open` it (lock, read decisions), :meth:`decide`, :meth:`close`."""
 
     def __init__(self, index: Index, reviewer: str) -> None:
+        if not is_reviewer_name(reviewer):
+            raise UsageError(f"{reviewer!r} is not a name of 1-64 printable characters", parameter="reviewer")
         self.index, self.reviewer = index, reviewer
         self.path = index.outdir / REVIEW
         #: the secret every write request carries (no request forgery from another page of the browser)
@@ -144,34 +149,24 @@ class Session:
             raise UsageError(f"{label!r} is not a class of this dataset")
         if action == "reject" and reason not in REASONS:
             raise UsageError(f"a reject needs a reason: one of {', '.join(REASONS)}")
-        shaped = None if box is None else tuple(box)
-        at = now()
         record = {
-            "v": 1,
+            "v": VERSION,
             "path": item.path,
             "action": action,
             "reviewer": self.reviewer,
-            "at": at,
+            "at": now(),
             "label": label,
             "reason": reason,
-            "box": None if shaped is None else list(shaped),
+            "box": list(box) if isinstance(box, list | tuple) else box,
         }
         problem = decision_problem(record)
         if problem is not None:
             raise UsageError(f"not a valid decision: {problem}")
-        if shaped is not None and item.size is not None:
-            width, height = item.size
-            if shaped[0] + shaped[2] > width + 0.5 or shaped[1] + shaped[3] > height + 0.5:
-                raise UsageError(f"box {list(shaped)} leaves the {width}x{height} image")
-        decision = Decision(
-            item.path,
-            action,
-            self.reviewer,
-            at,
-            label,
-            reason,
-            None if shaped is None else (float(shaped[0]), float(shaped[1]), float(shaped[2]), float(shaped[3])),
-        )
+        decision = from_dict(record)
+        if decision.box is not None and item.size is not None:
+            x, y, w, h = decision.box
+            if x + w > item.size[0] + 0.5 or y + h > item.size[1] + 0.5:
+                raise UsageError(f"box {record['box']} leaves the {item.size[0]}x{item.size[1]} image")
         with self._write:
             append_decision(self.path, decision)
             self._decisions.setdefault(item.path, []).append(decision)

@@ -123,6 +123,13 @@ def test_restart_sets_aside_bad_lines_and_skips_images_gone(outdir):
     assert [d.action for d in read_decisions(log).decisions] == ["reject", "box", "accept", "accept", "accept"]
 
 
+def test_a_reviewer_name_with_controls_is_refused_at_start(outdir):
+    result = CliRunner().invoke(cli, ["review", str(outdir), "--reviewer", "ana\x1b[31m", "--no-browser"])
+    assert result.exit_code == 2
+    assert result.output == "Error: --reviewer: 'ana\\x1b[31m' is not a name of 1-64 printable characters\n"
+    assert not (outdir / ".fcnx-review-lock").exists()
+
+
 def test_one_review_at_a_time_beside_a_crop_run(outdir, session):
     with pytest.raises(UsageError, match=r"is in use by another run \(fcnx review, pid \d+"):
         Session(open_index(outdir), "bo").open()
