@@ -1,11 +1,13 @@
 """How fast ``fcnx review`` opens and pages a large run: 100 against 101,000 synthetic crop records.
 
-For each size: the time to index the OUTDIR (read ``boxes.jsonl``, once at start), to answer the first
-page (``/api/page?resume=1``, the page the browser asks first), page-to-page (median of the next 40 pages in the
-run's order; a run of 100 has 2 pages: they alternate), a page sorted by suspect score and by confidence
-with the ``undecided`` filter (median of 40), and a decision (``/api/decide``: appended and flushed to review.jsonl). Requests go
-through Flask's test client: the server's own work, no network. Ratios are 101,000 over 100, measured
-side by side in one run.
+Per size: the time to index the OUTDIR (read and check ``boxes.jsonl``, once at start; the small one
+5 times, median), the first page (``/api/page?resume=1``, what the browser asks first), page to page
+(the run's order; a run of 100 has 2 pages: they alternate), a page sorted by suspect score or by
+confidence with the ``undecided`` filter right after a decision (so never the kept selection: the worst
+case while reviewing), and a decision (``/api/decide``: appended and flushed to review.jsonl). Requests go
+through Flask's test client: the server's own work, no network. After the indexing, the two sizes'
+requests alternate (40 rounds, medians), so both see the same load on a busy machine; ratios are
+101,000 over 100.
 
 ``--browser N`` also drives the page in headless Chromium (Debian's chromium + chromium-driver):
 N accepts by keyboard on N small images, each key pressed when the page shows the next image; prints
@@ -18,12 +20,15 @@ the decisions per minute the page sustains (a person is slower: this is the page
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fcnx.review.app import TOKEN_HEADER, create_app
 from fcnx.review.index import open_index
@@ -31,47 +36,54 @@ from fcnx.review.session import Session
 from fcnx.testing.records import write_synthetic_journal
 
 CLASSES = [f"class_{k:03d}" for k in range(101)]
+ROUNDS = 40
 
 
 def _ms(seconds: float) -> str:
-    return f"{1000 * seconds:8.2f} ms"
+    return f"{1000 * seconds:9.2f} ms"
 
 
-def measure(size: int, folder: Path) -> dict[str, float]:
-    """Times (seconds) of one OUTDIR of ``size`` records."""
-    write_synthetic_journal(folder, size, CLASSES)
+def _timed(call: Callable[[], object]) -> float:
     start = time.perf_counter()
-    index = open_index(folder)
-    times = {"index": time.perf_counter() - start}
-    with Session(index, "bench") as session:
-        client = create_app(session).test_client()
-        start = time.perf_counter()
-        first = client.get("/api/page?resume=1")
-        times["first page"] = time.perf_counter() - start
-        assert first.status_code == 200 and len(first.json["items"]) == min(50, size)
-        pages = first.json["pages"]
-        steps = []
-        for k in range(1, 41):  # the next 40 pages (a small run: its pages again and again)
-            start = time.perf_counter()
-            assert client.get(f"/api/page?page={k % pages}").status_code == 200
-            steps.append(time.perf_counter() - start)
-        times["page to page"] = statistics.median(steps)
-        sorted_steps = []
-        for sort in ("suspect", "confidence"):
-            for k in range(20):
-                start = time.perf_counter()
-                assert client.get(f"/api/page?page={k % pages}&sort={sort}&state=undecided").status_code == 200
-                sorted_steps.append(time.perf_counter() - start)
-        times["sorted, filtered page"] = statistics.median(sorted_steps)
-        decisions = []
-        for k in range(20):
-            start = time.perf_counter()
-            answer = client.post(
-                "/api/decide", json={"index": k, "action": "accept"}, headers={TOKEN_HEADER: session.token}
-            )
-            assert answer.status_code == 200
-            decisions.append(time.perf_counter() - start)
-        times["decision"] = statistics.median(decisions)
+    call()
+    return time.perf_counter() - start
+
+
+def _request(client: Any, method: str, url: str, **kw: Any) -> float:
+    """Seconds to answer one request (which must succeed)."""
+    start = time.perf_counter()
+    response = getattr(client, method)(url, **kw)
+    elapsed = time.perf_counter() - start
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return elapsed
+
+
+def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
+    """Per measure, its median time (seconds) for each of ``sizes``."""
+    times: dict[str, list[float]] = {"index at start": [], "first page": []}
+    clients = []
+    with contextlib.ExitStack() as stack:
+        for size in sizes:
+            outdir = folder / str(size)
+            write_synthetic_journal(outdir, size, CLASSES)
+            samples = [_timed(lambda outdir=outdir: open_index(outdir)) for _ in range(5 if size < 10_000 else 1)]
+            times["index at start"].append(statistics.median(samples))
+            session = stack.enter_context(Session(open_index(outdir), "bench"))
+            clients.append((session, create_app(session).test_client()))
+        for _, client in clients:
+            times["first page"].append(_request(client, "get", "/api/page?resume=1"))
+        keys = ("page to page", "sorted page after a decision", "decision")
+        samples_by: dict[str, list[list[float]]] = {key: [[] for _ in sizes] for key in keys}
+        for k in range(ROUNDS):
+            for n, (session, client) in enumerate(clients):
+                pages = -(-len(session.index.items) // 50)
+                samples_by["page to page"][n].append(_request(client, "get", f"/api/page?page={1 + k % (pages - 1)}"))
+                body, headers = {"index": k, "action": "accept"}, {TOKEN_HEADER: session.token}
+                samples_by["decision"][n].append(_request(client, "post", "/api/decide", json=body, headers=headers))
+                url = f"/api/page?page={k % pages}&sort={('suspect', 'confidence')[k % 2]}&state=undecided"
+                samples_by["sorted page after a decision"][n].append(_request(client, "get", url))
+        for key, per_size in samples_by.items():
+            times[key] = [statistics.median(samples) for samples in per_size]
     return times
 
 
@@ -133,15 +145,12 @@ def main() -> None:
     parser.add_argument("--browser", type=int, default=0, metavar="N", help="also N accepts by keyboard in Chromium")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()[0]:.2f}")
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            results[size] = measure(size, Path(tmp) / str(size))
+        results = measure(args.sizes, Path(tmp))
     small, large = args.sizes
-    print(f"{'':24}{small:>11,}{large:>11,}   ratio")
-    for key in results[small]:
-        a, b = results[small][key], results[large][key]
-        print(f"{key:24}{_ms(a)}{_ms(b)}   {b / a:6.2f}x")
+    print(f"{'':30}{small:>12,}{large:>12,}    ratio")
+    for key, (a, b) in results.items():
+        print(f"{key:30}{_ms(a)}{_ms(b)}   {b / a:6.2f}x")
     print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.browser:
         with tempfile.TemporaryDirectory() as tmp:
