@@ -9,6 +9,8 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fcnx.cli.app import cli
@@ -168,3 +170,32 @@ def test_merge_cli_appends_what_is_new_and_lists_disagreements(tmp_path, outdir)
             False,
         ]
         assert json.dumps(merged.state(0)["disagreement"]) == '{"ana": "accept", "bo": "reject (unusable)"}'
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=12,
+)
+_BODY = st.fixed_dictionaries(
+    {},
+    optional={
+        "index": st.integers(-2, 5) | _JSON,
+        "action": st.sampled_from(["accept", "box", "reject", "relabel", "undo"]) | _JSON,
+        "reason": st.sampled_from(["wrong_label", "crop"]) | _JSON,
+        "label": st.sampled_from(["pizza", "pho"]) | _JSON,
+        "box": st.lists(st.floats(-10, 2000), min_size=4, max_size=4) | _JSON,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_BODY | _JSON)
+def test_any_decide_body_is_written_whole_or_refused(session, body):
+    client = create_app(session).test_client()
+    answer = _post(client, session, body)
+    assert answer.status_code in (200, 400), answer.get_data(as_text=True)
+    if session.path.exists():
+        log = read_decisions(session.path)
+        assert log.set_aside == [] and not log.cut  # what was written is always a whole decision
+    assert answer.status_code == 400 or session.path.exists()

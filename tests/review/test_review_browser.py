@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
 
 from fcnx.review.app import TOKEN_HEADER
 
@@ -27,7 +28,6 @@ pytestmark = [
         reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
     ),
 ]
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the test extra)")
 ROOT = Path(__file__).resolve().parents[2]
 
 
