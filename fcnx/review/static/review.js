@@ -5,7 +5,7 @@ const token = document.querySelector('meta[name="fcnx-token"]').content;
 const $ = (id) => document.getElementById(id);
 const STATE_NAME = { accept: "accepted", reject: "rejected", relabel: "relabelled" };
 const REASON_KEYS = { "1": "wrong_label", "2": "not_category", "3": "unusable", "4": "crop" };
-let meta = null, page = null, cursor = 0, done = [], heat = false, drag = null, busy = false;
+let meta = null, page = null, cursor = 0, done = [], heat = false, drag = null;
 
 function query(extra) {
   const q = new URLSearchParams({ sort: $("sort").value, state: $("state").value });
@@ -217,11 +217,10 @@ $("relabel").addEventListener("keydown", (e) => {
   e.preventDefault();
 });
 
-// ---- keys: one action at a time (a key pressed while the last one is being written is dropped)
-async function once(action) {
-  if (busy) return;
-  busy = true;
-  try { await action(); } finally { busy = false; }
+// ---- keys: one action at a time, in the order pressed (a key pressed while the last one is being written waits)
+let queue = Promise.resolve();
+function once(action) {
+  queue = queue.then(action).catch((e) => say(e.message));
 }
 document.addEventListener("keydown", (e) => {
   if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.ctrlKey || e.metaKey || e.altKey) {
