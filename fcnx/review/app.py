@@ -21,7 +21,6 @@ from flask import Flask, Response, abort, jsonify, render_template, request, sen
 from PIL import Image
 
 from fcnx.errors import FcnxError, one_line
-from fcnx.io.decisions import REASONS
 from fcnx.io.images import open_upright, to_rgb
 from fcnx.review.index import PAGE, SORTS, STATE_FILTERS, Query
 from fcnx.review.session import Session
@@ -71,9 +70,7 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
 
     @app.get("/api/meta")
     def meta() -> Response:
-        return jsonify(
-            classes=index.classes, reasons=list(REASONS), total=len(index.items), counts=index.counts(), page=PAGE
-        )
+        return jsonify(classes=index.classes, total=len(index.items))
 
     @app.get("/api/page")
     def items_page() -> Response:
@@ -89,7 +86,7 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
         except FcnxError as exc:
             abort(400, str(exc))
         pages = max(1, -(-len(selected) // PAGE))
-        if "at" in args:  # the page holding this item, else the first undecided one
+        if "at" in args:  # the page holding this item (the first page if the query leaves it out)
             at = _integer(args["at"])
             found = (selected == at).nonzero()[0]
             position = int(found[0]) if len(found) else 0
