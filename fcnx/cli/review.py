@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import getpass
+import signal
 from pathlib import Path
 
 import click
 
 from fcnx.cli.common import PathType
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _default_reviewer() -> str:
@@ -113,7 +118,9 @@ def review_cmd(
 
                 webbrowser.open(url)
 
+        signal.signal(signal.SIGTERM, _interrupt)  # a `kill` ends it as Ctrl-C does
         try:
             serve(session, host, port, ready)
-        except KeyboardInterrupt:
-            click.echo("review: stopped; every decision is in review.jsonl", err=True)
+        except KeyboardInterrupt:  # werkzeug's server ends on it by itself; before it serves, here
+            pass
+        click.echo("review: stopped; every decision is in review.jsonl", err=True)

@@ -58,9 +58,20 @@ def browser() -> Iterator[object]:
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors(request):
+    """Each test ends with no error in the page's console (a script error, a refused request), but the favicon."""
+    yield
+    if "browser" in request.fixturenames:
+        driver = request.getfixturevalue("browser")
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert [m for m in errors if "favicon.ico" not in m] == []
 
 
 @pytest.fixture
@@ -76,6 +87,15 @@ def _open(browser, server: Server, heading: str) -> None:
     browser.get(server.url)
     _wait(lambda: browser.find_element("id", "file").text.startswith(heading), f"page showing {heading}")
     _wait(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth > 0"), "image")
+
+
+def _idle(browser) -> None:
+    """Wait until the page has done every queued key and shows its image (then stopping the server cuts nothing)."""
+    browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "queue.then(() => { const p = document.getElementById('photo');"
+        "  if (p.complete) done(); else p.addEventListener('load', () => done(), { once: true }); });"
+    )
 
 
 def _wait(condition, what: str, seconds: float = 15) -> None:
@@ -131,7 +151,8 @@ def test_keyboard_accept_reject_relabel_land_in_review_jsonl(outdir, browser, se
     ]
     _wait(lambda: browser.find_element("id", "verdict").text == "relabelled to pho by ana", "the verdict shown")
     assert browser.find_element("id", "counts").text.startswith("3 of 3 decided (1 accepted, 0 rejected, 2 relabelled")
-    servers[0].stop()
+    _idle(browser)
+    assert "review: stopped; every decision is in review.jsonl" in servers[0].stop()
 
 
 def _drag(browser, handle: str, dx: int, dy: int) -> tuple[float, float]:
@@ -178,6 +199,7 @@ def test_a_killed_server_loses_nothing_and_the_next_run_continues(outdir, browse
     _wait(lambda: browser.find_element("id", "file").text.startswith("#2"), "#2")
     _keys(browser, "1")
     _decisions(outdir, 2)
+    _wait(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
     # a second review of the same OUTDIR is refused, naming the first
     second = subprocess.run(
         [sys.executable, "-m", "fcnx", "review", str(outdir), "--no-browser"],
@@ -188,6 +210,7 @@ def test_a_killed_server_loses_nothing_and_the_next_run_continues(outdir, browse
     )
     assert second.returncode == 2
     assert f"{outdir} is in use by another run (fcnx review, pid {servers[0].process.pid}" in second.stderr
+    _idle(browser)
     servers[0].stop(signal.SIGKILL)
     with (outdir / "review.jsonl").open("a") as f:
         f.write('{"v": 1, "path": "/x/cut.jpg", "act')  # what a kill in the middle of a write leaves
@@ -198,6 +221,8 @@ def test_a_killed_server_loses_nothing_and_the_next_run_continues(outdir, browse
     _wait(lambda: browser.find_element("id", "verdict").text == "rejected (wrong_label) by ana", "#2's verdict")
     _keys(browser, "4")
     assert [d["action"] for d in _decisions(outdir, 3)] == ["accept", "reject", "reject"]
+    _wait(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
+    _idle(browser)
     stderr = servers[1].stop()
     assert "its last line was cut short (a kill); set aside in review.rejected.jsonl" in stderr
     assert (outdir / "review.rejected.jsonl").read_text() == '{"v": 1, "path": "/x/cut.jpg", "act\n'
@@ -210,6 +235,7 @@ def test_two_reviewers_merged_and_their_disagreement_shown(outdir, browser, serv
     _open(browser, servers[0], "#1")
     _keys(browser, "a")
     _decisions(outdir, 1)
+    _idle(browser)
     servers[0].stop()
     servers.append(Server(copy, "--reviewer", "bo"))
     _open(browser, servers[1], "#1")
@@ -218,6 +244,7 @@ def test_two_reviewers_merged_and_their_disagreement_shown(outdir, browser, serv
     _wait(lambda: browser.find_element("id", "file").text.startswith("#2"), "#2")
     _keys(browser, "g")
     _decisions(copy, 2)
+    _idle(browser)
     servers[1].stop()
     merged = subprocess.run(
         [sys.executable, "-m", "fcnx", "review", str(outdir), "--merge", str(copy / "review.jsonl")],
@@ -243,7 +270,25 @@ def test_two_reviewers_merged_and_their_disagreement_shown(outdir, browser, serv
     assert browser.find_element("id", "file").text == "#1 images/pizza/1.jpg"
     assert browser.find_element("id", "dispute").text == "reviewers disagree: ana: accept; bo: reject (not_category)"
     assert browser.find_element("id", "verdict").text == "rejected (not_category) by bo"  # the later decision wins
+    _idle(browser)
     servers[2].stop()
+
+
+def test_a_suspects_outdir_shows_the_signal_and_relabels_to_the_other_class(tmp_path, outdir, browser, servers):
+    alone = tmp_path / "suspects"
+    alone.mkdir()
+    image = str(outdir.parent / "data/images/pizza/1.jpg")
+    row = {"path": image, "label": "pizza", "other_category": "sushi", "other_votes": 2,
+           "other_mean_confidence": 0.5, "gap": 0.25, "x": 10, "y": 20, "w": 300, "h": 200}  # fmt: skip
+    (alone / "suspects.json").write_text(json.dumps({"images": 3, "signal": "graded", "suspects": [row]}))
+    servers.append(Server(alone, "--reviewer", "ana"))
+    _open(browser, servers[0], f"#1 {image}")
+    assert browser.find_element("id", "suspect").text == "suspect: the nets see sushi (2 vote(s), p=0.50, gap 0.25)"
+    assert browser.find_element("id", "guesses").text == "sushi: 0.50 (2 votes)"
+    _keys(browser, "g")
+    assert [_summary(d) for d in _decisions(alone, 1)] == [("1.jpg", "relabel", "sushi", None, "ana")]
+    _idle(browser)
+    servers[0].stop()
 
 
 def test_the_live_server_refuses_forged_writes_and_paths(outdir, servers):
