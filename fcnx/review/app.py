@@ -53,7 +53,9 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
         )
-        response.headers["Cache-Control"] = "no-store"
+        cached = request.path.startswith(("/image/", "/heatmap/")) and request.args.get("i") == session.instance
+        ok = response.status_code == 200
+        response.headers["Cache-Control"] = "private, max-age=86400" if cached and ok else "no-store"
         return response
 
     @app.get("/")
@@ -61,6 +63,7 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
         return render_template(
             "review.html",
             token=session.token,
+            instance=session.instance,
             outdir=one_line(index.outdir),
             kind=index.kind,
             reviewer=one_line(session.reviewer),

@@ -54,6 +54,9 @@ class Session:
         self.path = index.outdir / REVIEW
         #: the secret every write request carries (no request forgery from another page of the browser)
         self.token = secrets.token_urlsafe(32)
+        #: names this server's run in image URLs, so that the browser may keep the images it showed: an image's
+        #: number means another image in another run (boxes.jsonl rewritten), never under the same name
+        self.instance = secrets.token_hex(8)
         #: findings of :meth:`open`: lines set aside, decisions for images not in the run
         self.warnings: list[str] = []
         self._lock = OutdirLock(index.outdir, "fcnx review", REVIEW_LOCK)

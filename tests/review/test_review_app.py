@@ -78,6 +78,11 @@ def test_images_are_served_upright_by_number_only(outdir, session):
     plain = client.get("/image/0", **host)
     assert plain.data == (outdir.parent / "data/images/pizza/1.jpg").read_bytes()  # as stored
     assert client.get("/heatmap/0", **host).status_code == 200
+    # kept by the browser only under this server's run (an image's number names another image in another run)
+    assert plain.headers["Cache-Control"] == "no-store"
+    kept = client.get(f"/image/0?i={session.instance}", **host)
+    assert kept.headers["Cache-Control"] == "private, max-age=86400" and kept.data == plain.data
+    assert client.get("/image/0?i=0123456789abcdef", **host).headers["Cache-Control"] == "no-store"
     assert client.get("/image/0", base_url="http://evil.example:5000").status_code == 400
     (outdir.parent / "data/images/pizza/2.jpg").unlink()
     gone = client.get("/image/1", **host)

@@ -90,11 +90,13 @@ def _open(browser, server: Server, heading: str) -> None:
 
 
 def _idle(browser) -> None:
-    """Wait until the page has done every queued key and shows its image (then stopping the server cuts nothing)."""
+    """Wait until the page has done every queued key, shows its image and holds the next (then stopping the server
+    cuts nothing)."""
     browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "queue.then(() => { const p = document.getElementById('photo');"
-        "  if (p.complete) done(); else p.addEventListener('load', () => done(), { once: true }); });"
+        "const loaded = (img) => !img || img.complete ? Promise.resolve() :"
+        "  new Promise((ok) => { img.addEventListener('load', ok); img.addEventListener('error', ok); });"
+        "queue.then(() => Promise.all([loaded(document.getElementById('photo')), loaded(preload)])).then(() => done());"
     )
 
 

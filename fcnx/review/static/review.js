@@ -2,10 +2,13 @@
 // textContent, never as markup. Boxes are [x, y, w, h] in the image's upright pixels (naturalWidth/Height).
 "use strict";
 const token = document.querySelector('meta[name="fcnx-token"]').content;
+const instance = document.querySelector('meta[name="fcnx-instance"]').content;
 const $ = (id) => document.getElementById(id);
+// images by number within this server's run: the browser keeps them (the next one is fetched ahead)
+const imageURL = (kind, index) => `/${kind}/${index}?i=${instance}`;
 const STATE_NAME = { accept: "accepted", reject: "rejected", relabel: "relabelled" };
 const REASON_KEYS = { "1": "wrong_label", "2": "not_category", "3": "unusable", "4": "crop" };
-let meta = null, page = null, cursor = 0, done = [], heat = false, drag = null;
+let meta = null, page = null, cursor = 0, done = [], heat = false, drag = null, preload = null;
 
 function query(extra) {
   const q = new URLSearchParams({ sort: $("sort").value, state: $("state").value });
@@ -122,11 +125,13 @@ function show() {
   const photo = $("photo");
   if (photo.dataset.index !== String(it.index)) {
     photo.dataset.index = String(it.index);
-    photo.src = `/image/${it.index}`;
+    photo.src = imageURL("image", it.index);
   }
+  const ahead = page.items[cursor + 1];
+  if (ahead) { preload = new Image(); preload.src = imageURL("image", ahead.index); }
   heat = heat && it.heatmap;
   $("heat").hidden = !heat;
-  if (heat) $("heat").src = `/heatmap/${it.index}`;
+  if (heat) $("heat").src = imageURL("heatmap", it.index);
   drawBoxes();
 }
 
