@@ -6,9 +6,10 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test,keras,ray,bench]"  # bench: grad-cam, for the real-photo check of issue 14
 .venv/bin/pip install -q -e plugins/fcnx-tiny
-# Fashion-MNIST for fcnx.bench.fashion (tests that need the real files skip without it)
-if [ "$(id -u)" = 0 ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+# Fashion-MNIST for fcnx.bench.fashion, and Chromium + its driver for fcnx review's browser tests
+# (tests that need them skip without them; Selenium is pointed at these, it downloads nothing)
+if [ "$(id -u)" = 0 ] && { [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -x /usr/bin/chromedriver ]; }; then
+    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist chromium chromium-driver
 fi
 .venv/bin/ruff check -q .
 .venv/bin/ruff format --check -q .

@@ -24,6 +24,7 @@ LAYERS = {
     "render": 4,
     "jobs": 5,
     "training": 6,
+    "review": 6,
     "bench": 6,
     "cli": 7,
     "__init__": 8,

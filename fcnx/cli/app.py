@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fcnx.cli.train:train_cmd", "Fine-tune a backbone on a dataset (transfer learning)."),
     "evaluate": ("fcnx.cli.evaluate:evaluate_cmd", "Top-1/top-5 of classifiers on original vs cropped images."),
     "suspects": ("fcnx.cli.suspects:suspects_cmd", "List images whose label no net finds (likely mislabelled)."),
+    "review": ("fcnx.cli.review:review_cmd", "Review a crop or suspects run in the browser; decisions kept."),
     "export": ("fcnx.cli.export:export_cmd", "Boxes as COCO, Pascal VOC, YOLO or FiftyOne files."),
     "bench": ("fcnx.cli.bench:bench_cmd", "Benchmarks with ground truth: localization, accuracy, mislabels."),
 }

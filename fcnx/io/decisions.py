@@ -13,7 +13,8 @@ the image's class), ``undo`` (takes back that reviewer's latest action on the im
 itself undone). Boxes are ``[x, y, w, h]`` in upright original-image pixels (EXIF orientation applied).
 
 Reading (:func:`read_decisions`) tolerates what a kill or a hand edit leaves: a cut last line is
-dropped, a line that is not a whole decision is set aside with its line number and why; several
+dropped, a line that is not a whole decision is set aside with its line number and why
+(:func:`repair_decisions` moves such lines to ``review.rejected.jsonl`` before a writer appends); several
 reviewers' files merge with :func:`merge` (per image, the latest decision wins; images on which the
 reviewers' final verdicts differ are listed).
 """
@@ -28,10 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fcnx.io.files import atomic_bytes, read_regular
 from fcnx.io.journal import append_lines, dump_line, read_journal
 
 #: the file name inside OUTDIR
 REVIEW = "review.jsonl"
+#: lines of ``review.jsonl`` that are not whole decisions, set aside by :func:`repair_decisions`
+REJECTED = "review.rejected.jsonl"
 #: the schema version written in each line (``v``)
 VERSION = 1
 #: what a reviewer can do to one image
@@ -78,7 +82,7 @@ def decision_problem(record: Any) -> str | None:
     action = record["action"]
     if action not in ACTIONS:
         return f"action {action!r} is not one of {', '.join(ACTIONS)}"
-    if not _REVIEWER.fullmatch(record["reviewer"]):
+    if not is_reviewer_name(record["reviewer"]):
         return "field 'reviewer' is not a name of 1-64 printable characters"
     try:
         datetime.fromisoformat(record["at"])
@@ -95,6 +99,11 @@ def decision_problem(record: Any) -> str | None:
         if not _is_box(box):
             return "field 'box' is not [x, y, w, h] of finite numbers with w, h > 0 and x, y >= 0"
     return None
+
+
+def is_reviewer_name(name: str) -> bool:
+    """Whether ``name`` can be a decision's ``reviewer``: 1-64 characters, none of them a control character."""
+    return _REVIEWER.fullmatch(name) is not None
 
 
 def _is_box(box: Any) -> bool:
@@ -149,6 +158,26 @@ def read_decisions(path: Path) -> DecisionLog:
             log.decisions.append(from_dict(record))
         else:
             log.set_aside.append((number, problem))
+    return log
+
+
+def repair_decisions(path: Path) -> DecisionLog:
+    """:func:`read_decisions` of ``path`` (an empty log if there is none), then, if it holds lines that are not
+    whole decisions or a cut last line, move those lines to :data:`REJECTED` beside it (appended) and rewrite
+    ``path`` without them (atomically), so that the next append starts a line of its own."""
+    if not path.exists():
+        return DecisionLog()
+    data = read_regular(path)
+    log = read_decisions(path)
+    if not log.set_aside and not log.cut and (not data or data.endswith(b"\n")):
+        return log
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    bad = {number for number, _ in log.set_aside} | ({len(lines)} if log.cut else set())
+    kept = [line + b"\n" for number, line in enumerate(lines, 1) if number not in bad and line.strip()]
+    append_lines(path.parent / REJECTED, b"".join(lines[number - 1] + b"\n" for number in sorted(bad)))
+    atomic_bytes(path, b"".join(kept))
     return log
 
 

@@ -268,15 +268,16 @@ def claim_outputs(folder: Path, names: Sequence[str], command: str) -> None:
 
 
 class OutdirLock:
-    """An exclusive ``flock`` on ``folder/.fcnx-lock`` for one run; a second run is refused, naming the holder.
+    """An exclusive ``flock`` on ``folder/.fcnx-lock`` (or ``folder/name``) for one run; a second run is refused,
+    naming the holder. ``fcnx review`` holds its own lock file: a review and a crop run do not exclude each other.
 
     While held, the lock file holds the holder's pid, host, command line and start time (for that
     message); it is emptied but stays in place when released (removing it would let a third run
     lock another file).
     """
 
-    def __init__(self, folder: Path, what: str = "fcnx") -> None:
-        self.path = folder / LOCK
+    def __init__(self, folder: Path, what: str = "fcnx", name: str = LOCK) -> None:
+        self.path = folder / name
         self.what = what
         self._fd: int | None = None
 

@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError
@@ -140,7 +140,7 @@ def record_problem(record: Record | None) -> str | None:
             return f"field {key!r} is not a map of net names to {'numbers' if types is _NUMBER else 'booleans'}"
     for key in ("crop", "heatmap"):
         rel = record[key]
-        if rel is not None and (not rel or rel.startswith("/") or ".." in PurePosixPath(rel).parts or "\\" in rel):
+        if rel is not None and (not rel or rel.startswith("/") or ".." in rel.split("/") or "\\" in rel):
             return f"field {key!r} is not a path inside OUTDIR"
     return None
 

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fcnx.io.decisions import Decision, append_decision, decision_problem, merge, read_decisions, verdicts
+from fcnx.io.decisions import (
+    REJECTED,
+    Decision,
+    append_decision,
+    decision_problem,
+    merge,
+    read_decisions,
+    repair_decisions,
+    verdicts,
+)
 
 
 def _d(path: str, action: str, at: str, reviewer: str = "ana", **kw: object) -> Decision:
@@ -47,6 +56,22 @@ def test_cut_and_tampered_lines_are_set_aside(tmp_path):
     assert [d.path for d in read.decisions] == ["a.jpg"]
     assert read.set_aside == [(2, "action 'explode' is not one of accept, box, reject, relabel, undo")]
     assert read.cut
+
+
+def test_repair_sets_bad_lines_aside_so_appends_start_a_line(tmp_path):
+    log = tmp_path / "review.jsonl"
+    assert repair_decisions(log).decisions == [] and not log.exists()
+    append_decision(log, _d("a.jpg", "accept", "01"))
+    good = log.read_bytes()
+    with log.open("ab") as f:
+        f.write(b'{"v": 1, "path": "b.jpg"}\n{"v": 1, "path": "c.jp')
+    read = repair_decisions(log)
+    assert read.set_aside == [(2, "field 'action' is missing or not a non-empty string")] and read.cut
+    assert log.read_bytes() == good
+    assert (tmp_path / REJECTED).read_bytes() == b'{"v": 1, "path": "b.jpg"}\n{"v": 1, "path": "c.jp\n'
+    append_decision(log, _d("d.jpg", "accept", "02"))
+    assert [d.path for d in read_decisions(log).decisions] == ["a.jpg", "d.jpg"]
+    assert repair_decisions(log).set_aside == [] and (tmp_path / REJECTED).read_bytes().count(b"\n") == 2
 
 
 def test_undo_takes_back_the_reviewers_latest_action():

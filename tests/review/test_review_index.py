@@ -1,0 +1,117 @@
+"""The review index of a crop or suspects OUTDIR: items, guesses, classes, filters, sort orders, pages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fcnx.cli.app import cli
+from fcnx.errors import UsageError
+from fcnx.review.index import Query, open_index
+from fcnx.testing.records import write_synthetic_journal
+
+
+def test_crop_outdir_items(outdir):
+    index = open_index(outdir)
+    assert index.kind == "crop" and index.classes == ["pizza", "sushi", "lasagna", "pho"] and index.warnings == []
+    first, second, third = (item.as_dict() for item in index.items)
+    assert first["box"] == (300.0, 150.0, 600.0, 450.0) and first["box_kind"] == "tight" and first["heatmap"]
+    assert first["overlays"] == {"window": (0.0, 0.0, 900.0, 900.0)} and first["size"] == (1200, 900)
+    # the second image has records for two categories: both are guesses, best first; its label's record is the box
+    assert second["guesses"] == [
+        {"class": "lasagna", "score": 0.7, "votes": "3/3"},
+        {"class": "pizza", "score": 0.1, "votes": "0/3"},
+    ]
+    assert second["found"] is False and second["box"] == (20.0, 30.0, 120.0, 100.0) and not second["heatmap"]
+    assert third["size"] == (960, 600) and third["suspect"] is None and third["score"] is None
+
+
+def test_records_that_are_not_whole_are_skipped_and_named(outdir):
+    journal = outdir / "boxes.jsonl"
+    lines = journal.read_text().splitlines()
+    lines[0] = lines[0].replace('"width": 1200', '"width": "wide"')
+    journal.write_text("\n".join(lines) + "\n")
+    index = open_index(outdir)
+    assert [item.file for item in index.items] == ["images/pizza/2.jpg", "images/sushi/3.jpg"]
+    assert index.warnings == [
+        f"{journal}:1: not a crop record (field 'width' has the wrong type or value (str)); skipped"
+    ]
+
+
+def _suspects(outdir, rows):
+    (outdir / "suspects.json").write_text(json.dumps({"images": 10, "signal": "graded", "suspects": rows}))
+
+
+def _row(path, label, other, gap, box=(1, 2, 30, 40)):
+    x, y, w, h = box
+    return {"path": path, "label": label, "other_category": other, "other_votes": 2, "other_mean_confidence": 0.5,
+            "gap": gap, "x": x, "y": y, "w": w, "h": h}  # fmt: skip
+
+
+def test_suspects_outdir_and_a_crop_outdir_with_suspects(tmp_path, outdir, monkeypatch):
+    alone = tmp_path / "suspects"
+    alone.mkdir()
+    _suspects(alone, [_row("d/a.jpg", "pizza", "sushi", 0.2), _row("d/b.jpg", "pho", "pizza", 0.7), {"path": 3}])
+    index = open_index(alone)
+    assert index.kind == "suspects" and [i.path for i in index.items] == ["d/a.jpg", "d/b.jpg"]
+    assert index.warnings == [f"{alone / 'suspects.json'}: suspect 3 has no valid 'path'; skipped"]
+    assert index.items[0].box == (1.0, 2.0, 30.0, 40.0) and index.items[0].guesses == [("sushi", 0.5, "2")]
+    assert index.classes == ["pho", "pizza", "sushi"]  # no class list: the labels and guesses
+    assert index.select(Query(sort="suspect")).tolist() == [1, 0]
+    monkeypatch.chdir(outdir.parent)  # suspects --data data/: its paths are relative, crop's absolute
+    _suspects(outdir, [_row("data/images/pizza/2.jpg", "pizza", "sushi", None)])
+    both = open_index(outdir)
+    assert both.kind == "crop + suspects" and len(both.items) == 3
+    assert both.items[1].suspect == {
+        "other": "sushi",
+        "votes": 2,
+        "confidence": 0.5,
+        "gap": None,
+        "box": (1.0, 2.0, 30.0, 40.0),
+    }
+    assert [g[0] for g in both.items[1].guesses] == ["lasagna", "sushi", "pizza"]
+    assert both.select(Query(sort="suspect")).tolist() == [1, 0, 2]  # no gap: the other class's confidence
+
+
+def test_filters_and_sorts(outdir):
+    index = open_index(outdir)
+    assert index.select(Query()).tolist() == [0, 1, 2]
+    assert index.select(Query(sort="confidence")).tolist() == [1, 2, 0]
+    assert index.select(Query(sort="confidence-desc")).tolist() == [0, 2, 1]
+    assert index.select(Query(sort="class", label="pizza")).tolist() == [0, 1]
+    assert index.select(Query(not_found=True)).tolist() == [1]
+    index.state[:] = [1, 0, 3]
+    index.version += 1
+    index.disputed[2] = True
+    assert index.select(Query(state="undecided")).tolist() == [1]
+    assert index.select(Query(state="decided", sort="confidence")).tolist() == [2, 0]
+    assert index.select(Query(state="disputed")).tolist() == [2]
+    assert index.counts() == {"undecided": 1, "accepted": 1, "rejected": 0, "relabelled": 1, "disputed": 1}
+    with pytest.raises(UsageError, match="unknown sort 'size'; use one of run, suspect"):
+        Query(sort="size")
+    with pytest.raises(UsageError, match="unknown class 'ramen'"):
+        index.select(Query(label="ramen"))
+
+
+def test_many_records_page_in_the_run_order(tmp_path):
+    write_synthetic_journal(tmp_path, 1000, ["a", "b", "c"])
+    index = open_index(tmp_path)
+    assert len(index.items) == 1000 and index.classes == ["a", "b", "c"]
+    by_class = index.select(Query(sort="class", label="b"))
+    assert by_class.tolist() == list(range(1, 1000, 3))
+    not_found = index.select(Query(not_found=True))
+    assert not_found.tolist() == [k for k, item in enumerate(index.items) if item.found is False]
+    confidences = index.confidence[index.select(Query(sort="confidence"))]
+    assert np.all(np.diff(confidences) >= 0)
+
+
+def test_an_outdir_of_something_else_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["review", str(tmp_path), "--no-browser"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {tmp_path}: is neither an fcnx crop output (boxes.jsonl) nor an fcnx suspects output "
+        f"(suspects.json): nothing to review\n"
+    )
