@@ -27,6 +27,7 @@ from fcnx.io import labelstudio
 from fcnx.io.datasets import LabelledImages, few, open_dataset
 from fcnx.io.decisions import REVIEW, Merged, Verdict, merge, read_decisions
 from fcnx.io.files import (
+    LOCK,
     OutdirLock,
     atomic_bytes,
     atomic_text,
@@ -342,25 +343,22 @@ def _write_image(dest: Path, p: Planned) -> None:
     atomic_bytes(target, data)
 
 
-def _claim(dest: Path, wanted: set[str]) -> set[str]:
-    """Refuse a destination that holds files and no marker; list ``wanted`` in the marker (before writing);
-    returns the files an earlier apply wrote."""
+def _previous(dest: Path) -> set[str]:
+    """The files an earlier apply wrote into ``dest`` (its marker); a destination that holds other files and no
+    marker is refused, before anything is written there."""
     marker = dest / MARKER
     if not marker.exists():
-        if any(p.name != ".fcnx-lock" for p in dest.iterdir()):
+        if any(p.name != LOCK for p in dest.iterdir()):
             raise UsageError(
                 "holds files that fcnx apply did not write: choose a new or empty folder (it never writes over them)",
                 dest,
             )
-        previous: set[str] = set()
-    else:
-        try:
-            listed = json.loads(read_regular(marker))["files"]
-            previous = {f for f in listed if isinstance(f, str) and ".." not in PurePosixPath(f).parts}
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            raise UsageError(f"unreadable {MARKER}; remove it or choose another folder", dest) from None
-    atomic_text(marker, json.dumps({"files": sorted(previous | wanted)}, indent=0) + "\n")
-    return previous
+        return set()
+    try:
+        listed = json.loads(read_regular(marker))["files"]
+        return {f for f in listed if isinstance(f, str) and ".." not in PurePosixPath(f).parts}
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        raise UsageError(f"unreadable {MARKER}; remove it or choose another folder", dest) from None
 
 
 def _remove_stale(dest: Path, stale: set[str]) -> None:
@@ -448,12 +446,14 @@ def apply(
     if applied.written == 0:
         raise UsageError("no image would be left in the cleaned dataset", outdir)
     out = check_outdir(dest, [run.root, outdir])
+    _previous(out)  # refused before the lock file is made
     with writing(out), OutdirLock(out, "fcnx apply"):
+        previous = _previous(out)
         remove_temporaries(out)
         kept = [p for p in applied.plan if p.form is not None]
         images = {str(p.name) for p in kept}
         wanted = images | {SUMMARY} | {f"meta/{n}.txt" for n in ("classes", "train", "test", "excluded")} | {EXCLUDED}
-        previous = _claim(out, wanted)
+        atomic_text(out / MARKER, json.dumps({"files": sorted(previous | wanted)}, indent=0) + "\n")  # claimed first
         if start is not None:
             start(len(kept))
         pool: OrderedPool[Planned, None] = OrderedPool(threads, "fcnx-apply")
