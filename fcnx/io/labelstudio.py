@@ -18,8 +18,8 @@ stable (a digest of the image's path and the box's category), ``score`` the ense
 **Reading** (``fcnx import-labelstudio``, ``fcnx apply --labelstudio``): Label Studio's JSON export (a
 list of tasks with ``annotations``) becomes :class:`~fcnx.io.decisions.Decision` lines. An annotation's
 rectangle is the reviewer's box (``accept`` with the box, in upright original pixels: percent x the run's
-upright size); a rectangle label other than the image's, or a choice of any control but ``verdict``,
-relabels it; a ``verdict`` choice is ``accept`` or a reject reason (:data:`~fcnx.io.decisions.REASONS`).
+upright size); a rectangle label other than the image's and the run's category, or a choice of any control
+but ``verdict``, relabels it; a ``verdict`` choice is ``accept`` or a reject reason (:data:`~fcnx.io.decisions.REASONS`).
 Images are matched by path, never by position: ``data.fcnx_path`` (written by the export), else the
 longest tail of ``data.image`` that is an image's path in the run. A task naming no image of the run,
 a rotated rectangle, an image whose size in the export is not the run's upright size: listed and skipped.
@@ -147,13 +147,15 @@ def tasks_json(images: Sequence[TaskImage], model_version: str, image_root: str 
 
 @dataclass(frozen=True)
 class RunImage:
-    """What the reader needs of an image of the run: its source path, relative path, upright size and label."""
+    """What the reader needs of an image of the run: its source path, relative path, upright size, its label
+    in the dataset and the category its box was found for (a rectangle keeping that name relabels nothing)."""
 
     path: str
     file: str
     width: int
     height: int
     label: str | None
+    category: str | None = None
 
 
 @dataclass
@@ -334,7 +336,7 @@ def _decisions(annotation: Any, image: RunImage, fallback_at: str) -> list[Decis
         box = pixels(chosen["value"], (image.width, image.height))
         names = chosen["value"].get("rectanglelabels")
         if label is None and isinstance(names, list) and names and isinstance(names[0], str):
-            label = names[0]
+            label = None if names[0] == image.category else names[0]
     reviewer, at = _reviewer(annotation), _time(annotation, fallback_at)
     decisions = []
     if label is not None and label != image.label:

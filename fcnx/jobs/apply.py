@@ -181,7 +181,7 @@ def source_splits(root: Path) -> list[tuple[str, LabelledImages]]:
 
 
 def read_all_decisions(
-    outdir: Path, files: Sequence[Path], exports: Sequence[Path], run: Run
+    outdir: Path, files: Sequence[Path], exports: Sequence[Path], run: Run, splits: Sequence[tuple[str, LabelledImages]]
 ) -> tuple[Merged, list[str]]:
     """The merged decisions of ``OUTDIR/review.jsonl`` (if any), ``files`` and Label Studio ``exports``; warnings."""
     logs, warnings = [], []
@@ -195,7 +195,7 @@ def read_all_decisions(
             warnings.append(f"{path}: the last line is cut short (a killed review?), dropped")
         warnings += [f"{path}:{number}: not a decision ({why}), set aside" for number, why in log.set_aside]
         logs.append(log.decisions)
-    images = run_images(run)
+    images = run_images(run, splits)
     for path in exports:
         imported = labelstudio.import_export(path, images)
         warnings += imported.skipped
@@ -203,10 +203,13 @@ def read_all_decisions(
     return merge(logs), warnings
 
 
-def run_images(run: Run) -> dict[str, labelstudio.RunImage]:
-    """The run's images as the Label Studio reader matches them."""
+def run_images(run: Run, splits: Sequence[tuple[str, LabelledImages]]) -> dict[str, labelstudio.RunImage]:
+    """The run's images as the Label Studio reader matches them, with their labels in the source dataset."""
+    labels = {str(item.path): item.label for _, data in splits for item in data.items}
     return {
-        path: labelstudio.RunImage(path, r["file"], r["width"], r["height"], r["label"])
+        path: labelstudio.RunImage(
+            path, r["file"], r["width"], r["height"], labels.get(path, r["label"]), r["category"]
+        )
         for path, r in run.records.items()
     }
 
@@ -439,7 +442,7 @@ def apply(
     outdir = Path(os.path.abspath(outdir))
     run = read_run(outdir)
     splits = source_splits(run.root)
-    merged, warnings = read_all_decisions(outdir, decisions, exports, run)
+    merged, warnings = read_all_decisions(outdir, decisions, exports, run, splits)
     plan, plan_warnings = make_plan(splits, run, merged, unreviewed)
     layout = "food101" if is_dataset_root(run.root) else "folders"
     applied = Applied(layout, _named(plan), [], merged, run.warnings + warnings + plan_warnings)
@@ -507,7 +510,7 @@ def import_labelstudio(outdir: Path, export: Path) -> tuple[int, labelstudio.Imp
     from fcnx.io.decisions import append_decision
 
     run = read_run(Path(os.path.abspath(outdir)))
-    imported = labelstudio.import_export(export, run_images(run))
+    imported = labelstudio.import_export(export, run_images(run, source_splits(run.root)))
     review = run.outdir / REVIEW
     try:
         there = (
