@@ -24,7 +24,7 @@ from typing import Any
 
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io import labelstudio
-from fcnx.io.datasets import LabelledImages, few, open_dataset
+from fcnx.io.datasets import SPLIT_FOLDERS, LabelledImages, few, open_dataset
 from fcnx.io.decisions import REVIEW, Merged, Verdict, merge, read_decisions
 from fcnx.io.files import (
     LOCK,
@@ -50,21 +50,18 @@ MARKER = ".fcnx-apply.json"
 SUMMARY = "apply-summary.json"
 EXCLUDED = "excluded.txt"
 JOURNAL = "boxes.jsonl"
-#: what happens to one image: its outcome -> (written as, meaning); written as ``crop``, ``original`` or left out
-OUTCOMES: dict[str, tuple[str | None, str]] = {
-    "accepted": ("crop", "the run's crop, accepted"),
-    "adjusted": ("crop", "cropped to the reviewer's box"),
-    "relabelled": (
-        None,
-        "under the reviewer's class: cropped to their box (or the run's, accepted), else the original",
-    ),
-    "original": ("original", "the crop rejected (reason crop): the original, uncropped"),
-    "unreviewed": (None, "nobody decided: as --unreviewed says (crop, original, or left out)"),
-    "wrong_label": (None, "left out: its label is wrong"),
-    "not_category": (None, "left out: it shows none of the dataset's classes"),
-    "unusable": (None, "left out: unusable (blurred, a collage, text)"),
-    "not_in_run": (None, "left out: the run has no box for it (unreadable, or not cropped)"),
-    "unreadable": (None, "left out: its file (or the run's crop) could not be read now"),
+#: what can happen to one image (its outcome) and what it means; the summary counts them
+OUTCOMES = {
+    "accepted": "the run's crop, accepted",
+    "adjusted": "cut to the reviewer's box",
+    "relabelled": "under the reviewer's class: cut to their box (or the run's, accepted), else the original",
+    "original": "the crop rejected (reason crop): the original, uncropped",
+    "unreviewed": "nobody decided: as --unreviewed says (the run's crop, the original, or left out)",
+    "wrong_label": "left out: its label is wrong",
+    "not_category": "left out: it shows none of the dataset's classes",
+    "unusable": "left out: unusable (blurred, a collage, text)",
+    "not_in_run": "left out: the run has no box for it (unreadable, or not cropped)",
+    "unreadable": "left out: its file (or the run's crop) could not be read now",
 }
 
 
@@ -171,8 +168,6 @@ def source_splits(root: Path) -> list[tuple[str, LabelledImages]]:
     if is_dataset_root(root):
         present = [s for s in ("train", "test") if (root / "meta" / f"{s}.txt").is_file()]
         return [(s, open_dataset(root, s)) for s in present] if present else [("", open_dataset(root, "all"))]
-    from fcnx.io.datasets import SPLIT_FOLDERS
-
     present = [s for s, names in SPLIT_FOLDERS.items() if any((root / n).is_dir() for n in names)]
     return [(s, open_dataset(root, s)) for s in present] if present else [("", open_dataset(root, "all"))]
 
@@ -375,7 +370,7 @@ def _remove_stale(dest: Path, stale: set[str]) -> None:
                 (dest / folder).rmdir()
 
 
-def _lists(applied: Applied, dest: Path, source_classes: Sequence[str]) -> dict[str, str]:
+def _lists(applied: Applied, source_classes: Sequence[str]) -> dict[str, str]:
     """The text files of the destination besides the images: relative path -> content."""
     kept = [p for p in applied.plan if p.form is not None]
     present = {p.cls for p in kept}
@@ -414,6 +409,7 @@ def summary(applied: Applied, source: Path, outdir: Path, unreviewed: str) -> di
         "images": len(applied.plan),
         "written": applied.written,
         "outcomes": applied.totals(),
+        "meaning": {outcome: OUTCOMES[outcome] for outcome in applied.totals()},
         "classes": applied.counts(),
         "disagreements": applied.merged.disagreements,
         "warnings": applied.warnings,
@@ -483,7 +479,7 @@ def apply(
                 replace(p, outcome="unreadable", form=None) if p.form and str(p.name) in failed else p
                 for p in applied.plan
             ]
-        texts = _lists(applied, out, list(dict.fromkeys(c for _, data in splits for c in data.classes)))
+        texts = _lists(applied, list(dict.fromkeys(c for _, data in splits for c in data.classes)))
         texts[SUMMARY] = json.dumps(summary(applied, run.root, outdir, unreviewed), indent=1, ensure_ascii=False) + "\n"
         for rel, text in texts.items():
             atomic_text(out / rel, text)
