@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,7 +37,7 @@ from fcnx.io.files import (
     writing,
 )
 from fcnx.io.images import ImageItem, is_dataset_root, open_upright
-from fcnx.io.journal import read_journal, record_problem
+from fcnx.io.journal import Journal, journal_lines, record_problem
 from fcnx.jobs.encoding import encode_crop
 from fcnx.jobs.pool import OrderedPool
 from fcnx.method import geometry
@@ -117,12 +117,31 @@ class Applied:
 # --------------------------------------------------------------------------- the run and its source
 
 
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What apply keeps of one crop record: the image's path in the run, label, category, upright ``(height,
+    width)``, box (upright pixels) and crop file (relative to OUTDIR)."""
+
+    file: str
+    label: str | None
+    category: str
+    size: tuple[int, int]
+    box: XYWH
+    crop: str | None
+
+    @classmethod
+    def of(cls, r: dict[str, Any]) -> RunRecord:
+        return cls(
+            r["file"], r["label"], r["category"], (r["height"], r["width"]), (r["x"], r["y"], r["w"], r["h"]), r["crop"]
+        )
+
+
 @dataclass(frozen=True)
 class Run:
     """A crop OUTDIR: per source path its record (the one of its label's category, else its first), and the source root."""
 
     outdir: Path
-    records: dict[str, dict[str, Any]]
+    records: dict[str, RunRecord]
     root: Path
     warnings: list[str]
 
@@ -132,14 +151,37 @@ def read_run(outdir: Path) -> Run:
     path = outdir / JOURNAL
     if not path.is_file():
         raise UsageError(f"not an output folder of fcnx crop (no {JOURNAL})", outdir)
+    journal = Journal()
+    warnings: list[str] = []
+    records: dict[str, RunRecord] = {}
+    roots: set[Path] = set()
     try:
-        journal = read_journal(path)
+        lines = list(_slim(journal_lines(path, journal), path, warnings))
     except OSError as exc:
         raise UsageError(f"cannot read the boxes ({exc.strerror or exc})", path) from None
-    warnings = [f"{path}: the last line is cut short (a killed run?), dropped"] if journal.cut else []
-    records: dict[str, dict[str, Any]] = {}
-    roots: set[Path] = set()
-    for number, record in journal.lines:
+    if journal.cut:
+        warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
+    for root, (key, record) in lines:
+        roots.add(root)
+        kept = records.get(key)
+        if kept is None or (kept.category != kept.label and record.category == record.label):
+            records[key] = record
+    if not records:
+        raise UsageError("holds no crop record", path)
+    if len(roots) > 1:
+        raise UsageError(
+            f"its images come from {len(roots)} folders ({few(sorted(map(str, roots)), 3)}): apply one dataset's run",
+            path,
+        )
+    return Run(outdir, records, roots.pop(), warnings)
+
+
+def _slim(
+    lines: Iterator[tuple[int, dict[str, Any] | None]], path: Path, warnings: list[str]
+) -> Iterator[tuple[Path, tuple[str, RunRecord]]]:
+    """Per whole crop record of ``lines``: the root its image's path implies, its path and :class:`RunRecord`;
+    a line that is not one is a warning."""
+    for number, record in lines:
         problem = record_problem(record)
         if problem is not None:
             warnings.append(f"{path}:{number}: not a crop record ({problem}), skipped")
@@ -149,18 +191,7 @@ def read_run(outdir: Path) -> Run:
         if not source.is_absolute() or source.parts[len(source.parts) - len(rel.parts) :] != rel.parts:
             warnings.append(f"{path}:{number}: its file {record['file']!r} is not the end of its path, skipped")
             continue
-        roots.add(Path(*source.parts[: len(source.parts) - len(rel.parts)]))
-        kept = records.get(record["path"])
-        if kept is None or (kept["category"] != kept["label"] and record["category"] == record["label"]):
-            records[record["path"]] = record
-    if not records:
-        raise UsageError("holds no crop record", path)
-    if len(roots) > 1:
-        raise UsageError(
-            f"its images come from {len(roots)} folders ({few(sorted(map(str, roots)), 3)}): apply one dataset's run",
-            path,
-        )
-    return Run(outdir, records, roots.pop(), warnings)
+        yield Path(*source.parts[: len(source.parts) - len(rel.parts)]), (record["path"], RunRecord.of(record))
 
 
 def source_splits(root: Path) -> list[tuple[str, LabelledImages]]:
@@ -202,9 +233,7 @@ def run_images(run: Run, splits: Sequence[tuple[str, LabelledImages]]) -> dict[s
     """The run's images as the Label Studio reader matches them, with their labels in the source dataset."""
     labels = {str(item.path): item.label for _, data in splits for item in data.items}
     return {
-        path: labelstudio.RunImage(
-            path, r["file"], r["width"], r["height"], labels.get(path, r["label"]), r["category"]
-        )
+        path: labelstudio.RunImage(path, r.file, r.size[1], r.size[0], labels.get(path, r.label), r.category)
         for path, r in run.records.items()
     }
 
@@ -225,15 +254,14 @@ def is_class_name(name: str) -> bool:
 
 
 def plan_image(
-    item: ImageItem, split: str, record: dict[str, Any] | None, verdict: Verdict | None, unreviewed: str, outdir: Path
+    item: ImageItem, split: str, record: RunRecord | None, verdict: Verdict | None, unreviewed: str, outdir: Path
 ) -> Planned:
     """What becomes of one source image (see :data:`OUTCOMES`); ``record``: its crop record in ``outdir``."""
     label = str(item.label)
     if record is None:
         return Planned(item, split, label, "not_in_run", None)
-    size = (record["height"], record["width"])
-    run_box: XYWH = (record["x"], record["y"], record["w"], record["h"])
-    crop = outdir / record["crop"] if record.get("crop") else None
+    size, run_box = record.size, record.box
+    crop = outdir / record.crop if record.crop else None
 
     def cut(cls: str, outcome: str, box: XYWH | None) -> Planned:
         copy = None if box is not None or crop is None else crop
