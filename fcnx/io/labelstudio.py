@@ -233,12 +233,11 @@ def _match(data: Any, images: Mapping[str, RunImage], by_file: Mapping[str, RunI
     if not isinstance(url, str) or not url:
         raise _Skip("names no image (data.image)")
     parts = split_url(url)
-    for k in range(len(parts)):
-        image = by_file.get("/".join(parts[k:]))
+    for k in range(len(parts)):  # the longest tail first: the whole path may be an image's source path
+        tail = "/".join(parts[k:])
+        image = images.get(tail) or by_file.get(tail)
         if image is not None:
             return image
-        if "/".join(parts[k:]) in images:
-            return images["/".join(parts[k:])]
     raise _Skip(f"image {url!r} is no image of the run")
 
 

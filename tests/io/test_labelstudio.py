@@ -131,6 +131,11 @@ def test_relabels_reviewers_and_what_is_skipped(tmp_path):
     rotated["annotations"][0]["result"][0]["value"]["rotation"] = 30
     cancelled = submitted(base, was_cancelled=True)
     unknown = {"data": {"image": "http://h/other/9.jpg"}, "annotations": []}
+    kept = submitted(
+        ls.task(ls.TaskImage(a.path, a.file, 640, 480, "pizza", [ls.TaskBox("red", a.boxes[0].box, None)]), "m", None)
+    )
+    images_found_red = {k: ls.RunImage(v.path, v.file, v.width, v.height, v.label, "red") for k, v in images.items()}
+    assert [d.action for d in read(tmp_path, [kept], images_found_red).decisions] == ["accept"]  # the run's category
     imported = read(tmp_path, [relabel_box, choice, turned, rotated, cancelled, unknown], images)
     actions = [(d.action, d.label, d.reviewer) for d in imported.decisions]
     assert actions == [

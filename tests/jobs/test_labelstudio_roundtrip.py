@@ -116,4 +116,12 @@ def test_label_studio_round_trip_is_exact_to_the_pixel(reviewed, tmp_path):
         x1, y1, x2, y2 = pixel_box(decisions[p].box, (r["height"], r["width"]))
         with Image.open(clean / "dish" / p.rsplit("/", 1)[1]) as written:
             assert np.array_equal(np.asarray(ImageOps.exif_transpose(written).convert("RGB")), upright[y1:y2, x1:x2])
-    assert (x1, y1, x2, y2) != () and pixel_box(drawn, (height, width)) == (7, 31, 47, 54)
+    assert pixel_box(drawn, (height, width)) == (7, 31, 47, 54)
+
+    # the export given to apply directly (no import) gives the same images
+    (out / "review.jsonl").unlink()
+    result = run("apply", out, "--labelstudio", path, "-o", tmp_path / "direct", "-q")
+    assert result.exit_code == 0, result.output
+    assert "is no image of the run; skipped" in result.stderr
+    for written in (clean / "dish").iterdir():
+        assert (tmp_path / "direct" / "dish" / written.name).read_bytes() == written.read_bytes()
