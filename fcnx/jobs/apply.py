@@ -480,6 +480,13 @@ def apply(
         kept = [p for p in applied.plan if p.form is not None]
         images = {str(p.name) for p in kept}
         wanted = images | {SUMMARY} | {f"meta/{n}.txt" for n in ("classes", "train", "test", "excluded")} | {EXCLUDED}
+        taken = sorted(rel for rel in wanted - previous if os.path.lexists(out / rel))
+        if taken:
+            raise UsageError(
+                f"holds {few(taken, 3)}, not written by fcnx apply: it never replaces them; move them or choose "
+                f"another folder",
+                out,
+            )
         atomic_text(out / MARKER, json.dumps({"files": sorted(previous | wanted)}, indent=0) + "\n")  # claimed first
         if start is not None:
             start(len(kept))

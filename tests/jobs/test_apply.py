@@ -186,6 +186,14 @@ def test_refusals_are_one_line_and_touch_nothing(food_run, tmp_path):
     result = run("apply", out, "-o", mine)
     assert result.exit_code == 2 and "holds files that fcnx apply did not write" in result.output
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    decide(out, source, "red/0.jpg", "reject", 1, reason="wrong_label")
+    assert run("apply", out, "-o", tmp_path / "ours", "-q").exit_code == 0
+    (tmp_path / "ours/images/red/0.jpg").write_text("a user's file")  # a name apply did not write there
+    decide(out, source, "red/0.jpg", "undo", 2)
+    result = run("apply", out, "-o", tmp_path / "ours", "-q")
+    assert result.exit_code == 2 and "holds images/red/0.jpg, not written by fcnx apply" in result.output
+    assert (tmp_path / "ours/images/red/0.jpg").read_text() == "a user's file"
+    (out / "review.jsonl").unlink()
     result = run("apply", out, "-o", source / "clean")
     assert result.exit_code == 2 and "overlaps the input" in result.output
     assert not (source / "clean").exists()
