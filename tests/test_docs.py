@@ -739,7 +739,7 @@ def test_the_checks_catch_known_bad_docs() -> None:
         "14: `fcnx bench data --seed zero`: 'zero' is not a valid integer.",
         "15: `fcnx convert` needs --output, not given",
         "15: scripts/gpu_check.sh",
-        "18: `fcnx export --format` takes one of coco, voc, yolo, fiftyone, not 'jpeg'",
+        "18: `fcnx export --format` takes one of coco, voc, yolo, fiftyone, labelstudio, not 'jpeg'",
         "19: `fcnx train` has no option --crop-size",
     ], problems
     assert "did you mean --train-per-class" in problems[1]

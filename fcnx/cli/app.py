@@ -22,6 +22,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "suspects": ("fcnx.cli.suspects:suspects_cmd", "List images whose label no net finds (likely mislabelled)."),
     "review": ("fcnx.cli.review:review_cmd", "Review a crop or suspects run in the browser; decisions kept."),
     "export": ("fcnx.cli.export:export_cmd", "Boxes as COCO, Pascal VOC, YOLO or FiftyOne files."),
+    "apply": ("fcnx.cli.apply:apply_cmd", "Write the cleaned dataset of a crop run and its review decisions."),
+    "import-labelstudio": (
+        "fcnx.cli.apply:import_labelstudio_cmd",
+        "Append a Label Studio JSON export's annotations to review.jsonl.",
+    ),
     "bench": ("fcnx.cli.bench:bench_cmd", "Benchmarks with ground truth: localization, accuracy, mislabels."),
 }
 

@@ -236,7 +236,10 @@ class Cropper:
         prepared = self._prepare(item, tensor[0], size, [index])
         levels, maps, class_maps = [], [], []
         for _, scaled in prepared.levels:
-            probs, cells = self.ensemble.outputs_at(tensor, scaled)
+            try:
+                probs, cells = self.ensemble.outputs_at(tensor, scaled)
+            except NonFiniteOutput as exc:  # named as the batched path names it
+                raise FcnxError(f"{exc} (image {size[1]}x{size[0]})", item.path) from None
             probs = probs[0]  # nets x classes x h x w
             levels.append(Level(probs[:, index].cpu().numpy(), (probs.argmax(dim=1) == index).cpu().numpy()))
             values, classes = probs.sum(dim=0).max(dim=0)

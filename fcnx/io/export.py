@@ -13,6 +13,8 @@ each file atomically (:mod:`fcnx.io.files`). Coordinates are upright original-im
   the image size, 6 decimals.
 - **FiftyOne**: the COCO file beside ``data/``, which links to every image under its ``file_name``:
   ``fo.Dataset.from_dir(DEST, dataset_type=fo.types.COCODetectionDataset)``.
+- **Label Studio** (``tasks.json`` + ``labeling-config.xml``): tasks with the boxes as ``predictions``, in
+  percent of the upright image (:mod:`fcnx.io.labelstudio`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fcnx.errors import UsageError
+from fcnx.io import labelstudio
 from fcnx.io.files import atomic_text, check_folder_path
 
-FORMATS = ("coco", "voc", "yolo", "fiftyone")
+FORMATS = ("coco", "voc", "yolo", "fiftyone", "labelstudio")
 COCO_FILE = "labels.json"
 #: the record of what an export wrote, so that exporting again replaces exactly those files
 MARKER = ".fcnx-export.json"
@@ -57,6 +60,8 @@ class ExportImage:
     detections: list[Detection]
     #: facts about the image (a suspect's label and what the nets see), as COCO image keys / VOC elements
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: the image's label in its dataset (Label Studio tasks carry it), ``None`` if unknown
+    label: str | None = None
 
 
 def coco_document(images: Sequence[ExportImage], categories: Sequence[str], description: str) -> dict[str, Any]:
@@ -150,12 +155,18 @@ def _check_names(images: Sequence[ExportImage]) -> None:
 
 
 def write(
-    fmt: str, images: Sequence[ExportImage], categories: Sequence[str], dest: Path, description: str
+    fmt: str,
+    images: Sequence[ExportImage],
+    categories: Sequence[str],
+    dest: Path,
+    description: str,
+    image_root: str | None = None,
 ) -> list[Path]:
     """Write ``images`` as ``fmt`` (one of :data:`FORMATS`) under ``dest``; returns the files written.
 
     ``dest`` must be empty, new, or a previous export (it holds :data:`MARKER`): that export's files
-    are replaced, nothing else there is touched.
+    are replaced, nothing else there is touched. ``description`` names the source (Label Studio's
+    ``model_version``); ``image_root``: the path or URL Label Studio finds the images under.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -185,6 +196,10 @@ def write(
         put("images.txt", "".join(f"{os.path.realpath(image.path)}\n" for image in images))
         for image in images:
             put(f"labels/{image.file.with_suffix('.txt').as_posix()}", _yolo_lines(image, index))
+    if fmt == "labelstudio":
+        tasks = [_task_image(image) for image in images]
+        put(labelstudio.TASKS, labelstudio.tasks_json(tasks, description, image_root))
+        put(labelstudio.CONFIG, labelstudio.config(categories))
     for stale in sorted(previous - {p.relative_to(dest).as_posix() for p in written}):
         path = dest / stale
         if path.is_file() or path.is_symlink():
@@ -196,6 +211,12 @@ def write(
     rel = sorted(p.relative_to(dest).as_posix() for p in written)
     atomic_text(dest / MARKER, json.dumps({"format": fmt, "files": rel}, indent=1) + "\n")
     return written
+
+
+def _task_image(image: ExportImage) -> labelstudio.TaskImage:
+    label = image.label if image.label is not None else image.attributes.get("label")
+    boxes = [labelstudio.TaskBox(det.category, det.box, det.score) for det in image.detections]
+    return labelstudio.TaskImage(image.path, image.file, image.width, image.height, label, boxes)
 
 
 def _previous_files(dest: Path) -> set[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,16 @@ class Journal:
 
 def read_journal(path: Path) -> Journal:
     """The lines of the journal at ``path`` (``OSError`` if it cannot be read or is not a regular file)."""
+    journal = Journal()
+    journal.lines = list(journal_lines(path, journal))
+    return journal
+
+
+def journal_lines(path: Path, journal: Journal) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """The lines of the journal at ``path`` one at a time, as :func:`read_journal` lists them (a reader of a large
+    journal keeps only what it needs of each); ``journal``'s ``cut`` and ``unterminated`` are set as they are read."""
     data = read_regular(path)
-    journal = Journal(unterminated=bool(data) and not data.endswith(b"\n"))
+    journal.unterminated = bool(data) and not data.endswith(b"\n")
     pieces = data.split(b"\n")
     if not pieces[-1]:
         pieces.pop()
@@ -57,8 +65,7 @@ def read_journal(path: Path) -> Journal:
         if journal.unterminated and number == len(pieces) and not isinstance(record, dict):
             journal.cut = True
             break
-        journal.lines.append((number, record if isinstance(record, dict) else None))
-    return journal
+        yield number, record if isinstance(record, dict) else None
 
 
 def dump_line(record: Record) -> bytes:

@@ -152,7 +152,8 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
             )
             for category, chosen, record in boxes
         ]
-        result.images.append(writers.ExportImage(Path(image_path), PurePosixPath(file), *size, detections))
+        label = first.get("label") if isinstance(first.get("label"), str) else None
+        result.images.append(writers.ExportImage(Path(image_path), PurePosixPath(file), *size, detections, label=label))
     why = {"tight": "made before fcnx crop --box tight?", "fitted": "not cropped with --box fitted?"}
     for kind, count in fallbacks.items():
         result.warnings.append(
@@ -204,6 +205,20 @@ def collect(outdir: Path, box: str | None = None) -> Collected:
     raise UsageError(f"neither {JOURNAL} (fcnx crop) nor {SUSPECTS} (fcnx suspects) here", outdir)
 
 
+def model_version(outdir: Path) -> str:
+    """What made the boxes of ``outdir``, for Label Studio's ``model_version``: fcnx's version and the nets
+    of the crop settings (``.fcnx-crop.json``) when there are some."""
+    from fcnx import __version__
+    from fcnx.jobs.settings import SETTINGS
+
+    try:
+        nets = json.loads((outdir / SETTINGS).read_text(encoding="utf-8"))["settings"]["nets"]
+        names = ",".join(str(n) for n in nets) if isinstance(nets, list) else ""
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        names = ""
+    return f"fcnx {__version__}" + (f": {names}" if names else "")
+
+
 def export(
     outdir: Path,
     dest: Path,
@@ -211,10 +226,12 @@ def export(
     box: str | None = None,
     classes: Sequence[str] | None = None,
     report: Callable[[str], None] = print,
+    image_root: str | None = None,
 ) -> Collected:
     """Export the boxes of ``outdir`` as ``fmt`` into ``dest``; warnings and unreadable images go to ``report``.
 
-    ``classes`` fixes the category list and its order (ids) instead of the categories found.
+    ``classes`` fixes the category list and its order (ids) instead of the categories found;
+    ``image_root``: where Label Studio finds the images (``labelstudio``: a path or URL prefix).
     """
     collected = collect(outdir, box)
     for line in collected.warnings:
@@ -226,6 +243,7 @@ def export(
         if unknown:
             raise UsageError(f"categories not in the class list: {', '.join(unknown[:5])}", collected.source)
         collected.categories = list(classes)
+    description = model_version(outdir) if fmt == "labelstudio" else f"fcnx export of {collected.source}"
     with writing(dest):
-        writers.write(fmt, collected.images, collected.categories, dest, f"fcnx export of {collected.source}")
+        writers.write(fmt, collected.images, collected.categories, dest, description, image_root)
     return collected

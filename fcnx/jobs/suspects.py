@@ -38,8 +38,11 @@ SIGNAL_TEXT = {
 #: columns of ``suspects.csv``
 FIELDS = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "gap", "x", "y", "w", "h"]
 
+#: columns of ``label_issues.csv``: cleanlab's (``Datalab.get_issues("label")``), after the image's path
+ISSUE_FIELDS = ["path", "is_label_issue", "label_score", "given_label", "predicted_label"]
+
 #: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
-OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html")
+OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html", "label_issues.csv")
 
 #: float32 rounding of summed probabilities: the same maximum summed in two orders differs by about 6e-8
 GAP_ROUNDING = 1e-6
@@ -79,6 +82,40 @@ class Suspect:
         }
 
 
+@dataclass(frozen=True)
+class LabelScore:
+    """The ensemble's evidence on one image's label, from every level of its pyramid (all nets summed).
+
+    ``label_best``: the label's best summed probability at any cell of any scale; ``best``: the best
+    of any class there, reached by ``predicted``; ``voted``: some net's top class is the label at some
+    cell (the paper's signal is its absence); ``gap``: :func:`label_gap`.
+    """
+
+    path: Path
+    label: str
+    predicted: str
+    label_best: float
+    best: float
+    voted: bool
+    gap: float
+
+    @property
+    def score(self) -> float:
+        """cleanlab's ``label_score`` in [0, 1], lower = more likely mislabelled: ``label_best / best``
+        (1 when the label is the most confident class: a gap of 0)."""
+        return 1.0 if self.gap == 0 else min(1.0, max(0.0, self.label_best / self.best))
+
+    def issue_row(self, flagged: bool) -> dict[str, Any]:
+        """The image's row of ``label_issues.csv``."""
+        return {
+            "path": str(self.path),
+            "is_label_issue": flagged,
+            "label_score": self.score,
+            "given_label": self.label,
+            "predicted_label": self.predicted,
+        }
+
+
 def rank_suspects(suspects: Iterable[Suspect]) -> list[Suspect]:
     """Most convincing first: the largest gap (graded), else more nets voting for the other category,
     then higher confidence, then path."""
@@ -99,6 +136,47 @@ def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
     return sorted((key for key, gap in gaps.items() if gap > 0), key=lambda key: (-gaps[key], key))[:top]
 
 
+def score_labels(
+    cropper: Cropper, items: Iterable[ImageItem], progress: Callable[[], None] | None = None
+) -> tuple[list[LabelScore], list[str]]:
+    """The :class:`LabelScore` of every labelled image (in order), and the one-line errors of the others."""
+    from fcnx.method.selection import top_category
+
+    scores, failures = [], []
+    for item in items:
+        try:
+            if item.label is None:
+                raise FcnxError("it has no label", item.path)
+            levels, maps = cropper.label_levels(item, item.label)[2:4]
+            scores.append(
+                LabelScore(
+                    item.path,
+                    item.label,
+                    cropper.classes[top_category(maps)],
+                    max(float(level.summed().max()) for level in levels),
+                    max(float(values.max()) for values, _ in maps),
+                    any(bool(level.vote.any()) for level in levels),
+                    label_gap(levels, maps),
+                )
+            )
+        except FcnxError as exc:
+            failures.append(str(exc))
+        if progress:
+            progress()
+    return scores, failures
+
+
+def flagged(scores: Sequence[LabelScore], signal: str = "paper", top: int | None = None) -> list[LabelScore]:
+    """The scores the mislabel ``signal`` flags: ``paper``, those of labels no net votes for at any cell of
+    any scale (in order); ``graded``, those whose label is not the most confident class, by gap (at most ``top``)."""
+    if signal not in SIGNALS:
+        raise UsageError(f"unknown mislabel signal {signal!r}; use one of {', '.join(SIGNALS)}")
+    if signal == "paper":
+        return [s for s in scores if not s.voted]
+    by_path = {str(s.path): s for s in scores}
+    return [by_path[key] for key in rank_by_gap({key: s.gap for key, s in by_path.items()}, top)]
+
+
 def find_suspects(
     cropper: Cropper,
     items: Iterable[ImageItem],
@@ -112,40 +190,22 @@ def find_suspects(
     ``signal="graded"``: the images whose label is not the most confident class, ranked by
     :func:`label_gap` (on cluttered images the paper's signal rarely fires: docs/benchmark.md).
     """
-    from fcnx.engine.results import CropFailure
-
     if signal not in SIGNALS:
         raise UsageError(f"unknown mislabel signal {signal!r}; use one of {', '.join(SIGNALS)}")
-    flagged: list[tuple[ImageItem, float | None]] = []
-    failures: list[str] = []
-    if signal == "paper":
-        for result in cropper.crop_items(items):
-            if progress:
-                progress()
-            if isinstance(result, CropFailure):
-                failures.append(result.error)
-            elif not result.boxes[0].found:
-                flagged.append((result.item, None))
-    else:
-        by_path, gaps = {}, {}
-        for item in items:
-            try:
-                if item.label is None:
-                    raise FcnxError("it has no label", item.path)
-                gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:4])
-                by_path[str(item.path)] = item
-            except FcnxError as exc:
-                failures.append(str(exc))
-            if progress:
-                progress()
-        flagged = [(by_path[key], gaps[key]) for key in rank_by_gap(gaps, top)]
+    scores, failures = score_labels(cropper, items, progress)
+    return suspects_of(cropper, flagged(scores, signal, top), signal, top), failures
+
+
+def suspects_of(cropper: Cropper, chosen: Iterable[LabelScore], signal: str, top: int | None) -> list[Suspect]:
+    """The :class:`Suspect` of each flagged image, with what the nets see there instead, most convincing first."""
     suspects = []
-    for item, gap in flagged:
-        seen = cropper.crop_image(item.path).boxes[0]  # no category, no label: the top class
+    for score in chosen:
+        gap = score.gap if signal == "graded" else None
+        seen = cropper.crop_image(score.path).boxes[0]  # no category, no label: the top class
         suspects.append(
             Suspect(
-                item.path,
-                item.label or "",
+                score.path,
+                score.label,
                 seen.category,
                 seen.votes,
                 seen.mean_confidence,
@@ -153,7 +213,7 @@ def find_suspects(
                 gap,
             )
         )
-    return rank_suspects(suspects)[:top], failures
+    return rank_suspects(suspects)[:top]
 
 
 @dataclass(frozen=True)
@@ -207,7 +267,8 @@ class SuspectsJob:
         return self
 
     def run(self, progress: Callable[[], None] | None = None) -> list[Suspect]:
-        """The suspects, most convincing first, written as ``suspects.csv``, ``.json`` and ``.html``;
+        """The suspects, most convincing first, written as ``suspects.csv``, ``.json`` and ``.html``, and every
+        scored image's row of ``label_issues.csv`` (cleanlab's columns: :class:`LabelScore`);
         ``progress()`` after each image. Unreadable images (and missing listed files) go to ``failures``."""
         from fcnx.io.files import atomic_text, writing
         from fcnx.io.tables import write_csv
@@ -215,14 +276,18 @@ class SuspectsJob:
 
         o, out = self.options, self.outdir
         top = o.top if o.top is not None or o.signal == "paper" else max(1, round(0.05 * len(self.items)))
-        suspects, failures = find_suspects(self.cropper, self.items, progress=progress, signal=o.signal, top=top)
+        scores, failures = score_labels(self.cropper, self.items, progress)
+        chosen = flagged(scores, o.signal, top)
+        suspects = suspects_of(self.cropper, chosen, o.signal, top)
         self.failures = failures + self.dataset.missing_lines
+        issues = {str(s.path) for s in chosen}
         rows = [s.as_dict() for s in suspects]
         summary = {"images": len(self.items), "signal": o.signal, "suspects": rows, "failures": self.failures}
         with writing(out):
             write_csv(out / OUTPUTS[0], FIELDS, rows)
             atomic_text(out / OUTPUTS[1], json.dumps(summary, indent=2))
             atomic_text(out / OUTPUTS[2], suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
+            write_csv(out / OUTPUTS[3], ISSUE_FIELDS, [s.issue_row(str(s.path) in issues) for s in scores])
         return suspects
 
 

@@ -223,3 +223,31 @@ def test_the_jobs_refuse_contradictory_options_before_loading_anything(tmp_path)
         run_evaluate(tmp_path, EvaluateOptions(["tiny0"], skip_missing=True))
     with pytest.raises(UsageError, match="unknown mislabel signal 'loud'"):
         run_suspects(tmp_path, SuspectsOptions(["tiny0"], signal="loud"), tmp_path / "out")
+
+
+@pytest.mark.parametrize("signal", ["paper", "graded"])
+def test_label_issues_csv_scores_every_image_as_cleanlab_does(tmp_path, setup, signal):
+    """label_issues.csv: a row per scored image (not only the flagged), cleanlab's columns, label_score =
+    the label's best summed probability over the best class's (1 where the label is the top class)."""
+    from fcnx import SuspectsOptions, run_suspects
+
+    args, root, n = setup
+    weights = dict(a.split("=", 1) for a in args[3::2])
+    job = run_suspects(root, SuspectsOptions(["tiny0", "tiny43"], weights, 299, signal=signal), tmp_path / "s")
+    job.run()
+    with (tmp_path / "s" / "label_issues.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["path", "is_label_issue", "label_score", "given_label", "predicted_label"]
+    assert [r["path"] for r in rows] == [str(item.path) for item in job.items] and len(rows) == n
+    for row, item in zip(rows, job.items):
+        levels, maps = job.cropper.label_levels(item, item.label)[2:4]
+        label_best = max(float(level.summed().max()) for level in levels)
+        best = max(float(values.max()) for values, _ in maps)
+        expected = 1.0 if best - label_best <= 1e-6 else label_best / best
+        assert float(row["label_score"]) == pytest.approx(expected, abs=1e-12)
+        assert 0.0 <= float(row["label_score"]) <= 1.0 and row["given_label"] == item.label
+    flagged = [r for r in rows if r["is_label_issue"] == "True"]
+    assert [r["path"] for r in flagged] == [str(job.items[-1].path)]  # the planted red square labelled blue
+    assert flagged[0]["given_label"] == "blue" and flagged[0]["predicted_label"] == "red"
+    assert float(flagged[0]["label_score"]) == min(float(r["label_score"]) for r in rows) < 0.5
