@@ -3,6 +3,7 @@ and suspects scored by the model that did not see each image (out of sample)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path, PurePosixPath
 
@@ -173,10 +174,10 @@ def test_suspects_score_each_image_with_the_model_that_did_not_see_it(tmp_path, 
         config = {"data": str(root), "split": "train"}
         Folds(2, 0, ["tiny0"], 299, config, images, folds, ["red", "green", "blue", "none"], True).write(run_dir)
 
-    for fold_of_a, suspect in ((1, "b"), (2, "a")):
+    for (fold_of_a, suspect), signal in itertools.product(((1, "b"), (2, "a")), ("paper", "graded")):
         write(fold_of_a)
-        out = tmp_path / f"s{fold_of_a}"
-        result = run("suspects", "--folds", run_dir / FOLDS, "--data", root, "-o", out, "--device", "cpu", "-q")
+        out = tmp_path / f"s{fold_of_a}{signal}"
+        result = run("suspects", "--folds", run_dir / FOLDS, "--data", root, "-o", out, "--signal", signal, "-q")
         assert result.exit_code == 0, result.output
         rows = json.loads((out / "suspects.json").read_text())["suspects"]
         assert [(Path(r["path"]).stem, r["label"], r["other_category"]) for r in rows] == [(suspect, "red", "green")]
