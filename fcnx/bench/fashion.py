@@ -257,22 +257,27 @@ def generate(out: str | Path, cfg: BenchConfig = BenchConfig(), source: str | Pa
     return {split: len(rels) for split, rels in lines.items()}
 
 
-def plant_mislabels(root: str | Path, out: str | Path, share: float, seed: int = 0) -> dict[str, dict[str, str]]:
-    """Copy the dataset ``root`` to ``out`` with a ``share`` of its test images moved to a wrong class.
+def plant_mislabels(
+    root: str | Path, out: str | Path, share: float, seed: int = 0, split: str = "test"
+) -> dict[str, dict[str, str]]:
+    """Copy the dataset ``root`` to ``out`` with a ``share`` of the images of ``split`` (``test`` or ``train``)
+    moved to a wrong class.
 
-    The planted images keep their id; ``meta/test.txt`` and ``boxes.json`` follow the move, and
-    ``meta/mislabels.json`` records ``{"<planted class>/<id>.png": {"true": ..., "planted": ...}}``.
-    Returns that record. ``root`` is never modified.
+    The planted images keep their id; ``meta/<split>.txt`` and ``boxes.json`` follow the move, and
+    ``meta/mislabels.json`` records ``{"<planted class>/<id>.png": {"true": ..., "planted": ...}}`` (and
+    the split). Returns that record. ``root`` is never modified.
     """
     root, out = Path(root), Path(out)
     if not 0.0 <= share <= 1.0:
         raise UsageError(f"share must be in [0, 1], got {share}")
+    if split not in ("train", "test"):
+        raise UsageError(f"mislabels are planted in the train or the test split, not {split!r}")
     check_folder_path(out)
     if out.exists():
         raise UsageError("output exists; choose a new folder", out)
     try:
         classes = (root / "meta" / "classes.txt").read_text(encoding="utf-8").split()
-        tests = (root / "meta" / "test.txt").read_text(encoding="utf-8").split()
+        tests = (root / "meta" / f"{split}.txt").read_text(encoding="utf-8").split()
         boxes = json.loads((root / "boxes.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"not a benchmark dataset ({type(exc).__name__}: {exc})", root) from None
@@ -290,14 +295,14 @@ def plant_mislabels(root: str | Path, out: str | Path, share: float, seed: int =
         new = f"{wrong}/{name}"
         (tmp / "images" / wrong).mkdir(parents=True, exist_ok=True)
         (tmp / "images" / tests[i]).rename(tmp / "images" / new)
-        if tests[i] in boxes:
-            boxes[new] = boxes.pop(tests[i])
+        boxes = {(new if rel == tests[i] else rel): box for rel, box in boxes.items()}  # in place: same order
         planted[new] = {"true": true, "planted": wrong}
         tests[i] = new
-    (tmp / "meta" / "test.txt").write_text("".join(f"{t}\n" for t in tests), encoding="utf-8")
-    _write_boxes(tmp / "boxes.json", {t: boxes[t] for t in tests if t in boxes})
+    (tmp / "meta" / f"{split}.txt").write_text("".join(f"{t}\n" for t in tests), encoding="utf-8")
+    _write_boxes(tmp / "boxes.json", boxes)
     (tmp / "meta" / "mislabels.json").write_text(
-        json.dumps({"share": share, "seed": seed, "planted": planted}, indent=1) + "\n", encoding="utf-8"
+        json.dumps({"share": share, "seed": seed, "split": split, "planted": planted}, indent=1) + "\n",
+        encoding="utf-8",
     )
     tmp.rename(out)
     return planted

@@ -68,14 +68,22 @@ def data_cmd(
     type=PathType(path_type=Path, file_okay=False),
     help="New folder for the copy with planted mislabels.",
 )
-@click.option("--share", default=0.1, show_default=True, help="Share of test images given a wrong label.")
+@click.option("--share", default=0.1, show_default=True, help="Share of the split's images given a wrong label.")
 @click.option("--seed", default=0, show_default=True)
-def plant_cmd(root: Path, out: Path, share: float, seed: int) -> None:
-    """Copy a benchmark dataset, moving a share of its test images to a wrong class (meta/mislabels.json)."""
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    type=click.Choice(["train", "test"]),
+    help="Where to plant them: test canvases, or training images (to measure suspects among what nets train on).",
+)
+def plant_cmd(root: Path, out: Path, share: float, seed: int, split: str) -> None:
+    """Copy a benchmark dataset, moving a share of its test (or training) images to a wrong class
+    (meta/mislabels.json)."""
     from fcnx.bench import fashion
 
-    planted = fashion.plant_mislabels(root, out, share, seed)
-    click.echo(f"{out}: {len(planted)} test images mislabelled, listed in {out / 'meta' / 'mislabels.json'}")
+    planted = fashion.plant_mislabels(root, out, share, seed, split)
+    click.echo(f"{out}: {len(planted)} {split} images mislabelled, listed in {out / 'meta' / 'mislabels.json'}")
 
 
 #: the ensemble and held-out classifier of ``bench localization`` when --nets is not given: fcnx-tiny's shipped weights

@@ -20,7 +20,18 @@ from fcnx.render.progress import Progress
     type=PathType(path_type=Path, exists=True, file_okay=False),
     help="Dataset root: Food-101 layout or class folders (<class>/*.jpg).",
 )
-@click.option("--split", default="all", show_default=True, type=click.Choice(["train", "test", "all"]))
+@click.option(
+    "--split",
+    default=None,
+    type=click.Choice(["train", "test", "all"]),
+    help="Images to judge [default: all; with --folds, the split the folds were dealt from].",
+)
+@click.option(
+    "--folds",
+    type=PathType(path_type=Path, exists=True),
+    help="The output of 'fcnx train --folds K' (its folds.json, or the folder): score each image with the "
+    "fold model that did not train on it (out of sample), instead of --nets/--weights/--ensemble/--kernel.",
+)
 @click.option(
     "-o",
     "--output",
@@ -50,7 +61,8 @@ def suspects_cmd(
     kernel: int | str | None,
     device: str,
     data: Path,
-    split: str,
+    split: str | None,
+    folds: Path | None,
     outdir: Path,
     signal: str,
     top: int | None,
@@ -68,12 +80,26 @@ def suspects_cmd(
       fcnx suspects --nets inception_v3,xception --weights inception_v3=iv3.safetensors \\
                     --weights xception=xc.safetensors --data food-101/ -o review/
       fcnx suspects --nets tiny_vgg,tiny_resnet,tiny_inception --data bench/ --signal graded --top 20 -o review/
+      fcnx suspects --folds folds/ --data food-101/ --signal graded -o review/   # out of sample (fcnx train --folds)
     """
     from fcnx.errors import one_line
     from fcnx.jobs.suspects import SuspectsOptions, run_suspects
 
-    names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-    options = SuspectsOptions(names, weight_map, kernel, split, signal, top, device)
+    if folds is None:
+        names, weight_map, kernel = resolve_nets(nets, weights, kernel)
+        options = SuspectsOptions(names, weight_map, kernel, split or "all", signal, top, device)
+    else:
+        from fcnx.errors import UsageError
+        from fcnx.io.folds import read_folds
+
+        if nets is not None or weights or kernel is not None:
+            raise UsageError(
+                "--folds gives the models and their kernel: leave out --nets, --weights, --ensemble, --kernel"
+            )
+        saved = read_folds(folds)
+        options = SuspectsOptions(
+            saved.nets, {}, saved.kernel, split or saved.config.get("split", "all"), signal, top, device, str(folds)
+        )
     job = run_suspects(data, options, outdir)
     for warning in job.warnings:
         click.echo(f"suspects: warning: {one_line(warning)}", err=True)

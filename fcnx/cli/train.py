@@ -36,6 +36,7 @@ CONFIG_OPTIONS = (
     "crops",
     "crop_jitter",
     "crop_scale",
+    "folds",
 )
 
 
@@ -171,6 +172,14 @@ def _parse_head(text: str) -> list[int]:
     type=FiniteFloatRange(0, 1, max_open=True),
     help="--crops: scale each training crop's sides by a factor in [1 - S, 1 + S] (seeded).",
 )
+@click.option(
+    "--folds",
+    default=None,
+    type=click.IntRange(min=2),
+    help="Deal the split's images into K folds (seeded, stratified by class) and train K models of --net or "
+    "--nets, each without one fold, in OUTDIR/fold<k>/, with OUTDIR/folds.json saying which images each did "
+    "not see: 'fcnx suspects --folds OUTDIR' scores every image out of sample (docs/suspects.md).",
+)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
@@ -192,6 +201,7 @@ def train_cmd(
       fcnx train --net inception_v3 --data food-101/ --crops cropped/boxes.jsonl -o runs/iv3-crops
       torchrun --nproc_per_node 4 -m fcnx train --net xception --data food-101/ -o runs/xc
       fcnx train --nets inception_v3,xception,vgg16 --data food-101/ -o runs/   # runs/ensemble.json
+      fcnx train --folds 2 --nets inception_v3,xception --data food-101/ -o folds/   # folds/folds.json
 
     An image that is missing or cannot be read is skipped and counted, with one error line
     naming it; the run goes on and ends with exit status 1 (its result is valid).
@@ -206,8 +216,13 @@ def train_cmd(
     if options["crops"] is not None:
         options["crops"] = str(options["crops"].resolve())
     nets = options.pop("nets")
+    values = {name: options[name] for name in given}
+    folds = options.pop("folds")
+    if folds is not None or (resume and _is_folds(outdir)):
+        _train_folds(folds, nets, outdir, resume, values, options, device, workers, quiet)
+        return
     if nets is not None or (resume and _is_ensemble(outdir)):
-        _train_ensemble(nets, outdir, resume, {name: options[name] for name in given}, options, device, workers, quiet)
+        _train_ensemble(nets, outdir, resume, values, options, device, workers, quiet)
         return
     if resume:
         if not (outdir / trainer.RESUME).is_file():
@@ -270,6 +285,86 @@ def train_cmd(
                 f"{len(result.skipped) - result.missing} unreadable), listed in {outdir / trainer.SKIPPED}"
             ),
             err=True,
+        )
+        raise SystemExit(1)
+
+
+def _is_folds(outdir: Path) -> bool:
+    from fcnx.io.folds import FOLDS
+
+    return (outdir / FOLDS).is_file()
+
+
+def _train_folds(
+    k: int | None,
+    nets: str | None,
+    outdir: Path,
+    resume: bool,
+    given: dict[str, Any],
+    options: dict[str, Any],
+    device: str,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """``--folds K``: K fold models of --net or --nets in ``outdir/fold<k>/``, then ``folds.json``."""
+    from fcnx.io.files import check_outdir
+    from fcnx.io.folds import FOLDS
+    from fcnx.training import folds as folding
+    from fcnx.training import manifest, trainer
+
+    if resume:
+        if nets is not None or options["net"] is not None:
+            raise UsageError("--resume continues the folds' saved nets; leave out --net and --nets")
+        if not _is_folds(outdir):
+            raise UsageError(f"nothing to resume: no {FOLDS} here", outdir)
+        plan = folding.resume_folds(outdir, given)
+    else:
+        if nets is not None and options["net"] is not None:
+            raise UsageError("give --net NAME (one run) or --nets A,B,C (an ensemble), not both")
+        names = [n.strip() for n in (nets or options["net"] or "").split(",") if n.strip()]
+        if not names or options["data"] is None:
+            raise UsageError("fcnx train --folds K needs --net NAME (or --nets A,B,C) and --data ROOT")
+        if any((outdir / name).exists() for name in (FOLDS, manifest.MANIFEST, trainer.RESUME)):
+            raise UsageError(
+                "this folder holds a training run already: continue it with --resume, or choose another folder", outdir
+            )
+        trainer.refuse_taken(outdir)
+        plan = folding.plan(trainer.TrainConfig(**{**options, "net": names[0], "folds": k}), names, outdir)
+    created = not outdir.exists()
+    check_outdir(outdir, [Path(plan.config["data"])])
+    log = (lambda text: None) if quiet else (lambda text: click.echo(one_line(text), err=True))
+    try:
+        result = folding.train_folds(
+            plan,
+            outdir,
+            device=device,
+            workers=workers,
+            quiet=quiet,
+            log=log,
+            report=lambda t: click.echo(one_line(t), err=True),
+        )
+    except FcnxError:
+        if not resume and not any(
+            (outdir / f.folder / n / trainer.RESUME).exists() for f in plan.folds for n in plan.nets
+        ):
+            folding.discard(plan, outdir, created)  # refused before any model trained: leave no trace
+        raise
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
+        raise click.Abort() from None
+    for fold in result.folds.folds:
+        top1 = "" if fold.val_top1 is None else f" (validation top-1 {fold.val_top1:.2%})"
+        held = len(result.folds.held_out(fold.fold))
+        click.echo(one_line(f"fold {fold.fold}: {outdir / fold.folder}, {held} image(s) held out{top1}"))
+    click.echo(
+        one_line(
+            f"folds: {result.path}; score each image with the models that did not see it: "
+            f"fcnx suspects --folds {outdir} --data {plan.config['data']}"
+        )
+    )
+    if result.skipped:
+        click.echo(
+            f"train: {len(result.skipped)} image(s) skipped, listed in each fold model's {trainer.SKIPPED}", err=True
         )
         raise SystemExit(1)
 

@@ -29,6 +29,7 @@ from fcnx.method.geometry import XYWH
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.ensemble import KernelChoice
+    from fcnx.jobs.heldout import HeldOutCropper
 
 #: what each mislabel signal means, for the page
 SIGNAL_TEXT = {
@@ -178,7 +179,7 @@ def flagged(scores: Sequence[LabelScore], signal: str = "paper", top: int | None
 
 
 def find_suspects(
-    cropper: Cropper,
+    cropper: Cropper | HeldOutCropper,
     items: Iterable[ImageItem],
     progress: Callable[[], None] | None = None,
     signal: str = "paper",
@@ -219,7 +220,9 @@ def suspects_of(cropper: Cropper, chosen: Iterable[LabelScore], signal: str, top
 @dataclass(frozen=True)
 class SuspectsOptions:
     """What to search with (see ``fcnx suspects --help``). ``top``: at most this many (default: all for
-    the paper's signal, 5 % of the images for the graded one)."""
+    the paper's signal, 5 % of the images for the graded one). ``folds``: the output of ``fcnx train --folds``
+    (its ``folds.json`` or folder): each image is scored by the fold model that did not train on it, at the
+    folds' kernel, instead of by ``nets``, ``weights`` and ``kernel``."""
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
@@ -228,6 +231,26 @@ class SuspectsOptions:
     signal: str = "paper"
     top: int | None = None
     device: str = "auto"
+    folds: str | None = None
+
+
+def choose_models(options: SuspectsOptions, items: Sequence[ImageItem]) -> Cropper | HeldOutCropper:
+    """What scores each image: the ensemble of ``options``, or (``options.folds``) for each image the fold
+    model that did not train on it (:mod:`fcnx.jobs.heldout`)."""
+    from fcnx.engine.cropper import Cropper
+    from fcnx.engine.devices import resolve_device
+    from fcnx.engine.ensemble import load_ensemble
+
+    device = resolve_device(options.device)
+    if options.folds is None:
+        return Cropper(load_ensemble(options.nets, options.weights, kernel=options.kernel, device=device))
+    from fcnx.io.folds import fold_weights
+    from fcnx.jobs.heldout import HeldOutCropper, fold_of_items
+
+    folds, weights = fold_weights(Path(options.folds))
+    chosen = fold_of_items(folds, items, Path(options.folds))
+    croppers = [Cropper(load_ensemble(folds.nets, files, kernel=folds.kernel, device=device)) for files in weights]
+    return HeldOutCropper(croppers, items, chosen)
 
 
 class SuspectsJob:
@@ -246,9 +269,6 @@ class SuspectsJob:
 
     def prepare(self) -> SuspectsJob:
         """Open the dataset, check OUTDIR, load the nets and check that they know every label."""
-        from fcnx.engine.cropper import Cropper
-        from fcnx.engine.devices import resolve_device
-        from fcnx.engine.ensemble import load_ensemble
         from fcnx.io.files import check_outdir, claim_outputs
 
         o = self.options
@@ -259,8 +279,7 @@ class SuspectsJob:
             raise UsageError(f"no images in the {o.split} split", self.data)
         self.outdir = check_outdir(self.outdir, [self.data])
         claim_outputs(self.outdir, OUTPUTS, "fcnx suspects")
-        ensemble = load_ensemble(o.nets, o.weights, kernel=o.kernel, device=resolve_device(o.device))
-        self.cropper = Cropper(ensemble)
+        self.cropper = choose_models(o, self.items)
         unknown = sorted({str(i.label) for i in self.items} - set(self.cropper.classes))
         if unknown:
             raise UsageError(f"label(s) {', '.join(map(repr, unknown[:3]))} are not classes of the nets", self.data)

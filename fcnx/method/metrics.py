@@ -120,6 +120,29 @@ def detection_scores(suspects: Iterable[str], planted: Iterable[str]) -> Detecti
     )
 
 
+def precision_at_k(ranked: Sequence[str], planted: Iterable[str], k: int) -> float:
+    """Share of the first ``k`` of ``ranked`` (most suspect first) that are ``planted`` (a list shorter than ``k``
+    counts its missing places as misses)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    p = set(planted)
+    return sum(1 for sample in ranked[:k] if sample in p) / k
+
+
+def average_precision(ranked: Sequence[str], planted: Iterable[str]) -> float:
+    """Average precision of a ranking (most suspect first): the mean over the ``planted`` samples of the precision
+    at the rank where each is listed; a planted sample the ranking does not list adds 0."""
+    p = set(planted)
+    if not p:
+        raise ValueError("no planted samples to rank")
+    found, total = 0, 0.0
+    for rank, sample in enumerate(ranked, 1):
+        if sample in p:
+            found += 1
+            total += found / rank
+    return total / len(p)
+
+
 def top_k_accuracy(scores: np.typing.ArrayLike, labels: np.typing.ArrayLike, k: int = 1) -> float:
     """Share of rows of ``scores`` (``N x C``) whose ``k`` highest entries include the row's label.
 

@@ -71,6 +71,11 @@ def model_card(spec: BackboneSpec, classes: list[str], config: Any, schedule: st
     ]
     if getattr(config, "crops", None):
         lines.append(f"| crops | each image cut to its box ({Path(config.crops).name}) |")
+    if getattr(config, "fold", 0):
+        lines.append(
+            f"| fold | trained without fold {config.fold} of {config.folds} of the split "
+            "(`fcnx train --folds`: its images are out of sample for this model) |"
+        )
     lines += [
         f"| seed | {config.seed} |",
         "",

@@ -142,6 +142,9 @@ def _initial_model(
                 f"--weights FILE, or train from a random start with --weights none"
             )
         tag = spec.pretrained[0] if weights == "pretrained" else weights
+        shipped = spec.shipped_weights(tag) if spec.shipped_weights is not None else None
+        if shipped is not None:  # a checkpoint the plugin ships for the tag (fcnx-tiny's), as fcnx crop loads it
+            return _from_file(spec, classes, head, shipped)
         try:
             return spec.build(n, head, tag), {}, True
         except FcnxError as exc:

@@ -113,6 +113,10 @@ class TrainConfig:
     crop_jitter: float = 0.0
     #: ... and sides scaled by a factor drawn from ``[1 - crop_scale, 1 + crop_scale]``
     crop_scale: float = 0.0
+    #: ``fcnx train --folds K``: the split dealt into this many folds (:func:`fcnx.io.folds.assign_folds`) ...
+    folds: int = 0
+    #: ... and the one this run leaves out (1 to ``folds``; 0: none)
+    fold: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -389,7 +393,7 @@ class Split:
 
 def split(config: TrainConfig) -> Split:
     """The dataset of ``config`` and its seeded holdout; with ``--crops``, among the images that have a box
-    (the others are left out as missing, each with its line)."""
+    (the others are left out as missing, each with its line); for a fold model, without its fold's images."""
     data = listing.open_dataset(config.data, config.split)
     boxes = None
     if config.crops:
@@ -408,6 +412,11 @@ def split(config: TrainConfig) -> Split:
             f"{item.path}: no box in {path} (its crop failed, or another split was cropped)" for item in without
         ]
         boxes = {item.path: box for item, box in zip(kept, found)}
+    if config.fold:  # a fold model: every image outside its fold
+        from fcnx.io.folds import assign_folds
+
+        dealt = assign_folds(data.items, config.folds, config.seed)
+        data.items = [item for item, fold in zip(data.items, dealt) if fold != config.fold]
     train_items, val_items = listing.holdout(data.items, config.val_fraction, config.seed)
     return Split(data, train_items, val_items, boxes)
 

@@ -168,3 +168,17 @@ def test_demo_canvases_crop_offline_with_the_shipped_weights(tmp_path):
         side = min(r["width"], r["height"])  # the usual centre crop: the centred square of the short side
         centred.append(float(box_iou(centred_boxes([[r["height"], r["width"]]], [side, side])[0], true_box)))
     assert sum(ious) / 10 > 0.25 and sum(centred) / 10 < 0.15, (ious, centred)
+
+
+def test_training_from_pretrained_starts_from_the_shipped_weights():
+    """`fcnx train --net tiny_vgg --weights pretrained` continues the shipped checkpoint (same classes: same head)."""
+    import fcnx_tiny
+    from fcnx.backbones import checkpoint
+    from fcnx.training import finetune
+
+    shipped = fcnx_tiny.WEIGHTS / "tiny_vgg.safetensors"
+    classes = checkpoint.read_meta(shipped).classes
+    model, _ = finetune.initial_model(registry.get_backbone("tiny_vgg"), classes, (), "pretrained")
+    state = checkpoint.read_tensors(shipped)
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

@@ -140,6 +140,25 @@ def test_plant_mislabels(fake_source, tmp_path):
         fashion.plant_mislabels(root, tmp_path / "m2", 0.25)
 
 
+def test_plant_mislabels_among_training_images(fake_source, tmp_path):
+    root = tmp_path / "bench"
+    fashion.generate(root, SMALL, fake_source)
+    result = CliRunner().invoke(
+        cli, ["bench", "plant-mislabels", str(root), "-o", str(tmp_path / "m"), "--share", "0.25", "--split", "train"]
+    )
+    assert result.exit_code == 0 and "train images mislabelled" in result.output, result.output
+    record = json.loads((tmp_path / "m" / "meta" / "mislabels.json").read_text())
+    train = (root / "meta" / "train.txt").read_text().split()
+    assert record["split"] == "train" and len(record["planted"]) == round(0.25 * len(train))
+    labels = {f"{item.label}/{item.path.name}": item.label for item in dataset_items(tmp_path / "m", "train")}
+    for rel, entry in record["planted"].items():
+        assert labels[rel] == entry["planted"] != entry["true"] and f"{entry['true']}/{rel.split('/')[1]}" in train
+    assert len(labels) == len(train)
+    for name in ("test.txt", "classes.txt"):  # the test canvases and their boxes are untouched
+        assert (tmp_path / "m" / "meta" / name).read_bytes() == (root / "meta" / name).read_bytes()
+    assert (tmp_path / "m" / "boxes.json").read_bytes() == (root / "boxes.json").read_bytes()
+
+
 @pytest.mark.skipif(not fashion.FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_real_fashion_mnist(tmp_path):
     images, labels = fashion.load_fashion_mnist("test")

@@ -87,6 +87,18 @@ def test_detection_scores():
     assert metrics.detection_scores(["x"], []).recall == 1.0
 
 
+def test_precision_at_k_and_average_precision_of_a_ranking():
+    ranked = ["a", "x", "b", "y", "z"]  # planted a, b, c: found at ranks 1 and 3, c never listed
+    assert metrics.precision_at_k(ranked, ["a", "b", "c"], 3) == pytest.approx(2 / 3)
+    assert metrics.precision_at_k(ranked, ["a", "b", "c"], 10) == pytest.approx(2 / 10)  # short list: misses
+    assert metrics.average_precision(ranked, ["a", "b", "c"]) == pytest.approx((1 / 1 + 2 / 3 + 0) / 3)
+    assert metrics.average_precision(["a", "b"], ["a", "b"]) == 1.0
+    with pytest.raises(ValueError, match="no planted"):
+        metrics.average_precision(ranked, [])
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.precision_at_k(ranked, ["a"], 0)
+
+
 def test_top_k_accuracy():
     scores = [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]]
     labels = [1, 1, 0, 1]
