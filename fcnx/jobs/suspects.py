@@ -138,7 +138,7 @@ def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
 
 
 def score_labels(
-    cropper: Cropper, items: Iterable[ImageItem], progress: Callable[[], None] | None = None
+    cropper: Cropper | HeldOutCropper, items: Iterable[ImageItem], progress: Callable[[], None] | None = None
 ) -> tuple[list[LabelScore], list[str]]:
     """The :class:`LabelScore` of every labelled image (in order), and the one-line errors of the others."""
     from fcnx.method.selection import top_category
@@ -197,7 +197,9 @@ def find_suspects(
     return suspects_of(cropper, flagged(scores, signal, top), signal, top), failures
 
 
-def suspects_of(cropper: Cropper, chosen: Iterable[LabelScore], signal: str, top: int | None) -> list[Suspect]:
+def suspects_of(
+    cropper: Cropper | HeldOutCropper, chosen: Iterable[LabelScore], signal: str, top: int | None
+) -> list[Suspect]:
     """The :class:`Suspect` of each flagged image, with what the nets see there instead, most convincing first."""
     suspects = []
     for score in chosen:
