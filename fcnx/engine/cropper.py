@@ -33,6 +33,7 @@ from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCell
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
+from fcnx.io.processes import worker_init
 from fcnx.method import evidence, fitting, geometry
 from fcnx.method.evidence import ClassMap
 from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
@@ -271,6 +272,7 @@ class Cropper:
             collate_fn=identity,
             pin_memory=self.ensemble.device.type == "cuda",
             prefetch_factor=2 if self.workers else None,
+            worker_init_fn=worker_init(),
         )
         yield from self.crop_decoded((items[index], decoded) for index, decoded in loader)
 

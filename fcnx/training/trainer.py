@@ -45,6 +45,7 @@ from fcnx.backbones.registry import get_backbone
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io import datasets as listing
 from fcnx.io import images
+from fcnx.io.processes import worker_init
 from fcnx.method.metrics import top_k_accuracy
 from fcnx.training import card, datasets, distributed, finetune
 
@@ -504,6 +505,7 @@ def train(
         sampler=sampler,
         num_workers=workers,
         pin_memory=pin,
+        worker_init_fn=worker_init(),
         drop_last=shard > config.batch_size,
     )
     val_loader = DataLoader(
@@ -511,6 +513,7 @@ def train(
         batch_size=config.batch_size,
         num_workers=workers,
         pin_memory=pin,
+        worker_init_fn=worker_init(),
     )
     meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
     unreadable_total = 0
