@@ -57,6 +57,10 @@ class UsageError(FcnxError):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` turned into an interrupt: a run stops as it does on Ctrl-C (:func:`fcnx.io.processes.stop_on_signals`)."""
+
+
 class WeightsError(FcnxError):
     """A weight file that cannot be loaded into the backbone it was given for."""
 

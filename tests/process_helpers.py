@@ -15,9 +15,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def fcnx_command(*args: object) -> list[str]:
-    """``fcnx ARGS`` in a new Python process, with the tiny nets registered."""
+    """``fcnx ARGS`` in a new Python process, with the tiny nets (and the trainable tiny net) registered."""
     code = (
-        "import sys; sys.path.insert(0, sys.argv.pop(1)); import tiny_backbones; tiny_backbones.register(); "
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); import tiny_backbones, tiny_train_backbone; "
+        "tiny_backbones.register(); tiny_train_backbone.register(); sys.argv[0] = 'fcnx'; "
         "from fcnx.cli import main; main()"
     )
     return [sys.executable, "-c", code, str(TESTS), *map(str, args)]
@@ -68,3 +69,13 @@ def alive(pid: int) -> bool:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (``SigCgt`` in /proc): its command is running."""
+    try:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+    except OSError:
+        return False
+    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(mask >> (signum - 1) & 1)

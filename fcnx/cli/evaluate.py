@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType, engine_options, ensemble_options, is_local_engine, resolve_nets
+from fcnx.cli.common import PathType, engine_options, ensemble_options, is_local_engine, resolve_nets, stoppable
 from fcnx.render.progress import Progress
 from fcnx.render.text import text_table
 
@@ -71,6 +71,7 @@ def _table(rows: list[dict]) -> str:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
+@stoppable("evaluate")
 def evaluate_cmd(
     nets: str | None,
     weights: tuple[str, ...],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType
+from fcnx.cli.common import PathType, stoppable
 
 
 @click.command("export")
@@ -42,6 +42,7 @@ from fcnx.cli.common import PathType
     help="Class list (one per line, e.g. meta/classes.txt) fixing the category ids [default: the categories "
     "found, in the nets' order].",
 )
+@stoppable("export", "run the same command again")
 def export_cmd(outdir: Path, fmt: str, dest: Path, box: str | None, classes_file: Path | None) -> None:
     """Write the boxes of OUTDIR (a folder of `fcnx crop`, or of `fcnx suspects`) in a format that
     annotation and dataset tools read: COCO detection JSON, Pascal VOC XML, YOLO text, or a COCO

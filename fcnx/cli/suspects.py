@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType, ensemble_options, resolve_nets
+from fcnx.cli.common import PathType, ensemble_options, resolve_nets, stoppable
 from fcnx.jobs.suspects import SIGNALS
 from fcnx.render.progress import Progress
 
@@ -44,6 +44,7 @@ from fcnx.render.progress import Progress
     help="List at most this many [default: all for paper, 5% of the images for graded].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@stoppable("suspects")
 def suspects_cmd(
     nets: str | None,
     weights: tuple[str, ...],

@@ -1,4 +1,8 @@
-"""Worker processes that never outlive the run that started them.
+"""How a run's processes stop: on a signal, cleanly; its workers, with it.
+
+:func:`stop_on_signals`: Ctrl-C and ``SIGTERM`` stop a run as an interrupt raised in the main
+thread, once; a second signal while the run finishes what it is writing is ignored, so nothing
+is left half-written.
 
 A run's helper processes (image-decoding workers of a ``DataLoader``, ``--jobs`` processes) call
 :func:`die_with_parent` first: when the parent ends, however it ends (``kill -9`` included), they
@@ -18,7 +22,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fcnx.errors import Terminated
 
 #: ``prctl`` option: the signal a process gets when its parent thread ends (linux/prctl.h)
 PR_SET_PDEATHSIG = 1
@@ -63,3 +72,41 @@ def _init_worker(parent: int, worker_id: int) -> None:
 def worker_init() -> Callable[[int], None]:
     """A ``DataLoader`` ``worker_init_fn`` (picklable) that makes each worker die with this process."""
     return functools.partial(_init_worker, os.getpid())
+
+
+@dataclass
+class Stop:
+    """What stopped a run: the first ``SIGINT`` or ``SIGTERM`` received (``None``: none yet)."""
+
+    signal: signal.Signals | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's status of a process ended by that signal: 130 for Ctrl-C, 143 for ``SIGTERM``."""
+        return 128 + (self.signal or signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Stop]:
+    """While active (in the main thread), the first Ctrl-C raises ``KeyboardInterrupt`` and the first ``SIGTERM``
+    :class:`~fcnx.errors.Terminated`; later ones are ignored (recorded in the :class:`Stop` yielded), so the
+    run's cleanup (tables written, temporaries removed) is never cut short. Outside the main thread it
+    changes nothing."""
+    stop = Stop()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.signal is not None:
+            return  # already stopping
+        stop.signal = signal.Signals(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    try:
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals stay as they are
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
