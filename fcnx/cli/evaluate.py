@@ -121,7 +121,11 @@ def evaluate_cmd(
     job = run_evaluate(data, options, outdir)
     for warning in job.warnings:
         click.echo(f"evaluate: warning: {one_line(warning)}", err=True)
-    bar = Progress(len(job.items), "evaluate", quiet=quiet)
+    if len(job.pending) < len(job.items):
+        click.echo(
+            f"evaluate: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
+        )
+    bar = Progress(len(job.pending), "evaluate", quiet=quiet)
     try:
         result = job.run(progress=bar.update, report=lambda line: bar.say(f"error: {one_line(line)}"))
     finally:

@@ -78,7 +78,11 @@ def suspects_cmd(
     job = run_suspects(data, options, outdir)
     for warning in job.warnings:
         click.echo(f"suspects: warning: {one_line(warning)}", err=True)
-    bar = Progress(len(job.items), "suspects", quiet=quiet)
+    if len(job.pending) < len(job.items):
+        click.echo(
+            f"suspects: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
+        )
+    bar = Progress(len(job.pending), "suspects", quiet=quiet)
     try:
         suspects = job.run(progress=bar.update)
     finally:

@@ -108,7 +108,8 @@ class CropSummary:
     ray: dict[str, Any] | None = None
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, in hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -125,7 +126,7 @@ def weights_identity(nets: Sequence[str], weights: dict[str, str]) -> dict[str, 
     for net in nets:
         value = weights.get(net, "pretrained")
         path = weight_file(get_backbone(net), value)
-        identity[net] = f"sha256:{_file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
+        identity[net] = f"sha256:{file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
     return identity
 
 

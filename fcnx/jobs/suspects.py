@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ import numpy as np
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.images import ImageItem
+from fcnx.jobs.resume import ResumeJournal
 from fcnx.method.geometry import XYWH
 
 if TYPE_CHECKING:
@@ -38,8 +39,10 @@ SIGNAL_TEXT = {
 #: columns of ``suspects.csv``
 FIELDS = ["path", "label", "other_category", "other_votes", "other_mean_confidence", "gap", "x", "y", "w", "h"]
 
-#: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
+#: the files a run writes into its output folder (never one it did not write: :class:`~fcnx.jobs.settings.SettingsFile`)
 OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html")
+#: the journal of the images judged (:class:`~fcnx.jobs.resume.ResumeJournal`): a killed run resumes from it
+JOURNAL = "suspects.jsonl"
 
 #: float32 rounding of summed probabilities: the same maximum summed in two orders differs by about 6e-8
 GAP_ROUNDING = 1e-6
@@ -99,45 +102,57 @@ def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
     return sorted((key for key, gap in gaps.items() if gap > 0), key=lambda key: (-gaps[key], key))[:top]
 
 
-def find_suspects(
-    cropper: Cropper,
-    items: Iterable[ImageItem],
-    progress: Callable[[], None] | None = None,
-    signal: str = "paper",
-    top: int | None = None,
-) -> tuple[list[Suspect], list[str]]:
-    """Likely mislabelled images, most convincing first (at most ``top``), and the one-line errors of unreadable ones.
+#: one image's verdict: ``{"found": bool}`` (the paper's signal: some net votes for the label), ``{"gap": float}``
+#: (the graded one: :func:`label_gap`), or the one-line error of an image that could not be read
+Verdict = dict[str, Any] | str
 
-    ``signal="paper"``: the images for whose label no net votes at any cell of any scale.
-    ``signal="graded"``: the images whose label is not the most confident class, ranked by
-    :func:`label_gap` (on cluttered images the paper's signal rarely fires: docs/benchmark.md).
-    """
+
+def judge_items(
+    cropper: Cropper, items: Iterable[ImageItem], signal: str = "paper"
+) -> Iterator[tuple[ImageItem, Verdict]]:
+    """Each of ``items`` with its :data:`Verdict` under ``signal``, as it is known (the paper's signal: not in
+    input order, images are batched by size)."""
     from fcnx.engine.results import CropFailure
 
     if signal not in SIGNALS:
         raise UsageError(f"unknown mislabel signal {signal!r}; use one of {', '.join(SIGNALS)}")
-    flagged: list[tuple[ImageItem, float | None]] = []
-    failures: list[str] = []
     if signal == "paper":
         for result in cropper.crop_items(items):
-            if progress:
-                progress()
             if isinstance(result, CropFailure):
-                failures.append(result.error)
-            elif not result.boxes[0].found:
-                flagged.append((result.item, None))
+                yield result.item, result.error
+            else:
+                yield result.item, {"found": bool(result.boxes[0].found)}
+        return
+    for item in items:
+        try:
+            if item.label is None:
+                raise FcnxError("it has no label", item.path)
+            yield item, {"gap": float(label_gap(*cropper.label_levels(item, item.label)[2:4]))}
+        except FcnxError as exc:
+            yield item, str(exc)
+
+
+def is_verdict(value: object, signal: str) -> bool:
+    """Whether ``value`` (read back from a journal) is a :data:`Verdict` under ``signal``."""
+    if isinstance(value, str):
+        return True
+    key, kind = ("found", bool) if signal == "paper" else ("gap", float)
+    return isinstance(value, dict) and set(value) == {key} and type(value[key]) is kind
+
+
+def suspects_of(
+    cropper: Cropper, judged: Sequence[tuple[ImageItem, Verdict]], signal: str = "paper", top: int | None = None
+) -> tuple[list[Suspect], list[str]]:
+    """The suspects among images ``judged`` (:func:`judge_items`), most convincing first (at most ``top``), and
+    the errors of the images that could not be read, in the order given."""
+    failures = [verdict for _, verdict in judged if isinstance(verdict, str)]
+    if signal == "paper":
+        flagged: list[tuple[ImageItem, float | None]] = [
+            (item, None) for item, v in judged if isinstance(v, dict) and not v["found"]
+        ]
     else:
-        by_path, gaps = {}, {}
-        for item in items:
-            try:
-                if item.label is None:
-                    raise FcnxError("it has no label", item.path)
-                gaps[str(item.path)] = label_gap(*cropper.label_levels(item, item.label)[2:4])
-                by_path[str(item.path)] = item
-            except FcnxError as exc:
-                failures.append(str(exc))
-            if progress:
-                progress()
+        by_path = {str(item.path): item for item, v in judged if isinstance(v, dict)}
+        gaps = {str(item.path): v["gap"] for item, v in judged if isinstance(v, dict)}
         flagged = [(by_path[key], gaps[key]) for key in rank_by_gap(gaps, top)]
     suspects = []
     for item, gap in flagged:
@@ -154,6 +169,27 @@ def find_suspects(
             )
         )
     return rank_suspects(suspects)[:top], failures
+
+
+def find_suspects(
+    cropper: Cropper,
+    items: Iterable[ImageItem],
+    progress: Callable[[], None] | None = None,
+    signal: str = "paper",
+    top: int | None = None,
+) -> tuple[list[Suspect], list[str]]:
+    """Likely mislabelled images, most convincing first (at most ``top``), and the one-line errors of unreadable ones.
+
+    ``signal="paper"``: the images for whose label no net votes at any cell of any scale.
+    ``signal="graded"``: the images whose label is not the most confident class, ranked by
+    :func:`label_gap` (on cluttered images the paper's signal rarely fires: docs/benchmark.md).
+    """
+    judged = []
+    for item, verdict in judge_items(cropper, items, signal):
+        judged.append((item, verdict))
+        if progress:
+            progress()
+    return suspects_of(cropper, judged, signal, top)
 
 
 @dataclass(frozen=True)
@@ -186,10 +222,8 @@ class SuspectsJob:
 
     def prepare(self) -> SuspectsJob:
         """Open the dataset, check OUTDIR, load the nets and check that they know every label."""
-        from fcnx.engine.cropper import Cropper
-        from fcnx.engine.devices import resolve_device
-        from fcnx.engine.ensemble import load_ensemble
-        from fcnx.io.files import check_outdir, claim_outputs
+        from fcnx.io.files import check_outdir
+        from fcnx.jobs.crop import weights_identity
 
         o = self.options
         self.dataset: LabelledImages = open_dataset(self.data, o.split)
@@ -198,24 +232,60 @@ class SuspectsJob:
         if not self.items:
             raise UsageError(f"no images in the {o.split} split", self.data)
         self.outdir = check_outdir(self.outdir, [self.data])
-        claim_outputs(self.outdir, OUTPUTS, "fcnx suspects")
+        settings = {
+            "version": 1,
+            "nets": list(o.nets),
+            "weights": weights_identity(o.nets, o.weights),
+            "kernel": dict(o.kernel) if isinstance(o.kernel, Mapping) else o.kernel,
+            "split": o.split,
+            "signal": o.signal,
+        }
+        valid = lambda record: is_verdict(record.get("verdict"), o.signal)  # noqa: E731
+        self.journal = ResumeJournal(self.outdir, "fcnx suspects", JOURNAL, settings, OUTPUTS, valid).open()
+        self.warnings += self.journal.warnings
+        try:
+            self._load_nets()
+        except BaseException:
+            self.journal.close()
+            raise
+        #: the images not judged yet (a killed run's journal holds the others)
+        self.pending = [i for i in self.items if str(i.path) not in self.journal.done]
+        return self
+
+    def _load_nets(self) -> None:
+        from fcnx.engine.cropper import Cropper
+        from fcnx.engine.devices import resolve_device
+        from fcnx.engine.ensemble import load_ensemble
+
+        o = self.options
         ensemble = load_ensemble(o.nets, o.weights, kernel=o.kernel, device=resolve_device(o.device))
         self.cropper = Cropper(ensemble)
         unknown = sorted({str(i.label) for i in self.items} - set(self.cropper.classes))
         if unknown:
             raise UsageError(f"label(s) {', '.join(map(repr, unknown[:3]))} are not classes of the nets", self.data)
-        return self
 
     def run(self, progress: Callable[[], None] | None = None) -> list[Suspect]:
         """The suspects, most convincing first, written as ``suspects.csv``, ``.json`` and ``.html``;
-        ``progress()`` after each image. Unreadable images (and missing listed files) go to ``failures``."""
+        ``progress()`` after each image. Unreadable images (and missing listed files) go to ``failures``.
+        Each image's verdict is journaled as it is known; a rerun judges only the :attr:`pending` ones."""
+        try:
+            return self._run(progress)
+        finally:
+            self.journal.close()
+
+    def _run(self, progress: Callable[[], None] | None) -> list[Suspect]:
         from fcnx.io.files import atomic_text, writing
         from fcnx.io.tables import write_csv
         from fcnx.render.html import suspects_page
 
         o, out = self.options, self.outdir
+        for item, verdict in judge_items(self.cropper, self.pending, o.signal):
+            self.journal.add({"path": str(item.path), "verdict": verdict})
+            if progress:
+                progress()
+        judged = [(item, self.journal.done[str(item.path)]["verdict"]) for item in self.items]
         top = o.top if o.top is not None or o.signal == "paper" else max(1, round(0.05 * len(self.items)))
-        suspects, failures = find_suspects(self.cropper, self.items, progress=progress, signal=o.signal, top=top)
+        suspects, failures = suspects_of(self.cropper, judged, o.signal, top)
         self.failures = failures + self.dataset.missing_lines
         rows = [s.as_dict() for s in suspects]
         summary = {"images": len(self.items), "signal": o.signal, "suspects": rows, "failures": self.failures}
