@@ -168,8 +168,9 @@ class Cropper:
             raise UsageError(
                 f"category index {shown} is out of range: the nets have {len(classes)} classes (0-{len(classes) - 1})"
             )
+        named = [c for c in classes if _QUALIFIER.sub("", c).casefold() == str(category).strip().casefold()]
         raise UsageError(
-            f"unknown category {category!r}{did_you_mean(str(category), classes)}; "
+            f"unknown category {category!r}{did_you_mean(str(category), classes, first=named)}; "
             f"the nets' classes are {_preview(classes)}"
         )
 
@@ -488,6 +489,10 @@ def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor
         return torch.stack(images).to(device)
     staged = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype, pin_memory=True)
     return torch.stack(images, out=staged).to(device, non_blocking=True)
+
+
+#: what tells classes of one name apart: a trailing ``(...)``, as ImageNet's ``crane (n02012849)``, ``crane (n03126707)``
+_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
 
 
 def _preview(names: Sequence[str], n: int = 5) -> str:

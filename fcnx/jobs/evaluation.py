@@ -86,6 +86,14 @@ def _is_side(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _number(source: dict[str, Any], key: str) -> float:
+    """The number ``source[key]``; text (``"12.5"``), ``true`` or another type is a ``ValueError``."""
+    value = source[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"field {key!r} is not a number ({value!r})")
+    return float(value)
+
+
 def read_boxes(path: Path) -> BoxIndex:
     """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields).
 
@@ -111,11 +119,14 @@ def read_boxes(path: Path) -> BoxIndex:
             if record is None:
                 raise ValueError("not a JSON object")
             source = record.get("box", record)
-            box: XYWH = (float(source["x"]), float(source["y"]), float(source["w"]), float(source["h"]))
+            box: XYWH = (_number(source, "x"), _number(source, "y"), _number(source, "w"), _number(source, "h"))
             key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")
             height, width = record.get("height"), record.get("width")
+            for side in ("width", "height"):
+                if record.get(side) is not None and not _is_side(record[side]):
+                    raise ValueError(f"field {side!r} is not a side in pixels ({record[side]!r})")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
         if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
