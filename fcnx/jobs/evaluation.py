@@ -86,7 +86,7 @@ def _is_side(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _number(source: dict[str, Any], key: str) -> float:
+def number_field(source: dict[str, Any], key: str) -> float:
     """The number ``source[key]``; text (``"12.5"``), ``true`` or another type is a ``ValueError``."""
     value = source[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -119,7 +119,7 @@ def read_boxes(path: Path) -> BoxIndex:
             if record is None:
                 raise ValueError("not a JSON object")
             source = record.get("box", record)
-            box: XYWH = (_number(source, "x"), _number(source, "y"), _number(source, "w"), _number(source, "h"))
+            box: XYWH = (number_field(source, "x"), number_field(source, "y"), number_field(source, "w"), number_field(source, "h"))
             key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")

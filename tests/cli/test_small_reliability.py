@@ -94,6 +94,17 @@ def test_numbers_written_as_text_in_a_boxes_file_are_refused(tmp_path, nets, fie
     assert result.stderr.splitlines() == [f"Error: {boxes}: line 1: not a box record (ValueError: {why})"]
 
 
+def test_export_refuses_numbers_written_as_text(tmp_path):
+    Image.new("RGB", (50, 40)).save(tmp_path / "a.png")
+    record = {"path": str(tmp_path / "a.png"), "file": "a.png", "category": "c", "x": "1", "y": 2, "w": 3, "h": 4}
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "boxes.jsonl").write_text(json.dumps(record) + "\n")
+    result = invoke("export", tmp_path / "out", "--format", "coco", "-o", tmp_path / "coco")
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"Error: {tmp_path / 'out' / 'boxes.jsonl'}: line 1: not a box record (ValueError: field 'x' is not a number ('1'))"
+    ]
+
+
 def test_the_crop_journal_refuses_numbers_written_as_text():
     from fcnx.io.journal import FIELDS
 
