@@ -60,7 +60,8 @@ def _table(rows: list[dict]) -> str:
     "--output",
     "outdir",
     type=PathType(path_type=Path, file_okay=False),
-    help="Folder for evaluation.csv and evaluation.json.",
+    help="Folder for evaluation.csv and evaluation.json, and evaluation.jsonl (each image as it is scored): "
+    "running the same command again resumes a run that was stopped.",
 )
 @click.option(
     "--batch-size",

@@ -27,7 +27,8 @@ from fcnx.render.progress import Progress
     "outdir",
     required=True,
     type=PathType(path_type=Path, file_okay=False),
-    help="Folder for suspects.csv, suspects.json and suspects.html.",
+    help="Folder for suspects.csv, suspects.json and suspects.html, and suspects.jsonl (each image as it is "
+    "judged): running the same command again resumes a run that was stopped.",
 )
 @click.option(
     "--signal",

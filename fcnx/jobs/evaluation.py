@@ -119,7 +119,12 @@ def read_boxes(path: Path) -> BoxIndex:
             if record is None:
                 raise ValueError("not a JSON object")
             source = record.get("box", record)
-            box: XYWH = (number_field(source, "x"), number_field(source, "y"), number_field(source, "w"), number_field(source, "h"))
+            box: XYWH = (
+                number_field(source, "x"),
+                number_field(source, "y"),
+                number_field(source, "w"),
+                number_field(source, "h"),
+            )
             key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")
