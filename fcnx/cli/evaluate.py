@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType, engine_options, ensemble_options, is_local_engine, resolve_nets, stoppable
+from fcnx.cli.common import (
+    Interrupted,
+    PathType,
+    engine_options,
+    ensemble_options,
+    is_local_engine,
+    resolve_nets,
+    stoppable,
+)
 from fcnx.render.progress import Progress
 from fcnx.render.text import text_table
 
@@ -129,6 +137,10 @@ def evaluate_cmd(
     bar = Progress(len(job.pending), "evaluate", quiet=quiet)
     try:
         result = job.run(progress=bar.update, report=lambda line: bar.say(f"error: {one_line(line)}"))
+    except KeyboardInterrupt:
+        if outdir is None:  # nothing journaled
+            raise Interrupted("nothing is kept without -o; run the same command again") from None
+        raise
     finally:
         bar.close()
     click.echo(_table(result.rows()))

@@ -129,3 +129,18 @@ def test_a_second_signal_while_crop_writes_its_tables_is_ignored(tmp_path, nets,
         assert len(list(csv.DictReader(f))) == records >= 2
     assert [json.loads(line)["path"] for line in (out / "boxes.jsonl").read_text().splitlines()]
     _no_temporaries(out)
+
+
+def test_evaluate_without_an_outdir_says_nothing_is_kept(tmp_path, nets, monkeypatch):
+    from fcnx.jobs import evaluation
+
+    monkeypatch.setattr(evaluation, "score_items", _signal_self(signal.SIGINT))
+    data = make_food101(tmp_path / "food", train=1, test=1)
+    result = CliRunner().invoke(
+        cli, ["evaluate", *nets, "--data", str(data), "--split", "test"], catch_exceptions=False
+    )
+    assert result.exit_code == 130
+    assert (
+        result.stderr.splitlines()[-1]
+        == "evaluate: interrupted; nothing is kept without -o; run the same command again"
+    )
