@@ -127,27 +127,12 @@ class EvaluateJob:
         }
 
     def _names(self) -> list[str]:
-        return list(self.options.nets) + (["ensemble"] if len(self.options.nets) > 1 else [])
+        return evaluation.classifier_names(self.options.nets)
 
     def _valid(self, record: dict[str, Any]) -> bool:
-        """Whether ``record`` is one image's whole :data:`~fcnx.jobs.evaluation.Outcome` under these options."""
-        outcome = record.get("outcome")
-        if isinstance(outcome, str):
-            return True
-        sides = {"original", "cropped"} if self.options.crops is not None or self.options.crop else {"original"}
-        return (
-            isinstance(outcome, dict)
-            and set(outcome) == sides
-            and all(
-                isinstance(hits, dict)
-                and sorted(hits) == sorted(self._names())
-                and all(
-                    isinstance(h, list) and len(h) == 2 and all(v in (0, 1) and type(v) is int for v in h)
-                    for h in hits.values()
-                )
-                for hits in outcome.values()
-            )
-        )
+        """Whether ``record`` holds one image's whole outcome under these options."""
+        cropped = self.options.crops is not None or self.options.crop
+        return evaluation.is_outcome(record.get("outcome"), self._names(), cropped)
 
     def close(self) -> None:
         """Release the output folder (done by :meth:`run`; call it if the job is not run)."""

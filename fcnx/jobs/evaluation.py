@@ -244,6 +244,31 @@ def classify_batch(ensemble: Ensemble, squashed: Sequence[dict[tuple[int, int], 
 Outcome = dict[str, dict[str, list[int]]] | str
 
 
+def classifier_names(nets: Sequence[str]) -> list[str]:
+    """What is scored: each net, and their mean (``ensemble``) when there are several."""
+    return list(nets) + (["ensemble"] if len(nets) > 1 else [])
+
+
+def is_outcome(value: object, names: Sequence[str], cropped: bool) -> bool:
+    """Whether ``value`` (read back from a journal) is an :data:`Outcome` of classifiers ``names``."""
+    if isinstance(value, str):
+        return True
+    sides = {"original", "cropped"} if cropped else {"original"}
+    return (
+        isinstance(value, dict)
+        and set(value) == sides
+        and all(
+            isinstance(hits, dict)
+            and sorted(hits) == sorted(names)
+            and all(
+                isinstance(h, list) and len(h) == 2 and all(type(v) is int and v in (0, 1) for v in h)
+                for h in hits.values()
+            )
+            for hits in value.values()
+        )
+    )
+
+
 def _skip_line(exc: FcnxError, item: ImageItem) -> str:
     """``exc`` as a line naming ``item`` (a box's error may name another file)."""
     if exc.path == item.path:
@@ -267,7 +292,7 @@ def score_items(
 
     if batch_size < 1:
         raise UsageError(f"the batch size must be at least 1, got {batch_size}")
-    names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
+    names = classifier_names(ensemble.names)
     classes = {name: index for index, name in enumerate(ensemble.classes)}
     #: per image in flight: item, outcome so far, regions not yet scored
     waiting: list[list[Any]] = []
@@ -365,7 +390,7 @@ def evaluate(
     (originals and crops) go through the nets ``batch_size`` at a time; all are squashed to the
     kernel first, so any regions batch together and the scores are those of one region at a time.
     """
-    names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
+    names = classifier_names(ensemble.names)
     outcomes = []
     for _, outcome in score_items(ensemble, items, box_of, batch_size):
         if isinstance(outcome, str) and report:
