@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def one_line(text: object) -> str:
@@ -57,11 +57,17 @@ class UsageError(FcnxError):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` turned into an interrupt: a run stops as it does on Ctrl-C (:func:`fcnx.io.processes.stop_on_signals`)."""
+
+
 class WeightsError(FcnxError):
     """A weight file that cannot be loaded into the backbone it was given for."""
 
 
-def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
-    """Return ``" (did you mean: a, b?)"`` for the closest choices, or ``""`` when none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
-    return f" (did you mean: {', '.join(close)}?)" if close else ""
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3, first: Sequence[str] = ()) -> str:
+    """Return ``" (did you mean: a, b?)"`` for ``first`` (what ``word`` names, e.g. both ``crane (n...)``
+    classes), then the closest other choices, or ``""`` when there are none."""
+    close = [c for c in difflib.get_close_matches(word, list(choices), n=n + len(first), cutoff=0.6) if c not in first]
+    shown = [*first, *close[: max(0, n - len(first))]]
+    return f" (did you mean: {', '.join(shown)}?)" if shown else ""

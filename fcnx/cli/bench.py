@@ -16,6 +16,7 @@ from fcnx.cli.common import (
     ensemble_options,
     parse_weights,
     resolve_nets,
+    stoppable,
 )
 from fcnx.errors import UsageError
 
@@ -45,6 +46,7 @@ def bench_cmd() -> None:
     type=PathType(path_type=Path, file_okay=False),
     help="Folder of Fashion-MNIST's gzipped IDX files [default: /usr/share/datasets/fashion-mnist].",
 )
+@stoppable("bench data", "run the same command again")
 def data_cmd(
     out: Path, seed: int, num_classes: int, train_per_class: int, test_per_class: int, size: int, source: Path | None
 ) -> None:
@@ -77,6 +79,7 @@ def data_cmd(
     type=click.Choice(["train", "test"]),
     help="Where to plant them: test canvases, or training images (to measure suspects among what nets train on).",
 )
+@stoppable("bench plant-mislabels", "run the same command again")
 def plant_cmd(root: Path, out: Path, share: float, seed: int, split: str) -> None:
     """Copy a benchmark dataset, moving a share of its test (or training) images to a wrong class
     (meta/mislabels.json)."""
@@ -129,6 +132,7 @@ BENCH_HELD_OUT = ("tiny_mobilenet",)
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the random baseline and of the planted labels.")
 @click.option("--check", is_flag=True, help="Exit with status 1 when a target is missed.")
+@stoppable("bench localization", "run the same command again")
 def localization_cmd(
     root: Path,
     out: Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,47 @@ class CategoryType(click.ParamType):
         if not text.isprintable():
             self.fail(f"{text!r} holds control characters.", param, ctx)
         return text
+
+
+#: what a command stopped by a signal says by default
+RESUME = "run the same command again to resume"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by a command that was stopped, to say how to go on (``advice``) instead of :data:`RESUME`."""
+
+    def __init__(self, advice: str) -> None:
+        super().__init__(advice)
+        self.advice = advice
+
+
+def stoppable(name: str, advice: str = RESUME) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make a command stop cleanly on Ctrl-C and ``SIGTERM`` (:func:`fcnx.io.processes.stop_on_signals`).
+
+    The signal becomes an interrupt in the command (which finishes what it is writing; a second
+    signal is ignored meanwhile); one line ``NAME: interrupted; ADVICE`` (``stopped by SIGTERM``)
+    and exit status 130 (143). A command may raise :class:`Interrupted` to give other advice, or
+    exit itself (``SystemExit``), as ``crop`` does after writing its tables.
+    """
+
+    def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            from fcnx.errors import one_line
+            from fcnx.io.processes import stop_on_signals
+
+            with stop_on_signals() as stop:
+                try:
+                    return command(*args, **kwargs)
+                except KeyboardInterrupt as exc:
+                    how = "interrupted" if stop.signal in (None, signal.SIGINT) else f"stopped by {stop.signal.name}"
+                    line = exc.advice if isinstance(exc, Interrupted) else advice
+                    click.echo(one_line(f"{name}: {how}; {line}"), err=True)
+                    raise SystemExit(stop.exit_code) from None
+
+        return run
+
+    return wrap
 
 
 def check_pyramid(step: float, max_scale: float | str) -> None:

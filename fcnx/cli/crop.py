@@ -18,6 +18,7 @@ from fcnx.cli.common import (
     ensemble_options,
     is_local_engine,
     resolve_nets,
+    stoppable,
 )
 from fcnx.method.selection import RULES
 from fcnx.render.progress import Progress
@@ -129,6 +130,7 @@ def _box_line(record: dict[str, Any]) -> str:
     help="Print the share of time spent in the nets' forward passes (synchronises the GPU around them).",
 )
 @engine_options
+@stoppable("crop")
 def crop_cmd(
     inputs: tuple[Path, ...],
     outdir: Path,
@@ -177,7 +179,7 @@ def crop_cmd(
       fcnx crop --engine ray --address auto --weights ... food-101/ -o cropped/   # on a Ray cluster
     """
     from fcnx.errors import one_line
-    from fcnx.jobs.crop import CropOptions, run_crop, terminate_as_interrupt
+    from fcnx.jobs.crop import CropOptions, run_crop
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
     check_pyramid(step, max_scale)
@@ -225,19 +227,18 @@ def crop_cmd(
         )
     progress = Progress(summary.pending, "crop", quiet=quiet)
     show_boxes = not quiet and summary.pending <= SHOW_BOXES_UP_TO
-    with terminate_as_interrupt():
-        try:
-            for image in job:
-                if image.error is not None:
-                    progress.say(f"error: {one_line(image.error)}")
-                elif show_boxes:
-                    for record in image.records or []:
-                        progress.say(one_line(_box_line(record)))
-                progress.update()
-        except KeyboardInterrupt as exc:
-            job.stop(exc)
-        finally:
-            progress.close()
+    try:
+        for image in job:
+            if image.error is not None:
+                progress.say(f"error: {one_line(image.error)}")
+            elif show_boxes:
+                for record in image.records or []:
+                    progress.say(one_line(_box_line(record)))
+            progress.update()
+    except KeyboardInterrupt as exc:
+        job.stop(exc)
+    finally:
+        progress.close()
     _report(summary, out, quiet=quiet, dry_run=dry_run, profile=profile, local=job.local)
 
 

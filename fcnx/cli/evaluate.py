@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType, engine_options, ensemble_options, is_local_engine, resolve_nets
+from fcnx.cli.common import (
+    Interrupted,
+    PathType,
+    engine_options,
+    ensemble_options,
+    is_local_engine,
+    resolve_nets,
+    stoppable,
+)
 from fcnx.render.progress import Progress
 from fcnx.render.text import text_table
 
@@ -60,7 +68,8 @@ def _table(rows: list[dict]) -> str:
     "--output",
     "outdir",
     type=PathType(path_type=Path, file_okay=False),
-    help="Folder for evaluation.csv and evaluation.json.",
+    help="Folder for evaluation.csv and evaluation.json, and evaluation.jsonl (each image as it is scored): "
+    "running the same command again resumes a run that was stopped.",
 )
 @click.option(
     "--batch-size",
@@ -71,6 +80,7 @@ def _table(rows: list[dict]) -> str:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
+@stoppable("evaluate")
 def evaluate_cmd(
     nets: str | None,
     weights: tuple[str, ...],
@@ -120,9 +130,17 @@ def evaluate_cmd(
     job = run_evaluate(data, options, outdir)
     for warning in job.warnings:
         click.echo(f"evaluate: warning: {one_line(warning)}", err=True)
-    bar = Progress(len(job.items), "evaluate", quiet=quiet)
+    if len(job.pending) < len(job.items):
+        click.echo(
+            f"evaluate: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
+        )
+    bar = Progress(len(job.pending), "evaluate", quiet=quiet)
     try:
         result = job.run(progress=bar.update, report=lambda line: bar.say(f"error: {one_line(line)}"))
+    except KeyboardInterrupt:
+        if outdir is None:  # nothing journaled
+            raise Interrupted("nothing is kept without -o; run the same command again") from None
+        raise
     finally:
         bar.close()
     click.echo(_table(result.rows()))

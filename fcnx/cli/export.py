@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType
+from fcnx.cli.common import PathType, stoppable
 
 
 @click.command("export")
@@ -49,6 +49,7 @@ from fcnx.cli.common import PathType
     help="labelstudio: path or URL prefix the images' relative paths are joined to in data.image "
     "(e.g. /data/local-files/?d=food-101) [default: each image's file path].",
 )
+@stoppable("export", "run the same command again")
 def export_cmd(
     outdir: Path, fmt: str, dest: Path, box: str | None, classes_file: Path | None, image_root: str | None
 ) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType, ensemble_options, resolve_nets
+from fcnx.cli.common import PathType, ensemble_options, resolve_nets, stoppable
 from fcnx.jobs.suspects import SIGNALS
 from fcnx.render.progress import Progress
 
@@ -38,7 +38,8 @@ from fcnx.render.progress import Progress
     "outdir",
     required=True,
     type=PathType(path_type=Path, file_okay=False),
-    help="Folder for suspects.csv, suspects.json and suspects.html.",
+    help="Folder for suspects.csv, suspects.json and suspects.html, and suspects.jsonl (each image as it is "
+    "judged): running the same command again resumes a run that was stopped.",
 )
 @click.option(
     "--signal",
@@ -55,6 +56,7 @@ from fcnx.render.progress import Progress
     help="List at most this many [default: all for paper, 5% of the images for graded].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@stoppable("suspects")
 def suspects_cmd(
     nets: str | None,
     weights: tuple[str, ...],
@@ -103,7 +105,11 @@ def suspects_cmd(
     job = run_suspects(data, options, outdir)
     for warning in job.warnings:
         click.echo(f"suspects: warning: {one_line(warning)}", err=True)
-    bar = Progress(len(job.items), "suspects", quiet=quiet)
+    if len(job.pending) < len(job.items):
+        click.echo(
+            f"suspects: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
+        )
+    bar = Progress(len(job.pending), "suspects", quiet=quiet)
     try:
         suspects = job.run(progress=bar.update)
     finally:

@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
-from fcnx.cli.common import FiniteFloatRange, PathType
+from fcnx.cli.common import FiniteFloatRange, Interrupted, PathType, stoppable
 from fcnx.errors import FcnxError, UsageError, one_line
 
 #: options that are part of the saved configuration (``--resume`` refuses other values for them)
@@ -186,6 +186,7 @@ def _parse_head(text: str) -> list[int]:
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in OUTDIR with its saved settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.pass_context
+@stoppable("train", "nothing saved yet; run the same command again")
 def train_cmd(
     ctx: click.Context, outdir: Path, device: str, workers: int, resume: bool, quiet: bool, **options: Any
 ) -> None:
@@ -271,8 +272,8 @@ def train_cmd(
         raise
     except KeyboardInterrupt:
         if (outdir / trainer.RESUME).is_file():
-            click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
-        raise click.Abort() from None
+            raise Interrupted(f"continue with: fcnx train --resume -o {outdir}") from None
+        raise
     if result.history:
         summary = f"best: {result.best}"
         if result.best_top1 is not None:
@@ -426,8 +427,7 @@ def _train_ensemble(
             ensemble.discard(plan, outdir, created)  # refused before any member trained: leave no trace
         raise
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; continue with: fcnx train --resume -o {outdir}", err=True)
-        raise click.Abort() from None
+        raise Interrupted(f"continue with: fcnx train --resume -o {outdir}") from None
     done = result.manifest
     for member in done.members:
         top1 = "" if member.val_top1 is None else f" (validation top-1 {member.val_top1:.2%})"

@@ -33,6 +33,7 @@ from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCell
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
+from fcnx.io.processes import worker_init
 from fcnx.method import evidence, fitting, geometry
 from fcnx.method.evidence import ClassMap
 from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
@@ -167,8 +168,9 @@ class Cropper:
             raise UsageError(
                 f"category index {shown} is out of range: the nets have {len(classes)} classes (0-{len(classes) - 1})"
             )
+        named = [c for c in classes if _QUALIFIER.sub("", c).casefold() == str(category).strip().casefold()]
         raise UsageError(
-            f"unknown category {category!r}{did_you_mean(str(category), classes)}; "
+            f"unknown category {category!r}{did_you_mean(str(category), classes, first=named)}; "
             f"the nets' classes are {_preview(classes)}"
         )
 
@@ -274,6 +276,7 @@ class Cropper:
             collate_fn=identity,
             pin_memory=self.ensemble.device.type == "cuda",
             prefetch_factor=2 if self.workers else None,
+            worker_init_fn=worker_init(),
         )
         yield from self.crop_decoded((items[index], decoded) for index, decoded in loader)
 
@@ -489,6 +492,10 @@ def _to_device(images: list[torch.Tensor], device: torch.device) -> torch.Tensor
         return torch.stack(images).to(device)
     staged = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype, pin_memory=True)
     return torch.stack(images, out=staged).to(device, non_blocking=True)
+
+
+#: what tells classes of one name apart: a trailing ``(...)``, as ImageNet's ``crane (n02012849)``, ``crane (n03126707)``
+_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
 
 
 def _preview(names: Sequence[str], n: int = 5) -> str:

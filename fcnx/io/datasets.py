@@ -64,6 +64,7 @@ def open_dataset(root: str | Path, split: str = "train") -> LabelledImages:
     class folders that do not match ``classes.txt``, a class without images, a meta line leaving
     ``images/`` (``../../etc``), or a folder that is neither layout.
     """
+    images.max_pixels()  # a bad FCNX_MAX_PIXELS is one error here, not one per image
     root = Path(root)
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")

@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -268,8 +269,14 @@ def claim_outputs(folder: Path, names: Sequence[str], command: str) -> None:
 
 
 class OutdirLock:
-    """An exclusive ``flock`` on ``folder/.fcnx-lock`` (or ``folder/name``) for one run; a second run is refused,
-    naming the holder. ``fcnx review`` holds its own lock file: a review and a crop run do not exclude each other.
+    """An exclusive lock on ``folder/.fcnx-lock`` (or ``folder/name``) for one run; a second run is refused, naming
+    the holder. ``fcnx review`` holds its own lock file: a review and a crop run do not exclude each other.
+
+    A POSIX record lock (``fcntl.lockf``): it belongs to the process that took it and no child
+    inherits it, so decoding workers that a ``kill -9`` left running never keep OUTDIR locked (a
+    ``flock`` belongs to the open file, which ``fork`` shares). Such a lock ends when its process
+    closes *any* descriptor of the file, so within one process a second lock of the same file is
+    refused before the file is opened (``_HELD``), and nothing else in fcnx opens it.
 
     While held, the lock file holds the holder's pid, host, command line and start time (for that
     message); it is emptied but stays in place when released (removing it would let a third run
@@ -280,6 +287,7 @@ class OutdirLock:
         self.path = folder / name
         self.what = what
         self._fd: int | None = None
+        self._key: tuple[int, int] | None = None
 
     def __enter__(self) -> OutdirLock:
         self.acquire()
@@ -292,22 +300,28 @@ class OutdirLock:
         """Take the lock (if not held yet), or raise :class:`~fcnx.errors.UsageError` saying who holds it."""
         if self._fd is not None:
             return
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        except OSError as exc:
-            raise UsageError(f"cannot create the lock file ({exc.strerror or exc})", self.path) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            os.close(fd)
-            raise UsageError(
-                f"{self.path.parent} is in use by another run ({holder}); wait for it to end or choose another OUTDIR"
-            ) from None
-        except OSError as exc:
-            os.close(fd)
-            raise UsageError(f"cannot lock ({exc.strerror or exc})", self.path) from None
-        self._fd = fd
+        with _HELD_GUARD:
+            key = _file_key(self.path)
+            held = None if key is None else _HELD.get(key)
+            if held is not None and held._fd is not None:  # opening the file would release that lock
+                self._refuse(held._fd)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            except OSError as exc:
+                raise UsageError(f"cannot create the lock file ({exc.strerror or exc})", self.path) from None
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                busy = exc.errno in (errno.EACCES, errno.EAGAIN)
+                try:
+                    if busy:
+                        self._refuse(fd)
+                    raise UsageError(f"cannot lock ({exc.strerror or exc})", self.path) from None
+                finally:
+                    os.close(fd)
+            info = os.fstat(fd)
+            self._fd, self._key = fd, (info.st_dev, info.st_ino)
+            _HELD[self._key] = self
         about = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -321,14 +335,35 @@ class OutdirLock:
         except OSError:
             pass
 
+    def _refuse(self, fd: int) -> None:
+        raise UsageError(
+            f"{self.path.parent} is in use by another run ({_holder(fd)}); wait for it to end or choose another OUTDIR"
+        )
+
     def release(self) -> None:
         if self._fd is not None:
             try:
                 os.ftruncate(self._fd, 0)  # an idle OUTDIR's lock file is empty
             except OSError:
                 pass
-            os.close(self._fd)  # closing the last descriptor releases the flock
-            self._fd = None
+            with _HELD_GUARD:
+                os.close(self._fd)  # releases the lock
+                if self._key is not None:
+                    _HELD.pop(self._key, None)
+                self._fd = self._key = None
+
+
+#: the locks this process holds, by the lock file's (device, inode)
+_HELD: dict[tuple[int, int], OutdirLock] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _holder(fd: int) -> str:

@@ -499,8 +499,9 @@ def discover(inputs: Sequence[str | os.PathLike[str]], split: str = "all") -> li
     """Every image of ``inputs`` (files, folders walked recursively, dataset roots), each once, in order.
 
     Output paths mirror the inputs: relative to the folder when one folder is given, else to the
-    common parent of all inputs. A missing input is a :class:`UsageError`.
+    common parent of all inputs. A missing input, or a bad ``FCNX_MAX_PIXELS``, is a :class:`UsageError`.
     """
+    max_pixels()  # a bad budget is one error here, not one per image
     paths = [Path(os.path.abspath(p)) for p in inputs]
     for given, path in zip(inputs, paths):
         if not path.exists() and not path.is_symlink():

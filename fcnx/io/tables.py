@@ -1,14 +1,13 @@
 """The one CSV writer of fcnx (``boxes.csv``, ``evaluation.csv``, ``suspects.csv``): safe to open in a spreadsheet.
 
-Text cells are written for people, on one line and without formulas:
+Text cells are written as they are, so that a program reading a path from the table opens that file:
 
-- characters that are not printable (newlines, tabs, other control characters) and bytes of file
-  names that are not valid UTF-8 are written as backslash escapes (``\\n``, ``\\xff``), so a
-  record is always one line and the file always valid UTF-8 (the exact names are in the JSON
-  outputs);
-- a text cell that starts with ``=``, ``+``, ``-`` or ``@`` gets a leading ``'`` (OWASP's advice
-  against CSV injection; tabs and carriage returns, its other two, are escaped already), so a
-  spreadsheet shows it as text instead of evaluating it. Numbers are written as they are.
+- every character is written as itself (a cell holding a newline, a quote or a comma is quoted, as
+  CSV does), except the bytes of file names that are not valid UTF-8, which no UTF-8 file can
+  hold: those are written as backslash escapes (``\\xff``; the exact names are in the JSON outputs);
+- a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+  ``'`` (OWASP's advice against CSV injection), so a spreadsheet shows it as text instead of
+  evaluating it. Nothing else is altered; numbers are written as they are.
 """
 
 from __future__ import annotations
@@ -19,11 +18,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fcnx.errors import one_line
 from fcnx.io.files import atomic_bytes
 
 #: first characters that make a spreadsheet evaluate a cell (OWASP: CSV injection)
-FORMULA_STARTS = ("=", "+", "-", "@")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def utf8_text(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (lone surrogates) as ``\\xff`` escapes, else unchanged."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def cell(value: Any) -> Any:
@@ -31,7 +37,7 @@ def cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, str):
-        value = one_line(value)
+        value = utf8_text(value)
         return "'" + value if value.startswith(FORMULA_STARTS) else value
     return value
 

@@ -13,7 +13,7 @@ One streaming job for the CLI, benchmarks and notebooks alike::
 settings, open OUTDIR) and returns the prepared :class:`CropJob`; iterating it runs the images
 through the local or Ray engine and writes each one's outputs (:class:`~fcnx.jobs.outputs.CropOutputs`);
 the tables are written when the stream ends, is closed, or is stopped by :meth:`CropJob.stop`
-(Ctrl-C, ``SIGTERM``: see :func:`terminate_as_interrupt`).
+(Ctrl-C, ``SIGTERM``: see :func:`~fcnx.io.processes.stop_on_signals`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ import os
 import signal
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from fcnx.errors import UsageError
+from fcnx.errors import Terminated, UsageError
 from fcnx.io.images import ImageItem
 from fcnx.method.evidence import DEFAULT_BOX
 
@@ -109,29 +108,8 @@ class CropSummary:
     ray: dict[str, Any] | None = None
 
 
-class Terminated(KeyboardInterrupt):
-    """``SIGTERM`` turned into an interrupt: the run stops as it does on Ctrl-C."""
-
-
-@contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """While active (in the main thread), ``SIGTERM`` raises :class:`Terminated` like Ctrl-C raises ``KeyboardInterrupt``."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: signals stay as they are
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, in hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -148,7 +126,7 @@ def weights_identity(nets: Sequence[str], weights: dict[str, str]) -> dict[str, 
     for net in nets:
         value = weights.get(net, "pretrained")
         path = weight_file(get_backbone(net), value)
-        identity[net] = f"sha256:{_file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
+        identity[net] = f"sha256:{file_digest(path)}" if path is not None and path.is_file() else f"tag:{value}"
     return identity
 
 
@@ -341,7 +319,9 @@ class CropJob:
 
     def run(self) -> CropSummary:
         """Run every image (Ctrl-C and ``SIGTERM`` stop it cleanly); returns the summary."""
-        with terminate_as_interrupt():
+        from fcnx.io.processes import stop_on_signals
+
+        with stop_on_signals():
             try:
                 for _ in self:
                     pass

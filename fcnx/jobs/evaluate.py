@@ -21,19 +21,22 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.images import ImageItem
 from fcnx.jobs import evaluation
+from fcnx.jobs.resume import ResumeJournal
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import KernelChoice
 
 
-#: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
+#: the files a run writes into its output folder (never one it did not write: :class:`~fcnx.jobs.settings.SettingsFile`)
 OUTPUTS = ("evaluation.csv", "evaluation.json")
+#: the journal of the images scored (:class:`~fcnx.jobs.resume.ResumeJournal`): a killed run resumes from it
+JOURNAL = "evaluation.jsonl"
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,11 @@ class EvaluateJob:
         self.warnings: list[str] = []
         #: the images left out for having no box (``skip_missing``)
         self.without_box: list[ImageItem] = []
+        self.journal: ResumeJournal | None = None
 
     def prepare(self) -> EvaluateJob:
         """Open the dataset and the boxes, check OUTDIR, load the nets and check that they know the dataset's classes."""
-        from fcnx.engine.devices import resolve_device
-        from fcnx.engine.ensemble import load_ensemble
-        from fcnx.io.files import check_outdir, claim_outputs
+        from fcnx.io.files import check_outdir
 
         options = self.options
         self.dataset: LabelledImages = open_dataset(self.data, options.split)
@@ -94,7 +96,54 @@ class EvaluateJob:
             self._read_boxes(Path(options.crops))
         if self.outdir is not None:
             self.outdir = check_outdir(self.outdir, [self.data])
-            claim_outputs(self.outdir, OUTPUTS, "fcnx evaluate")
+            self.journal = ResumeJournal(
+                self.outdir, "fcnx evaluate", JOURNAL, self.settings(), OUTPUTS, self._valid
+            ).open()
+            self.warnings += self.journal.warnings
+        try:
+            self._load_nets()
+        except BaseException:
+            self.close()
+            raise
+        done = {} if self.journal is None else self.journal.done
+        #: the images not scored yet (all, without an OUTDIR or with the Ray engine)
+        self.pending = [i for i in self.items if str(i.path) not in done or options.engine != "local"]
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The options that change the scores: an OUTDIR made with other settings is refused."""
+        from fcnx.jobs.crop import file_digest, weights_identity
+
+        o = self.options
+        return {
+            "version": 1,
+            "nets": list(o.nets),
+            "weights": weights_identity(o.nets, o.weights),
+            "kernel": dict(o.kernel) if isinstance(o.kernel, Mapping) else o.kernel,
+            "split": o.split,
+            "boxes": None if o.crops is None else f"sha256:{file_digest(Path(o.crops))}",
+            "crop": o.crop,
+            "skip_missing": o.skip_missing,
+        }
+
+    def _names(self) -> list[str]:
+        return evaluation.classifier_names(self.options.nets)
+
+    def _valid(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` holds one image's whole outcome under these options."""
+        cropped = self.options.crops is not None or self.options.crop
+        return evaluation.is_outcome(record.get("outcome"), self._names(), cropped)
+
+    def close(self) -> None:
+        """Release the output folder (done by :meth:`run`; call it if the job is not run)."""
+        if self.journal is not None:
+            self.journal.close()
+
+    def _load_nets(self) -> None:
+        from fcnx.engine.devices import resolve_device
+        from fcnx.engine.ensemble import load_ensemble
+
+        options = self.options
         local = options.engine == "local"
         if not local:
             from fcnx.jobs.ray import check_kernel
@@ -118,7 +167,6 @@ class EvaluateJob:
             from fcnx.engine.cropper import Cropper
 
             self._box_of = evaluation.crops_of(Cropper(self.ensemble))
-        return self
 
     def _read_boxes(self, path: Path) -> None:
         boxes = evaluation.read_boxes(path)
@@ -144,21 +192,38 @@ class EvaluateJob:
         for each one skipped.
 
         The dataset's missing files count as skipped (reported first). Raises :class:`FcnxError`
-        when no image could be scored.
+        when no image could be scored. With an OUTDIR, each image's outcome is journaled as it is
+        known, and a rerun scores only the images not journaled yet (:attr:`pending`).
         """
+        try:
+            return self._run(progress, report)
+        finally:
+            self.close()
+
+    def _run(
+        self, progress: Callable[[], None] | None = None, report: Callable[[str], None] | None = None
+    ) -> evaluation.Evaluation:
         options = self.options
         for line in self.dataset.missing_lines:
             if report:
                 report(line)
         if options.engine == "local":
-            result = evaluation.evaluate(
-                self.ensemble,
-                self.items,
-                self._box_of,
-                progress=progress,
-                report=report,
-                batch_size=options.batch_size or (1 if self.ensemble.device.type == "cpu" else 8),
+            batch_size = options.batch_size or (1 if self.ensemble.device.type == "cpu" else 8)
+            outcomes = dict(
+                (str(i.path), r["outcome"])
+                for i in self.items
+                if self.journal and (r := self.journal.done.get(str(i.path)))
             )
+            for item, outcome in evaluation.score_items(self.ensemble, self.pending, self._box_of, batch_size):
+                if self.journal is not None:
+                    self.journal.add({"path": str(item.path), "outcome": outcome})
+                outcomes[str(item.path)] = outcome
+                if isinstance(outcome, str) and report:
+                    report(outcome)
+                if progress:
+                    progress()
+            scored = (outcomes[str(i.path)] for i in self.items)
+            result = evaluation.tally(self._names(), scored, self._box_of is not None)
         else:
             from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -86,6 +86,14 @@ def _is_side(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def number_field(source: dict[str, Any], key: str) -> float:
+    """The number ``source[key]``; text (``"12.5"``), ``true`` or another type is a ``ValueError``."""
+    value = source[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"field {key!r} is not a number ({value!r})")
+    return float(value)
+
+
 def read_boxes(path: Path) -> BoxIndex:
     """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields).
 
@@ -111,11 +119,19 @@ def read_boxes(path: Path) -> BoxIndex:
             if record is None:
                 raise ValueError("not a JSON object")
             source = record.get("box", record)
-            box: XYWH = (float(source["x"]), float(source["y"]), float(source["w"]), float(source["h"]))
+            box: XYWH = (
+                number_field(source, "x"),
+                number_field(source, "y"),
+                number_field(source, "w"),
+                number_field(source, "h"),
+            )
             key = os.path.realpath(record["path"])
             category = record.get("category")
             file = record.get("file")
             height, width = record.get("height"), record.get("width")
+            for side in ("width", "height"):
+                if record.get(side) is not None and not _is_side(record[side]):
+                    raise ValueError(f"field {side!r} is not a side in pixels ({record[side]!r})")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
         if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
@@ -223,6 +239,140 @@ def classify_batch(ensemble: Ensemble, squashed: Sequence[dict[tuple[int, int], 
     return ensemble.probabilities_of(inputs, (ensemble.kernel, ensemble.kernel))[:, :, :, 0, 0].cpu().numpy()
 
 
+#: one image's outcome: per side (``original``, ``cropped``) per classifier ``[top1, top5]`` hits (0 or 1),
+#: or the one-line error that skipped it
+Outcome = dict[str, dict[str, list[int]]] | str
+
+
+def classifier_names(nets: Sequence[str]) -> list[str]:
+    """What is scored: each net, and their mean (``ensemble``) when there are several."""
+    return list(nets) + (["ensemble"] if len(nets) > 1 else [])
+
+
+def is_outcome(value: object, names: Sequence[str], cropped: bool) -> bool:
+    """Whether ``value`` (read back from a journal) is an :data:`Outcome` of classifiers ``names``."""
+    if isinstance(value, str):
+        return True
+    sides = {"original", "cropped"} if cropped else {"original"}
+    return (
+        isinstance(value, dict)
+        and set(value) == sides
+        and all(
+            isinstance(hits, dict)
+            and sorted(hits) == sorted(names)
+            and all(
+                isinstance(h, list) and len(h) == 2 and all(type(v) is int and v in (0, 1) for v in h)
+                for h in hits.values()
+            )
+            for hits in value.values()
+        )
+    )
+
+
+def _skip_line(exc: FcnxError, item: ImageItem) -> str:
+    """``exc`` as a line naming ``item`` (a box's error may name another file)."""
+    if exc.path == item.path:
+        return str(exc)
+    return str(FcnxError(str(exc).removeprefix(f"{one_line(exc.path)}: "), item.path))
+
+
+def score_items(
+    ensemble: Ensemble,
+    items: Iterable[ImageItem],
+    box_of: Callable[[ImageItem, np.ndarray], XYWH | None] | None = None,
+    batch_size: int = 1,
+) -> Iterator[tuple[ImageItem, Outcome]]:
+    """Each of ``items`` with its :data:`Outcome`, in order, as soon as its regions have gone through the nets.
+
+    Regions (originals and crops) go through the nets ``batch_size`` at a time; a batch whose outputs
+    are not finite (NaN weights) is run again one region at a time, and an image with such a region
+    is skipped with that error, like an unreadable one. See :func:`evaluate`.
+    """
+    from fcnx.engine.ensemble import NonFiniteOutput
+
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, got {batch_size}")
+    names = classifier_names(ensemble.names)
+    classes = {name: index for index, name in enumerate(ensemble.classes)}
+    #: per image in flight: item, outcome so far, regions not yet scored
+    waiting: list[list[Any]] = []
+    pending: list[tuple[list[Any], str, int, Any]] = []
+
+    def classify(regions: list[tuple[list[Any], str, int, Any]]) -> None:
+        try:
+            batch = classify_batch(ensemble, [t for *_, t in regions])
+        except NonFiniteOutput as exc:
+            if len(regions) > 1:
+                half = len(regions) // 2
+                classify(regions[:half])
+                classify(regions[half:])
+                return
+            image = regions[0][0]
+            image[1] = str(FcnxError(f"{exc} ({regions[0][1]} image)", image[0].path))
+            image[2] -= 1
+            return
+        for (image, side, label, _), probs in zip(regions, batch):
+            rows = list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])
+            if isinstance(image[1], dict):
+                image[1][side] = {
+                    name: [int(top_k_accuracy(row[None], [label], k)) for k in (1, min(5, len(row)))]
+                    for name, row in zip(names, rows)
+                }
+            image[2] -= 1
+
+    def finished(flush: bool = False) -> Iterator[tuple[ImageItem, Outcome]]:
+        if pending and (flush or len(pending) >= batch_size):
+            classify(pending)
+            pending.clear()
+        while waiting and waiting[0][2] == 0:
+            item, outcome, _ = waiting.pop(0)
+            yield item, outcome
+
+    for item in items:
+        if item.label not in classes:
+            raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
+        label = classes[item.label]
+        try:
+            pixels, _ = load_rgb(item.path)
+            sides = [("original", pixels)]
+            if box_of is not None:
+                box = box_of(item, pixels)
+                if box is None:
+                    raise FcnxError("no box for this image (its crop failed, or crop the same split first)", item.path)
+                if not _meets(box, pixels.shape[:2]):
+                    raise FcnxError(
+                        f"its box (x={box[0]:g}, y={box[1]:g}, w={box[2]:g}, h={box[3]:g}) lies outside the "
+                        f"{pixels.shape[1]}x{pixels.shape[0]} image: a box of another version of it?",
+                        item.path,
+                    )
+                sides.append(("cropped", cut_box(pixels, box)))
+        except UsageError:
+            raise
+        except FcnxError as exc:
+            waiting.append([item, _skip_line(exc, item), 0])
+            yield from finished()
+            continue
+        image = [item, {}, len(sides)]
+        waiting.append(image)
+        pending.extend((image, side, label, squash(ensemble, region)) for side, region in sides)
+        yield from finished()
+    yield from finished(flush=True)
+
+
+def tally(names: Sequence[str], outcomes: Iterable[Outcome], cropped: bool) -> Evaluation:
+    """The :class:`Evaluation` of images' outcomes (``cropped``: crops were scored too)."""
+    result = Evaluation(list(names), {n: Scores() for n in names}, {n: Scores() for n in names} if cropped else {})
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            result.skipped.append(outcome)
+            continue
+        for side, hits in outcome.items():
+            for name, (top1, top5) in hits.items():
+                scores = (result.original if side == "original" else result.cropped)[name]
+                scores.top1, scores.top5, scores.total = scores.top1 + top1, scores.top5 + top5, scores.total + 1
+    return result
+
+
 def evaluate(
     ensemble: Ensemble,
     items: Iterable[ImageItem],
@@ -234,63 +384,18 @@ def evaluate(
     """Score every net of ``ensemble`` (and their mean, ``ensemble``) on labelled ``items``.
 
     ``box_of(item, pixels)`` gives the crop of an image (``None``: it has no box). An image that
-    cannot be read, or has no box, or whose box cannot be made (:class:`FcnxError`) is skipped on
-    both sides, so originals and crops are scored on the same images; its one-line error is listed
-    in ``Evaluation.skipped`` and passed to ``report``. Regions (originals and crops) go through
-    the nets ``batch_size`` at a time; all are squashed to the kernel first, so any regions batch
-    together and the scores are those of one region at a time.
+    cannot be read, or has no box, or whose box cannot be made (:class:`FcnxError`), or whose
+    outputs are not finite, is skipped on both sides, so originals and crops are scored on the same
+    images; its one-line error is listed in ``Evaluation.skipped`` and passed to ``report``. Regions
+    (originals and crops) go through the nets ``batch_size`` at a time; all are squashed to the
+    kernel first, so any regions batch together and the scores are those of one region at a time.
     """
-    if batch_size < 1:
-        raise UsageError(f"the batch size must be at least 1, got {batch_size}")
-    names = list(ensemble.names) + (["ensemble"] if len(ensemble.names) > 1 else [])
-    result = Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if box_of else {})
-    classes = {name: index for index, name in enumerate(ensemble.classes)}
-    pending: list[tuple[dict[str, Scores], int, Any]] = []
-
-    def run_pending() -> None:
-        if not pending:
-            return
-        for (scores, label, _), probs in zip(pending, classify_batch(ensemble, [t for _, _, t in pending])):
-            for name, row in zip(names, list(probs) + ([probs.mean(axis=0)] if "ensemble" in names else [])):
-                scores[name].add(row, label)
-        pending.clear()
-
-    for item in items:
-        if item.label not in classes:
-            raise UsageError(f"label {item.label!r} is not a class of the nets", item.path)
-        label = classes[item.label]
-        try:
-            pixels, _ = load_rgb(item.path)
-            sides = [(result.original, pixels)]
-            if box_of is not None:
-                box = box_of(item, pixels)
-                if box is None:
-                    raise FcnxError("no box for this image (its crop failed, or crop the same split first)", item.path)
-                if not _meets(box, pixels.shape[:2]):
-                    raise FcnxError(
-                        f"its box (x={box[0]:g}, y={box[1]:g}, w={box[2]:g}, h={box[3]:g}) lies outside the "
-                        f"{pixels.shape[1]}x{pixels.shape[0]} image: a box of another version of it?",
-                        item.path,
-                    )
-                sides.append((result.cropped, cut_box(pixels, box)))
-        except UsageError:
-            raise
-        except FcnxError as exc:
-            line = (
-                str(exc)
-                if exc.path == item.path
-                else str(FcnxError(str(exc).removeprefix(f"{one_line(exc.path)}: "), item.path))
-            )
-            result.skipped.append(line)
-            if report:
-                report(line)
-            if progress:
-                progress()
-            continue
-        pending.extend((scores, label, squash(ensemble, region)) for scores, region in sides)
-        if len(pending) >= batch_size:
-            run_pending()
+    names = classifier_names(ensemble.names)
+    outcomes = []
+    for _, outcome in score_items(ensemble, items, box_of, batch_size):
+        if isinstance(outcome, str) and report:
+            report(outcome)
         if progress:
             progress()
-    run_pending()
-    return result
+        outcomes.append(outcome)
+    return tally(names, outcomes, box_of is not None)

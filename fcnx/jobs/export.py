@@ -31,6 +31,7 @@ from fcnx.io import export as writers
 from fcnx.io.files import writing
 from fcnx.io.images import open_upright, output_base
 from fcnx.io.journal import read_journal
+from fcnx.jobs.evaluation import number_field
 from fcnx.method import geometry
 from fcnx.method.geometry import XYWH
 
@@ -53,7 +54,7 @@ class Collected:
 
 
 def _xywh(source: Any) -> XYWH:
-    box = tuple(float(source[k]) for k in ("x", "y", "w", "h"))
+    box = tuple(number_field(source, k) for k in ("x", "y", "w", "h"))
     if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"empty or invalid box {box}")
     return box  # type: ignore[return-value]

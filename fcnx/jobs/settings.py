@@ -3,6 +3,8 @@
 An OUTDIR made with other settings is refused (its boxes would mix); a fixed-name file
 (``boxes.csv``, ``failures.txt``...) that is there but not listed is the user's, and refuses the
 run: fcnx never replaces it. OUTDIRs of versions that did not list their files trust what is there.
+``fcnx evaluate`` and ``fcnx suspects`` keep theirs the same way (``.fcnx-evaluate.json``,
+``.fcnx-suspects.json``); a file of theirs without settings (written before they resumed) lists files only.
 """
 
 from __future__ import annotations
@@ -14,17 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError, one_line
-from fcnx.io.files import atomic_text
+from fcnx.io.files import atomic_text, read_regular
 
 SETTINGS = ".fcnx-crop.json"
 
 
 class SettingsFile:
-    """The settings file of ``outdir`` for a run with ``settings``."""
+    """The settings file ``name`` of ``outdir`` for a run of ``command`` with ``settings`` (that make its ``what``)."""
 
-    def __init__(self, outdir: Path, settings: dict[str, Any]) -> None:
-        self.outdir, self.settings = outdir, settings
-        self.path = outdir / SETTINGS
+    def __init__(
+        self,
+        outdir: Path,
+        settings: dict[str, Any],
+        name: str = SETTINGS,
+        command: str = "fcnx crop",
+        what: str = "boxes",
+    ) -> None:
+        self.outdir, self.settings, self.command, self.what = outdir, settings, command, what
+        self.path = outdir / name
         self.files: set[str] = set()
         self._legacy = False
 
@@ -33,27 +42,30 @@ class SettingsFile:
         fixed = set(fixed)
         if self.path.is_file():
             try:
-                state = json.loads(self.path.read_text(encoding="utf-8"))
-                previous, files = state.get("settings", {}), state.get("files")
-                if not isinstance(previous, dict):
+                state = json.loads(read_regular(self.path).decode("utf-8"))
+                previous, files = state.get("settings"), state.get("files")
+                if previous is None and (self.outdir / journal).exists():
+                    raise ValueError("no settings")
+                if not isinstance(previous, (dict, type(None))):
                     raise ValueError("its settings are not a JSON object")
             except (OSError, ValueError, AttributeError, RecursionError):
                 raise UsageError(f"unreadable settings file {self.path}; remove it or choose another OUTDIR") from None
+            previous = self.settings if previous is None else previous  # files listed, nothing made yet
             changed = sorted(k for k in set(previous) | set(self.settings) if previous.get(k) != self.settings.get(k))
             if changed:
                 shown = "; ".join(f"{k}: {_shown(previous, k)} there, {_shown(self.settings, k)} now" for k in changed)
                 raise UsageError(
-                    f"{self.outdir} holds boxes made with other settings ({shown}); "
+                    f"{self.outdir} holds {self.what} made with other settings ({shown}); "
                     f"choose another OUTDIR, or run again with the same options to resume"
                 )
             self._legacy = not isinstance(files, list)
             self.files = set() if self._legacy else {f for f in files if isinstance(f, str)}
         elif (self.outdir / journal).exists():
-            raise UsageError(f"{self.outdir} has a {journal} but no {SETTINGS}; choose another OUTDIR")
+            raise UsageError(f"{self.outdir} has a {journal} but no {self.path.name}; choose another OUTDIR")
         taken = [] if self._legacy else sorted(f for f in fixed - self.files if os.path.lexists(self.outdir / f))
         if taken:
             raise UsageError(
-                f"{self.outdir} already holds {', '.join(map(one_line, taken))}, not written by fcnx crop: "
+                f"{self.outdir} already holds {', '.join(map(one_line, taken))}, not written by {self.command}: "
                 f"fcnx never replaces them; move them or choose another OUTDIR"
             )
         self.claim(fixed)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ import numpy as np
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.images import ImageItem
+from fcnx.jobs.resume import ResumeJournal
 from fcnx.method.geometry import XYWH
 
 if TYPE_CHECKING:
@@ -42,8 +43,10 @@ FIELDS = ["path", "label", "other_category", "other_votes", "other_mean_confiden
 #: columns of ``label_issues.csv``: cleanlab's (``Datalab.get_issues("label")``), after the image's path
 ISSUE_FIELDS = ["path", "is_label_issue", "label_score", "given_label", "predicted_label"]
 
-#: the files a run writes into its output folder (never one it did not write: :func:`~fcnx.io.files.claim_outputs`)
+#: the files a run writes into its output folder (never one it did not write: :class:`~fcnx.jobs.settings.SettingsFile`)
 OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html", "label_issues.csv")
+#: the journal of the images scored (:class:`~fcnx.jobs.resume.ResumeJournal`): a killed run resumes from it
+JOURNAL = "suspects.jsonl"
 
 #: float32 rounding of summed probabilities: the same maximum summed in two orders differs by about 6e-8
 GAP_ROUNDING = 1e-6
@@ -106,6 +109,17 @@ class LabelScore:
         (1 when the label is the most confident class: a gap of 0)."""
         return 1.0 if self.gap == 0 else min(1.0, max(0.0, self.label_best / self.best))
 
+    def as_record(self) -> dict[str, Any]:
+        """The image's line of ``suspects.jsonl`` (what a rerun reads back instead of scoring it again)."""
+        return {
+            "path": str(self.path),
+            "score": {k: getattr(self, k) for k in ("label", "predicted", "label_best", "best", "voted", "gap")},
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> LabelScore:
+        return cls(Path(record["path"]), **record["score"])
+
     def issue_row(self, flagged: bool) -> dict[str, Any]:
         """The image's row of ``label_issues.csv``."""
         return {
@@ -137,34 +151,51 @@ def rank_by_gap(gaps: dict[str, float], top: int | None = None) -> list[str]:
     return sorted((key for key, gap in gaps.items() if gap > 0), key=lambda key: (-gaps[key], key))[:top]
 
 
+def score_item(cropper: Cropper | HeldOutCropper, item: ImageItem) -> LabelScore:
+    """The :class:`LabelScore` of one labelled image (:class:`~fcnx.errors.FcnxError` if it cannot be scored)."""
+    from fcnx.method.selection import top_category
+
+    if item.label is None:
+        raise FcnxError("it has no label", item.path)
+    levels, maps = cropper.label_levels(item, item.label)[2:4]
+    return LabelScore(
+        item.path,
+        item.label,
+        cropper.classes[top_category(maps)],
+        max(float(level.summed().max()) for level in levels),
+        max(float(values.max()) for values, _ in maps),
+        any(bool(level.vote.any()) for level in levels),
+        label_gap(levels, maps),
+    )
+
+
 def score_labels(
     cropper: Cropper | HeldOutCropper, items: Iterable[ImageItem], progress: Callable[[], None] | None = None
 ) -> tuple[list[LabelScore], list[str]]:
     """The :class:`LabelScore` of every labelled image (in order), and the one-line errors of the others."""
-    from fcnx.method.selection import top_category
-
     scores, failures = [], []
     for item in items:
         try:
-            if item.label is None:
-                raise FcnxError("it has no label", item.path)
-            levels, maps = cropper.label_levels(item, item.label)[2:4]
-            scores.append(
-                LabelScore(
-                    item.path,
-                    item.label,
-                    cropper.classes[top_category(maps)],
-                    max(float(level.summed().max()) for level in levels),
-                    max(float(values.max()) for values, _ in maps),
-                    any(bool(level.vote.any()) for level in levels),
-                    label_gap(levels, maps),
-                )
-            )
+            scores.append(score_item(cropper, item))
         except FcnxError as exc:
             failures.append(str(exc))
         if progress:
             progress()
     return scores, failures
+
+
+def _is_result(record: Mapping[str, Any]) -> bool:
+    """Whether a line read back from ``suspects.jsonl`` is a whole result: an image's score or its error."""
+    if set(record) == {"path", "error"}:
+        return isinstance(record["error"], str)
+    score = record.get("score")
+    types = {"label": str, "predicted": str, "label_best": float, "best": float, "voted": bool, "gap": float}
+    return (
+        set(record) == {"path", "score"}
+        and isinstance(score, dict)
+        and set(score) == set(types)
+        and all(type(score[k]) is t for k, t in types.items())
+    )
 
 
 def flagged(scores: Sequence[LabelScore], signal: str = "paper", top: int | None = None) -> list[LabelScore]:
@@ -271,7 +302,8 @@ class SuspectsJob:
 
     def prepare(self) -> SuspectsJob:
         """Open the dataset, check OUTDIR, load the nets and check that they know every label."""
-        from fcnx.io.files import check_outdir, claim_outputs
+        from fcnx.io.files import check_outdir
+        from fcnx.jobs.crop import weights_identity
 
         o = self.options
         self.dataset: LabelledImages = open_dataset(self.data, o.split)
@@ -280,24 +312,56 @@ class SuspectsJob:
         if not self.items:
             raise UsageError(f"no images in the {o.split} split", self.data)
         self.outdir = check_outdir(self.outdir, [self.data])
-        claim_outputs(self.outdir, OUTPUTS, "fcnx suspects")
-        self.cropper = choose_models(o, self.items)
-        unknown = sorted({str(i.label) for i in self.items} - set(self.cropper.classes))
-        if unknown:
-            raise UsageError(f"label(s) {', '.join(map(repr, unknown[:3]))} are not classes of the nets", self.data)
+        settings = {
+            "version": 2,
+            "nets": list(o.nets),
+            "weights": weights_identity(o.nets, o.weights),
+            "kernel": dict(o.kernel) if isinstance(o.kernel, Mapping) else o.kernel,
+            "folds": str(Path(o.folds).resolve()) if o.folds is not None else None,
+            "split": o.split,
+        }
+        self.journal = ResumeJournal(self.outdir, "fcnx suspects", JOURNAL, settings, OUTPUTS, _is_result).open()
+        self.warnings += self.journal.warnings
+        try:
+            self.cropper = choose_models(o, self.items)
+            unknown = sorted({str(i.label) for i in self.items} - set(self.cropper.classes))
+            if unknown:
+                raise UsageError(f"label(s) {', '.join(map(repr, unknown[:3]))} are not classes of the nets", self.data)
+        except BaseException:
+            self.journal.close()
+            raise
+        #: the images not scored yet (a killed run's journal holds the others)
+        self.pending = [i for i in self.items if str(i.path) not in self.journal.done]
         return self
 
     def run(self, progress: Callable[[], None] | None = None) -> list[Suspect]:
         """The suspects, most convincing first, written as ``suspects.csv``, ``.json`` and ``.html``, and every
         scored image's row of ``label_issues.csv`` (cleanlab's columns: :class:`LabelScore`);
-        ``progress()`` after each image. Unreadable images (and missing listed files) go to ``failures``."""
+        ``progress()`` after each image. Unreadable images (and missing listed files) go to ``failures``.
+        Each image's score is journaled as it is known; a rerun scores only the :attr:`pending` ones (the
+        signal and ``top`` may change between runs: they choose among the same scores)."""
+        try:
+            return self._run(progress)
+        finally:
+            self.journal.close()
+
+    def _run(self, progress: Callable[[], None] | None) -> list[Suspect]:
         from fcnx.io.files import atomic_text, writing
         from fcnx.io.tables import write_csv
         from fcnx.render.html import suspects_page
 
         o, out = self.options, self.outdir
+        for item in self.pending:
+            try:
+                self.journal.add(score_item(self.cropper, item).as_record())
+            except FcnxError as exc:
+                self.journal.add({"path": str(item.path), "error": str(exc)})
+            if progress:
+                progress()
+        records = [self.journal.done[str(item.path)] for item in self.items]
+        scores = [LabelScore.from_record(r) for r in records if "score" in r]
+        failures = [r["error"] for r in records if "error" in r]
         top = o.top if o.top is not None or o.signal == "paper" else max(1, round(0.05 * len(self.items)))
-        scores, failures = score_labels(self.cropper, self.items, progress)
         chosen = flagged(scores, o.signal, top)
         suspects = suspects_of(self.cropper, chosen, o.signal, top)
         self.failures = failures + self.dataset.missing_lines

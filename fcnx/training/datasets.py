@@ -56,8 +56,8 @@ class ImageDataset:
     """A torch map-style dataset of ``(pixels, label, index)`` for labelled ``items``.
 
     ``pixels`` is a float ``3 x size x size`` tensor in ``[0, 255]``. With ``train=True`` the image goes
-    through :func:`train_transform`, otherwise through :class:`EvalResize`. An unreadable image gives
-    zeros and label :data:`UNREADABLE`; ``index`` says which item it was. ``cut(k, pixels, full_size,
+    through :func:`train_transform`, otherwise through :class:`EvalResize`. An unreadable image (or one
+    its ``cut`` refuses) gives zeros and label :data:`UNREADABLE`; ``index`` says which item it was. ``cut(k, pixels, full_size,
     train)``, when given, cuts item ``k``'s pixels first (``fcnx train --crops``:
     :class:`fcnx.training.transforms.BoxCutter`).
     """
@@ -95,10 +95,10 @@ class ImageDataset:
             # training may decode a large JPEG at a reduced size; validation decodes it whole, as evaluate does
             # (a crop is a part of the image: decoded whole, so that it keeps its resolution)
             pixels, full = images.load_rgb(item.path, min_side=self.size if self.train and not self.cut else None)
+            if self.cut is not None:
+                pixels = self.cut(k, pixels, full, self.train)
         except FcnxError:
             return torch.zeros(3, self.size, self.size), UNREADABLE, k
-        if self.cut is not None:
-            pixels = self.cut(k, pixels, full, self.train)
         if self.train:
             tensor = self._transform(Image.fromarray(pixels))
         else:

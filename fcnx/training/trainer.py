@@ -45,6 +45,7 @@ from fcnx.backbones.registry import get_backbone
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io import datasets as listing
 from fcnx.io import images
+from fcnx.io.processes import worker_init
 from fcnx.method.metrics import top_k_accuracy
 from fcnx.training import card, datasets, distributed, finetune
 
@@ -421,12 +422,15 @@ def split(config: TrainConfig) -> Split:
     return Split(data, train_items, val_items, boxes)
 
 
-def _unreadable(path: Path) -> str:
-    """The one-line error of an image the data loader could not read (read again here: loader processes keep none)."""
+def _unreadable(path: Path, cutter: Any = None, k: int = 0) -> str:
+    """The one-line error of an image the data loader could not read, or cut to its box with ``cutter`` (item ``k``'s),
+    found again here: loader processes keep none."""
     try:
-        images.load_rgb(path)
+        pixels, full = images.load_rgb(path)
+        if cutter is not None:
+            cutter(k, pixels, full, False)
     except FcnxError as exc:
-        return str(exc)
+        return str(exc) if exc.path is not None else str(FcnxError(str(exc), path))
     return str(FcnxError("could not be read during training", path))
 
 
@@ -513,6 +517,7 @@ def train(
         sampler=sampler,
         num_workers=workers,
         pin_memory=pin,
+        worker_init_fn=worker_init(),
         drop_last=shard > config.batch_size,
     )
     val_loader = DataLoader(
@@ -520,6 +525,7 @@ def train(
         batch_size=config.batch_size,
         num_workers=workers,
         pin_memory=pin,
+        worker_init_fn=worker_init(),
     )
     meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
     unreadable_total = 0
@@ -565,11 +571,11 @@ def train(
                 val = _validate(model, val_loader, normalize, autocast, ctx, bad_val) if val_items else None
                 bad += val[3] if val else 0
                 unreadable_total = max(unreadable_total, bad)
-                paths = [str(train_set.items[k].path) for k in bad_train] + [
-                    str(val_set.items[k].path) for k in bad_val
-                ]
-                for path in sorted(set(distributed.gather_all(paths, ctx)) - set(progress.unreadable)):
-                    progress.unreadable[path] = _unreadable(Path(path))
+                where = {str(train_set.items[k].path): (train_set.cut, k) for k in bad_train} | {
+                    str(val_set.items[k].path): (val_set.cut, k) for k in bad_val
+                }
+                for path in sorted(set(distributed.gather_all(list(where), ctx)) - set(progress.unreadable)):
+                    progress.unreadable[path] = _unreadable(Path(path), *where.get(path, (None, 0)))
                     if ctx.main:
                         report(f"error: {progress.unreadable[path]}")
                 top1 = val[1] if val else train_top1

@@ -33,7 +33,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from fcnx.errors import UsageError
+from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import open_dataset
 from fcnx.io.images import ImageItem, load_rgb
 from fcnx.jobs.evaluation import BoxIndex, read_boxes
@@ -117,7 +117,8 @@ class BoxCutter:
 
     Training samples are jittered (``jitter``, ``scale``); validation samples are cut exactly as
     ``fcnx evaluate --crops`` cuts them. ``full`` is the image's full size, for pixels decoded at a
-    reduced size (a JPEG's draft mode). A plain class: data-loading processes pickle it.
+    reduced size (a JPEG's draft mode). A box that lies outside its image (of another version of it) is an
+    :class:`~fcnx.errors.FcnxError`: the image is skipped. A plain class: data-loading processes pickle it.
     """
 
     def __init__(self, boxes: Sequence[XYWH], jitter: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)) -> None:
@@ -126,6 +127,11 @@ class BoxCutter:
     def __call__(self, k: int, pixels: np.ndarray, full: tuple[int, int], train: bool) -> np.ndarray:
         fy, fx = pixels.shape[0] / full[0], pixels.shape[1] / full[1]
         x, y, w, h = self.boxes[k]
+        if not (x < full[1] and y < full[0] and x + w > 0 and y + h > 0):
+            raise FcnxError(
+                f"its box (x={x:g}, y={y:g}, w={w:g}, h={h:g}) lies outside the {full[1]}x{full[0]} image: "
+                f"a box of another version of it?"
+            )
         box = (x * fx, y * fy, w * fx, h * fy)
         jitter, scale = (self.jitter, self.scale) if train else (0.0, (1.0, 1.0))
         x1, y1, x2, y2 = jittered_box(box, pixels.shape[:2], jitter, scale)

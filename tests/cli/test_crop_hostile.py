@@ -154,6 +154,21 @@ def test_csv_cells_that_a_spreadsheet_would_evaluate_are_quoted(tmp_path, weight
     assert all(float(row["x"]) >= 0 for row in rows)  # numbers stay numbers
 
 
+def test_boxes_csv_holds_the_exact_paths_of_names_with_newlines_tabs_and_quotes(tmp_path, weights):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    names = ["a\nb.png", "a\\nb.png", "tab\there.png", 'quote"comma,.png', "\rcr.png", "-dash.png"]
+    for name in names:
+        square(photos / name)
+    assert crop(weights, "--category", "red", photos, "-o", out).exit_code == 0
+    with open(out / "boxes.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    paths = {row["path"] for row in rows}
+    assert paths == {str(photos / name) for name in names}  # each opens its own file
+    assert all(Path(p).is_file() for p in paths)
+    files = sorted(row["file"] for row in rows)  # relative names: OWASP's ' before a cell that starts a formula
+    assert files == sorted("'" + n if n[0] in "-\r" else n for n in names)
+
+
 def _suspects_dataset(root: Path) -> None:
     for folder, name, colour in [("red", "0.png", (255, 0, 0)), ("red", "1.png", (255, 0, 0))] + [
         ("blue", "2.png", (0, 0, 255)),

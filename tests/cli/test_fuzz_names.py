@@ -142,6 +142,8 @@ def _crop_and_check(weights, names: list[bytes], good: list[bool], links: bool =
         failures = _text(out / "failures.txt").split("\n")[:-1]
         assert len(rows) == len(records) and len(failures) == len(inputs) - len(records)
         recorded = [os.fsencode(r["path"]) for r in records]
+        for row, record in zip(rows, records):  # a path is in boxes.csv as itself, bytes that are not UTF-8 escaped
+            assert row["path"] == os.fsencode(record["path"]).decode("utf-8", "backslashreplace")
         for path, ok in inputs.items():
             assert (recorded.count(path), _failed(failures, path)) == ((1, 0) if ok else (0, 1)), path
         if records:

@@ -265,7 +265,11 @@ def test_evaluate_and_suspects_with_a_checkpoint_full_of_nan_say_so_in_one_line(
     square(data / "green" / "0.png")
     message = "tiny43 gives non-finite outputs (NaN or infinity): broken weights"
     evaluated = CliRunner().invoke(cli, ["evaluate", *net_args(weights), "--data", str(data), "--split", "all", "-q"])
-    assert evaluated.exit_code == 1 and evaluated.stderr.strip() == f"Error: {message}"
+    lines = [
+        f"{data / c / '0.png'}: {message} (original image)" for c in ("green", "red")
+    ]  # per image, the run goes on
+    assert evaluated.exit_code == 1 and errors(evaluated) == [f"error: {line}" for line in lines]
+    assert evaluated.stderr.splitlines()[-1] == f"Error: {data}: no image could be scored (2 skipped, e.g. {lines[0]})"
     review = tmp_path / "review"
     suspects = CliRunner().invoke(cli, ["suspects", *net_args(weights), "--data", str(data), "-o", str(review), "-q"])
     assert suspects.exit_code == 1 and "Traceback" not in suspects.output

@@ -445,10 +445,10 @@ def test_evaluate_and_suspects_never_replace_a_users_file_of_their_outputs_names
     result = invoke(*args)
     assert result.exit_code == 2
     assert last_line(result) == (
-        f"Error: {out}: already holds {', '.join(outputs)}, not written by fcnx {command}: fcnx never replaces "
-        f"them; move them or choose another output folder"
+        f"Error: {out} already holds {', '.join(outputs)}, not written by fcnx {command}: fcnx never replaces "
+        f"them; move them or choose another OUTDIR"
     )
-    assert sorted(p.name for p in out.iterdir()) == outputs
+    assert sorted(p.name for p in out.iterdir()) == [".fcnx-lock", *outputs]  # the idle lock, empty
     assert all((out / name).read_text() == "the user's own\n" for name in outputs)
     for name in outputs:
         (out / name).unlink()

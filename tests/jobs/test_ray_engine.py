@@ -161,15 +161,17 @@ def evaluate(weights: dict[str, Path], *args: object) -> object:
 @pytest.mark.slow
 def test_evaluate_on_ray_writes_the_local_figures(tmp_path, cluster, weights, one_thread):
     data = labelled(tmp_path / "data")
-    for mode in (["--crop"], ["--crops", None]):
+    for k, mode in enumerate((["--crop"], ["--crops", None])):
         if mode[-1] is None:  # boxes of an earlier crop
             assert crop(weights, "--dry-run", data, "-o", tmp_path / "boxes").exit_code == 1  # the broken file
             mode = ["--crops", tmp_path / "boxes" / "boxes.jsonl"]
-        local = evaluate(weights, "--data", data, *mode, "-o", tmp_path / "local")
-        remote = evaluate(weights, "--data", data, *mode, "--engine", "ray", "--actors", "2", "-o", tmp_path / "ray")
+        # an OUTDIR per mode: one made with other settings is refused, as crop's is
+        local_out, ray_out = tmp_path / f"local-{k}", tmp_path / f"ray-{k}"
+        local = evaluate(weights, "--data", data, *mode, "-o", local_out)
+        remote = evaluate(weights, "--data", data, *mode, "--engine", "ray", "--actors", "2", "-o", ray_out)
         assert local.exit_code == remote.exit_code == 1, remote.output  # the unreadable image
         assert "1 image(s) skipped" in remote.stderr and remote.stdout == local.stdout
         assert f"error: {data / 'cake' / 'broken.png'}: " in remote.stderr
         for name in ("evaluation.json", "evaluation.csv"):
-            assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+            assert (ray_out / name).read_bytes() == (local_out / name).read_bytes()
     assert "cropped top-1" in remote.stdout

@@ -78,7 +78,7 @@ def test_an_interrupted_ensemble_resumes_the_member_it_stopped_in(tmp_path, food
 
     monkeypatch.setattr(trainer, "train", stop_in_second)
     result = run("train", "--nets", NETS, "--data", food, "-o", runs, *FAST)
-    assert result.exit_code == 1 and "continue with: fcnx train --resume" in result.output
+    assert result.exit_code == 130 and "continue with: fcnx train --resume" in result.output
     saved = manifest.read_manifest(runs)
     assert not saved.complete and [m.finished for m in saved.members] == [True, False]
     first = (runs / "tiny_vgg" / "best.safetensors").read_bytes()

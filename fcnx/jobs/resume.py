@@ -1,0 +1,86 @@
+"""An output folder that a killed run resumes, as ``fcnx crop``'s does: ``fcnx evaluate -o`` and ``fcnx suspects``.
+
+The folder is locked for one run (:class:`~fcnx.io.files.OutdirLock`), a killed run's temporaries
+are removed, the settings its results were made with are checked and its fixed-name outputs claimed
+(:class:`~fcnx.jobs.settings.SettingsFile`), and each image's result is appended to a journal as soon
+as it is known: one line with its source ``path``, written and flushed in one go
+(:func:`~fcnx.io.journal.append_lines`). A rerun reads the journal back and does only the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fcnx.errors import UsageError
+from fcnx.io.files import OutdirLock, atomic_bytes, remove_temporaries, writing
+from fcnx.io.journal import Record, append_lines, dump_line, read_journal
+from fcnx.jobs.settings import SettingsFile
+
+
+class ResumeJournal:
+    """The journal ``journal`` of ``outdir`` for a run of ``command`` (``fcnx evaluate``) with ``settings``.
+
+    ``outputs``: the fixed-name files the run writes (the journal is claimed with them); ``valid``:
+    whether a record read back is a whole result (others are dropped, their images done again).
+    """
+
+    def __init__(
+        self,
+        outdir: Path,
+        command: str,
+        journal: str,
+        settings: dict[str, Any],
+        outputs: Sequence[str],
+        valid: Callable[[Record], bool],
+    ) -> None:
+        self.outdir, self.path, self.valid = outdir, outdir / journal, valid
+        self.lock = OutdirLock(outdir, command)
+        self.settings = SettingsFile(outdir, settings, f".{command.replace(' ', '-')}.json", command, "results")
+        self.outputs = [*outputs, journal]
+        #: the latest whole record of each image done, by source path
+        self.done: dict[str, Record] = {}
+        #: non-fatal findings of :meth:`open` (lines dropped)
+        self.warnings: list[str] = []
+
+    def open(self) -> ResumeJournal:
+        """Lock the folder, remove temporaries, check the settings, read what is done (see the module)."""
+        self.lock.acquire()
+        try:
+            with writing(self.outdir):
+                remove_temporaries(self.outdir)
+                self.settings.check(self.outputs, self.path.name)
+                self._read()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def _read(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            journal = read_journal(self.path)
+        except OSError as exc:
+            raise UsageError(f"cannot read the journal ({exc.strerror or exc}): move it away", self.path) from None
+        dropped = 0
+        for _, record in journal.lines:
+            if record is not None and isinstance(record.get("path"), str) and self.valid(record):
+                self.done[record["path"]] = record
+            else:
+                dropped += 1
+        if dropped:
+            self.warnings.append(f"{self.path}: {dropped} line(s) are not whole results, their images are done again")
+        if dropped or journal.unterminated or len(self.done) < len(journal.lines):
+            atomic_bytes(self.path, b"".join(dump_line(r) for r in self.done.values()))
+
+    def add(self, record: Record) -> None:
+        """Journal one image's result (``record["path"]`` its source path)."""
+        with writing(self.outdir):
+            append_lines(self.path, dump_line(record))
+        self.done[record["path"]] = record
+
+    def close(self) -> None:
+        """Release the folder."""
+        self.lock.release()
