@@ -33,7 +33,7 @@ from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCell
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
-from fcnx.method import evidence, fitting, geometry
+from fcnx.method import boxes, fitting, geometry
 from fcnx.method.evidence import ClassMap
 from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
 
@@ -89,10 +89,10 @@ class Cropper:
         workers: int = 0,
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
-        box: str = evidence.DEFAULT_BOX,
+        box: str = boxes.DEFAULT,
     ) -> None:
-        if box not in evidence.BOXES:
-            raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")
+        if box not in boxes.RULES:
+            raise UsageError(f"unknown box {box!r}; use one of {', '.join(boxes.RULES)}")
         if box == "fitted":
             fitting.opencv()  # missing OpenCV is one line now, not an error per image
         if selection not in RULES:
@@ -111,6 +111,7 @@ class Cropper:
         self.batch_size, self.workers = batch_size, workers
         self.keep_heatmaps = keep_heatmaps
         self.box = box
+        self.rule = boxes.RULES[box]
         self.max_level_pixels = max_level_pixels
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
@@ -410,7 +411,27 @@ class Cropper:
                     selectors[b][0].add(seen[b][0][-1])
         if ensemble.precision != "fp32" and not early and self.recheck:
             selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
-        return [self._result(p, s, m) for p, s, m in zip(batch, selectors, class_maps)]
+        views = self._whole_views(batch, pixels) if self.rule.whole_view else [None] * len(batch)
+        return [self._result(*args) for args in zip(batch, selectors, seen, class_maps, views)]
+
+    def _whole_views(self, batch: list[_Prepared], pixels: torch.Tensor) -> list[list[tuple[Level, list[ClassMap]]]]:
+        """Per image and category, the whole-image view (:data:`fcnx.method.boxes.WHOLE_VIEW`): its level and class maps."""
+        kernel = self.ensemble.kernel
+        probs, net_cells = self.ensemble.outputs_at(pixels, (kernel, kernel))
+        cells = [c for c in net_cells if c is not None]
+        out = []
+        for b, prepared in enumerate(batch):
+            top = probs[b].argmax(dim=1)
+            out.append(
+                [
+                    (
+                        Level(probs[b, :, c].cpu().numpy(), (top == c).cpu().numpy()),
+                        [_class_map(x, x.logits[b, c].cpu().numpy()) for x in cells],
+                    )
+                    for c in prepared.categories or []
+                ]
+            )
+        return out
 
     def _recheck(self, prepared: _Prepared, pixels: torch.Tensor, seen: list[list[Level]]) -> list[Selector]:
         """Selection again after the ``recheck`` best levels per category are recomputed in fp32."""
@@ -427,23 +448,23 @@ class Cropper:
         return selectors
 
     def _result(
-        self, prepared: _Prepared, selectors: list[Selector], class_maps: list[list[list[ClassMap]]]
+        self,
+        prepared: _Prepared,
+        selectors: list[Selector],
+        seen: list[list[Level]],
+        class_maps: list[list[list[ClassMap]]],
+        views: list[tuple[Level, list[ClassMap]]] | None,
     ) -> CropResult:
         names = self.ensemble.names
-        boxes = []
-        for category, selector, maps in zip(prepared.categories or [], selectors, class_maps):
+        found_boxes = []
+        for k, (category, selector, maps) in enumerate(zip(prepared.categories or [], selectors, class_maps)):
             choice = selector.result()
             scale, scaled = prepared.levels[choice.level]
-            window = self.box_of(choice, prepared.size, prepared.levels)
-            sizes = [scaled for _, scaled in prepared.levels]
-            fit = evidence.tight_of(
-                choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window, class_maps=maps
-            )
-            fitted = None
-            if self.box == "fitted":
-                fitted = fitting.fit_tight(prepared.pixels.permute(1, 2, 0).cpu().numpy(), prepared.size, fit)
-            x, y, w, h = {"square": window, "tight": fit.box, "fitted": fitted or fit.box}[self.box]
-            boxes.append(
+            found = self._found(prepared, choice, seen[k], maps, None if views is None else views[k])
+            x, y, w, h = self.rule.function(found)
+            window, fit = found.window, found.tight
+            fitted = (x, y, w, h) if self.box == "fitted" else None
+            found_boxes.append(
                 Box(
                     category=self.classes[category],
                     category_index=category,
@@ -472,7 +493,26 @@ class Cropper:
                 )
             )
         scales = tuple(s for s, _ in prepared.levels)
-        return CropResult(prepared.item, prepared.size, scales, tuple(boxes), prepared.source)
+        return CropResult(prepared.item, prepared.size, scales, tuple(found_boxes), prepared.source)
+
+    def _found(
+        self,
+        prepared: _Prepared,
+        choice: Choice,
+        levels: list[Level],
+        maps: list[list[ClassMap]],
+        view: tuple[Level, list[ClassMap]] | None,
+    ) -> boxes.Found:
+        """The :class:`~fcnx.method.boxes.Found` of one category: the levels seen, the whole-image view if any,
+        the image's pixels if the box rule needs them."""
+        sizes = [scaled for _, scaled in prepared.levels[: len(levels)]]
+        if view is not None:
+            levels, maps, sizes = [*levels, view[0]], [*maps, view[1]], [*sizes, (self.ensemble.kernel,) * 2]
+        pyramid = boxes.Pyramid(
+            prepared.size, self.ensemble.kernel, self.ensemble.stride, sizes, levels, maps, view is not None
+        )
+        pixels = prepared.pixels.permute(1, 2, 0).cpu().numpy() if self.rule.pixels else None
+        return boxes.Found(pyramid, choice, pixels)
 
 
 def _class_map(cells: NetCells, values: np.ndarray) -> ClassMap:

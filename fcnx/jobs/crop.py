@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import UsageError
 from fcnx.io.images import ImageItem
-from fcnx.method.evidence import DEFAULT_BOX
+from fcnx.method import boxes
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -65,7 +65,7 @@ class CropOptions:
     dry_run: bool = False
     heatmaps: bool = False
     heatmaps_npy: bool = False
-    box: str = DEFAULT_BOX
+    box: str = boxes.DEFAULT
     gallery: bool = False
     fail_fast: bool = False
     in_place: bool = False

@@ -32,11 +32,12 @@ from fcnx.io.files import writing
 from fcnx.io.images import open_upright, output_base
 from fcnx.io.journal import read_journal
 from fcnx.method import geometry
+from fcnx.method.boxes import RULES
 from fcnx.method.geometry import XYWH
 
 JOURNAL = "boxes.jsonl"
 SUSPECTS = "suspects.json"
-BOXES = ("square", "tight", "fitted")
+BOXES = tuple(RULES)
 #: crop-record facts carried into the export as box attributes
 ATTRIBUTES = ("found", "votes", "nets", "confidence")
 
@@ -153,10 +154,10 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
             for category, chosen, record in boxes
         ]
         result.images.append(writers.ExportImage(Path(image_path), PurePosixPath(file), *size, detections))
-    why = {"tight": "made before fcnx crop --box tight?", "fitted": "not cropped with --box fitted?"}
+    why = {"tight": "made before fcnx crop --box tight?"}
     for kind, count in fallbacks.items():
         result.warnings.append(
-            f"{path}: {count} box(es) have no {box} box ({why[str(box)]}): exported their "
+            f"{path}: {count} box(es) have no {box} box ({why.get(str(box), f'not cropped with --box {box}?')}): exported their "
             + ("square window" if kind == "square" else f"{kind} box")
         )
     result.categories = sorted(order, key=lambda name: (order[name], name))

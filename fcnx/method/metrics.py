@@ -33,6 +33,20 @@ def box_iou(pred: np.typing.ArrayLike, truth: np.typing.ArrayLike) -> np.ndarray
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+#: a crop "keeps the object" when at least this share of the true box lies inside it
+KEEPS = 0.9
+
+
+def box_coverage(pred: np.typing.ArrayLike, truth: np.typing.ArrayLike) -> np.ndarray:
+    """Element-wise share of each true box's area inside the predicted box (``N x 4`` or ``4``; 0 for a true box of no area)."""
+    a = np.asarray(pred, dtype=np.float64)
+    b = np.asarray(truth, dtype=np.float64)
+    iw = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    area = b[..., 2] * b[..., 3]
+    return np.divide(iw * ih, area, out=np.zeros_like(area), where=area > 0)
+
+
 def mean_over_thresholds(at: dict[float, float]) -> float:
     """MaxBoxAccV2's averaging: the mean of the accuracies at IoU 0.3, 0.5 and 0.7."""
     return float(np.mean([at[t] for t in IOU_THRESHOLDS]))
