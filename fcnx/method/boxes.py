@@ -183,9 +183,9 @@ def object_box(
         x1, y1, x2, y2 = geometry.pixel_box((tight[0] * fx, tight[1] * fy, tight[2] * fx, tight[3] * fy), heat.shape)
         inside = np.full(heat.shape, -np.inf)
         inside[y1:y2, x1:x2] = heat[y1:y2, x1:x2]
-        peak = np.unravel_index(int(np.argmax(inside)), heat.shape)
+        peak = divmod(int(np.argmax(inside)), heat.shape[1])
     else:
-        peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        peak = divmod(int(np.argmax(heat)), heat.shape[1])
     x0, y0, x1, y1 = grow(heat, threshold, peak)
     region = (x0 / fx, y0 / fy, (x1 - x0) / fx, (y1 - y0) / fy)
     return pad_box(union(region, tight), pad, p.size)
