@@ -65,7 +65,7 @@ def compute(ensemble: Ensemble, pixels: np.ndarray, categories: Sequence[int], s
 
     height, width = pixels.shape[:2]
     kernel = ensemble.kernel
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+    tensor = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None]  # a writable copy
     sizes = [
         geometry.scaled_size(height, width, s, kernel) for s in geometry.pyramid_scales(height, width, kernel, step)
     ]

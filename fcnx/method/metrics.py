@@ -59,6 +59,8 @@ class BoxAccuracy:
     mean_iou: float
     at: dict[float, float]  # IoU threshold -> share of boxes with IoU >= threshold
     count: int
+    coverage: float | None = None  # mean share of the true box inside the predicted one
+    keeps: float | None = None  # share of predicted boxes holding >= KEEPS of their true box
 
     @property
     def maxboxacc(self) -> float:
@@ -66,24 +68,35 @@ class BoxAccuracy:
         return mean_over_thresholds(self.at)
 
     def as_dict(self) -> dict[str, float]:
-        """Flat ``name -> value`` for reports: ``mean_iou``, ``acc@0.3`` ... ``maxboxacc``, ``count``."""
-        return {
+        """Flat ``name -> value`` for reports: ``mean_iou``, ``acc@0.3`` ... ``maxboxacc``, ``count``, and where
+        measured ``coverage`` and ``keeps`` (the share keeping >= :data:`KEEPS` of the object)."""
+        out = {
             "mean_iou": self.mean_iou,
             **{f"acc@{t}": v for t, v in self.at.items()},
             "maxboxacc": self.maxboxacc,
             "count": self.count,
         }
+        if self.coverage is not None and self.keeps is not None:
+            out |= {"coverage": self.coverage, "keeps": self.keeps}
+        return out
 
 
 def box_accuracy(
     pred: np.typing.ArrayLike, truth: np.typing.ArrayLike, thresholds: Sequence[float] = IOU_THRESHOLDS
 ) -> BoxAccuracy:
-    """Mean IoU and the share of predicted boxes reaching each IoU threshold (one prediction per true box)."""
-    ious = box_iou(np.reshape(pred, (-1, 4)), np.reshape(truth, (-1, 4)))
+    """Mean IoU, the share of predicted boxes reaching each IoU threshold, the mean coverage of the true boxes
+    (:func:`box_coverage`) and the share keeping >= :data:`KEEPS` of them (one prediction per true box)."""
+    pred, truth = np.reshape(pred, (-1, 4)), np.reshape(truth, (-1, 4))
+    ious = box_iou(pred, truth)
     if ious.size == 0:
         raise ValueError("no boxes to score")
+    cover = box_coverage(pred, truth)
     return BoxAccuracy(
-        mean_iou=float(ious.mean()), at={float(t): float(np.mean(ious >= t)) for t in thresholds}, count=int(ious.size)
+        mean_iou=float(ious.mean()),
+        at={float(t): float(np.mean(ious >= t)) for t in thresholds},
+        count=int(ious.size),
+        coverage=float(cover.mean()),
+        keeps=float(np.mean(cover >= KEEPS)),
     )
 
 
