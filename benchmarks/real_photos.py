@@ -56,6 +56,7 @@ from PIL import Image
 from fcnx.bench import pyramids, report
 from fcnx.bench.gradcam import GradCamEnsemble
 from fcnx.engine.ensemble import load_ensemble
+from fcnx.engine.fcn import imagenet_classes
 from fcnx.method import boxes, metrics
 from fcnx.method.metrics import KEEPS
 from fcnx.testing.photos import PHOTOS
@@ -234,11 +235,18 @@ class Measured:
     gradcam: dict[str, Any]
 
 
-def measure(sample: Sample, ensemble: Any, gradcam: GradCamEnsemble, cache: Path | None) -> Measured:
+@functools.cache
+def nets() -> tuple[Any, GradCamEnsemble]:
+    """The ensemble (kernel 224, CPU) and its Grad-CAM, loaded once and only when a sample is not in the cache."""
+    return load_ensemble(NETS, kernel=224, device="cpu"), GradCamEnsemble.from_nets(NETS)
+
+
+def measure(sample: Sample, cache: Path | None) -> Measured:
     """The sample's pyramid (:func:`fcnx.bench.pyramids.compute`) and Grad-CAM boxes, read from ``cache`` when there."""
     stem = None if cache is None else cache / key(sample)
     if stem is not None and stem.with_suffix(".npz").exists() and stem.with_suffix(".json").exists():
         return Measured(pyramids.load(stem.with_suffix(".npz")), json.loads(stem.with_suffix(".json").read_text()))
+    ensemble, gradcam = nets()
     wanted = [ensemble.classes.index(c) for c in dict.fromkeys((sample.category, *sample.accept))]
     stored = pyramids.compute(ensemble, sample.pixels, wanted)
     start = time.perf_counter()
@@ -286,13 +294,11 @@ def run(
 ) -> dict[str, Any]:
     """Every method on every sample, with and without the category: boxes, IoUs, coverage, seconds."""
     methods = methods or {name: r.function for name, r in boxes.RULES.items()}
-    ensemble = load_ensemble(NETS, kernel=224, device="cpu")
-    gradcam = GradCamEnsemble.from_nets(NETS)
-    classes = ensemble.classes
+    classes = list(imagenet_classes())
     rows = []
     for sample in items:
         height, width = sample.pixels.shape[:2]
-        measured = measure(sample, ensemble, gradcam, cache)
+        measured = measure(sample, cache)
         stored, cam = measured.stored, measured.gradcam
         wanted, free = classes.index(sample.category), stored.label_free
         found = {"with": fcnx_boxes(stored, wanted, sample.pixels, methods)}
@@ -317,6 +323,7 @@ def run(
             "band": band(sample),
             "size": [height, width],
             "truth": list(sample.truth),
+            "truths": [list(t) for t in sample.instances or (sample.truth,)],
             "category": sample.category,
             "label_free": {"fcnx": classes[free], "Grad-CAM ensemble": classes[cam["category"]]},
             "iou": {
@@ -342,9 +349,58 @@ def run(
             "seconds": seconds,
             "accept": list(sample.accept),
         }
+        if len(sample.instances) > 1:
+            row["instances"] = instance_scores(stored, wanted, sample)
         rows.append(row)
         progress(f"{sample.name}: " + ", ".join(f"{m} {v:.2f}" for m, v in row["iou"]["with"].items()))
     return {"nets": NETS, "methods": [*methods, *BASELINES], "rows": rows, "summary": summary(rows)}
+
+
+#: ``--instances`` values measured on photos with several instances
+INSTANCES = (1, 3, 5, 10)
+
+
+def matched(pred: Sequence[Box], truths: Sequence[Box], iou: float = 0.5) -> int:
+    """How many true boxes a predicted one matches at IoU >= ``iou`` (greedy, each used once, predictions in order)."""
+    free = list(truths)
+    hits = 0
+    for box in pred:
+        scores = [float(metrics.box_iou(box, t)) for t in free]
+        if scores and max(scores) >= iou:
+            free.pop(int(np.argmax(scores)))
+            hits += 1
+    return hits
+
+
+def instance_scores(stored: pyramids.Stored, category: int, sample: Sample) -> dict[str, dict[str, float]]:
+    """Per ``--instances`` value of :data:`INSTANCES` and box rule: recall and precision at IoU 0.5 of the boxes."""
+    found = stored.pyramid(category).select()
+    found.pixels = sample.pixels
+    out: dict[str, dict[str, float]] = {}
+    for name, r in boxes.RULES.items():
+        for count in INSTANCES:
+            pred = [b for b, _ in boxes.instances(found, count, r.function)]
+            hits = matched(pred, sample.instances)
+            out[f"{name} x{count}"] = {"recall": hits / len(sample.instances), "precision": hits / len(pred)}
+    return out
+
+
+def instances_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Mean recall and precision at IoU 0.5 over the samples with several instances, per rule and ``--instances``."""
+    chosen = [r for r in rows if "instances" in r]
+    if not chosen:
+        return ""
+    lines = [
+        f"### several instances ({len(chosen)} photos, {sum(len(r['truths']) for r in chosen)} instances)",
+        "",
+        "| box, --instances | recall at IoU 0.5 | precision at IoU 0.5 |",
+        "|---|---:|---:|",
+    ]
+    for method in chosen[0]["instances"]:
+        recall = np.mean([r["instances"][method]["recall"] for r in chosen])
+        precision = np.mean([r["instances"][method]["precision"] for r in chosen])
+        lines.append(f"| {method} | {100 * recall:.0f}% | {100 * precision:.0f}% |")
+    return "\n".join([*lines, ""])
 
 
 def centred(height: int, width: int) -> Box:
@@ -467,6 +523,7 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, action="append", default=[], help="a photo-set JSON file (photoset)")
     parser.add_argument("--no-skimage", action="store_true", help="leave out scikit-image's annotated photos")
     parser.add_argument("--cache", type=Path, default=None, help="keep each sample's pyramid here (.npz)")
+    parser.add_argument("--only-cached", action="store_true", help="leave out the samples not in --cache yet")
     parser.add_argument("--sweep", action="store_true", help="the object box at every parameter of SWEEP instead")
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
     args = parser.parse_args()
@@ -476,14 +533,18 @@ def main() -> None:
         items = [s for s in items if s.kind != "whole"]
     for path in args.photos:
         items += photoset(path)
+    if args.only_cached and args.cache is not None:
+        items = [s for s in items if (args.cache / key(s)).with_suffix(".json").exists()]
     if args.sweep:
-        result = run(items, args.cache, methods=sweep_methods() | {"tight": boxes.RULES["tight"].function})
+        methods = sweep_methods() | {"tight": boxes.RULES["tight"].function}
+        result = run(items, args.cache, progress=lambda _: None, methods=methods)
         print(sweep_markdown(result, ["all", *(f"whole photos, object {name}" for name, _ in BANDS), "pasted"]))
         report.save_json(result, args.out)
         return
     result = run(items, args.cache)
     result["seed"] = args.seed
     print(markdown(result))
+    print(instances_markdown(result["rows"]))
     report.save_json(result, args.out)
 
 

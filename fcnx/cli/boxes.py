@@ -17,6 +17,15 @@ box_option = click.option(
     + " (docs/crop.md). boxes.jsonl/boxes.csv hold the window and the tight box besides the box cropped.",
 )
 
+instances_option = click.option(
+    "--instances",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Up to this many boxes per category, from separate peaks of the evidence (non-maximum suppression), "
+    "best first; each its own record (instance 1, 2, ...) with its score (mean_confidence) and crop.",
+)
+
 maps_option = click.option(
     "--heatmaps-npy",
     is_flag=True,

@@ -90,6 +90,7 @@ class Cropper:
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
         box: str = boxes.DEFAULT,
+        instances: int = 1,
     ) -> None:
         if box not in boxes.RULES:
             raise UsageError(f"unknown box {box!r}; use one of {', '.join(boxes.RULES)}")
@@ -101,6 +102,8 @@ class Cropper:
             geometry.pyramid_levels(step, geometry.largest_scale(max_scale))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if instances < 1:
+            raise UsageError(f"the number of instances must be >= 1, got {instances}")
         if batch_size is None:
             batch_size = 1 if ensemble.device.type == "cpu" else 8
         if batch_size < 1 or workers < 0:
@@ -112,6 +115,7 @@ class Cropper:
         self.keep_heatmaps = keep_heatmaps
         self.box = box
         self.rule = boxes.RULES[box]
+        self.instances = instances
         self.max_level_pixels = max_level_pixels
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
@@ -455,45 +459,55 @@ class Cropper:
         class_maps: list[list[list[ClassMap]]],
         views: list[tuple[Level, list[ClassMap]]] | None,
     ) -> CropResult:
-        names = self.ensemble.names
         found_boxes = []
         for k, (category, selector, maps) in enumerate(zip(prepared.categories or [], selectors, class_maps)):
-            choice = selector.result()
-            scale, scaled = prepared.levels[choice.level]
-            found = self._found(prepared, choice, seen[k], maps, None if views is None else views[k])
-            x, y, w, h = self.rule.function(found)
-            window, fit = found.window, found.tight
-            fitted = (x, y, w, h) if self.box == "fitted" else None
-            found_boxes.append(
-                Box(
-                    category=self.classes[category],
-                    category_index=category,
-                    found=choice.found,
-                    votes=choice.votes,
-                    nets=choice.nets,
-                    confidence=choice.confidence,
-                    scale=scale,
-                    level=choice.level,
-                    cell=choice.cell,
-                    scaled_size=scaled,
-                    x=x,
-                    y=y,
-                    w=w,
-                    h=h,
-                    net_scores=dict(zip(names, choice.net_scores)),
-                    net_votes=dict(zip(names, choice.net_votes)),
-                    levels_examined=choice.levels_examined,
-                    stopped_early=choice.stopped_early,
-                    heatmap=choice.heatmap if self.keep_heatmaps else None,
-                    kind=self.box,
-                    window=window,
-                    tight=fit.box,
-                    fitted=fitted,
-                    evidence=fit.object_map() if self.keep_heatmaps else None,
-                )
-            )
+            first = self._found(prepared, selector.result(), seen[k], maps, None if views is None else views[k])
+            for instance, (found_box, found) in enumerate(boxes.instances(first, self.instances, self.rule.function)):
+                found_boxes.append(self._box(category, found, found_box, instance + 1, prepared.levels))
         scales = tuple(s for s, _ in prepared.levels)
         return CropResult(prepared.item, prepared.size, scales, tuple(found_boxes), prepared.source)
+
+    def _box(
+        self,
+        category: int,
+        found: boxes.Found,
+        found_box: boxes.Box,
+        instance: int,
+        levels: Sequence[tuple[float, tuple[int, int]]],
+    ) -> Box:
+        """The :class:`Box` of one instance of ``category``: ``found_box``, from the peak ``found.choice``."""
+        names, choice = self.ensemble.names, found.choice
+        scale, scaled = levels[choice.level]
+        x, y, w, h = found_box
+        window, fit = found.window, found.tight
+        fitted = found_box if self.box == "fitted" else None
+        return Box(
+            category=self.classes[category],
+            category_index=category,
+            found=choice.found,
+            votes=choice.votes,
+            nets=choice.nets,
+            confidence=choice.confidence,
+            scale=scale,
+            level=choice.level,
+            cell=choice.cell,
+            scaled_size=scaled,
+            x=x,
+            y=y,
+            w=w,
+            h=h,
+            net_scores=dict(zip(names, choice.net_scores)),
+            net_votes=dict(zip(names, choice.net_votes)),
+            levels_examined=choice.levels_examined,
+            stopped_early=choice.stopped_early,
+            heatmap=choice.heatmap if self.keep_heatmaps else None,
+            kind=self.box,
+            window=window,
+            tight=fit.box,
+            fitted=fitted,
+            evidence=fit.object_map() if self.keep_heatmaps else None,
+            instance=instance,
+        )
 
     def _found(
         self,

@@ -111,13 +111,14 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
     result = Collected([], [], path)
     if journal.cut:
         result.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
-    grouped: dict[str, dict[str | None, tuple[int, dict[str, Any]]]] = {}
+    grouped: dict[str, dict[tuple[str | None, Any], tuple[int, dict[str, Any]]]] = {}
     for number, record in journal.lines:
         if record is None or not isinstance(record.get("path"), str):
             raise UsageError(f"line {number}: not a box record (no JSON object with a path)", path)
         if not isinstance(record.get("category"), (str, type(None))):
             raise UsageError(f"line {number}: not a box record (its category is no name)", path)
-        grouped.setdefault(record["path"], {})[record.get("category")] = (number, record)
+        key = (record.get("category"), record.get("instance", 1))  # a line again (a resumed run): the last counts
+        grouped.setdefault(record["path"], {})[key] = (number, record)
     order: dict[str, int] = {}
     fallbacks: dict[str, int] = {}  # the kind exported where a record lacks the one asked for -> how often
     for image_path, records in grouped.items():

@@ -20,13 +20,13 @@ image's pixels) to a box ``(x, y, w, h)`` in the image's pixels:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
 
-from fcnx.method import evidence, fitting, geometry
+from fcnx.method import evidence, fitting, geometry, metrics
 from fcnx.method.evidence import ClassMap, Tight
 from fcnx.method.selection import Choice, Level, select
 
@@ -226,6 +226,65 @@ RULES: dict[str, Rule] = {
 
 #: the rule ``fcnx crop`` uses unless told otherwise (docs/crop.md: measured on whole real photos)
 DEFAULT = "tight"
+
+
+#: ``--instances``: a further instance's cell must have at least this share of the selected cell's summed probability
+INSTANCE_SHARE = 0.5
+#: ... and boxes overlapping a kept one by more than this IoU, or lying in it by more than this share, are that one
+NMS_IOU = 0.3
+NMS_INSIDE = 0.7
+
+
+def candidates(found: Found, share: float = INSTANCE_SHARE) -> list[Choice]:
+    """The selected cell, then every cell of the pyramid's levels where a net votes for the category and the
+    summed probability reaches ``share`` of the selected cell's, best first (votes, then confidence): the
+    peaks further instances may start from."""
+    choice, pyramid = found.choice, found.pyramid
+    out = [choice]
+    for index in range(min(pyramid.pyramid_levels, len(choice.summed))):
+        level = pyramid.levels[index]
+        summed, votes = level.summed(), level.votes()
+        for i, j in zip(*np.nonzero((votes > 0) & (summed >= share * choice.confidence))):
+            if (index, (int(i), int(j))) == (choice.level, choice.cell):
+                continue
+            out.append(
+                replace(
+                    choice,
+                    level=index,
+                    cell=(int(i), int(j)),
+                    votes=int(votes[i, j]),
+                    confidence=float(summed[i, j]),
+                    net_scores=tuple(float(p) for p in level.prob[:, i, j]),
+                    net_votes=tuple(bool(v) for v in level.vote[:, i, j]),
+                    heatmap=summed,
+                )
+            )
+    return out[:1] + sorted(out[1:], key=lambda c: (c.votes, c.confidence), reverse=True)
+
+
+def _same(a: Box, b: Box) -> bool:
+    """Whether two boxes are one instance (:data:`NMS_IOU`, :data:`NMS_INSIDE`)."""
+    iou = float(metrics.box_iou(a, b))
+    return iou > NMS_IOU or evidence.share_inside(a, b) > NMS_INSIDE or evidence.share_inside(b, a) > NMS_INSIDE
+
+
+def instances(found: Found, count: int, function: Callable[[Found], Box]) -> list[tuple[Box, Found]]:
+    """Up to ``count`` boxes of the category (``function`` of each peak, :func:`candidates`), each with the
+    :class:`Found` of its peak (its score: the choice's ``mean_confidence``), best first; a peak whose window or
+    box is one instance with a kept one's (non-maximum suppression) is left out. The first is the selection's."""
+    if count == 1:
+        return [(function(found), found)]
+    kept: list[tuple[Box, Found]] = []
+    for choice in candidates(found):
+        if len(kept) >= count:
+            break
+        peak = found if choice is found.choice else Found(found.pyramid, choice, found.pixels, found.evidence_by_span)
+        if any(_same(peak.window, other.window) for _, other in kept):
+            continue
+        box = function(peak)
+        if not any(_same(box, other) for other, _ in kept):
+            kept.append((box, peak))
+    return kept
 
 
 def rule(name: str) -> Rule:

@@ -88,7 +88,7 @@ def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs
         assert record["box_kind"] == "square"
         assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
     assert list(rows[0])[: len(COLUMNS)] == COLUMNS
-    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight", "fitted") for c in "xywh"] + ["map"]
+    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight", "fitted") for c in "xywh"] + ["map", "instance"]
     assert list(rows[0])[len(COLUMNS) :] == added
     assert all(r["fitted"] is None for r in records.values()) and {r["fitted_x"] for r in rows} == {""}
 
