@@ -473,10 +473,9 @@ def markdown(result: dict[str, Any]) -> str:
 #: the object box's parameters the sweep tries: span, threshold, pad
 SWEEP = {
     "span": (0.0, 1.0, 1.44),
-    "threshold": (0.15, 0.2, 0.3, 0.4),
-    "pad": (0.0, 0.05, 0.1),
-    "gate": (0.0, 0.25, 0.5, 0.75),
-    "seeded": (True, False),
+    "threshold": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "pad": (0.0, 0.1, 0.2, 0.3),
+    "gate": (0.0, 0.25, 0.5, 0.75, 1.0),
 }
 
 
@@ -523,6 +522,9 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, action="append", default=[], help="a photo-set JSON file (photoset)")
     parser.add_argument("--no-skimage", action="store_true", help="leave out scikit-image's annotated photos")
     parser.add_argument("--cache", type=Path, default=None, help="keep each sample's pyramid here (.npz)")
+    parser.add_argument(
+        "--cache-only", action="store_true", help="only run the nets into --cache (no boxes, nothing scored)"
+    )
     parser.add_argument("--only-cached", action="store_true", help="leave out the samples not in --cache yet")
     parser.add_argument("--sweep", action="store_true", help="the object box at every parameter of SWEEP instead")
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
@@ -533,6 +535,10 @@ def main() -> None:
         items = [s for s in items if s.kind != "whole"]
     for path in args.photos:
         items += photoset(path)
+    if args.cache_only:
+        for sample in items:
+            measure(sample, args.cache)
+        return
     if args.only_cached and args.cache is not None:
         items = [s for s in items if (args.cache / key(s)).with_suffix(".json").exists()]
     if args.sweep:

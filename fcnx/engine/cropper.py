@@ -70,10 +70,11 @@ class Cropper:
     (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
-    ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
-    is the tight box (``"tight"``, the default), the paper's kernel window (``"square"``) or the tight box
-    fitted to the image's pixels (``"fitted"``, :mod:`fcnx.method.fitting`; needs OpenCV); the window and
-    the tight box are always given, the fitted box only when it is the one asked for.
+    ``workers`` processes decode images ahead of the nets. ``box``: the rule of :data:`fcnx.method.boxes.RULES` giving each :class:`Box`'s ``x, y, w, h``: the whole object
+    (``"object"``, the default; the pyramid gains the whole-image view), the tight box (``"tight"``), the paper's
+    kernel window (``"square"``) or the tight box fitted to the image's pixels (``"fitted"``; needs OpenCV); the
+    window and the tight box are always given, the fitted box only when it is the one asked for.
+    ``instances``: up to this many boxes per category (:func:`fcnx.method.boxes.instances`).
     """
 
     def __init__(

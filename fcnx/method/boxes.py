@@ -35,14 +35,17 @@ Box = tuple[float, float, float, float]
 #: the whole-image view: the image squashed to ``kernel x kernel`` (one window: the classifiers' native view)
 WHOLE_VIEW = "whole image squashed to the kernel"
 
-#: the object box: the class maps of the levels up to this factor of the first level's scale (and the whole view) ...
+# The object box's parameters were chosen on the tuning photos of docs/crop.md (benchmarks/real_photos.py --sweep):
+#: where the whole-image view is at least this sure of the category as the selected cell (mean probabilities) ...
+OBJECT_GATE = 1.0
+#: ... the class maps of the levels up to this factor of the first level's scale and of the whole view ...
 OBJECT_SPAN = 1.0
-#: ... their region at or above this share of its peak, grown from the peak ...
-OBJECT_THRESHOLD = 0.3
-#: ... and a margin of this share of its sides on each edge
+#: ... give the region at or above this share of their peak in the tight box, grown from it ...
+OBJECT_THRESHOLD = 0.1
+#: ... with a margin of this share of its sides on each edge ...
 OBJECT_PAD = 0.0
-#: the whole-image view must be at least this sure of the category, against the selected cell
-OBJECT_GATE = 0.5
+#: ... stretched to the image's borders along an axis it spans at least this share of
+OBJECT_SNAP = 0.8
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,17 @@ def whole_view_share(found: Found) -> float:
     return float(np.mean(p.levels[-1].prob)) / found.choice.mean_confidence
 
 
+def snap_box(box: Box, snap: float, size: tuple[int, int]) -> Box:
+    """``box`` stretched to the borders of an image of ``size`` along each axis where it spans at least ``snap``
+    of the image (an object that fills most of the frame reaches its edges); unchanged for ``snap`` > 1."""
+    x, y, w, h = box
+    if w >= snap * size[1]:
+        x, w = 0.0, float(size[1])
+    if h >= snap * size[0]:
+        y, h = 0.0, float(size[0])
+    return x, y, w, h
+
+
 def union(a: Box, b: Box) -> Box:
     """The smallest box holding both."""
     x0, y0 = min(a[0], b[0]), min(a[1], b[1])
@@ -164,20 +178,22 @@ def object_box(
     pad: float = OBJECT_PAD,
     gate: float = OBJECT_GATE,
     seeded: bool = True,
+    snap: float = OBJECT_SNAP,
 ) -> Box:
     """The whole object. Where the whole-image view is at least ``gate`` as sure of the category as the selected
     cell (:func:`whole_view_share`: the object is large enough for the classifiers' native view), the region of
     :func:`object_evidence` at or above ``threshold`` of its peak in the tight box (``seeded``; else of its global
     peak) that holds that peak (:func:`grow`), joined with the tight box (:func:`union`); else the tight box.
-    Either grown by ``pad`` of its sides (:func:`pad_box`)."""
+    Either grown by ``pad`` of its sides (:func:`pad_box`), then stretched to the image's borders along each
+    axis where it already spans at least ``snap`` of it (:func:`snap_box`)."""
     p, tight = found.pyramid, found.tight.box
     if whole_view_share(found) < gate:
-        return pad_box(tight, pad, p.size)
+        return snap_box(pad_box(tight, pad, p.size), snap, p.size)
     if span not in found.evidence_by_span:
         found.evidence_by_span[span] = object_evidence(p, span)
     heat = found.evidence_by_span[span]
     if not heat.max() > 0:
-        return pad_box(tight, pad, p.size)
+        return snap_box(pad_box(tight, pad, p.size), snap, p.size)
     fy, fx = heat.shape[0] / p.size[0], heat.shape[1] / p.size[1]
     if seeded:
         x1, y1, x2, y2 = geometry.pixel_box((tight[0] * fx, tight[1] * fy, tight[2] * fx, tight[3] * fy), heat.shape)
@@ -188,7 +204,7 @@ def object_box(
         peak = divmod(int(np.argmax(heat)), heat.shape[1])
     x0, y0, x1, y1 = grow(heat, threshold, peak)
     region = (x0 / fx, y0 / fy, (x1 - x0) / fx, (y1 - y0) / fy)
-    return pad_box(union(region, tight), pad, p.size)
+    return snap_box(pad_box(union(region, tight), pad, p.size), snap, p.size)
 
 
 @dataclass(frozen=True)
@@ -207,25 +223,33 @@ class Rule:
 RULES: dict[str, Rule] = {
     r.name: r
     for r in (
-        Rule("square", _square, "the paper's kernel window of the best cell: the most discriminative part"),
-        Rule("tight", _tight, "where the levels' evidence around that window agrees: the most telling part, tightly"),
+        Rule("square", _square, "the paper's crop: the kernel window of the best cell (its most telling part)"),
+        Rule(
+            "tight",
+            _tight,
+            "a box of any aspect where the levels' evidence around that window agrees (tight on the most "
+            "telling part: small objects, several categories side by side)",
+        ),
         Rule(
             "fitted",
             _fitted,
-            "the tight box snapped to the object's pixels (GrabCut; needs OpenCV): objects on a plain background",
+            "the tight box snapped to the object's pixels by GrabCut (objects that stand out from a plain "
+            "background; needs pip install 'fcnx[fit]')",
             pixels=True,
         ),
         Rule(
             "object",
             object_box,
-            "the whole object: the class maps of the coarse levels and of the whole image, grown from their peak",
+            "the whole object: where the view of the whole image is as sure of the category as the best cell, "
+            "the class maps grown from their peak to the object's extent, else the tight box (ordinary photos, "
+            "training crops)",
             whole_view=True,
         ),
     )
 }
 
 #: the rule ``fcnx crop`` uses unless told otherwise (docs/crop.md: measured on whole real photos)
-DEFAULT = "tight"
+DEFAULT = "object"
 
 
 #: ``--instances``: a further instance's cell must have at least this share of the selected cell's summed probability
