@@ -12,30 +12,37 @@ Photos bundled by scikit-image, scikit-learn and matplotlib (offline), these kin
   chosen (:data:`FRESH`).
 
 Methods, each with the sample's category and without one (label-free), on the default ensemble
-EfficientNet-Lite0/1/2 (offline ImageNet weights) at kernel 224, pyramid step 1.2 up to 3x:
-``square`` (the paper's rule, and the authors' votes-first), ``tight`` (``fcnx crop --box tight``: the
-region of the nets' class maps), ``tight (windows)`` (the tight box of nets without class maps: where the
-windows agree), ``fitted`` (``fcnx crop --box fitted``: the tight box snapped to the object's pixels),
-an ensemble Grad-CAM box (:mod:`fcnx.bench.gradcam`, pytorch-grad-cam: each net at its native size on
-the whole photo, the mean of the three maps, box of the largest region above half the peak), a centred
-box of half the photo's sides, and the whole photo. Reported: mean IoU, share at IoU >= 0.5 and
->= 0.7, and seconds per image (one process, interleaved; fcnx's pyramid is shared by its three
-boxes and timed once). Label-free: fcnx takes the ensemble's top class at its most confident cell,
-Grad-CAM the top class of the nets' mean on the whole photo. A photo can hold several annotated
-objects (the astronaut photo's shuttle and helmet; a pasted object's background keeps its own): the
-label-free boxes are scored against the sample's object and, in a second column, against the object
-their category names when it names another annotated object of the photo.
+EfficientNet-Lite0/1/2 (offline ImageNet weights) at kernel 224, pyramid step 1.2 up to 3x: every box
+rule of ``fcnx crop --box`` (:data:`fcnx.method.boxes.RULES`, the paper's selection), an ensemble Grad-CAM
+box (:mod:`fcnx.bench.gradcam`: each net at its native size on the whole photo, the mean of the three
+maps, box of the largest region above half the peak), a centred box of half the photo's area, and the
+whole photo. Reported per kind of sample and, for whole photos (not pastes), per size band of the object
+(:data:`BANDS`): mean IoU, share at IoU >= 0.5, the share of the true box inside the box (coverage) and
+the share of samples whose box keeps >= 90 % of it, label-free the same, and seconds per image (fcnx's
+rules: the nets' pyramid, plus the whole-image view for the rules that read it, plus the rule's own
+seconds; one process). Label-free: fcnx takes the ensemble's top class at its most confident cell, Grad-CAM
+the top class of the nets' mean on the whole photo; their boxes are scored against the annotated object
+their category names when it names one (a photo can hold several: the astronaut photo's shuttle and
+helmet), else the sample's.
 
-    OMP_NUM_THREADS=1 python benchmarks/real_photos.py --seed 0 --pasted 12 -o build/real_photos.json
-    OMP_NUM_THREADS=1 python benchmarks/real_photos.py --pasted 0 --small 10 --sweep   # what each level costs and buys
+The nets run once per sample: with ``--cache DIR`` their outputs are kept there
+(:mod:`fcnx.bench.pyramids`, one ``.npz`` per sample) so that rules and parameters are tried in numpy.
+
+    OMP_NUM_THREADS=1 python benchmarks/real_photos.py --seed 0 --pasted 12 --fresh --cache build/pyramids -o build/real_photos.json
+    OMP_NUM_THREADS=1 python benchmarks/real_photos.py --photos /work/photoset/tuning.json --pasted 0 --cache build/pyramids --sweep
 
 Needs the ``bench`` extra (scikit-image, grad-cam). The tight box was chosen on synthetic canvases
-and on the pasted photos of seed 1 (docs/crop.md), never on seed 0's.
+and on the pasted photos of seed 1 (docs/crop.md), never on seed 0's; the object box on the tuning
+photos of ``--photos`` (docs/crop.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
+import itertools
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,11 +53,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnx.bench import report
+from fcnx.bench import pyramids, report
 from fcnx.bench.gradcam import GradCamEnsemble
-from fcnx.engine.cropper import Cropper
-from fcnx.method import evidence, fitting, geometry, metrics
-from fcnx.method.selection import level_from_probs, select, top_category, top_class_map
+from fcnx.engine.ensemble import load_ensemble
+from fcnx.engine.fcn import imagenet_classes
+from fcnx.method import boxes, metrics
+from fcnx.method.metrics import KEEPS
 from fcnx.testing.photos import PHOTOS
 
 NETS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
@@ -58,18 +66,15 @@ NETS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 BACKGROUNDS = ("astronaut", "chelsea", "coffee", "stereo_motorcycle", "rocket", "camera", "hubble_deep_field", "grass")
 #: annotated objects that are cut out and pasted (never into their own photo)
 OBJECTS = ("coffee", "astronaut_shuttle", "astronaut_helmet", "rocket", "motorcycle", "camera")
-METHODS = (
-    "square (paper)",
-    "square (votes-first)",
-    "tight (windows)",
-    "tight",
-    "fitted",
-    "Grad-CAM ensemble",
-    "centred box",
-    "whole image",
-)
-#: the methods that share fcnx's one pyramid (timed once; the fitted box adds its own seconds)
-FCNX_METHODS = METHODS[:5]
+#: the trivial boxes beside fcnx's and Grad-CAM's
+BASELINES = ("Grad-CAM ensemble", "centred box", "whole image")
+#: kinds of sample; the first three are whole photos
+KINDS = ("whole", "fresh", "photo", "pasted", "small")
+WHOLE_KINDS = KINDS[:3]
+#: size bands of the object (its true box's share of the image) and their upper bounds
+BANDS = (("< 15 %", 0.15), ("15-50 %", 0.5), ("> 50 %", float("inf")))
+#: a method that is no box rule reads no whole-image view
+WHOLE = boxes.Rule("baseline", boxes.RULES["square"].function, "")
 
 Box = tuple[float, float, float, float]
 
@@ -79,7 +84,7 @@ class Sample:
     """One photo with one object: its pixels, the category to look for, the classes that count, the true box."""
 
     name: str
-    kind: str  # "whole", "pasted", "small" or "fresh"
+    kind: str  # one of KINDS
     pixels: np.ndarray
     category: str
     accept: tuple[str, ...]
@@ -88,11 +93,36 @@ class Sample:
     #: count and box, so a label-free category that names one of them is scored on that object's box
     others: tuple[tuple[tuple[str, ...], Box], ...] = ()
 
+    #: every instance of the category (the largest is ``truth``); a box is scored on the one it overlaps most
+    instances: tuple[Box, ...] = ()
+
     def named(self, category: str) -> Box | None:
         """The box of the annotated object ``category`` names (this one's first), ``None`` if it names none."""
         if category in self.accept:
             return self.truth
         return next((box for accept, box in self.others if category in accept), None)
+
+    def truth_for(self, box: Box, truth: Box | None = None) -> Box:
+        """The true box ``box`` is scored on: ``truth``, else the instance it overlaps most (``truth`` for one instance)."""
+        if truth is not None and truth != self.truth:
+            return truth
+        return max(self.instances or (self.truth,), key=lambda t: float(metrics.box_iou(box, t)))
+
+
+def photoset(path: Path) -> list[Sample]:
+    """The annotated whole photos of a photo-set file: a JSON list of ``{id, file, category, accept, boxes}``
+    (files relative to the list's folder or its ``img/``; boxes ``[x, y, w, h]``, one per instance)."""
+    out = []
+    for entry in json.loads(path.read_text(encoding="utf-8")):
+        file = Path(entry["file"])
+        if not file.is_absolute():
+            file = next((p for p in (path.parent / file, path.parent / "img" / file) if p.exists()), path.parent / file)
+        pixels = np.asarray(Image.open(file).convert("RGB"))
+        found = [_box(b if isinstance(b, (list, tuple)) else (b["x"], b["y"], b["w"], b["h"])) for b in entry["boxes"]]
+        main = max(found, key=lambda b: b[2] * b[3])
+        accept = tuple(entry.get("accept") or (entry["category"],))
+        out.append(Sample(str(entry["id"]), "photo", pixels, entry["category"], accept, main, (), tuple(found)))
+    return out
 
 
 def _photo(loader: str) -> np.ndarray:
@@ -191,200 +221,221 @@ def _pastes(count: int, rng: np.random.Generator, sides: tuple[float, float], ki
     return out
 
 
-class Fcnx:
-    """The ensemble's pyramid of one photo, all classes kept, so every rule and box comes from one pass."""
-
-    def __init__(self, max_scale: float | str) -> None:
-        self.cropper = Cropper.from_nets(NETS, kernel=224, device="cpu", max_scale=max_scale)
-        self.fit_seconds = 0.0  # of the last fitted box
-
-    def scales(self, height: int, width: int) -> list[float]:
-        """The pyramid ``fcnx crop`` runs on a photo of that size (decoded at full size) with these settings."""
-        cropper, kernel = self.cropper, self.cropper.ensemble.kernel
-        if cropper.max_scale == geometry.AUTO:
-            return geometry.auto_scales(height, width, kernel, cropper.step, min(height, width))
-        return geometry.pyramid_scales(height, width, kernel, cropper.step, float(cropper.max_scale))
-
-    def pyramid(
-        self, pixels: np.ndarray
-    ) -> tuple[list[tuple[float, tuple[int, int]]], list[np.ndarray], list, list[float]]:
-        """The levels ``(scale, scaled size)``, their probabilities (nets x classes x h x w), the nets'
-        class maps (:class:`~fcnx.engine.ensemble.NetCells` of the one image) and seconds."""
-        height, width = pixels.shape[:2]
-        kernel = self.cropper.ensemble.kernel
-        tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
-        levels, probs, cells, seconds = [], [], [], []
-        for scale in self.scales(height, width):
-            scaled = geometry.scaled_size(height, width, scale, kernel)
-            levels.append((scale, scaled))
-            start = time.perf_counter()
-            with torch.no_grad():
-                level_probs, level_cells = self.cropper.ensemble.outputs_at(tensor, scaled)
-            probs.append(level_probs[0].numpy())
-            cells.append(level_cells)
-            seconds.append(time.perf_counter() - start)
-        return levels, probs, cells, seconds
-
-    def boxes(
-        self,
-        size: tuple[int, int],
-        levels: list,
-        probs: list[np.ndarray],
-        cells: list,
-        category: int,
-        pixels: np.ndarray | None = None,
-    ) -> dict[str, Box]:
-        """Each fcnx box of ``category``; the fitted box too with the photo's ``pixels`` (its seconds: :attr:`fit_seconds`)."""
-        kernel, stride = self.cropper.ensemble.kernel, self.cropper.ensemble.stride
-        sizes = [s for _, s in levels]
-        label = [level_from_probs(p, category) for p in probs]
-        maps = [
-            [evidence.ClassMap(c.logits[0, category].numpy(), c.size, c.stride, c.origin) for c in level]
-            for level in cells
-        ]
-        out = {}
-        for rule in ("paper", "votes-first"):
-            choice = select(label, rule)
-            window = geometry.cell_to_box(choice.cell, size, sizes[choice.level], kernel, stride)
-            out[f"square ({rule})"] = window
-            if rule == "paper":
-                out["tight (windows)"] = evidence.tight_of(choice, size, sizes, kernel, stride, window).box
-                tight = evidence.tight_of(choice, size, sizes, kernel, stride, window, class_maps=maps)
-                out["tight"] = tight.box
-                if pixels is not None:
-                    start = time.perf_counter()
-                    out["fitted"] = fitting.fit_tight(pixels, size, tight)
-                    self.fit_seconds = time.perf_counter() - start
-        return out
+def key(sample: Sample) -> str:
+    """The file name of a sample's stored pyramid: its name and a digest of its pixels and category."""
+    digest = hashlib.sha1(sample.pixels.tobytes() + sample.category.encode()).hexdigest()[:12]
+    return f"{sample.kind}-{sample.name}-{digest}"
 
 
-def run(items: Sequence[Sample], max_scale: float | str, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every method on every sample, with and without the category; IoUs, hits and seconds."""
-    fcnx = Fcnx(max_scale)
-    gradcam = GradCamEnsemble.from_nets(NETS)
-    classes = fcnx.cropper.classes
+@dataclass
+class Measured:
+    """One sample through the nets once: its stored pyramid and its Grad-CAM boxes (with the category, label-free)."""
+
+    stored: pyramids.Stored
+    gradcam: dict[str, Any]
+
+
+@functools.cache
+def nets() -> tuple[Any, GradCamEnsemble]:
+    """The ensemble (kernel 224, CPU) and its Grad-CAM, loaded once and only when a sample is not in the cache."""
+    return load_ensemble(NETS, kernel=224, device="cpu"), GradCamEnsemble.from_nets(NETS)
+
+
+def measure(sample: Sample, cache: Path | None) -> Measured:
+    """The sample's pyramid (:func:`fcnx.bench.pyramids.compute`) and Grad-CAM boxes, read from ``cache`` when there."""
+    stem = None if cache is None else cache / key(sample)
+    if stem is not None and stem.with_suffix(".npz").exists() and stem.with_suffix(".json").exists():
+        return Measured(pyramids.load(stem.with_suffix(".npz")), json.loads(stem.with_suffix(".json").read_text()))
+    ensemble, gradcam = nets()
+    wanted = [ensemble.classes.index(c) for c in dict.fromkeys((sample.category, *sample.accept))]
+    stored = pyramids.compute(ensemble, sample.pixels, wanted)
+    start = time.perf_counter()
+    with_category = gradcam.box(sample.pixels, wanted[0])
+    seconds = time.perf_counter() - start
+    free = gradcam.top_class(sample.pixels)
+    cam = {"with": list(with_category), "free": list(gradcam.box(sample.pixels, free)), "category": free}
+    cam["seconds"] = seconds
+    if stem is not None:
+        pyramids.save(stored, stem.with_suffix(".npz"))
+        stem.with_suffix(".json").write_text(json.dumps(cam))
+    return Measured(stored, cam)
+
+
+def fcnx_boxes(
+    stored: pyramids.Stored, category: int, pixels: np.ndarray, methods: dict[str, Callable[[boxes.Found], Box]]
+) -> tuple[dict[str, Box], dict[str, float]]:
+    """Each method's box of ``category`` (the paper's selection) and the seconds each took on top of the nets."""
+    found = stored.pyramid(category).select()
+    found.pixels = pixels
+    out, seconds = {}, {}
+    for name, function in methods.items():
+        start = time.perf_counter()
+        out[name] = function(found)
+        seconds[name] = time.perf_counter() - start
+    return out, seconds
+
+
+def coverage(box: Box, truth: Box) -> float:
+    """The share of the true box inside ``box`` (:func:`fcnx.method.metrics.box_coverage`)."""
+    return float(metrics.box_coverage(box, truth))
+
+
+def band(sample: Sample) -> str:
+    """The sample's size band: the true box's share of the image (:data:`BANDS`)."""
+    share = sample.truth[2] * sample.truth[3] / (sample.pixels.shape[0] * sample.pixels.shape[1])
+    return next(name for name, upper in BANDS if share < upper)
+
+
+def run(
+    items: Sequence[Sample],
+    cache: Path | None = None,
+    progress: Callable[[str], None] = print,
+    methods: dict[str, Callable[[boxes.Found], Box]] | None = None,
+) -> dict[str, Any]:
+    """Every method on every sample, with and without the category: boxes, IoUs, coverage, seconds."""
+    methods = methods or {name: r.function for name, r in boxes.RULES.items()}
+    classes = list(imagenet_classes())
     rows = []
     for sample in items:
-        size = sample.pixels.shape[:2]
-        height, width = size
-        wanted = classes.index(sample.category)
-        start = time.perf_counter()
-        levels, probs, cells, _ = fcnx.pyramid(sample.pixels)
-        free = top_category([top_class_map(p) for p in probs])
-        boxes = {"with": fcnx.boxes(size, levels, probs, cells, wanted, sample.pixels)}
-        elapsed = time.perf_counter() - start
-        seconds = {m: elapsed - fcnx.fit_seconds for m in FCNX_METHODS} | {"fitted": elapsed}
-        boxes["free"] = fcnx.boxes(size, levels, probs, cells, free, sample.pixels)
-        start = time.perf_counter()
-        cam_free = gradcam.top_class(sample.pixels)
-        boxes["with"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, wanted)
-        seconds["Grad-CAM ensemble"] = time.perf_counter() - start
-        boxes["free"]["Grad-CAM ensemble"] = gradcam.box(sample.pixels, cam_free)
-        for side in boxes.values():
-            side["centred box"] = (width / 4, height / 4, width / 2, height / 2)
+        height, width = sample.pixels.shape[:2]
+        measured = measure(sample, cache)
+        stored, cam = measured.stored, measured.gradcam
+        wanted, free = classes.index(sample.category), stored.label_free
+        found = {"with": fcnx_boxes(stored, wanted, sample.pixels, methods)}
+        found["free"] = fcnx_boxes(stored, free, sample.pixels, methods)
+        nets_seconds = sum(stored.seconds[:-1])
+        seconds = {
+            m: nets_seconds + (stored.seconds[-1] if boxes.RULES.get(m, WHOLE).whole_view else 0.0) + s
+            for m, s in found["with"][1].items()
+        }
+        seconds |= {"Grad-CAM ensemble": cam["seconds"], "centred box": 0.0, "whole image": 0.0}
+        sides = {side: dict(b) for side, (b, _) in found.items()}
+        sides["with"]["Grad-CAM ensemble"], sides["free"]["Grad-CAM ensemble"] = _box(cam["with"]), _box(cam["free"])
+        for side in sides.values():
+            side["centred box"] = centred(height, width)
             side["whole image"] = (0.0, 0.0, float(width), float(height))
-        seconds |= {"centred box": 0.0, "whole image": 0.0}
-        named = {m: sample.named(classes[free]) for m in FCNX_METHODS} | {
-            "Grad-CAM ensemble": sample.named(classes[cam_free])
+        named = {m: sample.named(classes[free]) for m in methods} | {
+            "Grad-CAM ensemble": sample.named(classes[cam["category"]])
         }
         row = {
             "name": sample.name,
             "kind": sample.kind,
+            "band": band(sample),
             "size": [height, width],
             "truth": list(sample.truth),
+            "truths": [list(t) for t in sample.instances or (sample.truth,)],
             "category": sample.category,
-            "label_free": {"fcnx": classes[free], "Grad-CAM ensemble": classes[cam_free]},
+            "label_free": {"fcnx": classes[free], "Grad-CAM ensemble": classes[cam["category"]]},
             "iou": {
-                side: {m: float(metrics.box_iou(b, sample.truth)) for m, b in side_boxes.items()}
-                for side, side_boxes in boxes.items()
+                side: {m: float(metrics.box_iou(b, sample.truth_for(b))) for m, b in side_boxes.items()}
+                for side, side_boxes in sides.items()
             }
             | {
                 "free, named object": {
-                    m: float(metrics.box_iou(b, named.get(m) or sample.truth)) for m, b in boxes["free"].items()
+                    m: float(metrics.box_iou(b, sample.truth_for(b, named.get(m)))) for m, b in sides["free"].items()
+                }
+            },
+            "coverage": {
+                side: {m: coverage(b, sample.truth_for(b)) for m, b in side_boxes.items()}
+                for side, side_boxes in sides.items()
+            }
+            | {
+                "free, named object": {
+                    m: coverage(b, sample.truth_for(b, named.get(m))) for m, b in sides["free"].items()
                 }
             },
             "label_free_names_an_object": {m: named[m] is not None for m in ("tight", "Grad-CAM ensemble")},
-            "boxes": {side: {m: list(b) for m, b in side_boxes.items()} for side, side_boxes in boxes.items()},
+            "boxes": {side: {m: list(b) for m, b in side_boxes.items()} for side, side_boxes in sides.items()},
             "seconds": seconds,
             "accept": list(sample.accept),
         }
+        if len(sample.instances) > 1:
+            row["instances"] = instance_scores(stored, wanted, sample)
         rows.append(row)
-        progress(f"{sample.name}: " + ", ".join(f"{m} {row['iou']['with'][m]:.2f}" for m in METHODS))
-    return {"nets": NETS, "max_scale": max_scale, "rows": rows, "summary": summary(rows)}
+        progress(f"{sample.name}: " + ", ".join(f"{m} {v:.2f}" for m, v in row["iou"]["with"].items()))
+    return {"nets": NETS, "methods": [*methods, *BASELINES], "rows": rows, "summary": summary(rows)}
 
 
-def sweep(items: Sequence[Sample], progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """What each pyramid level costs and buys: the square and tight boxes (with the category) of the
-    first ``n`` levels of ``--max-scale auto``'s pyramid for every ``n``, their IoU and the seconds of those levels."""
-    fcnx = Fcnx(geometry.AUTO)
-    rows = []
-    for sample in items:
-        levels, probs, cells, seconds = fcnx.pyramid(sample.pixels)
-        wanted = fcnx.cropper.classes.index(sample.category)
-        by_levels = []  # entry n - 1: the first n levels
-        for n in range(1, len(levels) + 1):
-            boxes = fcnx.boxes(sample.pixels.shape[:2], levels[:n], probs[:n], cells[:n], wanted)
-            by_levels.append(
-                {
-                    "square": float(metrics.box_iou(boxes["square (paper)"], sample.truth)),
-                    "tight": float(metrics.box_iou(boxes["tight"], sample.truth)),
-                    "seconds": float(sum(seconds[:n])),
-                }
-            )
-        rows.append({"name": sample.name, "kind": sample.kind, "by_levels": by_levels})
-        progress(f"{sample.name}: {len(levels)} levels, {by_levels[-1]['seconds']:.1f} s")
-    return {"nets": NETS, "rows": rows}
+#: ``--instances`` values measured on photos with several instances
+INSTANCES = (1, 3, 5, 10)
 
 
-def sweep_markdown(result: dict[str, Any], step: float = 1.2) -> str:
-    """Per kind of sample, one row per level count: largest scale, smallest window, seconds per image, mean IoUs."""
-    lines = []
-    for kind in ("whole", "pasted", "small"):
-        rows = [r for r in result["rows"] if r["kind"] == kind]
-        if not rows:
-            continue
-        lines += [
-            f"{kind} ({len(rows)} images):",
-            "",
-            "| levels | max scale | smallest window | s/image | square mean IoU | tight mean IoU | tight IoU>=0.5 |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for n in range(1, min(len(r["by_levels"]) for r in rows) + 1):
-            at = [r["by_levels"][n - 1] for r in rows]
-            tight = np.array([a["tight"] for a in at])
-            lines.append(
-                f"| {n} | {step ** (n - 1):.2f} | {100 / step ** (n - 1):.0f}% | "
-                f"{np.mean([a['seconds'] for a in at]):.2f} | {np.mean([a['square'] for a in at]):.3f} | "
-                f"{tight.mean():.3f} | {100 * np.mean(tight >= 0.5):.0f}% |"
-            )
-        lines.append("")
-    return "\n".join(lines)
+def matched(pred: Sequence[Box], truths: Sequence[Box], iou: float = 0.5) -> int:
+    """How many true boxes a predicted one matches at IoU >= ``iou`` (greedy, each used once, predictions in order)."""
+    free = list(truths)
+    hits = 0
+    for box in pred:
+        scores = [float(metrics.box_iou(box, t)) for t in free]
+        if scores and max(scores) >= iou:
+            free.pop(int(np.argmax(scores)))
+            hits += 1
+    return hits
+
+
+def instance_scores(stored: pyramids.Stored, category: int, sample: Sample) -> dict[str, dict[str, float]]:
+    """Per ``--instances`` value of :data:`INSTANCES` and box rule: recall and precision at IoU 0.5 of the boxes."""
+    found = stored.pyramid(category).select()
+    found.pixels = sample.pixels
+    out: dict[str, dict[str, float]] = {}
+    for name, r in boxes.RULES.items():
+        for count in INSTANCES:
+            pred = [b for b, _ in boxes.instances(found, count, r.function)]
+            hits = matched(pred, sample.instances)
+            out[f"{name} x{count}"] = {"recall": hits / len(sample.instances), "precision": hits / len(pred)}
+    return out
+
+
+def instances_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Mean recall and precision at IoU 0.5 over the samples with several instances, per rule and ``--instances``."""
+    chosen = [r for r in rows if "instances" in r]
+    if not chosen:
+        return ""
+    lines = [
+        f"### several instances ({len(chosen)} photos, {sum(len(r['truths']) for r in chosen)} instances)",
+        "",
+        "| box, --instances | recall at IoU 0.5 | precision at IoU 0.5 |",
+        "|---|---:|---:|",
+    ]
+    for method in chosen[0]["instances"]:
+        recall = np.mean([r["instances"][method]["recall"] for r in chosen])
+        precision = np.mean([r["instances"][method]["precision"] for r in chosen])
+        lines.append(f"| {method} | {100 * recall:.0f}% | {100 * precision:.0f}% |")
+    return "\n".join([*lines, ""])
+
+
+def centred(height: int, width: int) -> Box:
+    """The centred box of half the image's area (sides times 1/sqrt(2))."""
+    w, h = width / np.sqrt(2), height / np.sqrt(2)
+    return (width - w) / 2, (height - h) / 2, w, h
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per subset (all, whole, pasted), side (with category, label-free) and method: mean IoU, shares, seconds."""
+    """Per subset (all, each kind, each size band of the whole photos), side and method: mean IoU, shares, coverage, seconds."""
+    subsets: dict[str, list[dict[str, Any]]] = {"all": list(rows)}
+    for kind in KINDS:
+        subsets[kind] = [r for r in rows if r["kind"] == kind]
+    for name, _ in BANDS:
+        subsets[f"whole photos, object {name}"] = [r for r in rows if r["kind"] in WHOLE_KINDS and r["band"] == name]
     out: dict[str, Any] = {}
-    for subset in ("all", "whole", "pasted", "small", "fresh"):
-        chosen = [r for r in rows if subset == "all" or r["kind"] == subset]
+    for subset, chosen in subsets.items():
         if not chosen:
             continue
         table: dict[str, Any] = {}
         for side in ("with", "free", "free, named object"):
-            for method in METHODS:
+            for method in chosen[0]["iou"][side]:
                 ious = np.array([r["iou"][side][method] for r in chosen])
+                cover = np.array([r["coverage"][side][method] for r in chosen])
                 table.setdefault(side, {})[method] = {
                     "mean_iou": float(ious.mean()),
                     "iou>=0.5": float(np.mean(ious >= 0.5)),
                     "iou>=0.7": float(np.mean(ious >= 0.7)),
+                    "coverage": float(cover.mean()),
+                    "keeps>=90%": float(np.mean(cover >= KEEPS)),
                     "seconds": float(np.mean([r["seconds"][method] for r in chosen])),
                 }
         table["label_free_hits"] = {
             m: float(np.mean([r["label_free"][m] in r["accept"] for r in chosen]))
             for m in ("fcnx", "Grad-CAM ensemble")
-        }
-        table["label_free_names_an_object"] = {
-            m: float(np.mean([r["label_free_names_an_object"][m] for r in chosen]))
-            for m in ("tight", "Grad-CAM ensemble")
         }
         table["images"] = len(chosen)
         out[subset] = table
@@ -398,25 +449,63 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             f"### {subset} ({table['images']} images)",
             "",
-            "| method | mean IoU | IoU>=0.5 | IoU>=0.7 | label-free mean IoU | label-free IoU>=0.5 "
-            "| label-free, on the object named | s/image |",
+            "| method | mean IoU | IoU>=0.5 | keeps object (mean) | keeps >= 90 % | label-free mean IoU "
+            "| label-free keeps >= 90 % | s/image |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for method in METHODS:
-            w, f, n = table["with"][method], table["free"][method], table["free, named object"][method]
+        for method in table["with"]:
+            w, f = table["with"][method], table["free, named object"][method]
             lines.append(
-                f"| {method} | {w['mean_iou']:.3f} | {100 * w['iou>=0.5']:.0f}% | {100 * w['iou>=0.7']:.0f}% | "
-                f"{f['mean_iou']:.3f} | {100 * f['iou>=0.5']:.0f}% | {n['mean_iou']:.3f} | {w['seconds']:.2f} |"
+                f"| {method} | {w['mean_iou']:.3f} | {100 * w['iou>=0.5']:.0f}% | {100 * w['coverage']:.0f}% | "
+                f"{100 * w['keeps>=90%']:.0f}% | {f['mean_iou']:.3f} | {100 * f['keeps>=90%']:.0f}% | {w['seconds']:.2f} |"
             )
-        hits, names = table["label_free_hits"], table["label_free_names_an_object"]
+        hits = table["label_free_hits"]
         lines += [
             "",
             f"Label-free category accepted: fcnx {100 * hits['fcnx']:.0f}%, Grad-CAM ensemble "
-            f"{100 * hits['Grad-CAM ensemble']:.0f}%; naming one of the photo's annotated objects (this one or "
-            f"another still visible): fcnx {100 * names['tight']:.0f}%, Grad-CAM ensemble "
-            f"{100 * names['Grad-CAM ensemble']:.0f}%.",
+            f"{100 * hits['Grad-CAM ensemble']:.0f}% (label-free boxes scored on the annotated object their category "
+            "names, else on the sample's).",
             "",
         ]
+    return "\n".join(lines)
+
+
+#: the object box's parameters the sweep tries: span, threshold, pad
+SWEEP = {
+    "span": (0.0, 1.0, 1.44),
+    "threshold": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "pad": (0.0, 0.1, 0.2, 0.3),
+    "gate": (0.0, 0.25, 0.5, 0.75, 1.0),
+}
+
+
+def sweep_methods() -> dict[str, Callable[[boxes.Found], Box]]:
+    """The object box at every combination of :data:`SWEEP`, named by its parameters."""
+    out: dict[str, Callable[[boxes.Found], Box]] = {}
+    for values in itertools.product(*SWEEP.values()):
+        chosen = dict(zip(SWEEP, values))
+        out["object " + " ".join(f"{k}={v}" for k, v in chosen.items())] = functools.partial(boxes.object_box, **chosen)
+    return out
+
+
+def sweep_markdown(result: dict[str, Any], subsets: Sequence[str]) -> str:
+    """The swept methods ranked by mean IoU plus share keeping >= 90 % over ``subsets`` (one column each)."""
+    summary = result["summary"]
+    subsets = [s for s in subsets if s in summary]
+    methods = list(summary[subsets[0]]["with"])
+
+    def score(m: str) -> float:
+        return float(
+            np.mean([summary[s]["with"][m]["mean_iou"] + summary[s]["with"][m]["keeps>=90%"] for s in subsets])
+        )
+
+    lines = ["| method | " + " | ".join(f"{s}: IoU / keeps" for s in subsets) + " |", "|---" * (len(subsets) + 1) + "|"]
+    for m in sorted(methods, key=score, reverse=True)[:25]:
+        cells = [
+            f"{summary[s]['with'][m]['mean_iou']:.3f} / {100 * summary[s]['with'][m]['keeps>=90%']:.0f}%"
+            for s in subsets
+        ]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -430,20 +519,38 @@ def main() -> None:
     parser.add_argument(
         "--fresh", action="store_true", help="also the whole photos of FRESH (scikit-learn, matplotlib)"
     )
-    parser.add_argument("--max-scale", type=lambda v: v if v == geometry.AUTO else float(v), default=3.0)
-    parser.add_argument("--sweep", action="store_true", help="IoU and seconds per pyramid level count instead")
+    parser.add_argument("--photos", type=Path, action="append", default=[], help="a photo-set JSON file (photoset)")
+    parser.add_argument("--no-skimage", action="store_true", help="leave out scikit-image's annotated photos")
+    parser.add_argument("--cache", type=Path, default=None, help="keep each sample's pyramid here (.npz)")
+    parser.add_argument(
+        "--cache-only", action="store_true", help="only run the nets into --cache (no boxes, nothing scored)"
+    )
+    parser.add_argument("--only-cached", action="store_true", help="leave out the samples not in --cache yet")
+    parser.add_argument("--sweep", action="store_true", help="the object box at every parameter of SWEEP instead")
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     items = samples(args.pasted, args.seed, args.small, args.fresh)
+    if args.no_skimage:
+        items = [s for s in items if s.kind != "whole"]
+    for path in args.photos:
+        items += photoset(path)
+    if args.cache_only:
+        for sample in items:
+            measure(sample, args.cache)
+        return
+    if args.only_cached and args.cache is not None:
+        items = [s for s in items if (args.cache / key(s)).with_suffix(".json").exists()]
     if args.sweep:
-        result = sweep(items)
-        print(sweep_markdown(result))
+        methods = sweep_methods() | {"tight": boxes.RULES["tight"].function}
+        result = run(items, args.cache, progress=lambda _: None, methods=methods)
+        print(sweep_markdown(result, ["all", *(f"whole photos, object {name}" for name, _ in BANDS), "pasted"]))
         report.save_json(result, args.out)
         return
-    result = run(items, args.max_scale)
+    result = run(items, args.cache)
     result["seed"] = args.seed
     print(markdown(result))
+    print(instances_markdown(result["rows"]))
     report.save_json(result, args.out)
 
 

@@ -6,7 +6,8 @@ measures, for each test canvas and its own label:
 
 - localization (MaxBoxAccV2-style, :mod:`fcnx.method.metrics`) of the ensemble, of every subset of its
   nets (single nets, pairs, ...), under both selection rules, with the paper's square window and the
-  tight box (``fcnx crop --box``; the full ensemble also with the fitted box), and of centred and random boxes;
+  tight box (``fcnx crop --box``; the full ensemble also with the fitted box), and of centred and random boxes
+  and the whole image, by IoU and by coverage (the share of the true box inside the box);
 - score maps (``fcnx crop --heatmaps npy``) scored by the standard MaxBoxAccV2 (threshold sweep):
   the found object's map and, for comparison, the evidence of the whole pyramid;
 - the paper's Table IV in miniature: top-1 of each classifier (the nets and a held-out one)
@@ -236,6 +237,11 @@ def localization(
     scores["centred square of the short side"] = metrics.box_accuracy(
         metrics.centred_boxes(sizes, np.repeat(short, 2, axis=1)), truth
     ).as_dict()
+    half = sizes[:, ::-1] / np.sqrt(2)  # (w, h) of half the image's area
+    scores["centred box of half the image's area"] = metrics.box_accuracy(
+        metrics.centred_boxes(sizes, half), truth
+    ).as_dict()
+    scores["whole image"] = metrics.box_accuracy(metrics.centred_boxes(sizes, sizes[:, ::-1]), truth).as_dict()
     scores["random box of the mean object size"] = metrics.box_accuracy(
         metrics.random_boxes(sizes, mean_wh, seed), truth
     ).as_dict()

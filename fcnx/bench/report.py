@@ -70,18 +70,21 @@ def markdown(results: Results, command: str) -> str:
         "",
         "## Localization (each canvas's one object)",
         "",
-        "| method | mean IoU | IoU>=0.3 | IoU>=0.5 | IoU>=0.7 | MaxBoxAccV2 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | mean IoU | IoU>=0.3 | IoU>=0.5 | IoU>=0.7 | MaxBoxAccV2 | keeps object (mean) | keeps >= 90 % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, v in sorted(results.localization.items(), key=lambda kv: -kv[1]["maxboxacc"]):
+        cover = [_pct(v[k]) if k in v else "-" for k in ("coverage", "keeps")]
         lines.append(
             f"| {name} | {v['mean_iou']:.3f} | {_pct(v['acc@0.3'])} | {_pct(v['acc@0.5'])} | "
-            f"{_pct(v['acc@0.7'])} | **{_pct(v['maxboxacc'])}** |"
+            f"{_pct(v['acc@0.7'])} | **{_pct(v['maxboxacc'])}** | {cover[0]} | {cover[1]} |"
         )
     lines += [
         "",
         "MaxBoxAccV2: the mean of the shares at IoU 0.3, 0.5 and 0.7 (Choe et al., 2020), in %. "
-        "'paper': per level the cell of the largest summed probability; 'votes-first': the authors' code.",
+        "'paper': per level the cell of the largest summed probability; 'votes-first': the authors' code. "
+        "Keeps object: the share of the true box inside the box (mean, in %), and the share of canvases whose "
+        "box keeps at least 90 % of it.",
         "'tight': the box `fcnx crop --box tight` gives (docs/crop.md), 'fitted' `--box fitted`'s, else the paper's "
         "square window.",
         *_maps_section(results),

@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import click
 
-from fcnx.method.evidence import BOXES, DEFAULT_BOX
+from fcnx.method.boxes import DEFAULT, RULES
 
 box_option = click.option(
     "--box",
-    default=DEFAULT_BOX,
+    default=DEFAULT,
     show_default=True,
-    type=click.Choice(BOXES),
-    help="tight: a box of any aspect fitted to the nets' class maps over the pyramid (docs/crop.md); "
-    "square: the paper's kernel window (the paper's crop); fitted: the tight box snapped to the object's "
-    "pixels by GrabCut (objects that stand out from their background; needs pip install 'fcnx[fit]'). "
-    "boxes.jsonl/boxes.csv hold the window and the tight box, and the fitted box when asked for.",
+    type=click.Choice(list(RULES)),
+    help="; ".join(f"{r.name}: {r.help}" for r in RULES.values())
+    + " (docs/crop.md). boxes.jsonl/boxes.csv hold the window and the tight box besides the box cropped.",
+)
+
+instances_option = click.option(
+    "--instances",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Up to this many boxes per category, from separate peaks of the evidence (non-maximum suppression), "
+    "best first; each its own record (instance 1, 2, ...) with its score (mean_confidence) and crop.",
 )
 
 maps_option = click.option(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fcnx.cli.boxes import box_option, maps_option
+from fcnx.cli.boxes import box_option, instances_option, maps_option
 from fcnx.cli.common import (
     STEP,
     CategoryType,
@@ -92,6 +92,7 @@ def _box_line(record: dict[str, Any]) -> str:
 )
 @click.option("--early-stop", is_flag=True, help="Stop an image's pyramid at the first level where every net votes.")
 @box_option
+@instances_option
 @click.option(
     "--split",
     default="all",
@@ -143,6 +144,7 @@ def crop_cmd(
     selection: str,
     early_stop: bool,
     box: str,
+    instances: int,
     split: str,
     device: str,
     half: bool,
@@ -202,6 +204,7 @@ def crop_cmd(
         heatmaps=heatmaps,
         heatmaps_npy=heatmaps_npy,
         box=box,
+        instances=instances,
         gallery=gallery,
         fail_fast=fail_fast,
         in_place=in_place,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fcnx.cli.common import PathType, stoppable
+from fcnx.method.boxes import RULES
 
 
 @click.command("export")
@@ -31,10 +32,10 @@ from fcnx.cli.common import PathType, stoppable
 @click.option(
     "--box",
     default=None,
-    type=click.Choice(["square", "tight", "fitted"]),
+    type=click.Choice(list(RULES)),
     help="square: the kernel window (the paper's crop); tight: the tight box where boxes.jsonl has one, "
-    "else the window; fitted: the fitted box where it has one, else the tight box [default: each box as it "
-    "was cropped].",
+    "else the window; another kind: that box where it has one, else the kind before it in this list "
+    "[default: each box as it was cropped].",
 )
 @click.option(
     "--classes",

@@ -34,7 +34,7 @@ from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
 from fcnx.io.processes import worker_init
-from fcnx.method import evidence, fitting, geometry
+from fcnx.method import boxes, fitting, geometry
 from fcnx.method.evidence import ClassMap
 from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
 
@@ -71,10 +71,11 @@ class Cropper:
     (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
-    ``workers`` processes decode images ahead of the nets. ``box``: each :class:`Box`'s ``x, y, w, h``
-    is the tight box (``"tight"``, the default), the paper's kernel window (``"square"``) or the tight box
-    fitted to the image's pixels (``"fitted"``, :mod:`fcnx.method.fitting`; needs OpenCV); the window and
-    the tight box are always given, the fitted box only when it is the one asked for.
+    ``workers`` processes decode images ahead of the nets. ``box``: the rule of :data:`fcnx.method.boxes.RULES` giving each :class:`Box`'s ``x, y, w, h``: the whole object
+    (``"object"``, the default; the pyramid gains the whole-image view), the tight box (``"tight"``), the paper's
+    kernel window (``"square"``) or the tight box fitted to the image's pixels (``"fitted"``; needs OpenCV); the
+    window and the tight box are always given, the fitted box only when it is the one asked for.
+    ``instances``: up to this many boxes per category (:func:`fcnx.method.boxes.instances`).
     """
 
     def __init__(
@@ -90,10 +91,11 @@ class Cropper:
         workers: int = 0,
         keep_heatmaps: bool = False,
         max_level_pixels: int = MAX_LEVEL_PIXELS,
-        box: str = evidence.DEFAULT_BOX,
+        box: str = boxes.DEFAULT,
+        instances: int = 1,
     ) -> None:
-        if box not in evidence.BOXES:
-            raise UsageError(f"unknown box {box!r}; use one of {', '.join(evidence.BOXES)}")
+        if box not in boxes.RULES:
+            raise UsageError(f"unknown box {box!r}; use one of {', '.join(boxes.RULES)}")
         if box == "fitted":
             fitting.opencv()  # missing OpenCV is one line now, not an error per image
         if selection not in RULES:
@@ -102,6 +104,8 @@ class Cropper:
             geometry.pyramid_levels(step, geometry.largest_scale(max_scale))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if instances < 1:
+            raise UsageError(f"the number of instances must be >= 1, got {instances}")
         if batch_size is None:
             batch_size = 1 if ensemble.device.type == "cpu" else 8
         if batch_size < 1 or workers < 0:
@@ -112,6 +116,8 @@ class Cropper:
         self.batch_size, self.workers = batch_size, workers
         self.keep_heatmaps = keep_heatmaps
         self.box = box
+        self.rule = boxes.RULES[box]
+        self.instances = instances
         self.max_level_pixels = max_level_pixels
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
@@ -416,7 +422,27 @@ class Cropper:
                     selectors[b][0].add(seen[b][0][-1])
         if ensemble.precision != "fp32" and not early and self.recheck:
             selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
-        return [self._result(p, s, m) for p, s, m in zip(batch, selectors, class_maps)]
+        views = self._whole_views(batch, pixels) if self.rule.whole_view else [None] * len(batch)
+        return [self._result(*args) for args in zip(batch, selectors, seen, class_maps, views)]
+
+    def _whole_views(self, batch: list[_Prepared], pixels: torch.Tensor) -> list[list[tuple[Level, list[ClassMap]]]]:
+        """Per image and category, the whole-image view (:data:`fcnx.method.boxes.WHOLE_VIEW`): its level and class maps."""
+        kernel = self.ensemble.kernel
+        probs, net_cells = self.ensemble.outputs_at(pixels, (kernel, kernel))
+        cells = [c for c in net_cells if c is not None]
+        out = []
+        for b, prepared in enumerate(batch):
+            top = probs[b].argmax(dim=1)
+            out.append(
+                [
+                    (
+                        Level(probs[b, :, c].cpu().numpy(), (top == c).cpu().numpy()),
+                        [_class_map(x, x.logits[b, c].cpu().numpy()) for x in cells],
+                    )
+                    for c in prepared.categories or []
+                ]
+            )
+        return out
 
     def _recheck(self, prepared: _Prepared, pixels: torch.Tensor, seen: list[list[Level]]) -> list[Selector]:
         """Selection again after the ``recheck`` best levels per category are recomputed in fp32."""
@@ -433,52 +459,81 @@ class Cropper:
         return selectors
 
     def _result(
-        self, prepared: _Prepared, selectors: list[Selector], class_maps: list[list[list[ClassMap]]]
+        self,
+        prepared: _Prepared,
+        selectors: list[Selector],
+        seen: list[list[Level]],
+        class_maps: list[list[list[ClassMap]]],
+        views: list[tuple[Level, list[ClassMap]]] | None,
     ) -> CropResult:
-        names = self.ensemble.names
-        boxes = []
-        for category, selector, maps in zip(prepared.categories or [], selectors, class_maps):
-            choice = selector.result()
-            scale, scaled = prepared.levels[choice.level]
-            window = self.box_of(choice, prepared.size, prepared.levels)
-            sizes = [scaled for _, scaled in prepared.levels]
-            fit = evidence.tight_of(
-                choice, prepared.size, sizes, self.ensemble.kernel, self.ensemble.stride, window, class_maps=maps
-            )
-            fitted = None
-            if self.box == "fitted":
-                fitted = fitting.fit_tight(prepared.pixels.permute(1, 2, 0).cpu().numpy(), prepared.size, fit)
-            x, y, w, h = {"square": window, "tight": fit.box, "fitted": fitted or fit.box}[self.box]
-            boxes.append(
-                Box(
-                    category=self.classes[category],
-                    category_index=category,
-                    found=choice.found,
-                    votes=choice.votes,
-                    nets=choice.nets,
-                    confidence=choice.confidence,
-                    scale=scale,
-                    level=choice.level,
-                    cell=choice.cell,
-                    scaled_size=scaled,
-                    x=x,
-                    y=y,
-                    w=w,
-                    h=h,
-                    net_scores=dict(zip(names, choice.net_scores)),
-                    net_votes=dict(zip(names, choice.net_votes)),
-                    levels_examined=choice.levels_examined,
-                    stopped_early=choice.stopped_early,
-                    heatmap=choice.heatmap if self.keep_heatmaps else None,
-                    kind=self.box,
-                    window=window,
-                    tight=fit.box,
-                    fitted=fitted,
-                    evidence=fit.object_map() if self.keep_heatmaps else None,
-                )
-            )
+        found_boxes = []
+        for k, (category, selector, maps) in enumerate(zip(prepared.categories or [], selectors, class_maps)):
+            first = self._found(prepared, selector.result(), seen[k], maps, None if views is None else views[k])
+            for instance, (found_box, found) in enumerate(boxes.instances(first, self.instances, self.rule.function)):
+                found_boxes.append(self._box(category, found, found_box, instance + 1, prepared.levels))
         scales = tuple(s for s, _ in prepared.levels)
-        return CropResult(prepared.item, prepared.size, scales, tuple(boxes), prepared.source)
+        return CropResult(prepared.item, prepared.size, scales, tuple(found_boxes), prepared.source)
+
+    def _box(
+        self,
+        category: int,
+        found: boxes.Found,
+        found_box: boxes.Box,
+        instance: int,
+        levels: Sequence[tuple[float, tuple[int, int]]],
+    ) -> Box:
+        """The :class:`Box` of one instance of ``category``: ``found_box``, from the peak ``found.choice``."""
+        names, choice = self.ensemble.names, found.choice
+        scale, scaled = levels[choice.level]
+        x, y, w, h = found_box
+        window, fit = found.window, found.tight
+        fitted = found_box if self.box == "fitted" else None
+        return Box(
+            category=self.classes[category],
+            category_index=category,
+            found=choice.found,
+            votes=choice.votes,
+            nets=choice.nets,
+            confidence=choice.confidence,
+            scale=scale,
+            level=choice.level,
+            cell=choice.cell,
+            scaled_size=scaled,
+            x=x,
+            y=y,
+            w=w,
+            h=h,
+            net_scores=dict(zip(names, choice.net_scores)),
+            net_votes=dict(zip(names, choice.net_votes)),
+            levels_examined=choice.levels_examined,
+            stopped_early=choice.stopped_early,
+            heatmap=choice.heatmap if self.keep_heatmaps else None,
+            kind=self.box,
+            window=window,
+            tight=fit.box,
+            fitted=fitted,
+            evidence=fit.object_map() if self.keep_heatmaps else None,
+            instance=instance,
+        )
+
+    def _found(
+        self,
+        prepared: _Prepared,
+        choice: Choice,
+        levels: list[Level],
+        maps: list[list[ClassMap]],
+        view: tuple[Level, list[ClassMap]] | None,
+    ) -> boxes.Found:
+        """The :class:`~fcnx.method.boxes.Found` of one category: the levels seen, the whole-image view if any,
+        the image's pixels if the box rule needs them."""
+        sizes = [scaled for _, scaled in prepared.levels[: len(levels)]]
+        if view is not None:
+            levels, maps, sizes = [*levels, view[0]], [*maps, view[1]], [*sizes, (self.ensemble.kernel,) * 2]
+        pyramid = boxes.Pyramid(
+            prepared.size, self.ensemble.kernel, self.ensemble.stride, sizes, levels, maps, view is not None
+        )
+        pixels = prepared.pixels.permute(1, 2, 0).cpu().numpy() if self.rule.pixels else None
+        return boxes.Found(pyramid, choice, pixels)
 
 
 def _class_map(cells: NetCells, values: np.ndarray) -> ClassMap:

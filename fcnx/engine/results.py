@@ -26,7 +26,9 @@ class Box:
     ``"fitted"``, the tight box ``fitted`` to the image's pixels (:mod:`fcnx.method.fitting`); the window
     and the tight box are always given, the fitted box only with that kind (else ``None``). ``evidence``
     is the found object's score map in [0, 1] (:meth:`fcnx.method.evidence.Tight.object_map`, at most
-    :data:`~fcnx.method.evidence.MAX_SIDE` a side; only with heatmaps).
+    :data:`~fcnx.method.evidence.MAX_SIDE` a side; only with heatmaps). ``instance``: the box's rank among its
+    category's boxes (1: the selection's; further ones with ``instances`` > 1, :func:`fcnx.method.boxes.instances`),
+    whose score is its ``mean_confidence``.
     """
 
     category: str
@@ -53,6 +55,7 @@ class Box:
     tight: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     fitted: tuple[float, float, float, float] | None = None
     evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
+    instance: int = 1
 
     @property
     def mean_confidence(self) -> float:
@@ -104,6 +107,7 @@ class Box:
             "window": list(self.window),
             "tight": list(self.tight),
             "fitted": None if self.fitted is None else list(self.fitted),
+            "instance": self.instance,
         }
 
 

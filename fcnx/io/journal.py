@@ -216,10 +216,11 @@ class CropJournal:
         """Each output file (relative to OUTDIR) the records name, and the source path of its record."""
         return {r[key]: r["path"] for r in self.records for key in ("crop", "heatmap", "map") if r.get(key)}
 
-    def done(self, item: ImageItem, boxes: int, wanted: Callable[[Record], bool]) -> bool:
-        """Whether ``item`` has ``boxes`` records of its unchanged source file, each with what ``wanted`` checks."""
+    def done(self, item: ImageItem, boxes: int | range, wanted: Callable[[Record], bool]) -> bool:
+        """Whether ``item`` has ``boxes`` records (a number, or a range of them) of its unchanged source file, each
+        with what ``wanted`` checks."""
         group = self.groups.get(str(item.path))
-        if not group or len(group) != boxes:
+        if not group or len(group) not in (range(boxes, boxes + 1) if isinstance(boxes, int) else boxes):
             return False
         try:
             stat = item.path.stat()

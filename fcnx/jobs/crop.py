@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import Terminated, UsageError
 from fcnx.io.images import ImageItem
-from fcnx.method.evidence import DEFAULT_BOX
+from fcnx.method import boxes
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -64,7 +64,8 @@ class CropOptions:
     dry_run: bool = False
     heatmaps: bool = False
     heatmaps_npy: bool = False
-    box: str = DEFAULT_BOX
+    box: str = boxes.DEFAULT
+    instances: int = 1
     gallery: bool = False
     fail_fast: bool = False
     in_place: bool = False
@@ -244,6 +245,7 @@ class CropJob:
             workers=workers,
             keep_heatmaps=o.heatmaps or o.heatmaps_npy,
             box=o.box,
+            instances=o.instances,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -265,6 +267,8 @@ class CropJob:
             settings["kernels"] = [f.kernel for f in self.ensemble.fcns]
         if o.box != "square":  # absent for the paper's box, so OUTDIRs made before --box still resume
             settings["box"] = o.box
+        if o.instances != 1:  # absent for one box per category, so earlier OUTDIRs still resume
+            settings["instances"] = o.instances
         if o.in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
             settings["in_place"] = True
         return settings
@@ -288,13 +292,14 @@ class CropJob:
         from fcnx.jobs.outputs import CropOutputs
 
         o = self.options
+        categories = len(self.cropper.categories or [None])
         self.outputs = CropOutputs(
             self.out,
             self.settings(),
             net_names=self.ensemble.names,
             kernel=self.ensemble.kernel,
             stride=self.ensemble.stride,
-            expected_boxes=len(self.cropper.categories or [None]),
+            expected_boxes=range(categories, categories * o.instances + 1),
             crops=not o.dry_run,
             heatmaps=o.heatmaps,
             maps=o.heatmaps_npy,
@@ -358,6 +363,7 @@ class CropJob:
                 "batch_size": o.batch_size,
                 "keep_heatmaps": o.heatmaps or o.heatmaps_npy,
                 "box": o.box,
+                "instances": o.instances,
             },
         )
         self._ray_stats = RayStats()

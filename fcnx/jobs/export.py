@@ -33,11 +33,12 @@ from fcnx.io.images import open_upright, output_base
 from fcnx.io.journal import read_journal
 from fcnx.jobs.evaluation import number_field
 from fcnx.method import geometry
+from fcnx.method.boxes import RULES
 from fcnx.method.geometry import XYWH
 
 JOURNAL = "boxes.jsonl"
 SUSPECTS = "suspects.json"
-BOXES = ("square", "tight", "fitted")
+BOXES = tuple(RULES)
 #: crop-record facts carried into the export as box attributes
 ATTRIBUTES = ("found", "votes", "nets", "confidence")
 
@@ -111,13 +112,14 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
     result = Collected([], [], path)
     if journal.cut:
         result.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
-    grouped: dict[str, dict[str | None, tuple[int, dict[str, Any]]]] = {}
+    grouped: dict[str, dict[tuple[str | None, Any], tuple[int, dict[str, Any]]]] = {}
     for number, record in journal.lines:
         if record is None or not isinstance(record.get("path"), str):
             raise UsageError(f"line {number}: not a box record (no JSON object with a path)", path)
         if not isinstance(record.get("category"), (str, type(None))):
             raise UsageError(f"line {number}: not a box record (its category is no name)", path)
-        grouped.setdefault(record["path"], {})[record.get("category")] = (number, record)
+        key = (record.get("category"), record.get("instance", 1))  # a line again (a resumed run): the last counts
+        grouped.setdefault(record["path"], {})[key] = (number, record)
     order: dict[str, int] = {}
     fallbacks: dict[str, int] = {}  # the kind exported where a record lacks the one asked for -> how often
     for image_path, records in grouped.items():
@@ -155,10 +157,10 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
         ]
         label = first.get("label") if isinstance(first.get("label"), str) else None
         result.images.append(writers.ExportImage(Path(image_path), PurePosixPath(file), *size, detections, label=label))
-    why = {"tight": "made before fcnx crop --box tight?", "fitted": "not cropped with --box fitted?"}
+    why = {"tight": "made before fcnx crop --box tight?"}
     for kind, count in fallbacks.items():
         result.warnings.append(
-            f"{path}: {count} box(es) have no {box} box ({why[str(box)]}): exported their "
+            f"{path}: {count} box(es) have no {box} box ({why.get(str(box), f'not cropped with --box {box}?')}): exported their "
             + ("square window" if kind == "square" else f"{kind} box")
         )
     result.categories = sorted(order, key=lambda name: (order[name], name))

@@ -16,12 +16,12 @@ if TYPE_CHECKING:
 #: the boxes a record gives besides ``x, y, w, h`` (the fitted one only with ``--box fitted``)
 KINDS = ("window", "tight", "fitted")
 #: the columns ``boxes.csv`` gains after the per-net ones: which box ``x, y, w, h`` is, each kind, the map
-BOX_COLUMNS = ["box_kind"] + [f"{kind}_{c}" for kind in KINDS for c in "xywh"] + ["map"]
+BOX_COLUMNS = ["box_kind"] + [f"{kind}_{c}" for kind in KINDS for c in "xywh"] + ["map", "instance"]
 
 
 def box_columns(record: dict[str, Any]) -> dict[str, Any]:
     """A record's values of :data:`BOX_COLUMNS` (empty where a record has no such box: runs before ``--box``)."""
-    row = {k: record.get(k) for k in ("box_kind", "map")}
+    row = {k: record.get(k) for k in ("box_kind", "map", "instance")}
     row.update({f"{k}_{c}": v for k in KINDS for c, v in zip("xywh", record.get(k) or ())})
     return row
 

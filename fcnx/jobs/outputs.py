@@ -98,7 +98,7 @@ class CropOutputs:
         net_names: Sequence[str],
         kernel: int,
         stride: int,
-        expected_boxes: int,
+        expected_boxes: int | range,
         crops: bool = True,
         heatmaps: bool = False,
         gallery: bool = False,

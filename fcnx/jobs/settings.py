@@ -80,7 +80,7 @@ class SettingsFile:
 
 
 #: what an absent setting stands for (left out of the file so that OUTDIRs of earlier versions still resume)
-ABSENT = {"box": "square", "in_place": False}
+ABSENT = {"box": "square", "in_place": False, "instances": 1}
 
 
 def _shown(settings: dict[str, Any], key: str, most: int = 60) -> str:

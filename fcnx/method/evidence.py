@@ -58,11 +58,6 @@ INSIDE = 0.9
 #: (the default pyramid's whole span; with ``--max-scale auto``, the finest levels see parts of a large object)
 MAP_SPAN = 3.0
 
-#: the boxes ``fcnx crop --box`` offers: the paper's kernel window, the tight box of :func:`tight`, or the
-#: tight box fitted to the image's pixels (:mod:`fcnx.method.fitting`)
-BOXES = ("square", "tight", "fitted")
-#: the box cropped unless told otherwise (docs/crop.md: it fits real photos and the benchmark better)
-DEFAULT_BOX = "tight"
 #: the long side (pixels) the evidence of a larger image is computed at; boxes are scaled back
 MAX_SIDE = 512
 

@@ -33,6 +33,20 @@ def box_iou(pred: np.typing.ArrayLike, truth: np.typing.ArrayLike) -> np.ndarray
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+#: a crop "keeps the object" when at least this share of the true box lies inside it
+KEEPS = 0.9
+
+
+def box_coverage(pred: np.typing.ArrayLike, truth: np.typing.ArrayLike) -> np.ndarray:
+    """Element-wise share of each true box's area inside the predicted box (``N x 4`` or ``4``; 0 for a true box of no area)."""
+    a = np.asarray(pred, dtype=np.float64)
+    b = np.asarray(truth, dtype=np.float64)
+    iw = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    area = b[..., 2] * b[..., 3]
+    return np.divide(iw * ih, area, out=np.zeros_like(area), where=area > 0)
+
+
 def mean_over_thresholds(at: dict[float, float]) -> float:
     """MaxBoxAccV2's averaging: the mean of the accuracies at IoU 0.3, 0.5 and 0.7."""
     return float(np.mean([at[t] for t in IOU_THRESHOLDS]))
@@ -45,6 +59,8 @@ class BoxAccuracy:
     mean_iou: float
     at: dict[float, float]  # IoU threshold -> share of boxes with IoU >= threshold
     count: int
+    coverage: float | None = None  # mean share of the true box inside the predicted one
+    keeps: float | None = None  # share of predicted boxes holding >= KEEPS of their true box
 
     @property
     def maxboxacc(self) -> float:
@@ -52,24 +68,35 @@ class BoxAccuracy:
         return mean_over_thresholds(self.at)
 
     def as_dict(self) -> dict[str, float]:
-        """Flat ``name -> value`` for reports: ``mean_iou``, ``acc@0.3`` ... ``maxboxacc``, ``count``."""
-        return {
+        """Flat ``name -> value`` for reports: ``mean_iou``, ``acc@0.3`` ... ``maxboxacc``, ``count``, and where
+        measured ``coverage`` and ``keeps`` (the share keeping >= :data:`KEEPS` of the object)."""
+        out = {
             "mean_iou": self.mean_iou,
             **{f"acc@{t}": v for t, v in self.at.items()},
             "maxboxacc": self.maxboxacc,
             "count": self.count,
         }
+        if self.coverage is not None and self.keeps is not None:
+            out |= {"coverage": self.coverage, "keeps": self.keeps}
+        return out
 
 
 def box_accuracy(
     pred: np.typing.ArrayLike, truth: np.typing.ArrayLike, thresholds: Sequence[float] = IOU_THRESHOLDS
 ) -> BoxAccuracy:
-    """Mean IoU and the share of predicted boxes reaching each IoU threshold (one prediction per true box)."""
-    ious = box_iou(np.reshape(pred, (-1, 4)), np.reshape(truth, (-1, 4)))
+    """Mean IoU, the share of predicted boxes reaching each IoU threshold, the mean coverage of the true boxes
+    (:func:`box_coverage`) and the share keeping >= :data:`KEEPS` of them (one prediction per true box)."""
+    pred, truth = np.reshape(pred, (-1, 4)), np.reshape(truth, (-1, 4))
+    ious = box_iou(pred, truth)
     if ious.size == 0:
         raise ValueError("no boxes to score")
+    cover = box_coverage(pred, truth)
     return BoxAccuracy(
-        mean_iou=float(ious.mean()), at={float(t): float(np.mean(ious >= t)) for t in thresholds}, count=int(ious.size)
+        mean_iou=float(ious.mean()),
+        at={float(t): float(np.mean(ious >= t)) for t in thresholds},
+        count=int(ious.size),
+        coverage=float(cover.mean()),
+        keeps=float(np.mean(cover >= KEEPS)),
     )
 
 

@@ -72,7 +72,8 @@ def xywh(record: dict) -> list[float]:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tight")
     return {"tight_out": tmp / "tight"} | {
-        box: crop(tmp / box, "--box", box, *(["--heatmaps-npy"] if box == "tight" else [])) for box in evidence.BOXES
+        box: crop(tmp / box, "--box", box, *(["--heatmaps-npy"] if box == "tight" else []))
+        for box in ("square", "tight", "fitted")
     }
 
 
@@ -87,7 +88,7 @@ def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs
         assert record["box_kind"] == "square"
         assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
     assert list(rows[0])[: len(COLUMNS)] == COLUMNS
-    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight", "fitted") for c in "xywh"] + ["map"]
+    added = ["box_kind"] + [f"{k}_{c}" for k in ("window", "tight", "fitted") for c in "xywh"] + ["map", "instance"]
     assert list(rows[0])[len(COLUMNS) :] == added
     assert all(r["fitted"] is None for r in records.values()) and {r["fitted_x"] for r in rows} == {""}
 
@@ -146,16 +147,16 @@ def test_fitted_crops_are_cut_to_the_fitted_box_and_resume_only_as_fitted(tmp_pa
             x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in (record["x1"], record["y1"], record["x2"], record["y2"]))
             assert image.size == (x1 - x0, y1 - y0)
     result = CliRunner().invoke(cli, argv[:-2])
-    assert result.exit_code != 0 and "(box: 'fitted' there, 'tight' now)" in result.output
+    assert result.exit_code != 0 and "(box: 'fitted' there, 'object' now)" in result.output
 
 
 def test_an_outdir_of_square_boxes_refuses_tight_ones(runs, tmp_path):
-    """Square OUTDIRs (of earlier versions too: no box in the settings) refuse the default, now tight."""
+    """Square OUTDIRs (of earlier versions too: no box in the settings) refuse the default, now object."""
     out = tmp_path / "o"
     crop(out, "--box", "square")
     argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--dry-run", "-q"]
     result = CliRunner().invoke(cli, argv)
-    assert result.exit_code != 0 and "(box: 'square' (unset) there, 'tight' now)" in result.output
+    assert result.exit_code != 0 and "(box: 'square' (unset) there, 'object' now)" in result.output
     assert CliRunner().invoke(cli, [*argv, "--box", "square"]).exit_code == 0  # the same box resumes
 
 

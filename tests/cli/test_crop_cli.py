@@ -440,3 +440,30 @@ def test_profile_prints_the_share_of_time_in_forward_passes(tmp_path, weights):
     assert forward <= wall + 0.05 and 0 < share <= 100  # rounded to 0.1 s: the share is the exact ratio
     (stages,) = [line for line in result.stderr.splitlines() if line.startswith("crop: stages ")]
     assert re.fullmatch(r"crop: stages nets [\d.]+ s, write [\d.]+ s, finish [\d.]+ s", stages)
+
+
+def test_instances_give_one_record_crop_and_export_box_per_instance(tmp_path, weights):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = np.full((120, 240, 3), 128, np.uint8)
+    image[20:60, 20:60] = image[60:100, 170:210] = (230, 20, 20)  # two red squares far apart
+    Image.fromarray(image).save(photos / "two.png")
+    out = tmp_path / "out"
+    result = crop(weights, "--category", "red", "--instances", "3", "--box", "tight", photos, "-o", out)
+    assert result.exit_code == 0, result.output
+    records = journal(out)
+    assert [r["instance"] for r in records] == [1, 2]  # the third peak is one of these two
+    assert [r["crop"] for r in records] == ["two.red.png", "two.red-2.png"]
+    boxes = sorted((r["x"], r["y"], r["w"], r["h"]) for r in records)
+    # each box lies on its own square (the colour nets find it to a cell of 8 pixels)
+    assert 10 <= boxes[0][0] <= 30 and boxes[0][0] + boxes[0][2] <= 80 and boxes[0][1] + boxes[0][3] <= 80
+    assert 150 <= boxes[1][0] <= 180 and boxes[1][1] >= 40
+    assert all(r["mean_confidence"] > 0.5 for r in records)
+    with open(out / "boxes.csv", newline="") as f:
+        assert [row["instance"] for row in csv.DictReader(f)] == ["1", "2"]
+    again = crop(weights, "--category", "red", "--instances", "3", "--box", "tight", photos, "-o", out)
+    assert again.exit_code == 0 and len(journal(out)) == 2  # resumed: both boxes were done
+    exported = CliRunner().invoke(cli, ["export", str(out), "--format", "coco", "-o", str(tmp_path / "coco")])
+    assert exported.exit_code == 0, exported.output
+    coco = json.loads((tmp_path / "coco" / "labels.json").read_text())
+    assert len(coco["annotations"]) == 2

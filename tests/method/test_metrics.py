@@ -61,6 +61,9 @@ def test_box_accuracy_hand_computed():
     assert acc.at == {0.3: 0.75, 0.5: 0.75, 0.7: 0.25}
     assert acc.maxboxacc == pytest.approx((0.75 + 0.75 + 0.25) / 3)
     assert acc.as_dict()["acc@0.7"] == 0.25
+    # coverage: 1, 25 / 100, 50 / 100, 64 / 100; only the first keeps >= 90 % of the true box
+    assert acc.coverage == pytest.approx((1 + 0.25 + 0.5 + 0.64) / 4) and acc.keeps == 0.25
+    assert acc.as_dict()["keeps"] == 0.25
 
 
 def test_centred_boxes():
