@@ -9,6 +9,15 @@ import pytest
 from fcnx.backbones import plugins, registry
 
 
+@pytest.fixture(autouse=True)
+def one_process_on_torch(monkeypatch):
+    """The CLI on torch in one process, as before ``--backend auto`` and ``--jobs auto``: tests of other things
+    neither export every random net to ONNX nor start worker processes. Tests of those defaults call
+    ``monkeypatch.delenv("FCNX_BACKEND")`` / ``delenv("FCNX_JOBS")`` (tests/jobs/test_workers.py)."""
+    monkeypatch.setenv("FCNX_BACKEND", "torch")
+    monkeypatch.setenv("FCNX_JOBS", "1")
+
+
 @pytest.fixture
 def clean_registry():
     """Yield the plugin manager; afterwards unregister plugins the test added and forget broken ones."""
