@@ -93,7 +93,7 @@ def test_auto_backend_gives_torchs_boxes_on_the_photos_at_food101_size(cropper):
     for photo in PHOTOS.values():
         image = Image.fromarray(photo.load())
         image.thumbnail((512, 512), Image.Resampling.BICUBIC)
-        pixels = np.asarray(image)
+        pixels = np.array(image)
         (want,) = cropper.crop_image(pixels, [photo.category]).boxes
         (got,) = auto.crop_image(pixels, [photo.category]).boxes
         assert (got.level, got.cell, got.votes, got.window, got.tight) == (
