@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -104,8 +105,9 @@ def pyramid_flops(paths: list[Path]) -> float:
     return total
 
 
-def run(folder: Path, out: Path, flags: list[str], env: dict[str, str]) -> dict:
-    """One ``fcnx crop`` process: wall time, steady images/s, the records."""
+def run(folder: Path, out: Path, flags: list[str], env: dict[str, str], stop_after: int = 0) -> dict:
+    """One ``fcnx crop`` process: wall time, steady images/s, the records; stopped (``SIGINT``, as Ctrl-C:
+    the images done are written) once ``stop_after`` images are journaled, if given."""
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "fcnx", "crop", "-q", "--dry-run", *flags, str(folder), "-o", str(out)]
     start = time.perf_counter()
@@ -114,9 +116,13 @@ def run(folder: Path, out: Path, flags: list[str], env: dict[str, str]) -> dict:
     while process.poll() is None:
         lines = journal.read_bytes().count(b"\n") if journal.exists() else 0
         stamps += [time.perf_counter()] * (lines - len(stamps))
+        if stop_after and lines >= stop_after:
+            process.send_signal(signal.SIGINT)
+            process.wait()
+            break
         time.sleep(0.05)
     wall = time.perf_counter() - start
-    if process.returncode != 0:
+    if process.returncode not in (0, 128 + signal.SIGINT) or (process.returncode and not stop_after):
         raise SystemExit(f"{' '.join(flags)} failed: {process.stderr.read()[-2000:]}")
     records = [json.loads(line) for line in journal.read_text().splitlines()]
     stamps += [time.perf_counter()] * (len(records) - len(stamps))
@@ -127,11 +133,19 @@ def run(folder: Path, out: Path, flags: list[str], env: dict[str, str]) -> dict:
     return {"wall": wall, "steady": steady, "records": records, "header": header}
 
 
-def boxes(records: list[dict]) -> list[tuple]:
-    return sorted(
-        (r["path"], r["category"], r["level"], tuple(r["cell"]), r["votes"], r["x"], r["y"], r["w"], r["h"])
+def boxes(records: list[dict]) -> dict[str, tuple]:
+    """Per image, its box: category, level, cell, votes, x, y, w, h."""
+    return {
+        r["path"]: (r["category"], r["level"], tuple(r["cell"]), r["votes"], r["x"], r["y"], r["w"], r["h"])
         for r in records
-    )
+    }
+
+
+def agree(records: list[dict], reference: dict[str, tuple]) -> str:
+    """``same/common``: images with the reference's box, of those both cropped."""
+    mine = boxes(records)
+    common = sorted(set(mine) & set(reference))
+    return f"{sum(mine[p] == reference[p] for p in common)}/{len(common)}"
 
 
 def uptime() -> str:
@@ -142,6 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=18)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stop-after", type=int, default=0, help="stop each run after N images (a busy machine)")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="P for the scaling runs")
     parser.add_argument("--scaling", nargs="*", default=[], help="more backends whose scaling is measured")
     parser.add_argument("--gflop", type=float, default=None, help="GFLOP per image, if counted before (skips counting)")
@@ -151,8 +166,8 @@ def main() -> None:
     one = {**base, "OMP_NUM_THREADS": "1"}
     variants: dict[str, tuple[list[str], dict[str, str]]] = {
         "default (no flags)": ([], base),
-        "auto 1 proc x 1 thread": (["--jobs", "1"], one),
         "torch x1 (before)": (["--backend", "torch", "--jobs", "1"], base),
+        "auto 1 proc x 1 thread": (["--jobs", "1"], one),
     }
     for backend in args.scaling:
         variants[f"{backend} 1 proc x 1 thread"] = (["--backend", backend, "--jobs", "1"], one)
@@ -174,7 +189,7 @@ def main() -> None:
         loads = [uptime()]
         for r in range(args.rounds):
             for name, (flags, env) in variants.items():
-                results[name].append(run(folder, Path(tmp) / "out", flags, env))
+                results[name].append(run(folder, Path(tmp) / "out", flags, env, args.stop_after))
                 last = results[name][-1]
                 print(
                     f"  round {r + 1} {name}: {last['wall']:.1f} s wall, {last['steady']:.3f} images/s steady; {last['header']}",
@@ -194,11 +209,11 @@ def main() -> None:
         rate = statistics.median(steady)
         per_core = rate / used
         ratios = [a["steady"] / b["steady"] for a, b in zip(runs, results[reference])]
-        same = sum(boxes(x["records"]) == ref_boxes for x in runs)
+        same = ", ".join(agree(x["records"], ref_boxes) for x in runs)
         print(
             f"{name:34} {rate:14.3f} {f'[{min(steady):.3f}-{max(steady):.3f}]':>16} {statistics.median(wall):10.3f} "
             f"{per_core:9.3f} {per_core * flops / 1e9:12.1f} {100 * per_core * flops / 1e9 / peak:6.1f}%  "
-            f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]   {same}/{len(runs)}"
+            f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]   {same}"
         )
     pairs = [("auto", "default (no flags)", "auto 1 proc x 1 thread")]
     pairs += [(b, f"{b} {args.processes} procs x 1 thread", f"{b} 1 proc x 1 thread") for b in args.scaling]
