@@ -117,7 +117,8 @@ def _box_line(record: dict[str, Any]) -> str:
     "--workers",
     default=None,
     type=click.IntRange(min=0),
-    help="Processes decoding images ahead of the nets [default: half the CPUs, at most 4].",
+    help="Processes decoding images ahead of the nets, with --jobs 1 (worker processes of --jobs decode their "
+    "own) [default: half the CPUs, at most 4].",
 )
 @jobs_option
 @click.option("--dry-run", is_flag=True, help="Write only boxes.jsonl/boxes.csv, no crop images.")
