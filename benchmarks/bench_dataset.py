@@ -96,7 +96,9 @@ def main() -> None:
         root, out = Path(tmp) / "food", Path(tmp) / "out"
         tick = time.perf_counter()
         generate(root, args.n)
-        print(f"{args.n} images generated in {time.perf_counter() - tick:.0f} s; load average {uptime.split('average: ')[1]}")
+        print(
+            f"{args.n} images generated in {time.perf_counter() - tick:.0f} s; load average {uptime.split('average: ')[1]}"
+        )
         command = [sys.executable, "-m", "fcnx", "crop", "--nets", NETS, "--category", "0", "--gallery"]
         command += [*args.flags, str(root), "-o", str(out)]
         journal = out / "boxes.jsonl"
@@ -106,7 +108,9 @@ def main() -> None:
             lines = journal.read_bytes().count(b"\n")
             rerun = watch(command, journal, env)
             first_new = next(t for t, n, _ in rerun["samples"] if n > lines)
-            print(f"SIGKILL at {lines} images ({killed['wall']:.0f} s); the rerun journaled its first new image after {first_new:.1f} s")
+            print(
+                f"SIGKILL at {lines} images ({killed['wall']:.0f} s); the rerun journaled its first new image after {first_new:.1f} s"
+            )
             runs = [rerun]
         else:
             runs = [watch(command, journal, env)]
