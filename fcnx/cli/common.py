@@ -254,17 +254,20 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def backend_options() -> list[Callable[..., Any]]:
     """--backend and --precision: what runs the nets (fcnx.engine.backends, docs/performance.md)."""
-    from fcnx.engine.backends import BACKENDS, PRECISIONS
+    from fcnx.engine.backends import CHOICES, PRECISIONS
 
     return [
         click.option(
             "--backend",
-            default="torch",
+            default="auto",
             show_default=True,
-            type=click.Choice(BACKENDS),
-            help="What runs the nets: torch (the reference), or on the CPU the net exported once to "
-            "ONNX (cached in $FCNX_CACHE, else ~/.cache/fcnx) and run by OpenVINO (pip install "
-            "'fcnx[openvino]') or ONNX Runtime (pip install 'fcnx[onnx]').",
+            envvar="FCNX_BACKEND",
+            show_envvar=True,
+            type=click.Choice(CHOICES),
+            help="What runs the nets: auto (on the CPU the fastest exact runtime installed: onnxruntime, "
+            "else openvino, else torch; torch on a GPU), torch (the reference), or on the CPU the net "
+            "exported once to ONNX (cached in $FCNX_CACHE, else ~/.cache/fcnx) and run by ONNX Runtime or "
+            "OpenVINO (pip install 'fcnx[openvino]'). All give torch's boxes in fp32.",
         ),
         click.option(
             "--precision",
@@ -298,6 +301,35 @@ def is_local_engine(engine: str, address: str | None, actors: int | None) -> boo
 
     import_ray()  # refuse early when Ray is not installed
     return False
+
+
+class JobsType(click.ParamType):
+    """``--jobs``: a number of processes (>= 1), or ``auto`` (``None``)."""
+
+    name = "N|auto"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return self.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return None
+        return click.IntRange(min=1).convert(value, param, ctx)
+
+
+def jobs_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --jobs N|auto (processes running the nets on this machine) to a click command."""
+    return click.option(
+        "--jobs",
+        default="auto",
+        show_default=True,
+        envvar="FCNX_JOBS",
+        show_envvar=True,
+        type=JobsType(),
+        help="Processes running the nets on this machine, the outputs the same bytes: auto (on a CPU one "
+        "single-thread process per core, as memory allows; one per GPU), or N (the cores split among "
+        "them; 1: this process alone, on all its threads).",
+    )(command)
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,6 +17,7 @@ from fcnx.cli.common import (
     engine_options,
     ensemble_options,
     is_local_engine,
+    jobs_option,
     resolve_nets,
     stoppable,
 )
@@ -26,6 +27,7 @@ from fcnx.render.progress import Progress
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import Ensemble
     from fcnx.jobs.crop import CropSummary
+    from fcnx.jobs.workers import Plan
 
 #: runs of at most this many images print one line per box
 SHOW_BOXES_UP_TO = 20
@@ -117,8 +119,10 @@ def _box_line(record: dict[str, Any]) -> str:
     "--workers",
     default=None,
     type=click.IntRange(min=0),
-    help="Processes decoding images ahead of the nets [default: half the CPUs, at most 4].",
+    help="Processes decoding images ahead of the nets, with --jobs 1 (worker processes of --jobs decode their "
+    "own) [default: half the CPUs, at most 4].",
 )
+@jobs_option
 @click.option("--dry-run", is_flag=True, help="Write only boxes.jsonl/boxes.csv, no crop images.")
 @click.option("--heatmaps", is_flag=True, help="Also write heatmaps/<file>.png: the summed heatmap and the box.")
 @maps_option
@@ -150,6 +154,7 @@ def crop_cmd(
     half: bool,
     batch_size: int | None,
     workers: int | None,
+    jobs: int | None,
     dry_run: bool,
     heatmaps: bool,
     heatmaps_npy: bool,
@@ -200,6 +205,7 @@ def crop_cmd(
         compile=compile_,
         batch_size=batch_size,
         workers=workers,
+        jobs=jobs,
         dry_run=dry_run,
         heatmaps=heatmaps,
         heatmaps_npy=heatmaps_npy,
@@ -224,7 +230,7 @@ def crop_cmd(
                 + (f", {summary.skipped} already done" if summary.skipped else "")
                 + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
                 + f"; nets {', '.join(job.ensemble.names)} at {_kernels(job.ensemble)} "
-                + (f"on {job.device}" if job.local else "on a Ray cluster")
+                + (f"on {job.device} with {job.runs_on}{_processes(job.plan)}" if job.local else "on a Ray cluster")
             ),
             err=True,
         )
@@ -256,8 +262,9 @@ def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, prof
     if profile and not quiet:
         if local:
             say(
-                f"crop: forward passes {summary.forward_seconds:.1f} s of {wall:.1f} s wall "
-                f"({100 * summary.forward_seconds / max(wall, 1e-9):.1f} %)"
+                f"crop: forward passes {summary.forward_seconds:.1f} s of {wall:.1f} s wall"
+                + (f" x {summary.jobs} processes" if summary.jobs > 1 else "")
+                + f" ({100 * summary.forward_seconds / max(wall * summary.jobs, 1e-9):.1f} %)"
             )
         else:
             ray = summary.ray or {}
@@ -296,6 +303,11 @@ def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, prof
         if summary.fail_fast:
             say("crop: stopped at the first failure (--fail-fast)")
         raise SystemExit(1)
+
+
+def _processes(plan: Plan) -> str:
+    """``, 2 processes x 1 thread`` for worker processes; nothing for one process."""
+    return "" if plan.jobs == 1 else f", {plan.jobs} processes x {plan.threads} thread{'s' * (plan.threads > 1)}"
 
 
 def _kernels(ensemble: Ensemble) -> str:

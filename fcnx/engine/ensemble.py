@@ -102,7 +102,8 @@ class Ensemble:
     (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
     torch net's batch norms into its convolutions (:mod:`fcnx.engine.backends.folding`; the same
     function to float rounding, the FCN's ``classifier`` keeps them). ``backend`` and ``precision``
-    choose what runs the nets (:mod:`fcnx.engine.backends`; default: :func:`~fcnx.engine.backends.current`).
+    choose what runs the nets (:mod:`fcnx.engine.backends`; default: :func:`~fcnx.engine.backends.current`;
+    ``auto`` is resolved by :func:`~fcnx.engine.backends.resolve`, and :attr:`backend` is what runs them).
     """
 
     def __init__(
@@ -157,6 +158,8 @@ class Ensemble:
                     fcn.net = torch.compile(fcn.net, dynamic=True)
         self.compiled = compile
         backend, precision = backend or backends.current()[0], precision or backends.current()[1]
+        exportable = not compile and all(isinstance(f.net, torch.nn.Module) for f in self.fcns)
+        backend = backends.resolve(backend, self.device.type, precision, exportable=exportable)
         self.precision = backends.check(backend, precision, self.device.type)
         if compile and backend != "torch":
             raise UsageError(f"--compile applies to --backend torch; --backend {backend} compiles the nets itself")

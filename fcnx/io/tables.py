@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fcnx.io.files import atomic_bytes
+from fcnx.io.files import atomic_write
 
 #: first characters that make a spreadsheet evaluate a cell (OWASP: CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -42,16 +42,21 @@ def cell(value: Any) -> Any:
     return value
 
 
-def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
-    """A header and one line per row (missing keys empty), as UTF-8 CSV with the csv module's ``\\r\\n`` lines."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+def _write_rows(out: Any, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    writer = csv.writer(out)
     writer.writerow([cell(c) for c in columns])
     for row in rows:
         writer.writerow([cell(row.get(c)) for c in columns])
+
+
+def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """A header and one line per row (missing keys empty), as UTF-8 CSV with the csv module's ``\\r\\n`` lines."""
+    buffer = io.StringIO()
+    _write_rows(buffer, columns, rows)
     return buffer.getvalue().encode("utf-8")
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write the table of ``rows`` under ``columns`` to ``path`` atomically (see :func:`csv_bytes`)."""
-    return atomic_bytes(path, csv_bytes(columns, rows))
+    """Write the table of ``rows`` under ``columns`` to ``path`` atomically, the bytes of :func:`csv_bytes`,
+    a row at a time (``rows`` may be a generator: the table is never whole in memory)."""
+    return atomic_write(path, lambda f: _write_rows(f, columns, rows), mode="w")

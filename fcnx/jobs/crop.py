@@ -44,7 +44,8 @@ class CropOptions:
 
     ``weights``: per net a checkpoint file or hub tag (default ``pretrained``); ``categories``:
     names or indices (default: each image's label, else the top class); ``workers``: decode
-    processes (default: half the CPUs, at most 4); ``engine``: ``local`` or ``ray``.
+    processes (default: half the CPUs, at most 4); ``jobs``: processes running the nets on this
+    machine (``None``: auto, :func:`fcnx.jobs.workers.plan`; 1: this process); ``engine``: ``local`` or ``ray``.
     """
 
     nets: Sequence[str]
@@ -61,6 +62,7 @@ class CropOptions:
     compile: bool = False
     batch_size: int | None = None
     workers: int | None = None
+    jobs: int | None = 1
     dry_run: bool = False
     heatmaps: bool = False
     heatmaps_npy: bool = False
@@ -106,6 +108,7 @@ class CropSummary:
     seconds: dict[str, float] = field(default_factory=lambda: {"nets": 0.0, "write": 0.0, "finish": 0.0})
     wall: float = 0.0
     forward_seconds: float = 0.0
+    jobs: int = 1
     ray: dict[str, Any] | None = None
 
 
@@ -196,10 +199,15 @@ class CropJob:
             from fcnx.jobs.ray import check_kernel
 
             check_kernel(o.kernel)
+        from fcnx.jobs.workers import Plan
+
         if self._given is not None:
             self.cropper, self.ensemble, self.device = self._given, self._given.ensemble, self._given.ensemble.device
+            self.plan = Plan(1, (str(self.device),), 0)
         else:
             self._build_cropper()
+        #: what runs the nets (``onnxruntime``, ``openvino bf16``...; ``auto`` on Ray: each actor chooses)
+        self.runs_on = self._runs_on()
         if self.cropper.categories is None:
             unknown = sorted({i.label for i in self.items if i.label is not None} - set(self.cropper.classes))
             if unknown:
@@ -213,10 +221,19 @@ class CropJob:
         from fcnx.engine.devices import resolve_device
         from fcnx.engine.ensemble import load_ensemble
         from fcnx.engine.fcn import trained_size
+        from fcnx.jobs import workers as processes
 
         o = self.options
         # the Ray engine's driver loads the nets on its CPU only for their classes and geometry
         self.device = resolve_device(o.device if self.local else "cpu")
+        self.plan = processes.Plan(1, (str(self.device),), 0)
+        if self.local and (o.jobs is None or o.jobs > 1):
+            if isinstance(o.kernel, int):
+                self.plan = processes.plan(o.jobs, str(self.device), len(self.items))
+            elif o.jobs is not None:
+                self.warnings.append(f"--jobs {o.jobs}: nets at their own kernels run in one process")
+        # the Ray driver and the parent of worker processes run no image: their nets run on torch, unexported
+        driver = not self.local or self.plan.jobs > 1
         self.ensemble = load_ensemble(
             list(o.nets),
             o.weights,
@@ -224,6 +241,8 @@ class CropJob:
             device=self.device,
             half=o.half and self.local,
             compile=o.compile and self.local,
+            backend="torch" if driver else None,
+            precision="fp32" if driver else None,
         )
         self.ensemble.timed = o.profile
         for name, fcn in zip(o.nets, self.ensemble.fcns):
@@ -248,6 +267,31 @@ class CropJob:
             instances=o.instances,
         )
 
+    def _runs_on(self) -> str:
+        """What runs the nets, checked (a missing runtime is refused now, and exported once, not by every worker)."""
+        from fcnx.engine import backends
+
+        ensemble = self.ensemble
+        if not self.local:
+            return "auto"
+        if self.plan.jobs == 1:
+            backend, precision = ensemble.backend, ensemble.precision
+        else:
+            import torch
+
+            exportable = not self.options.compile and all(isinstance(f.net, torch.nn.Module) for f in ensemble.fcns)
+            backend, precision = backends.current()
+            backend = backends.resolve(backend, self.device.type, precision, exportable=exportable)
+            precision = backends.check(backend, precision, self.device.type)
+            if backend != "torch":
+                from fcnx.engine.backends import runtimes
+                from fcnx.engine.backends.export import onnx_file
+
+                runtimes.runtime(backend)
+                for fcn in ensemble.fcns:
+                    onnx_file(fcn)
+        return backend + ("" if precision == "fp32" else f" {precision}")
+
     def settings(self) -> dict[str, Any]:
         """The options that change the boxes: an OUTDIR made with other settings is refused."""
         o, cropper = self.options, self.cropper
@@ -271,6 +315,10 @@ class CropJob:
             settings["instances"] = o.instances
         if o.in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
             settings["in_place"] = True
+        backend, _, precision = self.runs_on.partition(" ")
+        if precision:  # it may move boxes (absent for fp32, so earlier OUTDIRs still resume)
+            settings["precision"] = precision
+        settings["backend"] = backend  # what ran the nets; recorded, never compared: the same boxes
         return settings
 
     def meta_copies(self) -> list[tuple[Path, PurePosixPath]]:
@@ -342,13 +390,12 @@ class CropJob:
             self._stream = _empty_stream()
         self._stream.close()
 
-    def _engine(self) -> Iterator[Any]:
-        o = self.options
-        if self.local:
-            return self.cropper.crop_items(self.pending)
-        from fcnx.jobs.ray import CropperConfig, RayStats, crop_on_ray
+    def _config(self) -> Any:
+        """What a worker process or Ray actor needs to build this job's cropper."""
+        from fcnx.jobs.ray import CropperConfig
 
-        config = CropperConfig(
+        o = self.options
+        return CropperConfig(
             tuple(o.nets),
             o.weights,
             o.kernel,
@@ -366,9 +413,21 @@ class CropJob:
                 "instances": o.instances,
             },
         )
+
+    def _engine(self) -> Iterator[Any]:
+        o = self.options
+        if self.local and self.plan.jobs == 1:
+            return self.cropper.crop_items(self.pending)
+        if self.local:
+            from fcnx.jobs.workers import WorkerStats, crop_in_workers
+
+            self._worker_stats = WorkerStats()
+            return crop_in_workers(self._config(), self.pending, self.plan, self.cropper.batch_size, self._worker_stats)
+        from fcnx.jobs.ray import RayStats, crop_on_ray
+
         self._ray_stats = RayStats()
         return crop_on_ray(
-            config,
+            self._config(),
             self.pending,
             address=o.address,
             device=o.device,
@@ -444,7 +503,10 @@ class CropJob:
             self.summary.seconds["finish"] = time.perf_counter() - tick
             self.summary.disk_full = self.outputs.full is not None
         self.summary.boxes = len(self.outputs.records)
-        if self.local:
+        self.summary.jobs = self.plan.jobs
+        if self.local and self.plan.jobs > 1:
+            self.summary.forward_seconds = self._worker_stats.forward_seconds
+        elif self.local:
             self.summary.forward_seconds = self.ensemble.forward_seconds
         else:
             stats = self._ray_stats

@@ -55,7 +55,7 @@ def table_row(record: dict[str, Any], net_names: Sequence[str]) -> dict[str, Any
 def write_table(outdir: Path, records: Iterable[dict[str, Any]], net_names: Sequence[str]) -> None:
     """``boxes.csv``: :data:`COLUMNS`, then each net's score and vote, then :data:`~fcnx.jobs.maps.BOX_COLUMNS`."""
     columns = COLUMNS + [f"score:{n}" for n in net_names] + [f"vote:{n}" for n in net_names] + BOX_COLUMNS
-    write_csv(outdir / TABLE, columns, [table_row(r, net_names) for r in records])
+    write_csv(outdir / TABLE, columns, (table_row(r, net_names) for r in records))
 
 
 def write_failures(outdir: Path, failures: Sequence[str]) -> None:
@@ -69,11 +69,10 @@ def write_failures(outdir: Path, failures: Sequence[str]) -> None:
 
 def write_gallery(outdir: Path, records: Sequence[dict[str, Any]], claim: Callable[[Iterable[str]], None]) -> None:
     r"""``gallery.html`` (and ``gallery-2.html``...), each page's name ``claim``\ ed as fcnx's before it is written."""
-    from fcnx.render.html import gallery_pages
+    from fcnx.render.html import gallery_names, gallery_pages
 
-    pages = gallery_pages(records, outdir)
-    claim(pages)
-    for name, page in pages.items():
+    claim(gallery_names(len(records)))
+    for name, page in gallery_pages(records, outdir):  # one page in memory at a time
         atomic_text(outdir / name, page)
 
 

@@ -36,6 +36,7 @@ class SettingsFile:
         self.path = outdir / name
         self.files: set[str] = set()
         self._legacy = False
+        self._stale = False
 
     def check(self, fixed: Iterable[str], journal: str) -> None:
         """Refuse other settings, a ``journal`` without settings, or a ``fixed`` file fcnx did not write; claim them."""
@@ -51,7 +52,11 @@ class SettingsFile:
             except (OSError, ValueError, AttributeError, RecursionError):
                 raise UsageError(f"unreadable settings file {self.path}; remove it or choose another OUTDIR") from None
             previous = self.settings if previous is None else previous  # files listed, nothing made yet
-            changed = sorted(k for k in set(previous) | set(self.settings) if previous.get(k) != self.settings.get(k))
+            changed = sorted(
+                k
+                for k in (set(previous) | set(self.settings)) - set(INFORMATIVE)
+                if previous.get(k) != self.settings.get(k)
+            )
             if changed:
                 shown = "; ".join(f"{k}: {_shown(previous, k)} there, {_shown(self.settings, k)} now" for k in changed)
                 raise UsageError(
@@ -60,6 +65,7 @@ class SettingsFile:
                 )
             self._legacy = not isinstance(files, list)
             self.files = set() if self._legacy else {f for f in files if isinstance(f, str)}
+            self._stale = any(previous.get(k) != self.settings.get(k) for k in INFORMATIVE)  # say what runs now
         elif (self.outdir / journal).exists():
             raise UsageError(f"{self.outdir} has a {journal} but no {self.path.name}; choose another OUTDIR")
         taken = [] if self._legacy else sorted(f for f in fixed - self.files if os.path.lexists(self.outdir / f))
@@ -73,14 +79,17 @@ class SettingsFile:
     def claim(self, rels: Iterable[str]) -> None:
         """List fixed-name files as fcnx's (before writing them)."""
         new = set(rels) - self.files
-        if new or not self.path.exists():
+        if new or self._stale or not self.path.exists():
             self.files |= new
+            self._stale = False
             state = {"version": 1, "settings": self.settings, "files": sorted(self.files)}
             atomic_text(self.path, json.dumps(state, indent=2, ensure_ascii=True) + "\n")
 
 
 #: what an absent setting stands for (left out of the file so that OUTDIRs of earlier versions still resume)
-ABSENT = {"box": "square", "in_place": False, "instances": 1}
+ABSENT = {"box": "square", "in_place": False, "instances": 1, "precision": "fp32"}
+#: settings recorded to say what ran, never compared: every backend gives the same boxes in fp32
+INFORMATIVE = ("backend",)
 
 
 def _shown(settings: dict[str, Any], key: str, most: int = 60) -> str:

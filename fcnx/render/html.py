@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -63,15 +63,19 @@ def url(path: str | Path, base: Path) -> str:
     return quote(os.fsencode(Path(os.path.relpath(path, base)).as_posix()), safe="/")
 
 
-def gallery_pages(records: Sequence[dict[str, Any]], outdir: Path) -> dict[str, str]:
-    """The gallery of crop ``records`` as pages of :data:`GALLERY_PAGE` records: file name -> HTML."""
-    pages = max(1, -(-len(records) // GALLERY_PAGE))
-    names = ["gallery.html"] + [f"gallery-{k}.html" for k in range(2, pages + 1)]
-    out = {}
+def gallery_names(count: int) -> list[str]:
+    """The gallery's page names for ``count`` records: ``gallery.html``, ``gallery-2.html``..."""
+    pages = max(1, -(-count // GALLERY_PAGE))
+    return ["gallery.html"] + [f"gallery-{k}.html" for k in range(2, pages + 1)]
+
+
+def gallery_pages(records: Sequence[dict[str, Any]], outdir: Path) -> Iterator[tuple[str, str]]:
+    """The gallery of crop ``records`` as pages of :data:`GALLERY_PAGE` records, ``(file name, HTML)``, one
+    at a time."""
+    names = gallery_names(len(records))
     for page, name in enumerate(names):
         rows = [_gallery_row(r, outdir) for r in records[page * GALLERY_PAGE : (page + 1) * GALLERY_PAGE]]
-        out[name] = _GALLERY.render(rows=rows, names=names, page=page)
-    return out
+        yield name, _GALLERY.render(rows=rows, names=names, page=page)
 
 
 def _gallery_row(r: dict[str, Any], outdir: Path) -> dict[str, Any]:

@@ -56,6 +56,13 @@ def test_fp32_backends_agree_with_torch_on_the_demo_canvases(one_thread, cache, 
     assert (other.probabilities(pixels) - expected).abs().max().item() < 1e-5
 
 
+def test_auto_runs_onnxruntime_on_the_cpu_with_torchs_boxes_on_the_demo_canvases(one_thread, cache):
+    _runtime("onnxruntime")
+    auto = load_ensemble(NETS, kernel=56, device="cpu", backend="auto")
+    assert (auto.backend, auto.precision) == ("onnxruntime", "fp32")
+    assert _boxes(Cropper(auto)) == _boxes(Cropper(load_ensemble(NETS, kernel=56, device="cpu")))
+
+
 @pytest.fixture
 def static_cache(monkeypatch):
     """Empty per-shape session caches for one test."""

@@ -80,3 +80,27 @@ def test_finds_an_object_pasted_at_a_known_place(cropper):
 def test_a_category_absent_from_the_photo_is_flagged(cropper):
     box, _ = _box(cropper.crop_image(PHOTOS["chelsea"].load(), ["espresso"]))
     assert not box.found and box.votes == 0
+
+
+def test_auto_backend_gives_torchs_boxes_on_the_photos_at_food101_size(cropper):
+    """Every bundled photo, long side 512 as in Food-101, its own category: ``--backend auto`` (ONNX Runtime
+    on the CPU) chooses torch's level, cell, votes and boxes (exact ties aside: none here)."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    auto = Cropper.from_nets(NETS, kernel=224, device="cpu", box="square", backend="auto")
+    assert auto.ensemble.backend == "onnxruntime"
+    for photo in PHOTOS.values():
+        image = Image.fromarray(photo.load())
+        image.thumbnail((512, 512), Image.Resampling.BICUBIC)
+        pixels = np.array(image)
+        (want,) = cropper.crop_image(pixels, [photo.category]).boxes
+        (got,) = auto.crop_image(pixels, [photo.category]).boxes
+        assert (got.level, got.cell, got.votes, got.window, got.tight) == (
+            want.level,
+            want.cell,
+            want.votes,
+            want.window,
+            want.tight,
+        ), photo.name
+        assert abs(got.confidence - want.confidence) < 1e-5

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 #: ``torch``: eager PyTorch, the reference; the others run the FCN exported to ONNX, on the CPU
 BACKENDS = ("torch", "openvino", "onnxruntime")
+#: what ``--backend`` accepts: a backend, or ``auto`` (:func:`resolve`)
+CHOICES = ("auto", *BACKENDS)
+#: the exact CPU runtimes ``auto`` takes, the fastest first (measured: docs/performance.md)
+CPU_ORDER = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
 #: the pip extra that installs each runtime
 EXTRAS = {"openvino": "openvino", "onnxruntime": "onnx"}
@@ -59,6 +64,29 @@ def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return any(flag in flags for flag in BF16_FLAGS)
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s runtime can be imported here (torch always can)."""
+    return backend == "torch" or importlib.util.find_spec(backend) is not None
+
+
+def resolve(backend: str, device_type: str, precision: str = "fp32", *, exportable: bool = True) -> str:
+    """The backend ``auto`` stands for (any other is returned as it is).
+
+    On a CUDA or MPS device: ``torch``. On the CPU: the first installed runtime of :data:`CPU_ORDER`
+    (``bf16``: ``openvino``, the one that runs it), skipping OpenVINO where jemalloc is preloaded, else
+    ``torch``; ``torch`` too for nets the runtimes cannot run (``exportable`` false: not PyTorch, or
+    compiled). Every one of them gives torch's boxes in fp32 (docs/performance.md).
+    """
+    if backend != "auto":
+        return backend
+    if device_type != "cpu" or not exportable:
+        return "torch"
+    if precision == "bf16":
+        return "openvino"
+    jemalloc = "jemalloc" in os.environ.get("LD_PRELOAD", "")
+    return next((b for b in CPU_ORDER if installed(b) and not (b == "openvino" and jemalloc)), "torch")
 
 
 def check(backend: str, precision: str, device_type: str) -> str:

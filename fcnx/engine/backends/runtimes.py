@@ -36,7 +36,8 @@ _static: OrderedDict[_Key, Any] = OrderedDict()  # (file, threads, input shape) 
 _runs: OrderedDict[_Key, int] = OrderedDict()  # runs on the dynamic session of shapes without one
 
 
-def _import(backend: str) -> Any:
+def runtime(backend: str) -> Any:
+    """``backend``'s module (``openvino`` or ``onnxruntime``), or a :class:`UsageError` saying how to install it."""
     try:
         if backend == "openvino":
             import openvino
@@ -52,11 +53,11 @@ def _import(backend: str) -> Any:
 @functools.cache
 def _compiled(backend: str, path: Path, precision: str, threads: int) -> Any:
     """The compiled model of one exported file (cached: each net compiles once per process)."""
-    runtime = _import(backend)
+    module = runtime(backend)
     if backend == "openvino":
         hint = {"fp32": "f32", "bf16": "bf16"}[precision]  # OpenVINO picks bf16 by itself on such CPUs: always say
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-        return runtime.Core().compile_model(str(path), "CPU", config)
+        return module.Core().compile_model(str(path), "CPU", config)
     return _session(path, threads)
 
 
@@ -113,7 +114,7 @@ class ExportedRunner:
     """``fcn`` normalized in torch, then its exported net on ``backend``; logits back as a torch tensor."""
 
     def __init__(self, fcn: FCN, backend: str, precision: str, threads: int) -> None:
-        _import(backend)  # refuse before exporting when the runtime is missing
+        runtime(backend)  # refuse before exporting when the runtime is missing
         if not isinstance(fcn.net, torch.nn.Module):
             raise UsageError(f"--backend {backend} runs PyTorch nets; {fcn.name} is a {fcn.spec.framework} net")
         self.fcn, self.backend, self.path, self.threads = fcn, backend, onnx_file(fcn), threads

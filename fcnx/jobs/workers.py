@@ -1,0 +1,204 @@
+"""``--jobs N``: the crop engine in N worker processes on this machine; the parent keeps OUTDIR.
+
+The parent (``fcnx crop``) lists the images, holds OUTDIR's lock and writes every output exactly as
+with one process. Each worker (a spawned process: no state of the parent's threads or runtimes is
+inherited) builds the parent's cropper from a :class:`~fcnx.jobs.ray.CropperConfig` on its own device
+and number of threads, decodes the images it is sent (1-2 ms a JPEG, against about a second for the
+nets) and sends back each one's :class:`~fcnx.engine.results.CropResult`. Images go out in input order,
+a few batches per worker in flight; results come back as they complete, and the journal is put in
+input order at the end (as with Ray), so the outputs are the bytes one process writes.
+
+Workers never open OUTDIR, ignore Ctrl-C (the parent stops them after writing what came back), and die
+with the parent: ``PR_SET_PDEATHSIG`` on Linux; elsewhere they stop when their parent's pipe closes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fcnx.errors import FcnxError
+from fcnx.io.images import ImageItem
+
+#: batches of images a worker has in flight (one being cropped, one waiting)
+IN_FLIGHT = 2
+#: resident memory to count per CPU worker when ``--jobs auto`` sizes the pool (the default ensemble on
+#: ONNX Runtime peaked at 2.0-2.6 GiB in one process: docs/performance.md)
+WORKER_MEMORY = 3 << 30
+#: seconds between checks that every worker is alive while waiting for results
+POLL = 1.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many processes run the nets, on which devices, with how many threads each (``jobs == 1``: in
+    the parent, as before ``--jobs``)."""
+
+    jobs: int
+    devices: tuple[str, ...]
+    threads: int
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes of memory available to new processes (Linux ``MemAvailable``), ``None`` where unknown."""
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            line = next((line for line in f if line.startswith("MemAvailable:")), None)
+    except OSError:
+        return None
+    return None if line is None else int(line.split()[1]) * 1024
+
+
+def plan(jobs: int | None, device: str, images: int) -> Plan:
+    """The processes for ``jobs`` (``None``: auto) on ``device`` (resolved: ``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+
+    auto: on a CPU one single-thread worker per core (at most one per :data:`WORKER_MEMORY` of available
+    memory), on CUDA one per GPU when ``device`` names none (``cuda``), else one process; never more
+    workers than ``images``. An explicit N > 1 on the CPU splits the cores among the N workers.
+    """
+    import torch
+
+    cores = cpu_count()
+    gpus = torch.cuda.device_count() if device == "cuda" else 0
+    if jobs is None:
+        if device == "cpu":
+            memory = available_memory()
+            jobs = cores if memory is None else max(1, min(cores, memory // WORKER_MEMORY))
+        else:
+            jobs = max(1, gpus)
+    jobs = max(1, min(jobs, images))
+    if jobs == 1:
+        return Plan(1, (device,), torch.get_num_threads())
+    devices = tuple(f"cuda:{k % gpus}" for k in range(jobs)) if gpus else (device,) * jobs
+    return Plan(jobs, devices, max(1, cores // jobs))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux), and stop now if it already has."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # died before the request
+        os._exit(1)
+
+
+def _serve(config: Any, device: str, threads: int, parent: int, tasks: Any, results: Any) -> None:
+    """A worker: crop each batch of ``(index, item)`` from ``tasks`` until ``None``; put ``(index, result,
+    forward seconds)`` on ``results``, or ``(-1, error line, 0.0)`` and stop when something breaks."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    try:
+        import torch
+
+        from fcnx.engine.decode import decode
+
+        torch.set_num_threads(threads)
+        cropper = config.build(device)
+        ensemble = cropper.ensemble
+        for batch in iter(tasks.get, None):
+            items = dict(batch)
+            position = {id(item): index for index, item in batch}
+            before = ensemble.forward_seconds
+            stream = ((item, decode(item, cropper.min_side)) for item in items.values())
+            for result in cropper.crop_decoded(stream):
+                results.put((position[id(result.item)], result, ensemble.forward_seconds - before))
+                before = ensemble.forward_seconds
+    except BaseException as exc:  # the parent stops the run with this line
+        results.put((-1, f"a worker process failed: {type(exc).__name__}: {exc}", 0.0))
+
+
+@dataclass
+class WorkerStats:
+    """Filled in while :func:`crop_in_workers` runs: the workers' seconds in forward passes."""
+
+    forward_seconds: float = 0.0
+
+
+def crop_in_workers(
+    config: Any, items: Sequence[ImageItem], plan: Plan, batch: int, stats: WorkerStats | None = None
+) -> Iterator[Any]:
+    """Crop ``items`` in ``plan.jobs`` worker processes: a ``CropResult`` or ``CropFailure`` per image, as
+    they complete. ``batch``: images sent to a worker at a time (the cropper's batch size). Closing the
+    iterator stops the workers (what is in flight is dropped: a rerun does it)."""
+    import multiprocessing
+
+    items = list(items)
+    if not items:
+        return
+    stats = stats if stats is not None else WorkerStats()
+    context = multiprocessing.get_context("spawn")
+    tasks, results = context.Queue(), context.Queue()
+    workers = [
+        context.Process(
+            target=_serve,
+            args=(config, device, plan.threads, os.getpid(), tasks, results),
+            name=f"fcnx-worker-{k}",
+            daemon=True,
+        )
+        for k, device in enumerate(plan.devices)
+    ]
+    for worker in workers:
+        worker.start()
+    numbered = list(enumerate(items))
+    batches = iter([numbered[k : k + batch] for k in range(0, len(numbered), batch)])
+    sent = 0
+    try:
+        for chunk in _take(batches, IN_FLIGHT * len(workers)):
+            tasks.put(chunk)
+            sent += len(chunk)
+        received = 0
+        while received < len(items):
+            try:
+                index, result, seconds = results.get(timeout=POLL)
+            except queue.Empty:
+                dead = next((w for w in workers if not w.is_alive()), None)
+                if dead is not None:
+                    raise FcnxError(
+                        f"a worker process ended (exit code {dead.exitcode}); run again to resume"
+                    ) from None
+                continue
+            if index < 0:
+                raise FcnxError(result)
+            received += 1
+            stats.forward_seconds += seconds
+            yield dataclasses.replace(result, item=items[index])  # the parent's item (paths as given)
+            if sent - received < IN_FLIGHT * len(workers) * batch:
+                for chunk in _take(batches, 1):
+                    tasks.put(chunk)
+                    sent += len(chunk)
+        for _ in workers:
+            tasks.put(None)
+    finally:
+        _stop(workers, tasks, results)
+
+
+def _take(iterator: Iterator[Any], count: int) -> list[Any]:
+    return [chunk for _, chunk in zip(range(count), iterator)]
+
+
+def _stop(workers: list[Any], tasks: Any, results: Any) -> None:
+    """End every worker (at once if still busy) and the queues' feeder threads."""
+    for worker in workers:
+        worker.join(timeout=0.5 if worker.exitcode is None else 0)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+    for q in (tasks, results):
+        q.cancel_join_thread()
+        q.close()
