@@ -9,7 +9,7 @@ a few batches per worker in flight; results come back as they complete, and the 
 input order at the end (as with Ray), so the outputs are the bytes one process writes.
 
 Workers never open OUTDIR, ignore Ctrl-C (the parent stops them after writing what came back), and die
-with the parent: ``PR_SET_PDEATHSIG`` on Linux; elsewhere they stop when their parent's pipe closes.
+with the parent (:func:`fcnx.io.processes.die_with_parent`: ``PR_SET_PDEATHSIG`` on Linux, a watchdog elsewhere).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import dataclasses
 import os
 import queue
 import signal
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fcnx.errors import FcnxError
 from fcnx.io.images import ImageItem
+from fcnx.io.processes import die_with_parent
 
 #: batches of images a worker has in flight (one being cropped, one waiting)
 IN_FLIGHT = 2
@@ -87,21 +87,10 @@ def plan(jobs: int | None, device: str, images: int) -> Plan:
     return Plan(jobs, devices, max(1, cores // jobs))
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to kill this process when its parent dies (Linux), and stop now if it already has."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # died before the request
-        os._exit(1)
-
-
 def _serve(config: Any, device: str, threads: int, parent: int, tasks: Any, results: Any) -> None:
     """A worker: crop each batch of ``(index, item)`` from ``tasks`` until ``None``; put ``(index, result,
     forward seconds)`` on ``results``, or ``(-1, error line, 0.0)`` and stop when something breaks."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     try:
         import torch
