@@ -272,8 +272,9 @@ class CropJob:
         from fcnx.engine import backends
 
         ensemble = self.ensemble
-        if not self.local:
-            return "auto"
+        if not self.local:  # what the actors are told (auto: each resolves it on its own device)
+            backend, precision = backends.current()
+            return backend + ("" if precision == "fp32" else f" {precision}")
         if self.plan.jobs == 1:
             backend, precision = ensemble.backend, ensemble.precision
         else:

@@ -263,10 +263,10 @@ def test_train_loss_falls_checkpoint_loads_and_evaluate_matches_hand(tmp_path, f
         crops / "boxes.jsonl",
         "-q",
         "-o",
-        ev,
+        tmp_path / "ev-crops",  # other settings than ev's: a folder of its own (ev refuses them)
     )
     assert result.exit_code == 0, result.output
-    [row] = json.loads((ev / "evaluation.json").read_text())["rows"]
+    [row] = json.loads((tmp_path / "ev-crops" / "evaluation.json").read_text())["rows"]
     assert 0 <= row["cropped_top1"] <= 1 and row["delta_top1"] == pytest.approx(
         row["cropped_top1"] - row["original_top1"]
     )
