@@ -14,7 +14,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from PIL import Image
 from fcnx.review.app import create_app
 from fcnx.review.index import open_index
 from fcnx.review.session import Session
+from fcnx.testing.browser import chromium, serving, until
 from fcnx.testing.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +31,7 @@ DATASET = [("coffee", "espresso"), ("camera", "espresso"), ("chelsea", "Egyptian
 
 
 def main() -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
-    from werkzeug.serving import make_server
 
     with tempfile.TemporaryDirectory() as tmp:
         data, out = Path(tmp) / "food", Path(tmp) / "crops"
@@ -46,34 +43,19 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "fcnx", "crop", str(data), "-o", str(out), "--heatmaps", "-q"], check=True
         )
-        with Session(open_index(out), "ana") as session:
-            server = make_server("127.0.0.1", 0, create_app(session), threaded=True)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            options = webdriver.ChromeOptions()
-            options.binary_location = "/usr/bin/chromium"
-            for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,800"):
-                options.add_argument(arg)
-            driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+        with Session(open_index(out), "ana") as session, serving(create_app(session)) as url:
+            driver = chromium(1280, 800)
             try:
-                driver.get(f"http://127.0.0.1:{server.server_port}/")
-                _until(lambda: driver.find_element("id", "file").text.startswith("#1 "))
+                driver.get(url)
+                until(lambda: driver.find_element("id", "file").text.startswith("#1 "))
                 ActionChains(driver).send_keys("a").perform()
-                _until(lambda: "camera" in driver.find_element("id", "file").text)
-                _until(lambda: driver.execute_script("return document.getElementById('photo').complete"))
+                until(lambda: "camera" in driver.find_element("id", "file").text)
+                until(lambda: driver.execute_script("return document.getElementById('photo').complete"))
                 time.sleep(0.5)
                 driver.save_screenshot(str(ROOT / "docs" / "img" / "review.png"))
             finally:
                 driver.quit()
-                server.shutdown()
     print(ROOT / "docs" / "img" / "review.png")
-
-
-def _until(condition: object, seconds: float = 30) -> None:
-    end = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > end:
-            raise TimeoutError("the page did not show what was expected")
-        time.sleep(0.05)
 
 
 if __name__ == "__main__":

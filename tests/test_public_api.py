@@ -19,6 +19,19 @@ def test_every_public_name_resolves_to_its_definition():
         assert getattr(fcnx.plugin, name) is not None, name
 
 
+def test_the_imports_for_type_checkers_are_the_public_names():
+    """``fcnx/__init__.py`` lists its names once (``_EXPORTS``); the ``TYPE_CHECKING`` imports must say the same."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(fcnx.__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    imported = {
+        alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names
+    }
+    assert imported == fcnx._EXPORTS
+
+
 def test_importing_fcnx_and_fcnx_plugin_does_not_import_torch():
     code = "import sys, fcnx, fcnx.plugin; from fcnx import BackboneSpec; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

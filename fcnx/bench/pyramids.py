@@ -58,8 +58,10 @@ class Stored:
         return Pyramid(self.size, self.kernel, self.stride, self.scaled[:count], levels, maps, whole)
 
 
-def compute(ensemble: Ensemble, pixels: np.ndarray, categories: Sequence[int], step: float = 1.2) -> Stored:
-    """Run the default pyramid (``step`` up to 3x) and the whole-image view of ``pixels`` (``H x W x 3`` uint8)
+def compute(
+    ensemble: Ensemble, pixels: np.ndarray, categories: Sequence[int], step: float = geometry.DEFAULT_STEP
+) -> Stored:
+    """Run the default pyramid (``step`` up to the default largest scale) and the whole-image view of ``pixels`` (``H x W x 3`` uint8)
     through ``ensemble``; keep ``categories`` and the label-free category."""
     import torch
 

@@ -10,9 +10,8 @@ from fcnx.backbones import plugins, registry
 from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
 from fcnx.backbones.spec import BackboneSpec
 from fcnx.errors import UsageError
+from fcnx.method.geometry import DEFAULT_KERNEL
 from fcnx.render.text import text_table
-
-COMMON_KERNEL = 299
 
 
 def _d_at(spec: BackboneSpec, size: int) -> int | None:
@@ -36,7 +35,7 @@ def spec_record(spec: BackboneSpec) -> dict:
         "padding": spec.padding,
         "default_size": spec.default_size,
         "d_at_default": _d_at(spec, spec.default_size),
-        "d_at_299": _d_at(spec, COMMON_KERNEL),
+        "d_at_299": _d_at(spec, DEFAULT_KERNEL),
         "preprocess": {
             "mean": list(pre.mean),
             "std": list(pre.std),

@@ -19,6 +19,7 @@ from fcnx.cli.common import (
     stoppable,
 )
 from fcnx.errors import UsageError
+from fcnx.method import geometry
 
 
 @click.group("bench")
@@ -119,7 +120,9 @@ BENCH_HELD_OUT = ("tiny_mobilenet",)
     help="A classifier outside the ensemble, scored on canvases and crops (the paper's VGG19 role). "
     f"Repeatable [default with the default nets: {', '.join(BENCH_HELD_OUT)}].",
 )
-@click.option("--step", default=1.2, show_default=True, type=STEP, help="Scale factor between pyramid levels.")
+@click.option(
+    "--step", default=geometry.DEFAULT_STEP, show_default=True, type=STEP, help="Scale factor between pyramid levels."
+)
 @click.option(
     "--max-scale", default=4.0, show_default=True, type=MAX_SCALE, help="Largest pyramid level, relative to the first."
 )

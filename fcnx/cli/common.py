@@ -18,8 +18,6 @@ from fcnx.method import geometry
 DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 #: their common kernel, chosen by measurement (docs/efficientnet.md)
 DEFAULT_NETS_KERNEL = 224
-#: the paper's common kernel
-COMMON_KERNEL = 299
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -188,7 +186,7 @@ def resolve_nets(
 
         sizes = {trained_size(name, weight_map.get(name, "pretrained")) for name in names}
         kernel = sizes.pop() if len(sizes) == 1 and None not in sizes else None
-    return names, weight_map, kernel or COMMON_KERNEL
+    return names, weight_map, kernel or geometry.DEFAULT_KERNEL
 
 
 def _with_ensemble_file(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -239,7 +237,7 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             type=KernelType(),
             help=f"Common kernel: every net is convolutionalized for this input side [default: the size all "
-            f"the nets' checkpoints were trained at, else {COMMON_KERNEL}; {DEFAULT_NETS_KERNEL} for "
+            f"the nets' checkpoints were trained at, else {geometry.DEFAULT_KERNEL}; {DEFAULT_NETS_KERNEL} for "
             f"the default ensemble]. native: each net at its own size (its checkpoint's, else its "
             f"backbone's default), resampled on the grid of the net with the finest one.",
         ),

@@ -21,6 +21,7 @@ from fcnx.cli.common import (
     resolve_nets,
     stoppable,
 )
+from fcnx.method import geometry
 from fcnx.method.selection import RULES
 from fcnx.render.progress import Progress
 
@@ -74,10 +75,12 @@ def _box_line(record: dict[str, Any]) -> str:
     help="Category to find (repeatable: one box per category). Default: each image's label (dataset "
     "roots), else the ensemble's top class.",
 )
-@click.option("--step", default=1.2, show_default=True, type=STEP, help="Scale factor between pyramid levels.")
+@click.option(
+    "--step", default=geometry.DEFAULT_STEP, show_default=True, type=STEP, help="Scale factor between pyramid levels."
+)
 @click.option(
     "--max-scale",
-    default=3.0,
+    default=geometry.DEFAULT_MAX_SCALE,
     show_default=True,
     type=MaxScaleType(),
     help="Largest level, relative to the first (short side = kernel); levels past the image's own "

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from fcnx.engine.decode import Decoded, Files, identity, min_decode_side
+from fcnx.engine.devices import default_batch_size
 from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCells, NonFiniteOutput, load_ensemble
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
@@ -82,15 +83,14 @@ class Cropper:
         self,
         ensemble: Ensemble,
         *,
-        step: float = 1.2,
-        max_scale: float | str = 3.0,
+        step: float = geometry.DEFAULT_STEP,
+        max_scale: float | str = geometry.DEFAULT_MAX_SCALE,
         selection: str = "paper",
         early_stop: bool = False,
         categories: Sequence[str | int] | None = None,
         batch_size: int | None = None,
         workers: int = 0,
         keep_heatmaps: bool = False,
-        max_level_pixels: int = MAX_LEVEL_PIXELS,
         box: str = boxes.DEFAULT,
         instances: int = 1,
     ) -> None:
@@ -107,7 +107,7 @@ class Cropper:
         if instances < 1:
             raise UsageError(f"the number of instances must be >= 1, got {instances}")
         if batch_size is None:
-            batch_size = 1 if ensemble.device.type == "cpu" else 8
+            batch_size = default_batch_size(ensemble.device)
         if batch_size < 1 or workers < 0:
             raise UsageError("the batch size must be >= 1 and the number of workers >= 0")
         self.ensemble = ensemble
@@ -118,7 +118,6 @@ class Cropper:
         self.box = box
         self.rule = boxes.RULES[box]
         self.instances = instances
-        self.max_level_pixels = max_level_pixels
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
         self.categories = [self.category_index(c) for c in categories] if categories else None
@@ -357,14 +356,14 @@ class Cropper:
             scales = geometry.pyramid_scales(height, width, kernel, self.step, float(self.max_scale))
         for scale in scales:
             scaled = geometry.scaled_size(height, width, scale, kernel)
-            if scaled[0] * scaled[1] > self.max_level_pixels:
+            if scaled[0] * scaled[1] > MAX_LEVEL_PIXELS:
                 break
             levels.append((scale, scaled))
         if not levels:
             scaled = geometry.scaled_size(height, width, kernel / min(height, width), kernel)
             raise FcnxError(
                 f"image of {width}x{height} is too elongated: its smallest pyramid level would be "
-                f"{scaled[1]}x{scaled[0]} pixels, over the limit of {self.max_level_pixels}",
+                f"{scaled[1]}x{scaled[0]} pixels, over the limit of {MAX_LEVEL_PIXELS}",
                 item.path,
             )
         return _Prepared(item, pixels, (int(height), int(width)), levels, categories)

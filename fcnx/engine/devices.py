@@ -39,3 +39,8 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise UsageError("device 'mps' requested but MPS is not available on this machine")
         return torch.device("mps")
     raise UsageError(f"unknown device {name!r}; use {DEVICE_HELP}")
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Images per forward pass when none is given: 8 on a GPU, 1 on the CPU (where one image fills the cores)."""
+    return 1 if device.type == "cpu" else 8

@@ -13,6 +13,8 @@ original resized by ``K_n / K`` and their probabilities are resampled on its gri
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,10 +31,10 @@ from fcnx.engine.devices import resolve_device
 from fcnx.engine.fcn import FCN, load_fcn
 from fcnx.errors import FcnxError, UsageError
 from fcnx.method import alignment, geometry
+from fcnx.method.geometry import DEFAULT_KERNEL
 
 #: the one interpolation of the shared resize (antialiased when shrinking, clamped to [0, 255])
 INTERPOLATION = "bicubic"
-DEFAULT_KERNEL = 299
 #: ``load_ensemble``'s kernel: one for all nets, ``"native"`` (each net at its trained or default size), or per net
 KernelChoice = int | str | Mapping[str, int]
 
@@ -122,50 +124,28 @@ class Ensemble:
             raise UsageError("an ensemble needs at least one net")
         if align not in alignment.MODES:
             raise UsageError(f"unknown alignment {align!r}; use one of {', '.join(alignment.MODES)}")
-        self.fcns = list(fcns)
+        given = list(fcns)
         #: the net whose grid the others are resampled on: ``reference`` (an index into ``fcns``), by default the
         #: finest grid on the image (least stride / kernel; the first of equals)
-        self.reference = (
-            reference
-            if reference is not None
-            else min(range(len(self.fcns)), key=lambda n: Fraction(self.fcns[n].spec.stride, self.fcns[n].kernel))
-        )
-        if not 0 <= self.reference < len(self.fcns):
-            raise UsageError(f"reference net {reference} is out of range: the ensemble has {len(self.fcns)} nets")
-        self.kernel = self.fcns[self.reference].kernel
-        self.stride = self.fcns[self.reference].spec.stride
+        self.reference = _reference(given, reference)
+        self.kernel = given[self.reference].kernel
+        self.stride = given[self.reference].spec.stride
         self.align = align
         #: whether some net has another kernel or stride than the reference
-        self.mixed = any(f.kernel != self.kernel or f.spec.stride != self.stride for f in self.fcns)
-        self.device = self.fcns[0].device
+        self.mixed = any(f.kernel != self.kernel or f.spec.stride != self.stride for f in given)
+        self.device = given[0].device
         if half and self.device.type not in ("cuda", "mps"):
             raise UsageError(f"half precision needs a CUDA or MPS device, not {self.device.type}", parameter="half")
         self.half = half
-        self.classes = list(self.fcns[0].classes)
-        self._orders = _class_order(self.fcns)
-        self.names = _unique_names([f.name for f in self.fcns])
-        for fcn in self.fcns:
-            if isinstance(fcn.net, torch.nn.Module):
-                if fold:
-                    fcn.net, _ = fold_batchnorm(fcn.net, _probe(fcn))
-                fcn.net.to(memory_format=torch.channels_last)
-                if compile:
-                    if backends.dynamic_padding(fcn.net):
-                        raise UsageError(
-                            f"--compile cannot compile {fcn.name} in bounded time (its TF-'same' padding, computed "
-                            f"from each input's size, stalls torch.compile); use --backend openvino instead"
-                        )
-                    fcn.net = torch.compile(fcn.net, dynamic=True)
+        self.classes = list(given[0].classes)
+        self._orders = _class_order(given)
+        self.names = _unique_names([f.name for f in given])
+        #: prepared copies of the nets given (which are left as they are)
+        self.fcns = [_prepared(fcn, fold, compile) for fcn in given]
         self.compiled = compile
-        backend, precision = backend or backends.current()[0], precision or backends.current()[1]
-        exportable = not compile and all(isinstance(f.net, torch.nn.Module) for f in self.fcns)
-        backend = backends.resolve(backend, self.device.type, precision, exportable=exportable)
-        self.precision = backends.check(backend, precision, self.device.type)
-        if compile and backend != "torch":
-            raise UsageError(f"--compile applies to --backend torch; --backend {backend} compiles the nets itself")
-        self.backend = backend
+        self.backend, self.precision = _backend(self.fcns, self.device, backend, precision, compile)
         #: what runs each net: pixels in [0, 255] -> logits (the FCN itself for torch)
-        self.runners = [backends.runner(fcn, backend, self.precision) for fcn in self.fcns]
+        self.runners = [backends.runner(fcn, self.backend, self.precision) for fcn in self.fcns]
         self._exact: list[backends.Runner] | None = None
         #: seconds spent in the nets' forward passes (on CUDA/MPS: kernel launch time unless ``timed``)
         self.forward_seconds = 0.0
@@ -304,6 +284,48 @@ class Ensemble:
             torch.cuda.synchronize(self.device)
         elif self.timed and self.device.type == "mps":
             torch.mps.synchronize()
+
+
+def _backend(
+    fcns: list[FCN], device: torch.device, backend: str | None, precision: str | None, compile: bool
+) -> tuple[str, str]:
+    """What runs ``fcns`` and at which precision: ``backend``/``precision`` (default: the current ones) resolved
+    for ``device`` (:mod:`fcnx.engine.backends`)."""
+    backend, precision = backend or backends.current()[0], precision or backends.current()[1]
+    exportable = not compile and all(isinstance(f.net, torch.nn.Module) for f in fcns)
+    backend = backends.resolve(backend, device.type, precision, exportable=exportable)
+    precision = backends.check(backend, precision, device.type)
+    if compile and backend != "torch":
+        raise UsageError(f"--compile applies to --backend torch; --backend {backend} compiles the nets itself")
+    return backend, precision
+
+
+def _reference(fcns: list[FCN], reference: int | None) -> int:
+    """The index of the reference net: ``reference``, else the finest grid on the image (least stride / kernel)."""
+    if reference is None:
+        return min(range(len(fcns)), key=lambda n: Fraction(fcns[n].spec.stride, fcns[n].kernel))
+    if not 0 <= reference < len(fcns):
+        raise UsageError(f"reference net {reference} is out of range: the ensemble has {len(fcns)} nets")
+    return reference
+
+
+def _prepared(fcn: FCN, fold: bool, compile: bool) -> FCN:
+    """A copy of ``fcn`` whose torch net is ready to run: batch norms folded (``fold``), channels-last,
+    compiled (``compile``); ``fcn`` itself is left unchanged. Other nets are shared as they are."""
+    if not isinstance(fcn.net, torch.nn.Module):
+        return fcn
+    net = fold_batchnorm(fcn.net, _probe(fcn))[0] if fold else fcn.net
+    if net is fcn.net:
+        net = copy.deepcopy(net)
+    net.to(memory_format=torch.channels_last)
+    if compile:
+        if backends.dynamic_padding(net):
+            raise UsageError(
+                f"--compile cannot compile {fcn.name} in bounded time (its TF-'same' padding, computed "
+                f"from each input's size, stalls torch.compile); use --backend openvino instead"
+            )
+        return dataclasses.replace(fcn, net=torch.compile(net, dynamic=True))
+    return dataclasses.replace(fcn, net=net)
 
 
 def _probe(fcn: FCN) -> torch.Tensor:

@@ -188,26 +188,23 @@ def trained_size(net: str, weights: str | Path | None = "pretrained") -> int | N
     return meta.input_size if meta is not None else None
 
 
-def load_fcn(
-    backbone: str | BackboneSpec,
-    weights: str | Path | None = None,
-    *,
-    classes: list[str] | None = None,
-    kernel: int | None = None,
-    device: Any = "cpu",
-    head: tuple[int, ...] = (),
-) -> FCN:
-    """Build ``backbone``, load ``weights`` and convolutionalize it for input side ``kernel``.
+@dataclass
+class _Weights:
+    """What ``load_fcn``'s weights say: the file or pretrained tag, the classes, the head, the trained size."""
 
-    ``weights`` is an fcnx checkpoint file (its metadata gives classes, head and input size), one
-    of the backbone's pretrained tags (``"pretrained"`` picks the first: a checkpoint the plugin
-    ships, see :attr:`BackboneSpec.shipped_weights`, else a hub download with ImageNet-1k classes),
-    or ``None`` for a random initialisation with ``classes``. ``kernel`` defaults to the
-    checkpoint's input size, else the backbone's default size.
-    """
-    import torch
+    path: Path | None
+    pretrained: str | None
+    classes: list[str]
+    head: tuple[int, ...]
+    input_size: int
+    #: the checkpoint's input size (None: no fcnx checkpoint)
+    trained: int | None = None
 
-    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+
+def _read_weights(
+    spec: BackboneSpec, weights: str | Path | None, classes: list[str] | None, head: tuple[int, ...]
+) -> _Weights:
+    """Resolve ``weights`` to a file or a pretrained tag and read its classes, head and input size."""
     missing = spec.missing_requirements()
     if missing:
         raise UsageError(
@@ -215,7 +212,7 @@ def load_fcn(
         )
     pretrained: str | None = None
     input_size = spec.default_size
-    trained: int | None = None  # the checkpoint's input size
+    trained: int | None = None
     path = weight_file(spec, weights)
     if path is None and weights is not None:
         if not spec.pretrained:
@@ -244,22 +241,35 @@ def load_fcn(
             )
     if classes is None:
         raise UsageError(f"backbone {spec.name!r} needs class names or weights")
+    return _Weights(path, pretrained, list(classes), tuple(head), input_size, trained)
+
+
+def _kernel(spec: BackboneSpec, source: _Weights, kernel: int | None) -> int:
+    """The input side to convolutionalize for: ``kernel``, else the trained size, within the backbone's range."""
+    trained = source.trained
     if trained is not None and trained < spec.w_min(1) and (kernel or trained) == trained:
         raise WeightsError(
             f"trained at {trained} pixels, under {spec.name}'s smallest input side {spec.w_min(1)}: give a kernel",
-            path,
+            source.path,
         )
-    kernel = kernel or input_size
+    kernel = kernel or source.input_size
     if kernel < spec.w_min(1):
         raise UsageError(f"kernel {kernel} is too small for {spec.name}: its smallest input side is {spec.w_min(1)}")
     if kernel > checkpoint.MAX_INPUT_SIZE:
         raise UsageError(
             f"kernel {kernel} is too large for {spec.name}: at most {checkpoint.MAX_INPUT_SIZE} pixels a side"
         )
+    return kernel
+
+
+def _build(spec: BackboneSpec, source: _Weights, kernel: int, device: Any) -> FCN:
+    """Build the classifier, load its weights, convolutionalize it and put it on ``device``."""
+    import torch
+
     pool = spec.pool_size(kernel)
-    classifier = spec.build(len(classes), tuple(head), pretrained)
-    if path is not None:
-        spec.load_weights(classifier, path)
+    classifier = spec.build(len(source.classes), source.head, source.pretrained)
+    if source.path is not None:
+        spec.load_weights(classifier, source.path)
     dev = torch.device(device) if isinstance(device, str) else device
     net = spec.convolutionalize(classifier, pool)
     if isinstance(net, torch.nn.Module):
@@ -269,4 +279,26 @@ def load_fcn(
         if isinstance(net, (PooledFCN, FoldedFCN)):
             side = kernel + 2 * spec.stride  # three windows a side
             pool_the_cells(net, torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(dev))
-    return FCN(spec=spec, classes=list(classes), kernel=kernel, pool=pool, net=net, device=dev, classifier=classifier)
+    return FCN(spec=spec, classes=source.classes, kernel=kernel, pool=pool, net=net, device=dev, classifier=classifier)
+
+
+def load_fcn(
+    backbone: str | BackboneSpec,
+    weights: str | Path | None = None,
+    *,
+    classes: list[str] | None = None,
+    kernel: int | None = None,
+    device: Any = "cpu",
+    head: tuple[int, ...] = (),
+) -> FCN:
+    """Build ``backbone``, load ``weights`` and convolutionalize it for input side ``kernel``.
+
+    ``weights`` is an fcnx checkpoint file (its metadata gives classes, head and input size), one
+    of the backbone's pretrained tags (``"pretrained"`` picks the first: a checkpoint the plugin
+    ships, see :attr:`BackboneSpec.shipped_weights`, else a hub download with ImageNet-1k classes),
+    or ``None`` for a random initialisation with ``classes``. ``kernel`` defaults to the
+    checkpoint's input size, else the backbone's default size.
+    """
+    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    source = _read_weights(spec, weights, classes, head)
+    return _build(spec, source, _kernel(spec, source, kernel), device)

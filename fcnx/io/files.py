@@ -20,9 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fcnx.errors import FcnxError, UsageError
+
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -96,6 +98,22 @@ def read_regular(path: Path) -> bytes:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError("not a regular file")
         return file.read()
+
+
+def read_json_file(path: Path, name: str, parse: Callable[[dict[str, Any]], T], noun: str, what: str) -> T:
+    """The JSON object in file ``name`` at ``path`` (the file, or the folder holding it) built and checked by
+    ``parse``; a missing file ("no such ``noun``"), or one that is not ``what`` (``parse`` raising ``ValueError``,
+    ``KeyError``, ``TypeError``...), is a one-line :class:`~fcnx.errors.UsageError` naming it."""
+    path = path / name if path.is_dir() else path
+    try:
+        data = json.loads(read_regular(path).decode("utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        return parse(data)
+    except FileNotFoundError:
+        raise UsageError(f"no such {noun}", path) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise UsageError(f"not {what} ({type(exc).__name__}: {exc})", path) from None
 
 
 def read_class_list(path: Path) -> list[str]:

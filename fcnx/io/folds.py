@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError
-from fcnx.io.files import atomic_text, read_regular
+from fcnx.io.files import atomic_text, read_json_file
 from fcnx.io.images import ImageItem
 
 FOLDS = "folds.json"
@@ -90,27 +90,22 @@ class Folds:
 
 def read_folds(path: Path) -> Folds:
     """The folds at ``path`` (``folds.json`` or the run folder holding it); one-line errors naming the file."""
-    path = path / FOLDS if path.is_dir() else path
-    try:
-        data = json.loads(read_regular(path).decode("utf-8"))
-        if not isinstance(data, dict):
-            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        folds = [Fold(**f) for f in data.pop("folds")]
-        result = Folds(folds=folds, **data)
-        if not isinstance(result.k, int) or isinstance(result.k, bool) or result.k < 2:
-            raise ValueError(f"k {result.k!r} is not a number of folds (>= 2)")
-        if [f.fold for f in folds] != list(range(1, result.k + 1)):
-            raise ValueError(f"lists folds {[f.fold for f in folds]}, not 1 to {result.k}")
-        bad = next((rel for rel, k in result.images.items() if k not in range(1, result.k + 1)), None)
-        if bad is not None:
-            raise ValueError(f"image {bad!r} is in fold {result.images[bad]!r}, not one of 1 to {result.k}")
-        for fold in folds:
-            if Path(fold.folder).is_absolute() or ".." in Path(fold.folder).parts:
-                raise ValueError(f"fold folder {fold.folder!r} leaves the run folder")
-    except FileNotFoundError:
-        raise UsageError("no such folds file", path) from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise UsageError(f"not a folds file of fcnx train --folds ({type(exc).__name__}: {exc})", path) from None
+    return read_json_file(path, FOLDS, _folds, "folds file", "a folds file of fcnx train --folds")
+
+
+def _folds(data: dict[str, Any]) -> Folds:
+    folds = [Fold(**f) for f in data.pop("folds")]
+    result = Folds(folds=folds, **data)
+    if not isinstance(result.k, int) or isinstance(result.k, bool) or result.k < 2:
+        raise ValueError(f"k {result.k!r} is not a number of folds (>= 2)")
+    if [f.fold for f in folds] != list(range(1, result.k + 1)):
+        raise ValueError(f"lists folds {[f.fold for f in folds]}, not 1 to {result.k}")
+    bad = next((rel for rel, k in result.images.items() if k not in range(1, result.k + 1)), None)
+    if bad is not None:
+        raise ValueError(f"image {bad!r} is in fold {result.images[bad]!r}, not one of 1 to {result.k}")
+    for fold in folds:
+        if Path(fold.folder).is_absolute() or ".." in Path(fold.folder).parts:
+            raise ValueError(f"fold folder {fold.folder!r} leaves the run folder")
     return result
 
 

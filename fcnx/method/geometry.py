@@ -54,6 +54,12 @@ def formula_text(stride: int, offset: int) -> str:
     return f"{stride}D" + (f"{offset:+d}" if offset else "")
 
 
+#: the paper's pyramid: each level ``DEFAULT_STEP`` times the one before, up to ``DEFAULT_MAX_SCALE`` times the first
+DEFAULT_STEP = 1.2
+DEFAULT_MAX_SCALE = 3.0
+#: the paper's common kernel: every net trained and convolutionalized at this input side
+DEFAULT_KERNEL = 299
+
 #: the most levels an image pyramid may have (the default step 1.2 up to 3 times the first level gives 7)
 MAX_LEVELS = 100
 
@@ -77,7 +83,9 @@ def pyramid_levels(step: float, max_scale: float) -> int:
     return count
 
 
-def pyramid_scales(height: int, width: int, kernel: int, step: float = 1.2, max_scale: float = 3.0) -> list[float]:
+def pyramid_scales(
+    height: int, width: int, kernel: int, step: float = DEFAULT_STEP, max_scale: float = DEFAULT_MAX_SCALE
+) -> list[float]:
     """Scale factors of the image pyramid (:func:`pyramid_levels` of them).
 
     The first scale makes the short side equal ``kernel`` (images smaller than the kernel are

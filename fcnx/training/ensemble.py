@@ -22,6 +22,7 @@ from fcnx.errors import UsageError
 from fcnx.io import datasets
 from fcnx.training import manifest as manifests
 from fcnx.training import trainer
+from fcnx.training.config import refuse_changed
 
 
 @dataclass
@@ -75,14 +76,22 @@ def train_ensemble(
         manifest.classes = trainer.read_resume(folder)[2]["classes"]
         member.val_top1, member.finished = run.best_top1, True
         manifest.write(outdir)
-    for member in manifest.members:  # what every member left out, this session or an earlier one
-        listed = outdir / member.net / trainer.SKIPPED
-        lines = listed.read_text(encoding="utf-8").splitlines() if listed.is_file() else []
-        result.skipped += [line for line in lines if line not in result.skipped]
+    result.skipped = skipped([outdir / member.net for member in manifest.members])
     manifest.val_top1 = _ensemble_top1(manifest, outdir, device)
     manifest.complete = True
     manifest.write(outdir)
     return result
+
+
+def skipped(runs: list[Path]) -> list[str]:
+    """What the runs in ``runs`` left out (their ``skipped.txt``), this session or an earlier one: each line once."""
+    lines: list[str] = []
+    for folder in runs:
+        listed = folder / trainer.SKIPPED
+        for line in listed.read_text(encoding="utf-8").splitlines() if listed.is_file() else []:
+            if line not in lines:
+                lines.append(line)
+    return lines
 
 
 def _ensemble_top1(manifest: manifests.Manifest, outdir: Path, device: str) -> float | None:
@@ -116,10 +125,5 @@ def discard(manifest: manifests.Manifest, outdir: Path, created: bool) -> None:
 def resume_manifest(outdir: Path, given: dict[str, Any]) -> manifests.Manifest:
     """The manifest in ``outdir`` for ``--resume``; refuses settings given that differ from the saved ones."""
     manifest = manifests.read_manifest(outdir / manifests.MANIFEST)
-    changed = sorted(name for name, value in given.items() if manifest.config.get(name) != value)
-    if changed:
-        raise UsageError(
-            f"--resume continues the ensemble with its saved settings; --{changed[0].replace('_', '-')} "
-            f"was {manifest.config.get(changed[0])!r}, not {given[changed[0]]!r}"
-        )
+    refuse_changed(manifest.config, given, "the ensemble with its")
     return replace(manifest, complete=False)

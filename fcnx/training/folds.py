@@ -21,6 +21,7 @@ from fcnx.errors import UsageError
 from fcnx.io.folds import FOLDS, Fold, Folds, assign_folds, fold_folder, read_folds
 from fcnx.training import ensemble, trainer
 from fcnx.training import manifest as manifests
+from fcnx.training.config import refuse_changed
 
 
 @dataclass
@@ -56,12 +57,7 @@ def resume_folds(outdir: Path, given: dict[str, Any]) -> Folds:
     """The folds in ``outdir`` for ``--resume``: settings given must be the saved ones, the split the saved one."""
     path = outdir / FOLDS
     folds = read_folds(path)
-    changed = sorted(name for name, value in given.items() if folds.config.get(name) != value)
-    if changed:
-        raise UsageError(
-            f"--resume continues the folds with their saved settings; --{changed[0].replace('_', '-')} "
-            f"was {folds.config.get(changed[0])!r}, not {given[changed[0]]!r}"
-        )
+    refuse_changed(folds.config, given, "the folds with their")
     now = assignment(_config(folds, 0))
     if now != folds.images:
         differ = sorted(set(now.items()) ^ set(folds.images.items()))
@@ -109,10 +105,7 @@ def train_folds(
             folds.classes = run.manifest.classes
             fold.val_top1, fold.finished = run.manifest.val_top1, True
             folds.write(outdir)
-        for net in folds.nets:  # what every fold model left out, this session or an earlier one
-            listed = folder / net / trainer.SKIPPED
-            lines = listed.read_text(encoding="utf-8").splitlines() if listed.is_file() else []
-            result.skipped += [line for line in lines if line not in result.skipped]
+    result.skipped = ensemble.skipped([outdir / fold.folder / net for fold in folds.folds for net in folds.nets])
     folds.complete = True
     folds.write(outdir)
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError
-from fcnx.io.files import atomic_text, read_regular
+from fcnx.io.files import atomic_text, read_json_file
 
 MANIFEST = "ensemble.json"
 
@@ -48,30 +48,25 @@ class Manifest:
 
 def read_manifest(path: Path) -> Manifest:
     """The manifest at ``path`` (a file, or a run folder holding ``ensemble.json``); one-line errors naming it."""
-    path = path / MANIFEST if path.is_dir() else path
-    try:
-        data = json.loads(read_regular(path).decode("utf-8"))
-        if not isinstance(data, dict):
-            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        members = [Member(**m) for m in data.pop("members")]
-        manifest = Manifest(members=members, **data)
-        if not isinstance(manifest.kernel, int) or isinstance(manifest.kernel, bool) or manifest.kernel < 1:
-            raise ValueError(f"kernel {manifest.kernel!r} is not a side in pixels")
-        if not isinstance(manifest.complete, bool):
-            raise ValueError(f"complete {manifest.complete!r} is neither true nor false")
-        for member in members:  # names of nets and files, as fcnx train writes them (a NUL is in no file name)
-            for key in ("net", "checkpoint"):
-                value = getattr(member, key)
-                if not isinstance(value, str) or not value.strip() or "\0" in value:
-                    raise ValueError(f"a member's {key} {value!r} is not a name")
-        nets = [member.net for member in members]
-        twice = next((net for k, net in enumerate(nets) if net in nets[:k]), None)
-        if twice is not None:
-            raise ValueError(f"the net {twice!r} is a member twice")
-    except FileNotFoundError:
-        raise UsageError("no such ensemble file", path) from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise UsageError(f"not an ensemble file of fcnx train --nets ({type(exc).__name__}: {exc})", path) from None
+    return read_json_file(path, MANIFEST, _manifest, "ensemble file", "an ensemble file of fcnx train --nets")
+
+
+def _manifest(data: dict[str, Any]) -> Manifest:
+    members = [Member(**m) for m in data.pop("members")]
+    manifest = Manifest(members=members, **data)
+    if not isinstance(manifest.kernel, int) or isinstance(manifest.kernel, bool) or manifest.kernel < 1:
+        raise ValueError(f"kernel {manifest.kernel!r} is not a side in pixels")
+    if not isinstance(manifest.complete, bool):
+        raise ValueError(f"complete {manifest.complete!r} is neither true nor false")
+    for member in members:  # names of nets and files, as fcnx train writes them (a NUL is in no file name)
+        for key in ("net", "checkpoint"):
+            value = getattr(member, key)
+            if not isinstance(value, str) or not value.strip() or "\0" in value:
+                raise ValueError(f"a member's {key} {value!r} is not a name")
+    nets = [member.net for member in members]
+    twice = next((net for k, net in enumerate(nets) if net in nets[:k]), None)
+    if twice is not None:
+        raise ValueError(f"the net {twice!r} is a member twice")
     return manifest
 
 

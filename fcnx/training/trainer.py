@@ -31,7 +31,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,6 +48,7 @@ from fcnx.io import images
 from fcnx.io.processes import worker_init
 from fcnx.method.metrics import top_k_accuracy
 from fcnx.training import card, datasets, distributed, finetune
+from fcnx.training.config import TrainConfig
 
 BEST = "best.safetensors"
 RESUME = "resume.safetensors"
@@ -83,53 +84,6 @@ def refuse_taken(folder: Path) -> None:
             f"already holds {', '.join(taken)}, which a new run would replace: move them or choose another folder",
             folder,
         )
-
-
-@dataclass
-class TrainConfig:
-    """What a run trains and how; saved with the run, so ``--resume`` repeats it exactly."""
-
-    net: str
-    data: str
-    split: str = "train"
-    size: int = 299
-    weights: str = "pretrained"
-    head: list[int] = field(default_factory=list)
-    schedule: str = "auto"
-    blocks_per_step: int = 1
-    epochs: int = 10
-    patience: int = 3
-    batch_size: int = 32
-    lr: float = 1e-3
-    finetune_lr: float | None = None
-    weight_decay: float = 1e-4
-    opt: str = "adamw"
-    val_fraction: float = 0.1
-    seed: int = 0
-    augment: bool = True
-    amp: bool = True
-    #: a ``boxes.jsonl``: train and validate on each image's box (``fcnx train --crops``)
-    crops: str | None = None
-    #: training crops: centre moved by up to this share of the box's sides ...
-    crop_jitter: float = 0.0
-    #: ... and sides scaled by a factor drawn from ``[1 - crop_scale, 1 + crop_scale]``
-    crop_scale: float = 0.0
-    #: ``fcnx train --folds K``: the split dealt into this many folds (:func:`fcnx.io.folds.assign_folds`) ...
-    folds: int = 0
-    #: ... and the one this run leaves out (1 to ``folds``; 0: none)
-    fold: int = 0
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def step_lr(self, index: int) -> float:
-        """The first step (the new head, or everything for ``all``) learns at ``lr``, later ones at
-        ``finetune_lr`` (default ``lr / 10``)."""
-        if index == 0:
-            return self.lr
-        return self.finetune_lr if self.finetune_lr is not None else self.lr / 10
 
 
 @dataclass
@@ -434,74 +388,33 @@ def _unreadable(path: Path, cutter: Any = None, k: int = 0) -> str:
     return str(FcnxError("could not be read during training", path))
 
 
-def train(
-    config: TrainConfig,
-    outdir: str | Path,
-    *,
-    device: str = "auto",
-    workers: int = 4,
-    resume: bool = False,
-    quiet: bool = False,
-    log: Callable[[str], None] = print,
-    report: Callable[[str], None] | None = None,
-    on_epoch: Callable[[Progress], None] | None = None,
-) -> TrainResult:
-    """Fine-tune ``config.net`` on ``config.data`` into ``outdir`` (see the module docstring).
+@dataclass
+class _Loaders:
+    """The datasets and loaders of a run (this process's shard)."""
 
-    ``report(line)`` receives the error of each image left out, once (default: ``log``).
-    ``on_epoch(progress)`` is called after each epoch's files are written (e.g. to stop a run).
-    Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
-    """
-    from tqdm import tqdm
+    train_set: datasets.ImageDataset
+    val_set: datasets.ImageDataset
+    sampler: DistributedSampler[int]
+    train: DataLoader
+    val: DataLoader
 
-    from fcnx.io.files import atomic_text, remove_temporaries
 
-    report = report or log
-    ctx = distributed.context(device)
-    outdir = Path(outdir)
-    spec = get_backbone(config.net)
-    schedule = finetune.resolve_schedule(config.schedule, spec)
-    images = split(config)
-    data, train_items, val_items = images.data, images.train, images.validation
-    digest = _digest(val_items)
-    progress = Progress(validation=digest)
-    saved: dict[str, Any] = {}
-    if resume:
-        _, progress, saved = read_resume(outdir)
-        _check_resume(config, data.classes, saved, digest, progress, outdir)
-    if ctx.main:
-        log(data.describe() + f"; {len(train_items)} for training, {len(val_items)} for validation")
-        for warning in data.warnings:
-            log(f"warning: {one_line(warning)}")
-    if not train_items:
-        raise UsageError(f"no training images left in the {config.split} split", data.root)
-
-    torch.manual_seed(config.seed)  # the new head's initialisation
-    model, carried = finetune.initial_model(spec, data.classes, config.head, config.weights)
-    steps = finetune.plan_steps(model, schedule, config.blocks_per_step)
-    best_state: dict[str, torch.Tensor] | None = None
-    resume_tensors: dict[str, torch.Tensor] = {}
-    if resume:
-        resume_tensors = checkpoint.read_tensors(outdir / RESUME)
-        model.load_state_dict({k[len("model.") :]: v for k, v in resume_tensors.items() if k.startswith("model.")})
-        if (outdir / BEST).is_file():
-            best_state = checkpoint.read_tensors(outdir / BEST)
-    model.to(ctx.device)
-    if ctx.device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-
-    normalize = _Normalize(spec.preprocess, ctx.device)
-    autocast, scaler = _autocast(ctx.device, config.amp)
+def _loaders(images: Split, config: TrainConfig, ctx: distributed.Context, workers: int) -> _Loaders:
+    """The training set (augmented, sharded by a seeded sampler) and the validation set (this rank's share)."""
     train_set = datasets.ImageDataset(
-        train_items,
-        data.classes,
+        images.train,
+        images.data.classes,
         config.size,
         train=True,
         augment=config.augment,
-        cut=images.cutter(train_items, config),
+        cut=images.cutter(images.train, config),
     )
     val_set = datasets.ImageDataset(
-        val_items, data.classes, config.size, train=False, cut=images.cutter(val_items, config)
+        images.validation,
+        images.data.classes,
+        config.size,
+        train=False,
+        cut=images.cutter(images.validation, config),
     )
     # torch types datasets nominally; ImageDataset is a map-style dataset by its __len__ and __getitem__
     train_data = cast("Dataset[tuple[Any, int, int]]", train_set)
@@ -527,137 +440,273 @@ def train(
         pin_memory=pin,
         worker_init_fn=worker_init(),
     )
-    meta_info = {"schedule": schedule, "weights": config.weights, "data": str(config.data), "processes": ctx.world}
-    unreadable_total = 0
+    return _Loaders(train_set, val_set, sampler, train_loader, val_loader)
+
+
+@dataclass
+class _Run:
+    """What the stages of :func:`train` share: the settings, the data, the model and where the run stands."""
+
+    config: TrainConfig
+    outdir: Path
+    ctx: distributed.Context
+    spec: Any
+    schedule: str
+    images: Split
+    progress: Progress
+    saved: dict[str, Any]
+    model: torch.nn.Module
+    carried: dict[str, Any]
+    steps: list[finetune.Step]
+    best_state: dict[str, torch.Tensor] | None
+    resume_tensors: dict[str, torch.Tensor]
+    loaders: _Loaders
+    normalize: _Normalize
+    autocast: Callable[[], Any]
+    scaler: torch.amp.GradScaler
+    log: Callable[[str], None]
+    report: Callable[[str], None]
+    missing: list[str]
+    unreadable_total: int = 0
+
+    def meta(self, **epoch: Any) -> checkpoint.CheckpointMeta:
+        """The checkpoint metadata of this run (``epoch``: the best epoch's numbers)."""
+        info = {
+            "schedule": self.schedule,
+            "weights": self.config.weights,
+            "data": str(self.config.data),
+            "processes": self.ctx.world,
+        }
+        return _meta(self.config, self.images.data.classes, self.carried, **info, **epoch)
+
+    def result(self) -> TrainResult:
+        best = self.progress.best_top1 if self.images.validation else None
+        return TrainResult(
+            self.outdir,
+            self.outdir / BEST,
+            best,
+            self.progress.history,
+            self.steps,
+            self.unreadable_total,
+            len(self.images.data.missing),
+            self.missing + list(self.progress.unreadable.values()),
+        )
+
+
+def _start(
+    config: TrainConfig,
+    outdir: Path,
+    ctx: distributed.Context,
+    workers: int,
+    resume: bool,
+    log: Callable[[str], None],
+    report: Callable[[str], None],
+) -> _Run:
+    """Open the dataset, check a resumed run against it, build the model and the loaders."""
+    from fcnx.io.files import remove_temporaries
+
+    spec = get_backbone(config.net)
+    schedule = finetune.resolve_schedule(config.schedule, spec)
+    images = split(config)
+    data = images.data
+    digest = _digest(images.validation)
+    progress = Progress(validation=digest)
+    saved: dict[str, Any] = {}
+    if resume:
+        _, progress, saved = read_resume(outdir)
+        _check_resume(config, data.classes, saved, digest, progress, outdir)
+    if ctx.main:
+        log(data.describe() + f"; {len(images.train)} for training, {len(images.validation)} for validation")
+        for warning in data.warnings:
+            log(f"warning: {one_line(warning)}")
+    if not images.train:
+        raise UsageError(f"no training images left in the {config.split} split", data.root)
+
+    torch.manual_seed(config.seed)  # the new head's initialisation
+    model, carried = finetune.initial_model(spec, data.classes, config.head, config.weights)
+    steps = finetune.plan_steps(model, schedule, config.blocks_per_step)
+    best_state: dict[str, torch.Tensor] | None = None
+    resume_tensors: dict[str, torch.Tensor] = {}
+    if resume:
+        resume_tensors = checkpoint.read_tensors(outdir / RESUME)
+        model.load_state_dict({k[len("model.") :]: v for k, v in resume_tensors.items() if k.startswith("model.")})
+        if (outdir / BEST).is_file():
+            best_state = checkpoint.read_tensors(outdir / BEST)
+    model.to(ctx.device)
+    if ctx.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+
+    autocast, scaler = _autocast(ctx.device, config.amp)
+    loaders = _loaders(images, config, ctx, workers)
     missing = list(data.missing_lines)  # one line each, naming the meta file and line
     if ctx.main:
         remove_temporaries(outdir)  # what a killed run was writing
         for line in missing:
             report(f"error: {line}")
+    normalize = _Normalize(spec.preprocess, ctx.device)
+    return _Run(
+        config, outdir, ctx, spec, schedule, images, progress, saved, model, carried, steps, best_state,
+        resume_tensors, loaders, normalize, autocast, scaler, log, report, missing,
+    )  # fmt: skip
 
+
+def _step_optimizer(run: _Run, lr: float) -> torch.optim.Optimizer:
+    """The optimizer of the current step; a resumed run in mid-step gets its saved state back (once)."""
+    optimizer = _optimizer(run.model, run.config, lr)
+    if run.resume_tensors and run.progress.step_epoch > 0 and run.saved.get("optimizer"):
+        _restore_optimizer(optimizer, run.resume_tensors, run.saved["optimizer"])
+        if run.saved.get("scaler"):
+            run.scaler.load_state_dict(run.saved["scaler"])
+    run.resume_tensors = {}
+    return optimizer
+
+
+def _train_step(run: _Run, quiet: bool, on_epoch: Callable[[Progress], None] | None) -> None:
+    """The epochs of the current step, until it has run its epochs or lost patience."""
+    progress, steps = run.progress, run.steps
+    step = steps[progress.step]
+    trainable = finetune.apply_step(run.model, step)
+    net = distributed.wrap(run.model, run.ctx)
+    lr = run.config.step_lr(progress.step)
+    optimizer = _step_optimizer(run, lr)
+    if run.ctx.main:
+        run.log(f"step {progress.step + 1}/{len(steps)}: {step.name} ({trainable:,} trainable parameters, lr {lr:g})")
+    step_done = False
+    while not step_done:
+        row = _epoch(run, net, optimizer, quiet, step, trainable, lr)
+        step_done = progress.step_epoch >= run.config.epochs or (
+            row["val_top1"] is not None and progress.since_best >= run.config.patience
+        )
+        if step_done:  # the next step starts from the best weights so far
+            assert run.best_state is not None  # an epoch improved, or the resumed run read best.safetensors
+            run.model.load_state_dict(run.best_state)
+            progress.step, progress.step_epoch, progress.since_best = progress.step + 1, 0, 0
+            progress.finished = progress.step >= len(steps)
+        if run.ctx.main:
+            _write_epoch(run, row, None if step_done else optimizer)
+        distributed.barrier(run.ctx)
+        if on_epoch is not None:
+            on_epoch(progress)
+    del net
+
+
+def _epoch(
+    run: _Run, net: Any, optimizer: torch.optim.Optimizer, quiet: bool, step: finetune.Step, trainable: int, lr: float
+) -> dict[str, Any]:
+    """Train and validate one epoch; note its unreadable images and the best weights; its history row."""
+    from tqdm import tqdm
+
+    progress, ctx, loaders = run.progress, run.ctx, run.loaders
+    start = time.perf_counter()
+    _seed_epoch(run.config.seed, progress.epoch, ctx.rank)
+    loaders.sampler.set_epoch(progress.epoch)
+    bad_train: list[int] = []
+    bad_val: list[int] = []
+    with tqdm(
+        total=len(loaders.train),
+        desc=f"step {progress.step + 1}/{len(run.steps)} epoch {progress.step_epoch + 1}",
+        unit="batch",
+        leave=False,
+        disable=quiet or not ctx.main or not sys.stderr.isatty(),
+    ) as bar:
+        train_loss, train_top1, bad = _train_epoch(
+            net, run.model, loaders.train, optimizer, run.normalize, run.autocast, run.scaler, ctx, bar, bad_train
+        )
+    val = (
+        _validate(run.model, loaders.val, run.normalize, run.autocast, ctx, bad_val) if run.images.validation else None
+    )
+    bad += val[3] if val else 0
+    run.unreadable_total = max(run.unreadable_total, bad)
+    _note_unreadable(run, bad_train, bad_val)
+    top1 = val[1] if val else train_top1
+    improved = val is None or top1 > progress.best_top1
+    if improved:
+        progress.best_top1, progress.since_best = top1, 0
+        run.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    else:
+        progress.since_best += 1
+    progress.history.append(
+        {
+            "epoch": progress.epoch + 1,
+            "step": progress.step + 1,
+            "step_name": step.name,
+            "step_epoch": progress.step_epoch + 1,
+            "trainable": trainable,
+            "lr": lr,
+            "train_loss": train_loss,
+            "train_top1": train_top1,
+            "val_loss": val[0] if val else None,
+            "val_top1": val[1] if val else None,
+            "val_top5": val[2] if val else None,
+            "best": improved,
+            "unreadable": bad,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+    )
+    progress.epoch += 1
+    progress.step_epoch += 1
+    return progress.history[-1]
+
+
+def _note_unreadable(run: _Run, bad_train: list[int], bad_val: list[int]) -> None:
+    """Record (and report, once) each image no process could read this epoch."""
+    train_set, val_set, progress = run.loaders.train_set, run.loaders.val_set, run.progress
+    where = {str(train_set.items[k].path): (train_set.cut, k) for k in bad_train} | {
+        str(val_set.items[k].path): (val_set.cut, k) for k in bad_val
+    }
+    for path in sorted(set(distributed.gather_all(list(where), run.ctx)) - set(progress.unreadable)):
+        progress.unreadable[path] = _unreadable(Path(path), *where.get(path, (None, 0)))
+        if run.ctx.main:
+            run.report(f"error: {progress.unreadable[path]}")
+
+
+def _write_epoch(run: _Run, row: dict[str, Any], optimizer: torch.optim.Optimizer | None) -> None:
+    """The main process's files after an epoch: the best checkpoint and its card, the metrics, the skipped images,
+    and last the resume state (``optimizer``: None at the end of a step)."""
+    from fcnx.io.files import atomic_text
+
+    outdir, progress, classes = run.outdir, run.progress, run.images.data.classes
+    run.log(_epoch_line(row))
+    if row["best"]:
+        assert run.best_state is not None  # set by the epoch
+        meta = run.meta(epoch=row["epoch"], step=row["step"], val_top1=row["val_top1"])
+        checkpoint.save(outdir / BEST, run.best_state, meta)
+        atomic_text(outdir / card.CARD, card.model_card(run.spec, classes, run.config, run.schedule, row))
+    write_metrics(outdir, progress.history)
+    if run.missing or progress.unreadable:
+        lines = run.missing + list(progress.unreadable.values())
+        atomic_text(outdir / SKIPPED, "".join(f"{line}\n" for line in lines))
+    # last: the epoch counts once this is written (a kill before it redoes the epoch, and the
+    # files above are rewritten whole from the saved history)
+    _save_resume(outdir, run.model, optimizer, run.scaler, run.config, classes, run.carried, progress)
+
+
+def train(
+    config: TrainConfig,
+    outdir: str | Path,
+    *,
+    device: str = "auto",
+    workers: int = 4,
+    resume: bool = False,
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+    report: Callable[[str], None] | None = None,
+    on_epoch: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.net`` on ``config.data`` into ``outdir`` (see the module docstring).
+
+    ``report(line)`` receives the error of each image left out, once (default: ``log``).
+    ``on_epoch(progress)`` is called after each epoch's files are written (e.g. to stop a run).
+    Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
+    """
+    ctx = distributed.context(device)
+    run = _start(config, Path(outdir), ctx, workers, resume, log, report or log)
     try:
-        while not progress.finished and progress.step < len(steps):
-            step = steps[progress.step]
-            trainable = finetune.apply_step(model, step)
-            net = distributed.wrap(model, ctx)
-            lr = config.step_lr(progress.step)
-            optimizer = _optimizer(model, config, lr)
-            if resume_tensors and progress.step_epoch > 0 and saved.get("optimizer"):
-                _restore_optimizer(optimizer, resume_tensors, saved["optimizer"])
-                if saved.get("scaler"):
-                    scaler.load_state_dict(saved["scaler"])
-            resume_tensors = {}
-            if ctx.main:
-                log(
-                    f"step {progress.step + 1}/{len(steps)}: {step.name} ({trainable:,} trainable parameters, lr {lr:g})"
-                )
-            step_done = False
-            while not step_done:
-                start = time.perf_counter()
-                _seed_epoch(config.seed, progress.epoch, ctx.rank)
-                sampler.set_epoch(progress.epoch)
-                bad_train: list[int] = []
-                bad_val: list[int] = []
-                with tqdm(
-                    total=len(train_loader),
-                    desc=f"step {progress.step + 1}/{len(steps)} epoch {progress.step_epoch + 1}",
-                    unit="batch",
-                    leave=False,
-                    disable=quiet or not ctx.main or not sys.stderr.isatty(),
-                ) as bar:
-                    train_loss, train_top1, bad = _train_epoch(
-                        net, model, train_loader, optimizer, normalize, autocast, scaler, ctx, bar, bad_train
-                    )
-                val = _validate(model, val_loader, normalize, autocast, ctx, bad_val) if val_items else None
-                bad += val[3] if val else 0
-                unreadable_total = max(unreadable_total, bad)
-                where = {str(train_set.items[k].path): (train_set.cut, k) for k in bad_train} | {
-                    str(val_set.items[k].path): (val_set.cut, k) for k in bad_val
-                }
-                for path in sorted(set(distributed.gather_all(list(where), ctx)) - set(progress.unreadable)):
-                    progress.unreadable[path] = _unreadable(Path(path), *where.get(path, (None, 0)))
-                    if ctx.main:
-                        report(f"error: {progress.unreadable[path]}")
-                top1 = val[1] if val else train_top1
-                improved = val is None or top1 > progress.best_top1
-                if improved:
-                    progress.best_top1, progress.since_best = top1, 0
-                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                else:
-                    progress.since_best += 1
-                progress.history.append(
-                    {
-                        "epoch": progress.epoch + 1,
-                        "step": progress.step + 1,
-                        "step_name": step.name,
-                        "step_epoch": progress.step_epoch + 1,
-                        "trainable": trainable,
-                        "lr": lr,
-                        "train_loss": train_loss,
-                        "train_top1": train_top1,
-                        "val_loss": val[0] if val else None,
-                        "val_top1": val[1] if val else None,
-                        "val_top5": val[2] if val else None,
-                        "best": improved,
-                        "unreadable": bad,
-                        "seconds": round(time.perf_counter() - start, 3),
-                    }
-                )
-                progress.epoch += 1
-                progress.step_epoch += 1
-                step_done = progress.step_epoch >= config.epochs or (
-                    val is not None and progress.since_best >= config.patience
-                )
-                if step_done:  # the next step starts from the best weights so far
-                    assert best_state is not None  # an epoch improved, or the resumed run read best.safetensors
-                    model.load_state_dict(best_state)
-                    progress.step, progress.step_epoch, progress.since_best = progress.step + 1, 0, 0
-                    progress.finished = progress.step >= len(steps)
-                if ctx.main:
-                    row = progress.history[-1]
-                    log(_epoch_line(row))
-                    if improved:
-                        assert best_state is not None  # set above
-                        checkpoint.save(
-                            outdir / BEST,
-                            best_state,
-                            _meta(
-                                config,
-                                data.classes,
-                                carried,
-                                **meta_info,
-                                epoch=row["epoch"],
-                                step=row["step"],
-                                val_top1=row["val_top1"],
-                            ),
-                        )
-                        atomic_text(outdir / card.CARD, card.model_card(spec, data.classes, config, schedule, row))
-                    write_metrics(outdir, progress.history)
-                    if missing or progress.unreadable:
-                        lines = missing + list(progress.unreadable.values())
-                        atomic_text(outdir / SKIPPED, "".join(f"{line}\n" for line in lines))
-                    # last: the epoch counts once this is written (a kill before it redoes the epoch, and the
-                    # files above are rewritten whole from the saved history)
-                    _save_resume(
-                        outdir, model, None if step_done else optimizer, scaler, config, data.classes, carried, progress
-                    )
-                distributed.barrier(ctx)
-                if on_epoch is not None:
-                    on_epoch(progress)
-            del net
+        while not run.progress.finished and run.progress.step < len(run.steps):
+            _train_step(run, quiet, on_epoch)
     finally:
         distributed.finish(ctx)
-    best = progress.best_top1 if val_items else None
-    return TrainResult(
-        outdir,
-        outdir / BEST,
-        best,
-        progress.history,
-        steps,
-        unreadable_total,
-        len(data.missing),
-        missing + list(progress.unreadable.values()),
-    )
+    return run.result()
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig, lr: float) -> torch.optim.Optimizer:

@@ -34,6 +34,23 @@ def test_folded_fcn_equals_unfolded_and_keeps_the_classifier(one_thread, name, k
     assert (got - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
 
 
+@pytest.mark.parametrize("fold", [True, False])
+def test_the_ensemble_leaves_the_nets_it_is_given_as_they_are(one_thread, fold):
+    """An Ensemble runs prepared copies (folded, channels-last); the caller's FCN keeps its net and its weights."""
+    fcn = load_fcn("tiny_resnet", "pretrained", kernel=56)
+    net = fcn.net
+    before = {name: (tensor.clone(), tensor.stride()) for name, tensor in net.state_dict().items()}
+    ensemble = Ensemble([fcn], fold=fold, backend="torch")
+    assert fcn.net is net and ensemble.fcns[0] is not fcn and ensemble.fcns[0].net is not net
+    assert _batchnorms(net) > 0 and _batchnorms(ensemble.fcns[0].net) == (0 if fold else _batchnorms(net))
+    after = net.state_dict()
+    assert all(torch.equal(after[k], v) and after[k].stride() == s for k, (v, s) in before.items())
+    pixels = torch.rand(1, 3, 80, 96, generator=torch.Generator().manual_seed(3)) * 255
+    with torch.inference_mode():
+        expected, got = fcn(pixels), ensemble.fcns[0](pixels)
+    assert (got - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
+
+
 class _Shared(nn.Module):
     """A convolution whose output feeds a batch norm and, beside it, the sum: it cannot be folded."""
 

@@ -102,7 +102,7 @@ def test_an_interrupted_folds_run_resumes_in_the_fold_it_stopped_in(tmp_path, fo
 
     monkeypatch.setattr(trainer, "train", stop_in_second_fold)
     result = run("train", "--folds", "2", "--net", "tiny_vgg", "--data", food, "-o", out, *FAST)
-    assert result.exit_code == 1 and "continue with: fcnx train --resume" in result.output
+    assert result.exit_code == 130 and "train: interrupted; continue with: fcnx train --resume" in result.output
     saved = read_folds(out)
     assert not saved.complete and [f.finished for f in saved.folds] == [True, False]
     first = (out / "fold1" / "tiny_vgg" / "best.safetensors").read_bytes()
