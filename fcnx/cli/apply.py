@@ -60,9 +60,9 @@ def apply_cmd(
       fcnx apply cropped/ --decisions ana.jsonl --decisions bo.jsonl --unreviewed original -o clean/
       fcnx apply cropped/ --labelstudio project-1-export.json -o clean/
     """
+    from fcnx.cli.progress import Progress
     from fcnx.errors import one_line
     from fcnx.jobs.apply import SUMMARY, apply, describe
-    from fcnx.render.progress import Progress
 
     bar: list[Progress] = []
 

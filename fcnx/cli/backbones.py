@@ -9,9 +9,9 @@ import click
 from fcnx.backbones import plugins, registry
 from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
 from fcnx.backbones.spec import BackboneSpec
+from fcnx.cli.text import text_table
 from fcnx.errors import UsageError
 from fcnx.method.geometry import DEFAULT_KERNEL
-from fcnx.render.text import text_table
 
 
 def _d_at(spec: BackboneSpec, size: int) -> int | None:

@@ -21,9 +21,9 @@ from fcnx.cli.common import (
     resolve_nets,
     stoppable,
 )
+from fcnx.cli.progress import Progress
 from fcnx.method import geometry
 from fcnx.method.selection import RULES
-from fcnx.render.progress import Progress
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import Ensemble

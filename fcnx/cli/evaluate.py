@@ -15,8 +15,8 @@ from fcnx.cli.common import (
     resolve_nets,
     stoppable,
 )
-from fcnx.render.progress import Progress
-from fcnx.render.text import text_table
+from fcnx.cli.progress import Progress
+from fcnx.cli.text import text_table
 
 
 def _table(rows: list[dict]) -> str:

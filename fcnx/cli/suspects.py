@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from fcnx.cli.common import PathType, ensemble_options, resolve_nets, stoppable
+from fcnx.cli.progress import Progress
 from fcnx.jobs.suspects import SIGNALS
-from fcnx.render.progress import Progress
 
 
 @click.command("suspects")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from fcnx.render.progress import Progress
+from fcnx.cli.progress import Progress
 
 
 def test_plain_lines_off_a_terminal_and_messages_in_between():
