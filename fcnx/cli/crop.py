@@ -23,7 +23,7 @@ from fcnx.cli.common import (
 )
 from fcnx.cli.progress import Progress
 from fcnx.method import geometry
-from fcnx.method.selection import RULES
+from fcnx.method.selection import DEFAULT_RULE, RULES
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import Ensemble
@@ -90,7 +90,7 @@ def _box_line(record: dict[str, Any]) -> str:
 )
 @click.option(
     "--selection",
-    default="paper",
+    default=DEFAULT_RULE,
     show_default=True,
     type=click.Choice(RULES),
     help="paper: per level the best summed probability; votes-first: the authors' code (votes, then sum).",

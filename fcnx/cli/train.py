@@ -13,7 +13,7 @@ from click.core import ParameterSource
 from fcnx.backbones.checkpoint import MAX_INPUT_SIZE
 from fcnx.cli.common import FiniteFloatRange, Interrupted, PathType, stoppable
 from fcnx.errors import FcnxError, UsageError, one_line
-from fcnx.training.config import TrainConfig, default, refuse_changed
+from fcnx.training.config import LOADER_WORKERS, TrainConfig, default, refuse_changed
 
 #: options that are part of the saved configuration (``--resume`` refuses other values for them): every setting of
 #: :class:`~fcnx.training.config.TrainConfig` but the fold a fold model leaves out (set by ``--folds``)
@@ -141,7 +141,9 @@ def _parse_head(text: str) -> list[int]:
 )
 @setting("amp", "--amp/--no-amp", help="Mixed precision (CUDA only).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Data-loading processes.")
+@click.option(
+    "--workers", default=LOADER_WORKERS, show_default=True, type=click.IntRange(min=0), help="Data-loading processes."
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in OUTDIR with its saved settings.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.pass_context

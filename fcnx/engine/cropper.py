@@ -37,7 +37,7 @@ from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
 from fcnx.io.processes import worker_init
 from fcnx.method import boxes, fitting, geometry
 from fcnx.method.evidence import ClassMap
-from fcnx.method.selection import RULES, Choice, Level, Selector, select, top_category
+from fcnx.method.selection import DEFAULT_RULE, RULES, Choice, Level, Selector, select, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
 MAX_LEVEL_PIXELS = 16_000_000
@@ -85,7 +85,7 @@ class Cropper:
         *,
         step: float = geometry.DEFAULT_STEP,
         max_scale: float | str = geometry.DEFAULT_MAX_SCALE,
-        selection: str = "paper",
+        selection: str = DEFAULT_RULE,
         early_stop: bool = False,
         categories: Sequence[str | int] | None = None,
         batch_size: int | None = None,

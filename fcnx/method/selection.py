@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 RULES = ("paper", "votes-first")
+#: the rule used when none is given: the paper's
+DEFAULT_RULE = "paper"
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def level_from_probs(probs: np.ndarray, category: int) -> Level:
     return Level(prob=probs[:, category], vote=probs.argmax(axis=1) == category)
 
 
-def best_cell(level: Level, rule: str = "paper") -> tuple[int, int]:
+def best_cell(level: Level, rule: str = DEFAULT_RULE) -> tuple[int, int]:
     """The chosen cell ``(i, j)`` of one level under ``rule`` (first in row-major order on ties)."""
     summed = level.summed()
     if rule == "paper":
@@ -122,7 +124,7 @@ class Selector:
     ``add(level)`` returns ``True`` once the choice is final (early stop); ``result()`` gives it.
     """
 
-    def __init__(self, rule: str = "paper", early_stop: bool = False) -> None:
+    def __init__(self, rule: str = DEFAULT_RULE, early_stop: bool = False) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown selection rule {rule!r}; use one of {', '.join(RULES)}")
         self.rule = rule
@@ -176,7 +178,7 @@ class Selector:
         )
 
 
-def select(levels: Iterable[Level], rule: str = "paper", early_stop: bool = False) -> Choice:
+def select(levels: Iterable[Level], rule: str = DEFAULT_RULE, early_stop: bool = False) -> Choice:
     """Choose the cell and level for one category; ``levels`` in increasing scale order."""
     selector = Selector(rule, early_stop)
     for level in levels:

@@ -9,6 +9,9 @@ from typing import Any
 from fcnx.errors import UsageError
 from fcnx.method.geometry import DEFAULT_KERNEL
 
+#: data-loading processes of a run (``fcnx train --workers``): how a run goes, not what it trains, so not a setting
+LOADER_WORKERS = 4
+
 
 @dataclass
 class TrainConfig:

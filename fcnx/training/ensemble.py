@@ -22,7 +22,7 @@ from fcnx.errors import UsageError
 from fcnx.io import datasets
 from fcnx.training import manifest as manifests
 from fcnx.training import trainer
-from fcnx.training.config import refuse_changed
+from fcnx.training.config import LOADER_WORKERS, refuse_changed
 
 
 @dataclass
@@ -54,7 +54,7 @@ def train_ensemble(
     outdir: Path,
     *,
     device: str = "auto",
-    workers: int = 4,
+    workers: int = LOADER_WORKERS,
     quiet: bool = False,
     log: Callable[[str], None] = print,
     report: Callable[[str], None] | None = None,

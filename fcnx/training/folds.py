@@ -21,7 +21,7 @@ from fcnx.errors import UsageError
 from fcnx.io.folds import FOLDS, Fold, Folds, assign_folds, fold_folder, read_folds
 from fcnx.training import ensemble, trainer
 from fcnx.training import manifest as manifests
-from fcnx.training.config import refuse_changed
+from fcnx.training.config import LOADER_WORKERS, refuse_changed
 
 
 @dataclass
@@ -79,7 +79,7 @@ def train_folds(
     outdir: Path,
     *,
     device: str = "auto",
-    workers: int = 4,
+    workers: int = LOADER_WORKERS,
     quiet: bool = False,
     log: Callable[[str], None] = print,
     report: Callable[[str], None] | None = None,

@@ -48,7 +48,7 @@ from fcnx.io import images
 from fcnx.io.processes import worker_init
 from fcnx.method.metrics import top_k_accuracy
 from fcnx.training import card, datasets, distributed, finetune
-from fcnx.training.config import TrainConfig
+from fcnx.training.config import LOADER_WORKERS, TrainConfig
 
 BEST = "best.safetensors"
 RESUME = "resume.safetensors"
@@ -686,7 +686,7 @@ def train(
     outdir: str | Path,
     *,
     device: str = "auto",
-    workers: int = 4,
+    workers: int = LOADER_WORKERS,
     resume: bool = False,
     quiet: bool = False,
     log: Callable[[str], None] = print,
