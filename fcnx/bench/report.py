@@ -117,20 +117,7 @@ def markdown(results: Results, command: str) -> str:
         "`fcnx crop` gives without a label (a fair test of a classifier); 'true box' squashes the tight box "
         "of the item's ink, whose aspect the classifiers never saw in training (their items fill a square frame).",
     ]
-    if results.mislabels:
-        m = results.mislabels
-        lines += [
-            "",
-            "## Mislabel detection (`fcnx suspects`)",
-            "",
-            f"{m['planted']} of the test images ({100 * m['share']:.0f}%) were moved to a wrong class. "
-            f"`fcnx suspects` (the paper's signal: no net votes for the label anywhere) flagged "
-            f"{m['suspects']}, {m['found']} of them planted: precision **{_pct(m['precision'])}%**, recall "
-            f"**{_pct(m['recall'])}%**. The graded signal (`--signal graded --top {m['planted']}`: the images "
-            f"whose label's best summed probability falls furthest below the best class's) flags "
-            f"{len(m['graded_ids'])}, {m['graded_found']} of them planted: precision "
-            f"**{_pct(m['graded_precision'])}%**, recall **{_pct(m['graded_found'] / m['planted'])}%**.",
-        ]
+    lines += _mislabels_section(results)
     lines += ["", "## Targets", ""]
     lines += [f"- [{'x' if ok else ' '}] {text}" for text, ok in results.targets()]
     if results.goals():
@@ -139,6 +126,25 @@ def markdown(results: Results, command: str) -> str:
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in results.seconds.items())
     lines += ["", f"Time: {seconds}.", ""]
     return "\n".join(lines)
+
+
+def _mislabels_section(results: Results) -> list[str]:
+    """The mislabel-detection section of the report (none when the run planted no mislabels)."""
+    if not results.mislabels:
+        return []
+    m = results.mislabels
+    return [
+        "",
+        "## Mislabel detection (`fcnx suspects`)",
+        "",
+        f"{m['planted']} of the test images ({100 * m['share']:.0f}%) were moved to a wrong class. "
+        f"`fcnx suspects` (the paper's signal: no net votes for the label anywhere) flagged "
+        f"{m['suspects']}, {m['found']} of them planted: precision **{_pct(m['precision'])}%**, recall "
+        f"**{_pct(m['recall'])}%**. The graded signal (`--signal graded --top {m['planted']}`: the images "
+        f"whose label's best summed probability falls furthest below the best class's) flags "
+        f"{len(m['graded_ids'])}, {m['graded_found']} of them planted: precision "
+        f"**{_pct(m['graded_precision'])}%**, recall **{_pct(m['graded_found'] / m['planted'])}%**.",
+    ]
 
 
 def _bars(axes: Any, title: str, labels: list[str], series: list[tuple[str, list[float], str]]) -> None:
