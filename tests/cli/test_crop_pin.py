@@ -24,7 +24,19 @@ NETS = "tiny_vgg,tiny_resnet,tiny_inception"
 #: every file's mtime in the copied demo (boxes.jsonl records it: source_mtime_ns)
 MTIME_NS = 1_700_000_000_000_000_000
 #: the pinned files: OUTDIR's tables and settings, the export, the CLI's lines
-PINNED = ("boxes.jsonl", "boxes.csv", "settings.json", "coco.json", "yolo.txt", "stdout.txt")
+PINNED = (
+    "boxes.jsonl",
+    "boxes.csv",
+    "settings.json",
+    "coco.json",
+    "yolo.txt",
+    "stdout.txt",
+    "square.jsonl",
+    "square.csv",
+    "square-settings.json",
+)
+#: the second run: the paper's square window, the authors' selection rule, a shorter pyramid
+SQUARE = ["--box", "square", "--selection", "votes-first", "--max-scale", "2.0", "--step", "1.25"]
 
 
 def _demo(root: Path) -> Path:
@@ -46,7 +58,9 @@ def produce(root: Path) -> dict[str, bytes]:
     """Run crop and export under ``root``; the pinned files, with ``root`` spelled ``ROOT``."""
     demo = _demo(root)
     out = root / "out"
-    stdout = _invoke(["crop", "--nets", NETS, "--backend", "torch", "--jobs", "1", str(demo), "-o", str(out)])
+    reference = ["crop", "--nets", NETS, "--backend", "torch", "--jobs", "1", str(demo)]
+    stdout = _invoke([*reference, "-o", str(out)])
+    _invoke([*reference, *SQUARE, "-o", str(root / "square")])
     _invoke(["export", str(out), "--format", "coco", "-o", str(root / "coco")])
     _invoke(["export", str(out), "--format", "yolo", "--box", "square", "-o", str(root / "yolo")])
     yolo = root / "yolo"
@@ -61,6 +75,9 @@ def produce(root: Path) -> dict[str, bytes]:
         "coco.json": (root / "coco" / "labels.json").read_bytes(),
         "yolo.txt": labels,
         "stdout.txt": lines.encode(),
+        "square.jsonl": (root / "square" / "boxes.jsonl").read_bytes(),
+        "square.csv": (root / "square" / "boxes.csv").read_bytes(),
+        "square-settings.json": (root / "square" / ".fcnx-crop.json").read_bytes(),
     }
     return {name: data.replace(str(root).encode(), b"ROOT") for name, data in files.items()}
 
