@@ -89,7 +89,7 @@ class Session:
         exists: dict[str, bool] = {}
         for decision in log.decisions:
             path = decision.path
-            if path not in self.index.by_path:
+            if self.index.find(path) is None:
                 not_in_run[path] = not_in_run.get(path, 0) + 1
             elif not exists.setdefault(path, os.path.lexists(path)):
                 gone[path] = gone.get(path, 0) + 1
@@ -111,12 +111,15 @@ class Session:
     def _update(self, merged: Merged) -> None:
         """Take the verdicts and disagreements of ``merged`` (for some images) as those images' state."""
         self.index.version += 1
+        find = self.index.find
         for path, verdict in merged.verdicts.items():
-            k = self.index.by_path[path]
+            k = find(path)
+            assert k is not None
             self._verdicts[k] = verdict
             self.index.state[k] = STATE_OF[verdict.action]
         for path in {*merged.verdicts, *merged.disagreements}:
-            k = self.index.by_path[path]
+            k = find(path)
+            assert k is not None
             self._disputes.pop(k, None)
             if path in merged.disagreements:
                 self._disputes[k] = merged.disagreements[path]
@@ -128,7 +131,7 @@ class Session:
         return {
             "verdict": None if verdict is None else asdict(verdict),
             "disagreement": self._disputes.get(k),
-            "decisions": len(self._decisions.get(self.index.items[k].path, [])),
+            "decisions": len(self._decisions.get(self.index.path(k), [])),
         }
 
     def decide(
@@ -145,9 +148,9 @@ class Session:
         A :class:`UsageError` for an unknown item or class, a box outside the image, or a decision
         :func:`~fcnx.io.decisions.decision_problem` refuses; nothing is written then.
         """
-        if not 0 <= k < len(self.index.items):
+        if not 0 <= k < len(self.index):
             raise UsageError(f"no image number {k}")
-        item = self.index.items[k]
+        item = self.index.item(k)
         if action == "relabel" and label not in self.index.classes:
             raise UsageError(f"{label!r} is not a class of this dataset")
         if action == "reject" and reason not in REASONS:

@@ -17,7 +17,7 @@ from fcnx.testing.records import write_synthetic_journal
 def test_crop_outdir_items(outdir):
     index = open_index(outdir)
     assert index.kind == "crop" and index.classes == ["pizza", "sushi", "lasagna", "pho"] and index.warnings == []
-    first, second, third = (item.as_dict() for item in index.items)
+    first, second, third = (index.item(k).as_dict() for k in range(len(index)))
     assert first["box"] == (300.0, 150.0, 600.0, 450.0) and first["box_kind"] == "tight" and first["heatmap"]
     assert first["overlays"] == {"window": (0.0, 0.0, 900.0, 900.0)} and first["size"] == (1200, 900)
     # the second image has records for two categories: both are guesses, best first; its label's record is the box
@@ -35,7 +35,7 @@ def test_records_that_are_not_whole_are_skipped_and_named(outdir):
     lines[0] = lines[0].replace('"width": 1200', '"width": "wide"')
     journal.write_text("\n".join(lines) + "\n")
     index = open_index(outdir)
-    assert [item.file for item in index.items] == ["images/pizza/2.jpg", "images/sushi/3.jpg"]
+    assert [index.item(k).file for k in range(len(index))] == ["images/pizza/2.jpg", "images/sushi/3.jpg"]
     assert index.warnings == [
         f"{journal}:1: not a crop record (field 'width' has the wrong type or value (str)); skipped"
     ]
@@ -56,23 +56,23 @@ def test_suspects_outdir_and_a_crop_outdir_with_suspects(tmp_path, outdir, monke
     alone.mkdir()
     _suspects(alone, [_row("d/a.jpg", "pizza", "sushi", 0.2), _row("d/b.jpg", "pho", "pizza", 0.7), {"path": 3}])
     index = open_index(alone)
-    assert index.kind == "suspects" and [i.path for i in index.items] == ["d/a.jpg", "d/b.jpg"]
+    assert index.kind == "suspects" and [index.path(k) for k in range(len(index))] == ["d/a.jpg", "d/b.jpg"]
     assert index.warnings == [f"{alone / 'suspects.json'}: suspect 3 has no valid 'path'; skipped"]
-    assert index.items[0].box == (1.0, 2.0, 30.0, 40.0) and index.items[0].guesses == [("sushi", 0.5, "2")]
+    assert index.item(0).box == (1.0, 2.0, 30.0, 40.0) and index.item(0).guesses == [("sushi", 0.5, "2")]
     assert index.classes == ["pho", "pizza", "sushi"]  # no class list: the labels and guesses
     assert index.select(Query(sort="suspect")).tolist() == [1, 0]
     monkeypatch.chdir(outdir.parent)  # suspects --data data/: its paths are relative, crop's absolute
     _suspects(outdir, [_row("data/images/pizza/2.jpg", "pizza", "sushi", None)])
     both = open_index(outdir)
-    assert both.kind == "crop + suspects" and len(both.items) == 3
-    assert both.items[1].suspect == {
+    assert both.kind == "crop + suspects" and len(both) == 3
+    assert both.item(1).suspect == {
         "other": "sushi",
         "votes": 2,
         "confidence": 0.5,
         "gap": None,
         "box": (1.0, 2.0, 30.0, 40.0),
     }
-    assert [g[0] for g in both.items[1].guesses] == ["lasagna", "sushi", "pizza"]
+    assert [g[0] for g in both.item(1).guesses] == ["lasagna", "sushi", "pizza"]
     assert both.select(Query(sort="suspect")).tolist() == [1, 0, 2]  # no gap: the other class's confidence
 
 
@@ -99,11 +99,11 @@ def test_filters_and_sorts(outdir):
 def test_many_records_page_in_the_run_order(tmp_path):
     write_synthetic_journal(tmp_path, 1000, ["a", "b", "c"])
     index = open_index(tmp_path)
-    assert len(index.items) == 1000 and index.classes == ["a", "b", "c"]
+    assert len(index) == 1000 and index.classes == ["a", "b", "c"]
     by_class = index.select(Query(sort="class", label="b"))
     assert by_class.tolist() == list(range(1, 1000, 3))
     not_found = index.select(Query(not_found=True))
-    assert not_found.tolist() == [k for k, item in enumerate(index.items) if item.found is False]
+    assert not_found.tolist() == [k for k in range(1000) if index.item(k).found is False]
     confidences = index.confidence[index.select(Query(sort="confidence"))]
     assert np.all(np.diff(confidences) >= 0)
 
