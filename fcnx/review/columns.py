@@ -386,7 +386,7 @@ def _consistent(columns: Columns) -> bool:
             return False
         if n and np.any(np.diff(offsets) < 0):
             return False
-    for order in (columns.path_order, columns.file_order):
-        if not np.array_equal(np.sort(order), np.arange(n)):
+    for order in (columns.path_order, columns.file_order):  # each a permutation of the items
+        if n and (order.min() < 0 or order.max() >= n or not np.all(np.bincount(order, minlength=n) == 1)):
             return False
     return bool(np.all((columns.label >= -1) & (columns.label < len(columns.names))))
