@@ -91,7 +91,8 @@ def append_lines(path: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------- what a record must hold
 
 _NUMBER = (int, float)
-#: the fields of a crop record and their JSON types (``None`` allowed where listed); other fields are kept as is
+#: the fields of a crop record and their JSON types (``None`` allowed where listed); other fields are kept as is,
+#: but for the optional ``guesses`` (:func:`_are_guesses`)
 FIELDS: dict[str, tuple[type, ...]] = {
     "path": (str,),
     "file": (str,),
@@ -168,7 +169,7 @@ def record_problem(record: Record | None) -> str | None:
     """Why ``record`` is not a whole crop record (``None`` when it is)."""
     if record is None:
         return "not a JSON object"
-    if _quick_ok(record):
+    if _quick_ok(record) and _are_guesses(record.get("guesses", [])):
         return None
     for key, types in FIELDS.items():
         if key not in record:
@@ -187,7 +188,18 @@ def record_problem(record: Record | None) -> str | None:
     for key in ("crop", "heatmap"):
         if not _inside(record[key]):
             return f"field {key!r} is not a path inside OUTDIR"
+    if not _are_guesses(record.get("guesses", [])):
+        return "field 'guesses' is not a list of [class, probability, votes]"
     return None
+
+
+def _are_guesses(value: Any) -> bool:
+    """Whether ``value`` is a record's optional ``guesses`` (runs before it lack it): the ensemble's top classes of
+    the whole image, ``[class, probability, votes]`` each (:attr:`fcnx.engine.results.CropResult.guesses`)."""
+    return isinstance(value, list) and all(
+        isinstance(g, list) and len(g) == 3 and isinstance(g[0], str) and _fits(g[1], _NUMBER) and _fits(g[2], (int,))
+        for g in value
+    )
 
 
 # --------------------------------------------------------------------------- fcnx crop's resume state

@@ -161,6 +161,7 @@ class _Builder:
                 k = self.add(first["path"], first["file"], first["label"], (group_at[0], group_end))
                 self.not_found[k], self.confidence[k] = main["found"] is False, float(main["mean_confidence"])
                 self.names.update(r["category"] for r in group)
+                self.names.update(guess[0] for guess in main.get("guesses", []))
                 group.clear()
 
         size, terminated = len(data), data.endswith(b"\n")

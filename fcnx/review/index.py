@@ -71,8 +71,11 @@ class Item:
     box_kind: str = "square"
     #: other box kinds shown as overlays: kind -> box
     overlays: dict[str, Box] = field(default_factory=dict)
-    #: the ensemble's guesses, best first: (class, mean confidence, votes / nets)
+    #: the ensemble's guesses, best first: (class, mean confidence, votes / nets): the categories the run scored
+    #: the image for, at their boxes, and a suspect's other class
     guesses: list[tuple[str, float, str]] = field(default_factory=list)
+    #: the ensemble's top classes of the whole image, as ``guesses`` (a crop record's optional ``guesses``)
+    image_guesses: list[tuple[str, float, str]] = field(default_factory=list)
     found: bool | None = None
     confidence: float | None = None
     heatmap: str | None = None  # relative to OUTDIR
@@ -96,6 +99,7 @@ class Item:
             "box_kind": self.box_kind,
             "overlays": self.overlays,
             "guesses": [{"class": c, "score": s, "votes": v} for c, s, v in self.guesses],
+            "image_guesses": [{"class": c, "score": s, "votes": v} for c, s, v in self.image_guesses],
             "found": self.found,
             "confidence": self.confidence,
             "heatmap": self.heatmap is not None,
@@ -306,6 +310,7 @@ def _crop_item(k: int, records: list[dict[str, Any]]) -> Item:
     item.guesses = sorted(
         ((r["category"], r["mean_confidence"], f"{r['votes']}/{r['nets']}") for r in records), key=lambda g: -g[1]
     )
+    item.image_guesses = [(c, p, f"{v}/{main['nets']}") for c, p, v in main.get("guesses", [])]
     item.found, item.confidence, item.heatmap = main["found"], main["mean_confidence"], main["heatmap"]
     return item
 

@@ -16,12 +16,15 @@ CHANGES = [
     ("found", 1), ("cell", [0]), ("cell", [0, 1.0]), ("scaled_size", [1, True]), ("net_scores", {"a": "x"}),
     ("net_scores", {"a": True}), ("net_scores", {"a": float("nan")}), ("net_votes", {"a": 1}), ("crop", ""),
     ("crop", "../x.jpg"), ("heatmap", "/abs.png"), ("heatmap", "a\\b.png"), ("heatmap", None), ("path", 7),
-    ("category_index", False), ("scale", 10**400),
+    ("category_index", False), ("scale", 10**400), ("guesses", [["a", 0.5, 2]]), ("guesses", []),
+    ("guesses", [["a", 0.5]]), ("guesses", "a"), ("guesses", [["a", float("nan"), 1]]), ("guesses", [[1, 0.5, 1]]),
+    ("guesses", [["a", 0.5, True]]), ("guesses", None),
 ]  # fmt: skip
 
 
 #: changes the full check accepts too (ints of any size are numbers)
-ACCEPTED = [(None, None), ("label", None), ("heatmap", None), ("x", 10**400), ("scale", 10**400)]
+ACCEPTED = [(None, None), ("label", None), ("heatmap", None), ("x", 10**400), ("scale", 10**400),
+            ("guesses", [["a", 0.5, 2]]), ("guesses", [])]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -115,3 +115,38 @@ def test_an_outdir_of_something_else_is_one_line(tmp_path):
         f"Error: {tmp_path}: is neither an fcnx crop output (boxes.jsonl) nor an fcnx suspects output "
         f"(suspects.json): nothing to review\n"
     )
+
+
+def test_a_plain_crop_run_shows_the_ensembles_top_classes_of_each_image(tmp_path, tiny_registry):
+    from image_corpus import square
+    from tiny_backbones import color_checkpoint
+
+    from fcnx.review.session import Session
+
+    weights = color_checkpoint(tmp_path / "tiny0.safetensors", "tiny0")
+    root = tmp_path / "food"  # a Food-101 root: each image cropped for its label only
+    for file in ("red/0", "green/1"):  # a red square filling the image, labelled red, then green
+        square(root / "images" / f"{file}.jpg", top=10, left=20, side=100)
+    (root / "meta").mkdir()
+    (root / "meta" / "classes.txt").write_text("red\ngreen\n")
+    (root / "meta" / "train.txt").write_text("red/0\ngreen/1\n")
+    (root / "meta" / "test.txt").write_text("")
+    out = tmp_path / "out"
+    argv = ["crop", "--nets", "tiny0", "--weights", f"tiny0={weights}", str(root), "-o", str(out)]
+    result = CliRunner().invoke(cli, [*argv, "-q", "--device", "cpu", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "boxes.jsonl").read_text().splitlines()]
+    for record in records:  # the whole image: red, then the grey around it (green and blue tie far behind)
+        assert [g[0] for g in record["guesses"][:2]] == ["red", "none"] and len(record["guesses"]) == 4
+        assert record["guesses"][0][1] > 0.9 and [g[2] for g in record["guesses"]] == [1, 0, 0, 0]
+    index = open_index(out)
+    red, green = (index.item(k) for k in range(2))
+    assert [g[0] for g in green.guesses] == ["green"]  # the label, scored at its box
+    assert green.image_guesses[0][0] == "red" and green.image_guesses[0][2] == "1/1"
+    assert red.image_guesses == [(c, p, f"{v}/1") for c, p, v in records[0]["guesses"]]
+    assert index.classes == ["red", "green", "blue", "none"]  # the dataset's, then the guesses'
+    assert index.item(1).as_dict()["image_guesses"][0] == {"class": "red", "score": records[1]["guesses"][0][1],
+                                                           "votes": "1/1"}  # fmt: skip
+    with Session(index, "ana") as session:  # relabel to the guess: what the page's `g` sends
+        decision = session.decide(1, "relabel", label=green.image_guesses[0][0])
+    assert (decision.action, decision.label) == ("relabel", "red")
