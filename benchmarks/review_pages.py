@@ -1,7 +1,8 @@
 """How fast ``fcnx review`` opens and pages a large run: 100, 10,000 and 101,000 synthetic crop records.
 
 Per size: the first open with no kept index (read and check ``boxes.jsonl``, keep the index in OUTDIR;
-the small sizes 5 times, median), the first open with it (5 times, median), the first page
+the small sizes 5 times, median), the first open with it (5 times, median), an open with 1,000 decisions in
+``review.jsonl`` (the index and the review session: the decisions read, checked and merged), the first page
 (``/api/page?resume=1``, what the browser asks first), page to page (the run's order), a filter or sort
 change (each request another query: sorted by suspect score, confidence, class or file name, one class,
 the undecided images), a page sorted by suspect score or by confidence with the ``undecided`` filter right
@@ -39,6 +40,8 @@ from fcnx.testing.records import write_synthetic_journal
 
 CLASSES = [f"class_{k:03d}" for k in range(101)]
 ROUNDS = 40
+#: decisions already in review.jsonl when the run is opened again
+DECIDED = 1_000
 
 
 def _ms(seconds: float) -> str:
@@ -64,9 +67,31 @@ def _request(client: Any, method: str, url: str, **kw: Any) -> float:
 CHANGES = ("sort=suspect", "sort=confidence&state=undecided", "sort=class&label=class_007", "sort=file", "not_found=1")
 
 
+def _decide_some(outdir: Path, count: int) -> None:
+    """``count`` accepts in ``outdir/review.jsonl``, spread over the run (several per image in a run of fewer),
+    their images made (empty files)."""
+    from fcnx.io.decisions import REVIEW, Decision, now
+    from fcnx.io.journal import dump_line
+
+    index = open_index(outdir)
+    lines = []
+    for n in range(count):
+        path = Path(index.path(n * len(index) // count))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        lines.append(dump_line(Decision(str(path), "accept", "bench", now()).as_dict()))
+    index.close()
+    (outdir / REVIEW).write_bytes(b"".join(lines))
+
+
 def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
     """Per measure, its median time (seconds) for each of ``sizes``."""
-    times: dict[str, list[float]] = {"first open, no kept index": [], "first open, kept index": [], "first page": []}
+    times: dict[str, list[float]] = {
+        "first open, no kept index": [],
+        "first open, kept index": [],
+        f"open, {DECIDED:,} decisions": [],
+        "first page": [],
+    }
     clients = []
     with contextlib.ExitStack() as stack:
         for size in sizes:
@@ -81,6 +106,14 @@ def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
             times["first open, no kept index"].append(statistics.median(cold_samples))
             warm = [_timed(lambda outdir=outdir: open_index(outdir).close()) for _ in range(5)]
             times["first open, kept index"].append(statistics.median(warm))
+            _decide_some(outdir, DECIDED)
+
+            def reopen(outdir: Path = outdir) -> None:
+                index = open_index(outdir)
+                with Session(index, "bench"):
+                    index.close()
+
+            times[f"open, {DECIDED:,} decisions"].append(statistics.median([_timed(reopen) for _ in range(3)]))
             index = open_index(outdir)
             stack.callback(index.close)
             session = stack.enter_context(Session(index, "bench"))

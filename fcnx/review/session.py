@@ -64,6 +64,8 @@ class Session:
         self._decisions: dict[str, list[Decision]] = {}
         self._verdicts: dict[int, Verdict] = {}
         self._disputes: dict[int, dict[str, str]] = {}
+        #: the item numbers of the decided images' paths (``None``: not in the run)
+        self._where: dict[str, int | None] = {}
 
     def __enter__(self) -> Session:
         self.open()
@@ -89,7 +91,9 @@ class Session:
         exists: dict[str, bool] = {}
         for decision in log.decisions:
             path = decision.path
-            if self.index.find(path) is None:
+            if path not in self._where:
+                self._where[path] = self.index.find(path)
+            if self._where[path] is None:
                 not_in_run[path] = not_in_run.get(path, 0) + 1
             elif not exists.setdefault(path, os.path.lexists(path)):
                 gone[path] = gone.get(path, 0) + 1
@@ -111,19 +115,24 @@ class Session:
     def _update(self, merged: Merged) -> None:
         """Take the verdicts and disagreements of ``merged`` (for some images) as those images' state."""
         self.index.version += 1
-        find = self.index.find
         for path, verdict in merged.verdicts.items():
-            k = find(path)
-            assert k is not None
+            k = self._find(path)
             self._verdicts[k] = verdict
             self.index.state[k] = STATE_OF[verdict.action]
         for path in {*merged.verdicts, *merged.disagreements}:
-            k = find(path)
-            assert k is not None
+            k = self._find(path)
             self._disputes.pop(k, None)
             if path in merged.disagreements:
                 self._disputes[k] = merged.disagreements[path]
             self.index.disputed[k] = k in self._disputes
+
+    def _find(self, path: str) -> int:
+        """The item number of a decided image's ``path`` (found once, then kept)."""
+        k = self._where.get(path)
+        if k is None:
+            k = self._where[path] = self.index.find(path)
+        assert k is not None
+        return k
 
     def state(self, k: int) -> dict[str, Any]:
         """Item ``k``'s review state: its verdict (or ``None``), the reviewers who disagree, its decision count."""
