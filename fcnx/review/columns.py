@@ -394,4 +394,9 @@ def _consistent(columns: Columns) -> bool:
     for order in (columns.path_order, columns.file_order):  # each a permutation of the items
         if n and (order.min() < 0 or order.max() >= n or not np.all(np.bincount(order, minlength=n) == 1)):
             return False
+    crop = columns.crop
+    if not all(isinstance(crop.get(key), int) for key in ("items", "offset", "line", "size", "crc")):
+        return False
+    if not all(isinstance(crop.get(key), list) for key in ("names", "warnings")) or crop["items"] > n:
+        return False
     return bool(np.all((columns.label >= -1) & (columns.label < len(columns.names))))

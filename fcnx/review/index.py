@@ -181,7 +181,7 @@ class Index:
                 "other": row["other_category"],
                 "votes": row["other_votes"],
                 "confidence": row["other_mean_confidence"],
-                "gap": row["gap"],
+                "gap": row.get("gap"),
                 "box": _box(row),
             }
             if not any(g[0] == row["other_category"] for g in item.guesses):
