@@ -297,14 +297,14 @@ def test_a_plain_crop_run_shows_the_whole_images_guesses_and_relabels_to_them(ou
     journal = outdir / "boxes.jsonl"
     first, *rest = journal.read_text().splitlines(keepends=True)
     record = json.loads(first)
-    record["guesses"] = [["pizza", 0.75, 2], ["pho", 0.125, 1], ["sushi", 0.0625, 0]]  # as fcnx crop records them
+    record["guesses"] = [["pizza", 0.75, 2], ["pho", 0.25, 1], ["sushi", 0.0625, 0]]  # as fcnx crop records them
     journal.write_text(json.dumps(record) + "\n" + "".join(rest))
     servers.append(Server(outdir, "--reviewer", "ana"))
     _open(browser, servers[0], "#1 images/pizza/1.jpg")
     assert browser.find_element("id", "guesses").text.splitlines() == [
         "pizza: 0.80 (3/3 votes)",
         "pizza: 0.75 (2/3 votes, whole image)",
-        "pho: 0.12 (1/3 votes, whole image)",
+        "pho: 0.25 (1/3 votes, whole image)",
         "sushi: 0.06 (0/3 votes, whole image)",
     ]
     _keys(browser, "g")  # the first guess other than the label: the whole image's second class
