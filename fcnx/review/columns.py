@@ -4,9 +4,9 @@ run's files and kept in ``OUTDIR/.fcnx-review-index`` so that the next ``fcnx re
 What an image shows is not kept here but read again when a page shows it: a crop image's records are a byte
 range of ``boxes.jsonl`` (:attr:`Columns.start`, :attr:`Columns.end`), a suspect's row is kept as its JSON.
 The arrays hold what filtering, sorting and finding an image by path need. The kept file is used only while
-``boxes.jsonl`` and ``suspects.json`` are the files it was built from (size, modification time, inode);
-when ``boxes.jsonl`` only grew (a crop run went on), the new lines are read on top of it; a kept file that
-is cut, altered (its checksum) or from another version is rebuilt.
+``boxes.jsonl`` and ``suspects.json`` are the files it was built from (size, modification and change times,
+inode); when ``boxes.jsonl`` only grew (a crop run went on), the new lines are read on top of it; a kept file
+that is cut, altered (its checksum) or from another version is rebuilt.
 """
 
 from __future__ import annotations

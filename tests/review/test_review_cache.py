@@ -12,8 +12,10 @@ import pytest
 from fcnx.errors import UsageError
 from fcnx.io.journal import dump_line
 from fcnx.review import columns as columns_module
+from fcnx.review.app import create_app
 from fcnx.review.columns import _ARRAYS, CACHE
 from fcnx.review.index import SORTS, Query, open_index
+from fcnx.review.session import Session
 from fcnx.testing.records import crop_record, write_synthetic_journal
 
 CLASSES = ["a", "b", "c", "d"]
@@ -147,6 +149,9 @@ def test_records_rewritten_while_reviewing_are_refused_not_shown(tmp_path):
     with pytest.raises(UsageError, match="changed while reviewing"):
         index.item(0)
     assert index.item(2).path == str(tmp_path / "images/c/2.jpg")
+    with Session(index, "ana") as session:  # the page says so, and shows nothing
+        response = create_app(session).test_client().get("/api/page")
+    assert response.status_code == 409 and "changed while reviewing" in response.get_json()["error"]
     index.close()
 
 
