@@ -1,13 +1,15 @@
-"""How fast ``fcnx review`` opens and pages a large run: 100 against 101,000 synthetic crop records.
+"""How fast ``fcnx review`` opens and pages a large run: 100, 10,000 and 101,000 synthetic crop records.
 
-Per size: the time to index the OUTDIR (read and check ``boxes.jsonl``, once at start; the small one
-5 times, median), the first page (``/api/page?resume=1``, what the browser asks first), page to page
-(the run's order; a run of 100 has 2 pages: they alternate), a page sorted by suspect score or by
-confidence with the ``undecided`` filter right after a decision (so never the kept selection: the worst
-case while reviewing), and a decision (``/api/decide``: appended and flushed to review.jsonl). Requests go
-through Flask's test client: the server's own work, no network. After the indexing, the two sizes'
-requests alternate (40 rounds, medians), so both see the same load on a busy machine; ratios are
-101,000 over 100.
+Per size: the first open with no kept index (read and check ``boxes.jsonl``, keep the index in OUTDIR;
+the small sizes 5 times, median), the first open with it (5 times, median), an open with 1,000 decisions in
+``review.jsonl`` (the index and the review session: the decisions read, checked and merged), the first page
+(``/api/page?resume=1``, what the browser asks first), page to page (the run's order), a filter or sort
+change (each request another query: sorted by suspect score, confidence, class or file name, one class,
+the undecided images), a page sorted by suspect score or by confidence with the ``undecided`` filter right
+after a decision (so never the kept selection: the worst case while reviewing), and a decision
+(``/api/decide``: appended and flushed to review.jsonl). Requests go through Flask's test client: the
+server's own work, no network. After the opening, the sizes' requests alternate (40 rounds, medians), so all
+see the same load on a busy machine; ratios are each size over the smallest.
 
 ``--browser N`` also drives the page in headless Chromium (Debian's chromium + chromium-driver):
 N accepts by keyboard on N small images, each key pressed when the page shows the next image; prints
@@ -31,16 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.review.app import TOKEN_HEADER, create_app
+from fcnx.review.columns import CACHE
 from fcnx.review.index import open_index
 from fcnx.review.session import Session
 from fcnx.testing.records import write_synthetic_journal
 
 CLASSES = [f"class_{k:03d}" for k in range(101)]
 ROUNDS = 40
+#: decisions already in review.jsonl when the run is opened again
+DECIDED = 1_000
 
 
 def _ms(seconds: float) -> str:
-    return f"{1000 * seconds:9.2f} ms"
+    return f"{1000 * seconds:9.1f} ms"
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -58,26 +63,71 @@ def _request(client: Any, method: str, url: str, **kw: Any) -> float:
     return elapsed
 
 
+#: the filter and sort changes, one per request in turn
+CHANGES = ("sort=suspect", "sort=confidence&state=undecided", "sort=class&label=class_007", "sort=file", "not_found=1")
+
+
+def _decide_some(outdir: Path, count: int) -> None:
+    """``count`` accepts in ``outdir/review.jsonl``, spread over the run (several per image in a run of fewer),
+    their images made (empty files)."""
+    from fcnx.io.decisions import REVIEW, Decision, now
+    from fcnx.io.journal import dump_line
+
+    index = open_index(outdir)
+    lines = []
+    for n in range(count):
+        path = Path(index.path(n * len(index) // count))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        lines.append(dump_line(Decision(str(path), "accept", "bench", now()).as_dict()))
+    index.close()
+    (outdir / REVIEW).write_bytes(b"".join(lines))
+
+
 def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
     """Per measure, its median time (seconds) for each of ``sizes``."""
-    times: dict[str, list[float]] = {"index at start": [], "first page": []}
+    times: dict[str, list[float]] = {
+        "first open, no kept index": [],
+        "first open, kept index": [],
+        f"open, {DECIDED:,} decisions": [],
+        "first page": [],
+    }
     clients = []
     with contextlib.ExitStack() as stack:
         for size in sizes:
             outdir = folder / str(size)
             write_synthetic_journal(outdir, size, CLASSES)
-            samples = [_timed(lambda outdir=outdir: open_index(outdir)) for _ in range(5 if size < 10_000 else 1)]
-            times["index at start"].append(statistics.median(samples))
-            session = stack.enter_context(Session(open_index(outdir), "bench"))
+
+            def cold(outdir: Path = outdir) -> None:
+                (outdir / CACHE).unlink(missing_ok=True)
+                open_index(outdir).close()
+
+            cold_samples = [_timed(cold) for _ in range(5 if size < 50_000 else 1)]
+            times["first open, no kept index"].append(statistics.median(cold_samples))
+            warm = [_timed(lambda outdir=outdir: open_index(outdir).close()) for _ in range(5)]
+            times["first open, kept index"].append(statistics.median(warm))
+            _decide_some(outdir, DECIDED)
+
+            def reopen(outdir: Path = outdir) -> None:
+                index = open_index(outdir)
+                with Session(index, "bench"):
+                    index.close()
+
+            times[f"open, {DECIDED:,} decisions"].append(statistics.median([_timed(reopen) for _ in range(3)]))
+            index = open_index(outdir)
+            stack.callback(index.close)
+            session = stack.enter_context(Session(index, "bench"))
             clients.append((session, create_app(session).test_client()))
         for _, client in clients:
             times["first page"].append(_request(client, "get", "/api/page?resume=1"))
-        keys = ("page to page", "sorted page after a decision", "decision")
+        keys = ("page to page", "filter or sort change", "sorted page after a decision", "decision")
         samples_by: dict[str, list[list[float]]] = {key: [[] for _ in sizes] for key in keys}
         for k in range(ROUNDS):
             for n, (session, client) in enumerate(clients):
-                pages = -(-len(session.index.items) // 50)
+                pages = -(-len(session.index) // 50)
                 samples_by["page to page"][n].append(_request(client, "get", f"/api/page?page={1 + k % (pages - 1)}"))
+                change = f"/api/page?{CHANGES[k % len(CHANGES)]}"
+                samples_by["filter or sort change"][n].append(_request(client, "get", change))
                 body, headers = {"index": k, "action": "accept"}, {TOKEN_HEADER: session.token}
                 samples_by["decision"][n].append(_request(client, "post", "/api/decide", json=body, headers=headers))
                 url = f"/api/page?page={k % pages}&sort={('suspect', 'confidence')[k % 2]}&state=undecided"
@@ -139,18 +189,28 @@ def _until(condition: object, seconds: float = 30) -> None:
     raise TimeoutError("the page did not move on")
 
 
+def _load() -> str:
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[100, 101_000], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 10_000, 101_000], metavar="N")
     parser.add_argument("--browser", type=int, default=0, metavar="N", help="also N accepts by keyboard in Chromium")
     args = parser.parse_args()
-    print(f"load average: {os.getloadavg()[0]:.2f}")
+    print(f"{_load()} (before)")
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(args.sizes, Path(tmp))
-    small, large = args.sizes
-    print(f"{'':30}{small:>12,}{large:>12,}    ratio")
-    for key, (a, b) in results.items():
-        print(f"{key:30}{_ms(a)}{_ms(b)}   {b / a:6.2f}x")
+    print(f"{_load()} (after)")
+    sizes = args.sizes
+    print(
+        f"{'':30}"
+        + "".join(f"{size:>12,}" for size in sizes)
+        + "".join(f"{f'{s:,}/{sizes[0]:,}':>16}" for s in sizes[1:])
+    )
+    for key, values in results.items():
+        ratios = "".join(f"{v / values[0]:15.2f}x" for v in values[1:])
+        print(f"{key:30}" + "".join(_ms(v) for v in values) + ratios)
     print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.browser:
         with tempfile.TemporaryDirectory() as tmp:

@@ -74,7 +74,7 @@ def review_cmd(
     if merge_files:
         from fcnx.review.session import merge_files as merge
 
-        open_index(outdir)  # refuse an OUTDIR that is neither crop nor suspects output
+        open_index(outdir).close()  # refuse an OUTDIR that is neither crop nor suspects output
         lines, merged = merge(outdir, list(merge_files))
         for line in lines:
             click.echo(f"review: {one_line(line)}", err=True)
@@ -108,7 +108,7 @@ def review_cmd(
 
         def ready(url: str) -> None:
             click.echo(
-                f"review: {len(index.items)} image(s), {len(index.items) - counts['undecided']} decided; "
+                f"review: {len(index)} image(s), {len(index) - counts['undecided']} decided; "
                 f"decisions go to {session.path}",
                 err=True,
             )

@@ -45,6 +45,8 @@ MAX_LEVEL_PIXELS = 16_000_000
 
 #: levels per category recomputed in fp32 after a reduced-precision pass (the best ones by the selection's key)
 RECHECK = 2
+#: how many of the ensemble's top classes of the whole image each result names (:attr:`CropResult.guesses`)
+GUESSES = 5
 
 
 @dataclass
@@ -421,13 +423,15 @@ class Cropper:
                     selectors[b][0].add(seen[b][0][-1])
         if ensemble.precision != "fp32" and not early and self.recheck:
             selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
-        views = self._whole_views(batch, pixels) if self.rule.whole_view else [None] * len(batch)
-        return [self._result(*args) for args in zip(batch, selectors, seen, class_maps, views)]
+        probs, net_cells = self.ensemble.outputs_at(pixels, (self.ensemble.kernel,) * 2)  # the whole image
+        guesses = _guesses(probs, self.classes)
+        views = self._whole_views(batch, probs, net_cells) if self.rule.whole_view else [None] * len(batch)
+        return [self._result(*args) for args in zip(batch, selectors, seen, class_maps, views, guesses)]
 
-    def _whole_views(self, batch: list[_Prepared], pixels: torch.Tensor) -> list[list[tuple[Level, list[ClassMap]]]]:
+    def _whole_views(
+        self, batch: list[_Prepared], probs: torch.Tensor, net_cells: list[NetCells | None]
+    ) -> list[list[tuple[Level, list[ClassMap]]]]:
         """Per image and category, the whole-image view (:data:`fcnx.method.boxes.WHOLE_VIEW`): its level and class maps."""
-        kernel = self.ensemble.kernel
-        probs, net_cells = self.ensemble.outputs_at(pixels, (kernel, kernel))
         cells = [c for c in net_cells if c is not None]
         out = []
         for b, prepared in enumerate(batch):
@@ -464,6 +468,7 @@ class Cropper:
         seen: list[list[Level]],
         class_maps: list[list[list[ClassMap]]],
         views: list[tuple[Level, list[ClassMap]]] | None,
+        guesses: tuple[tuple[str, float, int], ...],
     ) -> CropResult:
         found_boxes = []
         for k, (category, selector, maps) in enumerate(zip(prepared.categories or [], selectors, class_maps)):
@@ -471,7 +476,7 @@ class Cropper:
             for instance, (found_box, found) in enumerate(boxes.instances(first, self.instances, self.rule.function)):
                 found_boxes.append(self._box(category, found, found_box, instance + 1, prepared.levels))
         scales = tuple(s for s, _ in prepared.levels)
-        return CropResult(prepared.item, prepared.size, scales, tuple(found_boxes), prepared.source)
+        return CropResult(prepared.item, prepared.size, scales, tuple(found_boxes), prepared.source, guesses)
 
     def _box(
         self,
@@ -533,6 +538,20 @@ class Cropper:
         )
         pixels = prepared.pixels.permute(1, 2, 0).cpu().numpy() if self.rule.pixels else None
         return boxes.Found(pyramid, choice, pixels)
+
+
+def _guesses(probs: torch.Tensor, classes: Sequence[str]) -> list[tuple[tuple[str, float, int], ...]]:
+    """Per image of ``probs`` (the whole-image view: ``images x nets x classes x h x w``), the ensemble's
+    :data:`GUESSES` top classes: (class, probability averaged over nets and cells, votes: the nets whose top class
+    it is), best first."""
+    per_net = probs.float().mean(dim=(3, 4))  # images x nets x classes
+    mean = per_net.mean(dim=1)
+    top = mean.topk(min(GUESSES, mean.shape[1]), dim=1)
+    votes = torch.nn.functional.one_hot(per_net.argmax(dim=2), mean.shape[1]).sum(dim=1)  # images x classes
+    values, indices, counts = top.values.tolist(), top.indices.tolist(), votes.tolist()
+    return [
+        tuple((classes[c], float(p), int(n[c])) for p, c in zip(ps, cs)) for ps, cs, n in zip(values, indices, counts)
+    ]
 
 
 def _class_map(cells: NetCells, values: np.ndarray) -> ClassMap:

@@ -116,6 +116,9 @@ class CropResult:
     """One image's boxes: ``size`` is its upright ``(height, width)``, ``scales`` the pyramid used.
 
     ``source`` identifies the file whose pixels gave the boxes (``None`` for an image given as pixels).
+    ``guesses``: the ensemble's top classes of the whole image squashed to the kernel (as the nets were trained
+    to see an image), best first: ``(class, probability averaged over the nets, votes)``, votes the nets whose
+    top class it is.
     """
 
     item: ImageItem
@@ -123,6 +126,7 @@ class CropResult:
     scales: tuple[float, ...]
     boxes: tuple[Box, ...]
     source: Source | None = None
+    guesses: tuple[tuple[str, float, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,8 @@ def append_lines(path: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------- what a record must hold
 
 _NUMBER = (int, float)
-#: the fields of a crop record and their JSON types (``None`` allowed where listed); other fields are kept as is
+#: the fields of a crop record and their JSON types (``None`` allowed where listed); other fields are kept as is,
+#: but for the optional ``guesses`` (:func:`_are_guesses`)
 FIELDS: dict[str, tuple[type, ...]] = {
     "path": (str,),
     "file": (str,),
@@ -127,10 +128,49 @@ def _fits(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and not (isinstance(value, float) and not math.isfinite(value))
 
 
+_KEYS = tuple(FIELDS)
+_NUMBERS = tuple(key for key, types in FIELDS.items() if float in types)
+#: the field types (a tuple, in ``FIELDS``'s order) of records that passed the quick check's type test
+_SEEN_TYPES: set[tuple[type, ...]] = set()
+
+
+def _quick_ok(record: Record) -> bool:
+    """Whether ``record`` is plainly a whole crop record, as ``json.loads`` gives one: what :func:`record_problem`
+    checks, with exact types and few Python steps (``False`` only means: look closer)."""
+    get = record.__getitem__
+    try:
+        types = tuple(map(type, map(get, _KEYS)))
+        if types not in _SEEN_TYPES:
+            if not all(kind in FIELDS[key] for key, kind in zip(_KEYS, types)):
+                return False
+            _SEEN_TYPES.add(types)
+        ok = all(map(math.isfinite, map(get, _NUMBERS))) and all(map(math.isfinite, get("net_scores").values()))
+    except (KeyError, OverflowError, TypeError):
+        return False
+    scores, votes = get("net_scores"), get("net_votes")
+    return (
+        ok
+        and get("width") > 0 < get("height")
+        and get("w") > 0 < get("h")
+        and all(len(pair) == 2 and type(pair[0]) is int is type(pair[1]) for pair in (get("cell"), get("scaled_size")))
+        and {*map(type, scores), *map(type, votes)} <= {str}
+        and {*map(type, scores.values())} <= {int, float}
+        and {*map(type, votes.values())} <= {bool}
+        and _inside(get("crop"))
+        and _inside(get("heatmap"))
+    )
+
+
+def _inside(rel: str | None) -> bool:
+    return rel is None or (bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") and "\\" not in rel)
+
+
 def record_problem(record: Record | None) -> str | None:
     """Why ``record`` is not a whole crop record (``None`` when it is)."""
     if record is None:
         return "not a JSON object"
+    if _quick_ok(record) and _are_guesses(record.get("guesses", [])):
+        return None
     for key, types in FIELDS.items():
         if key not in record:
             return f"no field {key!r}"
@@ -146,10 +186,20 @@ def record_problem(record: Record | None) -> str | None:
         if not all(isinstance(k, str) and _fits(v, types) for k, v in record[key].items()):
             return f"field {key!r} is not a map of net names to {'numbers' if types is _NUMBER else 'booleans'}"
     for key in ("crop", "heatmap"):
-        rel = record[key]
-        if rel is not None and (not rel or rel.startswith("/") or ".." in rel.split("/") or "\\" in rel):
+        if not _inside(record[key]):
             return f"field {key!r} is not a path inside OUTDIR"
+    if not _are_guesses(record.get("guesses", [])):
+        return "field 'guesses' is not a list of [class, probability, votes]"
     return None
+
+
+def _are_guesses(value: Any) -> bool:
+    """Whether ``value`` is a record's optional ``guesses`` (runs before it lack it): the ensemble's top classes of
+    the whole image, ``[class, probability, votes]`` each (:attr:`fcnx.engine.results.CropResult.guesses`)."""
+    return isinstance(value, list) and all(
+        isinstance(g, list) and len(g) == 3 and isinstance(g[0], str) and _fits(g[1], _NUMBER) and _fits(g[2], (int,))
+        for g in value
+    )
 
 
 # --------------------------------------------------------------------------- fcnx crop's resume state

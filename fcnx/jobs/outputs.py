@@ -242,6 +242,7 @@ class CropOutputs:
             "map": None,
             "source_size": source.size,
             "source_mtime_ns": source.mtime_ns,
+            "guesses": [list(guess) for guess in result.guesses],
         }
 
     def submit(self, result: CropResult) -> list[Outcome]:

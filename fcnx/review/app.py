@@ -73,7 +73,7 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
 
     @app.get("/api/meta")
     def meta() -> Response:
-        return jsonify(classes=index.classes, total=len(index.items))
+        return jsonify(classes=index.classes, total=len(index))
 
     @app.get("/api/page")
     def items_page() -> Response:
@@ -99,13 +99,16 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
         else:
             position = min(max(_integer(args.get("page", "0")), 0), pages - 1) * PAGE
         number = position // PAGE
-        shown = selected[number * PAGE : (number + 1) * PAGE]
+        try:
+            items = [_item(session, int(k)) for k in selected[number * PAGE : (number + 1) * PAGE]]
+        except FcnxError as exc:
+            abort(409, str(exc))
         return jsonify(
             total=len(selected),
             page=number,
             pages=pages,
             cursor=position - number * PAGE,
-            items=[_item(session, int(k)) for k in shown],
+            items=items,
             counts=index.counts(),
         )
 
@@ -125,22 +128,27 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
                 label=body.get("label"),
                 box=body.get("box"),
             )
+            item = _item(session, k)
         except FcnxError as exc:
             abort(400, str(exc))
-        return jsonify(item=_item(session, k), counts=index.counts())
+        return jsonify(item=item, counts=index.counts())
 
     @app.get("/image/<int:k>")
     def image(k: int) -> Response:
-        if k >= len(index.items):
+        if k >= len(index):
             abort(404)
-        return _upright(Path(index.items[k].path))
+        return _upright(Path(index.path(k)))
 
     @app.get("/heatmap/<int:k>")
     def heatmap(k: int) -> Response:
-        if k >= len(index.items) or index.items[k].heatmap is None:
+        try:
+            heatmap = index.item(k).heatmap if k < len(index) else None
+        except FcnxError:
+            heatmap = None
+        if heatmap is None:
             abort(404)
         root = os.path.realpath(index.outdir)
-        path = os.path.realpath(index.outdir / str(index.items[k].heatmap))
+        path = os.path.realpath(index.outdir / heatmap)
         if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
             abort(404)
         return send_file(path, mimetype="image/png")
@@ -148,6 +156,7 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
     @app.errorhandler(400)
     @app.errorhandler(403)
     @app.errorhandler(404)
+    @app.errorhandler(409)
     def _error(error: Any) -> tuple[Response, int]:
         return jsonify(error=one_line(getattr(error, "description", error))), error.code
 
@@ -162,7 +171,7 @@ def _integer(text: str) -> int:
 
 
 def _item(session: Session, k: int) -> dict[str, Any]:
-    return {**session.index.items[k].as_dict(), **session.state(k)}
+    return {**session.index.item(k).as_dict(), **session.state(k)}
 
 
 def _upright(path: Path) -> Response:

@@ -1,28 +1,32 @@
-"""The images of a ``fcnx crop`` or ``fcnx suspects`` OUTDIR, indexed once for review: what each shows, how to
+"""The images of a ``fcnx crop`` or ``fcnx suspects`` OUTDIR, indexed for review: what each shows, how to
 filter and sort them, and a page of them in a few milliseconds whatever their number.
 
 A crop OUTDIR gives one :class:`Item` per image of ``boxes.jsonl`` (its records for several categories are
 its guesses); a suspects OUTDIR one per suspect of ``suspects.json``; an OUTDIR holding both gives the crop's
 images with their suspect signal. Lines that are not whole records are skipped and named in ``warnings``.
+The index is a few arrays (:mod:`fcnx.review.columns`, kept in OUTDIR between runs); an image's
+:class:`Item` is read from its own lines of ``boxes.jsonl`` when a page shows it.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
-import math
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from fcnx.errors import UsageError
-from fcnx.io.files import read_class_list, read_regular
+from fcnx.io.files import read_class_list
 from fcnx.io.journal import record_problem
 from fcnx.jobs.outputs import JOURNAL
 from fcnx.jobs.suspects import OUTPUTS as SUSPECTS_OUTPUTS
+from fcnx.review.columns import Columns, build, grown_from, load, save, source_key
 
 SUSPECTS = SUSPECTS_OUTPUTS[1]
 Box = tuple[float, float, float, float]
@@ -67,8 +71,11 @@ class Item:
     box_kind: str = "square"
     #: other box kinds shown as overlays: kind -> box
     overlays: dict[str, Box] = field(default_factory=dict)
-    #: the ensemble's guesses, best first: (class, mean confidence, votes / nets)
+    #: the ensemble's guesses, best first: (class, mean confidence, votes / nets): the categories the run scored
+    #: the image for, at their boxes, and a suspect's other class
     guesses: list[tuple[str, float, str]] = field(default_factory=list)
+    #: the ensemble's top classes of the whole image, as ``guesses`` (a crop record's optional ``guesses``)
+    image_guesses: list[tuple[str, float, str]] = field(default_factory=list)
     found: bool | None = None
     confidence: float | None = None
     heatmap: str | None = None  # relative to OUTDIR
@@ -92,6 +99,7 @@ class Item:
             "box_kind": self.box_kind,
             "overlays": self.overlays,
             "guesses": [{"class": c, "score": s, "votes": v} for c, s, v in self.guesses],
+            "image_guesses": [{"class": c, "score": s, "votes": v} for c, s, v in self.image_guesses],
             "found": self.found,
             "confidence": self.confidence,
             "heatmap": self.heatmap is not None,
@@ -120,27 +128,73 @@ class Query:
 class Index:
     """The items of one OUTDIR, with arrays to filter and sort them (:meth:`select`) and their decision states."""
 
-    def __init__(self, outdir: Path, items: list[Item], classes: list[str], kind: str, warnings: list[str]) -> None:
-        self.outdir, self.items, self.classes, self.kind, self.warnings = outdir, items, classes, kind, warnings
-        self.by_path = {item.path: item.index for item in items}
-        class_id = {name: k for k, name in enumerate(classes)}
-        self.label_id = np.array([class_id.get(i.label, -1) if i.label else -1 for i in items], dtype=np.int32)
-        self.not_found = np.array([i.found is False for i in items], dtype=bool)
-        self.confidence = np.array([_number(i.confidence) for i in items], dtype=np.float64)
-        self.score = np.array([_number(i.score) for i in items], dtype=np.float64)
+    def __init__(self, outdir: Path, columns: Columns, classes: list[str], journal: BinaryIO | None) -> None:
+        self.outdir, self.columns, self.classes, self._journal = outdir, columns, classes, journal
+        self.kind, self.warnings = columns.kind, columns.warnings
+        class_id = np.array([classes.index(name) for name in columns.names] + [-1], dtype=np.int32)
+        self.label_id = class_id[columns.label]  # -1 (no label) picks the last
+        self.not_found, self.confidence, self.score = columns.not_found, columns.confidence, columns.score
         #: per item its :data:`STATES` code, kept up to date by the review session
-        self.state = np.zeros(len(items), dtype=np.int8)
+        self.state = np.zeros(len(columns), dtype=np.int8)
         #: per item whether reviewers' verdicts differ
-        self.disputed = np.zeros(len(items), dtype=bool)
+        self.disputed = np.zeros(len(columns), dtype=bool)
         #: raised by whoever changes ``state`` or ``disputed`` (what :meth:`select` last answered is then stale)
         self.version = 0
         self._orders: dict[str, np.ndarray] = {}
         self._last: tuple[tuple[Query, int], np.ndarray] | None = None
 
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+
+    def path(self, k: int) -> str:
+        """Item ``k``'s key: its path as the run names it."""
+        return self.columns.path(k)
+
+    def find(self, path: str) -> int | None:
+        """The number of the item whose key is ``path`` (``None``: the run has no such image)."""
+        order = self.columns.path_order
+        at = bisect.bisect_left(order, path, key=self.columns.path)
+        return int(order[at]) if at < len(order) and self.columns.path(int(order[at])) == path else None
+
+    def item(self, k: int) -> Item:
+        """What item ``k`` shows, read from its lines of ``boxes.jsonl`` (a :class:`UsageError` if they are no
+        longer the image's records: the file was rewritten in place while reviewing) and its suspect row."""
+        columns, path = self.columns, self.path(k)
+        start, end = int(columns.start[k]), int(columns.end[k])
+        row = columns.suspect(k)
+        if start < 0:
+            assert row is not None
+            item = Item(k, path, path, row["label"] or None, box=_box(row), box_kind="other class")
+        else:
+            assert self._journal is not None
+            records = _records(os.pread(self._journal.fileno(), end - start, start))
+            if not records or any(record_problem(r) is not None or r["path"] != path for r in records):
+                raise UsageError(f"changed while reviewing (the records of {path!r} moved): start fcnx review again",
+                                 self.outdir / JOURNAL)  # fmt: skip
+            item = _crop_item(k, records)
+        if row is not None:
+            item.suspect = {
+                "other": row["other_category"],
+                "votes": row["other_votes"],
+                "confidence": row["other_mean_confidence"],
+                "gap": row.get("gap"),
+                "box": _box(row),
+            }
+            if not any(g[0] == row["other_category"] for g in item.guesses):
+                item.guesses.append(
+                    (row["other_category"], float(row["other_mean_confidence"]), f"{row['other_votes']}")
+                )
+                item.guesses.sort(key=lambda g: -g[1])
+        return item
+
     def order(self, sort: str) -> np.ndarray:
         """Item indices in the order ``sort`` (computed once, then kept)."""
         if sort not in self._orders:
-            n = np.arange(len(self.items))
+            n = np.arange(len(self))
             if sort == "run":
                 order = n
             elif sort in ("suspect", "confidence", "confidence-desc"):
@@ -150,7 +204,7 @@ class Index:
             elif sort == "class":
                 order = np.lexsort((n, self.label_id))
             else:
-                order = np.array(sorted(n, key=lambda k: self.items[k].file), dtype=np.int64)
+                order = self.columns.file_order
             self._orders[sort] = order
         return self._orders[sort]
 
@@ -181,12 +235,10 @@ class Index:
         return {**{name: int(counts[k]) for k, name in enumerate(STATES)}, "disputed": int(self.disputed.sum())}
 
 
-def _number(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
 def open_index(outdir: Path, classes_file: Path | None = None) -> Index:
-    """Index the crop or suspects run in ``outdir`` (a one-line :class:`UsageError` for anything else)."""
+    """Index the crop or suspects run in ``outdir`` (a one-line :class:`UsageError` for anything else): the index
+    kept in OUTDIR if it was built from the run's files as they are, else built anew (on top of the kept one
+    when ``boxes.jsonl`` only grew) and kept."""
     if not outdir.is_dir():
         raise UsageError("is not a folder: give the OUTDIR of fcnx crop or fcnx suspects", outdir)
     crop, suspects = outdir / JOURNAL, outdir / SUSPECTS
@@ -195,84 +247,60 @@ def open_index(outdir: Path, classes_file: Path | None = None) -> Index:
             f"is neither an fcnx crop output ({JOURNAL}) nor an fcnx suspects output ({SUSPECTS}): nothing to review",
             outdir,
         )
-    warnings: list[str] = []
-    items: list[Item] = []
-    if crop.is_file():
-        items = _crop_items(crop, warnings)
-    flagged = _suspects(suspects, warnings) if suspects.is_file() else {}
-    by_path = {os.path.abspath(item.path): item for item in items}  # suspects name paths as --data gave them
-    for path, row in flagged.items():
-        item = by_path.get(os.path.abspath(path))
-        if item is None:
-            item = by_path[os.path.abspath(path)] = Item(len(items), path, path, row["label"] or None)
-            item.box = _box(row)
-            item.box_kind = "other class"
-            items.append(item)
-        item.suspect = {
-            "other": row["other_category"],
-            "votes": row["other_votes"],
-            "confidence": row["other_mean_confidence"],
-            "gap": row["gap"],
-            "box": _box(row),
-        }
-        if not any(g[0] == row["other_category"] for g in item.guesses):
-            item.guesses.append((row["other_category"], float(row["other_mean_confidence"]), f"{row['other_votes']}"))
-            item.guesses.sort(key=lambda g: -g[1])
-    kind = "crop" if crop.is_file() else "suspects"
-    if crop.is_file() and flagged:
-        kind = "crop + suspects"
-    return Index(outdir, items, _classes(outdir, items, classes_file, warnings), kind, warnings)
-
-
-def _crop_items(journal: Path, warnings: list[str]) -> list[Item]:
-    """One item per image of a crop journal, read as a stream of lines (only one image's records parsed at a time);
-    a later group of records for an image replaces an earlier one, a cut last line (a kill) is dropped."""
+    journal = _open_regular(crop) if crop.is_file() else None
     try:
-        data = read_regular(journal)
+        sources = {
+            "journal": source_key(os.fstat(journal.fileno())) if journal is not None else None,
+            "suspects": source_key(suspects.stat()) if suspects.is_file() else None,
+        }
+        kept = load(outdir)
+        if kept is not None and kept.sources == sources:
+            columns = kept
+        else:
+            data = journal.read() if journal is not None else b""
+            if kept is not None and not grown_from(kept, data, sources["journal"]):
+                kept = None
+            columns = build(crop if journal else None, data, suspects if suspects.is_file() else None, kept)
+            columns.sources = sources
+            save(outdir, columns)
     except OSError as exc:
-        raise UsageError(f"cannot read ({exc.strerror or exc})", journal) from None
-    lines = data.split(b"\n")
-    if not lines[-1]:
-        lines.pop()  # the file ends with a newline
-    items: list[Item] = []
-    where: dict[str, int] = {}
-    group: list[dict[str, Any]] = []
-
-    def close_group() -> None:
-        if group:
-            item = _crop_item(group)
-            item.index = where.setdefault(item.path, len(items))
-            items[item.index : item.index + 1] = [item]
-            group.clear()
-
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except (ValueError, RecursionError):
-            record = None
-        if not isinstance(record, dict) and number == len(lines) and not data.endswith(b"\n"):
-            warnings.append(f"{journal}:{number}: cut short (a killed run); skipped")
-            break
-        problem = record_problem(record if isinstance(record, dict) else None)
-        if problem is not None:
-            warnings.append(f"{journal}:{number}: not a crop record ({problem}); skipped")
-            close_group()
-            continue
-        assert isinstance(record, dict)
-        if group and record["path"] != group[0]["path"]:
-            close_group()
-        group.append(record)
-    close_group()
-    return items
+        if journal is not None:
+            journal.close()
+        raise UsageError(f"cannot read ({exc.strerror or exc})", crop) from None
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
+    return Index(outdir, columns, _classes(outdir, columns.names, classes_file, columns.warnings), journal)
 
 
-def _crop_item(records: list[dict[str, Any]]) -> Item:
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened to read, if it is a regular file (a FIFO would block)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"cannot read ({exc.strerror or exc})", path) from None
+    file = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        file.close()
+        raise UsageError("cannot read (not a regular file)", path)
+    return file
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
+    """The JSON objects of ``data``'s lines (none if one is not an object)."""
+    try:
+        records = [json.loads(line) for line in data.split(b"\n") if line.strip()]
+    except (ValueError, RecursionError):
+        return []
+    return records if all(isinstance(r, dict) for r in records) else []
+
+
+def _crop_item(k: int, records: list[dict[str, Any]]) -> Item:
     """The item of one image's records (one per category)."""
     first = records[0]
     main = next((r for r in records if r["category"] == first["label"]), first)
-    item = Item(0, first["path"], first["file"], first["label"], (first["width"], first["height"]))
+    item = Item(k, first["path"], first["file"], first["label"], (first["width"], first["height"]))
     item.box = (main["x"], main["y"], main["w"], main["h"])
     item.box_kind = main.get("box_kind", "square")
     for kind in ("window", "tight", "fitted"):
@@ -282,66 +310,18 @@ def _crop_item(records: list[dict[str, Any]]) -> Item:
     item.guesses = sorted(
         ((r["category"], r["mean_confidence"], f"{r['votes']}/{r['nets']}") for r in records), key=lambda g: -g[1]
     )
+    item.image_guesses = [(c, p, f"{v}/{main['nets']}") for c, p, v in main.get("guesses", [])]
     item.found, item.confidence, item.heatmap = main["found"], main["mean_confidence"], main["heatmap"]
     return item
-
-
-_SUSPECT_FIELDS = {
-    "path": str,
-    "label": str,
-    "other_category": str,
-    "other_votes": int,
-    "other_mean_confidence": (int, float),
-    "x": (int, float),
-    "y": (int, float),
-    "w": (int, float),
-    "h": (int, float),
-}
-
-
-def _suspects(path: Path, warnings: list[str]) -> dict[str, dict[str, Any]]:
-    """The rows of ``suspects.json`` by image path (rows that are not whole are skipped and named)."""
-    try:
-        rows = json.loads(read_regular(path))["suspects"]
-        if not isinstance(rows, list):
-            raise TypeError("'suspects' is not a list")
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise UsageError(f"unreadable suspects file ({exc})", path) from None
-    flagged = {}
-    for number, row in enumerate(rows, 1):
-        bad = next(
-            (
-                key
-                for key, types in _SUSPECT_FIELDS.items()
-                if not isinstance(row, dict) or not _fits(row.get(key), types)
-            ),
-            None,
-        )
-        gap = row.get("gap") if isinstance(row, dict) else None
-        if bad is None and gap is not None and not _fits(gap, (int, float)):
-            bad = "gap"
-        if bad is not None:
-            warnings.append(f"{path}: suspect {number} has no valid {bad!r}; skipped")
-            continue
-        flagged[row["path"]] = row
-    return flagged
-
-
-def _fits(value: Any, types: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, float) and not math.isfinite(value):
-        return False
-    return isinstance(value, types)
 
 
 def _box(row: dict[str, Any]) -> Box:
     return (float(row["x"]), float(row["y"]), float(row["w"]), float(row["h"]))
 
 
-def _classes(outdir: Path, items: Sequence[Item], given: Path | None, warnings: list[str]) -> list[str]:
+def _classes(outdir: Path, names: Sequence[str], given: Path | None, warnings: list[str]) -> list[str]:
     """The classes a reviewer can relabel to: ``given`` (``--classes``), else the dataset's ``meta/classes.txt``
-    that crop copied into OUTDIR; then every label and guess the run names that these do not."""
+    that crop copied into OUTDIR; then every label and guess the run names (``names``) that these do not."""
     listed: list[str] = []
     if given is not None:
         listed = read_class_list(given)
@@ -353,5 +333,4 @@ def _classes(outdir: Path, items: Sequence[Item], given: Path | None, warnings: 
             except UsageError as exc:
                 warnings.append(f"{exc}; classes taken from the records")
     seen = set(listed)
-    extra = sorted({name for item in items for name in (item.label, *(g[0] for g in item.guesses)) if name} - seen)
-    return listed + extra
+    return listed + [name for name in names if name not in seen]

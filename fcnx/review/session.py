@@ -64,6 +64,8 @@ class Session:
         self._decisions: dict[str, list[Decision]] = {}
         self._verdicts: dict[int, Verdict] = {}
         self._disputes: dict[int, dict[str, str]] = {}
+        #: the item numbers of the decided images' paths (``None``: not in the run)
+        self._where: dict[str, int | None] = {}
 
     def __enter__(self) -> Session:
         self.open()
@@ -89,7 +91,9 @@ class Session:
         exists: dict[str, bool] = {}
         for decision in log.decisions:
             path = decision.path
-            if path not in self.index.by_path:
+            if path not in self._where:
+                self._where[path] = self.index.find(path)
+            if self._where[path] is None:
                 not_in_run[path] = not_in_run.get(path, 0) + 1
             elif not exists.setdefault(path, os.path.lexists(path)):
                 gone[path] = gone.get(path, 0) + 1
@@ -112,15 +116,23 @@ class Session:
         """Take the verdicts and disagreements of ``merged`` (for some images) as those images' state."""
         self.index.version += 1
         for path, verdict in merged.verdicts.items():
-            k = self.index.by_path[path]
+            k = self._find(path)
             self._verdicts[k] = verdict
             self.index.state[k] = STATE_OF[verdict.action]
         for path in {*merged.verdicts, *merged.disagreements}:
-            k = self.index.by_path[path]
+            k = self._find(path)
             self._disputes.pop(k, None)
             if path in merged.disagreements:
                 self._disputes[k] = merged.disagreements[path]
             self.index.disputed[k] = k in self._disputes
+
+    def _find(self, path: str) -> int:
+        """The item number of a decided image's ``path`` (found once, then kept)."""
+        k = self._where.get(path)
+        if k is None:
+            k = self._where[path] = self.index.find(path)
+        assert k is not None
+        return k
 
     def state(self, k: int) -> dict[str, Any]:
         """Item ``k``'s review state: its verdict (or ``None``), the reviewers who disagree, its decision count."""
@@ -128,7 +140,7 @@ class Session:
         return {
             "verdict": None if verdict is None else asdict(verdict),
             "disagreement": self._disputes.get(k),
-            "decisions": len(self._decisions.get(self.index.items[k].path, [])),
+            "decisions": len(self._decisions.get(self.index.path(k), [])),
         }
 
     def decide(
@@ -145,9 +157,9 @@ class Session:
         A :class:`UsageError` for an unknown item or class, a box outside the image, or a decision
         :func:`~fcnx.io.decisions.decision_problem` refuses; nothing is written then.
         """
-        if not 0 <= k < len(self.index.items):
+        if not 0 <= k < len(self.index):
             raise UsageError(f"no image number {k}")
-        item = self.index.items[k]
+        item = self.index.item(k)
         if action == "relabel" and label not in self.index.classes:
             raise UsageError(f"{label!r} is not a class of this dataset")
         if action == "reject" and reason not in REASONS:

@@ -266,3 +266,18 @@ def test_compiled_nets_choose_the_same_boxes(tmp_path, random_nets):
             box_b.h,
         )
         assert box_b.confidence == pytest.approx(box_a.confidence, rel=1e-5)
+
+
+@pytest.mark.parametrize("box", ["square", "object"])
+def test_guesses_are_the_ensembles_top_classes_of_the_whole_image(random_nets, box):
+    cropper = Cropper.from_nets(VALID_NETS, random_nets, kernel=KERNEL, device="cpu", max_scale=1.2, box=box)
+    image = noise(150, 200, seed=5)
+    result = cropper.crop_image(image, ["cake"])
+    whole = resize(to_batch(image), (KERNEL, KERNEL))
+    per_net = torch.stack([window_probabilities(fcn, whole, (0, 0)) for fcn in cropper.ensemble.fcns])
+    mean = per_net.mean(dim=0)
+    order = mean.argsort(descending=True).tolist()
+    votes = [int((per_net.argmax(dim=1) == c).sum()) for c in order]
+    assert [(c, v) for c, _, v in result.guesses] == [(CLASSES[c], v) for c, v in zip(order, votes)]
+    assert [p for _, p, _ in result.guesses] == pytest.approx(mean[order].tolist(), abs=1e-5)
+    assert sum(votes) == 3 and len(result.guesses) == len(CLASSES)  # five classes: all of them

@@ -188,8 +188,12 @@ def test_auto_is_said_recorded_and_resumes_an_outdir_of_torch_with_its_bytes(tmp
     for record, want in zip(records, reference, strict=True):
         assert _boxes(record) == _boxes(want)
         assert abs(record["mean_confidence"] - want["mean_confidence"]) < 1e-5
+        assert record["guesses"][0][0] == want["guesses"][0][0]  # the whole image's top class, its probabilities:
+        assert sorted(p for _, p, _ in record["guesses"]) == pytest.approx(
+            sorted(p for _, p, _ in want["guesses"]), abs=1e-5
+        )
 
 
 def _boxes(record: dict) -> dict:
-    """A record without its confidences."""
-    return {k: v for k, v in record.items() if "confidence" not in k and k != "net_scores"}
+    """A record without its confidences (nor the whole image's guesses, probabilities too)."""
+    return {k: v for k, v in record.items() if "confidence" not in k and k not in ("net_scores", "guesses")}

@@ -293,6 +293,26 @@ def test_a_suspects_outdir_shows_the_signal_and_relabels_to_the_other_class(tmp_
     servers[0].stop()
 
 
+def test_a_plain_crop_run_shows_the_whole_images_guesses_and_relabels_to_them(outdir, browser, servers):
+    journal = outdir / "boxes.jsonl"
+    first, *rest = journal.read_text().splitlines(keepends=True)
+    record = json.loads(first)
+    record["guesses"] = [["pizza", 0.75, 2], ["pho", 0.25, 1], ["sushi", 0.0625, 0]]  # as fcnx crop records them
+    journal.write_text(json.dumps(record) + "\n" + "".join(rest))
+    servers.append(Server(outdir, "--reviewer", "ana"))
+    _open(browser, servers[0], "#1 images/pizza/1.jpg")
+    assert browser.find_element("id", "guesses").text.splitlines() == [
+        "pizza: 0.80 (3/3 votes)",
+        "pizza: 0.75 (2/3 votes, whole image)",
+        "pho: 0.25 (1/3 votes, whole image)",
+        "sushi: 0.06 (0/3 votes, whole image)",
+    ]
+    _keys(browser, "g")  # the first guess other than the label: the whole image's second class
+    assert [_summary(d) for d in _decisions(outdir, 1)] == [("1.jpg", "relabel", "pho", None, "ana")]
+    _idle(browser)
+    servers[0].stop()
+
+
 def test_the_live_server_refuses_forged_writes_and_paths(outdir, servers):
     servers.append(Server(outdir))
     url = servers[0].url

@@ -113,6 +113,12 @@ function show() {
     li.textContent = `${g.class}: ${g.score.toFixed(2)} (${g.votes} votes)`;
     guesses.append(li);
   }
+  for (const g of it.image_guesses) {
+    const li = document.createElement("li");
+    li.textContent = `${g.class}: ${g.score.toFixed(2)} (${g.votes} votes, whole image)`;
+    li.className = "image";
+    guesses.append(li);
+  }
   $("suspect").hidden = !it.suspect;
   if (it.suspect) {
     const s = it.suspect;
@@ -180,7 +186,7 @@ async function undo() {
 
 async function guess() {
   const it = item();
-  const other = it && it.guesses.find((g) => g.class !== it.label);
+  const other = it && [...it.guesses, ...it.image_guesses].find((g) => g.class !== it.label);
   if (other) await verdict("relabel", { label: other.class });
   else say("the ensemble guesses no other class");
 }
