@@ -96,8 +96,8 @@ class Cropper:
     ) -> None:
         if box not in boxes.RULES:
             raise UsageError(f"unknown box {box!r}; use one of {', '.join(boxes.RULES)}")
-        if box == "fitted":
-            fitting.opencv()  # missing OpenCV is one line now, not an error per image
+        if boxes.RULES[box].pixels:
+            fitting.opencv()  # the rules fitting pixels need OpenCV: one line now, not an error per image
         if selection not in RULES:
             raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
         try:
@@ -487,7 +487,7 @@ class Cropper:
         scale, scaled = levels[choice.level]
         x, y, w, h = found_box
         window, fit = found.window, found.tight
-        fitted = found_box if self.box == "fitted" else None
+        fitted = found_box if self.rule.pixels else None
         return Box(
             category=self.classes[category],
             category_index=category,

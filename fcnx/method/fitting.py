@@ -148,7 +148,8 @@ def fit_box(
     return x0 / fx, y0 / fy, (x1 - x0) / fx, (y1 - y0) / fy
 
 
-def fit_tight(pixels: np.ndarray, size: tuple[int, int], tight: Tight) -> Box:
-    """:func:`fit_box` of a :class:`~fcnx.method.evidence.Tight`: its object map seeds sure object only where it
-    is the class maps' evidence (``tight.whole``); the windows' evidence is too coarse to be sure of."""
-    return fit_box(pixels, size, tight.box, tight.object_map() if tight.whole else None)
+def fit_tight(pixels: np.ndarray, size: tuple[int, int], tight: Tight, box: Box | None = None) -> Box:
+    """:func:`fit_box` of a :class:`~fcnx.method.evidence.Tight`'s box (or of ``box``, e.g. a box grown from it):
+    its object map seeds sure object only where it is the class maps' evidence (``tight.whole``); the windows'
+    evidence is too coarse to be sure of."""
+    return fit_box(pixels, size, tight.box if box is None else box, tight.object_map() if tight.whole else None)
