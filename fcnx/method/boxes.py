@@ -51,7 +51,7 @@ OBJECT_SNAP = 0.8
 
 # The fitted object box's, chosen on the same tuning photos (benchmarks/real_photos.py --sweep fitted-object):
 #: the object box grows where the whole-image view is at least this sure as the selected cell ...
-FITTED_GATE = 0.75
+FITTED_GATE = 0.5
 #: ... to this share of the evidence's peak; then fitted to the pixels and grown by this share of its sides
 FITTED_THRESHOLD = 0.3
 FITTED_PAD = 0.05
@@ -261,31 +261,30 @@ RULES: dict[str, Rule] = {
         Rule(
             "fitted",
             _fitted,
-            "the tight box snapped to the object's pixels by GrabCut (objects that stand out from a plain "
-            "background; needs pip install 'fcnx[fit]')",
+            "the tight box snapped to the object's pixels by GrabCut (the sharpest box where it holds the "
+            "object, but it cuts large objects more often)",
             pixels=True,
         ),
         Rule(
             "object",
             object_box,
             "the whole object: where the view of the whole image is as sure of the category as the best cell, "
-            "the class maps grown from their peak to the object's extent, else the tight box (ordinary photos, "
-            "training crops)",
+            "the class maps grown from their peak to the object's extent, else the tight box (no pixel fitting)",
             whole_view=True,
         ),
         Rule(
             "fitted-object",
             fitted_object_box,
-            "the object box snapped to the object's pixels by GrabCut, with a small margin (the whole object "
-            "where the whole-image view sees it, else the fitted box; needs pip install 'fcnx[fit]')",
+            "the object box snapped to the object's pixels by GrabCut, with a 5 % margin (the whole object "
+            "where the whole-image view sees it, else the fitted box; best measured on real photos: the default)",
             pixels=True,
             whole_view=True,
         ),
     )
 }
 
-#: the rule ``fcnx crop`` uses unless told otherwise (docs/crop.md: measured on whole real photos)
-DEFAULT = "object"
+#: the rule ``fcnx crop`` uses unless told otherwise (docs/crop.md: best on the held-out whole real photos)
+DEFAULT = "fitted-object"
 
 
 #: ``--instances``: a further instance's cell must have at least this share of the selected cell's summed probability

@@ -15,8 +15,8 @@ as weakly-supervised segmentation seeds boxes ("Simple Does It", Khoreva et al.,
 The image is worked on at a long side of at most :data:`SIDE` pixels. OpenCV's random seed is set before
 each fit, so the box of an image is always the same. The tight box is returned unchanged where GrabCut
 has no background to learn from (a tight box over the whole image) or finds no object. Needs OpenCV
-(``pip install 'fcnx[fit]'``: ``opencv-python-headless``). Measured in docs/crop.md: much better on
-objects that stand out from their background, worse on cluttered whole photos; hence not the default.
+(``opencv-python-headless``, in the core install since the default box, ``fitted-object``, fits too).
+Measured in docs/crop.md.
 """
 
 from __future__ import annotations
