@@ -30,10 +30,11 @@ The nets run once per sample: with ``--cache DIR`` their outputs are kept there
 
     OMP_NUM_THREADS=1 python benchmarks/real_photos.py --seed 0 --pasted 12 --fresh --cache build/pyramids -o build/real_photos.json
     OMP_NUM_THREADS=1 python benchmarks/real_photos.py --photos /work/photoset/tuning.json --pasted 0 --cache build/pyramids --sweep
+    OMP_NUM_THREADS=1 python benchmarks/real_photos.py --photos /work/photoset/tuning.json --pasted 0 --no-skimage --cache build/pyramids --sweep fitted-object
 
 Needs the ``bench`` extra (scikit-image, grad-cam). The tight box was chosen on synthetic canvases
 and on the pasted photos of seed 1 (docs/crop.md), never on seed 0's; the object box on the tuning
-photos of ``--photos`` (docs/crop.md).
+photos of ``--photos`` (docs/crop.md), and so the fitted object box.
 """
 
 from __future__ import annotations
@@ -470,21 +471,31 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: the object box's parameters the sweep tries: span, threshold, pad
+#: per box rule, the parameters ``--sweep RULE`` tries
 SWEEP = {
-    "span": (0.0, 1.0, 1.44),
-    "threshold": (0.05, 0.1, 0.15, 0.2, 0.3),
-    "pad": (0.0, 0.1, 0.2, 0.3),
-    "gate": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "object": {
+        "span": (0.0, 1.0, 1.44),
+        "threshold": (0.05, 0.1, 0.15, 0.2, 0.3),
+        "pad": (0.0, 0.1, 0.2, 0.3),
+        "gate": (0.0, 0.25, 0.5, 0.75, 1.0),
+    },
+    "fitted-object": {
+        "gate": (0.5, 0.75, 1.0),
+        "threshold": (0.1, 0.2, 0.3),
+        "pad": (0.0, 0.05, 0.1, 0.15),
+        "snap": (0.6, 0.8, 2.0),
+    },
 }
 
 
-def sweep_methods() -> dict[str, Callable[[boxes.Found], Box]]:
-    """The object box at every combination of :data:`SWEEP`, named by its parameters."""
+def sweep_methods(name: str = "object") -> dict[str, Callable[[boxes.Found], Box]]:
+    """Box rule ``name`` at every combination of its :data:`SWEEP`, named by its parameters."""
+    grid = SWEEP[name]
     out: dict[str, Callable[[boxes.Found], Box]] = {}
-    for values in itertools.product(*SWEEP.values()):
-        chosen = dict(zip(SWEEP, values))
-        out["object " + " ".join(f"{k}={v}" for k, v in chosen.items())] = functools.partial(boxes.object_box, **chosen)
+    for values in itertools.product(*grid.values()):
+        chosen = dict(zip(grid, values))
+        label = f"{name} " + " ".join(f"{k}={v}" for k, v in chosen.items())
+        out[label] = functools.partial(boxes.RULES[name].function, **chosen)
     return out
 
 
@@ -526,7 +537,13 @@ def main() -> None:
         "--cache-only", action="store_true", help="only run the nets into --cache (no boxes, nothing scored)"
     )
     parser.add_argument("--only-cached", action="store_true", help="leave out the samples not in --cache yet")
-    parser.add_argument("--sweep", action="store_true", help="the object box at every parameter of SWEEP instead")
+    parser.add_argument(
+        "--sweep",
+        nargs="?",
+        const="object",
+        choices=list(SWEEP),
+        help="this box rule at every parameter of SWEEP instead",
+    )
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -542,7 +559,7 @@ def main() -> None:
     if args.only_cached and args.cache is not None:
         items = [s for s in items if (args.cache / key(s)).with_suffix(".json").exists()]
     if args.sweep:
-        methods = sweep_methods() | {"tight": boxes.RULES["tight"].function}
+        methods = sweep_methods(args.sweep) | {"tight": boxes.RULES["tight"].function}
         result = run(items, args.cache, progress=lambda _: None, methods=methods)
         print(sweep_markdown(result, ["all", *(f"whole photos, object {name}" for name, _ in BANDS), "pasted"]))
         report.save_json(result, args.out)

@@ -16,8 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 carry=build/gpu-carry
-#: small packages fcnx needs that a machine with torch may lack (import name=distribution)
-deps="click=click pluggy=pluggy tqdm=tqdm jinja2=jinja2 markupsafe=markupsafe safetensors=safetensors"
+#: packages fcnx needs that a machine with torch may lack (import name=distribution; OpenCV for the default box)
+deps="click=click pluggy=pluggy tqdm=tqdm jinja2=jinja2 markupsafe=markupsafe safetensors=safetensors cv2=opencv-python-headless"
 
 if [ "${1:-}" = pack ]; then
     python=${PYTHON:-.venv/bin/python}

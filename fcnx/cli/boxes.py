@@ -1,5 +1,5 @@
-"""``fcnx crop``'s ``--box`` (the paper's square window, the tight box of :mod:`fcnx.method.evidence` or the
-fitted box of :mod:`fcnx.method.fitting`)
+"""``fcnx crop``'s ``--box`` (a rule of :data:`fcnx.method.boxes.RULES`: the paper's square window, the tight,
+fitted, object or fitted-object box)
 and ``--heatmaps-npy`` (score maps, :mod:`fcnx.jobs.maps`)."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ box_option = click.option(
     show_default=True,
     type=click.Choice(list(RULES)),
     help="; ".join(f"{r.name}: {r.help}" for r in RULES.values())
-    + " (docs/crop.md). boxes.jsonl/boxes.csv hold the window and the tight box besides the box cropped.",
+    + ". Which to pick: the default for training crops and ordinary photos (it keeps >= 90 % of the object on "
+    "83 % of held-out real photos); fitted for the tightest box on objects that stand out; square for the "
+    "paper's crop (docs/crop.md). boxes.jsonl/boxes.csv hold the window and the tight box besides the box cropped.",
 )
 
 instances_option = click.option(

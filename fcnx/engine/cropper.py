@@ -75,9 +75,10 @@ class Cropper:
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
     batches are no faster: the convolutions of one large image already fill the cores);
     ``workers`` processes decode images ahead of the nets. ``box``: the rule of :data:`fcnx.method.boxes.RULES` giving each :class:`Box`'s ``x, y, w, h``: the whole object
-    (``"object"``, the default; the pyramid gains the whole-image view), the tight box (``"tight"``), the paper's
-    kernel window (``"square"``) or the tight box fitted to the image's pixels (``"fitted"``; needs OpenCV); the
-    window and the tight box are always given, the fitted box only when it is the one asked for.
+    fitted to the image's pixels (``"fitted-object"``, the default) or not (``"object"``; both make the pyramid
+    gain the whole-image view), the tight box (``"tight"``), the paper's kernel window (``"square"``) or the tight
+    box fitted to the image's pixels (``"fitted"``); the fitting rules need OpenCV. The window and the tight box
+    are always given, the fitted box (``fitted``) only when it is the one asked for.
     ``instances``: up to this many boxes per category (:func:`fcnx.method.boxes.instances`).
     """
 
@@ -98,8 +99,8 @@ class Cropper:
     ) -> None:
         if box not in boxes.RULES:
             raise UsageError(f"unknown box {box!r}; use one of {', '.join(boxes.RULES)}")
-        if box == "fitted":
-            fitting.opencv()  # missing OpenCV is one line now, not an error per image
+        if boxes.RULES[box].pixels:
+            fitting.opencv()  # the rules fitting pixels need OpenCV: one line now, not an error per image
         if selection not in RULES:
             raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
         try:

@@ -12,7 +12,9 @@ image's pixels) to a box ``(x, y, w, h)`` in the image's pixels:
 - ``tight``: where the levels' evidence around that window agrees (:func:`fcnx.method.evidence.tight`);
 - ``fitted``: the tight box snapped to the object's pixels by GrabCut (:mod:`fcnx.method.fitting`);
 - ``object``: the whole object (:func:`object_box`): the region of the class maps of the coarse levels and of
-  the whole-image view, grown from their peak down to a low share of it, with a margin.
+  the whole-image view, grown from their peak down to a low share of it, with a margin;
+- ``fitted-object``: that box snapped to the object's pixels by GrabCut, with a small margin
+  (:func:`fitted_object_box`).
 
 :func:`rule` looks a rule up by name; :func:`box` computes one.
 """
@@ -46,6 +48,13 @@ OBJECT_THRESHOLD = 0.1
 OBJECT_PAD = 0.0
 #: ... stretched to the image's borders along an axis it spans at least this share of
 OBJECT_SNAP = 0.8
+
+# The fitted object box's, chosen on the same tuning photos (benchmarks/real_photos.py --sweep fitted-object):
+#: the object box grows where the whole-image view is at least this sure as the selected cell ...
+FITTED_GATE = 0.5
+#: ... to this share of the evidence's peak; then fitted to the pixels and grown by this share of its sides
+FITTED_THRESHOLD = 0.3
+FITTED_PAD = 0.05
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,25 @@ def object_box(
     return snap_box(pad_box(union(region, tight), pad, p.size), snap, p.size)
 
 
+def fitted_object_box(
+    found: Found,
+    gate: float = FITTED_GATE,
+    threshold: float = FITTED_THRESHOLD,
+    pad: float = FITTED_PAD,
+    snap: float = OBJECT_SNAP,
+) -> Box:
+    """The whole object fitted to its pixels: the object box (:func:`object_box` at ``gate`` and ``threshold``,
+    without margin or snap) snapped to the object's pixels by GrabCut as the fitted box is
+    (:func:`fcnx.method.fitting.fit_tight`: seeded by the box and the class maps), grown by ``pad`` of its sides
+    (:func:`pad_box`) and stretched to the borders along each axis it spans at least ``snap`` of (:func:`snap_box`)."""
+    if found.pixels is None:
+        raise ValueError("the fitted object box needs the image's pixels")
+    p = found.pyramid
+    grown = object_box(found, threshold=threshold, pad=0.0, gate=gate, snap=2.0)
+    fitted = fitting.fit_tight(found.pixels, p.size, found.tight, grown)
+    return snap_box(pad_box(fitted, pad, p.size), snap, p.size)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One box rule: its ``name`` (``--box``), ``function``, whether it needs the image's ``pixels`` and
@@ -233,23 +261,30 @@ RULES: dict[str, Rule] = {
         Rule(
             "fitted",
             _fitted,
-            "the tight box snapped to the object's pixels by GrabCut (objects that stand out from a plain "
-            "background; needs pip install 'fcnx[fit]')",
+            "the tight box snapped to the object's pixels by GrabCut (the sharpest box where it holds the "
+            "object, but it cuts large objects more often)",
             pixels=True,
         ),
         Rule(
             "object",
             object_box,
             "the whole object: where the view of the whole image is as sure of the category as the best cell, "
-            "the class maps grown from their peak to the object's extent, else the tight box (ordinary photos, "
-            "training crops)",
+            "the class maps grown from their peak to the object's extent, else the tight box (no pixel fitting)",
+            whole_view=True,
+        ),
+        Rule(
+            "fitted-object",
+            fitted_object_box,
+            "the object box snapped to the object's pixels by GrabCut, with a 5 % margin (the whole object "
+            "where the whole-image view sees it, else the fitted box; best measured on real photos: the default)",
+            pixels=True,
             whole_view=True,
         ),
     )
 }
 
-#: the rule ``fcnx crop`` uses unless told otherwise (docs/crop.md: measured on whole real photos)
-DEFAULT = "object"
+#: the rule ``fcnx crop`` uses unless told otherwise (docs/crop.md: best on the held-out whole real photos)
+DEFAULT = "fitted-object"
 
 
 #: ``--instances``: a further instance's cell must have at least this share of the selected cell's summed probability

@@ -15,8 +15,8 @@ as weakly-supervised segmentation seeds boxes ("Simple Does It", Khoreva et al.,
 The image is worked on at a long side of at most :data:`SIDE` pixels. OpenCV's random seed is set before
 each fit, so the box of an image is always the same. The tight box is returned unchanged where GrabCut
 has no background to learn from (a tight box over the whole image) or finds no object. Needs OpenCV
-(``pip install 'fcnx[fit]'``: ``opencv-python-headless``). Measured in docs/crop.md: much better on
-objects that stand out from their background, worse on cluttered whole photos; hence not the default.
+(``opencv-python-headless``, in the core install since the default box, ``fitted-object``, fits too).
+Measured in docs/crop.md.
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def fit_box(
     return x0 / fx, y0 / fy, (x1 - x0) / fx, (y1 - y0) / fy
 
 
-def fit_tight(pixels: np.ndarray, size: tuple[int, int], tight: Tight) -> Box:
-    """:func:`fit_box` of a :class:`~fcnx.method.evidence.Tight`: its object map seeds sure object only where it
-    is the class maps' evidence (``tight.whole``); the windows' evidence is too coarse to be sure of."""
-    return fit_box(pixels, size, tight.box, tight.object_map() if tight.whole else None)
+def fit_tight(pixels: np.ndarray, size: tuple[int, int], tight: Tight, box: Box | None = None) -> Box:
+    """:func:`fit_box` of a :class:`~fcnx.method.evidence.Tight`'s box (or of ``box``, e.g. a box grown from it):
+    its object map seeds sure object only where it is the class maps' evidence (``tight.whole``); the windows'
+    evidence is too coarse to be sure of."""
+    return fit_box(pixels, size, tight.box if box is None else box, tight.object_map() if tight.whole else None)

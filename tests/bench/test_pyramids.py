@@ -31,7 +31,8 @@ def test_a_stored_pyramid_gives_the_croppers_boxes_for_every_rule(cropper, tmp_p
     back = pyramids.load(tmp_path / "p.npz")
     assert back.categories == stored.categories and back.scaled == stored.scaled
     assert all(np.array_equal(a, b) for a, b in zip(back.probs, stored.probs))
-    for name in ("square", "tight", "object"):
+    for name in ("square", "tight", "object", "fitted-object"):
         found = back.pyramid(red).select()
+        found.pixels = _image()
         (box,) = Cropper(cropper.ensemble, max_scale=cropper.max_scale, box=name).crop_image(_image(), ["red"]).boxes
         assert boxes.box(name, found) == pytest.approx((box.x, box.y, box.w, box.h), abs=1e-6)

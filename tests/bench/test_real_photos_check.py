@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 
 import real_photos
 
+from fcnx.method import boxes
+
 pytestmark = pytest.mark.slow
 
 
@@ -91,3 +93,19 @@ def test_the_fitted_box_fits_better_and_reaches_both_targets(summary):
     # on the whole photos (no pasted rectangle's edge to find) it is no better than the tight box: not the default
     whole = summary["whole"]["with"]
     assert whole["tight"]["mean_iou"] - 0.05 <= whole["fitted"]["mean_iou"] <= whole["tight"]["mean_iou"]
+
+
+def test_the_sweep_tries_every_combination_of_a_rules_parameters():
+    methods = real_photos.sweep_methods("fitted-object")
+    grid = real_photos.SWEEP["fitted-object"]
+    assert len(methods) == len(grid["gate"]) * len(grid["threshold"]) * len(grid["pad"]) * len(grid["snap"]) == 108
+    name = "fitted-object gate=0.5 threshold=0.3 pad=0.05 snap=0.8"
+    chosen = methods[name]
+    assert chosen.func is boxes.fitted_object_box
+    # the parameters the docs name as chosen are the rule's defaults
+    assert chosen.keywords == {
+        "gate": boxes.FITTED_GATE,
+        "threshold": boxes.FITTED_THRESHOLD,
+        "pad": boxes.FITTED_PAD,
+        "snap": boxes.OBJECT_SNAP,
+    }

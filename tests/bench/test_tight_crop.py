@@ -147,16 +147,16 @@ def test_fitted_crops_are_cut_to_the_fitted_box_and_resume_only_as_fitted(tmp_pa
             x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in (record["x1"], record["y1"], record["x2"], record["y2"]))
             assert image.size == (x1 - x0, y1 - y0)
     result = CliRunner().invoke(cli, argv[:-2])
-    assert result.exit_code != 0 and "(box: 'fitted' there, 'object' now)" in result.output
+    assert result.exit_code != 0 and "(box: 'fitted' there, 'fitted-object' now)" in result.output
 
 
 def test_an_outdir_of_square_boxes_refuses_tight_ones(runs, tmp_path):
-    """Square OUTDIRs (of earlier versions too: no box in the settings) refuse the default, now object."""
+    """Square OUTDIRs (of earlier versions too: no box in the settings) refuse the default, now fitted-object."""
     out = tmp_path / "o"
     crop(out, "--box", "square")
     argv = ["crop", str(DEMO), "-o", str(out), "--nets", ",".join(NETS), "--dry-run", "-q"]
     result = CliRunner().invoke(cli, argv)
-    assert result.exit_code != 0 and "(box: 'square' (unset) there, 'object' now)" in result.output
+    assert result.exit_code != 0 and "(box: 'square' (unset) there, 'fitted-object' now)" in result.output
     assert CliRunner().invoke(cli, [*argv, "--box", "square"]).exit_code == 0  # the same box resumes
 
 

@@ -11,11 +11,13 @@ from fcnx.method.selection import Level
 
 
 def test_the_table_names_every_rule_once_with_its_needs():
-    assert list(boxes.RULES) == ["square", "tight", "fitted", "object"]
-    assert [r.name for r in boxes.RULES.values() if r.pixels] == ["fitted"]
-    assert [r.name for r in boxes.RULES.values() if r.whole_view] == ["object"]
+    assert list(boxes.RULES) == ["square", "tight", "fitted", "object", "fitted-object"]
+    assert [r.name for r in boxes.RULES.values() if r.pixels] == ["fitted", "fitted-object"]
+    assert [r.name for r in boxes.RULES.values() if r.whole_view] == ["object", "fitted-object"]
     assert boxes.DEFAULT in boxes.RULES
-    with pytest.raises(ValueError, match="unknown box 'round'; use one of square, tight, fitted, object"):
+    with pytest.raises(
+        ValueError, match="unknown box 'round'; use one of square, tight, fitted, object, fitted-object"
+    ):
         boxes.rule("round")
 
 
@@ -77,3 +79,33 @@ def test_coverage_is_the_share_of_the_true_box_inside():
     assert float(metrics.box_coverage((5.0, 0.0, 100.0, 100.0), truth)) == 0.5
     assert float(metrics.box_coverage((-5.0, -5.0, 100.0, 100.0), truth)) == 1.0
     assert metrics.box_coverage([[0, 0, 1, 1], [20, 20, 1, 1]], [truth, truth]).tolist() == [0.01, 0.0]
+
+
+def _bright_object() -> np.ndarray:
+    """The 64 x 96 image of :func:`_pyramid`: dark noise, a bright object at x 4-59, y 6-57."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 60, size=(64, 96, 3)).astype(np.uint8)
+    pixels[6:58, 4:60] = rng.integers(200, 256, size=(52, 56, 3))
+    return pixels
+
+
+def test_the_fitted_object_box_fits_the_grown_box_to_the_object_where_the_whole_view_sees_it():
+    pytest.importorskip("cv2")
+    found = _pyramid(0.8).select()
+    found.pixels = _bright_object()
+    assert boxes.object_box(found, threshold=0.3, gate=0.75, snap=2.0) == (0.0, 0.0, 62.0, 64.0)
+    # GrabCut finds the object's columns; the box spans the whole height (nothing above or below to learn from)
+    assert boxes.fitted_object_box(found, pad=0.0) == (4.0, 0.0, 56.0, 64.0)
+    # the default margin: 5 % of the sides on each edge, the height stays snapped to the borders
+    assert boxes.fitted_object_box(found) == pytest.approx((1.2, 0.0, 61.6, 64.0))
+    assert boxes.box("fitted-object", found) == boxes.fitted_object_box(found)
+
+
+def test_the_fitted_object_box_is_the_padded_fitted_box_where_the_whole_view_is_unsure():
+    pytest.importorskip("cv2")
+    found = _pyramid(0.1).select()
+    found.pixels = _bright_object()
+    assert boxes.fitted_object_box(found) == pytest.approx((0.0, 0.0, 33.6, 33.6))  # tight (0, 0, 32, 32) + 5 %
+    assert boxes.fitted_object_box(found, gate=0.1, pad=0.0) == (4.0, 0.0, 56.0, 64.0)
+    with pytest.raises(ValueError, match="needs the image's pixels"):
+        boxes.fitted_object_box(_pyramid(0.1).select())
