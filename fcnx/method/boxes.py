@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from fcnx.method import evidence, fitting, geometry, metrics
 from fcnx.method.evidence import ClassMap, Tight
-from fcnx.method.selection import Choice, Level, select
+from fcnx.method.selection import DEFAULT_RULE, Choice, Level, select
 
 Box = tuple[float, float, float, float]
 
@@ -77,7 +77,7 @@ class Pyramid:
         """How many levels the selection sees (all but the whole-image view)."""
         return len(self.levels) - int(self.whole_view)
 
-    def select(self, rule: str = "paper") -> Found:
+    def select(self, rule: str = DEFAULT_RULE) -> Found:
         """The selection under ``rule`` (:func:`~fcnx.method.selection.select`) over the pyramid's levels."""
         return Found(self, select(self.levels[: self.pyramid_levels], rule))
 
