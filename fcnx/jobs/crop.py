@@ -277,21 +277,10 @@ class CropJob:
             return backend + ("" if precision == "fp32" else f" {precision}")
         if self.plan.jobs == 1:
             backend, precision = ensemble.backend, ensemble.precision
-        else:
-            import torch
+            return backend + ("" if precision == "fp32" else f" {precision}")
+        from fcnx.jobs.workers import workers_runtime
 
-            exportable = not self.options.compile and all(isinstance(f.net, torch.nn.Module) for f in ensemble.fcns)
-            backend, precision = backends.current()
-            backend = backends.resolve(backend, self.device.type, precision, exportable=exportable)
-            precision = backends.check(backend, precision, self.device.type)
-            if backend != "torch":
-                from fcnx.engine.backends import runtimes
-                from fcnx.engine.backends.export import onnx_file
-
-                runtimes.runtime(backend)
-                for fcn in ensemble.fcns:
-                    onnx_file(fcn)
-        return backend + ("" if precision == "fp32" else f" {precision}")
+        return workers_runtime(ensemble, self.device.type, self.options.compile)
 
     def settings(self) -> dict[str, Any]:
         """The options that change the boxes: an OUTDIR made with other settings is refused."""
@@ -503,7 +492,7 @@ class CropJob:
         finally:
             self.summary.seconds["finish"] = time.perf_counter() - tick
             self.summary.disk_full = self.outputs.full is not None
-        self.summary.boxes = len(self.outputs.records)
+        self.summary.boxes = self.outputs.journal.count
         self.summary.jobs = self.plan.jobs
         if self.local and self.plan.jobs > 1:
             self.summary.forward_seconds = self._worker_stats.forward_seconds
