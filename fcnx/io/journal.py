@@ -18,6 +18,7 @@ import json
 import math
 import os
 import stat
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,17 +267,18 @@ class CropJournal:
 
     def rewrite(self) -> None:
         """Write the journal anew from the entries, in their order (atomically); one image in memory at a time."""
-        entries: dict[str, Entry] = {}
+        spans = array("q")  # each image's new offset and size, applied once the new file is in place
 
         def write(out: BinaryIO) -> None:
             with _open_regular(self.path) as file:
-                for key, entry in self.entries.items():
+                for entry in self.entries.values():
                     data = b"".join(dump_line(r) for r in self._read(file, entry))
-                    entries[key] = entry._replace(offset=out.tell(), size=len(data))
+                    spans.extend((out.tell(), len(data)))
                     out.write(data)
 
         atomic_write(self.path, write)
-        self.entries = entries
+        for k, (key, entry) in enumerate(self.entries.items()):
+            self.entries[key] = entry._replace(offset=spans[2 * k], size=spans[2 * k + 1])
         self._stale = False
 
     @property
