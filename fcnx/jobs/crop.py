@@ -152,6 +152,7 @@ class CropJob:
         self.warnings: list[str] = []
         self._stream: Generator[ImageResult, None, None] | None = None
         self._given = cropper
+        self._pool: Any = None  # the worker processes (--jobs), started while the parent prepares
 
     # ------------------------------------------------------------------ preparation stages
 
@@ -167,6 +168,8 @@ class CropJob:
             self._load_nets()
             self._open_outputs()
         except BaseException:
+            if self._pool is not None:
+                self._pool.close()
             self.lock.release()
             raise
         return self
@@ -230,6 +233,8 @@ class CropJob:
         if self.local and (o.jobs is None or o.jobs > 1):
             if isinstance(o.kernel, int):
                 self.plan = processes.plan(o.jobs, str(self.device), len(self.items))
+                if self.plan.jobs > 1:  # they import their frameworks while this process loads the nets
+                    self._pool = processes.Pool(self.plan)
             elif o.jobs is not None:
                 self.warnings.append(f"--jobs {o.jobs}: nets at their own kernels run in one process")
         # the Ray driver and the parent of worker processes run no image: their nets run on torch, unexported
@@ -376,6 +381,8 @@ class CropJob:
         """End the stream after ``interrupt`` (the images in flight are written, then the tables)."""
         self.summary.stopped = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
         if self._stream is None:  # never started: nothing to write, release OUTDIR
+            if self._pool is not None:
+                self._pool.close()
             self.outputs.close()
             self._stream = _empty_stream()
         self._stream.close()
@@ -412,7 +419,9 @@ class CropJob:
             from fcnx.jobs.workers import WorkerStats, crop_in_workers
 
             self._worker_stats = WorkerStats()
-            return crop_in_workers(self._config(), self.pending, self.plan, self.cropper.batch_size, self._worker_stats)
+            return crop_in_workers(
+                self._config(), self.pending, self.plan, self.cropper.batch_size, self._worker_stats, self._pool
+            )
         from fcnx.jobs.ray import RayStats, crop_on_ray
 
         self._ray_stats = RayStats()

@@ -141,19 +141,23 @@ def workers_runtime(ensemble: Any, device_type: str, compile: bool = False) -> s
     return backend + ("" if precision == "fp32" else f" {precision}")
 
 
-def _serve(
-    task: Task, backend: tuple[str, str], device: str, threads: int, parent: int, tasks: Any, results: Any
-) -> None:
-    """A worker: do each batch of ``(index, item)`` from ``tasks`` until ``None``; put ``(index, result,
-    forward seconds)`` on ``results``, or ``(-1, error line, 0.0)`` and stop when something breaks."""
+def _serve(device: str, threads: int, parent: int, setup: Any, tasks: Any, results: Any) -> None:
+    """A worker: import the nets' frameworks, take its :class:`Task` and backend from ``setup`` (``None``: end), then
+    do each batch of ``(index, item)`` from ``tasks`` until ``None``; put ``(index, result, forward seconds)``
+    on ``results``, or ``(-1, error line, 0.0)`` and stop when something breaks."""
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     try:
         import torch
 
+        import fcnx.engine.cropper  # noqa: F401  (imported while the parent prepares: most of a worker's start)
         from fcnx.engine import backends
 
         torch.set_num_threads(threads)
+        message = setup.get()
+        if message is None:
+            return
+        task, backend = message
         with backends.selected(*backend):  # the parent's --backend and --precision
             run = task.start(device)
             for batch in iter(tasks.get, None):
@@ -164,63 +168,64 @@ def _serve(
         results.put((-1, f"a worker process failed: {type(exc).__name__}: {exc}", 0.0))
 
 
-@dataclass
-class WorkerStats:
-    """Filled in while :func:`run_in_workers` runs: the workers' seconds in forward passes."""
+class Pool:
+    """The worker processes of ``plan``, started ahead of their work: each imports torch and fcnx's engine (a few
+    seconds, most of its start) while the parent prepares, then waits for its :class:`Task` (:meth:`run`).
+    :meth:`close` ends them; they end with the parent in any case."""
 
-    forward_seconds: float = 0.0
+    def __init__(self, plan: Plan) -> None:
+        import multiprocessing
 
+        context = multiprocessing.get_context("spawn")
+        self.tasks, self.results = context.Queue(), context.Queue()
+        self.setups = [context.SimpleQueue() for _ in plan.devices]  # one each: every worker gets the task once
+        self.workers = [
+            context.Process(
+                target=_serve,
+                args=(device, plan.threads, os.getpid(), setup, self.tasks, self.results),
+                name=f"fcnx-worker-{k}",
+                daemon=True,
+            )
+            for k, (device, setup) in enumerate(zip(plan.devices, self.setups))
+        ]
+        for worker in self.workers:
+            worker.start()
+        self._used = False
 
-def crop_in_workers(
-    config: Any, items: Sequence[ImageItem], plan: Plan, batch: int, stats: WorkerStats | None = None
-) -> Iterator[Any]:
-    """Crop ``items`` in ``plan.jobs`` worker processes: a ``CropResult`` or ``CropFailure`` per image, as
-    they complete (:func:`run_in_workers`)."""
-    items = list(items)
-    for index, result in run_in_workers(CropTask(config), items, plan, batch, stats):
-        yield dataclasses.replace(result, item=items[index])  # the parent's item (paths as given)
+    def run(
+        self, task: Task, items: Sequence[ImageItem], batch: int, stats: WorkerStats | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """Do ``task`` on ``items``: ``(index in items, result)`` as they complete (see :func:`run_in_workers`);
+        the pool is closed at the end (once used, it is done)."""
+        from fcnx.engine import backends
 
+        assert not self._used, "a pool runs one task"
+        self._used = True
+        items = list(items)
+        try:
+            if not items:
+                return
+            stats = stats if stats is not None else WorkerStats()
+            for setup in self.setups:
+                setup.put((task, backends.current()))
+            yield from self._exchange(items, batch, stats)
+            for _ in self.workers:
+                self.tasks.put(None)
+        finally:
+            self.close()
 
-def run_in_workers(
-    task: Task, items: Sequence[ImageItem], plan: Plan, batch: int, stats: WorkerStats | None = None
-) -> Iterator[tuple[int, Any]]:
-    """Do ``task`` on ``items`` in ``plan.jobs`` worker processes: ``(index in items, result)`` as they complete.
-
-    ``batch``: images sent to a worker at a time. The workers run the nets on the parent's backend
-    (:func:`fcnx.engine.backends.current`). Closing the iterator stops the workers (what is in flight is
-    dropped: a rerun does it)."""
-    import multiprocessing
-
-    from fcnx.engine import backends
-
-    items = list(items)
-    if not items:
-        return
-    stats = stats if stats is not None else WorkerStats()
-    context = multiprocessing.get_context("spawn")
-    tasks, results = context.Queue(), context.Queue()
-    workers = [
-        context.Process(
-            target=_serve,
-            args=(task, backends.current(), device, plan.threads, os.getpid(), tasks, results),
-            name=f"fcnx-worker-{k}",
-            daemon=True,
-        )
-        for k, device in enumerate(plan.devices)
-    ]
-    for worker in workers:
-        worker.start()
-    numbered = list(enumerate(items))
-    batches = iter([numbered[k : k + batch] for k in range(0, len(numbered), batch)])
-    sent = 0
-    try:
+    def _exchange(self, items: list[ImageItem], batch: int, stats: WorkerStats) -> Iterator[tuple[int, Any]]:
+        workers, tasks = self.workers, self.tasks
+        numbered = list(enumerate(items))
+        batches = iter([numbered[k : k + batch] for k in range(0, len(numbered), batch)])
+        sent = 0
         for chunk in _take(batches, IN_FLIGHT * len(workers)):
             tasks.put(chunk)
             sent += len(chunk)
         received = 0
         while received < len(items):
             try:
-                index, result, seconds = results.get(timeout=POLL)
+                index, result, seconds = self.results.get(timeout=POLL)
             except queue.Empty:
                 dead = next((w for w in workers if not w.is_alive()), None)
                 if dead is not None:
@@ -237,23 +242,61 @@ def run_in_workers(
                 for chunk in _take(batches, 1):
                     tasks.put(chunk)
                     sent += len(chunk)
-        for _ in workers:
-            tasks.put(None)
-    finally:
-        _stop(workers, tasks, results)
+
+    def close(self) -> None:
+        """End every worker (at once if still busy) and the queues' feeder threads."""
+        for setup in self.setups:  # a worker still waiting for its task
+            setup.put(None)
+        for worker in self.workers:
+            worker.join(timeout=0.5 if worker.exitcode is None else 0)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        for q in (self.tasks, self.results):
+            q.cancel_join_thread()
+            q.close()
+
+
+@dataclass
+class WorkerStats:
+    """Filled in while :func:`run_in_workers` runs: the workers' seconds in forward passes."""
+
+    forward_seconds: float = 0.0
+
+
+def crop_in_workers(
+    config: Any,
+    items: Sequence[ImageItem],
+    plan: Plan,
+    batch: int,
+    stats: WorkerStats | None = None,
+    pool: Pool | None = None,
+) -> Iterator[Any]:
+    """Crop ``items`` in ``plan.jobs`` worker processes: a ``CropResult`` or ``CropFailure`` per image, as
+    they complete (:func:`run_in_workers`)."""
+    items = list(items)
+    for index, result in run_in_workers(CropTask(config), items, plan, batch, stats, pool):
+        yield dataclasses.replace(result, item=items[index])  # the parent's item (paths as given)
+
+
+def run_in_workers(
+    task: Task,
+    items: Sequence[ImageItem],
+    plan: Plan,
+    batch: int,
+    stats: WorkerStats | None = None,
+    pool: Pool | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """Do ``task`` on ``items`` in ``plan.jobs`` worker processes (``pool``, if started already): ``(index in
+    items, result)`` as they complete.
+
+    ``batch``: images sent to a worker at a time. The workers run the nets on the parent's backend
+    (:func:`fcnx.engine.backends.current`). Closing the iterator stops the workers (what is in flight is
+    dropped: a rerun does it)."""
+    if pool is None and not items:
+        return iter(())
+    return (pool or Pool(plan)).run(task, items, batch, stats)
 
 
 def _take(iterator: Iterator[Any], count: int) -> list[Any]:
     return [chunk for _, chunk in zip(range(count), iterator)]
-
-
-def _stop(workers: list[Any], tasks: Any, results: Any) -> None:
-    """End every worker (at once if still busy) and the queues' feeder threads."""
-    for worker in workers:
-        worker.join(timeout=0.5 if worker.exitcode is None else 0)
-        if worker.is_alive():
-            worker.kill()
-            worker.join()
-    for q in (tasks, results):
-        q.cancel_join_thread()
-        q.close()
