@@ -7,12 +7,15 @@ import math
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fcnx.errors import UsageError
 from fcnx.method import geometry
+
+if TYPE_CHECKING:
+    from fcnx.jobs.workers import Plan
 
 #: the ensemble used when neither --nets nor --weights is given: real ImageNet weights that ship with fcnx
 DEFAULT_NETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -328,6 +331,11 @@ def jobs_option(command: Callable[..., Any]) -> Callable[..., Any]:
         "single-thread process per core, as memory allows; one per GPU), or N (the cores split among "
         "them; 1: this process alone, on all its threads).",
     )(command)
+
+
+def processes(plan: Plan) -> str:
+    """``2 processes x 1 thread``: the worker processes of ``--jobs``."""
+    return f"{plan.jobs} processes x {plan.threads} thread{'s' * (plan.threads > 1)}"
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:

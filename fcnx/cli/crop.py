@@ -18,6 +18,7 @@ from fcnx.cli.common import (
     ensemble_options,
     is_local_engine,
     jobs_option,
+    processes,
     resolve_nets,
     stoppable,
 )
@@ -28,7 +29,6 @@ from fcnx.method.selection import DEFAULT_RULE, RULES
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import Ensemble
     from fcnx.jobs.crop import CropSummary
-    from fcnx.jobs.workers import Plan
 
 #: runs of at most this many images print one line per box
 SHOW_BOXES_UP_TO = 20
@@ -233,7 +233,11 @@ def crop_cmd(
                 + (f", {summary.skipped} already done" if summary.skipped else "")
                 + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
                 + f"; nets {', '.join(job.ensemble.names)} at {_kernels(job.ensemble)} "
-                + (f"on {job.device} with {job.runs_on}{_processes(job.plan)}" if job.local else "on a Ray cluster")
+                + (
+                    f"on {job.device} with {job.runs_on}{'' if job.plan.jobs == 1 else ', ' + processes(job.plan)}"
+                    if job.local
+                    else "on a Ray cluster"
+                )
             ),
             err=True,
         )
@@ -306,11 +310,6 @@ def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, prof
         if summary.fail_fast:
             say("crop: stopped at the first failure (--fail-fast)")
         raise SystemExit(1)
-
-
-def _processes(plan: Plan) -> str:
-    """``, 2 processes x 1 thread`` for worker processes; nothing for one process."""
-    return "" if plan.jobs == 1 else f", {plan.jobs} processes x {plan.threads} thread{'s' * (plan.threads > 1)}"
 
 
 def _kernels(ensemble: Ensemble) -> str:

@@ -12,6 +12,8 @@ from fcnx.cli.common import (
     engine_options,
     ensemble_options,
     is_local_engine,
+    jobs_option,
+    processes,
     resolve_nets,
     stoppable,
 )
@@ -79,6 +81,7 @@ def _table(rows: list[dict]) -> str:
     "not depend on it) [default: 8 on a GPU, 1 on the CPU].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@jobs_option
 @engine_options
 @stoppable("evaluate")
 def evaluate_cmd(
@@ -94,6 +97,7 @@ def evaluate_cmd(
     outdir: Path | None,
     batch_size: int | None,
     quiet: bool,
+    jobs: int | None,
     engine: str,
     address: str | None,
     actors: int | None,
@@ -126,6 +130,7 @@ def evaluate_cmd(
         engine="local" if is_local_engine(engine, address, actors) else "ray",
         address=address,
         actors=actors,
+        jobs=jobs,
     )
     job = run_evaluate(data, options, outdir)
     for warning in job.warnings:
@@ -134,6 +139,8 @@ def evaluate_cmd(
         click.echo(
             f"evaluate: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
         )
+    if job.plan.jobs > 1:
+        click.echo(f"evaluate: {processes(job.plan)}", err=True)
     bar = Progress(len(job.pending), "evaluate", quiet=quiet)
     try:
         result = job.run(progress=bar.update, report=lambda line: bar.say(f"error: {one_line(line)}"))

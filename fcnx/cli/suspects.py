@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType, ensemble_options, resolve_nets, stoppable
+from fcnx.cli.common import PathType, ensemble_options, jobs_option, processes, resolve_nets, stoppable
 from fcnx.cli.progress import Progress
 from fcnx.jobs.suspects import SIGNALS
 
@@ -56,6 +56,7 @@ from fcnx.jobs.suspects import SIGNALS
     help="List at most this many [default: all for paper, 5% of the images for graded].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@jobs_option
 @stoppable("suspects")
 def suspects_cmd(
     nets: str | None,
@@ -69,6 +70,7 @@ def suspects_cmd(
     signal: str,
     top: int | None,
     quiet: bool,
+    jobs: int | None,
 ) -> None:
     """List the images the ensemble suggests are mislabelled.
 
@@ -89,7 +91,7 @@ def suspects_cmd(
 
     if folds is None:
         names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-        options = SuspectsOptions(names, weight_map, kernel, split or "all", signal, top, device)
+        options = SuspectsOptions(names, weight_map, kernel, split or "all", signal, top, device, jobs=jobs)
     else:
         from fcnx.errors import UsageError
         from fcnx.io.folds import read_folds
@@ -100,7 +102,15 @@ def suspects_cmd(
             )
         saved = read_folds(folds)
         options = SuspectsOptions(
-            saved.nets, {}, saved.kernel, split or saved.config.get("split", "all"), signal, top, device, str(folds)
+            saved.nets,
+            {},
+            saved.kernel,
+            split or saved.config.get("split", "all"),
+            signal,
+            top,
+            device,
+            str(folds),
+            jobs,
         )
     job = run_suspects(data, options, outdir)
     for warning in job.warnings:
@@ -109,6 +119,8 @@ def suspects_cmd(
         click.echo(
             f"suspects: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
         )
+    if job.plan.jobs > 1:
+        click.echo(f"suspects: {processes(job.plan)}", err=True)
     bar = Progress(len(job.pending), "suspects", quiet=quiet)
     try:
         suspects = job.run(progress=bar.update)

@@ -152,6 +152,7 @@ class CropJob:
         self.warnings: list[str] = []
         self._stream: Generator[ImageResult, None, None] | None = None
         self._given = cropper
+        self._pool: Any = None  # the worker processes (--jobs), started while the parent prepares
 
     # ------------------------------------------------------------------ preparation stages
 
@@ -167,6 +168,8 @@ class CropJob:
             self._load_nets()
             self._open_outputs()
         except BaseException:
+            if self._pool is not None:
+                self._pool.close()
             self.lock.release()
             raise
         return self
@@ -230,6 +233,8 @@ class CropJob:
         if self.local and (o.jobs is None or o.jobs > 1):
             if isinstance(o.kernel, int):
                 self.plan = processes.plan(o.jobs, str(self.device), len(self.items))
+                if self.plan.jobs > 1:  # they import their frameworks while this process loads the nets
+                    self._pool = processes.Pool(self.plan)
             elif o.jobs is not None:
                 self.warnings.append(f"--jobs {o.jobs}: nets at their own kernels run in one process")
         # the Ray driver and the parent of worker processes run no image: their nets run on torch, unexported
@@ -277,21 +282,10 @@ class CropJob:
             return backend + ("" if precision == "fp32" else f" {precision}")
         if self.plan.jobs == 1:
             backend, precision = ensemble.backend, ensemble.precision
-        else:
-            import torch
+            return backend + ("" if precision == "fp32" else f" {precision}")
+        from fcnx.jobs.workers import workers_runtime
 
-            exportable = not self.options.compile and all(isinstance(f.net, torch.nn.Module) for f in ensemble.fcns)
-            backend, precision = backends.current()
-            backend = backends.resolve(backend, self.device.type, precision, exportable=exportable)
-            precision = backends.check(backend, precision, self.device.type)
-            if backend != "torch":
-                from fcnx.engine.backends import runtimes
-                from fcnx.engine.backends.export import onnx_file
-
-                runtimes.runtime(backend)
-                for fcn in ensemble.fcns:
-                    onnx_file(fcn)
-        return backend + ("" if precision == "fp32" else f" {precision}")
+        return workers_runtime(ensemble, self.device.type, self.options.compile)
 
     def settings(self) -> dict[str, Any]:
         """The options that change the boxes: an OUTDIR made with other settings is refused."""
@@ -387,6 +381,8 @@ class CropJob:
         """End the stream after ``interrupt`` (the images in flight are written, then the tables)."""
         self.summary.stopped = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
         if self._stream is None:  # never started: nothing to write, release OUTDIR
+            if self._pool is not None:
+                self._pool.close()
             self.outputs.close()
             self._stream = _empty_stream()
         self._stream.close()
@@ -423,7 +419,9 @@ class CropJob:
             from fcnx.jobs.workers import WorkerStats, crop_in_workers
 
             self._worker_stats = WorkerStats()
-            return crop_in_workers(self._config(), self.pending, self.plan, self.cropper.batch_size, self._worker_stats)
+            return crop_in_workers(
+                self._config(), self.pending, self.plan, self.cropper.batch_size, self._worker_stats, self._pool
+            )
         from fcnx.jobs.ray import RayStats, crop_on_ray
 
         self._ray_stats = RayStats()
@@ -503,7 +501,7 @@ class CropJob:
         finally:
             self.summary.seconds["finish"] = time.perf_counter() - tick
             self.summary.disk_full = self.outputs.full is not None
-        self.summary.boxes = len(self.outputs.records)
+        self.summary.boxes = self.outputs.journal.count
         self.summary.jobs = self.plan.jobs
         if self.local and self.plan.jobs > 1:
             self.summary.forward_seconds = self._worker_stats.forward_seconds

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,39 @@ class EvaluateOptions:
     engine: str = "local"
     address: str | None = None
     actors: int | None = None
+    jobs: int | None = 1
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """``fcnx evaluate`` in a worker process (:func:`fcnx.jobs.workers.run_in_workers`): each image's
+    :data:`~fcnx.jobs.evaluation.Outcome` (:func:`~fcnx.jobs.evaluation.score_items`)."""
+
+    nets: tuple[str, ...]
+    weights: dict[str, str]
+    kernel: KernelChoice
+    boxes: evaluation.BoxIndex | None
+    crop: bool
+    batch_size: int
+
+    def start(self, device: str) -> Callable[[list[ImageItem]], Iterator[tuple[ImageItem, Any, float]]]:
+        from fcnx.engine.cropper import Cropper
+        from fcnx.engine.ensemble import load_ensemble
+
+        ensemble = load_ensemble(self.nets, self.weights, kernel=self.kernel, device=device)
+        box_of: Callable[[ImageItem, Any], evaluation.XYWH | None] | None = None
+        if self.boxes is not None:
+            box_of = self.boxes.box_of
+        elif self.crop:
+            box_of = evaluation.crops_of(Cropper(ensemble))
+
+        def run(items: list[ImageItem]) -> Iterator[tuple[ImageItem, Any, float]]:
+            before = ensemble.forward_seconds
+            for item, outcome in evaluation.score_items(ensemble, items, box_of, self.batch_size):
+                yield item, outcome, ensemble.forward_seconds - before
+                before = ensemble.forward_seconds
+
+        return run
 
 
 class EvaluateJob:
@@ -100,14 +133,14 @@ class EvaluateJob:
                 self.outdir, "fcnx evaluate", JOURNAL, self.settings(), OUTPUTS, self._valid
             ).open()
             self.warnings += self.journal.warnings
+        done = {} if self.journal is None else self.journal.done
+        #: the images not scored yet (all, without an OUTDIR or with the Ray engine)
+        self.pending = [i for i in self.items if str(i.path) not in done or options.engine != "local"]
         try:
             self._load_nets()
         except BaseException:
             self.close()
             raise
-        done = {} if self.journal is None else self.journal.done
-        #: the images not scored yet (all, without an OUTDIR or with the Ray engine)
-        self.pending = [i for i in self.items if str(i.path) not in done or options.engine != "local"]
         return self
 
     def settings(self) -> dict[str, Any]:
@@ -142,6 +175,7 @@ class EvaluateJob:
     def _load_nets(self) -> None:
         from fcnx.engine.devices import resolve_device
         from fcnx.engine.ensemble import load_ensemble
+        from fcnx.jobs import workers
 
         options = self.options
         local = options.engine == "local"
@@ -149,13 +183,23 @@ class EvaluateJob:
             from fcnx.jobs.ray import check_kernel
 
             check_kernel(options.kernel)
-        # the Ray engine's driver loads the nets on its CPU only for their names and classes
+        device = resolve_device(options.device if local else "cpu")
+        #: the processes that score the images (``--jobs``)
+        self.plan = workers.Plan(1, (str(device),), 0)
+        if local and options.jobs != 1:
+            self.plan = workers.plan(options.jobs, str(device), len(self.pending))
+        # the Ray driver and the parent of worker processes load the nets only for their names and classes
+        driver = not local or self.plan.jobs > 1
         self.ensemble = load_ensemble(
             options.nets,
             options.weights,
             kernel=options.kernel,
-            device=resolve_device(options.device if local else "cpu"),
+            device=device,
+            backend="torch" if driver else None,
+            precision="fp32" if driver else None,
         )
+        if self.plan.jobs > 1:
+            workers.workers_runtime(self.ensemble, device.type)
         unknown = [c for c in self.dataset.classes if c not in self.ensemble.classes]
         if unknown:
             raise UsageError(
@@ -214,7 +258,7 @@ class EvaluateJob:
                 for i in self.items
                 if self.journal and (r := self.journal.done.get(str(i.path)))
             )
-            for item, outcome in evaluation.score_items(self.ensemble, self.pending, self._box_of, batch_size):
+            for item, outcome in self._scores(batch_size):
                 if self.journal is not None:
                     self.journal.add({"path": str(item.path), "outcome": outcome})
                 outcomes[str(item.path)] = outcome
@@ -222,6 +266,8 @@ class EvaluateJob:
                     report(outcome)
                 if progress:
                     progress()
+            if self.journal is not None:  # worker processes journal in the order the images complete
+                self.journal.compact(str(i.path) for i in self.items)
             scored = (outcomes[str(i.path)] for i in self.items)
             result = evaluation.tally(self._names(), scored, self._box_of is not None)
         else:
@@ -247,6 +293,18 @@ class EvaluateJob:
         if self.outdir is not None:
             self._write(self.outdir, result)
         return result
+
+    def _scores(self, batch_size: int) -> Iterator[tuple[ImageItem, evaluation.Outcome]]:
+        """Each pending image with its outcome: in this process, in order, or in worker processes as they complete."""
+        if self.plan.jobs == 1:
+            yield from evaluation.score_items(self.ensemble, self.pending, self._box_of, batch_size)
+            return
+        from fcnx.jobs.workers import run_in_workers
+
+        o = self.options
+        task = ScoreTask(tuple(o.nets), o.weights, o.kernel, self.boxes, o.crop, batch_size)
+        for index, outcome in run_in_workers(task, self.pending, self.plan, batch_size):
+            yield self.pending[index], outcome
 
     def _write(self, out: Path, result: evaluation.Evaluation) -> None:
         from fcnx.io.files import atomic_text, writing

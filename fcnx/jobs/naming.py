@@ -118,7 +118,7 @@ class OutputNames:
         in_place: bool,
         maps: bool = False,
     ) -> None:
-        self.outdir, self.owner = outdir, dict(owner)
+        self.outdir, self.owner = outdir, owner  # kept up to date as names are reserved
         self.protected = set(entries(protected))
         self.crops, self.heatmaps, self.in_place, self.maps = crops, heatmaps, in_place, maps
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -183,7 +183,8 @@ class CropOutputs:
         return self.journal.done(item, self.expected_boxes, complete)
 
     @property
-    def records(self) -> list[Record]:
+    def records(self) -> Iterator[Record]:
+        """Every image's records, in order, read back from the journal (one image in memory at a time)."""
         return self.journal.records
 
     # ---- writing one image
@@ -324,7 +325,12 @@ class CropOutputs:
             ]
             if self.gallery:
                 steps.append(
-                    (GALLERY, lambda: reports.write_gallery(self.outdir, self.records, self.settings_file.claim))
+                    (
+                        GALLERY,
+                        lambda: reports.write_gallery(
+                            self.outdir, self.records, self.journal.count, self.settings_file.claim
+                        ),
+                    )
                 )
             if self.meta_copies:
                 steps.append(("dataset lists", lambda: reports.copy_meta(self.outdir, self.meta_copies)))

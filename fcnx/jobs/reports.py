@@ -67,12 +67,15 @@ def write_failures(outdir: Path, failures: Sequence[str]) -> None:
         path.unlink()
 
 
-def write_gallery(outdir: Path, records: Sequence[dict[str, Any]], claim: Callable[[Iterable[str]], None]) -> None:
-    r"""``gallery.html`` (and ``gallery-2.html``...), each page's name ``claim``\ ed as fcnx's before it is written."""
+def write_gallery(
+    outdir: Path, records: Iterable[dict[str, Any]], count: int, claim: Callable[[Iterable[str]], None]
+) -> None:
+    r"""``gallery.html`` (and ``gallery-2.html``...) of ``count`` records, each page's name ``claim``\ ed as fcnx's
+    before it is written."""
     from fcnx.render.html import gallery_names, gallery_pages
 
-    claim(gallery_names(len(records)))
-    for name, page in gallery_pages(records, outdir):  # one page in memory at a time
+    claim(gallery_names(count))
+    for name, page in gallery_pages(records, count, outdir):  # one page in memory at a time
         atomic_text(outdir / name, page)
 
 

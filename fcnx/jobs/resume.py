@@ -9,7 +9,7 @@ as it is known: one line with its source ``path``, written and flushed in one go
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +73,26 @@ class ResumeJournal:
         if dropped:
             self.warnings.append(f"{self.path}: {dropped} line(s) are not whole results, their images are done again")
         if dropped or journal.unterminated or len(self.done) < len(journal.lines):
-            atomic_bytes(self.path, b"".join(dump_line(r) for r in self.done.values()))
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        atomic_bytes(self.path, b"".join(dump_line(r) for r in self.done.values()))
 
     def add(self, record: Record) -> None:
         """Journal one image's result (``record["path"]`` its source path)."""
         with writing(self.outdir):
             append_lines(self.path, dump_line(record))
         self.done[record["path"]] = record
+
+    def compact(self, order: Iterable[str]) -> None:
+        """Rewrite the journal in ``order`` (source paths; images not in it first) if its images were done in
+        another (by worker processes), so that a finished run's journal is the same whatever the processes."""
+        rank = {key: k for k, key in enumerate(order)}
+        keys = sorted(self.done, key=lambda key: rank.get(key, -1))
+        if keys != list(self.done):
+            self.done = {key: self.done[key] for key in keys}
+            with writing(self.outdir):
+                self._rewrite()
 
     def close(self) -> None:
         """Release the folder."""

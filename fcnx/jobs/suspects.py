@@ -12,9 +12,10 @@ One job for the CLI and the library alike::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ import numpy as np
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.images import ImageItem
+from fcnx.jobs import workers
 from fcnx.jobs.resume import ResumeJournal
 from fcnx.method.geometry import XYWH
 
@@ -169,6 +171,14 @@ def score_item(cropper: Cropper | HeldOutCropper, item: ImageItem) -> LabelScore
     )
 
 
+def judge(cropper: Cropper | HeldOutCropper, item: ImageItem) -> dict[str, Any]:
+    """The image's line of ``suspects.jsonl``: its :class:`LabelScore`, or the one-line error that stopped it."""
+    try:
+        return score_item(cropper, item).as_record()
+    except FcnxError as exc:
+        return {"path": str(item.path), "error": str(exc)}
+
+
 def score_labels(
     cropper: Cropper | HeldOutCropper, items: Iterable[ImageItem], progress: Callable[[], None] | None = None
 ) -> tuple[list[LabelScore], list[str]]:
@@ -265,6 +275,7 @@ class SuspectsOptions:
     top: int | None = None
     device: str = "auto"
     folds: str | None = None
+    jobs: int | None = 1
 
 
 def choose_models(options: SuspectsOptions, items: Sequence[ImageItem]) -> Cropper | HeldOutCropper:
@@ -284,6 +295,24 @@ def choose_models(options: SuspectsOptions, items: Sequence[ImageItem]) -> Cropp
     chosen = fold_of_items(folds, items, Path(options.folds))
     croppers = [Cropper(load_ensemble(folds.nets, files, kernel=folds.kernel, device=device)) for files in weights]
     return HeldOutCropper(croppers, items, chosen)
+
+
+@dataclass(frozen=True)
+class JudgeTask:
+    """``fcnx suspects`` in a worker process (:func:`fcnx.jobs.workers.run_in_workers`): each image's line of
+    ``suspects.jsonl`` (:func:`judge`). ``items``: the dataset's, with ``options.folds`` (which fold model
+    judges which image), else none."""
+
+    options: SuspectsOptions
+    items: tuple[ImageItem, ...] = ()
+
+    def start(self, device: str) -> Callable[[list[ImageItem]], Iterator[tuple[ImageItem, Any, float]]]:
+        cropper = choose_models(dataclasses.replace(self.options, device=device), self.items)
+
+        def run(items: list[ImageItem]) -> Iterator[tuple[ImageItem, Any, float]]:
+            return ((item, judge(cropper, item), 0.0) for item in items)
+
+        return run
 
 
 class SuspectsJob:
@@ -332,6 +361,12 @@ class SuspectsJob:
             raise
         #: the images not scored yet (a killed run's journal holds the others)
         self.pending = [i for i in self.items if str(i.path) not in self.journal.done]
+        #: the processes that judge the images (``--jobs``)
+        self.plan = workers.Plan(1, (o.device,), 0)
+        if o.jobs != 1:
+            from fcnx.engine.devices import resolve_device
+
+            self.plan = workers.plan(o.jobs, str(resolve_device(o.device)), len(self.pending))
         return self
 
     def run(self, progress: Callable[[], None] | None = None) -> list[Suspect]:
@@ -351,13 +386,11 @@ class SuspectsJob:
         from fcnx.render.html import suspects_page
 
         o, out = self.options, self.outdir
-        for item in self.pending:
-            try:
-                self.journal.add(score_item(self.cropper, item).as_record())
-            except FcnxError as exc:
-                self.journal.add({"path": str(item.path), "error": str(exc)})
+        for record in self._judged():
+            self.journal.add(record)
             if progress:
                 progress()
+        self.journal.compact(str(item.path) for item in self.items)  # worker processes: in the order done
         records = [self.journal.done[str(item.path)] for item in self.items]
         scores = [LabelScore.from_record(r) for r in records if "score" in r]
         failures = [r["error"] for r in records if "error" in r]
@@ -374,6 +407,16 @@ class SuspectsJob:
             atomic_text(out / OUTPUTS[2], suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
             write_csv(out / OUTPUTS[3], ISSUE_FIELDS, [s.issue_row(str(s.path) in issues) for s in scores])
         return suspects
+
+    def _judged(self) -> Iterator[dict[str, Any]]:
+        """Each pending image's line of ``suspects.jsonl``: in this process, in order, or in worker processes
+        as they complete."""
+        if self.plan.jobs == 1:
+            yield from (judge(self.cropper, item) for item in self.pending)
+            return
+        task = JudgeTask(self.options, tuple(self.items) if self.options.folds is not None else ())
+        for _, record in workers.run_in_workers(task, self.pending, self.plan, 1):
+            yield record
 
 
 def run_suspects(data: str | os.PathLike[str], options: SuspectsOptions, outdir: str | os.PathLike[str]) -> SuspectsJob:

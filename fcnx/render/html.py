@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -69,12 +70,13 @@ def gallery_names(count: int) -> list[str]:
     return ["gallery.html"] + [f"gallery-{k}.html" for k in range(2, pages + 1)]
 
 
-def gallery_pages(records: Sequence[dict[str, Any]], outdir: Path) -> Iterator[tuple[str, str]]:
-    """The gallery of crop ``records`` as pages of :data:`GALLERY_PAGE` records, ``(file name, HTML)``, one
-    at a time."""
-    names = gallery_names(len(records))
+def gallery_pages(records: Iterable[dict[str, Any]], count: int, outdir: Path) -> Iterator[tuple[str, str]]:
+    """The gallery of ``count`` crop ``records`` as pages of :data:`GALLERY_PAGE` records, ``(file name, HTML)``,
+    one at a time (``records`` read as the pages are made)."""
+    names = gallery_names(count)
+    records = iter(records)
     for page, name in enumerate(names):
-        rows = [_gallery_row(r, outdir) for r in records[page * GALLERY_PAGE : (page + 1) * GALLERY_PAGE]]
+        rows = [_gallery_row(r, outdir) for r in itertools.islice(records, GALLERY_PAGE)]
         yield name, _GALLERY.render(rows=rows, names=names, page=page)
 
 

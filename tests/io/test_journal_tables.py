@@ -114,3 +114,47 @@ def test_long_names_are_shortened_distinctly_and_unique_counts_up():
     assert unique(
         lambda n: crop_name(PurePosixPath("x.png"), None, False, n), lambda p: p not in taken
     ) == PurePosixPath("x-3.png")
+
+
+def test_the_crop_journal_keeps_where_records_lie_not_the_records_and_reads_them_back(tmp_path):
+    from fcnx.io.images import ImageItem
+    from fcnx.io.journal import CropJournal, Entry
+    from fcnx.testing.records import crop_record
+
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"x")
+    stat = image.stat()
+
+    def record(path: str, category: str) -> dict:
+        r = crop_record(path, Path(path).name, None, (40, 30), (1.0, 2.0, 10.0, 12.0), category=category)
+        return r | {"crop": f"{category}.jpg", "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+
+    old, b1, b2, a1, a2 = (
+        record(str(image), "x"),
+        record("/b", "p"),
+        record("/b", "q"),
+        record(str(image), "y"),
+        record(str(image), "z"),
+    )
+    path = tmp_path / "boxes.jsonl"
+    # a superseded write of image a, image b's two records with a blank line between them, a's latest two
+    path.write_bytes(dump_line(old) + dump_line(b1) + b"\n" + dump_line(b2) + dump_line(a1) + dump_line(a2))
+    journal = CropJournal(path, tmp_path / "aside.jsonl")
+    journal.load()
+    assert all(isinstance(e, Entry) for e in journal.entries.values()) and journal.count == 4
+    assert list(journal.records) == [a1, a2, b1, b2]  # where a was first seen, as before the change
+    assert path.read_bytes() == b"".join(map(dump_line, (a1, a2, b1, b2)))  # rewritten without the superseded line
+    assert journal.owner() == {"y.jpg": str(image), "z.jpg": str(image), "p.jpg": "/b", "q.jpg": "/b"}
+    item = ImageItem(image, Path("a.jpg"))
+    assert journal.done(item, 2, lambda r: r["crop"] is not None) and not journal.done(item, 1, lambda r: True)
+    assert not journal.done(item, 2, lambda r: r["crop"] == "y.jpg")
+    journal.append([record("/c", "w")])
+    journal.compact(["/c", "/b", str(image)])
+    assert [r["path"] for r in journal.records] == ["/c", "/b", "/b", str(image), str(image)]
+    assert [json.loads(line)["path"] for line in path.read_bytes().splitlines()] == [
+        "/c",
+        "/b",
+        "/b",
+        str(image),
+        str(image),
+    ]

@@ -175,3 +175,59 @@ def test_evaluate_on_ray_writes_the_local_figures(tmp_path, cluster, weights, on
         for name in ("evaluation.json", "evaluation.csv"):
             assert (ray_out / name).read_bytes() == (local_out / name).read_bytes()
     assert "cropped top-1" in remote.stdout
+
+
+def _actor_processes() -> list[int]:
+    """The processes of this machine running a crop actor (Ray titles them ``ray::...CropActor...``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"CropActor" in command:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_crop_actor_killed_mid_run_leaves_every_image_once(tmp_path, cluster, weights, one_thread):
+    """``kill -9`` of one of the two actors' processes mid-run: Ray restarts it and runs its batch again;
+    the run completes with every image exactly once in the journal, as a run never killed."""
+    import signal
+    import threading
+
+    rng = np.random.default_rng(2)
+    source = tmp_path / "photos"
+    for k in range(24):
+        path = source / f"{k:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (60 + k % 3 * 8, 70, 3), np.uint8)).save(path)
+    out = tmp_path / "out"
+    killed: list[tuple[int, int]] = []  # (journal lines, pid) at the kill
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            lines = (out / "boxes.jsonl").read_bytes().count(b"\n") if (out / "boxes.jsonl").exists() else 0
+            actors = _actor_processes()
+            if lines >= 4 and actors:
+                os.kill(actors[0], signal.SIGKILL)
+                killed.append((lines, actors[0]))
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_one, daemon=True)
+    watcher.start()
+    result = crop(weights, "--engine", "ray", "--actors", "2", "--category", "cake", "--dry-run", source, "-o", out)
+    watcher.join()
+    assert result.exit_code == 0, result.output
+    assert killed and killed[0][0] < 24, "the actor was not killed mid-run"
+    paths = [line.split('"path": ')[1].split(",")[0] for line in (out / "boxes.jsonl").read_text().splitlines()]
+    assert len(paths) == len(set(paths)) == 24
+    local = crop(weights, "--category", "cake", "--dry-run", source, "-o", tmp_path / "local")
+    assert (
+        local.exit_code == 0 and (out / "boxes.jsonl").read_bytes() == (tmp_path / "local" / "boxes.jsonl").read_bytes()
+    )

@@ -197,3 +197,87 @@ def test_auto_is_said_recorded_and_resumes_an_outdir_of_torch_with_its_bytes(tmp
 def _boxes(record: dict) -> dict:
     """A record without its confidences (nor the whole image's guesses, probabilities too)."""
     return {k: v for k, v in record.items() if "confidence" not in k and k not in ("net_scores", "guesses")}
+
+
+# --------------------------------------------------------------------------- evaluate and suspects (--jobs)
+
+#: per command: its options, and the outputs compared (the journal too: put in input order at the end)
+SCORING = {
+    "evaluate": (["--crop"], ["evaluation.csv", "evaluation.json", "evaluation.jsonl"]),
+    "suspects": (
+        ["--signal", "graded"],
+        ["suspects.csv", "suspects.json", "suspects.html", "label_issues.csv", "suspects.jsonl"],
+    ),
+}
+
+
+def _score(command: str, data: Path, out: Path, *args: str) -> object:
+    extra = SCORING[command][0]
+    return CliRunner().invoke(
+        cli,
+        [
+            command,
+            "--nets",
+            NETS,
+            "--device",
+            "cpu",
+            "--data",
+            str(data),
+            "--split",
+            "all",
+            *extra,
+            "-o",
+            str(out),
+            *args,
+        ],
+        catch_exceptions=False,
+    )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "suspects"])
+def test_evaluate_and_suspects_in_two_worker_processes_write_the_bytes_of_one(tmp_path, command):
+    one = _score(command, _demo(), tmp_path / "one", "--jobs", "1")
+    assert one.exit_code == 0, one.output
+    two = _score(command, _demo(), tmp_path / "two", "--jobs", "2")
+    assert two.exit_code == 0, two.output
+    assert f"{command}: 2 processes x 1 thread" in two.output and "processes" not in one.output
+    for name in SCORING[command][1]:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    journal = [json.loads(line)["path"] for line in (tmp_path / "two" / SCORING[command][1][-1]).open()]
+    assert len(set(journal)) == len(journal) == 10
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_suspects_killed_with_two_workers_resumes_with_only_the_rest_and_the_same_outputs(tmp_path):
+    data = tmp_path / "data"
+    for k in range(3):  # 30 labelled canvases in class folders: the originals, mirrored, flipped
+        for path in sorted((_demo() / "images").rglob("*.png")):
+            target = data / path.parent.name / f"{k}-{path.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image = Image.open(path)
+            (image if k == 0 else ImageOps.mirror(image) if k == 1 else ImageOps.flip(image)).save(target)
+    extra, outputs = SCORING["suspects"]
+    args = ["suspects", "--nets", NETS, "--device", "cpu", "--data", str(data), *extra]
+    whole = _score("suspects", data, tmp_path / "whole", "--jobs", "1")
+    assert whole.exit_code == 0, whole.output
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fcnx", *args, "-o", str(out), "--jobs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    journal = out / "suspects.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    done = journal.read_bytes().count(b"\n")
+    assert 3 <= done < 30 and not (out / "suspects.csv").exists()
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"suspects: {30 - done} image(s) to do, {done} already done" in resumed.stderr
+    for name in outputs:
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
