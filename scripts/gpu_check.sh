@@ -16,8 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 carry=build/gpu-carry
-#: packages fcnx needs that a machine with torch may lack (import name=distribution; OpenCV for the default box)
-deps="click=click pluggy=pluggy tqdm=tqdm jinja2=jinja2 markupsafe=markupsafe safetensors=safetensors cv2=opencv-python-headless"
+#: packages fcnx needs that a machine with torch may lack (import name=distribution)
+deps="click=click pluggy=pluggy tqdm=tqdm jinja2=jinja2 markupsafe=markupsafe safetensors=safetensors"
+#: packages the lent machines' image holds (the device library's KINDS.md) whose wheels would not fit in the carry:
+#: OpenCV (the default box; its wheel alone is about 60 MB)
+present="cv2=opencv-python-headless"
 
 if [ "${1:-}" = pack ]; then
     python=${PYTHON:-.venv/bin/python}
@@ -54,6 +57,9 @@ work=${1:-$(mktemp -d)}
 wheels=("$carry"/wheels/fcnx-*.whl "$carry"/wheels/fcnx_tiny-*.whl)  # always: their entry points register the plugins
 for pair in $deps; do
     "$python" -c "import ${pair%%=*}" 2>/dev/null || wheels+=("$carry"/wheels/"${pair#*=}"-*.whl)
+done
+for pair in $present; do
+    "$python" -c "import ${pair%%=*}" 2>/dev/null || { echo "gpu_check: $python lacks ${pair#*=} (too large to carry): install it there"; exit 2; }
 done
 echo "gpu_check: installing offline into $work/site: ${wheels[*]##*/}"
 PIP_NO_INDEX=1 "$python" -m pip install --no-deps --no-index --quiet --target "$work/site" "${wheels[@]}"
