@@ -1,8 +1,8 @@
 """How fast ``fcnx review`` opens and pages a large run: 100, 10,000 and 101,000 synthetic crop records.
 
 Per size: the first open with no kept index (read and check ``boxes.jsonl``, keep the index in OUTDIR;
-the small sizes 5 times, median), the first open with it (5 times, median), an open with 1,000 decisions in
-``review.jsonl`` (the index and the review session: the decisions read, checked and merged), the first page
+the small sizes 5 times, median), the first open with it (5 times, median), an open with 100,000 decisions in
+``review.jsonl`` (once) and with 1,000 (the index and the review session: the decisions read, checked and merged), the first page
 (``/api/page?resume=1``, what the browser asks first), page to page (the run's order), a filter or sort
 change (each request another query: sorted by suspect score, confidence, class or file name, one class,
 the undecided images), a page sorted by suspect score or by confidence with the ``undecided`` filter right
@@ -40,8 +40,8 @@ from fcnx.testing.records import write_synthetic_journal
 
 CLASSES = [f"class_{k:03d}" for k in range(101)]
 ROUNDS = 40
-#: decisions already in review.jsonl when the run is opened again
-DECIDED = 1_000
+#: decisions already in review.jsonl when the run is opened again (the first 3 times, median; the second once)
+DECIDED = (1_000, 100_000)
 
 
 def _ms(seconds: float) -> str:
@@ -89,7 +89,7 @@ def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {
         "first open, no kept index": [],
         "first open, kept index": [],
-        f"open, {DECIDED:,} decisions": [],
+        **{f"open, {count:,} decisions": [] for count in DECIDED},
         "first page": [],
     }
     clients = []
@@ -106,14 +106,15 @@ def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
             times["first open, no kept index"].append(statistics.median(cold_samples))
             warm = [_timed(lambda outdir=outdir: open_index(outdir).close()) for _ in range(5)]
             times["first open, kept index"].append(statistics.median(warm))
-            _decide_some(outdir, DECIDED)
 
             def reopen(outdir: Path = outdir) -> None:
                 index = open_index(outdir)
                 with Session(index, "bench"):
                     index.close()
 
-            times[f"open, {DECIDED:,} decisions"].append(statistics.median([_timed(reopen) for _ in range(3)]))
+            for count, repeats in zip(DECIDED[::-1], (1, 3), strict=True):  # the 1,000 stay for the requests
+                _decide_some(outdir, count)
+                times[f"open, {count:,} decisions"].append(statistics.median([_timed(reopen) for _ in range(repeats)]))
             index = open_index(outdir)
             stack.callback(index.close)
             session = stack.enter_context(Session(index, "bench"))

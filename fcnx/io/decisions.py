@@ -242,7 +242,8 @@ def merge(logs: Sequence[Sequence[Decision]]) -> Merged:
     ordered = [d for *_, d in sorted(indexed, key=lambda t: (_utc(t[0]), t[1], t[2]))]
     disagreements: dict[str, dict[str, str]] = {}
     per_reviewer: dict[str, dict[str, str]] = {}
-    for reviewer in {d.reviewer for d in ordered}:
+    reviewers = {d.reviewer for d in ordered}
+    for reviewer in reviewers if len(reviewers) > 1 else ():  # one reviewer never disagrees with itself
         for path, v in verdicts(d for d in ordered if d.reviewer == reviewer).items():
             if v.action is not None:
                 per_reviewer.setdefault(path, {})[reviewer] = _verdict_text(v)

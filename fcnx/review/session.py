@@ -89,13 +89,12 @@ class Session:
         not_in_run: dict[str, int] = {}
         gone: dict[str, int] = {}
         exists: dict[str, bool] = {}
+        self._where = self.index.find_all({decision.path for decision in log.decisions})
         for decision in log.decisions:
             path = decision.path
-            if path not in self._where:
-                self._where[path] = self.index.find(path)
             if self._where[path] is None:
                 not_in_run[path] = not_in_run.get(path, 0) + 1
-            elif not exists.setdefault(path, os.path.lexists(path)):
+            elif not (exists[path] if path in exists else exists.setdefault(path, os.path.lexists(path))):
                 gone[path] = gone.get(path, 0) + 1
             else:
                 self._decisions.setdefault(path, []).append(decision)

@@ -114,20 +114,29 @@ def test_restart_sets_aside_bad_lines_and_skips_images_gone(outdir):
         first.decide(1, "accept")
     (outdir.parent / "data/images/pizza/2.jpg").unlink()
     append_decision(log, Decision("/elsewhere/gone.jpg", "accept", "bo", "2026-12-07T15:00:00+00:00"))
+    gone = str(outdir.parent / "data/images/pizza/2.jpg")
+    append_decision(log, Decision(gone, "reject", "bo", "2026-12-07T15:00:01+00:00", reason="unusable"))
     with log.open("a") as f:
         f.write('{"v": 1, "path": "x.jpg", "action": "accept", "reviewer": "bo", "at": "yesterday"}\n{"v": 1')
     with Session(open_index(outdir), "ana") as second:
         assert second.warnings == [
-            f"{log}:5: not a decision (field 'at' is not an ISO 8601 time ('yesterday')); set aside in review.rejected.jsonl",
+            f"{log}:6: not a decision (field 'at' is not an ISO 8601 time ('yesterday')); set aside in review.rejected.jsonl",
             f"{log}: its last line was cut short (a kill); set aside in review.rejected.jsonl",
             f"{log}: 1 decision(s) for 1 image(s) this run does not have, skipped (kept in the file): /elsewhere/gone.jpg",
-            f"{log}: 1 decision(s) for 1 image(s) whose file is gone, skipped (kept in the file): "
+            f"{log}: 2 decision(s) for 1 image(s) whose file is gone, skipped (kept in the file): "
             f"{outdir.parent / 'data/images/pizza/2.jpg'}",
         ]
         assert second.index.counts() == {"undecided": 2, "accepted": 0, "rejected": 1, "relabelled": 0, "disputed": 0}
         assert second.state(2)["verdict"]["box"] == (10.0, 20.0, 300.0, 200.0)
         second.decide(2, "accept")
-    assert [d.action for d in read_decisions(log).decisions] == ["reject", "box", "accept", "accept", "accept"]
+    assert [d.action for d in read_decisions(log).decisions] == [
+        "reject",
+        "box",
+        "accept",
+        "accept",
+        "reject",
+        "accept",
+    ]
 
 
 def test_a_reviewer_name_with_controls_is_refused_at_start(outdir):

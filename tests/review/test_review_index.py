@@ -108,6 +108,16 @@ def test_many_records_page_in_the_run_order(tmp_path):
     assert np.all(np.diff(confidences) >= 0)
 
 
+@pytest.mark.parametrize("asked", [3, 500])  # few paths: a search each; many: every path decoded once
+def test_find_all_finds_what_find_finds(tmp_path, asked):
+    write_synthetic_journal(tmp_path, 1000, ["a", "b", "c"])
+    index = open_index(tmp_path)
+    paths = [index.path(k * 7 % 1000) for k in range(asked)] + [str(tmp_path / "images/a/1000.jpg")]
+    found = index.find_all(paths)
+    assert found == {path: index.find(path) for path in paths}
+    assert [found[path] for path in paths] == [k * 7 % 1000 for k in range(asked)] + [None]
+
+
 def test_an_outdir_of_something_else_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["review", str(tmp_path), "--no-browser"])
     assert result.exit_code == 2
