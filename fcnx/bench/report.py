@@ -58,6 +58,43 @@ def _maps_section(results: Results) -> list[str]:
     return lines
 
 
+def _model(results: Results, row: dict[str, Any]) -> str:
+    """A classification row's classifier, marked where it is held out of the ensemble."""
+    held = row["model"] not in results.settings["nets"] and row["model"] != "ensemble"
+    return f"{row['model']}{' (held out)' if held else ''}"
+
+
+def _boxes_section(results: Results) -> list[str]:
+    """The paper's Table IV per box kind: each classifier's top-1 on the canvas, on each box rule's crop and on
+    the true box, with the label and without."""
+    rows = [row for row in results.classification if "boxes" in row]
+    if not rows:
+        return []
+    kinds = list(rows[0]["boxes"])
+    lines = ["", "## Table IV per box kind (top-1 %)"]
+    for side, title in (("label", "crop for the label"), ("top_class", "crop for the top class (no label)")):
+        lines += [
+            "",
+            f"{title[0].upper()}{title[1:]}:",
+            "",
+            f"| classifier | canvas | {' | '.join(f'`{k}`' for k in kinds)} | true box |",
+            f"|---|---:|{'---:|' * len(kinds)}---:|",
+        ]
+        for row in rows:
+            cells = [_pct(row["boxes"][k][side]) for k in kinds]
+            lines.append(
+                f"| {_model(results, row)} | {_pct(row['original_top1'])} | {' | '.join(cells)} | "
+                f"{_pct(row['truth_top1'])} |"
+            )
+    lines += [
+        "",
+        "One column per box rule of `fcnx crop --box` (`fcnx.method.boxes.RULES`), each the full ensemble's box "
+        "under the paper rule, squashed to the kernel like the canvas and the true box.",
+    ]
+    lines += [f"`{kind}` left out: {why}." for kind, why in results.notes.items()]
+    return lines
+
+
 def markdown(results: Results, command: str) -> str:
     """The report as Markdown."""
     s = results.settings
@@ -104,9 +141,8 @@ def markdown(results: Results, command: str) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for row in results.classification:
-        held = " (held out)" if row["model"] not in s["nets"] and row["model"] != "ensemble" else ""
         lines.append(
-            f"| {row['model']}{held} | {_pct(row['original_top1'])} | {_pct(row['cropped_top1'])} | "
+            f"| {_model(results, row)} | {_pct(row['original_top1'])} | {_pct(row['cropped_top1'])} | "
             f"{100 * row['delta_top1']:+.1f} | {_pct(row['unlabelled_top1'])} | {_pct(row['truth_top1'])} |"
         )
     lines += [
@@ -116,6 +152,7 @@ def markdown(results: Results, command: str) -> str:
         "looks for the image's own label, so the crop already uses it; 'crop for the top class' is what "
         "`fcnx crop` gives without a label (a fair test of a classifier); 'true box' squashes the tight box "
         "of the item's ink, whose aspect the classifiers never saw in training (their items fill a square frame).",
+        *_boxes_section(results),
     ]
     if results.mislabels:
         m = results.mislabels
