@@ -6,7 +6,7 @@ settings of docs/results.md), each with the canvas's label and label-free:
 
 - ``square``, ``tight`` and ``fitted``: the paper rule's boxes of the full ensemble, made by
   :func:`fcnx.bench.localization.subset_box`, :func:`~fcnx.bench.localization.subset_tight` and
-  :func:`~fcnx.bench.localization.subset_fitted`, so with the label exactly the ``(paper)``, ``(paper, tight)``
+  :func:`fcnx.method.boxes.box` ``("fitted", ...)``, so with the label exactly the ``(paper)``, ``(paper, tight)``
   and ``(paper, fitted)`` rows of ``fcnx bench localization``; label-free, the boxes of the ensemble's top
   class at its most confident cell (what ``fcnx crop`` gives with no label);
 - ``Grad-CAM ensemble``: :class:`fcnx.bench.gradcam.GradCamEnsemble` on the same nets, each at its
@@ -40,6 +40,7 @@ from PIL import Image
 from fcnx.bench import localization, report
 from fcnx.bench.gradcam import GradCamEnsemble
 from fcnx.engine.cropper import Cropper
+from fcnx.method import boxes as box_rules
 from fcnx.method import metrics
 from fcnx.method.selection import top_category
 
@@ -56,7 +57,7 @@ def fcnx_boxes(cropper: Cropper, pyramid: localization.Pyramid, pixels: np.ndarr
     return {
         "square": localization.subset_box(cropper, pyramid, full, "paper"),
         "tight": localization.subset_tight(cropper, pyramid, full, "paper").box,
-        "fitted": localization.subset_fitted(cropper, pyramid, pixels, full, "paper"),
+        "fitted": box_rules.box("fitted", localization.found(cropper, pyramid, full, "paper", pixels)),
     }
 
 

@@ -6,12 +6,14 @@ measures, for each test canvas and its own label:
 
 - localization (MaxBoxAccV2-style, :mod:`fcnx.method.metrics`) of the ensemble, of every subset of its
   nets (single nets, pairs, ...), under both selection rules, with the paper's square window and the
-  tight box (``fcnx crop --box``; the full ensemble also with the fitted box), and of centred and random boxes
-  and the whole image, by IoU and by coverage (the share of the true box inside the box);
+  tight box (``fcnx crop --box``; the full ensemble with every box rule of :data:`fcnx.method.boxes.RULES`),
+  and of centred and random boxes and the whole image, by IoU and by coverage (the share of the true box
+  inside the box);
 - score maps (``fcnx crop --heatmaps npy``) scored by the standard MaxBoxAccV2 (threshold sweep):
   the found object's map and, for comparison, the evidence of the whole pyramid;
 - the paper's Table IV in miniature: top-1 of each classifier (the nets and a held-out one)
-  on the canvases, on the ensemble's crops and on the true boxes;
+  on the canvases, on the ensemble's crops of every box rule (for the label and for the top class) and on
+  the true boxes;
 - mislabel detection: ``fcnx suspects`` on a copy with planted wrong labels, precision and recall.
 
 Each image's pyramid runs through the nets once (:meth:`fcnx.engine.cropper.Cropper.label_levels`);
@@ -26,7 +28,6 @@ import json
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, cast
 
@@ -34,9 +35,9 @@ import numpy as np
 
 from fcnx.errors import UsageError
 from fcnx.io.images import ImageItem, dataset_items, load_rgb
-from fcnx.method import evidence, fitting, metrics
+from fcnx.method import boxes, evidence, metrics
 from fcnx.method.geometry import XYWH
-from fcnx.method.selection import RULES, Choice, Level, select, top_category
+from fcnx.method.selection import RULES, Level, top_category
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -80,32 +81,59 @@ def read_canvases(root: Path) -> list[Canvas]:
 class Pyramid:
     """One canvas through the ensemble (:meth:`fcnx.engine.cropper.Cropper.label_levels`): its size, levels,
     per-net :class:`~fcnx.method.selection.Level` s of its label, the top-class maps and per level and net
-    the class map of its label (``None`` for a net without)."""
+    the class map of its label (``None`` for a net without); ``view``: the whole-image view of the label
+    (:meth:`~fcnx.engine.cropper.Cropper.label_view`), where a box rule reads it."""
 
     size: tuple[int, int]
     levels: list[tuple[float, tuple[int, int]]]
     label_levels: list[Level]
     top_maps: list[tuple[np.ndarray, np.ndarray]]
     class_maps: list[list[evidence.ClassMap | None]]
+    view: tuple[Level, list[evidence.ClassMap | None]] | None = None
 
 
-def subset_choice(pyramid: Pyramid, nets: Sequence[int], rule: str) -> Choice:
-    """The selection of the nets ``nets`` (indices) under ``rule``."""
-    return select([Level(level.prob[list(nets)], level.vote[list(nets)]) for level in pyramid.label_levels], rule)
+def label_pyramid(cropper: Cropper, item: ImageItem, category: str | int) -> Pyramid:
+    """The :class:`Pyramid` of ``item`` for ``category``, with the whole-image view where a box rule of
+    :data:`fcnx.method.boxes.RULES` reads it."""
+    pyramid = Pyramid(*cropper.label_levels(item, category))
+    if any(r.whole_view for r in boxes.RULES.values()):
+        pyramid.view = cropper.label_view(item, category)
+    return pyramid
+
+
+def _kept(level: Sequence[evidence.ClassMap | None], nets: Sequence[int]) -> list[evidence.ClassMap]:
+    """The class maps of the nets ``nets`` (indices) on one level, those of nets without left out."""
+    return [m for m in (level[n] for n in nets) if m is not None]
+
+
+def found(
+    cropper: Cropper, pyramid: Pyramid, nets: Sequence[int], rule: str, pixels: np.ndarray | None = None
+) -> boxes.Found:
+    """The selection of the nets ``nets`` (indices) under ``rule``, as the box rules read it
+    (:class:`fcnx.method.boxes.Found`, with the image's ``pixels``): each rule gives what ``fcnx crop --box``
+    gives with only those nets."""
+    keep = list(nets)
+    levels = [Level(level.prob[keep], level.vote[keep]) for level in pyramid.label_levels]
+    maps = [_kept(level, keep) for level in pyramid.class_maps]
+    sizes = [scaled for _, scaled in pyramid.levels]
+    if pyramid.view is not None:
+        view, view_maps = pyramid.view
+        levels.append(Level(view.prob[keep], view.vote[keep]))
+        maps.append(_kept(view_maps, keep))
+        sizes.append((cropper.ensemble.kernel,) * 2)
+    kernel, stride = cropper.ensemble.kernel, cropper.ensemble.stride
+    method = boxes.Pyramid(pyramid.size, kernel, stride, sizes, levels, maps, pyramid.view is not None)
+    return boxes.Found(method, method.select(rule).choice, pixels)
 
 
 def subset_box(cropper: Cropper, pyramid: Pyramid, nets: Sequence[int], rule: str) -> XYWH:
-    """The box the nets ``nets`` (indices) choose under ``rule``: what ``fcnx crop`` would give with only them."""
-    return cropper.box_of(subset_choice(pyramid, nets, rule), pyramid.size, pyramid.levels)
+    """The box the nets ``nets`` (indices) choose under ``rule``: what ``fcnx crop --box square`` would give with only them."""
+    return found(cropper, pyramid, nets, rule).window
 
 
 def subset_tight(cropper: Cropper, pyramid: Pyramid, nets: Sequence[int], rule: str) -> evidence.Tight:
     """The tight fit of that choice: its ``box`` is what ``fcnx crop --box tight`` would give with only those nets."""
-    choice = subset_choice(pyramid, nets, rule)
-    window = cropper.box_of(choice, pyramid.size, pyramid.levels)
-    kernel, stride = cropper.ensemble.kernel, cropper.ensemble.stride
-    maps = [[m for n, m in enumerate(level) if n in nets and m is not None] for level in pyramid.class_maps]
-    return evidence.tight_of(choice, pyramid.size, [s for _, s in pyramid.levels], kernel, stride, window, maps)
+    return found(cropper, pyramid, nets, rule).tight
 
 
 def _subset_name(names: Sequence[str], subset: Sequence[int]) -> str:
@@ -123,6 +151,7 @@ class Results:
     by_net_count: dict[int, dict[str, float]] = field(default_factory=dict)  # k -> mean/min/max maxboxacc
     classification: list[dict[str, Any]] = field(default_factory=list)  # rows: model, original, cropped, truth
     mislabels: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # box rule left out -> why (an optional dependency missing)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -179,56 +208,73 @@ class Results:
             "by_net_count": {str(k): v for k, v in self.by_net_count.items()},
             "classification": self.classification,
             "mislabels": self.mislabels,
+            "notes": self.notes,
             "seconds": self.seconds,
             "targets": [{"target": t, "met": ok} for t, ok in self.targets()],
             "goals": [{"goal": t, "met": ok} for t, ok in self.goals()],
         }
 
 
-def subset_fitted(cropper: Cropper, pyramid: Pyramid, pixels: np.ndarray, nets: Sequence[int], rule: str) -> XYWH:
-    """The tight box of that choice fitted to the image's ``pixels``: what ``fcnx crop --box fitted`` gives."""
-    return fitting.fit_tight(pixels, pyramid.size, subset_tight(cropper, pyramid, nets, rule))
+def box_key(nets: str, selection: str, box: str) -> str:
+    """The name of a box's scores: ``"<nets> (<selection>)"`` for the paper's square window, else
+    ``"<nets> (<selection>, <box>)"``."""
+    return f"{nets} ({selection})" if box == "square" else f"{nets} ({selection}, {box})"
+
+
+def rule_boxes(founds: Sequence[boxes.Found], notes: dict[str, str]) -> dict[str, list[XYWH]]:
+    """Every rule of :data:`fcnx.method.boxes.RULES` over ``founds``, by rule; a rule whose optional dependency is
+    missing (a :class:`~fcnx.errors.UsageError`, e.g. OpenCV for ``fitted``) is left out, its reason in ``notes``."""
+    out = {}
+    for name, rule in boxes.RULES.items():
+        try:
+            out[name] = [rule.function(f) for f in founds]
+        except UsageError as exc:
+            notes[name] = str(exc)
+    return out
 
 
 def localization(
-    cropper: Cropper, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], *, seed: int = 0
-) -> tuple[dict[str, dict[str, float]], dict[int, dict[str, float]], dict[str, XYWH]]:
-    """Box accuracy of every subset of the nets under both rules and of the baselines.
+    cropper: Cropper,
+    canvases: Sequence[Canvas],
+    pyramids: Sequence[Pyramid],
+    images: Sequence[np.ndarray | None],
+    *,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, float]], dict[int, dict[str, float]], dict[str, dict[str, XYWH]], dict[str, str]]:
+    """Box accuracy of every subset of the nets under both selection rules and of the baselines.
 
-    Returns the scores by method, MaxBoxAccV2 by number of nets (mean, min, max over subsets),
-    and the full ensemble's paper-rule boxes by image (what gets cropped). The full ensemble and
-    single nets are scored with both boxes, square (``"<nets> (<rule>)"``) and tight
-    (``"<nets> (<rule>, tight)"``); the full ensemble also with the fitted box (``"<nets> (<rule>, fitted)"``)
-    where OpenCV is installed.
+    Returns the scores by method, MaxBoxAccV2 by number of nets (mean, min, max over subsets), the full
+    ensemble's paper-rule boxes by box rule and image (what gets cropped), and the box rules left out with
+    why. Single nets are scored with the square (``"<nets> (<rule>)"``) and tight box
+    (``"<nets> (<rule>, tight)"``), the full ensemble with every box rule of :data:`fcnx.method.boxes.RULES`
+    (:func:`box_key`), given the canvases' pixels ``images`` (``None`` where no rule needs them).
     """
     names = cropper.ensemble.names
     truth = np.array([c.truth for c in canvases])
     sizes = np.array([p.size for p in pyramids])
     scores: dict[str, dict[str, float]] = {}
     by_count: dict[int, list[float]] = {}
-    ensemble_boxes: dict[str, XYWH] = {}
     full = tuple(range(len(names)))
-    images = [load_rgb(c.item.path)[0] for c in canvases] if find_spec("cv2") is not None else None  # to fit boxes
-    for k in range(1, len(names) + 1):
+    for k in range(1, len(names)):
         for subset in itertools.combinations(full, k):
-            for rule in RULES if subset == full or k == 1 else ("paper",):
-                boxes = [subset_box(cropper, p, subset, rule) for p in pyramids]
-                accuracy = metrics.box_accuracy(boxes, truth).as_dict()
-                scores[f"{_subset_name(names, subset)} ({rule})"] = accuracy
+            for rule in RULES if k == 1 else ("paper",):
+                founds = [found(cropper, p, subset, rule) for p in pyramids]
+                accuracy = metrics.box_accuracy([f.window for f in founds], truth).as_dict()
+                scores[box_key(_subset_name(names, subset), rule, "square")] = accuracy
                 if rule == "paper":
                     by_count.setdefault(k, []).append(accuracy["maxboxacc"])
-                if subset == full and rule == "paper":
-                    ensemble_boxes = {c.item.rel.as_posix(): b for c, b in zip(canvases, boxes)}
-                if subset == full or k == 1:
-                    tight = [subset_tight(cropper, p, subset, rule).box for p in pyramids]
-                    scores[f"{_subset_name(names, subset)} ({rule}, tight)"] = metrics.box_accuracy(
-                        tight, truth
-                    ).as_dict()
-                if subset == full and images is not None:
-                    fitted = [subset_fitted(cropper, p, pixels, subset, rule) for p, pixels in zip(pyramids, images)]
-                    scores[f"{_subset_name(names, subset)} ({rule}, fitted)"] = metrics.box_accuracy(
-                        fitted, truth
-                    ).as_dict()
+                if k == 1:
+                    tight = metrics.box_accuracy([f.tight.box for f in founds], truth).as_dict()
+                    scores[box_key(_subset_name(names, subset), rule, "tight")] = tight
+    ensemble_boxes: dict[str, dict[str, XYWH]] = {}
+    notes: dict[str, str] = {}
+    for rule in RULES:
+        made = rule_boxes([found(cropper, p, full, rule, x) for p, x in zip(pyramids, images)], notes)
+        for box, found_boxes in made.items():
+            scores[box_key(_subset_name(names, full), rule, box)] = metrics.box_accuracy(found_boxes, truth).as_dict()
+        if rule == "paper":
+            by_count[len(full)] = [scores[box_key(_subset_name(names, full), rule, "square")]["maxboxacc"]]
+            ensemble_boxes = {box: {c.item.rel.as_posix(): b for c, b in zip(canvases, v)} for box, v in made.items()}
     mean_wh = truth[:, 2:].mean(axis=0)
     short = sizes.min(axis=1, keepdims=True)
     scores["centred box of the mean object size"] = metrics.box_accuracy(
@@ -249,7 +295,7 @@ def localization(
         k: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)), "subsets": len(v)}
         for k, v in by_count.items()
     }
-    return scores, counts, ensemble_boxes
+    return scores, counts, ensemble_boxes, notes
 
 
 def score_maps(
@@ -276,40 +322,59 @@ def score_maps(
 
 
 def unlabelled_boxes(
-    cropper: Cropper, canvases: Sequence[Canvas], pyramids: Sequence[Pyramid], crops: dict[str, XYWH]
-) -> dict[str, XYWH]:
-    """The windows ``fcnx crop`` gives with no label: for the ensemble's top class (recomputed where it is not the label)."""
-    boxes = {}
-    for canvas, pyramid in zip(canvases, pyramids):
-        key = canvas.item.rel.as_posix()
-        if cropper.classes[top_category(pyramid.top_maps)] == canvas.item.label:
-            boxes[key] = crops[key]
-        else:
-            boxes[key] = cropper.crop_image(canvas.item.path).boxes[0].window
-    return boxes
+    cropper: Cropper,
+    canvases: Sequence[Canvas],
+    pyramids: Sequence[Pyramid],
+    images: Sequence[np.ndarray | None],
+    crops: dict[str, dict[str, XYWH]],
+) -> dict[str, dict[str, XYWH]]:
+    """The boxes ``fcnx crop --box <rule>`` gives with no label, by rule and image: for the ensemble's top class
+    (its pyramid recomputed where it is not the label; ``crops``, the label's boxes, where it is)."""
+    full = tuple(range(len(cropper.ensemble.names)))
+    out: dict[str, dict[str, XYWH]] = {box: {} for box in crops}
+    for canvas, pyramid, pixels in zip(canvases, pyramids, images):
+        key, top = canvas.item.rel.as_posix(), cropper.classes[top_category(pyramid.top_maps)]
+        mine = (
+            None
+            if top == canvas.item.label
+            else found(cropper, label_pyramid(cropper, canvas.item, top), full, "paper", pixels)
+        )
+        for box, boxes_of in crops.items():
+            out[box][key] = boxes_of[key] if mine is None else boxes.box(box, mine)
+    return out
 
 
 def classification(
-    classifiers: Ensemble, canvases: Sequence[Canvas], crops: dict[str, XYWH], unlabelled: dict[str, XYWH]
+    classifiers: Ensemble,
+    canvases: Sequence[Canvas],
+    crops: dict[str, dict[str, XYWH]],
+    unlabelled: dict[str, dict[str, XYWH]],
 ) -> list[dict[str, Any]]:
-    """Top-1/top-5 of each classifier on the canvases, on the ensemble's crops for the label and for its
-    top class (no label), and on the true boxes."""
+    """Top-1/top-5 of each classifier on the canvases, on the true boxes and, for every box rule of ``crops``,
+    on the ensemble's crops for the label and for its top class (no label). The columns ``cropped_*`` and
+    ``unlabelled_*`` are the paper's square window's; ``boxes`` holds every rule's top-1, ``label`` and
+    ``top_class``."""
     from fcnx.jobs.evaluation import evaluate
 
     items = [c.item for c in canvases]
-    truth = {c.item.rel.as_posix(): c.truth for c in canvases}
-    sides = {"cropped": crops, "unlabelled": unlabelled, "truth": truth}
+    sides = {"truth": {c.item.rel.as_posix(): c.truth for c in canvases}}
+    for box in crops:
+        sides |= {box: crops[box], f"{box} unlabelled": unlabelled[box]}
     runs = {}
-    for side, boxes in sides.items():
+    for side, side_boxes in sides.items():
 
-        def box_of(item: ImageItem, _: np.ndarray, boxes: dict[str, XYWH] = boxes) -> XYWH:
-            return boxes[item.rel.as_posix()]
+        def box_of(item: ImageItem, _: np.ndarray, side_boxes: dict[str, XYWH] = side_boxes) -> XYWH:
+            return side_boxes[item.rel.as_posix()]
 
         runs[side] = evaluate(classifiers, items, box_of).rows()
     rows = []
-    for k, row in enumerate(runs["cropped"]):
-        for side in ("unlabelled", "truth"):
-            row |= {f"{side}_top1": runs[side][k]["cropped_top1"], f"{side}_top5": runs[side][k]["cropped_top5"]}
+    for k, row in enumerate(runs["square"]):
+        for side, name in (("square unlabelled", "unlabelled"), ("truth", "truth")):
+            row |= {f"{name}_top1": runs[side][k]["cropped_top1"], f"{name}_top5": runs[side][k]["cropped_top5"]}
+        row["boxes"] = {
+            box: {"label": runs[box][k]["cropped_top1"], "top_class": runs[f"{box} unlabelled"][k]["cropped_top1"]}
+            for box in crops
+        }
         rows.append(row)
     return rows
 
@@ -378,7 +443,7 @@ def run(
     for done, canvas in enumerate(canvases, 1):
         if canvas.item.label is None:
             raise UsageError("a test canvas has no label", canvas.item.path)
-        pyramids.append(Pyramid(*cropper.label_levels(canvas.item, canvas.item.label)))
+        pyramids.append(label_pyramid(cropper, canvas.item, canvas.item.label))
         if progress:
             progress(done, len(canvases))
     seconds = {"pyramids": time.perf_counter() - start}
@@ -396,7 +461,11 @@ def run(
     }
     results = Results(settings)
     start = time.perf_counter()
-    results.localization, results.by_net_count, crops = localization(cropper, canvases, pyramids, seed=seed)
+    needs_pixels = any(r.pixels for r in boxes.RULES.values())
+    images = [load_rgb(c.item.path)[0] if needs_pixels else None for c in canvases]
+    results.localization, results.by_net_count, crops, results.notes = localization(
+        cropper, canvases, pyramids, images, seed=seed
+    )
     seconds["selection"] = time.perf_counter() - start
     start = time.perf_counter()
     results.maps = score_maps(cropper, canvases, pyramids)
@@ -404,7 +473,7 @@ def run(
     hits = [cropper.classes[top_category(p.top_maps)] == c.item.label for c, p in zip(canvases, pyramids)]
     results.label_free = {"top class at the most confident cell": float(np.mean(hits))}
     start = time.perf_counter()
-    unlabelled = unlabelled_boxes(cropper, canvases, pyramids, crops)
+    unlabelled = unlabelled_boxes(cropper, canvases, pyramids, images, crops)
     results.classification = classification(classifiers, canvases, crops, unlabelled)
     seconds["classification"] = time.perf_counter() - start
     if mislabel_share > 0:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fcnx.bench.localization import Results
+from fcnx.bench.localization import Results, box_key
+from fcnx.method import boxes
 
 BAR = "#1f77b4"
 BASELINE = "#a0a0a0"
@@ -23,31 +24,32 @@ def _pct(value: float) -> str:
 
 
 def _maps_section(results: Results) -> list[str]:
-    """The full ensemble's square, tight and fitted boxes beside its score maps (standard MaxBoxAccV2), and the label-free category."""
+    """The full ensemble's box of every rule of :data:`fcnx.method.boxes.RULES` (the best in bold) beside its score
+    maps (standard MaxBoxAccV2), and the label-free category."""
     if not results.maps:
         return []
     loc, ens = results.localization, results.ensemble
+    kinds = list(boxes.RULES)
     lines = [
         "",
-        "## Square, tight and fitted boxes, and score maps (full ensemble)",
+        "## Boxes of every rule, and score maps (full ensemble)",
         "",
-        "| rule | square box | tight box | fitted box | object map (`--heatmaps-npy`) | best map threshold at IoU 0.3/0.5/0.7 |",
-        "|---|---:|---:|---:|---:|---|",
+        f"| rule | {' | '.join(f'{k} box' for k in kinds)} | object map (`--heatmaps-npy`) | "
+        "best map threshold at IoU 0.3/0.5/0.7 |",
+        f"|---|{'---:|' * len(kinds)}---:|---|",
     ]
     for rule in ("paper", "votes-first"):
-        square, tight = loc[f"{ens} ({rule})"], loc[f"{ens} ({rule}, tight)"]
-        fitted = loc.get(f"{ens} ({rule}, fitted)")
+        found = {k: loc[key]["maxboxacc"] for k in kinds if (key := box_key(ens, rule, k)) in loc}
+        best = max(found.values())
+        cells = ["-" if k not in found else f"**{_pct(best)}**" if found[k] == best else _pct(found[k]) for k in kinds]
         heat = results.maps[f"object map ({rule})"]
         where = "/".join(f"{heat[f'threshold@{t}']:.2f}" for t in (0.3, 0.5, 0.7))
-        lines.append(
-            f"| {rule} | {_pct(square['maxboxacc'])} | **{_pct(tight['maxboxacc'])}** | "
-            f"{'-' if fitted is None else _pct(fitted['maxboxacc'])} | {_pct(heat['maxboxacc'])} | {where} |"
-        )
+        lines.append(f"| {rule} | {' | '.join(cells)} | {_pct(heat['maxboxacc'])} | {where} |")
     pyramid = results.maps["pyramid evidence"]
     lines += [
         "",
-        "MaxBoxAccV2 in %. Boxes: the one box fcnx outputs per image ('fitted': `--box fitted`, the tight box "
-        "snapped to the object's pixels by GrabCut; '-' without OpenCV). Maps: the standard protocol "
+        "MaxBoxAccV2 in %. Boxes: the one box `fcnx crop --box <rule>` outputs per image ('-': left out, "
+        "its optional dependency missing, e.g. OpenCV for `fitted`). Maps: the standard protocol "
         "(wsolevaluation: threshold sweep in steps of 0.01, every region's box, the best threshold per IoU "
         "threshold) on the map `fcnx crop --heatmaps-npy` writes: the class maps' evidence where they give the "
         "tight box, else the windows' evidence inside the tight box (0 outside). For comparison, the windows' evidence "
@@ -55,6 +57,43 @@ def _maps_section(results: Results) -> list[str]:
     ]
     for rule, share in results.label_free.items():
         lines += ["", f"Label-free category ({rule}): the canvas's label on **{_pct(share)}%** of the canvases."]
+    return lines
+
+
+def _model(results: Results, row: dict[str, Any]) -> str:
+    """A classification row's classifier, marked where it is held out of the ensemble."""
+    held = row["model"] not in results.settings["nets"] and row["model"] != "ensemble"
+    return f"{row['model']}{' (held out)' if held else ''}"
+
+
+def _boxes_section(results: Results) -> list[str]:
+    """The paper's Table IV per box kind: each classifier's top-1 on the canvas, on each box rule's crop and on
+    the true box, with the label and without."""
+    rows = [row for row in results.classification if "boxes" in row]
+    if not rows:
+        return []
+    kinds = list(rows[0]["boxes"])
+    lines = ["", "## Table IV per box kind (top-1 %)"]
+    for side, title in (("label", "crop for the label"), ("top_class", "crop for the top class (no label)")):
+        lines += [
+            "",
+            f"{title[0].upper()}{title[1:]}:",
+            "",
+            f"| classifier | canvas | {' | '.join(f'`{k}`' for k in kinds)} | true box |",
+            f"|---|---:|{'---:|' * len(kinds)}---:|",
+        ]
+        for row in rows:
+            cells = [_pct(row["boxes"][k][side]) for k in kinds]
+            lines.append(
+                f"| {_model(results, row)} | {_pct(row['original_top1'])} | {' | '.join(cells)} | "
+                f"{_pct(row['truth_top1'])} |"
+            )
+    lines += [
+        "",
+        "One column per box rule of `fcnx crop --box` (`fcnx.method.boxes.RULES`), each the full ensemble's box "
+        "under the paper rule, squashed to the kernel like the canvas and the true box.",
+    ]
+    lines += [f"`{kind}` left out: {why}." for kind, why in results.notes.items()]
     return lines
 
 
@@ -85,8 +124,8 @@ def markdown(results: Results, command: str) -> str:
         "'paper': per level the cell of the largest summed probability; 'votes-first': the authors' code. "
         "Keeps object: the share of the true box inside the box (mean, in %), and the share of canvases whose "
         "box keeps at least 90 % of it.",
-        "'tight': the box `fcnx crop --box tight` gives (docs/crop.md), 'fitted' `--box fitted`'s, else the paper's "
-        "square window.",
+        f"A box rule after the selection rule ({', '.join(repr(k) for k in boxes.RULES if k != 'square')}): the box "
+        "`fcnx crop --box <rule>` gives (docs/crop.md); none: the paper's square window (`--box square`).",
         *_maps_section(results),
         "",
         "## Number of nets (paper rule, every subset of that size)",
@@ -104,9 +143,8 @@ def markdown(results: Results, command: str) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for row in results.classification:
-        held = " (held out)" if row["model"] not in s["nets"] and row["model"] != "ensemble" else ""
         lines.append(
-            f"| {row['model']}{held} | {_pct(row['original_top1'])} | {_pct(row['cropped_top1'])} | "
+            f"| {_model(results, row)} | {_pct(row['original_top1'])} | {_pct(row['cropped_top1'])} | "
             f"{100 * row['delta_top1']:+.1f} | {_pct(row['unlabelled_top1'])} | {_pct(row['truth_top1'])} |"
         )
     lines += [
@@ -116,6 +154,7 @@ def markdown(results: Results, command: str) -> str:
         "looks for the image's own label, so the crop already uses it; 'crop for the top class' is what "
         "`fcnx crop` gives without a label (a fair test of a classifier); 'true box' squashes the tight box "
         "of the item's ink, whose aspect the classifiers never saw in training (their items fill a square frame).",
+        *_boxes_section(results),
     ]
     lines += _mislabels_section(results)
     lines += ["", "## Targets", ""]

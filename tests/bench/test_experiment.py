@@ -4,6 +4,7 @@ the targets, and the reduced experiment on fresh canvases with fcnx-tiny's shipp
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ import fcnx_tiny
 from fcnx.bench import fashion, localization, report
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
+from fcnx.errors import UsageError
+from fcnx.io.images import load_rgb
+from fcnx.method import boxes
 from fcnx.method.selection import RULES
 
 NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]
@@ -56,15 +60,74 @@ def test_subset_boxes_are_exactly_what_crop_gives_with_those_nets(cropper, rule)
 
 def test_unlabelled_boxes_are_crops_for_the_top_class(cropper):
     canvases = localization.read_canvases(DEMO)
-    pyramids = [localization.Pyramid(*cropper.label_levels(c.item, c.item.label)) for c in canvases]
+    pyramids = [localization.label_pyramid(cropper, c.item, c.item.label) for c in canvases]
+    images = [load_rgb(c.item.path)[0] for c in canvases]
+    founds = [localization.found(cropper, p, (0, 1, 2), "paper", x) for p, x in zip(pyramids, images)]
     crops = {
-        c.item.rel.as_posix(): localization.subset_box(cropper, p, (0, 1, 2), "paper")
-        for c, p in zip(canvases, pyramids)
+        kind: {c.item.rel.as_posix(): boxes.box(kind, f) for c, f in zip(canvases, founds)}
+        for kind in ("square", "tight", cropper.box)
     }
-    unlabelled = localization.unlabelled_boxes(cropper, canvases, pyramids, crops)
+    unlabelled = localization.unlabelled_boxes(cropper, canvases, pyramids, images, crops)
+    assert list(unlabelled) == ["square", "tight", "object"] == list(crops)
+    moved = 0
     for canvas in canvases:
         box = cropper.crop_image(canvas.item.path).boxes[0]  # no category, no label: the top class
-        assert unlabelled[canvas.item.rel.as_posix()] == box.window
+        key = canvas.item.rel.as_posix()
+        assert unlabelled["square"][key] == box.window and unlabelled["tight"][key] == box.tight
+        assert unlabelled["object"][key] == (box.x, box.y, box.w, box.h)
+        moved += box.category != canvas.item.label
+    assert moved == 9  # the top class is another on 9 of the 10 canvases: their pyramids are recomputed
+
+
+def test_every_rule_in_the_table_is_scored_with_no_other_change(cropper, monkeypatch):
+    """A box rule registered in :data:`fcnx.method.boxes.RULES` is scored for both selection rules; one whose
+    optional dependency is missing (a UsageError) is left out with its reason."""
+    canvases = localization.read_canvases(DEMO)[:4]
+    pyramids = [localization.label_pyramid(cropper, c.item, c.item.label) for c in canvases]
+    images = [load_rgb(c.item.path)[0] for c in canvases]
+
+    def whole(found: boxes.Found) -> boxes.Box:
+        return 0.0, 0.0, float(found.pyramid.size[1]), float(found.pyramid.size[0])
+
+    def missing(found: boxes.Found) -> boxes.Box:
+        raise UsageError("needs pip install 'fcnx[toy]'", "--box")
+
+    monkeypatch.setitem(boxes.RULES, "toy", boxes.Rule("toy", whole, "the whole image"))
+    monkeypatch.setitem(boxes.RULES, "absent", boxes.Rule("absent", missing, "a rule without its dependency"))
+    scores, counts, crops, notes = localization.localization(cropper, canvases, pyramids, images)
+    ensemble = "+".join(NETS)
+    for selection in RULES:
+        assert scores[f"{ensemble} ({selection}, toy)"] == scores["whole image"]
+        assert f"{ensemble} ({selection}, absent)" not in scores
+    assert list(crops) == [*boxes.RULES][:-1] and notes == {"absent": "--box: needs pip install 'fcnx[toy]'"}
+    assert set(crops["toy"].values()) == {(0.0, 0.0, float(w), float(h)) for h, w in (p.size for p in pyramids)}
+    assert counts[3]["mean"] == scores[f"{ensemble} (paper)"]["maxboxacc"]
+
+
+def test_table_iv_per_box_kind(tmp_path):
+    """``fcnx bench localization``'s Table IV has one column per box rule, with the label and without."""
+    out = tmp_path / "r"
+    result = CliRunner().invoke(
+        cli, ["bench", "localization", "--data", str(DEMO), "-o", str(out), "--mislabel-share", "0", "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    kinds = [k for k in boxes.RULES if k != "fitted" or find_spec("cv2") is not None]
+    assert [row["model"] for row in data["classification"]] == NETS + ["tiny_mobilenet", "ensemble"]
+    for row in data["classification"]:
+        assert list(row["boxes"]) == kinds
+        assert row["boxes"]["square"] == {"label": row["cropped_top1"], "top_class": row["unlabelled_top1"]}
+    text = (out / "results.md").read_text()
+    table = text[text.index("## Table IV per box kind (top-1 %)") :].splitlines()
+    header = f"| classifier | canvas | {' | '.join(f'`{k}`' for k in kinds)} | true box |"
+    assert (
+        table[2] == "Crop for the label:" and table[4] == header and table[6].startswith("| tiny_vgg | 10.0 | 80.0 |")
+    )
+    assert table[9] == "| tiny_mobilenet (held out) | 10.0 | 90.0 | " + table[9].split(" | 90.0 | ", 1)[1]
+    assert table[10].startswith("| ensemble | 0.0 | 90.0 |") and table[10].endswith("| 70.0 |")
+    assert table[12] == "Crop for the top class (no label):" and table[14] == header
+    assert table[16].startswith("| tiny_vgg | 10.0 | 10.0 |") and table[16].endswith("| 30.0 |")
+    assert len(table[4].split("|")) == len(table[20].split("|")) == len(kinds) + 5
 
 
 def test_mislabel_detection_flags_exactly_what_fcnx_suspects_flags(tmp_path):
@@ -211,9 +274,11 @@ def test_tight_boxes_and_maps_are_reported_with_the_issues_aim(tmp_path):
     assert goals == [("tight box MaxBoxAccV2 50.0% >= square 40.0% + 15%", False)]
     report.write(results, tmp_path, "fcnx bench localization --data r -o out")
     text = (tmp_path / "results.md").read_text()
+    rest = " - |" * (len(boxes.RULES) - 3)  # the rules after square, tight and fitted: not in these results
+    assert list(boxes.RULES)[:3] == ["square", "tight", "fitted"]
     assert (
-        "| paper | 40.0 | **50.0** | - | 52.0 | 0.25/0.50/0.75 |" in text
-        and "| votes-first | 40.0 | **45.0** | - | 50.0 |" in text
+        f"| paper | 40.0 | **50.0** | - |{rest} 52.0 | 0.25/0.50/0.75 |" in text
+        and f"| votes-first | 40.0 | **45.0** | - |{rest} 50.0 |" in text
     )
     assert "whole pyramid (no choice) scores 20.0" in text and "label on **43.0%**" in text
     assert "- [ ] tight box MaxBoxAccV2 50.0% >= square 40.0% + 15%" in text
@@ -224,7 +289,7 @@ def test_tight_boxes_and_maps_are_reported_with_the_issues_aim(tmp_path):
     assert results.goals()[1] == ("fitted box MaxBoxAccV2 60.0% >= square 40.0% + 15%", True)
     report.write(results, tmp_path / "f", "fcnx bench localization --data r -o out")
     text = (tmp_path / "f" / "results.md").read_text()
-    assert "| paper | 40.0 | **50.0** | 60.0 | 52.0 | 0.25/0.50/0.75 |" in text
+    assert f"| paper | 40.0 | 50.0 | **60.0** |{rest} 52.0 | 0.25/0.50/0.75 |" in text
     assert "- [x] fitted box MaxBoxAccV2 60.0% >= square 40.0% + 15%" in text
 
 
