@@ -68,13 +68,13 @@ def test_unlabelled_boxes_are_crops_for_the_top_class(cropper):
         for kind in ("square", "tight", cropper.box)
     }
     unlabelled = localization.unlabelled_boxes(cropper, canvases, pyramids, images, crops)
-    assert list(unlabelled) == ["square", "tight", "object"] == list(crops)
+    assert list(unlabelled) == ["square", "tight", cropper.box] == list(crops)  # the default box last
     moved = 0
     for canvas in canvases:
         box = cropper.crop_image(canvas.item.path).boxes[0]  # no category, no label: the top class
         key = canvas.item.rel.as_posix()
         assert unlabelled["square"][key] == box.window and unlabelled["tight"][key] == box.tight
-        assert unlabelled["object"][key] == (box.x, box.y, box.w, box.h)
+        assert unlabelled[cropper.box][key] == (box.x, box.y, box.w, box.h)
         moved += box.category != canvas.item.label
     assert moved == 9  # the top class is another on 9 of the 10 canvases: their pyramids are recomputed
 
