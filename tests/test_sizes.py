@@ -21,7 +21,7 @@ ALLOWED = {
     "jobs/crop.py:CropJob": 377,
     "jobs/outputs.py:CropOutputs": 253,
     "review/app.py:create_app": 120,
-    "cli/crop.py:crop_cmd": 88,
+    "cli/crop.py:crop_cmd": 87,
     "cli/review.py:review_cmd": 82,
     "jobs/evaluation.py:score_items": 81,
 }
