@@ -338,6 +338,18 @@ def processes(plan: Plan) -> str:
     return f"{plan.jobs} processes x {plan.threads} thread{'s' * (plan.threads > 1)}"
 
 
+def announce(command: str, warnings: list[str], pending: int, total: int, plan: Plan) -> None:
+    """The start of a journaled run on stderr: its warnings, what is left to do, the worker processes."""
+    from fcnx.errors import one_line
+
+    for warning in warnings:
+        click.echo(f"{command}: warning: {one_line(warning)}", err=True)
+    if pending < total:
+        click.echo(f"{command}: {pending} image(s) to do, {total - pending} already done", err=True)
+    if plan.jobs > 1:
+        click.echo(f"{command}: {processes(plan)}", err=True)
+
+
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add --engine, --address and --actors (where the nets run) to a click command."""
     options = [

@@ -28,7 +28,7 @@ from fcnx.method.selection import DEFAULT_RULE, RULES
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import Ensemble
-    from fcnx.jobs.crop import CropSummary
+    from fcnx.jobs.crop import CropJob, CropSummary
 
 #: runs of at most this many images print one line per box
 SHOW_BOXES_UP_TO = 20
@@ -188,7 +188,6 @@ def crop_cmd(
       fcnx crop --category espresso --in-place photos/ -o photos/   # photos/x.jpg -> photos/x.fcnx-crop.jpg
       fcnx crop --engine ray --address auto --weights ... food-101/ -o cropped/   # on a Ray cluster
     """
-    from fcnx.errors import one_line
     from fcnx.jobs.crop import CropOptions, run_crop
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
@@ -223,26 +222,42 @@ def crop_cmd(
         actors=actors,
     )
     job = run_crop(inputs, outdir, options)
-    summary, out = job.summary, job.out
     if not quiet:
-        for warning in job.warnings:
-            click.echo(f"warning: {one_line(warning)}", err=True)
-        click.echo(
-            one_line(
-                f"crop: {summary.pending} image(s) to do"
-                + (f", {summary.skipped} already done" if summary.skipped else "")
-                + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
-                + f"; nets {', '.join(job.ensemble.names)} at {_kernels(job.ensemble)} "
-                + (
-                    f"on {job.device} with {job.runs_on}{'' if job.plan.jobs == 1 else ', ' + processes(job.plan)}"
-                    if job.local
-                    else "on a Ray cluster"
-                )
-            ),
-            err=True,
-        )
-    progress = Progress(summary.pending, "crop", quiet=quiet)
-    show_boxes = not quiet and summary.pending <= SHOW_BOXES_UP_TO
+        _announce(job)
+    _follow(job, quiet=quiet)
+    _report(job.summary, job.out, quiet=quiet, dry_run=dry_run, profile=profile, local=job.local)
+
+
+def _announce(job: CropJob) -> None:
+    """The start of a run on stderr: its warnings, then what it will do and where the nets run."""
+    from fcnx.errors import one_line
+
+    summary = job.summary
+    for warning in job.warnings:
+        click.echo(f"warning: {one_line(warning)}", err=True)
+    click.echo(
+        one_line(
+            f"crop: {summary.pending} image(s) to do"
+            + (f", {summary.skipped} already done" if summary.skipped else "")
+            + (f", {summary.own_outputs} output(s) of fcnx crop in OUTDIR left out" if summary.own_outputs else "")
+            + f"; nets {', '.join(job.ensemble.names)} at {_kernels(job.ensemble)} "
+            + (
+                f"on {job.device} with {job.runs_on}{'' if job.plan.jobs == 1 else ', ' + processes(job.plan)}"
+                if job.local
+                else "on a Ray cluster"
+            )
+        ),
+        err=True,
+    )
+
+
+def _follow(job: CropJob, *, quiet: bool) -> None:
+    """Run the job with a progress bar, saying each image's error (and its boxes, for a few images);
+    Ctrl-C stops it cleanly."""
+    from fcnx.errors import one_line
+
+    progress = Progress(job.summary.pending, "crop", quiet=quiet)
+    show_boxes = not quiet and job.summary.pending <= SHOW_BOXES_UP_TO
     try:
         for image in job:
             if image.error is not None:
@@ -255,7 +270,6 @@ def crop_cmd(
         job.stop(exc)
     finally:
         progress.close()
-    _report(summary, out, quiet=quiet, dry_run=dry_run, profile=profile, local=job.local)
 
 
 def _report(summary: CropSummary, out: Path, *, quiet: bool, dry_run: bool, profile: bool, local: bool) -> None:

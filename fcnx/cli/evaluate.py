@@ -9,11 +9,11 @@ import click
 from fcnx.cli.common import (
     Interrupted,
     PathType,
+    announce,
     engine_options,
     ensemble_options,
     is_local_engine,
     jobs_option,
-    processes,
     resolve_nets,
     stoppable,
 )
@@ -133,14 +133,7 @@ def evaluate_cmd(
         jobs=jobs,
     )
     job = run_evaluate(data, options, outdir)
-    for warning in job.warnings:
-        click.echo(f"evaluate: warning: {one_line(warning)}", err=True)
-    if len(job.pending) < len(job.items):
-        click.echo(
-            f"evaluate: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
-        )
-    if job.plan.jobs > 1:
-        click.echo(f"evaluate: {processes(job.plan)}", err=True)
+    announce("evaluate", job.warnings, len(job.pending), len(job.items), job.plan)
     bar = Progress(len(job.pending), "evaluate", quiet=quiet)
     try:
         result = job.run(progress=bar.update, report=lambda line: bar.say(f"error: {one_line(line)}"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcnx.cli.common import PathType, ensemble_options, jobs_option, processes, resolve_nets, stoppable
+from fcnx.cli.common import PathType, announce, ensemble_options, jobs_option, resolve_nets, stoppable
 from fcnx.cli.progress import Progress
 from fcnx.jobs.suspects import SIGNALS
 
@@ -113,14 +113,7 @@ def suspects_cmd(
             jobs,
         )
     job = run_suspects(data, options, outdir)
-    for warning in job.warnings:
-        click.echo(f"suspects: warning: {one_line(warning)}", err=True)
-    if len(job.pending) < len(job.items):
-        click.echo(
-            f"suspects: {len(job.pending)} image(s) to do, {len(job.items) - len(job.pending)} already done", err=True
-        )
-    if job.plan.jobs > 1:
-        click.echo(f"suspects: {processes(job.plan)}", err=True)
+    announce("suspects", job.warnings, len(job.pending), len(job.items), job.plan)
     bar = Progress(len(job.pending), "suspects", quiet=quiet)
     try:
         suspects = job.run(progress=bar.update)

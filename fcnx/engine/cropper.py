@@ -444,27 +444,8 @@ class Cropper:
             selectors = [self._recheck(p, pixels[b : b + 1], seen[b]) for b, p in enumerate(batch)]
         probs, net_cells = self.ensemble.outputs_at(pixels, (self.ensemble.kernel,) * 2)  # the whole image
         guesses = _guesses(probs, self.classes)
-        views = self._whole_views(batch, probs, net_cells) if self.rule.whole_view else [None] * len(batch)
+        views = _whole_views(batch, probs, net_cells) if self.rule.whole_view else [None] * len(batch)
         return [self._result(*args) for args in zip(batch, selectors, seen, class_maps, views, guesses)]
-
-    def _whole_views(
-        self, batch: list[_Prepared], probs: torch.Tensor, net_cells: list[NetCells | None]
-    ) -> list[list[tuple[Level, list[ClassMap]]]]:
-        """Per image and category, the whole-image view (:data:`fcnx.method.boxes.WHOLE_VIEW`): its level and class maps."""
-        cells = [c for c in net_cells if c is not None]
-        out = []
-        for b, prepared in enumerate(batch):
-            top = probs[b].argmax(dim=1)
-            out.append(
-                [
-                    (
-                        Level(probs[b, :, c].cpu().numpy(), (top == c).cpu().numpy()),
-                        [_class_map(x, x.logits[b, c].cpu().numpy()) for x in cells],
-                    )
-                    for c in prepared.categories or []
-                ]
-            )
-        return out
 
     def _recheck(self, prepared: _Prepared, pixels: torch.Tensor, seen: list[list[Level]]) -> list[Selector]:
         """Selection again after the ``recheck`` best levels per category are recomputed in fp32."""
@@ -557,6 +538,26 @@ class Cropper:
         )
         pixels = prepared.pixels.permute(1, 2, 0).cpu().numpy() if self.rule.pixels else None
         return boxes.Found(pyramid, choice, pixels)
+
+
+def _whole_views(
+    batch: list[_Prepared], probs: torch.Tensor, net_cells: list[NetCells | None]
+) -> list[list[tuple[Level, list[ClassMap]]]]:
+    """Per image and category, the whole-image view (:data:`fcnx.method.boxes.WHOLE_VIEW`): its level and class maps."""
+    cells = [c for c in net_cells if c is not None]
+    out = []
+    for b, prepared in enumerate(batch):
+        top = probs[b].argmax(dim=1)
+        out.append(
+            [
+                (
+                    Level(probs[b, :, c].cpu().numpy(), (top == c).cpu().numpy()),
+                    [_class_map(x, x.logits[b, c].cpu().numpy()) for x in cells],
+                )
+                for c in prepared.categories or []
+            ]
+        )
+    return out
 
 
 def _guesses(probs: torch.Tensor, classes: Sequence[str]) -> list[tuple[tuple[str, float, int], ...]]:

@@ -200,13 +200,7 @@ class EvaluateJob:
         )
         if self.plan.jobs > 1:
             workers.workers_runtime(self.ensemble, device.type)
-        unknown = [c for c in self.dataset.classes if c not in self.ensemble.classes]
-        if unknown:
-            raise UsageError(
-                f"{len(unknown)} of the dataset's {len(self.dataset.classes)} classes are not classes of the nets "
-                f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?",
-                self.data,
-            )
+        _check_classes(self.dataset.classes, self.ensemble.classes, self.data)
         if options.crop:
             from fcnx.engine.cropper import Cropper
 
@@ -271,27 +265,14 @@ class EvaluateJob:
             scored = (outcomes[str(i.path)] for i in self.items)
             result = evaluation.tally(self._names(), scored, self._box_of is not None)
         else:
-            from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
-
-            result = evaluate_on_ray(
-                CropperConfig(tuple(options.nets), options.weights, options.kernel),
-                self.items,
-                boxes=self.boxes,
-                crop=options.crop,
-                batch_size=options.batch_size,
-                address=options.address,
-                device=options.device,
-                actors=options.actors,
-                progress=progress,
-                report=report,
-            )
+            result = _evaluate_on_ray(options, self.items, self.boxes, progress, report)
         result.skipped += self.dataset.missing_lines
         if all(scores.total == 0 for scores in result.original.values()):
             raise FcnxError(
                 f"no image could be scored ({len(result.skipped)} skipped, e.g. {result.skipped[0]})", self.data
             )
         if self.outdir is not None:
-            self._write(self.outdir, result)
+            _write_tables(self.outdir, result, self.options, self.without_box)
         return result
 
     def _scores(self, batch_size: int) -> Iterator[tuple[ImageItem, evaluation.Outcome]]:
@@ -306,21 +287,60 @@ class EvaluateJob:
         for index, outcome in run_in_workers(task, self.pending, self.plan, batch_size):
             yield self.pending[index], outcome
 
-    def _write(self, out: Path, result: evaluation.Evaluation) -> None:
-        from fcnx.io.files import atomic_text, writing
-        from fcnx.io.tables import write_csv
 
-        rows = result.rows()
-        summary = {
-            "split": self.options.split,
-            "kernel": dict(kernel) if isinstance(kernel := self.options.kernel, Mapping) else kernel,
-            "rows": rows,
-            "skipped": result.skipped,
-            "without_box": [str(i.path) for i in self.without_box],
-        }
-        with writing(out):
-            write_csv(out / OUTPUTS[0], list(rows[0]), rows)
-            atomic_text(out / OUTPUTS[1], json.dumps(summary, indent=2))
+def _evaluate_on_ray(
+    options: EvaluateOptions,
+    items: list[ImageItem],
+    boxes: evaluation.BoxIndex | None,
+    progress: Callable[[], None] | None,
+    report: Callable[[str], None] | None,
+) -> evaluation.Evaluation:
+    """Score ``items`` (and their crops) on a Ray cluster."""
+    from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
+
+    return evaluate_on_ray(
+        CropperConfig(tuple(options.nets), options.weights, options.kernel),
+        items,
+        boxes=boxes,
+        crop=options.crop,
+        batch_size=options.batch_size,
+        address=options.address,
+        device=options.device,
+        actors=options.actors,
+        progress=progress,
+        report=report,
+    )
+
+
+def _check_classes(classes: Sequence[str], known: Sequence[str], data: Path) -> None:
+    """Refuse a dataset whose ``classes`` are not all ``known`` to the nets."""
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        raise UsageError(
+            f"{len(unknown)} of the dataset's {len(classes)} classes are not classes of the nets "
+            f"(e.g. {', '.join(map(repr, unknown[:3]))}): weights trained on another class list?",
+            data,
+        )
+
+
+def _write_tables(
+    out: Path, result: evaluation.Evaluation, options: EvaluateOptions, without_box: list[ImageItem]
+) -> None:
+    """Write evaluation.csv and evaluation.json: the table's rows, the images skipped and left out."""
+    from fcnx.io.files import atomic_text, writing
+    from fcnx.io.tables import write_csv
+
+    rows = result.rows()
+    summary = {
+        "split": options.split,
+        "kernel": dict(kernel) if isinstance(kernel := options.kernel, Mapping) else kernel,
+        "rows": rows,
+        "skipped": result.skipped,
+        "without_box": [str(i.path) for i in without_box],
+    }
+    with writing(out):
+        write_csv(out / OUTPUTS[0], list(rows[0]), rows)
+        atomic_text(out / OUTPUTS[1], json.dumps(summary, indent=2))
 
 
 def run_evaluate(

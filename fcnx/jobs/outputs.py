@@ -204,7 +204,7 @@ class CropOutputs:
                 raise FcnxError("the file changed while it was being processed", item.path)
             records = []
             for box, (crop, heatmap, score_map) in zip(result.boxes, names):
-                records.append(self._record(result, box, source, crop, heatmap))
+                records.append(_record(result, box, source, crop, heatmap))
                 if score_map is not None:
                     records[-1]["map"] = score_map.as_posix()
                     data = encode_map(box, result.size)
@@ -225,26 +225,6 @@ class CropOutputs:
             for tmp, _ in staged:
                 os.unlink(tmp)
             raise
-
-    @staticmethod
-    def _record(
-        result: CropResult, box: Box, source: Source, crop: PurePosixPath | None, heatmap: PurePosixPath | None
-    ) -> Record:
-        item = result.item
-        return {
-            "path": str(item.path),
-            "file": item.rel.as_posix(),
-            "label": item.label,
-            "width": result.size[1],
-            "height": result.size[0],
-            **box.as_dict(),
-            "crop": None if crop is None else crop.as_posix(),
-            "heatmap": None if heatmap is None else heatmap.as_posix(),
-            "map": None,
-            "source_size": source.size,
-            "source_mtime_ns": source.mtime_ns,
-            "guesses": [list(guess) for guess in result.guesses],
-        }
 
     def submit(self, result: CropResult) -> list[Outcome]:
         """Queue ``result``'s files for writing; returns the images finished meanwhile.
@@ -352,3 +332,24 @@ class CropOutputs:
         """Stop the writing threads and release OUTDIR."""
         self._pool.close()
         self._lock.release()
+
+
+def _record(
+    result: CropResult, box: Box, source: Source, crop: PurePosixPath | None, heatmap: PurePosixPath | None
+) -> Record:
+    """The journal record of one box of ``result``: the image, the box, its files and source."""
+    item = result.item
+    return {
+        "path": str(item.path),
+        "file": item.rel.as_posix(),
+        "label": item.label,
+        "width": result.size[1],
+        "height": result.size[0],
+        **box.as_dict(),
+        "crop": None if crop is None else crop.as_posix(),
+        "heatmap": None if heatmap is None else heatmap.as_posix(),
+        "map": None,
+        "source_size": source.size,
+        "source_mtime_ns": source.mtime_ns,
+        "guesses": [list(guess) for guess in result.guesses],
+    }
