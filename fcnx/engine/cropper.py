@@ -246,7 +246,7 @@ class Cropper:
         prepared = self._prepare(item, tensor[0], size, [index])
         levels, maps, class_maps = [], [], []
         for _, scaled in prepared.levels:
-            level, top, level_maps = self._label_level(item, size, tensor, scaled, index)
+            level, top, level_maps = _label_level(self.ensemble, item, size, tensor, scaled, index)
             levels.append(level)
             maps.append(top)
             class_maps.append(level_maps)
@@ -258,30 +258,8 @@ class Cropper:
         index = self.category_index(category)
         pixels, size = load_rgb(item.path, self.min_side)
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.ensemble.device)
-        level, _, class_maps = self._label_level(item, size, tensor, (self.ensemble.kernel,) * 2, index)
+        level, _, class_maps = _label_level(self.ensemble, item, size, tensor, (self.ensemble.kernel,) * 2, index)
         return level, class_maps
-
-    def _label_level(
-        self, item: ImageItem, size: tuple[int, int], tensor: torch.Tensor, scaled: tuple[int, int], index: int
-    ) -> tuple[Level, tuple[np.ndarray, np.ndarray], list[ClassMap | None]]:
-        """One level of :meth:`label_levels`: the category's :class:`Level`, the top-class map, the nets' class maps."""
-        try:
-            probs, cells = self.ensemble.outputs_at(tensor, scaled)
-        except NonFiniteOutput as exc:  # named as the batched path names it
-            raise FcnxError(f"{exc} (image {size[1]}x{size[0]})", item.path) from None
-        probs = probs[0]  # nets x classes x h x w
-        level = Level(probs[:, index].cpu().numpy(), (probs.argmax(dim=1) == index).cpu().numpy())
-        values, classes = probs.sum(dim=0).max(dim=0)
-        maps = [None if c is None else _class_map(c, c.logits[0, index].cpu().numpy()) for c in cells]
-        return level, (values.cpu().numpy(), classes.cpu().numpy()), maps
-
-    def box_of(
-        self, choice: Choice, size: tuple[int, int], levels: Sequence[tuple[float, tuple[int, int]]]
-    ) -> tuple[float, float, float, float]:
-        """The box ``(x, y, w, h)`` in upright original pixels of a selection over :meth:`label_levels`."""
-        return geometry.cell_to_box(
-            choice.cell, size, levels[choice.level][1], self.ensemble.kernel, self.ensemble.stride
-        )
 
     # ------------------------------------------------------------------ many images
 
@@ -594,3 +572,24 @@ _QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
 def _preview(names: Sequence[str], n: int = 5) -> str:
     shown = ", ".join(repr(c) for c in names[:n])
     return shown + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def _label_level(
+    ensemble: Ensemble,
+    item: ImageItem,
+    size: tuple[int, int],
+    tensor: torch.Tensor,
+    scaled: tuple[int, int],
+    index: int,
+) -> tuple[Level, tuple[np.ndarray, np.ndarray], list[ClassMap | None]]:
+    """One level of :meth:`Cropper.label_levels`: the category's :class:`Level`, the top-class map, the nets' class
+    maps."""
+    try:
+        probs, cells = ensemble.outputs_at(tensor, scaled)
+    except NonFiniteOutput as exc:  # named as the batched path names it
+        raise FcnxError(f"{exc} (image {size[1]}x{size[0]})", item.path) from None
+    probs = probs[0]  # nets x classes x h x w
+    level = Level(probs[:, index].cpu().numpy(), (probs.argmax(dim=1) == index).cpu().numpy())
+    values, classes = probs.sum(dim=0).max(dim=0)
+    maps = [None if c is None else _class_map(c, c.logits[0, index].cpu().numpy()) for c in cells]
+    return level, (values.cpu().numpy(), classes.cpu().numpy()), maps

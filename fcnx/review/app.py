@@ -13,10 +13,11 @@ import hmac
 import io
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flask import Flask, Response, abort, jsonify, render_template, request, send_file
 from PIL import Image
 
@@ -27,6 +28,8 @@ from fcnx.review.session import Session
 
 #: the header write requests carry the session's token in
 TOKEN_HEADER = "X-Fcnx-Token"
+#: every response's Content-Security-Policy: this app's own assets only, never framed
+CSP = "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 #: formats a browser shows as stored (when no EXIF orientation turns them)
 _BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 _ORIENTATION = 0x0112
@@ -50,9 +53,7 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
     def _headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
-        )
+        response.headers["Content-Security-Policy"] = CSP
         cached = request.path.startswith(("/image/", "/heatmap/")) and request.args.get("i") == session.instance
         ok = response.status_code == 200
         response.headers["Cache-Control"] = "private, max-age=86400" if cached and ok else "no-store"
@@ -89,15 +90,7 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
         except FcnxError as exc:
             abort(400, str(exc))
         pages = max(1, -(-len(selected) // PAGE))
-        if "at" in args:  # the page holding this item (the first page if the query leaves it out)
-            at = _integer(args["at"])
-            found = (selected == at).nonzero()[0]
-            position = int(found[0]) if len(found) else 0
-        elif args.get("resume") == "1":
-            undecided = (index.state[selected] == 0).nonzero()[0]
-            position = int(undecided[0]) if len(undecided) else 0
-        else:
-            position = min(max(_integer(args.get("page", "0")), 0), pages - 1) * PAGE
+        position = _position(args, selected, index.state, pages)
         number = position // PAGE
         try:
             items = [_item(session, int(k)) for k in selected[number * PAGE : (number + 1) * PAGE]]
@@ -161,6 +154,18 @@ def create_app(session: Session, hosts: set[str] | None = None) -> Flask:
         return jsonify(error=one_line(getattr(error, "description", error))), error.code
 
     return app
+
+
+def _position(args: Mapping[str, str], selected: np.ndarray, state: np.ndarray, pages: int) -> int:
+    """Where in ``selected`` the asked page starts its cursor: the item ``at`` (the first page if the query leaves
+    it out), the first undecided item (``resume=1``), else the start of page ``page``."""
+    if "at" in args:
+        found = (selected == _integer(args["at"])).nonzero()[0]
+        return int(found[0]) if len(found) else 0
+    if args.get("resume") == "1":
+        undecided = (state[selected] == 0).nonzero()[0]
+        return int(undecided[0]) if len(undecided) else 0
+    return min(max(_integer(args.get("page", "0")), 0), pages - 1) * PAGE
 
 
 def _integer(text: str) -> int:

@@ -14,7 +14,7 @@ import fcnx_tiny
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
 from fcnx.io.images import dataset_items
-from fcnx.method import evidence, metrics
+from fcnx.method import evidence, geometry, metrics
 from fcnx.method.selection import select
 
 DEMO = Path(fcnx_tiny.__file__).parent / "demo"
@@ -84,7 +84,10 @@ def test_square_boxes_are_the_papers_windows_and_the_old_columns_come_first(runs
     for item in dataset_items(DEMO):
         record = records[item.rel.as_posix()]
         size, levels, label_levels, _, _ = cropper.label_levels(item, item.label)
-        window = cropper.box_of(select(label_levels), size, levels)
+        choice = select(label_levels)
+        window = geometry.cell_to_box(
+            choice.cell, size, levels[choice.level][1], cropper.ensemble.kernel, cropper.ensemble.stride
+        )
         assert record["box_kind"] == "square"
         assert xywh(record) == pytest.approx(window) and record["window"] == pytest.approx(window)
     assert list(rows[0])[: len(COLUMNS)] == COLUMNS
