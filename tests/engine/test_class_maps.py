@@ -10,7 +10,7 @@ from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble, load_ensemble
 from fcnx.engine.fcn import load_fcn
 from fcnx.io.images import discover
-from fcnx.method import evidence
+from fcnx.method import evidence, geometry
 from fcnx.method.selection import select
 
 NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]
@@ -78,7 +78,7 @@ def test_a_net_without_class_maps_gets_none_and_the_windows_tight_box(one_thread
     size, levels, label, _, maps = cropper.label_levels(item, "sandal")
     assert all(level == [None] for level in maps)
     choice = select(label)
-    window = cropper.box_of(choice, size, levels)
+    window = geometry.cell_to_box(choice.cell, size, levels[choice.level][1], 56, 8)
     fit = evidence.tight_of(choice, size, [s for _, s in levels], 56, 8, window)
     (box,) = next(iter(cropper.crop_items([item]))).boxes
     assert box.tight == fit.box and not fit.whole
@@ -89,7 +89,7 @@ def test_the_croppers_tight_box_is_the_class_maps_region_of_label_levels(one_thr
     item = discover([_demo_image()])[0]
     size, levels, label, _, maps = cropper.label_levels(item, "sandal")
     choice = select(label)
-    window = cropper.box_of(choice, size, levels)
+    window = geometry.cell_to_box(choice.cell, size, levels[choice.level][1], 56, 8)
     fit = evidence.tight_of(choice, size, [s for _, s in levels], 56, 8, window, [[m for m in lv if m] for lv in maps])
     (box,) = next(iter(cropper.crop_items([item]))).boxes
     assert box.category == "sandal" and box.kind == "tight" and fit.whole

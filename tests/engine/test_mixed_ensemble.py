@@ -246,7 +246,8 @@ def test_shared_kernel_ensembles_give_todays_probabilities_and_boxes_byte_for_by
             choice.votes,
             choice.confidence,
         )
-        assert box.window == cropper.box_of(choice, size, sizes)
+        kernel, stride = cropper.ensemble.kernel, cropper.ensemble.stride
+        assert box.window == geometry.cell_to_box(choice.cell, size, sizes[choice.level][1], kernel, stride)
 
 
 def test_load_ensemble_native_and_per_net_kernels(tmp_path, tiny_registry):
