@@ -43,7 +43,7 @@ from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble
 from fcnx.engine.fcn import load_fcn
 from fcnx.engine.results import Box
-from fcnx.io.images import ImageItem, discover
+from fcnx.io.discovery import ImageItem, discover
 from fcnx.method.metrics import box_iou
 
 LITE = (("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"), 224)

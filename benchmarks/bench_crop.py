@@ -145,7 +145,7 @@ def authors_crop(fcns, path: Path, category: int, scales: list[float] | None = N
 def sliding_vs_fcn(ensemble, path: Path, sample: int) -> dict:
     """CPU seconds per image: the FCNs over the pyramid vs the plain classifiers over every window (sampled)."""
     from fcnx.engine.ensemble import resize
-    from fcnx.io.images import load_rgb
+    from fcnx.io.decoding import load_rgb
 
     pixels, size = load_rgb(path)
     batch = torch.from_numpy(pixels).permute(2, 0, 1)[None]

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from fcnx.engine.ensemble import load_ensemble
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.jobs.evaluation import evaluate
 from fcnx.testing.photos import PHOTOS
 

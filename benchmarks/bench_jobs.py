@@ -87,7 +87,7 @@ def pyramid_flops(paths: list[Path]) -> float:
 
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.ensemble import resize
-    from fcnx.io.images import load_rgb
+    from fcnx.io.decoding import load_rgb
 
     cropper = Cropper.from_nets(list(NETS), kernel=224, device="cpu", backend="torch")
     by_size: dict[tuple[int, int], float] = {}

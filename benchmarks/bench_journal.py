@@ -32,7 +32,7 @@ CHILD = r"""
 import json, sys, time, tracemalloc
 from pathlib import Path
 phase, out, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.jobs.outputs import CropOutputs
 from fcnx.testing.records import crop_record
 

@@ -31,7 +31,8 @@ from bench_crop import CLASSES, KERNEL, NETS, machine, make_photos
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble, resize
 from fcnx.engine.results import CropFailure
-from fcnx.io.images import ImageItem, discover, load_rgb
+from fcnx.io.decoding import load_rgb
+from fcnx.io.discovery import ImageItem, discover
 from fcnx.jobs.outputs import CropOutputs
 from fcnx.method import geometry
 from fcnx.testing import random_checkpoint

@@ -27,7 +27,7 @@ from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.engine.results import CropResult
 from fcnx.errors import UsageError
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.method.metrics import box_iou
 from fcnx.testing import random_checkpoint
 

@@ -31,8 +31,8 @@ _EXPORTS = {
     "Preprocess": "fcnx.backbones.spec",
     "get_backbone": "fcnx.backbones.registry",
     "list_backbones": "fcnx.backbones.registry",
-    "ImageItem": "fcnx.io.images",
-    "discover": "fcnx.io.images",
+    "ImageItem": "fcnx.io.discovery",
+    "discover": "fcnx.io.discovery",
     "run_crop": "fcnx.jobs.crop",
     "CropOptions": "fcnx.jobs.crop",
     "evaluate": "fcnx.jobs.evaluation",
@@ -83,7 +83,7 @@ if TYPE_CHECKING:
     from fcnx.engine.fcn import FCN, load_fcn
     from fcnx.engine.results import Box, CropFailure, CropResult
     from fcnx.errors import FcnxError, UsageError, WeightsError
-    from fcnx.io.images import ImageItem, discover
+    from fcnx.io.discovery import ImageItem, discover
     from fcnx.jobs.crop import CropOptions, run_crop
     from fcnx.jobs.evaluate import EvaluateOptions, run_evaluate
     from fcnx.jobs.evaluation import evaluate

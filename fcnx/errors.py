@@ -34,6 +34,12 @@ def one_line(text: object) -> str:
     return "".join(out)
 
 
+def reason(exc: BaseException) -> str:
+    """The first line of what ``exc`` says (its type's name when it says nothing), for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class FcnxError(Exception):
     """A user-facing error: the CLI prints ``Error: <message>`` and exits with ``exit_code``.
 

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from fcnx.errors import UsageError
-from fcnx.io.images import ImageItem, dataset_items, load_rgb
+from fcnx.io.decoding import load_rgb
+from fcnx.io.discovery import ImageItem, dataset_items
 from fcnx.method import boxes, evidence, metrics
 from fcnx.method.geometry import XYWH
 from fcnx.method.selection import RULES, Level, top_category

@@ -9,7 +9,7 @@ Library use::
     result = cropper.crop_image("photo.jpg", categories=["pizza"])
     box = result.boxes[0]          # box.x1, box.y1, box.x2, box.y2, box.votes, box.found, ...
 
-    for result in cropper.crop_items(fcnx.io.images.discover(["photos/"])):   # many images, batched
+    for result in cropper.crop_items(fcnx.io.discovery.discover(["photos/"])):   # many images, batched
         ...                        # a CropResult, or a CropFailure for a file that could not be read
 
 The category of an image is, in order: the ``categories`` given (one box per category), the
@@ -33,7 +33,8 @@ from fcnx.engine.devices import default_batch_size
 from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCells, NonFiniteOutput, load_ensemble
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
-from fcnx.io.images import ImageItem, Source, load_rgb, read_rgb, to_rgb
+from fcnx.io.decoding import Source, load_rgb, read_rgb, to_rgb
+from fcnx.io.discovery import ImageItem
 from fcnx.io.processes import worker_init
 from fcnx.method import boxes, fitting, geometry
 from fcnx.method.evidence import ClassMap

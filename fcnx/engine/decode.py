@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from fcnx.errors import FcnxError
-from fcnx.io.images import ImageItem, Source, read_rgb
+from fcnx.io.decoding import Source, read_rgb
+from fcnx.io.discovery import ImageItem
 from fcnx.method import geometry
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from fcnx.io.images import ImageItem, Source
+from fcnx.io.decoding import Source
+from fcnx.io.discovery import ImageItem
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Two layouts are recognised:
 
 - **Food-101**: ``meta/classes.txt`` (class order), ``meta/train.txt`` and ``meta/test.txt`` (lines
   ``<class>/<id>``, no extension: ``.jpg``, though any image suffix is found) and ``images/<class>/<id>.jpg``.
-  Listing, path checks, duplicate and train/test overlap warnings are :func:`fcnx.io.images.read_image_lists`'s;
+  Listing, path checks, duplicate and train/test overlap warnings are :func:`fcnx.io.discovery.read_image_lists`'s;
   this module adds the consistency checks (class folders vs ``classes.txt``, empty classes) and a count
   of listed files that are missing.
 - **Class folders** (torchvision's ``ImageFolder``): ``<root>/<class>/*.jpg``, classes sorted by name,
@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from fcnx.errors import UsageError
-from fcnx.io import images
-from fcnx.io.images import IMAGE_SUFFIXES, SPLITS, ImageItem
+from fcnx.io import decoding, discovery
+from fcnx.io.discovery import IMAGE_SUFFIXES, SPLITS, ImageItem
 
 #: folders that hold a split of a class-folder dataset, by split name
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
@@ -64,7 +64,7 @@ def open_dataset(root: str | Path, split: str = "train") -> LabelledImages:
     class folders that do not match ``classes.txt``, a class without images, a meta line leaving
     ``images/`` (``../../etc``), or a folder that is neither layout.
     """
-    images.max_pixels()  # a bad FCNX_MAX_PIXELS is one error here, not one per image
+    decoding.max_pixels()  # a bad FCNX_MAX_PIXELS is one error here, not one per image
     root = Path(root)
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -90,10 +90,10 @@ def _food101(root: Path, split: str) -> LabelledImages:
     for path in lists:
         if not path.is_file():
             raise UsageError(f"missing image list of the {path.stem} split", path)
-    classes = images.read_classes(root)
+    classes = discovery.read_classes(root)
     if not classes:
         raise UsageError("class list is empty", classes_file)
-    images.refuse_class_links(root)
+    discovery.refuse_class_links(root)
     folders = {p.name for p in _subfolders(root / "images")} if (root / "images").is_dir() else set()
     if not folders:
         raise UsageError(
@@ -110,7 +110,11 @@ def _food101(root: Path, split: str) -> LabelledImages:
             if part
         )
         raise UsageError(f"class folders do not match the class list ({detail})", classes_file)
-    listed = images.read_image_lists(root, split) if lists else images.ImageLists(images.dataset_items(root), {}, [])
+    listed = (
+        discovery.read_image_lists(root, split)
+        if lists
+        else discovery.ImageLists(discovery.dataset_items(root), {}, [])
+    )
     present = [item for item in listed.items if item.path not in listed.unresolved]
     missing = list(listed.unresolved)
     counts = {name: 0 for name in classes}
@@ -151,7 +155,7 @@ def _folders(root: Path, split: str) -> LabelledImages:
         classes = found
         counts = {name: 0 for name in found}
         for name in found:
-            for path in images.image_files(base / name):
+            for path in discovery.image_files(base / name):
                 counts[name] += 1
                 items.append(ImageItem(path, PurePosixPath(path.relative_to(root).as_posix()), name))
         empty = [name for name, count in counts.items() if count == 0]

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.errors import UsageError
+from fcnx.io.discovery import ImageItem
 from fcnx.io.files import atomic_text, read_json_file
-from fcnx.io.images import ImageItem
 
 FOLDS = "folds.json"
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from fcnx.errors import UsageError
+from fcnx.io.discovery import ImageItem
 from fcnx.io.files import atomic_write, write_all
-from fcnx.io.images import ImageItem
 
 Record = dict[str, Any]
 

@@ -26,6 +26,8 @@ from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io import labelstudio
 from fcnx.io.datasets import SPLIT_FOLDERS, LabelledImages, few, open_dataset
 from fcnx.io.decisions import REVIEW, Merged, Verdict, merge, read_decisions
+from fcnx.io.decoding import open_upright
+from fcnx.io.discovery import ImageItem, is_dataset_root
 from fcnx.io.files import (
     LOCK,
     OutdirLock,
@@ -36,7 +38,6 @@ from fcnx.io.files import (
     remove_temporaries,
     writing,
 )
-from fcnx.io.images import ImageItem, is_dataset_root, open_upright
 from fcnx.io.journal import Journal, journal_lines, record_problem
 from fcnx.jobs.encoding import encode_crop
 from fcnx.jobs.pool import OrderedPool

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import Terminated, UsageError
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.method import boxes
 
 if TYPE_CHECKING:
@@ -175,11 +175,11 @@ class CropJob:
         return self
 
     def _find_images(self) -> None:
-        from fcnx.io import images
+        from fcnx.io import discovery
         from fcnx.jobs.naming import entries, is_own_output
         from fcnx.jobs.outputs import RESERVED
 
-        items = images.discover(self.inputs, self.options.split)
+        items = discovery.discover(self.inputs, self.options.split)
         if self.options.in_place:  # crops and heatmaps of an earlier run are outputs, not inputs
             real_out = Path(os.path.realpath(self.outdir))
             kept = [i for i, e in zip(items, entries(i.path for i in items)) if not is_own_output(e, real_out)]
@@ -318,14 +318,14 @@ class CropJob:
 
     def meta_copies(self) -> list[tuple[Path, PurePosixPath]]:
         """The dataset lists of dataset-root inputs, and where they go in OUTDIR (none in place or dry)."""
-        from fcnx.io import images
+        from fcnx.io import discovery
 
         if self.options.dry_run or self.options.in_place:  # in place, the lists are there (and name the originals)
             return []
-        base = images.output_base(self.inputs)
+        base = discovery.output_base(self.inputs)
         copies = []
         for root in (Path(os.path.abspath(p)) for p in self.inputs):
-            if root.is_dir() and images.is_dataset_root(root):
+            if root.is_dir() and discovery.is_dataset_root(root):
                 prefix = PurePosixPath(root.relative_to(base).as_posix())
                 lists = sorted(m for m in (root / "meta").glob("*.txt") if m.is_file())  # not a FIFO: it would block
                 copies += [(m, prefix / "meta" / m.name) for m in lists]

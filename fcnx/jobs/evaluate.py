@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.jobs import evaluation
 from fcnx.jobs.resume import ResumeJournal
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import numpy as np
 
 from fcnx.errors import FcnxError, UsageError, one_line
-from fcnx.io.images import ImageItem, load_rgb
+from fcnx.io.decoding import load_rgb
+from fcnx.io.discovery import ImageItem
 from fcnx.io.journal import read_journal
 from fcnx.method import geometry
 from fcnx.method.geometry import XYWH

@@ -28,8 +28,9 @@ from typing import Any, cast
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io import export as writers
+from fcnx.io.decoding import open_upright
+from fcnx.io.discovery import output_base
 from fcnx.io.files import writing
-from fcnx.io.images import open_upright, output_base
 from fcnx.io.journal import read_journal
 from fcnx.jobs.evaluation import number_field
 from fcnx.method import geometry

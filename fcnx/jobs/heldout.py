@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import UsageError
 from fcnx.io.datasets import few
+from fcnx.io.discovery import ImageItem
 from fcnx.io.folds import Folds
-from fcnx.io.images import ImageItem
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper

@@ -30,8 +30,9 @@ from typing import Any
 
 from fcnx.engine.results import Box, CropResult
 from fcnx.errors import FcnxError
+from fcnx.io.decoding import Source, open_upright, to_rgb
+from fcnx.io.discovery import ImageItem
 from fcnx.io.files import OutdirLock, commit, is_disk_full, remove_temporaries, stage_bytes
-from fcnx.io.images import ImageItem, Source, open_upright, to_rgb
 from fcnx.io.journal import CropJournal, Record
 from fcnx.jobs import naming, reports
 from fcnx.jobs.encoding import encode_crop, encode_png

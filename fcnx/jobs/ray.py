@@ -29,7 +29,7 @@ import numpy as np
 
 from fcnx.engine import backends
 from fcnx.errors import FcnxError, UsageError, one_line
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import KernelChoice

@@ -24,7 +24,7 @@ import numpy as np
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.jobs import workers
 from fcnx.jobs.resume import ResumeJournal
 from fcnx.method.geometry import XYWH

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fcnx.errors import FcnxError
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.io.processes import die_with_parent
 
 #: batches of images a worker has in flight (one being cropped, one waiting)

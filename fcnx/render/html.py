@@ -102,7 +102,7 @@ def thumbnail(path: Path, box: tuple[float, float, float, float], side: int = 19
     from PIL import ImageDraw
 
     from fcnx.errors import FcnxError
-    from fcnx.io.images import open_upright
+    from fcnx.io.decoding import open_upright
 
     try:
         image = open_upright(path)

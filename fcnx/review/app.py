@@ -22,7 +22,7 @@ from flask import Flask, Response, abort, jsonify, render_template, request, sen
 from PIL import Image
 
 from fcnx.errors import FcnxError, one_line
-from fcnx.io.images import open_upright, to_rgb
+from fcnx.io.decoding import open_upright, to_rgb
 from fcnx.review.index import PAGE, SORTS, STATE_FILTERS, Query
 from fcnx.review.session import Session
 

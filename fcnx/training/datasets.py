@@ -1,8 +1,8 @@
 """Torch datasets for training: labelled items (:mod:`fcnx.io.datasets`) as resized, augmented pixels.
 
-Images are read with :func:`fcnx.io.images.load_rgb` (EXIF-upright 8-bit RGB). An image that cannot be
+Images are read with :func:`fcnx.io.decoding.load_rgb` (EXIF-upright 8-bit RGB). An image that cannot be
 read (corrupt, a zlib bomb, over the pixel budget, a FIFO or other special file in a class folder:
-see :mod:`fcnx.io.images`) is skipped by the training loop and counted, never a crash nor a hang:
+see :mod:`fcnx.io.decoding`) is skipped by the training loop and counted, never a crash nor a hang:
 :class:`ImageDataset` returns label ``-1`` for it.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fcnx.errors import FcnxError, UsageError
-from fcnx.io import images
+from fcnx.io import decoding
 from fcnx.io.datasets import few
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 
 #: label of a sample whose image could not be read (the training loop drops it and counts it)
 UNREADABLE = -1
@@ -94,7 +94,7 @@ class ImageDataset:
         try:
             # training may decode a large JPEG at a reduced size; validation decodes it whole, as evaluate does
             # (a crop is a part of the image: decoded whole, so that it keeps its resolution)
-            pixels, full = images.load_rgb(item.path, min_side=self.size if self.train and not self.cut else None)
+            pixels, full = decoding.load_rgb(item.path, min_side=self.size if self.train and not self.cut else None)
             if self.cut is not None:
                 pixels = self.cut(k, pixels, full, self.train)
         except FcnxError:

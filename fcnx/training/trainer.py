@@ -44,7 +44,7 @@ from fcnx.backbones import checkpoint
 from fcnx.backbones.registry import get_backbone
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io import datasets as listing
-from fcnx.io import images
+from fcnx.io import decoding
 from fcnx.io.processes import worker_init
 from fcnx.method.metrics import top_k_accuracy
 from fcnx.training import card, datasets, distributed, finetune
@@ -380,7 +380,7 @@ def _unreadable(path: Path, cutter: Any = None, k: int = 0) -> str:
     """The one-line error of an image the data loader could not read, or cut to its box with ``cutter`` (item ``k``'s),
     found again here: loader processes keep none."""
     try:
-        pixels, full = images.load_rgb(path)
+        pixels, full = decoding.load_rgb(path)
         if cutter is not None:
             cutter(k, pixels, full, False)
     except FcnxError as exc:

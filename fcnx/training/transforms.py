@@ -35,7 +35,8 @@ from torchvision.transforms.v2 import functional as F
 
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import open_dataset
-from fcnx.io.images import ImageItem, load_rgb
+from fcnx.io.decoding import load_rgb
+from fcnx.io.discovery import ImageItem
 from fcnx.jobs.evaluation import BoxIndex, read_boxes
 from fcnx.method import geometry
 from fcnx.method.geometry import XYWH

@@ -16,7 +16,7 @@ from PIL import Image
 from fcnx.bench import fashion
 from fcnx.cli import cli
 from fcnx.errors import FcnxError, UsageError
-from fcnx.io.images import dataset_items
+from fcnx.io.discovery import dataset_items
 
 SMALL = fashion.BenchConfig(seed=3, num_classes=4, train_per_class=3, test_per_class=5)
 

@@ -15,7 +15,7 @@ from fcnx.bench import fashion, localization, report
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
 from fcnx.errors import UsageError
-from fcnx.io.images import load_rgb
+from fcnx.io.decoding import load_rgb
 from fcnx.method import boxes
 from fcnx.method.selection import RULES
 
@@ -131,7 +131,7 @@ def test_table_iv_per_box_kind(tmp_path):
 
 
 def test_mislabel_detection_flags_exactly_what_fcnx_suspects_flags(tmp_path):
-    from fcnx.io.images import dataset_items
+    from fcnx.io.discovery import dataset_items
     from fcnx.jobs.suspects import find_suspects
 
     one_level = Cropper.from_nets(NETS[::2], kernel=56, device="cpu", max_scale=1.0)  # few cells: many suspects

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import fcnx_tiny
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
-from fcnx.io.images import dataset_items
+from fcnx.io.discovery import dataset_items
 from fcnx.method import evidence, geometry, metrics
 from fcnx.method.selection import select
 

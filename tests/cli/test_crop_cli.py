@@ -301,7 +301,7 @@ def test_in_place_refuses_to_replace_files_it_did_not_write(tmp_path, weights):
 def test_no_output_is_ever_written_at_the_path_of_an_input(tmp_path, weights):
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.ensemble import load_ensemble
-    from fcnx.io.images import discover
+    from fcnx.io.discovery import discover
     from fcnx.jobs.outputs import CropOutputs
 
     photos = tmp_path / "photos"

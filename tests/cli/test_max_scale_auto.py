@@ -12,7 +12,7 @@ from PIL import Image
 import fcnx_tiny
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
-from fcnx.io.images import dataset_items
+from fcnx.io.discovery import dataset_items
 
 DEMO = Path(fcnx_tiny.__file__).parent / "demo"
 NETS = "tiny_vgg,tiny_resnet,tiny_inception"

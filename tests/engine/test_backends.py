@@ -16,7 +16,7 @@ from fcnx.engine.backends import export, runtimes
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.errors import UsageError
-from fcnx.io.images import discover
+from fcnx.io.discovery import discover
 from fcnx.jobs.ray import CropperConfig
 
 NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]

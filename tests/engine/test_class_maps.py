@@ -9,7 +9,7 @@ import torch
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble, load_ensemble
 from fcnx.engine.fcn import load_fcn
-from fcnx.io.images import discover
+from fcnx.io.discovery import discover
 from fcnx.method import evidence, geometry
 from fcnx.method.selection import select
 

@@ -15,7 +15,7 @@ from fcnx.engine.ensemble import Ensemble, load_ensemble, resize
 from fcnx.engine.fcn import load_fcn
 from fcnx.engine.results import CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError
-from fcnx.io.images import ImageItem, discover
+from fcnx.io.discovery import ImageItem, discover
 from fcnx.method import geometry
 from fcnx.method.selection import Level, select
 

@@ -12,7 +12,7 @@ from fcnx.engine.backends.folding import fold_batchnorm
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble
 from fcnx.engine.fcn import load_fcn
-from fcnx.io.images import discover
+from fcnx.io.discovery import discover
 
 TINY = ["tiny_vgg", "tiny_resnet", "tiny_inception", "tiny_mobilenet"]
 

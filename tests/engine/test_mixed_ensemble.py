@@ -15,7 +15,8 @@ from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble, load_ensemble, resize
 from fcnx.engine.fcn import load_fcn
 from fcnx.errors import UsageError
-from fcnx.io.images import discover, load_rgb
+from fcnx.io.decoding import load_rgb
+from fcnx.io.discovery import discover
 from fcnx.jobs.evaluation import classify_batch, squash
 from fcnx.method import geometry
 from fcnx.method.selection import Level, select

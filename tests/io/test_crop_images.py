@@ -12,7 +12,8 @@ from image_corpus import STORED
 from PIL import Image
 
 from fcnx.errors import FcnxError, UsageError
-from fcnx.io.images import discover, load_rgb, open_upright
+from fcnx.io.decoding import load_rgb, open_upright
+from fcnx.io.discovery import discover
 
 EXIF_ORIENTATION = 0x0112
 

@@ -11,7 +11,7 @@ import pytest
 
 from fcnx.errors import UsageError
 from fcnx.io import datasets
-from fcnx.io.images import dataset_items
+from fcnx.io.discovery import dataset_items
 
 
 def make_root(root: Path, files: dict[str, list[str]], train: str, test: str, classes: str = "a\nb\n") -> Path:

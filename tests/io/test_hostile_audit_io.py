@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from fcnx.errors import FcnxError, UsageError
+from fcnx.io.decoding import load_rgb, open_upright, read_rgb
 from fcnx.io.files import read_class_list
-from fcnx.io.images import load_rgb, open_upright, read_rgb
 from fcnx.io.journal import read_journal
 
 ORIENTATION = 0x0112

@@ -13,8 +13,9 @@ from image_corpus import chunk_bomb, lying_jpeg, square
 from PIL import Image, ImageFile, PngImagePlugin
 
 from fcnx.errors import FcnxError, one_line
-from fcnx.io import images
-from fcnx.io.images import discover, load_rgb, open_upright
+from fcnx.io import decoding
+from fcnx.io.decoding import load_rgb, open_upright
+from fcnx.io.discovery import discover
 
 pytestmark = pytest.mark.usefixtures("no_hang")
 
@@ -98,7 +99,7 @@ def test_a_fifo_swapped_in_after_the_check_cannot_hang_the_open(tmp_path, monkey
             os.mkfifo(path)
         return status
 
-    monkeypatch.setattr(images.os, "stat", swap)
+    monkeypatch.setattr(decoding.os, "stat", swap)
     one_line_error(path, "is a named pipe")
 
 
@@ -128,7 +129,7 @@ def test_flat_jpegs_compress_well_and_still_load(tmp_path, mode, options):
 
 
 def test_the_pixel_budget_is_well_below_pillows_limit_and_configurable(tmp_path, monkeypatch):
-    assert images.DEFAULT_MAX_PIXELS <= Image.MAX_IMAGE_PIXELS // 1.5
+    assert decoding.DEFAULT_MAX_PIXELS <= Image.MAX_IMAGE_PIXELS // 1.5
     path = square(tmp_path / "x.png", size=(40, 50))
     monkeypatch.setenv("FCNX_MAX_PIXELS", "1999")
     one_line_error(path, "50x40 is 2000 pixels, over the budget of 1999 per image (set FCNX_MAX_PIXELS")
@@ -182,9 +183,9 @@ def test_a_file_deleted_while_it_is_decoded_is_named(tmp_path, monkeypatch):
 
 def test_the_identity_of_the_file_read_comes_with_its_pixels_and_is_checked_on_reopening(tmp_path):
     path = square(tmp_path / "x.png")
-    image = images.read_rgb(path)
+    image = decoding.read_rgb(path)
     status = path.stat()
-    assert image.source == images.Source(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    assert image.source == decoding.Source(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
     assert open_upright(path, expect=image.source).size == (160, 120)
     square(tmp_path / "y.png", top=0).replace(path)
     with pytest.raises(FcnxError, match="replaced or modified since it was read: its box is from the earlier file"):

@@ -117,7 +117,7 @@ def test_long_names_are_shortened_distinctly_and_unique_counts_up():
 
 
 def test_the_crop_journal_keeps_where_records_lie_not_the_records_and_reads_them_back(tmp_path):
-    from fcnx.io.images import ImageItem
+    from fcnx.io.discovery import ImageItem
     from fcnx.io.journal import CropJournal, Entry
     from fcnx.testing.records import crop_record
 

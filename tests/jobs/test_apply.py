@@ -16,7 +16,7 @@ from tiny_train_backbone import NAME, make_folders, make_food101
 from fcnx.cli import cli
 from fcnx.io.datasets import open_dataset
 from fcnx.io.decisions import Decision, append_decision
-from fcnx.io.images import open_upright
+from fcnx.io.decoding import open_upright
 from fcnx.jobs.encoding import encode_crop
 
 

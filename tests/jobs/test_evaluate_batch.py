@@ -13,7 +13,7 @@ from tiny_backbones import COLOR_CLASSES, random_tiny_checkpoint
 from fcnx.cli import cli
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.io import datasets
-from fcnx.io.images import load_rgb
+from fcnx.io.decoding import load_rgb
 from fcnx.jobs.evaluation import classify_batch, cut_box, evaluate, squash
 
 

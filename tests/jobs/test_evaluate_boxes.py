@@ -17,7 +17,7 @@ from tiny_backbones import color_checkpoint
 
 from fcnx.cli import cli
 from fcnx.errors import UsageError
-from fcnx.io.images import ImageItem
+from fcnx.io.discovery import ImageItem
 from fcnx.io.journal import read_journal
 from fcnx.jobs.evaluation import read_boxes
 

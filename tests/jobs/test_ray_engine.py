@@ -20,7 +20,7 @@ from PIL import Image
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.results import CropFailure
-from fcnx.io.images import discover
+from fcnx.io.discovery import discover
 from fcnx.testing import random_checkpoint
 
 NETS = ["tiny_vgg", "tiny_resnet"]

@@ -24,7 +24,7 @@ from fcnx.cli import cli
 from fcnx.engine.ensemble import resize
 from fcnx.engine.fcn import load_fcn
 from fcnx.io import datasets as listing
-from fcnx.io.images import load_rgb
+from fcnx.io.decoding import load_rgb
 from fcnx.training import card, datasets, finetune, trainer
 
 CLASSES = list(COLORS)

@@ -18,8 +18,8 @@ from fcnx.backbones import checkpoint
 from fcnx.cli import cli
 from fcnx.errors import UsageError
 from fcnx.io import datasets
+from fcnx.io.discovery import ImageItem
 from fcnx.io.folds import FOLDS, Fold, Folds, assign_folds, read_folds
-from fcnx.io.images import ImageItem
 from fcnx.training import trainer
 
 FAST = ["--size", "56", "--weights", "none", "--schedule", "all", "--epochs", "2", "--batch-size", "4"]

@@ -18,7 +18,7 @@ from fcnx.cli import cli
 from fcnx.engine.ensemble import resize
 from fcnx.errors import UsageError
 from fcnx.io import datasets as listing
-from fcnx.io.images import load_rgb
+from fcnx.io.decoding import load_rgb
 from fcnx.jobs.evaluation import cut_box, read_boxes
 from fcnx.method.geometry import pixel_box
 from fcnx.training import datasets
