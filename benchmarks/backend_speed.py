@@ -52,7 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fcnx.engine import backends
 from fcnx.engine.backends import runtimes
-from fcnx.engine.backends.export import onnx_file
+from fcnx.engine.backends.onnx_cache import onnx_file
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import Ensemble
 from fcnx.engine.fcn import FCN, imagenet_classes, load_fcn

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
 from fcnx.errors import FcnxError, UsageError
-from fcnx.io import export as writers
+from fcnx.io import detection_formats as writers
 from fcnx.io.decoding import open_upright
 from fcnx.io.discovery import output_base
 from fcnx.io.files import writing

@@ -133,7 +133,7 @@ def workers_runtime(ensemble: Any, device_type: str, compile: bool = False) -> s
     precision = backends.check(backend, precision, device_type)
     if backend != "torch":
         from fcnx.engine.backends import runtimes
-        from fcnx.engine.backends.export import onnx_file
+        from fcnx.engine.backends.onnx_cache import onnx_file
 
         runtimes.runtime(backend)
         for fcn in ensemble.fcns:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from fcnx.cli import cli
 from fcnx.engine import backends
-from fcnx.engine.backends import export, runtimes
+from fcnx.engine.backends import onnx_cache, runtimes
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.errors import UsageError
@@ -128,7 +128,7 @@ def test_export_is_cached_and_a_stale_file_is_exported_again(one_thread, cache, 
     path.write_bytes(path.read_bytes()[:-10])  # a truncated copy
     load_ensemble(["tiny_vgg"], kernel=56, device="cpu", backend="onnxruntime")
     assert "stale, exporting it again" in capsys.readouterr().err
-    assert export._fresh(path, path.with_suffix(".json"), sidecar["key"])
+    assert onnx_cache._fresh(path, path.with_suffix(".json"), sidecar["key"])
     load_ensemble(["tiny_vgg"], kernel=64, device="cpu", backend="onnxruntime")  # another kernel: another file
     assert len(list((cache / "onnx").glob("tiny_vgg-*.onnx"))) == 2
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fcnx.engine.backends import EXTRAS, Runner
-from fcnx.engine.backends.export import onnx_file
+from fcnx.engine.backends.onnx_cache import onnx_file
 from fcnx.errors import UsageError
 
 if TYPE_CHECKING:
