@@ -143,12 +143,11 @@ def keyboard_rate(count: int, folder: Path) -> float:
     import threading
 
     from PIL import Image
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from werkzeug.serving import make_server
 
     from fcnx.io.journal import dump_line
+    from fcnx.testing.browser import chromium, until
     from fcnx.testing.records import crop_record
 
     lines = []
@@ -161,33 +160,20 @@ def keyboard_rate(count: int, folder: Path) -> float:
     with Session(open_index(folder), "bench") as session:
         server = make_server("127.0.0.1", 0, create_app(session), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+        driver = chromium()
         try:
             driver.get(f"http://127.0.0.1:{server.server_port}/")
             heading = driver.find_element("id", "file")
-            _until(lambda: heading.text.startswith("#1 "))
+            until(lambda: heading.text.startswith("#1 "), "the first image", poll=0.005)
             start = time.perf_counter()
             for k in range(count - 1):
                 ActionChains(driver).send_keys("a").perform()
-                _until(lambda k=k: heading.text.startswith(f"#{k + 2} "))
+                until(lambda k=k: heading.text.startswith(f"#{k + 2} "), "the next image", poll=0.005)
             elapsed = time.perf_counter() - start
         finally:
             driver.quit()
             server.shutdown()
     return 60 * (count - 1) / elapsed
-
-
-def _until(condition: object, seconds: float = 30) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.005)
-    raise TimeoutError("the page did not move on")
 
 
 def _load() -> str:

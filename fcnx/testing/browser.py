@@ -15,15 +15,19 @@ from typing import Any
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def chromium(width: int = 1280, height: int = 900, *arguments: str) -> Any:
-    """A headless Chromium of ``width`` x ``height`` pixels (``driver.quit()`` it), with extra ``arguments``."""
+def chromium(width: int = 1280, height: int = 900, *arguments: str, console_log: bool = False) -> Any:
+    """A headless Chromium of ``width`` x ``height`` pixels (``driver.quit()`` it), with extra ``arguments``;
+    ``console_log`` keeps the page's console for ``driver.get_log("browser")``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},{height}", *arguments):
+    defaults = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage")
+    for arg in (*defaults, f"--window-size={width},{height}", *arguments):
         options.add_argument(arg)
+    if console_log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
 
 
@@ -40,10 +44,15 @@ def serving(app: Any) -> Iterator[str]:
         server.shutdown()
 
 
-def until(condition: Callable[[], object], seconds: float = 30, poll: float = 0.05) -> None:
-    """Wait until ``condition()`` is true; ``TimeoutError`` after ``seconds``."""
+def until(
+    condition: Callable[[], object],
+    what: str = "the page to show what was expected",
+    seconds: float = 30,
+    poll: float = 0.05,
+) -> None:
+    """Wait until ``condition()`` is true; ``TimeoutError`` naming ``what`` it waited for after ``seconds``."""
     end = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > end:
-            raise TimeoutError("the page did not show what was expected")
+            raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(poll)

@@ -9,18 +9,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
 
 from fcnx.review.app import TOKEN_HEADER
+from fcnx.testing.browser import CHROMEDRIVER, CHROMIUM, chromium, until
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -52,14 +50,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver = chromium(console_log=True)
     yield driver
     driver.quit()
 
@@ -85,8 +76,8 @@ def servers() -> Iterator[list[Server]]:
 
 def _open(browser, server: Server, heading: str) -> None:
     browser.get(server.url)
-    _wait(lambda: browser.find_element("id", "file").text.startswith(heading), f"page showing {heading}")
-    _wait(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth > 0"), "image")
+    until(lambda: browser.find_element("id", "file").text.startswith(heading), f"page showing {heading}")
+    until(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth > 0"), "image")
 
 
 def _idle(browser) -> None:
@@ -100,19 +91,10 @@ def _idle(browser) -> None:
     )
 
 
-def _wait(condition, what: str, seconds: float = 15) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _decisions(outdir: Path, count: int) -> list[dict]:
     """The lines of review.jsonl once it has ``count``."""
     log = outdir / "review.jsonl"
-    _wait(lambda: log.exists() and log.read_text().count("\n") >= count, f"{count} decision(s)")
+    until(lambda: log.exists() and log.read_text().count("\n") >= count, f"{count} decision(s)")
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
@@ -131,13 +113,13 @@ def test_keyboard_accept_reject_relabel_land_in_review_jsonl(outdir, browser, se
     _open(browser, servers[0], "#1 images/pizza/1.jpg")
     _keys(browser, "a")  # accept, then the next image
     _decisions(outdir, 1)
-    _wait(lambda: browser.find_element("id", "file").text.startswith("#2"), "the next image")
+    until(lambda: browser.find_element("id", "file").text.startswith("#2"), "the next image")
     _keys(browser, "g")  # relabel to the ensemble's guess (lasagna)
     _decisions(outdir, 2)
-    _wait(lambda: browser.find_element("id", "file").text.startswith("#3"), "the third image")
+    until(lambda: browser.find_element("id", "file").text.startswith("#3"), "the third image")
     _keys(browser, "l")  # relabel by type-ahead: "ph" -> pho
     browser.find_element("id", "relabel").send_keys("ph")
-    _wait(lambda: browser.find_element("id", "matches").text == "pho", "the type-ahead")
+    until(lambda: browser.find_element("id", "matches").text == "pho", "the type-ahead")
     browser.find_element("id", "relabel").send_keys("\n")
     _decisions(outdir, 3)
     _keys(browser, "3")  # reject it as unusable (the last image: it stays shown)
@@ -151,7 +133,7 @@ def test_keyboard_accept_reject_relabel_land_in_review_jsonl(outdir, browser, se
         ("3.jpg", "reject", "unusable", None, "ana"),
         ("3.jpg", "undo", None, None, "ana"),
     ]
-    _wait(lambda: browser.find_element("id", "verdict").text == "relabelled to pho by ana", "the verdict shown")
+    until(lambda: browser.find_element("id", "verdict").text == "relabelled to pho by ana", "the verdict shown")
     assert browser.find_element("id", "counts").text.startswith("3 of 3 decided (1 accepted, 0 rejected, 2 relabelled")
     _idle(browser)
     assert "review: stopped; every decision is in review.jsonl" in servers[0].stop()
@@ -179,14 +161,14 @@ def test_dragged_corners_land_in_original_upright_pixels(outdir, browser, server
     assert _summary(first) == ("1.jpg", "box", None, [300, 150, x2 - 300, y2 - 150], "ana")
     # the image stored 600 x 960 and turned by its EXIF orientation: the box is in its upright 960 x 600 pixels
     _keys(browser, "jj")
-    _wait(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
+    until(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
     sx, sy = _drag(browser, "nw", -25, 35)
     second = _decisions(outdir, 2)[1]
     x1, y1 = round(120 - 25 * sx), round(60 + 35 * sy)
     assert _summary(second) == ("3.jpg", "box", None, [x1, y1, 600 - x1, 420 - y1], "ana")
     _keys(browser, "a")  # accepting keeps the adjusted box
     _decisions(outdir, 3)
-    _wait(lambda: "box adjusted to" in browser.find_element("id", "verdict").text, "the verdict")
+    until(lambda: "box adjusted to" in browser.find_element("id", "verdict").text, "the verdict")
     assert (
         browser.find_element("id", "verdict").text
         == f"accepted, box adjusted to [{x1}, {y1}, {600 - x1}, {420 - y1}] by ana"
@@ -198,10 +180,10 @@ def test_a_killed_server_loses_nothing_and_the_next_run_continues(outdir, browse
     servers.append(Server(outdir, "--reviewer", "ana"))
     _open(browser, servers[0], "#1")
     _keys(browser, "a")
-    _wait(lambda: browser.find_element("id", "file").text.startswith("#2"), "#2")
+    until(lambda: browser.find_element("id", "file").text.startswith("#2"), "#2")
     _keys(browser, "1")
     _decisions(outdir, 2)
-    _wait(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
+    until(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
     # a second review of the same OUTDIR is refused, naming the first
     second = subprocess.run(
         [sys.executable, "-m", "fcnx", "review", str(outdir), "--no-browser"],
@@ -220,10 +202,10 @@ def test_a_killed_server_loses_nothing_and_the_next_run_continues(outdir, browse
     _open(browser, servers[1], "#3 images/sushi/3.jpg")  # continues at the first undecided image
     assert browser.find_element("id", "counts").text.startswith("2 of 3 decided (1 accepted, 1 rejected")
     _keys(browser, "k")
-    _wait(lambda: browser.find_element("id", "verdict").text == "rejected (wrong_label) by ana", "#2's verdict")
+    until(lambda: browser.find_element("id", "verdict").text == "rejected (wrong_label) by ana", "#2's verdict")
     _keys(browser, "4")
     assert [d["action"] for d in _decisions(outdir, 3)] == ["accept", "reject", "reject"]
-    _wait(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
+    until(lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 960, "#3")
     _idle(browser)
     stderr = servers[1].stop()
     assert "its last line was cut short (a kill); set aside in review.rejected.jsonl" in stderr
@@ -243,7 +225,7 @@ def test_two_reviewers_merged_and_their_disagreement_shown(outdir, browser, serv
     _open(browser, servers[1], "#1")
     _keys(browser, "2")
     _decisions(copy, 1)
-    _wait(lambda: browser.find_element("id", "file").text.startswith("#2"), "#2")
+    until(lambda: browser.find_element("id", "file").text.startswith("#2"), "#2")
     _keys(browser, "g")
     _decisions(copy, 2)
     _idle(browser)
@@ -261,14 +243,14 @@ def test_two_reviewers_merged_and_their_disagreement_shown(outdir, browser, serv
     assert f"{copy / 'review.jsonl'}: 2 decision(s) merged, 0 already there" in merged.stderr
     servers.append(Server(outdir, "--reviewer", "ana"))
     browser.get(servers[2].url)
-    _wait(lambda: "disputed" in browser.find_element("id", "counts").text, "the counts")
+    until(lambda: "disputed" in browser.find_element("id", "counts").text, "the counts")
     assert (
         browser.find_element("id", "counts").text == "2 of 3 decided (0 accepted, 1 rejected, 1 relabelled, 1 disputed)"
     )
     from selenium.webdriver.support.select import Select
 
     Select(browser.find_element("id", "state")).select_by_value("disputed")
-    _wait(lambda: browser.find_element("id", "pager").text == "page 1 of 1 (1 images)", "the filter")
+    until(lambda: browser.find_element("id", "pager").text == "page 1 of 1 (1 images)", "the filter")
     assert browser.find_element("id", "file").text == "#1 images/pizza/1.jpg"
     assert browser.find_element("id", "dispute").text == "reviewers disagree: ana: accept; bo: reject (not_category)"
     assert browser.find_element("id", "verdict").text == "rejected (not_category) by bo"  # the later decision wins

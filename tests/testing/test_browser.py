@@ -36,5 +36,5 @@ def test_chromium_loads_the_served_app_at_its_window_size_and_clicks():
 
 
 def test_until_gives_up_with_a_timeout():
-    with pytest.raises(TimeoutError, match="did not show"):
+    with pytest.raises(TimeoutError, match="waiting for the page to show"):
         until(lambda: False, seconds=0.1, poll=0.01)
