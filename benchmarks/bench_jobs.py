@@ -46,23 +46,25 @@ def make_photos(folder: Path, count: int) -> list[Path]:
     from fcnx.testing.photos import PHOTOS
 
     loaders = {p.loader: p for p in PHOTOS.values()}
+    variants = [(v, name, photo) for v in ("whole", "mirrored", "cut") for name, photo in sorted(loaders.items())]
+    if not 1 <= count <= len(variants):
+        raise SystemExit(f"--images must be 1 to {len(variants)} (the photos' variants), got {count}")
     paths = []
-    for variant in ("whole", "mirrored", "cut"):
-        for name, photo in sorted(loaders.items()):
-            image = Image.fromarray(photo.load())
-            if variant == "mirrored":
-                image = ImageOps.mirror(image)
-            elif variant == "cut":
-                w, h = image.size
-                image = image.crop((w * 15 // 100, h * 15 // 100, w * 85 // 100, h * 85 // 100))
-            image.thumbnail((LONG_SIDE, LONG_SIDE), Image.Resampling.BICUBIC)
-            if max(image.size) < LONG_SIDE:  # small photos grow to Food-101's size
-                scale = LONG_SIDE / max(image.size)
-                image = image.resize((round(image.size[0] * scale), round(image.size[1] * scale)), Image.BICUBIC)
-            path = folder / f"{variant}_{name}.jpg"
-            image.save(path, quality=90)
-            paths.append(path)
-    return paths[:count]
+    for variant, name, photo in variants[:count]:  # only these are written: the run crops the whole folder
+        image = Image.fromarray(photo.load())
+        if variant == "mirrored":
+            image = ImageOps.mirror(image)
+        elif variant == "cut":
+            w, h = image.size
+            image = image.crop((w * 15 // 100, h * 15 // 100, w * 85 // 100, h * 85 // 100))
+        image.thumbnail((LONG_SIDE, LONG_SIDE), Image.Resampling.BICUBIC)
+        if max(image.size) < LONG_SIDE:  # small photos grow to Food-101's size
+            scale = LONG_SIDE / max(image.size)
+            image = image.resize((round(image.size[0] * scale), round(image.size[1] * scale)), Image.BICUBIC)
+        path = folder / f"{variant}_{name}.jpg"
+        image.save(path, quality=90)
+        paths.append(path)
+    return paths
 
 
 def lscpu() -> dict[str, str]:
