@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from fcnx.errors import Terminated, UsageError
 from fcnx.io.images import ImageItem
-from fcnx.method import boxes
+from fcnx.method import boxes, geometry
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -50,10 +50,10 @@ class CropOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: KernelChoice = 299
+    kernel: KernelChoice = geometry.DEFAULT_KERNEL
     categories: Sequence[str] = ()
-    step: float = 1.2
-    max_scale: float | str = 3.0
+    step: float = geometry.DEFAULT_STEP
+    max_scale: float | str = geometry.DEFAULT_MAX_SCALE
     selection: str = "paper"
     early_stop: bool = False
     split: str = "all"

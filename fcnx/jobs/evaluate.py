@@ -28,6 +28,7 @@ from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.images import ImageItem
 from fcnx.jobs import evaluation
 from fcnx.jobs.resume import ResumeJournal
+from fcnx.method import geometry
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import KernelChoice
@@ -49,7 +50,7 @@ class EvaluateOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: KernelChoice = 299
+    kernel: KernelChoice = geometry.DEFAULT_KERNEL
     split: str = "test"
     crops: str | os.PathLike[str] | None = None
     crop: bool = False
@@ -246,7 +247,9 @@ class EvaluateJob:
             if report:
                 report(line)
         if options.engine == "local":
-            batch_size = options.batch_size or (1 if self.ensemble.device.type == "cpu" else 8)
+            from fcnx.engine.devices import default_batch_size
+
+            batch_size = options.batch_size or default_batch_size(self.ensemble.device)
             outcomes = dict(
                 (str(i.path), r["outcome"])
                 for i in self.items

@@ -30,6 +30,7 @@ import numpy as np
 from fcnx.engine import backends
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.images import ImageItem
+from fcnx.method import geometry
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import KernelChoice
@@ -164,13 +165,14 @@ class EvaluateActor:
     ) -> None:
         import torch
 
+        from fcnx.engine.devices import default_batch_size
         from fcnx.jobs import evaluation
 
         if device == "cpu":
             torch.set_num_threads(1)
         cropper = config.build(device)
         self.ensemble = cropper.ensemble
-        self.batch_size = batch_size or (8 if device == "cuda" else 1)
+        self.batch_size = batch_size or default_batch_size(torch.device(device))
         self.box_of = boxes.box_of if boxes is not None else (evaluation.crops_of(cropper) if crop else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -224,7 +226,10 @@ def crop_on_ray(
     the actors (default: with GPU actors). ``timed``: synchronise around forward passes so that
     ``stats.forward_seconds`` is exact on a GPU.
     """
+    import torch
+
     from fcnx.engine.decode import min_decode_side
+    from fcnx.engine.devices import default_batch_size
     from fcnx.engine.results import CropFailure
 
     ray = import_ray()
@@ -235,10 +240,10 @@ def crop_on_ray(
     with _cluster(ray, address):
         use_gpus, count = _plan(ray, device, actors, config.half)
         stats.actors, stats.gpus = count, use_gpus
-        batch_size = config.options.get("batch_size") or (8 if use_gpus else 1)
+        batch_size = config.options.get("batch_size") or default_batch_size(torch.device("cuda" if use_gpus else "cpu"))
         decode = use_gpus if decode_tasks is None else decode_tasks
         assert isinstance(config.kernel, int)  # CropperConfig refuses any other kernel
-        min_side = min_decode_side(config.kernel, config.options.get("max_scale", 3.0))
+        min_side = min_decode_side(config.kernel, config.options.get("max_scale", geometry.DEFAULT_MAX_SCALE))
         kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "timed": timed}
         # a Ray Data batch: the images an actor sorts by size into batches of batch_size
         rows = _stream(ray, items, CropActor, kwargs, use_gpus, count, 4 * batch_size, min_side if decode else None)

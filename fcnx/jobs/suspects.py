@@ -27,7 +27,7 @@ from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.images import ImageItem
 from fcnx.jobs import workers
 from fcnx.jobs.resume import ResumeJournal
-from fcnx.method.geometry import XYWH
+from fcnx.method.geometry import DEFAULT_KERNEL, XYWH
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -269,7 +269,7 @@ class SuspectsOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: KernelChoice = 299
+    kernel: KernelChoice = DEFAULT_KERNEL
     split: str = "all"
     signal: str = "paper"
     top: int | None = None
