@@ -33,6 +33,7 @@ import json, sys, time, tracemalloc
 from pathlib import Path
 phase, out, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 from fcnx.io.discovery import ImageItem
+from fcnx.engine.options import CropOptions
 from fcnx.jobs.outputs import CropOutputs
 from fcnx.testing.records import crop_record
 
@@ -40,7 +41,7 @@ def items():
     return [ImageItem(out.parent / "images" / f"c{k % 101}" / f"{k}.jpg", Path(f"c{k % 101}/{k}.jpg")) for k in range(n)]
 
 def outputs():
-    return CropOutputs(out, {"version": 1}, net_names=["a", "b", "c"], kernel=56, stride=8, expected_boxes=1, crops=True, gallery=True)
+    return CropOutputs(out, {"version": 1}, net_names=["a", "b", "c"], kernel=56, stride=8, expected_boxes=1, options=CropOptions(gallery=True))
 
 order = items()
 out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ Same images and nets as ``bench_crop.py`` (scikit-image photos resized like Food
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -45,7 +46,7 @@ def pyramid_flops(cropper: Cropper, path: Path) -> dict[str, tuple[float, float]
     kernel = cropper.ensemble.kernel
     levels = [
         geometry.scaled_size(*size, scale, kernel)
-        for scale in geometry.pyramid_scales(*size, kernel, cropper.step, cropper.max_scale)
+        for scale in geometry.pyramid_scales(*size, kernel, cropper.options.step, cropper.options.max_scale)
     ]
     figures = {}
     for name, fcn in zip(cropper.ensemble.names, cropper.ensemble.fcns):
@@ -79,7 +80,8 @@ def crop_run(
         from fcnx.jobs.ray import RayStats, crop_on_ray
 
         stats = RayStats()
-        results = crop_on_ray(cropper_or_config, items, actors=actors, stats=stats)
+        options = dataclasses.replace(cropper_or_config, engine="ray", actors=actors)
+        results = crop_on_ray(options, items, stats=stats)
     for result in results:
         if isinstance(result, CropFailure):
             raise RuntimeError(result.error)
@@ -99,7 +101,7 @@ def main() -> None:
 
     import ray
 
-    from fcnx.jobs.ray import CropperConfig
+    from fcnx.engine.options import CropOptions
 
     torch.set_num_threads(1)
     print(f"machine: {machine()}; Ray {ray.__version__}; load average {os.getloadavg()[0]:.1f}")
@@ -127,7 +129,7 @@ def main() -> None:
             f"  local engine, 1 thread: {wall:.1f} s wall, {len(items) / wall:.3f} images/s, {cpu / len(items):.1f} s "
             f"CPU per image; load average {os.getloadavg()[0]:.1f}"
         )
-        config = CropperConfig(tuple(NETS), weights, KERNEL, options=options)
+        config = CropOptions(NETS, weights, KERNEL, **options)
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
         try:
             crop_run(config, items[:2], work / "warm", actors=2)  # start the workers once (imports, caches)

@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=Path("docs/tight.png"))
     args = parser.parse_args()
     names = args.photo or ["astronaut_shuttle"]
-    cropper = Cropper.from_nets(NETS, kernel=224, device="cpu", keep_heatmaps=True, box="fitted")
+    cropper = Cropper.from_nets(NETS, kernel=224, device="cpu", heatmaps=True, box="fitted")
     figure = Figure(figsize=(12, 4.4 * len(names)), layout="constrained")
     rows = figure.subplots(len(names), 2, squeeze=False)
     for name, (left, right) in zip(names, rows):

@@ -17,11 +17,10 @@ MAX_FUNCTION = 80
 MAX_CLASS = 200
 #: "path:qualified name" -> its size in lines now (the most it may have until it is split)
 ALLOWED = {
-    "engine/cropper.py:Cropper": 453,
-    "jobs/crop.py:CropJob": 377,
-    "jobs/outputs.py:CropOutputs": 253,
+    "engine/cropper.py:Cropper": 436,
+    "jobs/crop.py:CropJob": 297,
+    "jobs/outputs.py:CropOutputs": 250,
     "review/app.py:create_app": 119,
-    "cli/crop.py:crop_cmd": 87,
     "cli/review.py:review_cmd": 82,
     "jobs/evaluation.py:score_items": 81,
 }

@@ -456,8 +456,8 @@ def run(
         "ensemble_name": "+".join(names),
         "classifiers": list(classifiers.names),
         "kernel": cropper.ensemble.kernel,
-        "step": cropper.step,
-        "max_scale": cropper.max_scale,
+        "step": cropper.options.step,
+        "max_scale": cropper.options.max_scale,
         "seed": seed,
     }
     results = Results(settings)

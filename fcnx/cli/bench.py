@@ -4,6 +4,7 @@ a copy of it with wrong labels planted on a known share of test images."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,7 +13,6 @@ from fcnx.cli.common import (
     STEP,
     FiniteFloatRange,
     PathType,
-    check_pyramid,
     ensemble_options,
     parse_weights,
     resolve_nets,
@@ -20,6 +20,11 @@ from fcnx.cli.common import (
 )
 from fcnx.errors import UsageError
 from fcnx.method import geometry
+
+if TYPE_CHECKING:
+    from fcnx.engine.cropper import Cropper
+    from fcnx.engine.ensemble import Ensemble
+    from fcnx.engine.options import CropOptions
 
 
 @click.group("bench")
@@ -149,6 +154,8 @@ def localization_cmd(
     mislabel_share: float,
     seed: int,
     check: bool,
+    backend: str,
+    precision: str,
 ) -> None:
     """Measure on ground truth: localization of the ensemble, single nets and baselines, top-1 on canvases
     vs crops (held-out classifier included), mislabel detection, paper vs votes-first, 1/2/3 nets.
@@ -163,17 +170,17 @@ def localization_cmd(
           --weights xception=xc.safetensors --held-out vgg19=vgg19.safetensors -o results/
     """
     import shlex
+    from dataclasses import replace
 
     from fcnx.bench import localization, report
-    from fcnx.engine.cropper import Cropper
     from fcnx.engine.devices import resolve_device
-    from fcnx.engine.ensemble import load_ensemble
+    from fcnx.engine.options import CropOptions
     from fcnx.io.files import check_folder_path, claim_outputs
 
     check_folder_path(out)  # before the nets run, not when the results are written
     if nets is None and not weights:
         nets, held_out = BENCH_NETS, held_out or BENCH_HELD_OUT
-    check_pyramid(step, max_scale)
+    options = CropOptions(step=step, max_scale=max_scale, backend=backend, precision=precision)  # checked now
     names, weight_map, kernel = resolve_nets(nets, weights, kernel)
     extra = parse_weights(tuple(h if "=" in h else f"{h}=pretrained" for h in held_out))
     inside = sorted(set(extra) & set(names))
@@ -182,10 +189,8 @@ def localization_cmd(
             f"--held-out {inside[0]} is in the ensemble; a held-out classifier is a backbone outside --nets"
         )
     torch_device = resolve_device(device)
-    cropper = Cropper.from_nets(names, weight_map, kernel=kernel, device=torch_device, step=step, max_scale=max_scale)
-    classifiers = load_ensemble(names + list(extra), weight_map | extra, kernel=kernel, device=torch_device)
-    if classifiers.classes != cropper.classes:
-        raise UsageError("the held-out classifiers must have the ensemble's classes")
+    options = replace(options, nets=names, weights=weight_map, kernel=kernel)
+    cropper, classifiers = _load_nets(options, extra, torch_device)
     claim_outputs(out, report.FILES, "fcnx bench localization")  # before the canvases run, never over a user's file
     click.echo(
         f"bench: nets {', '.join(names)}, held out {', '.join(extra) or 'none'}, kernel {kernel}, {torch_device}",
@@ -207,6 +212,20 @@ def localization_cmd(
         click.echo(f"{'met   ' if ok else 'MISSED'} {text}")
     if check and not all(ok for _, ok in targets):
         raise SystemExit(1)
+
+
+def _load_nets(options: CropOptions, extra: dict[str, str], device: Any) -> tuple[Cropper, Ensemble]:
+    """The cropper of ``options``' ensemble, and the ensemble of its nets and the held-out classifiers ``extra``."""
+    from fcnx.engine.cropper import Cropper
+    from fcnx.engine.ensemble import load_ensemble
+
+    o = options
+    cropper = Cropper.from_options(o, device)
+    nets, weights = [*o.nets, *extra], {**o.weights, **extra}
+    classifiers = load_ensemble(nets, weights, kernel=o.kernel, device=device, backend=o.backend, precision=o.precision)
+    if classifiers.classes != cropper.classes:
+        raise UsageError("the held-out classifiers must have the ensemble's classes")
+    return cropper, classifiers
 
 
 def _progress_line(done: int, total: int) -> None:

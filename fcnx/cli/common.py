@@ -139,14 +139,6 @@ def stoppable(name: str, advice: str = RESUME) -> Callable[[Callable[..., Any]],
     return wrap
 
 
-def check_pyramid(step: float, max_scale: float | str) -> None:
-    """Refuse --step and --max-scale that give too many pyramid levels, naming both options."""
-    try:
-        geometry.pyramid_levels(step, geometry.largest_scale(max_scale))
-    except ValueError as exc:
-        raise UsageError(f"--step {step} with --max-scale {max_scale}: {exc}") from None
-
-
 def _parse_nets(text: str) -> list[str]:
     nets = [n.strip() for n in text.split(",") if n.strip()]
     if not nets:
@@ -217,7 +209,8 @@ def _with_ensemble_file(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --nets, --weights, --kernel, --device, --ensemble, --backend and --precision to a click command."""
+    """Add --nets, --weights, --kernel, --device, --ensemble, --backend and --precision to a click command (the last
+    two given to it as ``backend`` and ``precision``, for its job's options)."""
     command = _with_ensemble_file(command)
     options = [
         click.option(
@@ -247,7 +240,6 @@ def ensemble_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         *backend_options(),
     ]
-    command = _with_backend(command)
     for option in reversed(options):
         command = option(command)
     return command
@@ -278,18 +270,6 @@ def backend_options() -> list[Callable[..., Any]]:
             help="bf16: --backend openvino on a CPU with native bf16 (AVX-512 BF16 or AMX), else fp32.",
         ),
     ]
-
-
-def _with_backend(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``command`` with its --backend/--precision as the default of every ensemble it builds."""
-    from fcnx.engine.backends import selected
-
-    @functools.wraps(command)
-    def run(*args: Any, backend: str, precision: str, **kwargs: Any) -> Any:
-        with selected(backend, precision):
-            return command(*args, **kwargs)
-
-    return run
 
 
 def is_local_engine(engine: str, address: str | None, actors: int | None) -> bool:

@@ -13,10 +13,8 @@ from fcnx.cli.common import (
     CategoryType,
     MaxScaleType,
     PathType,
-    check_pyramid,
     engine_options,
     ensemble_options,
-    is_local_engine,
     jobs_option,
     processes,
     resolve_nets,
@@ -108,7 +106,6 @@ def _box_line(record: dict[str, Any]) -> str:
 @click.option("--half", is_flag=True, help="Run the nets in float16 (CUDA/MPS autocast).")
 @click.option(
     "--compile",
-    "compile_",
     is_flag=True,
     help="torch.compile the nets (dynamic shapes): faster on a GPU once compiled; the first images pay.",
 )
@@ -144,32 +141,9 @@ def crop_cmd(
     outdir: Path,
     nets: str | None,
     weights: tuple[str, ...],
-    categories: tuple[str, ...],
     kernel: int | str | None,
-    step: float,
-    max_scale: float | str,
-    selection: str,
-    early_stop: bool,
-    box: str,
-    instances: int,
-    split: str,
-    device: str,
-    half: bool,
-    batch_size: int | None,
-    workers: int | None,
-    jobs: int | None,
-    dry_run: bool,
-    heatmaps: bool,
-    heatmaps_npy: bool,
-    gallery: bool,
     quiet: bool,
-    fail_fast: bool,
-    in_place: bool,
-    compile_: bool,
-    profile: bool,
-    engine: str,
-    address: str | None,
-    actors: int | None,
+    **fields: Any,
 ) -> None:
     """Crop images where an ensemble of FCNs finds a category.
 
@@ -191,41 +165,16 @@ def crop_cmd(
     from fcnx.jobs.crop import CropOptions, run_crop
 
     net_names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-    check_pyramid(step, max_scale)
-    options = CropOptions(
-        nets=net_names,
-        weights=weight_map,
-        kernel=kernel,
-        categories=categories,
-        step=step,
-        max_scale=max_scale,
-        selection=selection,
-        early_stop=early_stop,
-        split=split,
-        device=device,
-        half=half,
-        compile=compile_,
-        batch_size=batch_size,
-        workers=workers,
-        jobs=jobs,
-        dry_run=dry_run,
-        heatmaps=heatmaps,
-        heatmaps_npy=heatmaps_npy,
-        box=box,
-        instances=instances,
-        gallery=gallery,
-        fail_fast=fail_fast,
-        in_place=in_place,
-        profile=profile,
-        engine="local" if is_local_engine(engine, address, actors) else "ray",
-        address=address,
-        actors=actors,
-    )
+    options = CropOptions(nets=net_names, weights=weight_map, kernel=kernel, **fields)
+    if options.engine == "ray":
+        from fcnx.jobs.ray import import_ray
+
+        import_ray()  # refuse early when Ray is not installed
     job = run_crop(inputs, outdir, options)
     if not quiet:
         _announce(job)
     _follow(job, quiet=quiet)
-    _report(job.summary, job.out, quiet=quiet, dry_run=dry_run, profile=profile, local=job.local)
+    _report(job.summary, job.out, quiet=quiet, dry_run=options.dry_run, profile=options.profile, local=job.local)
 
 
 def _announce(job: CropJob) -> None:

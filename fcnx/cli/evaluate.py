@@ -101,6 +101,8 @@ def evaluate_cmd(
     engine: str,
     address: str | None,
     actors: int | None,
+    backend: str,
+    precision: str,
 ) -> None:
     """Top-1 and top-5 of each net (and of their mean) on the original images and on their crops,
     as in the paper's Table IV. Originals and crops are squashed to the kernel with the same
@@ -131,6 +133,8 @@ def evaluate_cmd(
         address=address,
         actors=actors,
         jobs=jobs,
+        backend=backend,
+        precision=precision,
     )
     job = run_evaluate(data, options, outdir)
     announce("evaluate", job.warnings, len(job.pending), len(job.items), job.plan)

@@ -71,6 +71,8 @@ def suspects_cmd(
     top: int | None,
     quiet: bool,
     jobs: int | None,
+    backend: str,
+    precision: str,
 ) -> None:
     """List the images the ensemble suggests are mislabelled.
 
@@ -89,9 +91,10 @@ def suspects_cmd(
     from fcnx.errors import one_line
     from fcnx.jobs.suspects import SuspectsOptions, run_suspects
 
+    runs_on = (backend, precision)
     if folds is None:
         names, weight_map, kernel = resolve_nets(nets, weights, kernel)
-        options = SuspectsOptions(names, weight_map, kernel, split or "all", signal, top, device, jobs=jobs)
+        options = SuspectsOptions(names, weight_map, kernel, split or "all", signal, top, device, None, jobs, *runs_on)
     else:
         from fcnx.errors import UsageError
         from fcnx.io.folds import read_folds
@@ -101,17 +104,8 @@ def suspects_cmd(
                 "--folds gives the models and their kernel: leave out --nets, --weights, --ensemble, --kernel"
             )
         saved = read_folds(folds)
-        options = SuspectsOptions(
-            saved.nets,
-            {},
-            saved.kernel,
-            split or saved.config.get("split", "all"),
-            signal,
-            top,
-            device,
-            str(folds),
-            jobs,
-        )
+        split = split or saved.config.get("split", "all")
+        options = SuspectsOptions(saved.nets, {}, saved.kernel, split, signal, top, device, str(folds), jobs, *runs_on)
     job = run_suspects(data, options, outdir)
     announce("suspects", job.warnings, len(job.pending), len(job.items), job.plan)
     bar = Progress(len(job.pending), "suspects", quiet=quiet)

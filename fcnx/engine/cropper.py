@@ -19,6 +19,7 @@ confident cell (:func:`fcnx.method.selection.top_category`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,15 +31,16 @@ import torch
 
 from fcnx.engine.decode import Decoded, Files, identity, min_decode_side
 from fcnx.engine.devices import default_batch_size
-from fcnx.engine.ensemble import DEFAULT_KERNEL, Ensemble, KernelChoice, NetCells, NonFiniteOutput, load_ensemble
+from fcnx.engine.ensemble import Ensemble, NetCells, NonFiniteOutput, load_ensemble
+from fcnx.engine.options import CropOptions
 from fcnx.engine.results import Box, CropFailure, CropResult
 from fcnx.errors import FcnxError, UsageError, did_you_mean
 from fcnx.io.decoding import Source, load_rgb, read_rgb, to_rgb
 from fcnx.io.discovery import ImageItem
 from fcnx.io.processes import worker_init
-from fcnx.method import boxes, fitting, geometry
+from fcnx.method import boxes, geometry
 from fcnx.method.evidence import ClassMap
-from fcnx.method.selection import DEFAULT_RULE, RULES, Choice, Level, Selector, select, top_category
+from fcnx.method.selection import Choice, Level, Selector, select, top_category
 
 #: largest resized image (pixels) a pyramid level may have; levels beyond it are left out
 MAX_LEVEL_PIXELS = 16_000_000
@@ -65,68 +67,61 @@ class _Prepared:
 
 
 class Cropper:
-    """An ensemble with the pyramid and selection settings: crops one image or streams many.
+    """An ensemble with the pyramid and selection options (:class:`~fcnx.engine.options.CropOptions`): crops one
+    image or streams many.
 
-    ``step``/``max_scale``: the pyramid starts where the short side equals the kernel and grows by
-    ``step`` up to ``max_scale`` times that start; ``max_scale="auto"``: until the window is about 10 %
-    of the short side, within the decoded image's resolution and a pixel budget (:func:`~fcnx.method.geometry.auto_scales`). ``selection``: ``"paper"`` or ``"votes-first"``
+    The options it reads: ``step``/``max_scale``: the pyramid starts where the short side equals the kernel
+    and grows by ``step`` up to ``max_scale`` times that start; ``max_scale="auto"``: until the window is about
+    10 % of the short side, within the decoded image's resolution and a pixel budget
+    (:func:`~fcnx.method.geometry.auto_scales`). ``selection``: ``"paper"`` or ``"votes-first"``
     (:mod:`fcnx.method.selection`); ``early_stop`` stops an image's pyramid at the first level where
     every net votes for each of its categories. ``categories``: names or indices for every image
     (default: each image's label, else the ensemble's top class). ``batch_size`` images of one
     size go through the nets together (default 8 on an accelerator, 1 on the CPU, where larger
-    batches are no faster: the convolutions of one large image already fill the cores);
-    ``workers`` processes decode images ahead of the nets. ``box``: the rule of :data:`fcnx.method.boxes.RULES` giving each :class:`Box`'s ``x, y, w, h``: the whole object
+    batches are no faster: the convolutions of one large image already fill the cores). ``box``: the rule of
+    :data:`fcnx.method.boxes.RULES` giving each :class:`Box`'s ``x, y, w, h``: the whole object
     fitted to the image's pixels (``"fitted-object"``, the default) or not (``"object"``; both make the pyramid
     gain the whole-image view), the tight box (``"tight"``), the paper's kernel window (``"square"``) or the tight
     box fitted to the image's pixels (``"fitted"``); the fitting rules need OpenCV. The window and the tight box
     are always given, the fitted box (``fitted``) only when it is the one asked for.
-    ``instances``: up to this many boxes per category (:func:`fcnx.method.boxes.instances`).
+    ``instances``: up to this many boxes per category (:func:`fcnx.method.boxes.instances`); ``heatmaps`` or
+    ``heatmaps_npy``: the boxes keep their heatmaps. ``fields`` are options given one by one (over ``options``).
+
+    ``workers`` processes decode images ahead of the nets (:meth:`crop_items`).
     """
 
     def __init__(
-        self,
-        ensemble: Ensemble,
-        *,
-        step: float = geometry.DEFAULT_STEP,
-        max_scale: float | str = geometry.DEFAULT_MAX_SCALE,
-        selection: str = DEFAULT_RULE,
-        early_stop: bool = False,
-        categories: Sequence[str | int] | None = None,
-        batch_size: int | None = None,
-        workers: int = 0,
-        keep_heatmaps: bool = False,
-        box: str = boxes.DEFAULT,
-        instances: int = 1,
+        self, ensemble: Ensemble, options: CropOptions | None = None, *, workers: int = 0, **fields: Any
     ) -> None:
-        if box not in boxes.RULES:
-            raise UsageError(f"unknown box {box!r}; use one of {', '.join(boxes.RULES)}")
-        if boxes.RULES[box].pixels:
-            fitting.opencv()  # the rules fitting pixels need OpenCV: one line now, not an error per image
-        if selection not in RULES:
-            raise UsageError(f"unknown selection rule {selection!r}; use one of {', '.join(RULES)}")
-        try:
-            geometry.pyramid_levels(step, geometry.largest_scale(max_scale))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if instances < 1:
-            raise UsageError(f"the number of instances must be >= 1, got {instances}")
-        if batch_size is None:
-            batch_size = default_batch_size(ensemble.device)
-        if batch_size < 1 or workers < 0:
-            raise UsageError("the batch size must be >= 1 and the number of workers >= 0")
+        options = options or CropOptions()
+        self.options = dataclasses.replace(options, **fields) if fields else options
         self.ensemble = ensemble
-        self.step, self.max_scale = step, max_scale
-        self.selection, self.early_stop = selection, early_stop
-        self.batch_size, self.workers = batch_size, workers
-        self.keep_heatmaps = keep_heatmaps
-        self.box = box
-        self.rule = boxes.RULES[box]
-        self.instances = instances
+        #: images of one size run together (:attr:`CropOptions.batch_size`, by default :func:`default_batch_size`)
+        self.batch_size = self.options.batch_size or default_batch_size(ensemble.device)
+        self.workers = workers
+        self.rule = boxes.RULES[self.options.box]
         #: after a reduced-precision pass, the best levels per category recomputed in fp32 (0: none)
         self.recheck = RECHECK
-        self.categories = [self.category_index(c) for c in categories] if categories else None
+        given = self.options.categories
+        self.categories = [self.category_index(c) for c in given] if given else None
         if self.categories is not None and len(set(self.categories)) != len(self.categories):
             raise UsageError("a category was given twice")
+
+    @classmethod
+    def from_options(cls, options: CropOptions, device: Any = "auto", *, workers: int = 0) -> Cropper:
+        """Load ``options``' nets on ``device`` (:func:`fcnx.engine.ensemble.load_ensemble`) into a cropper."""
+        o = options
+        ensemble = load_ensemble(
+            o.nets,
+            o.weights,
+            kernel=o.kernel,
+            device=device,
+            half=o.half,
+            compile=o.compile,
+            backend=o.backend,
+            precision=o.precision,
+        )
+        return cls(ensemble, options, workers=workers)
 
     @classmethod
     def from_nets(
@@ -134,26 +129,12 @@ class Cropper:
         nets: Sequence[str],
         weights: Mapping[str, str | Path] | None = None,
         *,
-        kernel: KernelChoice = DEFAULT_KERNEL,
         device: Any = "auto",
-        half: bool = False,
-        compile: bool = False,
-        backend: str | None = None,
-        precision: str | None = None,
-        **options: Any,
+        workers: int = 0,
+        **fields: Any,
     ) -> Cropper:
-        """Load the ensemble (see :func:`fcnx.engine.ensemble.load_ensemble`) and build a cropper with ``options``."""
-        ensemble = load_ensemble(
-            nets,
-            weights,
-            kernel=kernel,
-            device=device,
-            half=half,
-            compile=compile,
-            backend=backend,
-            precision=precision,
-        )
-        return cls(ensemble, **options)
+        """Load ``nets`` with ``weights`` and the options ``fields`` (:class:`~fcnx.engine.options.CropOptions`)."""
+        return cls.from_options(CropOptions(nets=nets, weights=dict(weights or {}), **fields), device, workers=workers)
 
     @property
     def classes(self) -> list[str]:
@@ -333,7 +314,7 @@ class Cropper:
     @property
     def min_side(self) -> int:
         """The short side images are decoded to at least (:func:`min_decode_side` of the largest kernel)."""
-        return min_decode_side(max(f.kernel for f in self.ensemble.fcns), self.max_scale)
+        return min_decode_side(max(f.kernel for f in self.ensemble.fcns), self.options.max_scale)
 
     def _categories_of(self, item: ImageItem) -> list[int] | None:
         if self.categories is not None:
@@ -350,10 +331,10 @@ class Cropper:
         height, width = size
         kernel = self.ensemble.kernel
         levels = []
-        if self.max_scale == geometry.AUTO:
-            scales = geometry.auto_scales(height, width, kernel, self.step, min(pixels.shape[-2:]))
+        if self.options.max_scale == geometry.AUTO:
+            scales = geometry.auto_scales(height, width, kernel, self.options.step, min(pixels.shape[-2:]))
         else:
-            scales = geometry.pyramid_scales(height, width, kernel, self.step, float(self.max_scale))
+            scales = geometry.pyramid_scales(height, width, kernel, self.options.step, float(self.options.max_scale))
         for scale in scales:
             scaled = geometry.scaled_size(height, width, scale, kernel)
             if scaled[0] * scaled[1] > MAX_LEVEL_PIXELS:
@@ -373,8 +354,10 @@ class Cropper:
         pixels = _to_device([p.pixels for p in batch], device)
         levels = batch[0].levels
         known = batch[0].categories is not None
-        early = self.early_stop and known
-        selectors = [[Selector(self.selection, early) for _ in range(len(p.categories or ()) or 1)] for p in batch]
+        early = self.options.early_stop and known
+        selectors = [
+            [Selector(self.options.selection, early) for _ in range(len(p.categories or ()) or 1)] for p in batch
+        ]
         kept: list[list[torch.Tensor]] = [[] for _ in batch]  # no category: all probabilities, kept on the device
         maps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in batch]
         active = list(range(len(batch)))
@@ -430,11 +413,11 @@ class Cropper:
         """Selection again after the ``recheck`` best levels per category are recomputed in fp32."""
         selectors = []
         for category, levels in zip(prepared.categories or [], seen):
-            keys = [(c.votes, c.confidence) for c in (select([level], self.selection) for level in levels)]
+            keys = [(c.votes, c.confidence) for c in (select([level], self.options.selection) for level in levels)]
             for index in sorted(range(len(levels)), key=lambda i: keys[i], reverse=True)[: self.recheck]:
                 probs = self.ensemble.probabilities_at(pixels, prepared.levels[index][1], exact=True)[0]
                 levels[index] = Level(probs[:, category].cpu().numpy(), (probs.argmax(dim=1) == category).cpu().numpy())
-            selector = Selector(self.selection)
+            selector = Selector(self.options.selection)
             for level in levels:
                 selector.add(level)
             selectors.append(selector)
@@ -452,7 +435,9 @@ class Cropper:
         found_boxes = []
         for k, (category, selector, maps) in enumerate(zip(prepared.categories or [], selectors, class_maps)):
             first = self._found(prepared, selector.result(), seen[k], maps, None if views is None else views[k])
-            for instance, (found_box, found) in enumerate(boxes.instances(first, self.instances, self.rule.function)):
+            for instance, (found_box, found) in enumerate(
+                boxes.instances(first, self.options.instances, self.rule.function)
+            ):
                 found_boxes.append(self._box(category, found, found_box, instance + 1, prepared.levels))
         scales = tuple(s for s, _ in prepared.levels)
         return CropResult(prepared.item, prepared.size, scales, tuple(found_boxes), prepared.source, guesses)
@@ -470,7 +455,7 @@ class Cropper:
         scale, scaled = levels[choice.level]
         x, y, w, h = found_box
         window, fit = found.window, found.tight
-        fitted = found_box if self.box == "fitted" else None
+        fitted = found_box if self.options.box == "fitted" else None
         return Box(
             category=self.classes[category],
             category_index=category,
@@ -490,12 +475,12 @@ class Cropper:
             net_votes=dict(zip(names, choice.net_votes)),
             levels_examined=choice.levels_examined,
             stopped_early=choice.stopped_early,
-            heatmap=choice.heatmap if self.keep_heatmaps else None,
-            kind=self.box,
+            heatmap=choice.heatmap if self.options.keep_heatmaps else None,
+            kind=self.options.box,
             window=window,
             tight=fit.box,
             fitted=fitted,
-            evidence=fit.object_map() if self.keep_heatmaps else None,
+            evidence=fit.object_map() if self.options.keep_heatmaps else None,
             instance=instance,
         )
 

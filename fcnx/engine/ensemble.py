@@ -104,7 +104,7 @@ class Ensemble:
     (one compilation serves every pyramid level; the first images pay for it). ``fold`` folds each
     torch net's batch norms into its convolutions (:mod:`fcnx.engine.backends.folding`; the same
     function to float rounding, the FCN's ``classifier`` keeps them). ``backend`` and ``precision``
-    choose what runs the nets (:mod:`fcnx.engine.backends`; default: :func:`~fcnx.engine.backends.current`;
+    choose what runs the nets (:mod:`fcnx.engine.backends`; default: torch in fp32;
     ``auto`` is resolved by :func:`~fcnx.engine.backends.resolve`, and :attr:`backend` is what runs them).
     """
 
@@ -115,8 +115,8 @@ class Ensemble:
         half: bool = False,
         compile: bool = False,
         fold: bool = True,
-        backend: str | None = None,
-        precision: str | None = None,
+        backend: str = backends.DEFAULT_BACKEND,
+        precision: str = backends.DEFAULT_PRECISION,
         align: str = "bilinear",
         reference: int | None = None,
     ) -> None:
@@ -286,12 +286,9 @@ class Ensemble:
             torch.mps.synchronize()
 
 
-def _backend(
-    fcns: list[FCN], device: torch.device, backend: str | None, precision: str | None, compile: bool
-) -> tuple[str, str]:
-    """What runs ``fcns`` and at which precision: ``backend``/``precision`` (default: the current ones) resolved
-    for ``device`` (:mod:`fcnx.engine.backends`)."""
-    backend, precision = backend or backends.current()[0], precision or backends.current()[1]
+def _backend(fcns: list[FCN], device: torch.device, backend: str, precision: str, compile: bool) -> tuple[str, str]:
+    """What runs ``fcns`` and at which precision: ``backend``/``precision`` resolved for ``device``
+    (:mod:`fcnx.engine.backends`)."""
     exportable = not compile and all(isinstance(f.net, torch.nn.Module) for f in fcns)
     backend = backends.resolve(backend, device.type, precision, exportable=exportable)
     precision = backends.check(backend, precision, device.type)
@@ -351,8 +348,8 @@ def load_ensemble(
     device: Any = "auto",
     half: bool = False,
     compile: bool = False,
-    backend: str | None = None,
-    precision: str | None = None,
+    backend: str = backends.DEFAULT_BACKEND,
+    precision: str = backends.DEFAULT_PRECISION,
 ) -> Ensemble:
     """Load ``nets`` (backbone names) on ``device`` into an :class:`Ensemble`.
 

@@ -22,59 +22,19 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from fcnx.engine.options import CropOptions
 from fcnx.errors import Terminated, UsageError
 from fcnx.io.discovery import ImageItem
-from fcnx.method import boxes
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
-    from fcnx.engine.ensemble import KernelChoice
 
-SETTINGS_VERSION = 1
-
-
-@dataclass(frozen=True)
-class CropOptions:
-    """What to crop with and how (see ``fcnx crop --help`` for each option's meaning).
-
-    ``weights``: per net a checkpoint file or hub tag (default ``pretrained``); ``categories``:
-    names or indices (default: each image's label, else the top class); ``workers``: decode
-    processes (default: half the CPUs, at most 4); ``jobs``: processes running the nets on this
-    machine (``None``: auto, :func:`fcnx.jobs.workers.plan`; 1: this process); ``engine``: ``local`` or ``ray``.
-    """
-
-    nets: Sequence[str]
-    weights: dict[str, str] = field(default_factory=dict)
-    kernel: KernelChoice = 299
-    categories: Sequence[str] = ()
-    step: float = 1.2
-    max_scale: float | str = 3.0
-    selection: str = "paper"
-    early_stop: bool = False
-    split: str = "all"
-    device: str = "auto"
-    half: bool = False
-    compile: bool = False
-    batch_size: int | None = None
-    workers: int | None = None
-    jobs: int | None = 1
-    dry_run: bool = False
-    heatmaps: bool = False
-    heatmaps_npy: bool = False
-    box: str = boxes.DEFAULT
-    instances: int = 1
-    gallery: bool = False
-    fail_fast: bool = False
-    in_place: bool = False
-    profile: bool = False
-    engine: str = "local"
-    address: str | None = None
-    actors: int | None = None
+__all__ = ["CropJob", "CropOptions", "CropSummary", "ImageResult", "run_crop"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +81,7 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weights_identity(nets: Sequence[str], weights: dict[str, str]) -> dict[str, str]:
+def weights_identity(nets: Sequence[str], weights: Mapping[str, str | Path]) -> dict[str, str]:
     """Per net, what identifies its weights: a file's SHA-256 (shipped files too) or a hub tag."""
     from fcnx.backbones.registry import get_backbone
     from fcnx.engine.fcn import weight_file
@@ -198,10 +158,6 @@ class CropJob:
     def _load_nets(self) -> None:
         o = self.options
         self.local = o.engine == "local"
-        if not self.local:
-            from fcnx.jobs.ray import check_kernel
-
-            check_kernel(o.kernel)
         from fcnx.jobs.workers import Plan
 
         if self._given is not None:
@@ -240,14 +196,14 @@ class CropJob:
         # the Ray driver and the parent of worker processes run no image: their nets run on torch, unexported
         driver = not self.local or self.plan.jobs > 1
         self.ensemble = load_ensemble(
-            list(o.nets),
+            o.nets,
             o.weights,
             kernel=o.kernel,
             device=self.device,
             half=o.half and self.local,
             compile=o.compile and self.local,
-            backend="torch" if driver else None,
-            precision="fp32" if driver else None,
+            backend="torch" if driver else o.backend,
+            precision="fp32" if driver else o.precision,
         )
         self.ensemble.timed = o.profile
         for name, fcn in zip(o.nets, self.ensemble.fcns):
@@ -257,64 +213,24 @@ class CropJob:
                     f"{name} was trained at {size} px and runs at kernel {fcn.kernel}; the paper fine-tunes "
                     f"every net at the common kernel"
                 )
-        workers = o.workers if o.workers is not None else min(4, (os.cpu_count() or 2) // 2)
-        self.cropper = Cropper(
-            self.ensemble,
-            step=o.step,
-            max_scale=o.max_scale,
-            selection=o.selection,
-            early_stop=o.early_stop,
-            categories=list(o.categories) or None,
-            batch_size=o.batch_size,
-            workers=workers,
-            keep_heatmaps=o.heatmaps or o.heatmaps_npy,
-            box=o.box,
-            instances=o.instances,
-        )
+        self.cropper = Cropper(self.ensemble, o, workers=o.decode_workers)
 
     def _runs_on(self) -> str:
         """What runs the nets, checked (a missing runtime is refused now, and exported once, not by every worker)."""
-        from fcnx.engine import backends
-
         ensemble = self.ensemble
+        o = self.options
         if not self.local:  # what the actors are told (auto: each resolves it on its own device)
-            backend, precision = backends.current()
-            return backend + ("" if precision == "fp32" else f" {precision}")
+            return o.backend + ("" if o.precision == "fp32" else f" {o.precision}")
         if self.plan.jobs == 1:
-            backend, precision = ensemble.backend, ensemble.precision
-            return backend + ("" if precision == "fp32" else f" {precision}")
+            return ensemble.backend + ("" if ensemble.precision == "fp32" else f" {ensemble.precision}")
         from fcnx.jobs.workers import workers_runtime
 
-        return workers_runtime(ensemble, self.device.type, self.options.compile)
+        return workers_runtime(ensemble, self.device.type, o.backend, o.precision, o.compile)
 
     def settings(self) -> dict[str, Any]:
-        """The options that change the boxes: an OUTDIR made with other settings is refused."""
-        o, cropper = self.options, self.cropper
-        settings: dict[str, Any] = {
-            "version": SETTINGS_VERSION,
-            "nets": list(o.nets),
-            "weights": weights_identity(o.nets, o.weights),
-            "kernel": self.ensemble.kernel,
-            "step": cropper.step,
-            "max_scale": cropper.max_scale,
-            "selection": cropper.selection,
-            "early_stop": cropper.early_stop,
-            "categories": [cropper.classes[c] for c in cropper.categories] if cropper.categories else None,
-            "half": o.half,
-        }
-        if self.ensemble.mixed:  # absent for nets of one kernel and stride, so earlier OUTDIRs still resume
-            settings["kernels"] = [f.kernel for f in self.ensemble.fcns]
-        if o.box != "square":  # absent for the paper's box, so OUTDIRs made before --box still resume
-            settings["box"] = o.box
-        if o.instances != 1:  # absent for one box per category, so earlier OUTDIRs still resume
-            settings["instances"] = o.instances
-        if o.in_place:  # it changes the crops' names (absent otherwise, so OUTDIRs of earlier versions still resume)
-            settings["in_place"] = True
-        backend, _, precision = self.runs_on.partition(" ")
-        if precision:  # it may move boxes (absent for fp32, so earlier OUTDIRs still resume)
-            settings["precision"] = precision
-        settings["backend"] = backend  # what ran the nets; recorded, never compared: the same boxes
-        return settings
+        """The options' settings form (:meth:`CropOptions.settings`): an OUTDIR made with other settings is refused."""
+        o = self.options
+        return o.settings(self.cropper, weights_identity(o.nets, o.weights), self.runs_on)
 
     def meta_copies(self) -> list[tuple[Path, PurePosixPath]]:
         """The dataset lists of dataset-root inputs, and where they go in OUTDIR (none in place or dry)."""
@@ -343,11 +259,7 @@ class CropJob:
             kernel=self.ensemble.kernel,
             stride=self.ensemble.stride,
             expected_boxes=range(categories, categories * o.instances + 1),
-            crops=not o.dry_run,
-            heatmaps=o.heatmaps,
-            maps=o.heatmaps_npy,
-            gallery=o.gallery,
-            in_place=o.in_place,
+            options=o,
             protected=[item.path for item in self.items],
             meta_copies=self.meta_copies(),
             lock=self.lock,
@@ -387,30 +299,6 @@ class CropJob:
             self._stream = _empty_stream()
         self._stream.close()
 
-    def _config(self) -> Any:
-        """What a worker process or Ray actor needs to build this job's cropper."""
-        from fcnx.jobs.ray import CropperConfig
-
-        o = self.options
-        return CropperConfig(
-            tuple(o.nets),
-            o.weights,
-            o.kernel,
-            half=o.half,
-            compile=o.compile,
-            options={
-                "step": o.step,
-                "max_scale": o.max_scale,
-                "selection": o.selection,
-                "early_stop": o.early_stop,
-                "categories": list(o.categories) or None,
-                "batch_size": o.batch_size,
-                "keep_heatmaps": o.heatmaps or o.heatmaps_npy,
-                "box": o.box,
-                "instances": o.instances,
-            },
-        )
-
     def _engine(self) -> Iterator[Any]:
         o = self.options
         if self.local and self.plan.jobs == 1:
@@ -420,20 +308,12 @@ class CropJob:
 
             self._worker_stats = WorkerStats()
             return crop_in_workers(
-                self._config(), self.pending, self.plan, self.cropper.batch_size, self._worker_stats, self._pool
+                o.portable(), self.pending, self.plan, self.cropper.batch_size, self._worker_stats, self._pool
             )
         from fcnx.jobs.ray import RayStats, crop_on_ray
 
         self._ray_stats = RayStats()
-        return crop_on_ray(
-            self._config(),
-            self.pending,
-            address=o.address,
-            device=o.device,
-            actors=o.actors,
-            timed=o.profile,
-            stats=self._ray_stats,
-        )
+        return crop_on_ray(o, self.pending, stats=self._ray_stats)
 
     def _run(self) -> Generator[ImageResult, None, None]:
         from fcnx.engine.results import CropFailure

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fcnx.engine.backends import DEFAULT_BACKEND, DEFAULT_PRECISION
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.discovery import ImageItem
 from fcnx.jobs import evaluation
 from fcnx.jobs.resume import ResumeJournal
+from fcnx.method import geometry
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import KernelChoice
@@ -49,7 +51,7 @@ class EvaluateOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: KernelChoice = 299
+    kernel: KernelChoice = geometry.DEFAULT_KERNEL
     split: str = "test"
     crops: str | os.PathLike[str] | None = None
     crop: bool = False
@@ -60,6 +62,8 @@ class EvaluateOptions:
     address: str | None = None
     actors: int | None = None
     jobs: int | None = 1
+    backend: str = DEFAULT_BACKEND
+    precision: str = DEFAULT_PRECISION
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,16 @@ class ScoreTask:
     boxes: evaluation.BoxIndex | None
     crop: bool
     batch_size: int
+    backend: str
+    precision: str
 
     def start(self, device: str) -> Callable[[list[ImageItem]], Iterator[tuple[ImageItem, Any, float]]]:
         from fcnx.engine.cropper import Cropper
         from fcnx.engine.ensemble import load_ensemble
 
-        ensemble = load_ensemble(self.nets, self.weights, kernel=self.kernel, device=device)
+        ensemble = load_ensemble(
+            self.nets, self.weights, kernel=self.kernel, device=device, backend=self.backend, precision=self.precision
+        )
         box_of: Callable[[ImageItem, Any], evaluation.XYWH | None] | None = None
         if self.boxes is not None:
             box_of = self.boxes.box_of
@@ -180,7 +188,7 @@ class EvaluateJob:
         options = self.options
         local = options.engine == "local"
         if not local:
-            from fcnx.jobs.ray import check_kernel
+            from fcnx.engine.options import check_kernel
 
             check_kernel(options.kernel)
         device = resolve_device(options.device if local else "cpu")
@@ -195,11 +203,11 @@ class EvaluateJob:
             options.weights,
             kernel=options.kernel,
             device=device,
-            backend="torch" if driver else None,
-            precision="fp32" if driver else None,
+            backend="torch" if driver else options.backend,
+            precision="fp32" if driver else options.precision,
         )
         if self.plan.jobs > 1:
-            workers.workers_runtime(self.ensemble, device.type)
+            workers.workers_runtime(self.ensemble, device.type, options.backend, options.precision)
         _check_classes(self.dataset.classes, self.ensemble.classes, self.data)
         if options.crop:
             from fcnx.engine.cropper import Cropper
@@ -246,7 +254,9 @@ class EvaluateJob:
             if report:
                 report(line)
         if options.engine == "local":
-            batch_size = options.batch_size or (1 if self.ensemble.device.type == "cpu" else 8)
+            from fcnx.engine.devices import default_batch_size
+
+            batch_size = options.batch_size or default_batch_size(self.ensemble.device)
             outcomes = dict(
                 (str(i.path), r["outcome"])
                 for i in self.items
@@ -283,7 +293,7 @@ class EvaluateJob:
         from fcnx.jobs.workers import run_in_workers
 
         o = self.options
-        task = ScoreTask(tuple(o.nets), o.weights, o.kernel, self.boxes, o.crop, batch_size)
+        task = ScoreTask(tuple(o.nets), o.weights, o.kernel, self.boxes, o.crop, batch_size, o.backend, o.precision)
         for index, outcome in run_in_workers(task, self.pending, self.plan, batch_size):
             yield self.pending[index], outcome
 
@@ -296,10 +306,13 @@ def _evaluate_on_ray(
     report: Callable[[str], None] | None,
 ) -> evaluation.Evaluation:
     """Score ``items`` (and their crops) on a Ray cluster."""
-    from fcnx.jobs.ray import CropperConfig, evaluate_on_ray
+    from fcnx.engine.options import CropOptions
+    from fcnx.jobs.ray import evaluate_on_ray
 
+    o = options
+    nets = CropOptions(o.nets, o.weights, o.kernel, backend=o.backend, precision=o.precision)
     return evaluate_on_ray(
-        CropperConfig(tuple(options.nets), options.weights, options.kernel),
+        nets.portable(),
         items,
         boxes=boxes,
         crop=options.crop,

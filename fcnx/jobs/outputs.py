@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from fcnx.engine.options import CropOptions
 from fcnx.engine.results import Box, CropResult
 from fcnx.errors import FcnxError
 from fcnx.io.decoding import Source, open_upright, to_rgb
@@ -83,9 +84,10 @@ def _write_error(exc: BaseException, path: object) -> FcnxError:
 class CropOutputs:
     """The output folder of one ``fcnx crop`` run: lock, resume state, files, journal, table and gallery.
 
-    ``settings`` are the options that change boxes; an OUTDIR made with other settings is refused.
-    ``expected_boxes`` is the number of records an image gets (one per category). ``in_place`` marks
-    crop names with :data:`~fcnx.jobs.naming.IN_PLACE_MARK`; nothing is ever written at the path of a
+    ``options``: the run's, which say what is written (``dry_run``: no crops; ``heatmaps``, ``heatmaps_npy``,
+    ``gallery``; ``in_place`` marks crop names with :data:`~fcnx.jobs.naming.IN_PLACE_MARK`); ``settings``: their
+    settings form (:meth:`~fcnx.engine.options.CropOptions.settings`): an OUTDIR made with other settings is refused.
+    ``expected_boxes`` is the number of records an image gets (one per category). Nothing is ever written at the path of a
     ``protected`` file (the inputs). ``meta_copies``: dataset lists copied at the end, ``(source,
     path in OUTDIR)``; ``lock``: OUTDIR's lock if the caller took it already. Use as a context manager,
     or call :meth:`open` and :meth:`finish`.
@@ -100,12 +102,8 @@ class CropOutputs:
         kernel: int,
         stride: int,
         expected_boxes: int | range,
-        crops: bool = True,
-        heatmaps: bool = False,
-        gallery: bool = False,
-        maps: bool = False,
+        options: CropOptions | None = None,
         threads: int = 2,
-        in_place: bool = False,
         protected: Iterable[Path] = (),
         meta_copies: Sequence[tuple[Path, PurePosixPath]] = (),
         lock: OutdirLock | None = None,
@@ -115,9 +113,9 @@ class CropOutputs:
         self.net_names = list(net_names)
         self.kernel, self.stride = kernel, stride
         self.expected_boxes = expected_boxes
-        self.crops, self.heatmaps, self.gallery = crops, heatmaps, gallery
-        self.maps = maps
-        self.in_place = in_place
+        self.options = options = options or CropOptions()
+        #: what is written per image besides its records (read from ``options``)
+        self.crops, self.heatmaps, self.maps = not options.dry_run, options.heatmaps, options.heatmaps_npy
         self.meta_copies = list(meta_copies)
         self.journal = CropJournal(outdir / JOURNAL, outdir / ASIDE)
         #: one line per journal line set aside on opening
@@ -167,7 +165,7 @@ class CropOutputs:
             self._protected,
             crops=self.crops,
             heatmaps=self.heatmaps,
-            in_place=self.in_place,
+            in_place=self.options.in_place,
             maps=self.maps,
         )
 
@@ -304,7 +302,7 @@ class CropOutputs:
                 (TABLE, lambda: reports.write_table(self.outdir, self.records, self.net_names)),
                 (FAILURES, lambda: reports.write_failures(self.outdir, list(failures))),
             ]
-            if self.gallery:
+            if self.options.gallery:
                 steps.append(
                     (
                         GALLERY,

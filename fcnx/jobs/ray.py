@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fcnx.engine import backends
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.discovery import ImageItem
 
 if TYPE_CHECKING:
-    from fcnx.engine.ensemble import KernelChoice
+    from fcnx.engine.options import CropOptions
 
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'fcnx[ray]'"
 
@@ -45,47 +44,6 @@ def import_ray() -> Any:
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
     return ray
-
-
-def check_kernel(kernel: Any) -> None:
-    """Refuse a kernel other than one common side (``native``, per net): the actors decode for one kernel."""
-    if not isinstance(kernel, int):
-        raise UsageError(f"--engine ray runs the nets at one common kernel, not {kernel!r}: give --kernel N")
-
-
-@dataclasses.dataclass(frozen=True)
-class CropperConfig:
-    """What an actor needs to build the driver's cropper on its own device (weights as absolute paths)."""
-
-    nets: tuple[str, ...]
-    weights: dict[str, str]
-    kernel: KernelChoice  # one common kernel (an int); "native" and per-net kernels are refused
-    half: bool = False
-    compile: bool = False
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: what runs the nets in the actors (default: the driver's, :func:`fcnx.engine.backends.current`)
-    backend: tuple[str, str] = dataclasses.field(default_factory=backends.current)
-
-    def __post_init__(self) -> None:
-        check_kernel(self.kernel)
-        absolute = {n: os.path.abspath(w) if Path(w).is_file() else w for n, w in self.weights.items()}
-        object.__setattr__(self, "weights", absolute)
-
-    def build(self, device: str) -> Any:
-        from fcnx.engine.cropper import Cropper
-
-        return Cropper.from_nets(
-            list(self.nets),
-            self.weights,
-            kernel=self.kernel,
-            device=device,
-            half=self.half,
-            compile=self.compile,
-            backend=self.backend[0],
-            precision=self.backend[1],
-            **self.options,
-            workers=0,
-        )
 
 
 @dataclasses.dataclass
@@ -114,13 +72,15 @@ def _decode_batch(batch: dict[str, np.ndarray], min_side: int) -> dict[str, np.n
 class CropActor:
     """Ray Data actor: a cropper on this actor's device; crops one batch of images, batched by size."""
 
-    def __init__(self, config: CropperConfig, device: str, timed: bool = False) -> None:
+    def __init__(self, options: CropOptions, device: str) -> None:
         import torch
+
+        from fcnx.engine.cropper import Cropper
 
         if device == "cpu":
             torch.set_num_threads(1)
-        self.cropper = config.build(device)
-        self.cropper.ensemble.timed = timed
+        self.cropper = Cropper.from_options(options, device)
+        self.cropper.ensemble.timed = options.profile
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from fcnx.engine.decode import decode
@@ -160,17 +120,19 @@ class EvaluateActor:
     """Ray Data actor: :func:`fcnx.jobs.evaluation.evaluate` of a batch of images (the result comes with its first row)."""
 
     def __init__(
-        self, config: CropperConfig, device: str, boxes: Any = None, crop: bool = False, batch_size: int | None = None
+        self, options: CropOptions, device: str, boxes: Any = None, crop: bool = False, batch_size: int | None = None
     ) -> None:
         import torch
 
+        from fcnx.engine.cropper import Cropper
+        from fcnx.engine.devices import default_batch_size
         from fcnx.jobs import evaluation
 
         if device == "cpu":
             torch.set_num_threads(1)
-        cropper = config.build(device)
+        cropper = Cropper.from_options(options, device)
         self.ensemble = cropper.ensemble
-        self.batch_size = batch_size or (8 if device == "cuda" else 1)
+        self.batch_size = batch_size or default_batch_size(torch.device(device))
         self.box_of = boxes.box_of if boxes is not None else (evaluation.crops_of(cropper) if crop else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -205,26 +167,26 @@ class EvaluateActor:
 
 
 def crop_on_ray(
-    config: CropperConfig,
+    options: CropOptions,
     items: Sequence[ImageItem],
     *,
-    address: str | None = None,
-    device: str = "auto",
-    actors: int | None = None,
     decode_tasks: bool | None = None,
-    timed: bool = False,
     stats: RayStats | None = None,
 ) -> Iterator[Any]:
-    """Crop ``items`` on a Ray cluster: a :class:`~fcnx.engine.results.CropResult` or ``CropFailure`` per image, as they complete.
+    """Crop ``items`` on a Ray cluster with ``options``: a :class:`~fcnx.engine.results.CropResult` or ``CropFailure``
+    per image, as they complete.
 
-    Joins the cluster at ``address`` (default: ``RAY_ADDRESS``, else a new local one) unless Ray is
+    Joins the cluster at ``options.address`` (default: ``RAY_ADDRESS``, else a new local one) unless Ray is
     already initialised; a cluster it started is shut down when the iterator ends or is closed.
-    ``device``: ``auto`` (GPU actors when the cluster has GPUs), ``cpu`` or ``cuda``. ``actors``:
+    ``options.device``: ``auto`` (GPU actors when the cluster has GPUs), ``cpu`` or ``cuda``. ``options.actors``:
     default one per GPU, else one per CPU. ``decode_tasks``: decode in Ray Data tasks rather than in
-    the actors (default: with GPU actors). ``timed``: synchronise around forward passes so that
+    the actors (default: with GPU actors). ``options.profile``: synchronise around forward passes so that
     ``stats.forward_seconds`` is exact on a GPU.
     """
+    import torch
+
     from fcnx.engine.decode import min_decode_side
+    from fcnx.engine.devices import default_batch_size
     from fcnx.engine.results import CropFailure
 
     ray = import_ray()
@@ -232,14 +194,14 @@ def crop_on_ray(
     if not items:
         return
     stats = stats if stats is not None else RayStats()
-    with _cluster(ray, address):
-        use_gpus, count = _plan(ray, device, actors, config.half)
+    with _cluster(ray, options.address):
+        use_gpus, count = _plan(ray, options.device, options.actors, options.half)
         stats.actors, stats.gpus = count, use_gpus
-        batch_size = config.options.get("batch_size") or (8 if use_gpus else 1)
+        batch_size = options.batch_size or default_batch_size(torch.device("cuda" if use_gpus else "cpu"))
         decode = use_gpus if decode_tasks is None else decode_tasks
-        assert isinstance(config.kernel, int)  # CropperConfig refuses any other kernel
-        min_side = min_decode_side(config.kernel, config.options.get("max_scale", 3.0))
-        kwargs = {"config": config, "device": "cuda" if use_gpus else "cpu", "timed": timed}
+        assert isinstance(options.kernel, int)  # CropOptions refuses any other kernel on Ray
+        min_side = min_decode_side(options.kernel, options.max_scale)
+        kwargs = {"options": options.portable(), "device": "cuda" if use_gpus else "cpu"}
         # a Ray Data batch: the images an actor sorts by size into batches of batch_size
         rows = _stream(ray, items, CropActor, kwargs, use_gpus, count, 4 * batch_size, min_side if decode else None)
         for index, result, (forward, busy, cpu) in rows:
@@ -253,7 +215,7 @@ def crop_on_ray(
 
 
 def evaluate_on_ray(
-    config: CropperConfig,
+    options: CropOptions,
     items: Sequence[ImageItem],
     *,
     boxes: Any = None,
@@ -267,6 +229,7 @@ def evaluate_on_ray(
 ) -> Any:
     """:func:`fcnx.jobs.evaluation.evaluate` of ``items`` on a Ray cluster: the same :class:`~fcnx.jobs.evaluation.Evaluation`.
 
+    ``options``: the nets (their ``weights`` as absolute paths), ``backend`` and ``precision``.
     ``boxes``: a :class:`~fcnx.jobs.evaluation.BoxIndex` to score crops from; ``crop``: crop each image
     for its label in the actors. The actors score batches of images; the driver adds up their
     counts and lists the skipped images in input order. Cluster, ``device`` and ``actors``: as
@@ -277,13 +240,13 @@ def evaluate_on_ray(
     ray = import_ray()
     items = list(items)
     if not items:
-        names = list(config.nets) + (["ensemble"] if len(config.nets) > 1 else [])
+        names = list(options.nets) + (["ensemble"] if len(options.nets) > 1 else [])
         return Evaluation(names, {n: Scores() for n in names}, {n: Scores() for n in names} if boxes or crop else {})
     total: Any = None  # an Evaluation whose skipped are (index, line) pairs until sorted below
     with _cluster(ray, address):
-        use_gpus, count = _plan(ray, device, actors, config.half)
+        use_gpus, count = _plan(ray, device, actors, options.half)
         kwargs = {
-            "config": config,
+            "options": options,
             "device": "cuda" if use_gpus else "cpu",
             "boxes": boxes,
             "crop": crop,

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fcnx.engine.backends import DEFAULT_BACKEND, DEFAULT_PRECISION
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.discovery import ImageItem
 from fcnx.jobs import workers
 from fcnx.jobs.resume import ResumeJournal
-from fcnx.method.geometry import XYWH
+from fcnx.method.geometry import DEFAULT_KERNEL, XYWH
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -269,13 +270,15 @@ class SuspectsOptions:
 
     nets: Sequence[str]
     weights: dict[str, str] = field(default_factory=dict)
-    kernel: KernelChoice = 299
+    kernel: KernelChoice = DEFAULT_KERNEL
     split: str = "all"
     signal: str = "paper"
     top: int | None = None
     device: str = "auto"
     folds: str | None = None
     jobs: int | None = 1
+    backend: str = DEFAULT_BACKEND
+    precision: str = DEFAULT_PRECISION
 
 
 def choose_models(options: SuspectsOptions, items: Sequence[ImageItem]) -> Cropper | HeldOutCropper:
@@ -286,14 +289,24 @@ def choose_models(options: SuspectsOptions, items: Sequence[ImageItem]) -> Cropp
     from fcnx.engine.ensemble import load_ensemble
 
     device = resolve_device(options.device)
+    o = options
     if options.folds is None:
-        return Cropper(load_ensemble(options.nets, options.weights, kernel=options.kernel, device=device))
+        return Cropper(
+            load_ensemble(o.nets, o.weights, kernel=o.kernel, device=device, backend=o.backend, precision=o.precision)
+        )
     from fcnx.io.folds import fold_weights
     from fcnx.jobs.heldout import HeldOutCropper, fold_of_items
 
     folds, weights = fold_weights(Path(options.folds))
     chosen = fold_of_items(folds, items, Path(options.folds))
-    croppers = [Cropper(load_ensemble(folds.nets, files, kernel=folds.kernel, device=device)) for files in weights]
+    croppers = [
+        Cropper(
+            load_ensemble(
+                folds.nets, files, kernel=folds.kernel, device=device, backend=o.backend, precision=o.precision
+            )
+        )
+        for files in weights
+    ]
     return HeldOutCropper(croppers, items, chosen)
 
 

@@ -3,9 +3,9 @@ the parent keeps OUTDIR.
 
 The parent lists the images, holds OUTDIR's lock, journals each image's result and writes every output
 exactly as one process does. Each worker (a spawned process: no state of the parent's threads or runtimes
-is inherited) builds what its :class:`Task` needs (:class:`CropTask`: the parent's cropper from a
-:class:`~fcnx.jobs.ray.CropperConfig`; ``fcnx.jobs.evaluate.ScoreTask``, ``fcnx.jobs.suspects.JudgeTask``)
-on its own device and number of threads, on the parent's backend, and sends back each image's result
+is inherited) builds what its :class:`Task` needs (:class:`CropTask`: the parent's cropper from its
+:class:`~fcnx.engine.options.CropOptions`; ``fcnx.jobs.evaluate.ScoreTask``, ``fcnx.jobs.suspects.JudgeTask``)
+on its own device and number of threads, on the backend the task names, and sends back each image's result
 (:func:`run_in_workers`). Images go out in input order, a few batches per worker in flight; results come
 back as they complete, and the journal is put in input order at the end (as with Ray), so the outputs are
 the bytes one process writes.
@@ -103,12 +103,13 @@ class CropTask:
     """``fcnx crop`` in a worker: the parent's cropper, each item decoded and cropped (a ``CropResult`` or
     ``CropFailure``)."""
 
-    config: Any  # a fcnx.jobs.ray.CropperConfig
+    options: Any  # a fcnx.engine.options.CropOptions (weights as absolute paths)
 
     def start(self, device: str) -> Callable[[list[ImageItem]], Iterator[tuple[ImageItem, Any, float]]]:
+        from fcnx.engine.cropper import Cropper
         from fcnx.engine.decode import decode
 
-        cropper = self.config.build(device)
+        cropper = Cropper.from_options(self.options, device)
         ensemble = cropper.ensemble
 
         def run(items: list[ImageItem]) -> Iterator[tuple[ImageItem, Any, float]]:
@@ -120,15 +121,15 @@ class CropTask:
         return run
 
 
-def workers_runtime(ensemble: Any, device_type: str, compile: bool = False) -> str:
-    """What will run ``ensemble``'s nets in the workers (``onnxruntime``, ``openvino bf16``...), checked now: a
-    missing runtime is refused in the parent, and the nets are exported once here, not by every worker."""
+def workers_runtime(ensemble: Any, device_type: str, backend: str, precision: str, compile: bool = False) -> str:
+    """What will run ``ensemble``'s nets in the workers at ``backend`` and ``precision`` (``onnxruntime``,
+    ``openvino bf16``...), checked now: a missing runtime is refused in the parent, and the nets are exported
+    once here, not by every worker."""
     import torch
 
     from fcnx.engine import backends
 
     exportable = not compile and all(isinstance(f.net, torch.nn.Module) for f in ensemble.fcns)
-    backend, precision = backends.current()
     backend = backends.resolve(backend, device_type, precision, exportable=exportable)
     precision = backends.check(backend, precision, device_type)
     if backend != "torch":
@@ -142,7 +143,7 @@ def workers_runtime(ensemble: Any, device_type: str, compile: bool = False) -> s
 
 
 def _serve(device: str, threads: int, parent: int, setup: Any, tasks: Any, results: Any) -> None:
-    """A worker: import the nets' frameworks, take its :class:`Task` and backend from ``setup`` (``None``: end), then
+    """A worker: import the nets' frameworks, take its :class:`Task` from ``setup`` (``None``: end), then
     do each batch of ``(index, item)`` from ``tasks`` until ``None``; put ``(index, result, forward seconds)``
     on ``results``, or ``(-1, error line, 0.0)`` and stop when something breaks."""
     die_with_parent(parent)
@@ -151,19 +152,16 @@ def _serve(device: str, threads: int, parent: int, setup: Any, tasks: Any, resul
         import torch
 
         import fcnx.engine.cropper  # noqa: F401  (imported while the parent prepares: most of a worker's start)
-        from fcnx.engine import backends
 
         torch.set_num_threads(threads)
-        message = setup.get()
-        if message is None:
+        task = setup.get()
+        if task is None:
             return
-        task, backend = message
-        with backends.selected(*backend):  # the parent's --backend and --precision
-            run = task.start(device)
-            for batch in iter(tasks.get, None):
-                position = {id(item): index for index, item in batch}
-                for item, result, seconds in run([item for _, item in batch]):
-                    results.put((position[id(item)], result, seconds))
+        run = task.start(device)
+        for batch in iter(tasks.get, None):
+            position = {id(item): index for index, item in batch}
+            for item, result, seconds in run([item for _, item in batch]):
+                results.put((position[id(item)], result, seconds))
     except BaseException as exc:  # the parent stops the run with this line
         results.put((-1, f"a worker process failed: {type(exc).__name__}: {exc}", 0.0))
 
@@ -197,8 +195,6 @@ class Pool:
     ) -> Iterator[tuple[int, Any]]:
         """Do ``task`` on ``items``: ``(index in items, result)`` as they complete (see :func:`run_in_workers`);
         the pool is closed at the end (once used, it is done)."""
-        from fcnx.engine import backends
-
         assert not self._used, "a pool runs one task"
         self._used = True
         items = list(items)
@@ -207,7 +203,7 @@ class Pool:
                 return
             stats = stats if stats is not None else WorkerStats()
             for setup in self.setups:
-                setup.put((task, backends.current()))
+                setup.put(task)
             yield from self._exchange(items, batch, stats)
             for _ in self.workers:
                 self.tasks.put(None)
@@ -265,7 +261,7 @@ class WorkerStats:
 
 
 def crop_in_workers(
-    config: Any,
+    options: Any,
     items: Sequence[ImageItem],
     plan: Plan,
     batch: int,
@@ -275,7 +271,7 @@ def crop_in_workers(
     """Crop ``items`` in ``plan.jobs`` worker processes: a ``CropResult`` or ``CropFailure`` per image, as
     they complete (:func:`run_in_workers`)."""
     items = list(items)
-    for index, result in run_in_workers(CropTask(config), items, plan, batch, stats, pool):
+    for index, result in run_in_workers(CropTask(options), items, plan, batch, stats, pool):
         yield dataclasses.replace(result, item=items[index])  # the parent's item (paths as given)
 
 
@@ -290,8 +286,8 @@ def run_in_workers(
     """Do ``task`` on ``items`` in ``plan.jobs`` worker processes (``pool``, if started already): ``(index in
     items, result)`` as they complete.
 
-    ``batch``: images sent to a worker at a time. The workers run the nets on the parent's backend
-    (:func:`fcnx.engine.backends.current`). Closing the iterator stops the workers (what is in flight is
+    ``batch``: images sent to a worker at a time. The workers run the nets on the backend ``task`` names.
+    Closing the iterator stops the workers (what is in flight is
     dropped: a rerun does it)."""
     if pool is None and not items:
         return iter(())

@@ -65,16 +65,16 @@ def test_unlabelled_boxes_are_crops_for_the_top_class(cropper):
     founds = [localization.found(cropper, p, (0, 1, 2), "paper", x) for p, x in zip(pyramids, images)]
     crops = {
         kind: {c.item.rel.as_posix(): boxes.box(kind, f) for c, f in zip(canvases, founds)}
-        for kind in ("square", "tight", cropper.box)
+        for kind in ("square", "tight", cropper.options.box)
     }
     unlabelled = localization.unlabelled_boxes(cropper, canvases, pyramids, images, crops)
-    assert list(unlabelled) == ["square", "tight", cropper.box] == list(crops)  # the default box last
+    assert list(unlabelled) == ["square", "tight", cropper.options.box] == list(crops)  # the default box last
     moved = 0
     for canvas in canvases:
         box = cropper.crop_image(canvas.item.path).boxes[0]  # no category, no label: the top class
         key = canvas.item.rel.as_posix()
         assert unlabelled["square"][key] == box.window and unlabelled["tight"][key] == box.tight
-        assert unlabelled[cropper.box][key] == (box.x, box.y, box.w, box.h)
+        assert unlabelled[cropper.options.box][key] == (box.x, box.y, box.w, box.h)
         moved += box.category != canvas.item.label
     assert moved == 9  # the top class is another on 9 of the 10 canvases: their pyramids are recomputed
 

@@ -34,5 +34,7 @@ def test_a_stored_pyramid_gives_the_croppers_boxes_for_every_rule(cropper, tmp_p
     for name in ("square", "tight", "object", "fitted-object"):
         found = back.pyramid(red).select()
         found.pixels = _image()
-        (box,) = Cropper(cropper.ensemble, max_scale=cropper.max_scale, box=name).crop_image(_image(), ["red"]).boxes
+        (box,) = (
+            Cropper(cropper.ensemble, max_scale=cropper.options.max_scale, box=name).crop_image(_image(), ["red"]).boxes
+        )
         assert boxes.box(name, found) == pytest.approx((box.x, box.y, box.w, box.h), abs=1e-6)

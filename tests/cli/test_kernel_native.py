@@ -12,8 +12,8 @@ from tiny_backbones import color_checkpoint
 
 from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
+from fcnx.engine.options import CropOptions
 from fcnx.errors import UsageError
-from fcnx.jobs.ray import CropperConfig
 
 
 @pytest.fixture
@@ -79,9 +79,9 @@ def test_ray_refuses_native_kernels_in_one_line_before_writing_anything(tmp_path
         cli, ["crop", *args[1], "--kernel", "native", "--engine", "ray", str(tmp_path / "photos"), "-o", str(out)]
     )
     assert result.exit_code == 2 and result.stderr == line
-    assert [p.name for p in out.iterdir()] == [".fcnx-lock"]  # no settings, boxes or crops
+    assert not out.exists()  # refused where the options are built: OUTDIR is not even made
     with pytest.raises(UsageError, match="--engine ray runs the nets at one common kernel, not 'native'"):
-        CropperConfig(("tiny0",), {}, "native")
+        CropOptions(("tiny0",), {}, "native", engine="ray")
 
 
 def test_evaluate_and_suspects_run_a_mixed_ensemble(tmp_path, args):

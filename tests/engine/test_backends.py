@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from fcnx.engine import backends
 from fcnx.engine.backends import onnx_cache, runtimes
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.ensemble import load_ensemble
+from fcnx.engine.options import CropOptions
 from fcnx.errors import UsageError
 from fcnx.io.discovery import discover
-from fcnx.jobs.ray import CropperConfig
 
 NETS = ["tiny_vgg", "tiny_resnet", "tiny_inception"]
 MODULES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
@@ -182,11 +183,11 @@ def test_bf16_without_native_support_says_so_and_runs_fp32(tmp_path, capsys):
         backends.check("openvino", "fp32", "cuda")
 
 
-def test_ray_actors_get_the_selected_backend():
-    with backends.selected("openvino", "bf16"):
-        config = CropperConfig(nets=("tiny_vgg",), weights={}, kernel=56)
-    assert config.backend == ("openvino", "bf16")
-    assert CropperConfig(nets=("tiny_vgg",), weights={}, kernel=56).backend == ("torch", "fp32")
+def test_the_backend_is_a_field_of_the_options_the_actors_get():
+    options = CropOptions(("tiny_vgg",), kernel=56, backend="openvino", precision="bf16", engine="ray")
+    sent = pickle.loads(pickle.dumps(options.portable()))  # what a Ray actor or worker process gets
+    assert (sent.backend, sent.precision) == ("openvino", "bf16") and sent == options
+    assert (CropOptions(("tiny_vgg",)).backend, CropOptions(("tiny_vgg",)).precision) == ("torch", "fp32")
 
 
 def test_bf16_recheck_recomputes_the_best_levels_in_fp32(one_thread, cache):

@@ -121,7 +121,7 @@ def test_engine_choice_equals_sliding_the_classifiers_over_every_window(random_n
 
 
 def test_a_red_square_is_found_where_it_is(color_nets):
-    cropper = Cropper.from_nets(list(color_nets), color_nets, device="cpu", keep_heatmaps=True)
+    cropper = Cropper.from_nets(list(color_nets), color_nets, device="cpu", heatmaps=True)
     result = cropper.crop_image(red_square(), categories=["red", "green"])
     red, green = result.boxes
     assert (red.category, red.found, red.votes, red.nets) == ("red", True, 3, 3)

@@ -211,7 +211,7 @@ def test_label_levels_and_batches_give_the_boxes_of_one_image_at_a_time(tmp_path
         assert box.confidence == pytest.approx(alone.confidence, abs=1e-5)
     for path in paths:
         size, levels, label, _, _ = cropper.label_levels(discover([path])[0], "egg")
-        choice = select(label, cropper.selection)
+        choice = select(label, cropper.options.selection)
         assert (choice.level, choice.cell) == (single[path].level, single[path].cell)
         window = geometry.cell_to_box(
             choice.cell, size, levels[choice.level][1], cropper.ensemble.kernel, cropper.ensemble.stride
@@ -239,7 +239,7 @@ def test_shared_kernel_ensembles_give_todays_probabilities_and_boxes_byte_for_by
             today = ensemble.outputs_at(tensor, scaled)[0]  # the cropper's: the windows pooled from the class maps
             assert (today - plain).abs().max() < 1e-6
             levels.append(Level(today[0, :, category].numpy(), (today[0].argmax(dim=1) == category).numpy()))
-        choice = select(levels, cropper.selection)
+        choice = select(levels, cropper.options.selection)
         (box,) = results[item.path].boxes
         assert (box.level, box.cell, box.votes, box.confidence) == (
             choice.level,

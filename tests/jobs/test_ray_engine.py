@@ -7,6 +7,7 @@ convolutions summed in another order could differ in the last bit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -101,17 +102,19 @@ def test_ray_engine_writes_the_same_bytes_as_the_local_engine_and_resumes(tmp_pa
 @pytest.mark.slow
 def test_decode_tasks_and_one_actor_give_the_local_results(tmp_path, cluster, weights, one_thread):
     """The GPU layout (decoding in Ray Data tasks, then the actors) run on CPUs: same boxes and heatmaps."""
-    from fcnx.jobs.ray import CropperConfig, RayStats, crop_on_ray
+    from fcnx.engine.options import CropOptions
+    from fcnx.jobs.ray import RayStats, crop_on_ray
 
     items = discover([photos(tmp_path / "photos")])
-    options = {"max_scale": 1.5, "categories": ["cake"], "keep_heatmaps": True, "early_stop": True}
+    fields = {"max_scale": 1.5, "categories": ["cake"], "heatmaps": True, "early_stop": True}
     local = {
         r.item.path: r
-        for r in Cropper.from_nets(NETS, weights, kernel=KERNEL, device="cpu", **options).crop_items(items)
+        for r in Cropper.from_nets(NETS, weights, kernel=KERNEL, device="cpu", **fields).crop_items(items)
     }
     stats = RayStats()
-    config = CropperConfig(tuple(NETS), {n: str(p) for n, p in weights.items()}, KERNEL, options=options)
-    remote = list(crop_on_ray(config, items, actors=1, decode_tasks=True, timed=True, stats=stats))
+    options = CropOptions(NETS, {n: str(p) for n, p in weights.items()}, KERNEL, engine="ray", actors=1, profile=True)
+    options = dataclasses.replace(options, **fields)
+    remote = list(crop_on_ray(options, items, decode_tasks=True, stats=stats))
     assert sorted(str(r.item.path) for r in remote) == sorted(str(i.path) for i in items)
     assert stats.actors == 1 and not stats.gpus and stats.forward_seconds > 0
     for result in remote:

@@ -2,19 +2,17 @@
 
 The one interface the :class:`~fcnx.engine.ensemble.Ensemble` calls is a *runner*: a callable from RGB pixels
 ``N x 3 x H x W`` in ``[0, 255]`` to logits ``N x classes x h x w`` (a torch :class:`~fcnx.engine.fcn.FCN` is
-one). :func:`runner` builds one for a backend and precision. The CLI's choice reaches every ensemble built
-while a command runs (local or in Ray actors) through :func:`selected` / :func:`current`.
+one). :func:`runner` builds one for a backend and precision. A job's options carry the choice (``--backend``,
+``--precision``) to every ensemble it builds, in this process, its worker processes and Ray actors.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,24 +33,11 @@ EXTRAS = {"openvino": "openvino", "onnxruntime": "onnx"}
 #: CPU flags that mean native bf16 arithmetic (AVX-512 BF16 or AMX)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
+#: what runs the nets unless told otherwise: torch, the reference, in fp32
+DEFAULT_BACKEND = "torch"
+DEFAULT_PRECISION = "fp32"
+
 Runner = Callable[[Any], Any]
-
-_selected: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("fcnx_backend", default=("torch", "fp32"))
-
-
-def current() -> tuple[str, str]:
-    """The ``(backend, precision)`` ensembles use unless told otherwise (set by :func:`selected`)."""
-    return _selected.get()
-
-
-@contextlib.contextmanager
-def selected(backend: str, precision: str) -> Iterator[None]:
-    """Make ``(backend, precision)`` the default of the ensembles built inside the ``with`` block."""
-    token = _selected.set((backend, precision))
-    try:
-        yield
-    finally:
-        _selected.reset(token)
 
 
 @functools.cache
