@@ -14,7 +14,7 @@ from tiny_backbones import color_checkpoint
 from tiny_train_backbone import NAME, make_food101
 
 from fcnx.cli import cli
-from fcnx.io.journal import record_problem
+from fcnx.io.record import record_problem
 
 #: ImageNet names two classes "crane" (a bird and a machine) and tells them apart by their synsets
 CLASSES = ["crane (n02012849)", "crate", "crane (n03126707)", "canoe"]
