@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, NamedTuple
 from fcnx.errors import UsageError
 from fcnx.io.files import atomic_write, write_all
 from fcnx.io.images import ImageItem
-from fcnx.io.record import CropRecord, Json, cut_warning, line_warning, record_problem
+from fcnx.io.record import BoxLine, CropRecord, Json, cut_warning, line_warning, record_problem
 
 
 @dataclass
@@ -68,7 +68,25 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, CropRec
                 continue
             yield number, record
     except OSError as exc:
-        raise UsageError(f"cannot read the boxes ({exc.strerror or exc})", path) from None
+        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
+    if journal.cut:
+        warnings.append(cut_warning(path))
+
+
+def read_box_lines(path: Path, warnings: list[str]) -> Iterator[tuple[int, BoxLine]]:
+    """The box lines (:class:`~fcnx.io.record.BoxLine`) of a box file with their line numbers, one at a time: the
+    reader of ``fcnx evaluate --crops``, ``fcnx train --crops`` and ``fcnx export``, which take a crop journal or
+    any file with its box fields. A line without a box is a :class:`~fcnx.errors.UsageError` naming it, a last line
+    cut short a line in ``warnings`` (:func:`~fcnx.io.record.cut_warning`)."""
+    journal = Journal()
+    try:
+        for number, line in journal_lines(path, journal):
+            try:
+                yield number, BoxLine.of(line)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
     if journal.cut:
         warnings.append(cut_warning(path))
 

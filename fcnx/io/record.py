@@ -295,3 +295,36 @@ def read_box(source: Any) -> XYWH:
     if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
         raise ValueError(f"empty or invalid box {(x, y, w, h)}")
     return x, y, w, h
+
+
+@dataclass(frozen=True)
+class BoxLine:
+    """What a line of a box file gives (a crop record, or a hand-written line with a box): the image's ``path``,
+    its box (:func:`read_box`), the box's ``category`` and the image's ``file`` (relative to its root) where given,
+    its ``(height, width)`` where both are given (whole numbers, not checked for > 0), and the whole ``line``."""
+
+    path: str
+    box: XYWH
+    category: str | None
+    file: str | None
+    size: tuple[int, int] | None
+    line: Json = field(repr=False)
+
+    @classmethod
+    def of(cls, data: Json | None) -> BoxLine:
+        """The box line of a JSON line; ``ValueError`` (or ``KeyError`` for a missing field) saying what is wrong."""
+        if data is None:
+            raise ValueError("not a JSON object")
+        box = read_box(data)
+        if not isinstance(data["path"], str):
+            raise ValueError(f"field 'path' is not a path ({data['path']!r})")
+        category = data.get("category")
+        if not isinstance(category, str | None):
+            raise ValueError("its category is no name")
+        for side in ("width", "height"):
+            if data.get(side) is not None and (isinstance(data[side], bool) or not isinstance(data[side], int)):
+                raise ValueError(f"field {side!r} is not a side in pixels ({data[side]!r})")
+        height, width = data.get("height"), data.get("width")
+        size = None if height is None or width is None else (height, width)
+        file = data.get("file")
+        return cls(data["path"], box, category, file if isinstance(file, str) else None, size, data)

@@ -106,7 +106,7 @@ def test_export_refuses_numbers_written_as_text(tmp_path):
 
 
 def test_the_crop_journal_refuses_numbers_written_as_text():
-    from fcnx.io.journal import FIELDS
+    from fcnx.io.record import FIELDS
 
     record = {key: 1 for key in FIELDS} | {"path": "a", "file": "a", "label": None, "category": "c", "found": True}
     record |= {"cell": [0, 0], "scaled_size": [1, 1], "net_scores": {"n": 0.5}, "net_votes": {"n": True}}
