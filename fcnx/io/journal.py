@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, NamedTuple
 from fcnx.errors import UsageError
 from fcnx.io.files import atomic_write, write_all
 from fcnx.io.images import ImageItem
-from fcnx.io.record import BoxLine, CropRecord, Json, cut_warning, line_warning, record_problem
+from fcnx.io.record import BoxLine, CropRecord, Json, cut_warning, line_warning, parse_line, record_problem
 
 
 @dataclass
@@ -102,14 +102,11 @@ def _parsed_lines(path: Path, journal: Journal) -> Iterator[tuple[int, int, byte
             raw = raw.removesuffix(b"\n")
             if not raw.strip():
                 continue
-            try:
-                record = json.loads(raw)
-            except (ValueError, RecursionError):  # also bad UTF-8, and nesting too deep for Python
-                record = None
-            if journal.unterminated and not isinstance(record, dict):  # the last line, cut short
+            record = parse_line(raw)
+            if journal.unterminated and record is None:  # the last line, cut short
                 journal.cut = True
                 break
-            yield number, start, raw, record if isinstance(record, dict) else None
+            yield number, start, raw, record
 
 
 def _open_regular(path: Path) -> BinaryIO:

@@ -16,6 +16,7 @@ short by a kill with :func:`cut_warning`, each in one wording. Hand-written box 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -78,7 +79,7 @@ class CropRecord:
     votes: int = field(metadata=_csv(6))
     nets: int = field(metadata=_csv(7))
     confidence: float = field(metadata=_csv(8))
-    mean_confidence: float = field(init=False, metadata=_csv(9))
+    mean_confidence: float = field(metadata=_csv(9))
     scale: float = field(metadata=_csv(10))
     level: int = field(metadata=_csv(11))
     cell: tuple[int, int] = field(metadata=_csv(12))
@@ -87,10 +88,10 @@ class CropRecord:
     y: float = field(metadata=_csv(14))
     w: float = field(metadata=_csv(15))
     h: float = field(metadata=_csv(16))
-    x1: float = field(init=False, metadata=_csv(17))
-    y1: float = field(init=False, metadata=_csv(18))
-    x2: float = field(init=False, metadata=_csv(19))
-    y2: float = field(init=False, metadata=_csv(20))
+    x1: float = field(metadata=_csv(17))
+    y1: float = field(metadata=_csv(18))
+    x2: float = field(metadata=_csv(19))
+    y2: float = field(metadata=_csv(20))
     net_scores: dict[str, float] = field(metadata=_csv(23, "score"))
     net_votes: dict[str, bool] = field(metadata=_csv(24, "vote"))
     levels_examined: int = field(metadata=_csv(None))
@@ -107,11 +108,6 @@ class CropRecord:
     source_mtime_ns: int = field(metadata=_csv(None))
     guesses: tuple[Guess, ...] = field(default=(), metadata=_csv(None))
 
-    def __post_init__(self) -> None:
-        derived = {"mean_confidence": self.confidence / self.nets, "x1": self.x, "y1": self.y}
-        for name, value in (derived | {"x2": self.x + self.w, "y2": self.y + self.h}).items():
-            object.__setattr__(self, name, value)
-
     @classmethod
     def from_json(cls, data: Json | None) -> CropRecord:
         """The record of a JSON line; ``ValueError`` saying what is wrong (:func:`record_problem`) if it is none."""
@@ -119,7 +115,12 @@ class CropRecord:
         if problem is not None:
             raise ValueError(problem)
         assert data is not None
-        return cls(**{f.name: _frozen(data[f.name]) for f in fields(cls) if f.init and f.name in data})
+        return cls(**{f.name: _frozen(data[f.name]) for f in fields(cls) if f.name in data})
+
+    @classmethod
+    def from_line(cls, raw: bytes) -> CropRecord:
+        """The record of a line's bytes (:func:`parse_line`, then :meth:`from_json`)."""
+        return cls.from_json(parse_line(raw))
 
     def to_json(self) -> Json:
         """The JSON line's object (lists for tuples), fields in declaration order."""
@@ -161,6 +162,10 @@ def _columns(f: Any, net_names: list[str]) -> list[str]:
     return [f.name]
 
 
+#: the boxes a record keeps besides ``x, y, w, h``, one field each (typed ``XYWH | None``)
+BOXES = tuple(f.name for f in fields(CropRecord) if f.type == "XYWH | None")
+
+
 def _frozen(value: Any) -> Any:
     """JSON lists as tuples (nested too), maps copied."""
     if isinstance(value, list):
@@ -177,10 +182,13 @@ def _thawed(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- the checks of a line
 
-#: the fields every record holds and their JSON types (``None`` allowed where listed); other fields are kept as
-#: is, but for the optional ``guesses`` (:func:`_are_guesses`)
+#: the fields every record holds and their JSON types (``None`` allowed where listed); other fields are kept as is
 FIELDS: dict[str, tuple[type, ...]] = {
     f.name: _JSON_TYPES[str(f.type)] for f in fields(CropRecord) if f.default is MISSING
+}
+#: the fields a record may lack (lines of earlier runs) and their JSON types
+OPTIONAL: dict[str, tuple[type, ...]] = {
+    f.name: _JSON_TYPES[str(f.type)] for f in fields(CropRecord) if f.default is not MISSING
 }
 _KEYS = tuple(FIELDS)
 _NUMBERS = tuple(key for key, types in FIELDS.items() if float in types)
@@ -226,11 +234,19 @@ def _inside(rel: str | None) -> bool:
 
 
 def record_problem(record: Json | None) -> str | None:
-    """Why ``record`` is not a whole crop record (``None`` when it is)."""
+    """Why ``record`` is not a whole crop record (``None`` when it is): the fields of :data:`FIELDS` with their
+    types and values, and the optional ones (:data:`OPTIONAL`) where given."""
     if record is None:
         return "not a JSON object"
-    if _quick_ok(record) and _are_guesses(record.get("guesses", [])):
-        return None
+    if not _quick_ok(record):
+        problem = _required_problem(record)
+        if problem is not None:
+            return problem
+    return _optional_problem(record)
+
+
+def _required_problem(record: Json) -> str | None:
+    """What is wrong with the fields of :data:`FIELDS` of ``record``, one at a time."""
     for key, types in FIELDS.items():
         if key not in record:
             return f"no field {key!r}"
@@ -248,6 +264,20 @@ def record_problem(record: Json | None) -> str | None:
     for key in ("crop", "heatmap"):
         if not _inside(record[key]):
             return f"field {key!r} is not a path inside OUTDIR"
+    return None
+
+
+def _optional_problem(record: Json) -> str | None:
+    """What is wrong with the optional fields (:data:`OPTIONAL`) ``record`` gives."""
+    for key, types in OPTIONAL.items():
+        if key in record and not _fits(record[key], types):
+            return f"field {key!r} has the wrong type or value ({type(record[key]).__name__})"
+    for key in BOXES:
+        box = record.get(key)
+        if box is not None and (len(box) != 4 or not all(_fits(v, _NUMBER) for v in box)):
+            return f"field {key!r} is not a box [x, y, w, h]"
+    if not _inside(record.get("map")):
+        return "field 'map' is not a path inside OUTDIR"
     if not _are_guesses(record.get("guesses", [])):
         return "field 'guesses' is not a list of [class, probability, votes]"
     return None
@@ -263,6 +293,16 @@ def _are_guesses(value: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- what readers say and accept
+
+
+def parse_line(raw: bytes) -> Json | None:
+    """The JSON object of one line's bytes; ``None`` when it is none (not JSON, bad UTF-8, nested too deep, not an
+    object)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def line_warning(path: object, number: int, problem: str, action: str = "skipped") -> str:
