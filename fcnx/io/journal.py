@@ -62,7 +62,7 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, CropRec
     try:
         for number, line in journal_lines(path, journal):
             try:
-                record = CropRecord.from_json(line)
+                record = CropRecord.parse(line)
             except ValueError as exc:
                 warnings.append(line_warning(path, number, str(exc)))
                 continue

@@ -8,8 +8,8 @@ later version). The boxes besides ``x, y, w, h`` (one per box rule the record ke
 ``XYWH | None``; each gives four columns (``window_x`` ...).
 
 Lines carry no version field: :data:`VERSION` 1 is the format without one; a later format that cannot be read
-as this one adds it. Records that passed :func:`record_problem` become :class:`CropRecord` with
-:meth:`CropRecord.from_json`; a line that is not one is reported with :func:`line_warning`, a last line cut
+as this one adds it. A line read from a file becomes a :class:`CropRecord` with :meth:`CropRecord.parse`
+(:func:`record_problem`'s checks); a line that is not one is reported with :func:`line_warning`, a last line cut
 short by a kill with :func:`cut_warning`, each in one wording. Hand-written box files (``fcnx evaluate
 --crops``, ``fcnx export``) need only a box: :func:`read_box`.
 """
@@ -109,18 +109,24 @@ class CropRecord:
     guesses: tuple[Guess, ...] = field(default=(), metadata=_csv(None))
 
     @classmethod
-    def from_json(cls, data: Json | None) -> CropRecord:
-        """The record of a JSON line; ``ValueError`` saying what is wrong (:func:`record_problem`) if it is none."""
+    def parse(cls, data: Json | None) -> CropRecord:
+        """The record of a JSON line read from a file; ``ValueError`` saying what is wrong (:func:`record_problem`)
+        if it is none."""
         problem = record_problem(data)
         if problem is not None:
             raise ValueError(problem)
         assert data is not None
-        return cls(**{f.name: _frozen(data[f.name]) for f in fields(cls) if f.name in data})
+        return cls.from_json(data)
 
     @classmethod
     def from_line(cls, raw: bytes) -> CropRecord:
-        """The record of a line's bytes (:func:`parse_line`, then :meth:`from_json`)."""
-        return cls.from_json(parse_line(raw))
+        """The record of a line's bytes (:func:`parse_line`, then :meth:`parse`)."""
+        return cls.parse(parse_line(raw))
+
+    @classmethod
+    def from_json(cls, data: Json) -> CropRecord:
+        """The record of the JSON form of one fcnx holds (one it wrote, or :meth:`parse` checked), unchecked."""
+        return cls(**{f.name: _frozen(data[f.name]) for f in fields(cls) if f.name in data})
 
     def to_json(self) -> Json:
         """The JSON line's object (lists for tuples), fields in declaration order."""

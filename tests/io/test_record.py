@@ -34,7 +34,7 @@ def test_pinned_lines_round_trip_and_give_the_pinned_table(tmp_path, lines, tabl
 
 
 def test_the_csv_row_and_columns():
-    record = CropRecord.from_json(crop_record("/d/a.jpg", "a.jpg", "pizza", (512, 384), (1.0, 2.0, 30.0, 40.0)))
+    record = CropRecord.parse(crop_record("/d/a.jpg", "a.jpg", "pizza", (512, 384), (1.0, 2.0, 30.0, 40.0)))
     columns = CropRecord.csv_columns(["n0", "n1"])
     assert columns[:4] == ["file", "path", "label", "category"] and columns[12:14] == ["cell_i", "cell_j"]
     assert columns[24:28] == ["score:n0", "score:n1", "vote:n0", "vote:n1"]
@@ -78,7 +78,7 @@ def test_each_check_is_one_line_naming_the_file_and_line(tmp_path, change, probl
     bad = {k: v for k, v in (GOOD | change).items() if v is not None or k != "path"}
     assert record_problem(bad) == problem
     with pytest.raises(ValueError, match=f"^{problem}$".replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
-        CropRecord.from_json(bad)
+        CropRecord.parse(bad)
     path = tmp_path / "boxes.jsonl"
     path.write_bytes(dump_line(GOOD) + dump_line(bad) + dump_line(GOOD) + b'{"path": "/d/b.j')
     warnings: list[str] = []
