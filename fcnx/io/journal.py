@@ -68,7 +68,7 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, CropRec
                 continue
             yield number, record
     except OSError as exc:
-        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
+        raise _unreadable(exc, path) from None
     if journal.cut:
         warnings.append(cut_warning(path))
 
@@ -86,9 +86,13 @@ def read_box_lines(path: Path, warnings: list[str]) -> Iterator[tuple[int, BoxLi
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
     except OSError as exc:
-        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
+        raise _unreadable(exc, path) from None
     if journal.cut:
         warnings.append(cut_warning(path))
+
+
+def _unreadable(exc: OSError, path: Path) -> UsageError:
+    return UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path)
 
 
 def _parsed_lines(path: Path, journal: Journal) -> Iterator[tuple[int, int, bytes, dict[str, Any] | None]]:

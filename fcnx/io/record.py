@@ -21,7 +21,7 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-#: the format of the lines (lines of version 1 carry no version field)
+#: the format of the lines: version 1 carries no ``version`` field; a line with another one is not read
 VERSION = 1
 
 #: a box ``(x, y, w, h)`` in the image's upright pixels
@@ -159,17 +159,18 @@ def _table_fields(cls: type[CropRecord]) -> list[Any]:
 
 def _columns(f: Any, net_names: list[str]) -> list[str]:
     """The columns of one field: per net for a map, ``_i``/``_j`` for a cell, ``_x`` ... ``_h`` for a box."""
-    if f.type.startswith("dict["):
+    kind = str(f.type)
+    if kind.startswith("dict["):
         return [f"{f.metadata['column']}:{net}" for net in net_names]
-    if f.type == "tuple[int, int]":
+    if kind == "tuple[int, int]":
         return [f"{f.name}_i", f"{f.name}_j"]
-    if f.type == "XYWH | None":
+    if kind == "XYWH | None":
         return [f"{f.name}_{c}" for c in "xywh"]
     return [f.name]
 
 
 #: the boxes a record keeps besides ``x, y, w, h``, one field each (typed ``XYWH | None``)
-BOXES = tuple(f.name for f in fields(CropRecord) if f.type == "XYWH | None")
+BOXES = tuple(f.name for f in fields(CropRecord) if str(f.type) == "XYWH | None")
 
 
 def _frozen(value: Any) -> Any:
@@ -274,7 +275,10 @@ def _required_problem(record: Json) -> str | None:
 
 
 def _optional_problem(record: Json) -> str | None:
-    """What is wrong with the optional fields (:data:`OPTIONAL`) ``record`` gives."""
+    """What is wrong with the optional fields (:data:`OPTIONAL`) ``record`` gives; a line of another format
+    version (a ``version`` field other than :data:`VERSION`) is not read."""
+    if record.get("version", VERSION) != VERSION:
+        return f"format version {record['version']!r}; this fcnx reads version {VERSION}"
     for key, types in OPTIONAL.items():
         if key in record and not _fits(record[key], types):
             return f"field {key!r} has the wrong type or value ({type(record[key]).__name__})"

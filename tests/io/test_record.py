@@ -70,6 +70,7 @@ CHECKS = [
     ({"tight": [1.0, 2.0, 3.0]}, "field 'tight' is not a box [x, y, w, h]"),
     ({"map": "/abs.npy"}, "field 'map' is not a path inside OUTDIR"),
     ({"guesses": [["a", 0.5]]}, "field 'guesses' is not a list of [class, probability, votes]"),
+    ({"version": 2}, "format version 2; this fcnx reads version 1"),
 ]
 
 
