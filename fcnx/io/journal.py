@@ -84,11 +84,16 @@ def read_box_lines(path: Path, warnings: list[str]) -> Iterator[tuple[int, BoxLi
             try:
                 yield number, BoxLine.of(line)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
+                raise not_a_box(path, number, exc) from None
     except OSError as exc:
         raise _unreadable(exc, path) from None
     if journal.cut:
         warnings.append(cut_warning(path))
+
+
+def not_a_box(path: Path, number: int, exc: Exception) -> UsageError:
+    """The one line of a line of a box file that gives no box (or, for its reader, not what it needs)."""
+    return UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path)
 
 
 def _unreadable(exc: OSError, path: Path) -> UsageError:

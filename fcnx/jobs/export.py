@@ -29,7 +29,7 @@ from fcnx.errors import FcnxError, UsageError
 from fcnx.io import export as writers
 from fcnx.io.files import writing
 from fcnx.io.images import open_upright, output_base
-from fcnx.io.journal import read_box_lines
+from fcnx.io.journal import not_a_box, read_box_lines
 from fcnx.io.record import BoxLine, read_box
 from fcnx.method import geometry
 from fcnx.method.boxes import RULES
@@ -121,7 +121,7 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
                 if not isinstance(category, str):
                     raise ValueError("no category (nor label)")
             except (ValueError, KeyError, TypeError) as exc:
-                raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
+                raise not_a_box(path, number, exc) from None
             index = record.get("category_index")
             order.setdefault(category, index if isinstance(index, int) else 1 << 30)
             boxes.append((category, chosen, record))
