@@ -26,24 +26,24 @@ from fcnx.method.selection import DEFAULT_RULE, RULES
 
 if TYPE_CHECKING:
     from fcnx.engine.ensemble import Ensemble
+    from fcnx.io.record import CropRecord
     from fcnx.jobs.crop import CropJob, CropSummary
 
 #: runs of at most this many images print one line per box
 SHOW_BOXES_UP_TO = 20
 
 
-def _box_line(record: dict[str, Any]) -> str:
+def _box_line(record: CropRecord) -> str:
     """One box: the pixels its crop is cut from (rounded as the crop is, at least one a side), votes, confidence."""
     from fcnx.method.geometry import pixel_box
 
-    flag = "" if record["found"] else "  [found=false: no net finds it]"
-    crop = f" -> {record['crop']}" if record.get("crop") else ""
-    box = (record["x"], record["y"], record["w"], record["h"])
-    x1, y1, x2, y2 = pixel_box(box, (record["height"], record["width"]))
+    r = record
+    flag = "" if r.found else "  [found=false: no net finds it]"
+    crop = f" -> {r.crop}" if r.crop else ""
+    x1, y1, x2, y2 = pixel_box((r.x, r.y, r.w, r.h), (r.height, r.width))
     return (
-        f"{record['file']}: {record['category']} at x={x1} y={y1} w={x2 - x1} h={y2 - y1}"
-        f", votes {record['votes']}/{record['nets']}, mean confidence "
-        f"{record['mean_confidence']:.2f}, scale {record['scale']:.2f}{crop}{flag}"
+        f"{r.file}: {r.category} at x={x1} y={y1} w={x2 - x1} h={y2 - y1}, votes {r.votes}/{r.nets}, mean confidence "
+        f"{r.mean_confidence:.2f}, scale {r.scale:.2f}{crop}{flag}"
     )
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -77,39 +76,6 @@ class Box:
     @property
     def y2(self) -> float:
         return self.y + self.h
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready facts of the box (without the heatmap)."""
-        return {
-            "category": self.category,
-            "category_index": self.category_index,
-            "found": self.found,
-            "votes": self.votes,
-            "nets": self.nets,
-            "confidence": self.confidence,
-            "mean_confidence": self.mean_confidence,
-            "scale": self.scale,
-            "level": self.level,
-            "cell": list(self.cell),
-            "scaled_size": list(self.scaled_size),
-            "x": self.x,
-            "y": self.y,
-            "w": self.w,
-            "h": self.h,
-            "x1": self.x1,
-            "y1": self.y1,
-            "x2": self.x2,
-            "y2": self.y2,
-            "net_scores": dict(self.net_scores),
-            "net_votes": dict(self.net_votes),
-            "levels_examined": self.levels_examined,
-            "stopped_early": self.stopped_early,
-            "box_kind": self.kind,
-            "window": list(self.window),
-            "tight": list(self.tight),
-            "fitted": None if self.fitted is None else list(self.fitted),
-            "instance": self.instance,
-        }
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ edit, another program) is set aside once, and its image redone.
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 from array import array
@@ -27,8 +26,7 @@ from typing import Any, BinaryIO, NamedTuple
 from fcnx.errors import UsageError
 from fcnx.io.discovery import ImageItem
 from fcnx.io.files import atomic_write, write_all
-
-Record = dict[str, Any]
+from fcnx.io.record import BoxLine, CropRecord, Json, cut_warning, line_warning, parse_line, record_problem
 
 
 @dataclass
@@ -55,6 +53,53 @@ def journal_lines(path: Path, journal: Journal) -> Iterator[tuple[int, dict[str,
     return ((number, record) for number, _, _, record in _parsed_lines(path, journal))
 
 
+def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, CropRecord]]:
+    """The crop records of the journal at ``path`` one at a time, with their line numbers: the reader of every
+    command that needs whole records. A line that is not one (:func:`~fcnx.io.record.line_warning`) and a last line
+    cut short (:func:`~fcnx.io.record.cut_warning`) are skipped with a line in ``warnings``; a file that cannot be
+    read is a :class:`~fcnx.errors.UsageError`."""
+    journal = Journal()
+    try:
+        for number, line in journal_lines(path, journal):
+            try:
+                record = CropRecord.parse(line)
+            except ValueError as exc:
+                warnings.append(line_warning(path, number, str(exc)))
+                continue
+            yield number, record
+    except OSError as exc:
+        raise _unreadable(exc, path) from None
+    if journal.cut:
+        warnings.append(cut_warning(path))
+
+
+def read_box_lines(path: Path, warnings: list[str]) -> Iterator[tuple[int, BoxLine]]:
+    """The box lines (:class:`~fcnx.io.record.BoxLine`) of a box file with their line numbers, one at a time: the
+    reader of ``fcnx evaluate --crops``, ``fcnx train --crops`` and ``fcnx export``, which take a crop journal or
+    any file with its box fields. A line without a box is a :class:`~fcnx.errors.UsageError` naming it, a last line
+    cut short a line in ``warnings`` (:func:`~fcnx.io.record.cut_warning`)."""
+    journal = Journal()
+    try:
+        for number, line in journal_lines(path, journal):
+            try:
+                yield number, BoxLine.of(line)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise not_a_box(path, number, exc) from None
+    except OSError as exc:
+        raise _unreadable(exc, path) from None
+    if journal.cut:
+        warnings.append(cut_warning(path))
+
+
+def not_a_box(path: Path, number: int, exc: Exception) -> UsageError:
+    """The one line of a line of a box file that gives no box (or, for its reader, not what it needs)."""
+    return UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path)
+
+
+def _unreadable(exc: OSError, path: Path) -> UsageError:
+    return UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path)
+
+
 def _parsed_lines(path: Path, journal: Journal) -> Iterator[tuple[int, int, bytes, dict[str, Any] | None]]:
     """:func:`journal_lines` with each line's offset in the file and its bytes (without the newline), read
     from the file a line at a time."""
@@ -66,14 +111,11 @@ def _parsed_lines(path: Path, journal: Journal) -> Iterator[tuple[int, int, byte
             raw = raw.removesuffix(b"\n")
             if not raw.strip():
                 continue
-            try:
-                record = json.loads(raw)
-            except (ValueError, RecursionError):  # also bad UTF-8, and nesting too deep for Python
-                record = None
-            if journal.unterminated and not isinstance(record, dict):  # the last line, cut short
+            record = parse_line(raw)
+            if journal.unterminated and record is None:  # the last line, cut short
                 journal.cut = True
                 break
-            yield number, start, raw, record if isinstance(record, dict) else None
+            yield number, start, raw, record
 
 
 def _open_regular(path: Path) -> BinaryIO:
@@ -86,7 +128,7 @@ def _open_regular(path: Path) -> BinaryIO:
     return file
 
 
-def dump_line(record: Record) -> bytes:
+def dump_line(record: Json) -> bytes:
     """One journal line: JSON in UTF-8; undecodable bytes of file names (lone surrogates) as ``\\udcXX`` escapes."""
     return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
 
@@ -108,120 +150,6 @@ def append_lines(path: Path, data: bytes) -> int:
     return size
 
 
-# --------------------------------------------------------------------------- what a record must hold
-
-_NUMBER = (int, float)
-#: the fields of a crop record and their JSON types (``None`` allowed where listed); other fields are kept as is,
-#: but for the optional ``guesses`` (:func:`_are_guesses`)
-FIELDS: dict[str, tuple[type, ...]] = {
-    "path": (str,),
-    "file": (str,),
-    "label": (str, type(None)),
-    "width": (int,),
-    "height": (int,),
-    "category": (str,),
-    "category_index": (int,),
-    "found": (bool,),
-    "votes": (int,),
-    "nets": (int,),
-    "confidence": _NUMBER,
-    "mean_confidence": _NUMBER,
-    "scale": _NUMBER,
-    "level": (int,),
-    "cell": (list,),
-    "scaled_size": (list,),
-    **{key: _NUMBER for key in ("x", "y", "w", "h", "x1", "y1", "x2", "y2")},
-    "net_scores": (dict,),
-    "net_votes": (dict,),
-    "levels_examined": (int,),
-    "stopped_early": (bool,),
-    "crop": (str, type(None)),
-    "heatmap": (str, type(None)),
-    "source_size": (int,),
-    "source_mtime_ns": (int,),
-}
-
-
-def _fits(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in types:
-        return False  # JSON true is not a number
-    return isinstance(value, types) and not (isinstance(value, float) and not math.isfinite(value))
-
-
-_KEYS = tuple(FIELDS)
-_NUMBERS = tuple(key for key, types in FIELDS.items() if float in types)
-#: the field types (a tuple, in ``FIELDS``'s order) of records that passed the quick check's type test
-_SEEN_TYPES: set[tuple[type, ...]] = set()
-
-
-def _quick_ok(record: Record) -> bool:
-    """Whether ``record`` is plainly a whole crop record, as ``json.loads`` gives one: what :func:`record_problem`
-    checks, with exact types and few Python steps (``False`` only means: look closer)."""
-    get = record.__getitem__
-    try:
-        types = tuple(map(type, map(get, _KEYS)))
-        if types not in _SEEN_TYPES:
-            if not all(kind in FIELDS[key] for key, kind in zip(_KEYS, types)):
-                return False
-            _SEEN_TYPES.add(types)
-        ok = all(map(math.isfinite, map(get, _NUMBERS))) and all(map(math.isfinite, get("net_scores").values()))
-    except (KeyError, OverflowError, TypeError):
-        return False
-    scores, votes = get("net_scores"), get("net_votes")
-    return (
-        ok
-        and get("width") > 0 < get("height")
-        and get("w") > 0 < get("h")
-        and all(len(pair) == 2 and type(pair[0]) is int is type(pair[1]) for pair in (get("cell"), get("scaled_size")))
-        and {*map(type, scores), *map(type, votes)} <= {str}
-        and {*map(type, scores.values())} <= {int, float}
-        and {*map(type, votes.values())} <= {bool}
-        and _inside(get("crop"))
-        and _inside(get("heatmap"))
-    )
-
-
-def _inside(rel: str | None) -> bool:
-    return rel is None or (bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") and "\\" not in rel)
-
-
-def record_problem(record: Record | None) -> str | None:
-    """Why ``record`` is not a whole crop record (``None`` when it is)."""
-    if record is None:
-        return "not a JSON object"
-    if _quick_ok(record) and _are_guesses(record.get("guesses", [])):
-        return None
-    for key, types in FIELDS.items():
-        if key not in record:
-            return f"no field {key!r}"
-        if not _fits(record[key], types):
-            return f"field {key!r} has the wrong type or value ({type(record[key]).__name__})"
-    for key in ("width", "height", "w", "h"):  # the gallery divides by the image's sides
-        if not record[key] > 0:
-            return f"field {key!r} is not a side ({record[key]})"
-    for key in ("cell", "scaled_size"):
-        if len(record[key]) != 2 or not all(_fits(v, (int,)) for v in record[key]):
-            return f"field {key!r} is not two integers"
-    for key, types in (("net_scores", _NUMBER), ("net_votes", (bool,))):
-        if not all(isinstance(k, str) and _fits(v, types) for k, v in record[key].items()):
-            return f"field {key!r} is not a map of net names to {'numbers' if types is _NUMBER else 'booleans'}"
-    for key in ("crop", "heatmap"):
-        if not _inside(record[key]):
-            return f"field {key!r} is not a path inside OUTDIR"
-    if not _are_guesses(record.get("guesses", [])):
-        return "field 'guesses' is not a list of [class, probability, votes]"
-    return None
-
-
-def _are_guesses(value: Any) -> bool:
-    """Whether ``value`` is a record's optional ``guesses`` (runs before it lack it): the ensemble's top classes of
-    the whole image, ``[class, probability, votes]`` each (:attr:`fcnx.engine.results.CropResult.guesses`)."""
-    return isinstance(value, list) and all(
-        isinstance(g, list) and len(g) == 3 and isinstance(g[0], str) and _fits(g[1], _NUMBER) and _fits(g[2], (int,))
-        for g in value
-    )
-
-
 # --------------------------------------------------------------------------- fcnx crop's resume state
 
 
@@ -237,7 +165,7 @@ class Entry(NamedTuple):
     outputs: tuple[tuple[str | None, str | None, str | None], ...]
 
     @classmethod
-    def of(cls, offset: int, size: int, records: Sequence[Record]) -> Entry:
+    def of(cls, offset: int, size: int, records: Sequence[Json]) -> Entry:
         sources = {(r["source_size"], r["source_mtime_ns"]) for r in records}
         outputs = tuple((r["crop"], r["heatmap"], r.get("map")) for r in records)
         return cls(offset, size, len(records), next(iter(sources)) if len(sources) == 1 else None, outputs)
@@ -273,7 +201,7 @@ class CropJournal:
             )
         journal = Journal()
         entries: dict[str, Entry] = {}
-        group: list[Record] = []  # the records of the image being read, from ``start`` to ``end``
+        group: list[Json] = []  # the records of the image being read, from ``start`` to ``end``
         start = end = 0
         rejected: list[bytes] = []
         repaired = False
@@ -311,7 +239,7 @@ class CropJournal:
             name: key for key, entry in self.entries.items() for names in entry.outputs for name in names if name
         }
 
-    def _read(self, file: BinaryIO, entry: Entry) -> list[Record]:
+    def _read(self, file: BinaryIO, entry: Entry) -> list[Json]:
         file.seek(entry.offset)
         return [json.loads(line) for line in file.read(entry.size).split(b"\n") if line.strip()]
 
@@ -332,7 +260,7 @@ class CropJournal:
         self._stale = False
 
     @property
-    def records(self) -> Iterator[Record]:
+    def records(self) -> Iterator[Json]:
         """Every image's records in order, read from the file (one image in memory at a time)."""
         if not self.entries:
             return
@@ -351,7 +279,7 @@ class CropJournal:
         owner, self._owner = self._owner, {}
         return owner
 
-    def done(self, item: ImageItem, boxes: int | range, wanted: Callable[[Record], bool]) -> bool:
+    def done(self, item: ImageItem, boxes: int | range, wanted: Callable[[Json], bool]) -> bool:
         """Whether ``item`` has ``boxes`` records (a number, or a range of them) of its unchanged source file, each
         with what ``wanted`` checks of its output fields (``crop``, ``heatmap``, ``map``)."""
         entry = self.entries.get(str(item.path))
@@ -365,14 +293,15 @@ class CropJournal:
             return False
         return all(wanted(dict(zip(OUTPUTS, names))) for names in entry.outputs)
 
-    def append(self, records: Sequence[Record]) -> None:
+    def append(self, records: Sequence[CropRecord]) -> None:
         """Add one image's records: one write of whole lines (on failure the file is as before and so is the state)."""
-        data = b"".join(dump_line(r) for r in records)
+        lines = [r.to_json() for r in records]
+        data = b"".join(map(dump_line, lines))
         offset = append_lines(self.path, data)
-        key = records[0]["path"]
+        key = records[0].path
         if self.entries.pop(key, None) is not None:
             self._stale = True
-        self.entries[key] = Entry.of(offset, len(data), records)
+        self.entries[key] = Entry.of(offset, len(data), lines)
 
     def forget(self, key: str) -> None:
         """Drop an image's records (they name files that could not be put in place); compacted at the end."""

@@ -38,7 +38,8 @@ from fcnx.io.files import (
     remove_temporaries,
     writing,
 )
-from fcnx.io.journal import Journal, journal_lines, record_problem
+from fcnx.io.journal import read_records
+from fcnx.io.record import CropRecord
 from fcnx.jobs.encoding import encode_crop
 from fcnx.jobs.pool import OrderedPool
 from fcnx.method import geometry
@@ -131,10 +132,8 @@ class RunRecord:
     crop: str | None
 
     @classmethod
-    def of(cls, r: dict[str, Any]) -> RunRecord:
-        return cls(
-            r["file"], r["label"], r["category"], (r["height"], r["width"]), (r["x"], r["y"], r["w"], r["h"]), r["crop"]
-        )
+    def of(cls, r: CropRecord) -> RunRecord:
+        return cls(r.file, r.label, r.category, (r.height, r.width), (r.x, r.y, r.w, r.h), r.crop)
 
 
 @dataclass(frozen=True)
@@ -152,16 +151,10 @@ def read_run(outdir: Path) -> Run:
     path = outdir / JOURNAL
     if not path.is_file():
         raise UsageError(f"not an output folder of fcnx crop (no {JOURNAL})", outdir)
-    journal = Journal()
     warnings: list[str] = []
     records: dict[str, RunRecord] = {}
     roots: set[Path] = set()
-    try:
-        lines = list(_slim(journal_lines(path, journal), path, warnings))
-    except OSError as exc:
-        raise UsageError(f"cannot read the boxes ({exc.strerror or exc})", path) from None
-    if journal.cut:
-        warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
+    lines = list(_slim(read_records(path, warnings), path, warnings))
     for root, (key, record) in lines:
         roots.add(root)
         kept = records.get(key)
@@ -178,21 +171,16 @@ def read_run(outdir: Path) -> Run:
 
 
 def _slim(
-    lines: Iterator[tuple[int, dict[str, Any] | None]], path: Path, warnings: list[str]
+    lines: Iterator[tuple[int, CropRecord]], path: Path, warnings: list[str]
 ) -> Iterator[tuple[Path, tuple[str, RunRecord]]]:
-    """Per whole crop record of ``lines``: the root its image's path implies, its path and :class:`RunRecord`;
-    a line that is not one is a warning."""
+    """Per crop record of ``lines``: the root its image's path implies, its path and :class:`RunRecord`; a record
+    whose file is not the end of its path is a warning."""
     for number, record in lines:
-        problem = record_problem(record)
-        if problem is not None:
-            warnings.append(f"{path}:{number}: not a crop record ({problem}), skipped")
-            continue
-        assert record is not None
-        source, rel = Path(record["path"]), PurePosixPath(record["file"])
+        source, rel = Path(record.path), PurePosixPath(record.file)
         if not source.is_absolute() or source.parts[len(source.parts) - len(rel.parts) :] != rel.parts:
-            warnings.append(f"{path}:{number}: its file {record['file']!r} is not the end of its path, skipped")
+            warnings.append(f"{path}:{number}: its file {record.file!r} is not the end of its path, skipped")
             continue
-        yield Path(*source.parts[: len(source.parts) - len(rel.parts)]), (record["path"], RunRecord.of(record))
+        yield Path(*source.parts[: len(source.parts) - len(rel.parts)]), (record.path, RunRecord.of(record))
 
 
 def source_splits(root: Path) -> list[tuple[str, LabelledImages]]:

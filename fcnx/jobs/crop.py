@@ -6,7 +6,7 @@ One streaming job for the CLI, benchmarks and notebooks alike::
 
     job = run_crop(["photos/"], "out/", CropOptions(nets=["efficientnet_lite0"], kernel=224, categories=["espresso"]))
     for image in job:          # one ImageResult per image, as it is written
-        print(image.item.path, image.error or image.records[0]["votes"])
+        print(image.item.path, image.error or image.records[0].votes)
     print(job.summary)         # counts, failures, seconds per stage
 
 :func:`run_crop` does the preparation stages (find the images, check OUTDIR, load the nets,
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from fcnx.engine.options import CropOptions
 from fcnx.errors import Terminated, UsageError
 from fcnx.io.discovery import ImageItem
+from fcnx.io.record import CropRecord
 
 if TYPE_CHECKING:
     from fcnx.engine.cropper import Cropper
@@ -42,7 +43,7 @@ class ImageResult:
     """One image done: its records (one per category, as in ``boxes.jsonl``), or a one-line error."""
 
     item: ImageItem
-    records: list[dict[str, Any]] | None = None
+    records: list[CropRecord] | None = None
     error: str | None = None
 
 
@@ -363,7 +364,7 @@ class CropJob:
         else:
             assert image.records is not None
             self.summary.done += 1
-            self.summary.not_found += sum(not r["found"] for r in image.records)
+            self.summary.not_found += sum(not r.found for r in image.records)
         return image
 
     def _should_stop(self) -> bool:

@@ -8,19 +8,18 @@ crops, so part of their gain could come from the interpolation rather than the c
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fcnx.errors import FcnxError, UsageError, one_line
 from fcnx.io.decoding import load_rgb
 from fcnx.io.discovery import ImageItem
-from fcnx.io.journal import read_journal
+from fcnx.io.journal import read_box_lines
 from fcnx.method import geometry
 from fcnx.method.geometry import XYWH
 from fcnx.method.metrics import top_k_accuracy
@@ -82,21 +81,9 @@ class BoxIndex:
         return box
 
 
-def _is_side(value: object) -> TypeGuard[int]:
-    """Whether ``value`` is an image side as a record gives it: a whole number > 0 (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def number_field(source: dict[str, Any], key: str) -> float:
-    """The number ``source[key]``; text (``"12.5"``), ``true`` or another type is a ``ValueError``."""
-    value = source[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"field {key!r} is not a number ({value!r})")
-    return float(value)
-
-
 def read_boxes(path: Path) -> BoxIndex:
-    """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields).
+    """Boxes of a ``boxes.jsonl`` from ``fcnx crop`` (or any file with the same fields), read as box lines
+    (:func:`fcnx.io.journal.read_box_lines`).
 
     Each line is a JSON object with ``path`` (the image file; relative paths are taken from the
     current folder) and its box in upright original pixels, either as ``x, y, w, h`` fields or as
@@ -104,48 +91,20 @@ def read_boxes(path: Path) -> BoxIndex:
     with several boxes is scored with the box of its label), ``file`` (the image's path relative
     to the dataset root, used when ``path`` does not match, e.g. on another machine), and ``width``
     and ``height`` (the upright size of the image the box was found in: :meth:`BoxIndex.box_of`
-    refuses the box for an image of another size). Other fields are ignored. The file is read as ``fcnx crop`` reads its journal (:func:`fcnx.io.journal.read_journal`):
-    a last line cut by a killed run is dropped with a warning, and per image and category the
-    last record counts (a resumed run's).
+    refuses the box for an image of another size). Other fields are ignored. A last line cut by a
+    killed run is dropped with a warning, and per image and category the last record counts (a resumed run's).
     """
     index = BoxIndex()
-    try:
-        journal = read_journal(path)
-    except OSError as exc:
-        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
-    if journal.cut:
-        index.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
-    for number, record in journal.lines:
-        try:
-            if record is None:
-                raise ValueError("not a JSON object")
-            source = record.get("box", record)
-            box: XYWH = (
-                number_field(source, "x"),
-                number_field(source, "y"),
-                number_field(source, "w"),
-                number_field(source, "h"),
-            )
-            key = os.path.realpath(record["path"])
-            category = record.get("category")
-            file = record.get("file")
-            height, width = record.get("height"), record.get("width")
-            for side in ("width", "height"):
-                if record.get(side) is not None and not _is_side(record[side]):
-                    raise ValueError(f"field {side!r} is not a side in pixels ({record[side]!r})")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
-        if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-            raise UsageError(f"line {number}: empty or invalid box {box}", path)
-        category = None if category is None else str(category)
-        index.by_path.setdefault(key, {})[category] = box
-        size = (height, width) if _is_side(height) and _is_side(width) else None
+    for _, line in read_box_lines(path, index.warnings):
+        key = os.path.realpath(line.path)
+        index.by_path.setdefault(key, {})[line.category] = line.box
+        size = line.size if line.size is not None and min(line.size) > 0 else None
         if size is not None:
             index.size_by_path[key] = size
-        if isinstance(file, str):
-            index.by_file.setdefault(file, {})[category] = box
+        if line.file is not None:
+            index.by_file.setdefault(line.file, {})[line.category] = line.box
             if size is not None:
-                index.size_by_file[file] = size
+                index.size_by_file[line.file] = size
     return index
 
 

@@ -1,7 +1,7 @@
 """``fcnx export``: a crop's ``boxes.jsonl`` or a ``suspects.json`` as COCO, Pascal VOC, YOLO or FiftyOne files.
 
-The crop records are read as ``fcnx crop`` and ``fcnx evaluate`` read them
-(:func:`fcnx.io.journal.read_journal`: a last line cut by a killed run is dropped with a warning;
+The crop records are read as ``fcnx evaluate`` reads them (box lines,
+:func:`fcnx.io.journal.read_box_lines`: a last line cut by a killed run is dropped with a warning;
 for the same image and category the last record counts). Each image keeps its boxes in file
 order; its size is the record's ``width``/``height`` (else read from the image). A record's
 ``x, y, w, h`` (or a nested ``box: {x, y, w, h}``) is its box; ``"box_kind": "square"|"tight"|"fitted"``
@@ -19,7 +19,6 @@ attributes (and as image keys in COCO, elements in VOC).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ from fcnx.io import detection_formats as writers
 from fcnx.io.decoding import open_upright
 from fcnx.io.discovery import output_base
 from fcnx.io.files import writing
-from fcnx.io.journal import read_journal
-from fcnx.jobs.evaluation import number_field
+from fcnx.io.journal import not_a_box, read_box_lines
+from fcnx.io.record import BoxLine, read_box
 from fcnx.method import geometry
 from fcnx.method.boxes import RULES
 from fcnx.method.geometry import XYWH
@@ -55,30 +54,22 @@ class Collected:
     errors: list[str] = field(default_factory=list)
 
 
-def _xywh(source: Any) -> XYWH:
-    box = tuple(number_field(source, k) for k in ("x", "y", "w", "h"))
-    if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-        raise ValueError(f"empty or invalid box {box}")
-    return box  # type: ignore[return-value]
+def _kinds(line: BoxLine) -> dict[str, XYWH | None]:
+    """The boxes by kind (:data:`BOXES`) of a box line: the square window (its box where it gives none), the tight
+    and the fitted box (``None`` if absent); its own box (``x, y, w, h``: what its crop was cut to) is its kind's."""
+    record = line.line
+    kind = record.get("box_kind", "square")
+    if kind not in BOXES:
+        raise ValueError(f"unknown box kind {kind!r}")
+    given = {
+        k: _given(record.get("window" if k == "square" else k)) or (line.box if kind == k else None) for k in BOXES
+    }
+    return given | {"square": given["square"] or line.box}
 
 
 def _given(value: Any) -> XYWH | None:
     """A box written as ``[x, y, w, h]`` or ``{x, y, w, h}``; ``None`` when absent."""
-    if value is None:
-        return None
-    return _xywh(dict(zip("xywh", value)) if isinstance(value, list | tuple) else value)
-
-
-def _kinds(record: dict[str, Any]) -> tuple[XYWH, dict[str, XYWH | None]]:
-    """The box (``x, y, w, h``: what its crop was cut to) of a crop record, and by kind (:data:`BOXES`) its
-    boxes: the square window (its box where it gives none), the tight and the fitted box (``None`` if absent)."""
-    nested = record.get("box")
-    main = _xywh(nested if isinstance(nested, dict) else record)
-    kind = record.get("box_kind", "square")
-    if kind not in BOXES:
-        raise ValueError(f"unknown box kind {kind!r}")
-    given = {k: _given(record.get("window" if k == "square" else k)) or (main if kind == k else None) for k in BOXES}
-    return main, given | {"square": given["square"] or main}
+    return None if value is None else read_box(value)
 
 
 def _size(record: dict[str, Any], path: Path) -> tuple[int, int]:
@@ -106,32 +97,22 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
     if box is not None and box not in BOXES:
         raise UsageError(f"unknown box {box!r}; use one of {', '.join(BOXES)}")
     path = outdir / JOURNAL
-    try:
-        journal = read_journal(path)
-    except OSError as exc:
-        raise UsageError(f"cannot read boxes ({type(exc).__name__}: {exc})", path) from None
     result = Collected([], [], path)
-    if journal.cut:
-        result.warnings.append(f"{path}: the last line is cut short (a killed run?), dropped")
-    grouped: dict[str, dict[tuple[str | None, Any], tuple[int, dict[str, Any]]]] = {}
-    for number, record in journal.lines:
-        if record is None or not isinstance(record.get("path"), str):
-            raise UsageError(f"line {number}: not a box record (no JSON object with a path)", path)
-        if not isinstance(record.get("category"), (str, type(None))):
-            raise UsageError(f"line {number}: not a box record (its category is no name)", path)
-        key = (record.get("category"), record.get("instance", 1))  # a line again (a resumed run): the last counts
-        grouped.setdefault(record["path"], {})[key] = (number, record)
+    grouped: dict[str, dict[tuple[str | None, Any], tuple[int, BoxLine]]] = {}
+    for number, line in read_box_lines(path, result.warnings):
+        key = (line.category, line.line.get("instance", 1))  # a line again (a resumed run): the last counts
+        grouped.setdefault(line.path, {})[key] = (number, line)
     order: dict[str, int] = {}
     fallbacks: dict[str, int] = {}  # the kind exported where a record lacks the one asked for -> how often
     for image_path, records in grouped.items():
         first = next(iter(records.values()))[1]
-        given = first.get("file")
-        file = given if isinstance(given, str) else os.path.basename(image_path)
+        file = first.file if first.file is not None else os.path.basename(image_path)
         boxes = []
-        for number, record in records.values():
+        for number, line in records.values():
+            record = line.line
             try:
-                own, kinds = _kinds(record)
-                chosen = own
+                kinds = _kinds(line)
+                chosen = line.box
                 if box is not None:
                     kind = next(k for k in BOXES[BOXES.index(box) :: -1] if kinds[k] is not None)
                     chosen = cast(XYWH, kinds[kind])
@@ -141,12 +122,12 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
                 if not isinstance(category, str):
                     raise ValueError("no category (nor label)")
             except (ValueError, KeyError, TypeError) as exc:
-                raise UsageError(f"line {number}: not a box record ({type(exc).__name__}: {exc})", path) from None
+                raise not_a_box(path, number, exc) from None
             index = record.get("category_index")
             order.setdefault(category, index if isinstance(index, int) else 1 << 30)
             boxes.append((category, chosen, record))
         try:
-            size = _size(first, Path(image_path))
+            size = _size(first.line, Path(image_path))
         except FcnxError as exc:
             result.errors.append(str(exc))
             continue
@@ -156,7 +137,7 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
             )
             for category, chosen, record in boxes
         ]
-        label = first.get("label") if isinstance(first.get("label"), str) else None
+        label = first.line.get("label") if isinstance(first.line.get("label"), str) else None
         result.images.append(writers.ExportImage(Path(image_path), PurePosixPath(file), *size, detections, label=label))
     why = {"tight": "made before fcnx crop --box tight?"}
     for kind, count in fallbacks.items():
@@ -180,7 +161,7 @@ def collect_suspects(outdir: Path) -> Collected:
     base = output_base(paths) if paths else Path()
     for number, (row, image_path) in enumerate(zip(rows, paths), 1):
         try:
-            box, category = _xywh(row), str(row["other_category"])
+            box, category = read_box(row), str(row["other_category"])
             score, label = row.get("other_mean_confidence"), row.get("label")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"suspect {number}: not a suspect record ({type(exc).__name__}: {exc})", path) from None

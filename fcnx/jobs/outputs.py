@@ -34,7 +34,8 @@ from fcnx.errors import FcnxError
 from fcnx.io.decoding import Source, open_upright, to_rgb
 from fcnx.io.discovery import ImageItem
 from fcnx.io.files import OutdirLock, commit, is_disk_full, remove_temporaries, stage_bytes
-from fcnx.io.journal import CropJournal, Record
+from fcnx.io.journal import CropJournal
+from fcnx.io.record import CropRecord, Json, line_warning
 from fcnx.jobs import naming, reports
 from fcnx.jobs.encoding import encode_crop, encode_png
 from fcnx.jobs.maps import encode_map
@@ -60,13 +61,13 @@ class Outcome:
     """One image's end: its records, or the error that stopped it."""
 
     result: CropResult
-    records: list[Record] | None = None
+    records: list[CropRecord] | None = None
     error: FcnxError | None = None
 
 
 @dataclass(frozen=True)
 class _Staged:
-    records: list[Record]
+    records: list[CropRecord]
     files: list[tuple[str, Path]]  # (temporary, final path)
 
 
@@ -156,8 +157,7 @@ class CropOutputs:
             raise
         for number, problem in self.journal.set_aside:
             self.warnings.append(
-                f"{self.outdir / JOURNAL}:{number}: not a crop record ({problem}); set aside in {ASIDE}, "
-                f"its image is redone"
+                line_warning(self.outdir / JOURNAL, number, problem, f"set aside in {ASIDE}, its image is redone")
             )
         self._names = naming.OutputNames(
             self.outdir,
@@ -172,7 +172,7 @@ class CropOutputs:
     def done(self, item: ImageItem) -> bool:
         """Whether ``item`` was fully processed with these settings and its source file has not changed."""
 
-        def complete(record: Record) -> bool:
+        def complete(record: Json) -> bool:
             return all(
                 record[key] and (self.outdir / record[key]).is_file()
                 for key, wanted in (("crop", self.crops), ("heatmap", self.heatmaps), ("map", self.maps))
@@ -182,7 +182,7 @@ class CropOutputs:
         return self.journal.done(item, self.expected_boxes, complete)
 
     @property
-    def records(self) -> Iterator[Record]:
+    def records(self) -> Iterator[Json]:
         """Every image's records, in order, read back from the journal (one image in memory at a time)."""
         return self.journal.records
 
@@ -203,9 +203,8 @@ class CropOutputs:
                 raise FcnxError("the file changed while it was being processed", item.path)
             records = []
             for box, (crop, heatmap, score_map) in zip(result.boxes, names):
-                records.append(_record(result, box, source, crop, heatmap))
+                records.append(_record(result, box, source, (crop, heatmap, score_map)))
                 if score_map is not None:
-                    records[-1]["map"] = score_map.as_posix()
                     data = encode_map(box, result.size)
                     staged.append((stage_bytes(self.outdir / score_map, data), self.outdir / score_map))
                 if crop is not None:
@@ -279,7 +278,7 @@ class CropOutputs:
         except OSError:
             for tmp, _ in waiting[1:]:
                 os.unlink(tmp)
-            self.journal.forget(staged.records[0]["path"])  # redone by the next run
+            self.journal.forget(staged.records[0].path)  # redone by the next run
             raise
 
     # ---- the end of a run
@@ -334,21 +333,52 @@ class CropOutputs:
 
 
 def _record(
-    result: CropResult, box: Box, source: Source, crop: PurePosixPath | None, heatmap: PurePosixPath | None
-) -> Record:
-    """The journal record of one box of ``result``: the image, the box, its files and source."""
+    result: CropResult,
+    box: Box,
+    source: Source,
+    files: tuple[PurePosixPath | None, PurePosixPath | None, PurePosixPath | None],
+) -> CropRecord:
+    """The record of one box of ``result``: the image, the box, its files (crop, heatmap, score map) and source."""
     item = result.item
-    return {
-        "path": str(item.path),
-        "file": item.rel.as_posix(),
-        "label": item.label,
-        "width": result.size[1],
-        "height": result.size[0],
-        **box.as_dict(),
-        "crop": None if crop is None else crop.as_posix(),
-        "heatmap": None if heatmap is None else heatmap.as_posix(),
-        "map": None,
-        "source_size": source.size,
-        "source_mtime_ns": source.mtime_ns,
-        "guesses": [list(guess) for guess in result.guesses],
-    }
+    crop, heatmap, score_map = (None if f is None else f.as_posix() for f in files)
+    return CropRecord(
+        path=str(item.path),
+        file=item.rel.as_posix(),
+        label=item.label,
+        width=result.size[1],
+        height=result.size[0],
+        category=box.category,
+        category_index=box.category_index,
+        found=box.found,
+        votes=box.votes,
+        nets=box.nets,
+        confidence=box.confidence,
+        mean_confidence=box.mean_confidence,
+        scale=box.scale,
+        level=box.level,
+        cell=box.cell,
+        scaled_size=box.scaled_size,
+        x=box.x,
+        y=box.y,
+        w=box.w,
+        h=box.h,
+        x1=box.x1,
+        y1=box.y1,
+        x2=box.x2,
+        y2=box.y2,
+        net_scores=dict(box.net_scores),
+        net_votes=dict(box.net_votes),
+        levels_examined=box.levels_examined,
+        stopped_early=box.stopped_early,
+        box_kind=box.kind,
+        window=box.window,
+        tight=box.tight,
+        fitted=box.fitted,
+        instance=box.instance,
+        crop=crop,
+        heatmap=heatmap,
+        map=score_map,
+        source_size=source.size,
+        source_mtime_ns=source.mtime_ns,
+        guesses=result.guesses,
+    )

@@ -15,7 +15,8 @@ from typing import Any
 
 from fcnx.errors import UsageError
 from fcnx.io.files import OutdirLock, atomic_bytes, remove_temporaries, writing
-from fcnx.io.journal import Record, append_lines, dump_line, read_journal
+from fcnx.io.journal import append_lines, dump_line, read_journal
+from fcnx.io.record import Json
 from fcnx.jobs.settings import SettingsFile
 
 
@@ -33,14 +34,14 @@ class ResumeJournal:
         journal: str,
         settings: dict[str, Any],
         outputs: Sequence[str],
-        valid: Callable[[Record], bool],
+        valid: Callable[[Json], bool],
     ) -> None:
         self.outdir, self.path, self.valid = outdir, outdir / journal, valid
         self.lock = OutdirLock(outdir, command)
         self.settings = SettingsFile(outdir, settings, f".{command.replace(' ', '-')}.json", command, "results")
         self.outputs = [*outputs, journal]
         #: the latest whole record of each image done, by source path
-        self.done: dict[str, Record] = {}
+        self.done: dict[str, Json] = {}
         #: non-fatal findings of :meth:`open` (lines dropped)
         self.warnings: list[str] = []
 
@@ -78,7 +79,7 @@ class ResumeJournal:
     def _rewrite(self) -> None:
         atomic_bytes(self.path, b"".join(dump_line(r) for r in self.done.values()))
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Json) -> None:
         """Journal one image's result (``record["path"]`` its source path)."""
         with writing(self.outdir):
             append_lines(self.path, dump_line(record))

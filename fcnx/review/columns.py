@@ -23,7 +23,7 @@ import numpy as np
 
 from fcnx.errors import UsageError
 from fcnx.io.files import atomic_bytes, read_regular
-from fcnx.io.journal import record_problem
+from fcnx.io.record import cut_warning, line_warning, parse_line, record_problem
 
 #: the kept index inside OUTDIR
 CACHE = ".fcnx-review-index"
@@ -175,16 +175,13 @@ class _Builder:
             after = size if cut < 0 else cut + 1
             raw = data[position : size if cut < 0 else cut]
             if raw.strip():
-                try:
-                    record = json.loads(raw)
-                except (ValueError, RecursionError):  # also bad UTF-8, and nesting too deep for Python
-                    record = None
-                if not isinstance(record, dict) and after == size and not terminated:
-                    self.warnings.append(f"{journal}:{line}: cut short (a killed run); skipped")
+                record = parse_line(raw)
+                if record is None and after == size and not terminated:
+                    self.warnings.append(cut_warning(journal))
                     break
-                problem = record_problem(record if isinstance(record, dict) else None)
-                if problem is not None or not isinstance(record, dict):
-                    self.warnings.append(f"{journal}:{line}: not a crop record ({problem}); skipped")
+                problem = record_problem(record)
+                if problem is not None or record is None:
+                    self.warnings.append(line_warning(journal, line, str(problem)))
                     close_group()
                     group_at = (after, line + 1)
                 else:

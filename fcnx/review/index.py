@@ -11,7 +11,6 @@ The index is a few arrays (:mod:`fcnx.review.columns`, kept in OUTDIR between ru
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import stat
 from collections.abc import Collection, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 
 from fcnx.errors import UsageError
 from fcnx.io.files import read_class_list
-from fcnx.io.journal import record_problem
+from fcnx.io.record import BOXES, CropRecord
 from fcnx.jobs.outputs import JOURNAL
 from fcnx.jobs.suspects import OUTPUTS as SUSPECTS_OUTPUTS
 from fcnx.review.columns import Columns, build, grown_from, load, save, source_key
@@ -181,7 +180,7 @@ class Index:
         else:
             assert self._journal is not None
             records = _records(os.pread(self._journal.fileno(), end - start, start))
-            if not records or any(record_problem(r) is not None or r["path"] != path for r in records):
+            if not records or any(r.path != path for r in records):
                 raise UsageError(f"changed while reviewing (the records of {path!r} moved): start fcnx review again",
                                  self.outdir / JOURNAL)  # fmt: skip
             item = _crop_item(k, records)
@@ -296,31 +295,30 @@ def _open_regular(path: Path) -> BinaryIO:
     return file
 
 
-def _records(data: bytes) -> list[dict[str, Any]]:
-    """The JSON objects of ``data``'s lines (none if one is not an object)."""
+def _records(data: bytes) -> list[CropRecord]:
+    """The crop records of ``data``'s lines (none if one is not a record)."""
     try:
-        records = [json.loads(line) for line in data.split(b"\n") if line.strip()]
-    except (ValueError, RecursionError):
+        return [CropRecord.from_line(line) for line in data.split(b"\n") if line.strip()]
+    except ValueError:
         return []
-    return records if all(isinstance(r, dict) for r in records) else []
 
 
-def _crop_item(k: int, records: list[dict[str, Any]]) -> Item:
+def _crop_item(k: int, records: list[CropRecord]) -> Item:
     """The item of one image's records (one per category)."""
     first = records[0]
-    main = next((r for r in records if r["category"] == first["label"]), first)
-    item = Item(k, first["path"], first["file"], first["label"], (first["width"], first["height"]))
-    item.box = (main["x"], main["y"], main["w"], main["h"])
-    item.box_kind = main.get("box_kind", "square")
-    for kind in ("window", "tight", "fitted"):
-        other = main.get(kind)
-        if isinstance(other, list) and len(other) == 4 and tuple(other) != item.box and kind != item.box_kind:
-            item.overlays[kind] = (other[0], other[1], other[2], other[3])
+    main = next((r for r in records if r.category == first.label), first)
+    item = Item(k, first.path, first.file, first.label, (first.width, first.height))
+    item.box = (main.x, main.y, main.w, main.h)
+    item.box_kind = main.box_kind or "square"
+    for kind in BOXES:
+        other = getattr(main, kind)
+        if other is not None and len(other) == 4 and other != item.box and kind != item.box_kind:
+            item.overlays[kind] = other
     item.guesses = sorted(
-        ((r["category"], r["mean_confidence"], f"{r['votes']}/{r['nets']}") for r in records), key=lambda g: -g[1]
+        ((r.category, r.mean_confidence, f"{r.votes}/{r.nets}") for r in records), key=lambda g: -g[1]
     )
-    item.image_guesses = [(c, p, f"{v}/{main['nets']}") for c, p, v in main.get("guesses", [])]
-    item.found, item.confidence, item.heatmap = main["found"], main["mean_confidence"], main["heatmap"]
+    item.image_guesses = [(c, p, f"{v}/{main.nets}") for c, p, v in main.guesses]
+    item.found, item.confidence, item.heatmap = main.found, main.mean_confidence, main.heatmap
     return item
 
 

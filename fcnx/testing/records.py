@@ -1,6 +1,6 @@
 """Crop records (``boxes.jsonl`` lines) made up for tests and benchmarks of what reads a crop OUTDIR.
 
-Each record passes :func:`fcnx.io.journal.record_problem`: the fields ``fcnx crop`` writes, with the
+Each record is a :class:`~fcnx.io.record.CropRecord`'s JSON form, as ``fcnx crop`` writes it, with the
 box, label, category, confidence and ``found`` chosen by the caller.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnx.io.journal import dump_line
+from fcnx.io.record import CropRecord
 
 
 def crop_record(
@@ -29,47 +30,44 @@ def crop_record(
 ) -> dict[str, Any]:
     """One record of the image at ``path`` (``size``: upright ``(width, height)``) with ``box`` ``(x, y, w, h)``."""
     x, y, w, h = box
-    category = category if category is not None else (label or "pizza")
-    votes = nets if found else 0
-    return {
-        "path": path,
-        "file": file,
-        "label": label,
-        "width": size[0],
-        "height": size[1],
-        "category": category,
-        "category_index": 0,
-        "found": found,
-        "votes": votes,
-        "nets": nets,
-        "confidence": confidence * nets,
-        "mean_confidence": confidence,
-        "scale": 1.0,
-        "level": 0,
-        "cell": [0, 0],
-        "scaled_size": [size[1], size[0]],
-        "x": x,
-        "y": y,
-        "w": w,
-        "h": h,
-        "x1": x,
-        "y1": y,
-        "x2": x + w,
-        "y2": y + h,
-        "net_scores": {f"net{k}": confidence for k in range(nets)},
-        "net_votes": {f"net{k}": found for k in range(nets)},
-        "levels_examined": 1,
-        "stopped_early": False,
-        "box_kind": "tight",
-        "window": [0.0, 0.0, float(min(size)), float(min(size))],
-        "tight": [x, y, w, h],
-        "fitted": None,
-        "crop": file,
-        "heatmap": heatmap,
-        "map": None,
-        "source_size": 1000,
-        "source_mtime_ns": 0,
-    }
+    return CropRecord(
+        path=path,
+        file=file,
+        label=label,
+        width=size[0],
+        height=size[1],
+        category=category if category is not None else (label or "pizza"),
+        category_index=0,
+        found=found,
+        votes=nets if found else 0,
+        nets=nets,
+        confidence=confidence * nets,
+        mean_confidence=confidence,
+        scale=1.0,
+        level=0,
+        cell=(0, 0),
+        scaled_size=(size[1], size[0]),
+        x=x,
+        y=y,
+        w=w,
+        h=h,
+        x1=x,
+        y1=y,
+        x2=x + w,
+        y2=y + h,
+        net_scores={f"net{k}": confidence for k in range(nets)},
+        net_votes={f"net{k}": found for k in range(nets)},
+        levels_examined=1,
+        stopped_early=False,
+        box_kind="tight",
+        window=(0.0, 0.0, float(min(size)), float(min(size))),
+        tight=(x, y, w, h),
+        instance=1,
+        crop=file,
+        heatmap=heatmap,
+        source_size=1000,
+        source_mtime_ns=0,
+    ).to_json()
 
 
 def write_synthetic_journal(outdir: Path, count: int, classes: Sequence[str], seed: int = 0) -> Path:

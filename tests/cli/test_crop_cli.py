@@ -314,7 +314,7 @@ def test_no_output_is_ever_written_at_the_path_of_an_input(tmp_path, weights):
     result = next(Cropper(ensemble, categories=["red"], workers=0).crop_items([item]))
     [outcome] = outputs.submit(result) or outputs.flush()
     outputs.finish([])
-    assert outcome.records[0]["crop"] == "x-2.png"  # the input's name is taken: a unique one
+    assert outcome.records[0].crop == "x-2.png"  # the input's name is taken: a unique one
     assert digest(source) == before and (photos / "x-2.png").is_file()
 
 

@@ -278,8 +278,8 @@ def test_bench_data_refuses_a_size_no_net_is_trained_at_before_writing(tmp_path)
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"category": ["red"]}, "line 5: not a box record (its category is no name)"),
-        ({"category": {"red": 1}}, "line 5: not a box record (its category is no name)"),
+        ({"category": ["red"]}, "line 5: not a box record (ValueError: its category is no name)"),
+        ({"category": {"red": 1}}, "line 5: not a box record (ValueError: its category is no name)"),
     ],
     ids=["list", "object"],
 )

@@ -14,7 +14,7 @@ from tiny_backbones import color_checkpoint
 from tiny_train_backbone import NAME, make_food101
 
 from fcnx.cli import cli
-from fcnx.io.journal import record_problem
+from fcnx.io.record import record_problem
 
 #: ImageNet names two classes "crane" (a bird and a machine) and tells them apart by their synsets
 CLASSES = ["crane (n02012849)", "crate", "crane (n03126707)", "canoe"]
@@ -106,7 +106,7 @@ def test_export_refuses_numbers_written_as_text(tmp_path):
 
 
 def test_the_crop_journal_refuses_numbers_written_as_text():
-    from fcnx.io.journal import FIELDS
+    from fcnx.io.record import FIELDS
 
     record = {key: 1 for key in FIELDS} | {"path": "a", "file": "a", "label": None, "category": "c", "found": True}
     record |= {"cell": [0, 0], "scaled_size": [1, 1], "net_scores": {"n": 0.5}, "net_votes": {"n": True}}

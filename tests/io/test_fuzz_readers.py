@@ -22,7 +22,8 @@ from fcnx.backbones.checkpoint import CheckpointMeta, read_meta
 from fcnx.errors import FcnxError
 from fcnx.io.datasets import open_dataset
 from fcnx.io.files import read_class_list
-from fcnx.io.journal import CropJournal, read_journal, record_problem
+from fcnx.io.journal import CropJournal, read_journal
+from fcnx.io.record import record_problem
 from fcnx.jobs.evaluation import read_boxes
 from fcnx.jobs.resume import ResumeJournal
 from fcnx.jobs.settings import SETTINGS, SettingsFile

@@ -148,7 +148,9 @@ def test_the_crop_journal_keeps_where_records_lie_not_the_records_and_reads_them
     item = ImageItem(image, Path("a.jpg"))
     assert journal.done(item, 2, lambda r: r["crop"] is not None) and not journal.done(item, 1, lambda r: True)
     assert not journal.done(item, 2, lambda r: r["crop"] == "y.jpg")
-    journal.append([record("/c", "w")])
+    from fcnx.io.record import CropRecord
+
+    journal.append([CropRecord.parse(record("/c", "w"))])
     journal.compact(["/c", "/b", str(image)])
     assert [r["path"] for r in journal.records] == ["/c", "/b", "/b", str(image), str(image)]
     assert [json.loads(line)["path"] for line in path.read_bytes().splitlines()] == [

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fcnx.io import journal
+from fcnx.io import record as schema
 from fcnx.testing.records import crop_record
 
 GOOD = json.loads(json.dumps(crop_record("/d/a.jpg", "a.jpg", "pizza", (512, 384), (1.0, 2.0, 30.0, 40.0))))
@@ -28,7 +28,7 @@ ACCEPTED = [(None, None), ("label", None), ("heatmap", None), ("x", 10**400), ("
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [(None, None), *CHANGES, *((key, "drop") for key in journal.FIELDS)], ids=lambda v: repr(v)[:20]
+    ("key", "value"), [(None, None), *CHANGES, *((key, "drop") for key in schema.FIELDS)], ids=lambda v: repr(v)[:20]
 )
 def test_the_quick_check_agrees_with_the_full_one(monkeypatch, key, value):
     record = dict(GOOD)
@@ -36,7 +36,7 @@ def test_the_quick_check_agrees_with_the_full_one(monkeypatch, key, value):
         del record[key]
     elif key is not None:
         record[key] = value
-    quick = journal.record_problem(record)
-    monkeypatch.setattr(journal, "_quick_ok", lambda record: False)
-    assert quick == journal.record_problem(record)
+    quick = schema.record_problem(record)
+    monkeypatch.setattr(schema, "_quick_ok", lambda record: False)
+    assert quick == schema.record_problem(record)
     assert (quick is None) == ((key, value) in ACCEPTED)

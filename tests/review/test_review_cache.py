@@ -77,7 +77,7 @@ def test_a_grown_journal_is_read_from_where_it_grew(tmp_path, scans):
     grown = open_index(tmp_path)
     assert scans[1] == (last_group, 50)  # only the last group again, then what was added
     assert len(grown) == 51 and grown.item(2).box == (1.0, 2.0, 3.0, 4.0) and grown.path(50).endswith("new.jpg")
-    assert grown.warnings == [f"{journal}:53: cut short (a killed run); skipped"]
+    assert grown.warnings == [f"{journal}: the last line is cut short (a killed run?), dropped"]
     assert grown.classes == [*CLASSES, "e"] and grown.select(Query(sort="confidence")).tolist()[0] == 50
     assert _view(grown) == _fresh(tmp_path)
 
