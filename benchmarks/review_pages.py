@@ -1,8 +1,13 @@
 """How fast ``fcnx review`` opens and pages a large run: 100, 10,000 and 101,000 synthetic crop records.
 
-Per size: the first open with no kept index (read and check ``boxes.jsonl``, keep the index in OUTDIR;
-the small sizes 5 times, median), the first open with it (5 times, median), an open with 100,000 decisions in
-``review.jsonl`` (once) and with 1,000 (the index and the review session: the decisions read, checked and merged), the first page
+Per size: the end of the crop run that wrote them (the journal loaded, ``boxes.csv`` written from its records:
+with the review index built from those records and kept, as ``fcnx crop`` does, and without, as before), the
+first open of the index the run kept, the first open with no kept index (read and check ``boxes.jsonl``, keep
+the index in OUTDIR: what a first open did before; the small sizes 5 times, median), an open with it (5 times,
+median), opens with 100,000 and with 1,000 decisions in ``review.jsonl`` (the index and the review session:
+without the kept replay the decisions are read, checked and merged, as every open did before; with it only the
+lines appended since are: the first open after the decisions were written, then the next; median of 3, once
+for 100,000), the first page
 (``/api/page?resume=1``, what the browser asks first), page to page (the run's order), a filter or sort
 change (each request another query: sorted by suspect score, confidence, class or file name, one class,
 the undecided images), a page sorted by suspect score or by confidence with the ``undecided`` filter right
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import resource
 import statistics
@@ -32,8 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fcnx.io.replayed import CACHE as REPLAY
+from fcnx.io.review_index import CACHE
 from fcnx.review.app import TOKEN_HEADER, create_app
-from fcnx.review.columns import CACHE
 from fcnx.review.index import open_index
 from fcnx.review.session import Session
 from fcnx.testing.records import write_synthetic_journal
@@ -84,19 +91,69 @@ def _decide_some(outdir: Path, count: int) -> None:
     (outdir / REVIEW).write_bytes(b"".join(lines))
 
 
+def _decide_more(outdir: Path, count: int) -> None:
+    """``count`` more decisions appended to ``outdir/review.jsonl`` (rejects of the first images)."""
+    from fcnx.io.decisions import REVIEW, Decision, now
+    from fcnx.io.journal import append_lines, dump_line
+
+    index = open_index(outdir)
+    paths = [index.path(k % len(index)) for k in range(count)]
+    index.close()
+    decisions = (Decision(path, "reject", "bench", now(), reason="unusable") for path in paths)
+    append_lines(outdir / REVIEW, b"".join(dump_line(d.as_dict()) for d in decisions))
+
+
+def _run_end(outdir: Path) -> dict[str, float]:
+    """The end of the crop run that wrote ``outdir/boxes.jsonl``: its journal loaded (as a resumed run's), then
+    ``boxes.csv`` written from its records, without the review index (before) and with it (``fcnx crop`` now),
+    alternated (3 rounds up to 20,000 records, medians); the first open of the index the run kept."""
+    from fcnx.io.journal import CropJournal
+    from fcnx.io.review_index import indexed_records
+    from fcnx.jobs.outputs import ASIDE, JOURNAL, SUSPECTS
+    from fcnx.jobs.reports import write_table
+
+    journal = CropJournal(outdir / JOURNAL, outdir / ASIDE)
+    loading = _timed(journal.load)
+    table, indexed = [], []
+    for _ in range(3 if len(journal.entries) <= 20_000 else 1):
+        table.append(_timed(lambda: write_table(outdir, journal.records, ["net"])))
+        (outdir / CACHE).unlink(missing_ok=True)
+        indexed.append(
+            _timed(lambda: write_table(outdir, indexed_records(outdir, journal, outdir / SUSPECTS), ["net"]))
+        )
+    assert (outdir / CACHE).is_file()
+    return {
+        "run's end: journal loaded": loading,
+        "run's end: boxes.csv": statistics.median(table),
+        "run's end: boxes.csv + index": statistics.median(indexed),
+        "first open, index the run kept": _timed(lambda: open_index(outdir).close()),
+    }
+
+
+#: the measures of the opening, in the order printed
+OPENING = (
+    "run's end: journal loaded",
+    "run's end: boxes.csv",
+    "run's end: boxes.csv + index",
+    "first open, index the run kept",
+    "first open, no kept index",
+    "first open, kept index",
+    *(f"open, {n:,} decisions, {label}" for n in DECIDED for label in ("no kept replay", "kept replay")),
+    *(f"open, {n:,} + 100 appended" for n in DECIDED),
+    "first page",
+)
+
+
 def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
     """Per measure, its median time (seconds) for each of ``sizes``."""
-    times: dict[str, list[float]] = {
-        "first open, no kept index": [],
-        "first open, kept index": [],
-        **{f"open, {count:,} decisions": [] for count in DECIDED},
-        "first page": [],
-    }
+    times: dict[str, list[float]] = {key: [] for key in OPENING}
     clients = []
     with contextlib.ExitStack() as stack:
         for size in sizes:
             outdir = folder / str(size)
             write_synthetic_journal(outdir, size, CLASSES)
+            for key, value in _run_end(outdir).items():
+                times[key].append(value)
 
             def cold(outdir: Path = outdir) -> None:
                 (outdir / CACHE).unlink(missing_ok=True)
@@ -107,14 +164,20 @@ def measure(sizes: list[int], folder: Path) -> dict[str, list[float]]:
             warm = [_timed(lambda outdir=outdir: open_index(outdir).close()) for _ in range(5)]
             times["first open, kept index"].append(statistics.median(warm))
 
-            def reopen(outdir: Path = outdir) -> None:
+            def reopen(outdir: Path = outdir, replayed: bool = True) -> None:
+                if not replayed:
+                    (outdir / REPLAY).unlink(missing_ok=True)
                 index = open_index(outdir)
                 with Session(index, "bench"):
                     index.close()
 
             for count, repeats in zip(DECIDED[::-1], (1, 3), strict=True):  # the 1,000 stay for the requests
                 _decide_some(outdir, count)
-                times[f"open, {count:,} decisions"].append(statistics.median([_timed(reopen) for _ in range(repeats)]))
+                for replayed, label in ((False, "no kept replay"), (True, "kept replay")):
+                    samples = [_timed(functools.partial(reopen, outdir, replayed)) for _ in range(repeats)]
+                    times[f"open, {count:,} decisions, {label}"].append(statistics.median(samples))
+                _decide_more(outdir, 100)  # appended by a reviewer after the replay was kept
+                times[f"open, {count:,} + 100 appended"].append(_timed(functools.partial(reopen, outdir)))
             index = open_index(outdir)
             stack.callback(index.close)
             session = stack.enter_context(Session(index, "bench"))
@@ -191,13 +254,13 @@ def main() -> None:
     print(f"{_load()} (after)")
     sizes = args.sizes
     print(
-        f"{'':30}"
+        f"{'':42}"
         + "".join(f"{size:>12,}" for size in sizes)
         + "".join(f"{f'{s:,}/{sizes[0]:,}':>16}" for s in sizes[1:])
     )
     for key, values in results.items():
         ratios = "".join(f"{v / values[0]:15.2f}x" for v in values[1:])
-        print(f"{key:30}" + "".join(_ms(v) for v in values) + ratios)
+        print(f"{key:42}" + "".join(_ms(v) for v in values) + ratios)
     print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.browser:
         with tempfile.TemporaryDirectory() as tmp:

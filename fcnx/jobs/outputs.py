@@ -3,8 +3,8 @@
 ``OUTDIR`` holds the crops (same format as the originals, mirrored folders), ``boxes.jsonl`` (one
 record per image and category), ``boxes.csv`` (the same, regenerated at the end of each run),
 ``heatmaps/`` (``--heatmaps``), ``gallery.html`` (``--gallery``), ``failures.txt``,
-``.fcnx-crop.json`` (the settings the boxes were made with, and the fixed-name files fcnx wrote)
-and ``.fcnx-lock`` (held by the running ``fcnx crop``).
+``.fcnx-crop.json`` (the settings the boxes were made with, and the fixed-name files fcnx wrote),
+``.fcnx-review-index`` (``fcnx review``'s index of the run) and ``.fcnx-lock`` (held by the running ``fcnx crop``).
 
 With ``--in-place`` OUTDIR may be (or lie inside) an input folder: crops are then named
 ``<stem>.fcnx-crop<suffix>``, such files and ``heatmaps/`` inside OUTDIR are never inputs.
@@ -36,12 +36,14 @@ from fcnx.io.discovery import ImageItem
 from fcnx.io.files import OutdirLock, commit, is_disk_full, remove_temporaries, stage_bytes
 from fcnx.io.journal import CropJournal
 from fcnx.io.record import CropRecord, Json, line_warning
+from fcnx.io.review_index import indexed_records
 from fcnx.jobs import naming, reports
 from fcnx.jobs.encoding import encode_crop, encode_png
 from fcnx.jobs.maps import encode_map
 from fcnx.jobs.pool import OrderedPool
 from fcnx.jobs.reports import FAILURES, GALLERY, TABLE
 from fcnx.jobs.settings import SETTINGS, SettingsFile
+from fcnx.jobs.suspects import OUTPUTS as SUSPECTS_OUTPUTS
 from fcnx.method import geometry
 
 JOURNAL = "boxes.jsonl"
@@ -49,6 +51,8 @@ JOURNAL = "boxes.jsonl"
 ASIDE = "boxes.rejected.jsonl"
 HEATMAPS = naming.HEATMAPS
 RESERVED = (JOURNAL, TABLE, SETTINGS, FAILURES, ASIDE, HEATMAPS, naming.MAPS, GALLERY)
+#: the suspects of an OUTDIR that ``fcnx suspects`` also wrote to (shown by ``fcnx review`` with the crops)
+SUSPECTS = SUSPECTS_OUTPUTS[1]
 _GALLERY_PAGES = re.compile(r"gallery(-\d+)?\.html")
 
 
@@ -298,7 +302,7 @@ class CropOutputs:
             self._pool.close()
             steps: list[tuple[str, Callable[[], None]]] = [
                 (JOURNAL, lambda: self.journal.compact(str(item.path) for item in order)),
-                (TABLE, lambda: reports.write_table(self.outdir, self.records, self.net_names)),
+                (TABLE, lambda: reports.write_table(self.outdir, _indexed(self), self.net_names)),
                 (FAILURES, lambda: reports.write_failures(self.outdir, list(failures))),
             ]
             if self.options.gallery:
@@ -330,6 +334,11 @@ class CropOutputs:
         """Stop the writing threads and release OUTDIR."""
         self._pool.close()
         self._lock.release()
+
+
+def _indexed(outputs: CropOutputs) -> Iterator[Json]:
+    """The run's records read back for its table; once all are read, ``fcnx review``'s index of the run is kept."""
+    return indexed_records(outputs.outdir, outputs.journal, outputs.outdir / SUSPECTS)
 
 
 def _record(

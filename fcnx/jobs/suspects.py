@@ -395,7 +395,9 @@ class SuspectsJob:
 
     def _run(self, progress: Callable[[], None] | None) -> list[Suspect]:
         from fcnx.io.files import atomic_text, writing
+        from fcnx.io.review_index import keep_index
         from fcnx.io.tables import write_csv
+        from fcnx.jobs.outputs import JOURNAL as CROP_JOURNAL
         from fcnx.render.html import suspects_page
 
         o, out = self.options, self.outdir
@@ -419,6 +421,7 @@ class SuspectsJob:
             atomic_text(out / OUTPUTS[1], json.dumps(summary, indent=2))
             atomic_text(out / OUTPUTS[2], suspects_page(suspects, self.data.resolve(), SIGNAL_TEXT[o.signal]))
             write_csv(out / OUTPUTS[3], ISSUE_FIELDS, [s.issue_row(str(s.path) in issues) for s in scores])
+        keep_index(out, out / CROP_JOURNAL, out / OUTPUTS[1])  # fcnx review opens it at once
         return suspects
 
     def _judged(self) -> Iterator[dict[str, Any]]:

@@ -4,7 +4,7 @@ filter and sort them, and a page of them in a few milliseconds whatever their nu
 A crop OUTDIR gives one :class:`Item` per image of ``boxes.jsonl`` (its records for several categories are
 its guesses); a suspects OUTDIR one per suspect of ``suspects.json``; an OUTDIR holding both gives the crop's
 images with their suspect signal. Lines that are not whole records are skipped and named in ``warnings``.
-The index is a few arrays (:mod:`fcnx.review.columns`, kept in OUTDIR between runs); an image's
+The index is a few arrays (:mod:`fcnx.io.review_index`, kept in OUTDIR by the run and between reviews); an image's
 :class:`Item` is read from its own lines of ``boxes.jsonl`` when a page shows it.
 """
 
@@ -23,17 +23,18 @@ import numpy as np
 from fcnx.errors import UsageError
 from fcnx.io.files import read_class_list
 from fcnx.io.record import BOXES, CropRecord
+from fcnx.io.replayed import CODE
+from fcnx.io.review_index import Columns, fresh
 from fcnx.jobs.outputs import JOURNAL
 from fcnx.jobs.suspects import OUTPUTS as SUSPECTS_OUTPUTS
-from fcnx.review.columns import Columns, build, grown_from, load, save, source_key
 
 SUSPECTS = SUSPECTS_OUTPUTS[1]
 Box = tuple[float, float, float, float]
 
 #: decision states of an image: code -> name (the code is what :attr:`Index.state` holds)
 STATES = ("undecided", "accepted", "rejected", "relabelled")
-#: a verdict's action -> its state code
-STATE_OF = {None: 0, "accept": 1, "reject": 2, "relabel": 3}
+#: a verdict's action -> its state code (as the replay of ``review.jsonl`` keeps it)
+STATE_OF = CODE
 #: the ``state`` filter: name -> the state codes it keeps (``disputed`` is :attr:`Index.disputed`)
 STATE_FILTERS = {
     "all": (0, 1, 2, 3),
@@ -257,20 +258,7 @@ def open_index(outdir: Path, classes_file: Path | None = None) -> Index:
         )
     journal = _open_regular(crop) if crop.is_file() else None
     try:
-        sources = {
-            "journal": source_key(os.fstat(journal.fileno())) if journal is not None else None,
-            "suspects": source_key(suspects.stat()) if suspects.is_file() else None,
-        }
-        kept = load(outdir)
-        if kept is not None and kept.sources == sources:
-            columns = kept
-        else:
-            data = journal.read() if journal is not None else b""
-            if kept is not None and not grown_from(kept, data, sources["journal"]):
-                kept = None
-            columns = build(crop if journal else None, data, suspects if suspects.is_file() else None, kept)
-            columns.sources = sources
-            save(outdir, columns)
+        columns = fresh(outdir, journal, crop, suspects if suspects.is_file() else None)
     except OSError as exc:
         if journal is not None:
             journal.close()

@@ -1,20 +1,23 @@
 """One review of an OUTDIR: its lock, its ``review.jsonl`` and each image's state, updated as decisions arrive.
 
 A :class:`Session` holds ``OUTDIR/.fcnx-review-lock`` (a second ``fcnx review`` is refused, naming the
-first; ``fcnx crop``'s own lock is another file), sets aside what a kill or a hand edit left in
-``review.jsonl`` (:func:`~fcnx.io.decisions.repair_decisions`), lists and skips decisions for images the
-run no longer has (or whose file is gone), and appends each new decision at once, before its state changes.
+first; ``fcnx crop``'s own lock is another file), replays ``review.jsonl`` (:func:`~fcnx.io.replayed.replay`:
+the kept replay and the lines appended since, else the whole file, after setting aside what a kill or a hand
+edit left in it), lists and skips decisions for images the run no longer has (or whose file is gone), reads
+an image's decisions when its state is first asked for, and appends each new decision at once, before its
+state changes.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fcnx.errors import UsageError, one_line
 from fcnx.io.decisions import (
@@ -24,7 +27,6 @@ from fcnx.io.decisions import (
     VERSION,
     Decision,
     Merged,
-    Verdict,
     append_decision,
     decision_problem,
     from_dict,
@@ -36,6 +38,7 @@ from fcnx.io.decisions import (
 )
 from fcnx.io.files import OutdirLock
 from fcnx.io.journal import append_lines, dump_line
+from fcnx.io.replayed import Replay, files_gone, replay
 from fcnx.review.index import STATE_OF, Index
 
 #: the lock file ``fcnx review`` holds in OUTDIR
@@ -61,11 +64,12 @@ class Session:
         self.warnings: list[str] = []
         self._lock = OutdirLock(index.outdir, "fcnx review", REVIEW_LOCK)
         self._write = threading.Lock()
-        self._decisions: dict[str, list[Decision]] = {}
-        self._verdicts: dict[int, Verdict] = {}
-        self._disputes: dict[int, dict[str, str]] = {}
-        #: the item numbers of the decided images' paths (``None``: not in the run)
-        self._where: dict[str, int | None] = {}
+        self._replay: Replay | None = None
+        #: items whose file is gone: their earlier decisions are skipped
+        self._gone: set[int] = set()
+        #: per item read so far, its decisions in force (read from ``review.jsonl`` when first asked) and merged
+        self._decisions: dict[int, list[Decision]] = {}
+        self._merged: dict[int, Merged] = {}
 
     def __enter__(self) -> Session:
         self.open()
@@ -77,8 +81,9 @@ class Session:
     def open(self) -> None:
         """Lock OUTDIR and load ``review.jsonl`` (see the module's docstring)."""
         self._lock.acquire()
+        index = self.index
         try:
-            log = repair_decisions(self.path)
+            state, log = replay(self.path, len(index), index.columns.sources, index.find_all)
         except OSError as exc:
             self._lock.release()
             raise UsageError(f"cannot read or repair ({exc.strerror or exc})", self.path) from None
@@ -86,19 +91,12 @@ class Session:
             self.warnings.append(f"{self.path}:{number}: not a decision ({problem}); set aside in {REJECTED}")
         if log.cut:
             self.warnings.append(f"{self.path}: its last line was cut short (a kill); set aside in {REJECTED}")
-        not_in_run: dict[str, int] = {}
-        gone: dict[str, int] = {}
-        exists: dict[str, bool] = {}
-        self._where = self.index.find_all({decision.path for decision in log.decisions})
-        for decision in log.decisions:
-            path = decision.path
-            if self._where[path] is None:
-                not_in_run[path] = not_in_run.get(path, 0) + 1
-            elif not (exists[path] if path in exists else exists.setdefault(path, os.path.lexists(path))):
-                gone[path] = gone.get(path, 0) + 1
-            else:
-                self._decisions.setdefault(path, []).append(decision)
-        for skipped, why in ((not_in_run, "this run does not have"), (gone, "whose file is gone")):
+        decided = {k: index.path(k) for k in np.flatnonzero(state.count).tolist()}
+        absent = files_gone(decided.values())
+        gone = sorted((k for k, path in decided.items() if path in absent), key=lambda k: state.lines(k)[0])
+        self._replay, self._gone = state, set(gone)
+        gone_counts = {decided[k]: int(state.count[k]) for k in gone}
+        for skipped, why in ((state.missing, "this run does not have"), (gone_counts, "whose file is gone")):
             if skipped:
                 names = ", ".join(one_line(p) for p in list(skipped)[:SHOWN_MISSING])
                 more = f" and {len(skipped) - SHOWN_MISSING} more" if len(skipped) > SHOWN_MISSING else ""
@@ -106,40 +104,36 @@ class Session:
                     f"{self.path}: {sum(skipped.values())} decision(s) for {len(skipped)} image(s) {why}, "
                     f"skipped (kept in the file): {names}{more}"
                 )
-        self._update(merge([[d for group in self._decisions.values() for d in group]]))
+        index.state[:] = state.state
+        index.disputed[:] = state.disputed
+        index.state[gone], index.disputed[gone] = 0, False
+        index.version += 1
 
     def close(self) -> None:
         self._lock.release()
 
-    def _update(self, merged: Merged) -> None:
-        """Take the verdicts and disagreements of ``merged`` (for some images) as those images' state."""
-        self.index.version += 1
-        for path, verdict in merged.verdicts.items():
-            k = self._find(path)
-            self._verdicts[k] = verdict
-            self.index.state[k] = STATE_OF[verdict.action]
-        for path in {*merged.verdicts, *merged.disagreements}:
-            k = self._find(path)
-            self._disputes.pop(k, None)
-            if path in merged.disagreements:
-                self._disputes[k] = merged.disagreements[path]
-            self.index.disputed[k] = k in self._disputes
+    def _decisions_of(self, k: int) -> list[Decision]:
+        """Item ``k``'s decisions in force (those of an image whose file was gone on opening are skipped)."""
+        if k not in self._decisions:
+            assert self._replay is not None
+            skipped = k in self._gone or not self._replay.count[k]
+            self._decisions[k] = [] if skipped else self._replay.decisions(self.path, k)
+        return self._decisions[k]
 
-    def _find(self, path: str) -> int:
-        """The item number of a decided image's ``path`` (found once, then kept)."""
-        k = self._where.get(path)
-        if k is None:
-            k = self._where[path] = self.index.find(path)
-        assert k is not None
-        return k
+    def _merge(self, k: int) -> Merged:
+        """Item ``k``'s decisions merged (kept until it gets another)."""
+        if k not in self._merged:
+            self._merged[k] = merge([self._decisions_of(k)])
+        return self._merged[k]
 
     def state(self, k: int) -> dict[str, Any]:
         """Item ``k``'s review state: its verdict (or ``None``), the reviewers who disagree, its decision count."""
-        verdict = self._verdicts.get(k)
+        merged, path = self._merge(k), self.index.path(k)
+        verdict = merged.verdicts.get(path)
         return {
             "verdict": None if verdict is None else asdict(verdict),
-            "disagreement": self._disputes.get(k),
-            "decisions": len(self._decisions.get(self.index.path(k), [])),
+            "disagreement": merged.disagreements.get(path),
+            "decisions": len(self._decisions_of(k)),
         }
 
     def decide(
@@ -182,12 +176,14 @@ class Session:
             if x + w > item.size[0] + 0.5 or y + h > item.size[1] + 0.5:
                 raise UsageError(f"box {record['box']} leaves the {item.size[0]}x{item.size[1]} image")
         with self._write:
+            decisions = self._decisions_of(k)
             append_decision(self.path, decision)
-            self._decisions.setdefault(item.path, []).append(decision)
-            self._verdicts.pop(k, None)
-            self._disputes.pop(k, None)
-            self.index.state[k], self.index.disputed[k] = 0, False
-            self._update(merge([self._decisions[item.path]]))
+            decisions.append(decision)
+            merged = self._merged[k] = merge([decisions])
+            verdict = merged.verdicts.get(item.path)
+            self.index.state[k] = STATE_OF[None if verdict is None else verdict.action]
+            self.index.disputed[k] = item.path in merged.disagreements
+            self.index.version += 1
         return decision
 
 

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from fcnx.cli import cli
 from fcnx.engine import backends
+from fcnx.io.review_index import CACHE
 from fcnx.jobs import workers
 
 NETS = "tiny_vgg,tiny_resnet,tiny_inception"
@@ -29,11 +30,12 @@ def _demo() -> Path:
 
 
 def _tree(out: Path) -> dict[str, bytes]:
-    """Every file of OUTDIR but its lock, by path."""
+    """Every file of OUTDIR but its lock and fcnx review's index (it names the run's files by inode and times), by
+    path."""
     return {
         str(p.relative_to(out)): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != ".fcnx-lock"
+        if p.is_file() and p.name not in (".fcnx-lock", CACHE)
     }
 
 

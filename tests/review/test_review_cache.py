@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from fcnx.errors import UsageError
+from fcnx.io import review_index as columns_module
 from fcnx.io.journal import dump_line
-from fcnx.review import columns as columns_module
+from fcnx.io.review_index import _ARRAYS, CACHE
 from fcnx.review.app import create_app
-from fcnx.review.columns import _ARRAYS, CACHE
 from fcnx.review.index import SORTS, Query, open_index
 from fcnx.review.session import Session
 from fcnx.testing.records import crop_record, write_synthetic_journal

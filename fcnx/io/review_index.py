@@ -1,5 +1,7 @@
-"""The review index's columns: per image of a crop or suspects OUTDIR, a few numbers in arrays, built once from the
-run's files and kept in ``OUTDIR/.fcnx-review-index`` so that the next ``fcnx review`` opens in milliseconds.
+"""The review index's columns: per image of a crop or suspects OUTDIR, a few numbers in arrays, kept in
+``OUTDIR/.fcnx-review-index`` so that ``fcnx review`` opens in milliseconds: written by the run itself at its end
+(``fcnx crop``: :func:`indexed_records`, from the records it reads for ``boxes.csv``; ``fcnx suspects``:
+:func:`keep_index`), else built by the first review (:func:`fresh`).
 
 What an image shows is not kept here but read again when a page shows it: a crop image's records are a byte
 range of ``boxes.jsonl`` (:attr:`Columns.start`, :attr:`Columns.end`), a suspect's row is kept as its JSON.
@@ -11,19 +13,24 @@ that is cut, altered (its checksum) or from another version is rebuilt.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
 import os
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from fcnx.errors import UsageError
-from fcnx.io.files import atomic_bytes, read_regular
-from fcnx.io.record import cut_warning, line_warning, parse_line, record_problem
+from fcnx.errors import FcnxError, UsageError
+from fcnx.io.files import read_regular
+from fcnx.io.journal import CropJournal
+from fcnx.io.kept import read_kept, write_kept
+from fcnx.io.record import Json, cut_warning, line_warning, parse_line, record_problem
 
 #: the kept index inside OUTDIR
 CACHE = ".fcnx-review-index"
@@ -151,6 +158,15 @@ class _Builder:
             self.names.add(label)
         return k
 
+    def add_group(self, group: list[dict[str, Any]], span: tuple[int, int]) -> None:
+        """Add one image's records (one per category: its guesses), whose lines are bytes ``span`` of the journal."""
+        first = group[0]
+        main = next((r for r in group if r["category"] == first["label"]), first)
+        k = self.add(first["path"], first["file"], first["label"], span)
+        self.not_found[k], self.confidence[k] = main["found"] is False, float(main["mean_confidence"])
+        self.names.update(r["category"] for r in group)
+        self.names.update(guess[0] for guess in main.get("guesses", []))
+
     def scan(self, journal: Path, data: bytes, offset: int, line: int) -> dict[str, int]:
         """Read ``data``'s lines from byte ``offset`` (line number ``line``): one item per image, a later group of
         records for an image replacing an earlier one, lines that are not whole records named in ``warnings``, a
@@ -160,12 +176,7 @@ class _Builder:
 
         def close_group() -> None:
             if group:
-                first = group[0]
-                main = next((r for r in group if r["category"] == first["label"]), first)
-                k = self.add(first["path"], first["file"], first["label"], (group_at[0], group_end))
-                self.not_found[k], self.confidence[k] = main["found"] is False, float(main["mean_confidence"])
-                self.names.update(r["category"] for r in group)
-                self.names.update(guess[0] for guess in main.get("guesses", []))
+                self.add_group(group, (group_at[0], group_end))
                 group.clear()
 
         size, terminated = len(data), data.endswith(b"\n")
@@ -299,6 +310,12 @@ def build(journal: Path | None, data: bytes, suspects: Path | None, kept: Column
     )
     if journal is not None:
         resume = builder.scan(journal, data, resume["offset"], resume["line"])
+    return _columns(builder, journal is not None, data, resume, suspects)
+
+
+def _columns(builder: _Builder, crop_run: bool, data: bytes, resume: dict[str, int], suspects: Path | None) -> Columns:
+    """The columns of ``builder``'s crop part (``data``: the journal's bytes, read up to ``resume``) and
+    ``suspects``' rows."""
     crop = {
         **resume,
         "items": len(builder.paths),
@@ -309,8 +326,8 @@ def build(journal: Path | None, data: bytes, suspects: Path | None, kept: Column
         "terminated": not data or data.endswith(b"\n"),
     }
     shown = builder.merge_suspects(suspects) if suspects is not None else {}
-    kind = "crop" if journal is not None else "suspects"
-    if journal is not None and shown:
+    kind = "crop" if crop_run else "suspects"
+    if crop_run and shown:
         kind = "crop + suspects"
     return builder.finish(kind, shown, crop)
 
@@ -337,41 +354,19 @@ def source_key(stat: os.stat_result | None) -> list[int] | None:
 
 def save(outdir: Path, columns: Columns) -> None:
     """Keep ``columns`` in ``outdir`` (atomically; an OUTDIR that cannot be written to is left as it is)."""
-    arrays = {name: np.ascontiguousarray(getattr(columns, name)) for name in _ARRAYS}
-    layout = [[name, array.dtype.str, len(array)] for name, array in arrays.items()]
     meta = {"kind": columns.kind, "names": columns.names, "warnings": columns.warnings, "crop": columns.crop,
-            "sources": columns.sources, "arrays": layout}  # fmt: skip
-    header = json.dumps(meta).encode() + b"\n"
-    payload = b"".join(array.tobytes() for array in arrays.values())
-    checksum = zlib.crc32(payload, zlib.crc32(header))
-    try:
-        atomic_bytes(outdir / CACHE, _MAGIC + b"%08x\n" % checksum + header + payload)
-    except OSError:
-        pass
+            "sources": columns.sources}  # fmt: skip
+    write_kept(outdir / CACHE, _MAGIC, meta, {name: getattr(columns, name) for name in _ARRAYS})
 
 
 def load(outdir: Path) -> Columns | None:
     """The columns kept in ``outdir``, or ``None`` where there are none, or none whole and consistent."""
+    kept = read_kept(outdir / CACHE, _MAGIC, _ARRAYS)
+    if kept is None:
+        return None
     try:
-        data = read_regular(outdir / CACHE)
-        if not data.startswith(_MAGIC):
-            return None
-        rest = memoryview(data)[len(_MAGIC) :]
-        checksum = int(bytes(rest[:8]), 16)
-        end = data.index(b"\n", len(_MAGIC) + 9) + 1
-        header, payload = data[len(_MAGIC) + 9 : end], memoryview(data)[end:]
-        if rest[8:9] != b"\n" or zlib.crc32(payload, zlib.crc32(header)) != checksum:
-            return None
-        meta = json.loads(header)
-        arrays: dict[str, Any] = {}
-        at = 0
-        for name, dtype, length in meta.pop("arrays"):
-            array = np.frombuffer(payload, dtype=np.dtype(dtype), count=length, offset=at)
-            arrays[name], at = array, at + array.nbytes
-        if at != len(payload) or sorted(arrays) != sorted(_ARRAYS):
-            return None
-        columns = Columns(**meta, **arrays)
-    except (OSError, ValueError, TypeError, KeyError):
+        columns = Columns(**kept[0], **kept[1])
+    except TypeError:
         return None
     return columns if _consistent(columns) else None
 
@@ -397,3 +392,81 @@ def _consistent(columns: Columns) -> bool:
     if not all(isinstance(crop.get(key), list) for key in ("names", "warnings")) or crop["items"] > n:
         return False
     return bool(np.all((columns.label >= -1) & (columns.label < len(columns.names))))
+
+
+# --------------------------------------------------------------------------- kept up to date
+
+
+def fresh(outdir: Path, journal: BinaryIO | None, journal_path: Path, suspects: Path | None) -> Columns:
+    """The columns of the run in ``outdir``: the kept ones if they were built from its files as they are, else
+    built anew (on top of the kept ones when the journal only grew) and kept. ``journal``: the crop journal at
+    ``journal_path``, open at its start (``None``: none); ``suspects``: ``suspects.json`` (``None``: none)."""
+    sources = {
+        "journal": source_key(os.fstat(journal.fileno())) if journal is not None else None,
+        "suspects": source_key(suspects.stat()) if suspects is not None else None,
+    }
+    kept = load(outdir)
+    if kept is not None and kept.sources == sources:
+        return kept
+    data = journal.read() if journal is not None else b""
+    if kept is not None and not grown_from(kept, data, sources["journal"]):
+        kept = None
+    columns = build(journal_path if journal is not None else None, data, suspects, kept)
+    columns.sources = sources
+    save(outdir, columns)
+    return columns
+
+
+def keep_index(outdir: Path, journal: Path, suspects: Path) -> None:
+    """Bring the kept index of ``outdir`` up to date with its crop ``journal`` and ``suspects`` file, either may be
+    absent (the end of a run). Files that cannot be read leave it as it is: ``fcnx review`` names the problem."""
+    if not journal.is_file() and not suspects.is_file():
+        return
+    try:
+        with open(journal, "rb") if journal.is_file() else contextlib.nullcontext() as file:
+            fresh(outdir, file, journal, suspects if suspects.is_file() else None)
+    except (OSError, FcnxError):
+        pass
+
+
+def indexed_records(outdir: Path, journal: CropJournal, suspects: Path) -> Iterator[Json]:
+    """The records of a crop run's ``journal``, as :attr:`~fcnx.io.journal.CropJournal.records` gives them, each
+    image's added to the run's index on the way; once all are read, the index is kept (:func:`_keep_built`)."""
+    builder, records, whole = _Builder(), journal.records, True
+    for entry in list(journal.entries.values()):
+        group = list(itertools.islice(records, entry.boxes))
+        whole = whole and all(record_problem(r) is None for r in group)
+        builder.add_group(group, (entry.offset, entry.offset + entry.size))
+        yield from group
+    _keep_built(outdir, journal.path, suspects, builder if whole else None)
+
+
+def _keep_built(outdir: Path, path: Path, suspects: Path, builder: _Builder | None) -> None:
+    """Keep the index ``builder`` holds if the journal at ``path`` is exactly its images' lines, in order (what a
+    scan of it finds); else bring the kept index up to date from the files (:func:`keep_index`)."""
+    try:
+        with open(path, "rb") as file:
+            key, data = source_key(os.fstat(file.fileno())), file.read()
+        if builder is None or not builder.paths or not _tiles(data, zip(builder.start, builder.end)):
+            keep_index(outdir, path, suspects)
+            return
+        last = builder.start[-1]
+        resume = {"offset": last, "line": data.count(b"\n", 0, last) + 1}
+        shown = suspects if suspects.is_file() else None
+        sources = {"journal": key, "suspects": source_key(shown.stat()) if shown else None}
+        columns = _columns(builder, True, data, resume, shown)
+        columns.sources = sources
+    except (OSError, FcnxError):
+        return
+    save(outdir, columns)
+
+
+def _tiles(data: bytes, spans: Iterable[tuple[int, int]]) -> bool:
+    """Whether ``spans`` (byte ranges of whole lines, in order) cover ``data`` but for blank lines, which ends
+    with a newline."""
+    at = 0
+    for start, end in spans:
+        if start < at or end > len(data) or data[at:start].strip():
+            return False
+        at = end
+    return not data[at:].strip() and data.endswith(b"\n")
