@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -126,42 +127,57 @@ class CropRecord:
     @classmethod
     def from_json(cls, data: Json) -> CropRecord:
         """The record of the JSON form of one fcnx holds (one it wrote, or :meth:`parse` checked), unchecked."""
-        return cls(**{f.name: _frozen(data[f.name]) for f in fields(cls) if f.name in data})
+        return cls(**{name: _frozen(data[name]) for name in _names(cls) if name in data})
 
     def to_json(self) -> Json:
         """The JSON line's object (lists for tuples), fields in declaration order."""
-        return {f.name: _thawed(getattr(self, f.name)) for f in fields(self)}
+        return {name: _thawed(getattr(self, name)) for name in _names(type(self))}
 
     @classmethod
-    def csv_columns(cls, net_names: list[str]) -> list[str]:
+    def csv_columns(cls, net_names: Sequence[str]) -> list[str]:
         """The columns of ``boxes.csv`` for the nets ``net_names``, in the fields' ``csv`` order."""
-        return [column for f in _table_fields(cls) for column in _columns(f, net_names)]
+        return [column for _, columns in _table(cls, tuple(net_names)) for column in columns]
 
-    def csv_row(self, net_names: list[str]) -> dict[str, Any]:
+    def csv_row(self, net_names: Sequence[str]) -> dict[str, Any]:
         """The record as a row of ``boxes.csv`` (a column whose box is absent stays empty)."""
         row: dict[str, Any] = {}
-        for f in _table_fields(type(self)):
-            value = getattr(self, f.name)
+        nets = tuple(net_names)
+        for name, columns in _table(type(self), nets):
+            value = getattr(self, name)
             if isinstance(value, dict):
-                row.update({column: value.get(net) for column, net in zip(_columns(f, net_names), net_names)})
+                row.update({column: value.get(net) for column, net in zip(columns, nets)})
             elif isinstance(value, tuple):
-                row.update(zip(_columns(f, net_names), value))
+                row.update(zip(columns, value))
             else:
-                row[f.name] = value
+                row[name] = value
         return row
 
 
-def _table_fields(cls: type[CropRecord]) -> list[Any]:
-    """The fields of ``cls`` that ``boxes.csv`` shows, in its order (fields without a rank last)."""
-    ranked = [(f.metadata.get("csv", math.inf), k, f) for k, f in enumerate(fields(cls))]
-    return [f for _, _, f in sorted((t for t in ranked if t[0] is not None), key=lambda t: t[:2])]
+_NAMES: dict[type[CropRecord], tuple[str, ...]] = {}
+_TABLES: dict[tuple[type[CropRecord], tuple[str, ...]], tuple[tuple[str, tuple[str, ...]], ...]] = {}
 
 
-def _columns(f: Any, net_names: list[str]) -> list[str]:
-    """The columns of one field: per net for a map, ``_i``/``_j`` for a cell, ``_x`` ... ``_h`` for a box."""
+def _names(cls: type[CropRecord]) -> tuple[str, ...]:
+    """The fields of ``cls`` in declaration order (the JSON line's), worked out once per class."""
+    if cls not in _NAMES:
+        _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return _NAMES[cls]
+
+
+def _table(cls: type[CropRecord], nets: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The fields of ``cls`` that ``boxes.csv`` shows for ``nets``, in its order (fields without a rank last), each
+    with its columns: per net for a map, ``_i``/``_j`` for a cell, ``_x`` ... ``_h`` for a box (once per class)."""
+    if (cls, nets) not in _TABLES:
+        ranked = [(f.metadata.get("csv", math.inf), k, f) for k, f in enumerate(fields(cls))]
+        shown = [f for _, _, f in sorted((t for t in ranked if t[0] is not None), key=lambda t: t[:2])]
+        _TABLES[cls, nets] = tuple((f.name, tuple(_columns(f, nets))) for f in shown)
+    return _TABLES[cls, nets]
+
+
+def _columns(f: Any, nets: tuple[str, ...]) -> list[str]:
     kind = str(f.type)
     if kind.startswith("dict["):
-        return [f"{f.metadata['column']}:{net}" for net in net_names]
+        return [f"{f.metadata['column']}:{net}" for net in nets]
     if kind == "tuple[int, int]":
         return [f"{f.name}_i", f"{f.name}_j"]
     if kind == "XYWH | None":
