@@ -15,7 +15,8 @@ parsed and merged in seconds), and an edit anywhere before the end (a hand edit,
 leave a state that a full replay would not give. It is kept only for one review index (its ``sources``: the
 items' numbers). A file that was cut, rewritten, or has lines appended that are not whole decisions is
 replayed in full, after :func:`~fcnx.io.decisions.repair_decisions` set aside and named the bad lines.
-Whether a decided image's file still exists is not kept: it is asked at every opening.
+Which decided images' files are gone is checked at every opening (:func:`_check_files`): only for images
+decided since while the folders listed last time are unchanged.
 """
 
 from __future__ import annotations
