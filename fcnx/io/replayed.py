@@ -15,13 +15,15 @@ parsed and merged in seconds), and an edit anywhere before the end (a hand edit,
 leave a state that a full replay would not give. It is kept only for one review index (its ``sources``: the
 items' numbers). A file that was cut, rewritten, or has lines appended that are not whole decisions is
 replayed in full, after :func:`~fcnx.io.decisions.repair_decisions` set aside and named the bad lines.
-Whether a decided image's file still exists is not kept: it is asked at every opening.
+Which decided images' files are gone is checked at every opening (:func:`_check_files`): only for images
+decided since while the folders listed last time are unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import zlib
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ _MAGIC = b"fcnx-review-decisions 1\n"
 #: an image's merged verdict (its action) -> its code in :attr:`Replay.state` (0: none)
 VERDICTS = (None, "accept", "reject", "relabel")
 CODE = {action: code for code, action in enumerate(VERDICTS)}
+#: a folder changed less than this long ago (ns) is checked again next time
+RACY_NS = 2_000_000_000
 _PER_LINE = ("item", "offset", "length")
 _PER_ITEM = ("state", "disputed", "count")
 #: a decision and where its line lies in ``review.jsonl`` (offset, length with its newline)
@@ -61,6 +65,10 @@ class Replay:
     count: np.ndarray
     #: decisions of paths the run does not have: path -> how many, the first seen first
     missing: dict[str, int]
+    #: decided images whose file was gone at the last check (the first decided first), and the fingerprints of
+    #: the folders of the decided images then (empty: not to be trusted, check every image again)
+    gone: list[int]
+    folders: dict[str, list[int]]
     size: int
     crc: int
     key: list[int]
@@ -88,27 +96,37 @@ def _decision(raw: bytes) -> Decision:
     return from_dict(json.loads(raw))
 
 
-def replay(path: Path, items: int, sources: dict[str, Any], find_all: Finder) -> tuple[Replay, DecisionLog]:
+def replay(
+    path: Path, items: int, sources: dict[str, Any], find_all: Finder, path_of: Callable[[int], str]
+) -> tuple[Replay, DecisionLog]:
     """``review.jsonl`` at ``path`` replayed for a review index of ``items`` items built from ``sources``
-    (``find_all``: its finder of paths): the kept replay and the lines appended since, else the whole file,
-    repaired first if it holds lines that are not whole decisions. Returns the replay, kept again, and what the
-    repair set aside (an empty log if nothing). ``OSError`` if the file cannot be read or repaired."""
+    (``find_all``: its finder of paths, ``path_of``: an item's path): the kept replay and the lines appended
+    since, else the whole file, repaired first if it holds lines that are not whole decisions; its
+    :attr:`Replay.gone` checked now (:func:`_check_files`). Returns the replay, kept again, and what the repair
+    set aside (an empty log if nothing). ``OSError`` if the file cannot be read or repaired."""
     data, key = _read(path)
     kept = _load(path.parent, items, sources)
+    state, log = None, DecisionLog()
     if kept is not None and _extends(kept, data, key):
-        if kept.size == len(data):
-            return kept, DecisionLog()
         tail = _parse(data, kept.size)
-        if tail is not None:
-            return _keep(path, _extend(kept, tail, data, key, find_all)), DecisionLog()
-    lines, log = _parse(data, 0), DecisionLog()
-    if lines is None:
-        log = repair_decisions(path)
-        data, key = _read(path)
+        if tail == []:
+            state = kept
+        elif tail is not None:
+            state = _extend(kept, tail, data, key, find_all)
+    if state is None:
         lines = _parse(data, 0)
         if lines is None:
-            raise OSError("changed while it was being read")
-    return _keep(path, _full(lines, data, key, items, sources, find_all)), log
+            log = repair_decisions(path)
+            data, key = _read(path)
+            lines = _parse(data, 0)
+            if lines is None:
+                raise OSError("changed while it was being read")
+        state, kept = _full(lines, data, key, items, sources, find_all), None
+    checked = (list(state.gone), dict(state.folders))
+    _check_files(state, kept, path_of)
+    if state is not kept or checked != (state.gone, state.folders):
+        _keep(path, state)
+    return state, log
 
 
 def _read(path: Path) -> tuple[bytes, list[int]]:
@@ -157,6 +175,8 @@ def _full(lines: list[Line], data: bytes, key: list[int], items: int, sources: d
         disputed=np.zeros(items, dtype=bool),
         count=np.bincount(item[item >= 0], minlength=items).astype(np.int64),
         missing=_missing({}, lines, where),
+        gone=[],
+        folders={},
         size=len(data),
         crc=zlib.crc32(data),
         key=key,
@@ -179,6 +199,8 @@ def _extend(kept: Replay, tail: list[Line], data: bytes, key: list[int], find: F
         disputed=kept.disputed.copy(),
         count=kept.count + np.bincount(new[new >= 0], minlength=len(kept.state)),
         missing=_missing(dict(kept.missing), tail, where),
+        gone=list(kept.gone),
+        folders=dict(kept.folders),
         size=len(data),
         crc=zlib.crc32(memoryview(data)[kept.size :], kept.crc),
         key=key,
@@ -217,8 +239,8 @@ def _extends(kept: Replay, data: bytes, key: list[int]) -> bool:
 
 
 def _keep(path: Path, replay: Replay) -> Replay:
-    meta = {"missing": list(replay.missing.items()), "size": replay.size, "crc": replay.crc, "key": replay.key,
-            "sources": replay.sources}  # fmt: skip
+    meta = {"missing": list(replay.missing.items()), "gone": replay.gone, "folders": replay.folders,
+            "size": replay.size, "crc": replay.crc, "key": replay.key, "sources": replay.sources}  # fmt: skip
     arrays = {name: getattr(replay, name) for name in (*_PER_LINE, *_PER_ITEM)}
     write_kept(path.parent / CACHE, _MAGIC, meta, arrays)
     return replay
@@ -239,20 +261,59 @@ def _load(outdir: Path, items: int, sources: dict[str, Any]) -> Replay | None:
         return None
     if any(len(arrays[name]) != items for name in _PER_ITEM) or not isinstance(replay.size, int):
         return None
+    if not all(isinstance(k, int) and 0 <= k < items for k in replay.gone):
+        return None
     in_range = lines == 0 or (replay.item.min() >= -1 and replay.item.max() < items and replay.offset.min() >= 0)
     ends = replay.offset + replay.length
     return replay if in_range and (lines == 0 or ends.max() <= replay.size) else None
 
 
-def files_gone(paths: Iterable[str]) -> set[str]:
+def _check_files(replay: Replay, kept: Replay | None, path_of: Callable[[int], str]) -> None:
+    """Set which decided images' files are gone: where the folders ``kept`` checked are unchanged (their
+    fingerprints), its answer and the images decided since; else every decided image, its folder listed once."""
+    if kept is not None and kept.folders and all(_fingerprint(f) == fp for f, fp in kept.folders.items()):
+        was = np.zeros(len(replay.count), dtype=bool)
+        was[: len(kept.count)] = kept.count > 0
+        ask, gone = np.flatnonzero((replay.count > 0) & ~was).tolist(), list(kept.gone)
+    else:
+        ask, gone, replay.folders = np.flatnonzero(replay.count).tolist(), [], {}
+    if ask:
+        paths = {k: path_of(k) for k in ask}
+        absent, folders = files_gone(paths.values())
+        gone += [k for k in ask if paths[k] in absent]
+        replay.folders = {**replay.folders, **folders} if folders is not None else {}
+    replay.gone = sorted(gone, key=lambda k: replay.lines(k)[0])
+
+
+def _fingerprint(folder: str) -> list[int] | None:
+    """What changes when a name is added to or taken from ``folder``: its inode, device, modification and change
+    times (``None`` if it cannot be asked for, or its names changed in the last 2 s: a change in the same tick of
+    the file system's clock would leave its modification time as it is)."""
+    try:
+        stat = os.stat(folder or ".")
+    except OSError:
+        return None
+    if time.time_ns() - stat.st_mtime_ns < RACY_NS:
+        return None
+    return [stat.st_ino, stat.st_dev, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def files_gone(paths: Iterable[str]) -> tuple[set[str], dict[str, list[int]] | None]:
     """Those of ``paths`` that no longer exist (not even as a dangling link), as ``os.path.lexists`` answers: each
     folder is listed once (a folder of 1,000 images costs about what asking for 10 of them does), and a path
-    whose folder does not list its name is asked for itself."""
+    whose folder does not list its name is asked for itself. Also each folder's fingerprint, taken before it
+    was listed (``None`` if one has none: every path is to be asked again next time)."""
     listed: dict[str, set[str] | None] = {}
+    folders: dict[str, list[int]] | None = {}
     gone = set()
     for path in paths:
         folder, name = os.path.split(path)
         if folder not in listed:
+            fingerprint = _fingerprint(folder)
+            if fingerprint is None or folders is None:
+                folders = None
+            else:
+                folders[folder] = fingerprint
             try:
                 listed[folder] = set(os.listdir(folder or "."))
             except OSError:
@@ -260,4 +321,4 @@ def files_gone(paths: Iterable[str]) -> set[str]:
         names = listed[folder]
         if (names is None or name not in names) and not os.path.lexists(path):
             gone.add(path)
-    return gone
+    return gone, folders

@@ -17,8 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fcnx.errors import UsageError, one_line
 from fcnx.io.decisions import (
     REASONS,
@@ -38,7 +36,7 @@ from fcnx.io.decisions import (
 )
 from fcnx.io.files import OutdirLock
 from fcnx.io.journal import append_lines, dump_line
-from fcnx.io.replayed import Replay, files_gone, replay
+from fcnx.io.replayed import Replay, replay
 from fcnx.review.index import STATE_OF, Index
 
 #: the lock file ``fcnx review`` holds in OUTDIR
@@ -83,7 +81,7 @@ class Session:
         self._lock.acquire()
         index = self.index
         try:
-            state, log = replay(self.path, len(index), index.columns.sources, index.find_all)
+            state, log = replay(self.path, len(index), index.columns.sources, index.find_all, index.path)
         except OSError as exc:
             self._lock.release()
             raise UsageError(f"cannot read or repair ({exc.strerror or exc})", self.path) from None
@@ -91,11 +89,9 @@ class Session:
             self.warnings.append(f"{self.path}:{number}: not a decision ({problem}); set aside in {REJECTED}")
         if log.cut:
             self.warnings.append(f"{self.path}: its last line was cut short (a kill); set aside in {REJECTED}")
-        decided = {k: index.path(k) for k in np.flatnonzero(state.count).tolist()}
-        absent = files_gone(decided.values())
-        gone = sorted((k for k, path in decided.items() if path in absent), key=lambda k: state.lines(k)[0])
+        gone = state.gone
         self._replay, self._gone = state, set(gone)
-        gone_counts = {decided[k]: int(state.count[k]) for k in gone}
+        gone_counts = {index.path(k): int(state.count[k]) for k in gone}
         for skipped, why in ((state.missing, "this run does not have"), (gone_counts, "whose file is gone")):
             if skipped:
                 names = ", ".join(one_line(p) for p in list(skipped)[:SHOWN_MISSING])

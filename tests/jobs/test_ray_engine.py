@@ -22,6 +22,7 @@ from fcnx.cli import cli
 from fcnx.engine.cropper import Cropper
 from fcnx.engine.results import CropFailure
 from fcnx.io.discovery import discover
+from fcnx.io.review_index import CACHE
 from fcnx.testing import random_checkpoint
 
 NETS = ["tiny_vgg", "tiny_resnet"]
@@ -67,7 +68,10 @@ def crop(weights: dict[str, Path], *args: object) -> object:
 
 
 def files(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    """Every file of OUTDIR but fcnx review's index (it names the run's files by inode and times), by path."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != CACHE
+    }
 
 
 @pytest.mark.slow

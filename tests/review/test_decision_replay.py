@@ -194,3 +194,32 @@ def test_a_kept_replay_of_another_index_or_not_whole_is_not_used(tmp_path, parse
     (root / "images" / "a" / "12.jpg").touch()
     parsed.clear()
     assert _view(root)[0][:1] == [1] and parsed == [0]
+
+
+def test_files_are_asked_for_again_only_where_their_folder_changed(tmp_path, monkeypatch):
+    root = _run(tmp_path)
+    _add(root, *[(k, "accept", "ana", {}) for k in range(6)])
+    old = 1_600_000_000_000_000_000
+    for folder in CLASSES:  # changed long ago: their fingerprints are kept
+        os.utime(root / "images" / folder, ns=(old, old))
+    asked: list[list[str]] = []
+    files_gone = replayed.files_gone
+
+    def spy(paths):
+        asked.append(sorted(paths))
+        return files_gone(asked[-1])
+
+    monkeypatch.setattr(replayed, "files_gone", spy)
+    first = _view(root)
+    assert asked == [sorted(_path(root, k) for k in range(6))] and first[0][:7] == [1] * 6 + [0]
+    assert _view(root) == first and len(asked) == 1  # no folder changed: no file asked for
+    _add(root, (7, "accept", "ana", {}))
+    assert _view(root)[0][:8] == [1] * 6 + [0, 1] and asked[-1] == [_path(root, 7)]  # only the new one
+    os.utime(root / "images" / "b", ns=(old, old))  # 7.jpg's folder: back to its kept fingerprint
+    os.unlink(_path(root, 4))  # in folder b: its times change
+    view = _view(root)
+    assert asked[-1] == sorted(_path(root, k) for k in (*range(6), 7)) and view[0][:8] == [1, 1, 1, 1, 0, 1, 0, 1]
+    assert view[3] == [
+        f"{root / REVIEW}: 1 decision(s) for 1 image(s) whose file is gone, skipped (kept in the file): {_path(root, 4)}"
+    ]
+    assert view == _view(root, drop_cache=True)
