@@ -730,7 +730,7 @@ def test_the_checks_catch_known_bad_docs() -> None:
     assert [p.split(" (")[0] for p in problems] == [
         "6: `fcnx crop` has no option --no-such-option",
         "7: `fcnx bench data` has no option --train-per-klass",
-        "9: `fcnx crop --box` takes one of square, tight, fitted, object, fitted-object, guarded-object, not 'round'",
+        "9: `fcnx crop --box` takes one of square, tight, fitted, object, fitted-object, not 'round'",
         "9: `fcnx` has no command 'nosuch'",
         "10: `fcnx crop --weights` needs a value, none given",
         "11: benchmarks/real_photos.py has no option --no-such-flag",

@@ -14,9 +14,7 @@ image's pixels) to a box ``(x, y, w, h)`` in the image's pixels:
 - ``object``: the whole object (:func:`object_box`): the region of the class maps of the coarse levels and of
   the whole-image view, grown from their peak down to a low share of it, with a margin;
 - ``fitted-object``: that box snapped to the object's pixels by GrabCut, with a small margin
-  (:func:`fitted_object_box`);
-- ``guarded-object``: that box, or the fitted box where that is small and far smaller
-  (:func:`guarded_object_box`).
+  (:func:`fitted_object_box`).
 
 :func:`rule` looks a rule up by name; :func:`box` computes one.
 """
@@ -57,12 +55,6 @@ FITTED_GATE = 0.5
 #: ... to this share of the evidence's peak; then fitted to the pixels and grown by this share of its sides
 FITTED_THRESHOLD = 0.3
 FITTED_PAD = 0.05
-
-# The guarded object box's, chosen on the same tuning photos (docs/crop.md):
-#: the fitted object box gives way to the fitted box where that covers less than this share of the image ...
-GUARD_AREA = 0.05
-#: ... and the fitted object box more than this many times its area
-GUARD_RATIO = 4.0
 
 
 @dataclass(frozen=True)
@@ -243,21 +235,6 @@ def fitted_object_box(
     return snap_box(pad_box(fitted, pad, p.size), snap, p.size)
 
 
-def guarded_object_box(
-    found: Found, area: float = GUARD_AREA, ratio: float = GUARD_RATIO, pad: float = FITTED_PAD
-) -> Box:
-    """The fitted object box (:func:`fitted_object_box`), unless the object is small: where the fitted box (GrabCut
-    from the tight box, :func:`_fitted`) covers less than ``area`` of the image and the fitted object box more than
-    ``ratio`` times as much, the object box grew over a small object's surroundings (a ball on a pitch, which the
-    whole-image view still names): the fitted box, grown by ``pad`` of its sides (:func:`pad_box`)."""
-    p = found.pyramid
-    whole = fitted_object_box(found, pad=pad)
-    fitted = _fitted(found)
-    if fitted[2] * fitted[3] < area * p.size[0] * p.size[1] and whole[2] * whole[3] > ratio * fitted[2] * fitted[3]:
-        return pad_box(fitted, pad, p.size)
-    return whole
-
-
 @dataclass(frozen=True)
 class Rule:
     """One box rule: its ``name`` (``--box``), ``function``, whether it needs the image's ``pixels`` and
@@ -300,14 +277,6 @@ RULES: dict[str, Rule] = {
             fitted_object_box,
             "the object box snapped to the object's pixels by GrabCut, with a 5 % margin (the whole object "
             "where the whole-image view sees it, else the fitted box; best measured on real photos: the default)",
-            pixels=True,
-            whole_view=True,
-        ),
-        Rule(
-            "guarded-object",
-            guarded_object_box,
-            "the fitted object box, but the fitted box (5 % margin) where that is under 5 % of the image and the "
-            "fitted object box over 4 times larger (a small object whose surroundings the grown box took in)",
             pixels=True,
             whole_view=True,
         ),

@@ -11,12 +11,12 @@ from fcnx.method.selection import Level
 
 
 def test_the_table_names_every_rule_once_with_its_needs():
-    assert list(boxes.RULES) == ["square", "tight", "fitted", "object", "fitted-object", "guarded-object"]
-    assert [r.name for r in boxes.RULES.values() if r.pixels] == ["fitted", "fitted-object", "guarded-object"]
-    assert [r.name for r in boxes.RULES.values() if r.whole_view] == ["object", "fitted-object", "guarded-object"]
+    assert list(boxes.RULES) == ["square", "tight", "fitted", "object", "fitted-object"]
+    assert [r.name for r in boxes.RULES.values() if r.pixels] == ["fitted", "fitted-object"]
+    assert [r.name for r in boxes.RULES.values() if r.whole_view] == ["object", "fitted-object"]
     assert boxes.DEFAULT in boxes.RULES
     with pytest.raises(
-        ValueError, match="unknown box 'round'; use one of square, tight, fitted, object, fitted-object, guarded-object"
+        ValueError, match="unknown box 'round'; use one of square, tight, fitted, object, fitted-object"
     ):
         boxes.rule("round")
 
@@ -109,16 +109,3 @@ def test_the_fitted_object_box_is_the_padded_fitted_box_where_the_whole_view_is_
     assert boxes.fitted_object_box(found, gate=0.1, pad=0.0) == (4.0, 0.0, 56.0, 64.0)
     with pytest.raises(ValueError, match="needs the image's pixels"):
         boxes.fitted_object_box(_pyramid(0.1).select())
-
-
-def test_the_guarded_object_box_is_the_padded_fitted_box_only_where_that_is_small_and_far_smaller():
-    pytest.importorskip("cv2")
-    found = _pyramid(0.8).select()
-    found.pixels = _bright_object()
-    # the fitted box: the tight (0, 0, 32, 32), 1024 px = 1/6 of the image; the fitted object box 61.6 x 64, 3.85x
-    assert boxes.RULES["fitted"].function(found) == (0.0, 0.0, 32.0, 32.0)
-    assert boxes.guarded_object_box(found) == boxes.fitted_object_box(found)  # 1/6 is no small object (5 %)
-    assert boxes.guarded_object_box(found, area=0.1, ratio=3.0) == boxes.fitted_object_box(found)
-    assert boxes.guarded_object_box(found, area=0.2, ratio=4.0) == boxes.fitted_object_box(found)  # 3.85x < 4x
-    assert boxes.guarded_object_box(found, area=0.2, ratio=3.0) == pytest.approx((0.0, 0.0, 33.6, 33.6))
-    assert boxes.box("guarded-object", found) == boxes.guarded_object_box(found)
