@@ -20,7 +20,8 @@ whole photo. Reported per kind of sample and, for whole photos (not pastes), per
 (:data:`BANDS`): mean IoU, share at IoU >= 0.5, the share of the true box inside the box (coverage) and
 the share of samples whose box keeps >= 90 % of it, label-free the same, and seconds per image (fcnx's
 rules: the nets' pyramid, plus the whole-image view for the rules that read it, plus the rule's own
-seconds; one process). Label-free: fcnx takes the ensemble's top class at its most confident cell, Grad-CAM
+seconds; one process). Label-free: fcnx takes the ensemble's top class at its most confident cell (``--label-free
+view``: the top class of its whole-image view instead), Grad-CAM
 the top class of the nets' mean on the whole photo; their boxes are scored against the annotated object
 their category names when it names one (a photo can hold several: the astronaut photo's shuttle and
 helmet), else the sample's.
@@ -292,8 +293,11 @@ def run(
     cache: Path | None = None,
     progress: Callable[[str], None] = print,
     methods: dict[str, Callable[[boxes.Found], Box]] | None = None,
+    label_free: str = "cell",
 ) -> dict[str, Any]:
-    """Every method on every sample, with and without the category: boxes, IoUs, coverage, seconds."""
+    """Every method on every sample, with and without the category (``label_free``: ``cell``, the top class at the
+    most confident cell as ``fcnx crop`` takes it, or ``view``, the whole-image view's top class): boxes, IoUs,
+    coverage, seconds."""
     methods = methods or {name: r.function for name, r in boxes.RULES.items()}
     classes = list(imagenet_classes())
     rows = []
@@ -301,7 +305,8 @@ def run(
         height, width = sample.pixels.shape[:2]
         measured = measure(sample, cache)
         stored, cam = measured.stored, measured.gradcam
-        wanted, free = classes.index(sample.category), stored.label_free
+        wanted = classes.index(sample.category)
+        free = stored.label_free_view if label_free == "view" else stored.label_free
         found = {"with": fcnx_boxes(stored, wanted, sample.pixels, methods)}
         found["free"] = fcnx_boxes(stored, free, sample.pixels, methods)
         nets_seconds = sum(stored.seconds[:-1])
@@ -544,6 +549,12 @@ def main() -> None:
         choices=list(SWEEP),
         help="this box rule at every parameter of SWEEP instead",
     )
+    parser.add_argument(
+        "--label-free",
+        choices=("cell", "view"),
+        default="cell",
+        help="label-free category: top class at the most confident cell (fcnx crop's) or of the whole-image view",
+    )
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the full result as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -560,11 +571,11 @@ def main() -> None:
         items = [s for s in items if (args.cache / key(s)).with_suffix(".json").exists()]
     if args.sweep:
         methods = sweep_methods(args.sweep) | {"tight": boxes.RULES["tight"].function}
-        result = run(items, args.cache, progress=lambda _: None, methods=methods)
+        result = run(items, args.cache, progress=lambda _: None, methods=methods, label_free=args.label_free)
         print(sweep_markdown(result, ["all", *(f"whole photos, object {name}" for name, _ in BANDS), "pasted"]))
         report.save_json(result, args.out)
         return
-    result = run(items, args.cache)
+    result = run(items, args.cache, label_free=args.label_free)
     result["seed"] = args.seed
     print(markdown(result))
     print(instances_markdown(result["rows"]))

@@ -46,6 +46,12 @@ class Stored:
         """The category ``fcnx crop`` takes without one (:func:`~fcnx.method.selection.top_category` of the pyramid)."""
         return top_category(self.top[:-1])
 
+    @property
+    def label_free_view(self) -> int:
+        """The whole-image view's top class (:func:`~fcnx.method.selection.top_category` of that view alone): the
+        category as the classifiers see the whole photo, measured against :attr:`label_free` (docs/crop.md)."""
+        return top_category(self.top[-1:])
+
     def pyramid(self, category: int, whole: bool = True) -> Pyramid:
         """The :class:`~fcnx.method.boxes.Pyramid` of one stored ``category``, with or without the whole-image view."""
         k = self.categories.index(category)

@@ -31,6 +31,10 @@ def test_a_stored_pyramid_gives_the_croppers_boxes_for_every_rule(cropper, tmp_p
     back = pyramids.load(tmp_path / "p.npz")
     assert back.categories == stored.categories and back.scaled == stored.scaled
     assert all(np.array_equal(a, b) for a, b in zip(back.probs, stored.probs))
+    # the whole-image view's top class is kept, and is the top guess fcnx crop reports for the image
+    guesses = cropper.crop_image(_image(), ["red"]).guesses
+    assert back.label_free_view in back.categories
+    assert cropper.classes[back.label_free_view] == guesses[0][0]
     for name in ("square", "tight", "object", "fitted-object"):
         found = back.pyramid(red).select()
         found.pixels = _image()
