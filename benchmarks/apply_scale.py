@@ -27,7 +27,7 @@ from PIL import Image
 
 from fcnx.io.decisions import Decision
 from fcnx.io.journal import dump_line
-from fcnx.jobs.settings import SETTINGS
+from fcnx.jobs.outdir.settings import SETTINGS
 
 ACTIONS = (
     {"action": "accept"},

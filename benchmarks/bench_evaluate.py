@@ -3,7 +3,7 @@
 Real photos and boxes from scikit-image (:mod:`fcnx.testing.photos`), each photo saved as a PNG
 file and listed several times (``--images`` in all), labelled with its ImageNet class; the net
 is EfficientNet-Lite0 with its ImageNet weights (installed offline) at kernel 224 on the CPU. Both
-runs go through :func:`fcnx.jobs.evaluation.evaluate` exactly as the command does (decode, cut the
+runs go through :func:`fcnx.jobs.scoring.evaluate` exactly as the command does (decode, cut the
 box, squash both regions to the kernel, classify), after one warm-up pass; the scores of the two
 runs are checked to be equal.
 
@@ -22,7 +22,7 @@ from PIL import Image
 
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.io.discovery import ImageItem
-from fcnx.jobs.evaluation import evaluate
+from fcnx.jobs.scoring import evaluate
 from fcnx.testing.photos import PHOTOS
 
 

@@ -6,7 +6,7 @@ whole on resuming and held until the tables were written. This benchmark runs, i
 run does with its journal and nothing else (no nets, no images: made-up records of
 :func:`fcnx.testing.records.crop_record`'s fields, one per image, crops and heatmaps named):
 
-- **run**: open an empty OUTDIR (:class:`fcnx.jobs.outputs.CropOutputs`), journal ``N`` images one at a time,
+- **run**: open an empty OUTDIR (:class:`fcnx.jobs.outdir.outputs.CropOutputs`), journal ``N`` images one at a time,
   then finish (``boxes.jsonl`` put in input order, ``boxes.csv``, the gallery pages);
 - **resume**: open that OUTDIR again (the journal read back, each image checked done) and finish again.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 phase, out, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 from fcnx.io.discovery import ImageItem
 from fcnx.engine.options import CropOptions
-from fcnx.jobs.outputs import CropOutputs
+from fcnx.jobs.outdir.outputs import CropOutputs
 from fcnx.testing.records import crop_record
 
 def items():

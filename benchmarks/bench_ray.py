@@ -34,7 +34,7 @@ from fcnx.engine.ensemble import load_ensemble, resize
 from fcnx.engine.results import CropFailure
 from fcnx.io.decoding import load_rgb
 from fcnx.io.discovery import ImageItem, discover
-from fcnx.jobs.outputs import CropOutputs
+from fcnx.jobs.outdir.outputs import CropOutputs
 from fcnx.method import geometry
 from fcnx.testing import random_checkpoint
 

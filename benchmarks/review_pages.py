@@ -112,8 +112,8 @@ def _run_end(outdir: Path) -> dict[str, float]:
     alternated (3 rounds up to 20,000 records, medians); the first open of the index the run kept."""
     from fcnx.io.journal import CropJournal
     from fcnx.io.review_index import indexed_records
-    from fcnx.jobs.outputs import ASIDE, JOURNAL, SUSPECTS
-    from fcnx.jobs.reports import write_table
+    from fcnx.jobs.outdir.outputs import ASIDE, JOURNAL, SUSPECTS
+    from fcnx.jobs.outdir.reports import write_table
 
     journal = CropJournal(outdir / JOURNAL, outdir / ASIDE)
     loading = _timed(journal.load)

@@ -35,7 +35,7 @@ _EXPORTS = {
     "discover": "fcnx.io.discovery",
     "run_crop": "fcnx.jobs.crop",
     "CropOptions": "fcnx.jobs.crop",
-    "evaluate": "fcnx.jobs.evaluation",
+    "evaluate": "fcnx.jobs.scoring",
     "find_suspects": "fcnx.jobs.suspects",
     "run_evaluate": "fcnx.jobs.evaluate",
     "EvaluateOptions": "fcnx.jobs.evaluate",
@@ -86,7 +86,7 @@ if TYPE_CHECKING:
     from fcnx.io.discovery import ImageItem, discover
     from fcnx.jobs.crop import CropOptions, run_crop
     from fcnx.jobs.evaluate import EvaluateOptions, run_evaluate
-    from fcnx.jobs.evaluation import evaluate
+    from fcnx.jobs.scoring import evaluate
     from fcnx.jobs.suspects import SuspectsOptions, find_suspects, run_suspects
 
 

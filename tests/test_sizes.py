@@ -19,10 +19,10 @@ MAX_CLASS = 200
 ALLOWED = {
     "engine/cropper.py:Cropper": 436,
     "jobs/crop.py:CropJob": 297,
-    "jobs/outputs.py:CropOutputs": 250,
+    "jobs/outdir/outputs.py:CropOutputs": 250,
     "review/app.py:create_app": 119,
     "cli/review.py:review_cmd": 82,
-    "jobs/evaluation.py:score_items": 81,
+    "jobs/scoring.py:score_items": 81,
 }
 
 

@@ -355,7 +355,7 @@ def classification(
     on the ensemble's crops for the label and for its top class (no label). The columns ``cropped_*`` and
     ``unlabelled_*`` are the paper's square window's; ``boxes`` holds every rule's top-1, ``label`` and
     ``top_class``."""
-    from fcnx.jobs.evaluation import evaluate
+    from fcnx.jobs.scoring import evaluate
 
     items = [c.item for c in canvases]
     sides = {"truth": {c.item.rel.as_posix(): c.truth for c in canvases}}

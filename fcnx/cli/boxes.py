@@ -1,6 +1,6 @@
 """``fcnx crop``'s ``--box`` (a rule of :data:`fcnx.method.boxes.RULES`: the paper's square window, the tight,
 fitted, object or fitted-object box)
-and ``--heatmaps-npy`` (score maps, :mod:`fcnx.jobs.maps`)."""
+and ``--heatmaps-npy`` (score maps, :mod:`fcnx.jobs.outdir.maps`)."""
 
 from __future__ import annotations
 

@@ -40,8 +40,8 @@ from fcnx.io.files import (
 )
 from fcnx.io.journal import read_records
 from fcnx.io.record import CropRecord
-from fcnx.jobs.encoding import encode_crop
-from fcnx.jobs.pool import OrderedPool
+from fcnx.jobs.outdir.encoding import encode_crop
+from fcnx.jobs.outdir.pool import OrderedPool
 from fcnx.method import geometry
 from fcnx.method.geometry import XYWH
 

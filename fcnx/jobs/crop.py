@@ -11,7 +11,7 @@ One streaming job for the CLI, benchmarks and notebooks alike::
 
 :func:`run_crop` does the preparation stages (find the images, check OUTDIR, load the nets,
 settings, open OUTDIR) and returns the prepared :class:`CropJob`; iterating it runs the images
-through the local or Ray engine and writes each one's outputs (:class:`~fcnx.jobs.outputs.CropOutputs`);
+through the local or Ray engine and writes each one's outputs (:class:`~fcnx.jobs.outdir.outputs.CropOutputs`);
 the tables are written when the stream ends, is closed, or is stopped by :meth:`CropJob.stop`
 (Ctrl-C, ``SIGTERM``: see :func:`~fcnx.io.processes.stop_on_signals`).
 """
@@ -137,8 +137,8 @@ class CropJob:
 
     def _find_images(self) -> None:
         from fcnx.io import discovery
-        from fcnx.jobs.naming import entries, is_own_output
-        from fcnx.jobs.outputs import RESERVED
+        from fcnx.jobs.outdir.naming import entries, is_own_output
+        from fcnx.jobs.outdir.outputs import RESERVED
 
         items = discovery.discover(self.inputs, self.options.split)
         if self.options.in_place:  # crops and heatmaps of an earlier run are outputs, not inputs
@@ -249,7 +249,7 @@ class CropJob:
         return copies
 
     def _open_outputs(self) -> None:
-        from fcnx.jobs.outputs import CropOutputs
+        from fcnx.jobs.outdir.outputs import CropOutputs
 
         o = self.options
         categories = len(self.cropper.categories or [None])
@@ -343,7 +343,7 @@ class CropJob:
 
     def _write(self, step: Callable[[Any], list[Any]], result: Any) -> list[ImageResult]:
         """The images ``step`` finished writing, counted in the summary at once (even if the stream stops)."""
-        from fcnx.jobs.outputs import DiskFull
+        from fcnx.jobs.outdir.outputs import DiskFull
 
         tick = time.perf_counter()
         outcomes = step(result)

@@ -11,7 +11,7 @@ One job for the CLI and the library alike::
 
 :func:`run_evaluate` does the preparation (open the dataset, read the boxes, check OUTDIR, load
 the nets, check the classes) and returns the prepared :class:`EvaluateJob`; its ``warnings`` are
-the non-fatal findings of that stage. The scoring itself is :func:`fcnx.jobs.evaluation.evaluate`.
+the non-fatal findings of that stage. The scoring itself is :func:`fcnx.jobs.scoring.evaluate`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from fcnx.engine.backends import DEFAULT_BACKEND, DEFAULT_PRECISION
 from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import LabelledImages, open_dataset
 from fcnx.io.discovery import ImageItem
-from fcnx.jobs import evaluation
+from fcnx.jobs import scoring
 from fcnx.jobs.resume import ResumeJournal
 from fcnx.method import geometry
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from fcnx.engine.ensemble import KernelChoice
 
 
-#: the files a run writes into its output folder (never one it did not write: :class:`~fcnx.jobs.settings.SettingsFile`)
+#: the files a run writes into its output folder (never one it did not write: :class:`~fcnx.jobs.outdir.settings.SettingsFile`)
 OUTPUTS = ("evaluation.csv", "evaluation.json")
 #: the journal of the images scored (:class:`~fcnx.jobs.resume.ResumeJournal`): a killed run resumes from it
 JOURNAL = "evaluation.jsonl"
@@ -69,12 +69,12 @@ class EvaluateOptions:
 @dataclass(frozen=True)
 class ScoreTask:
     """``fcnx evaluate`` in a worker process (:func:`fcnx.jobs.workers.run_in_workers`): each image's
-    :data:`~fcnx.jobs.evaluation.Outcome` (:func:`~fcnx.jobs.evaluation.score_items`)."""
+    :data:`~fcnx.jobs.scoring.Outcome` (:func:`~fcnx.jobs.scoring.score_items`)."""
 
     nets: tuple[str, ...]
     weights: dict[str, str]
     kernel: KernelChoice
-    boxes: evaluation.BoxIndex | None
+    boxes: scoring.BoxIndex | None
     crop: bool
     batch_size: int
     backend: str
@@ -87,15 +87,15 @@ class ScoreTask:
         ensemble = load_ensemble(
             self.nets, self.weights, kernel=self.kernel, device=device, backend=self.backend, precision=self.precision
         )
-        box_of: Callable[[ImageItem, Any], evaluation.XYWH | None] | None = None
+        box_of: Callable[[ImageItem, Any], scoring.XYWH | None] | None = None
         if self.boxes is not None:
             box_of = self.boxes.box_of
         elif self.crop:
-            box_of = evaluation.crops_of(Cropper(ensemble))
+            box_of = scoring.crops_of(Cropper(ensemble))
 
         def run(items: list[ImageItem]) -> Iterator[tuple[ImageItem, Any, float]]:
             before = ensemble.forward_seconds
-            for item, outcome in evaluation.score_items(ensemble, items, box_of, self.batch_size):
+            for item, outcome in scoring.score_items(ensemble, items, box_of, self.batch_size):
                 yield item, outcome, ensemble.forward_seconds - before
                 before = ensemble.forward_seconds
 
@@ -131,7 +131,7 @@ class EvaluateJob:
         self.items = self.dataset.items
         if not self.items:
             raise UsageError(f"no images in the {options.split} split", self.data)
-        self.boxes: evaluation.BoxIndex | None = None
+        self.boxes: scoring.BoxIndex | None = None
         self._box_of: Callable | None = None
         if options.crops is not None:
             self._read_boxes(Path(options.crops))
@@ -168,12 +168,12 @@ class EvaluateJob:
         }
 
     def _names(self) -> list[str]:
-        return evaluation.classifier_names(self.options.nets)
+        return scoring.classifier_names(self.options.nets)
 
     def _valid(self, record: dict[str, Any]) -> bool:
         """Whether ``record`` holds one image's whole outcome under these options."""
         cropped = self.options.crops is not None or self.options.crop
-        return evaluation.is_outcome(record.get("outcome"), self._names(), cropped)
+        return scoring.is_outcome(record.get("outcome"), self._names(), cropped)
 
     def close(self) -> None:
         """Release the output folder (done by :meth:`run`; call it if the job is not run)."""
@@ -212,10 +212,10 @@ class EvaluateJob:
         if options.crop:
             from fcnx.engine.cropper import Cropper
 
-            self._box_of = evaluation.crops_of(Cropper(self.ensemble))
+            self._box_of = scoring.crops_of(Cropper(self.ensemble))
 
     def _read_boxes(self, path: Path) -> None:
-        boxes = evaluation.read_boxes(path)
+        boxes = scoring.read_boxes(path)
         self.warnings += boxes.warnings
         missing = [item for item in self.items if boxes.find(item) is None]
         if len(missing) == len(self.items):
@@ -233,7 +233,7 @@ class EvaluateJob:
 
     def run(
         self, progress: Callable[[], None] | None = None, report: Callable[[str], None] | None = None
-    ) -> evaluation.Evaluation:
+    ) -> scoring.Evaluation:
         """Score the originals (and crops) and write the tables; ``progress()`` after each image, ``report(line)``
         for each one skipped.
 
@@ -248,7 +248,7 @@ class EvaluateJob:
 
     def _run(
         self, progress: Callable[[], None] | None = None, report: Callable[[str], None] | None = None
-    ) -> evaluation.Evaluation:
+    ) -> scoring.Evaluation:
         options = self.options
         for line in self.dataset.missing_lines:
             if report:
@@ -273,7 +273,7 @@ class EvaluateJob:
             if self.journal is not None:  # worker processes journal in the order the images complete
                 self.journal.compact(str(i.path) for i in self.items)
             scored = (outcomes[str(i.path)] for i in self.items)
-            result = evaluation.tally(self._names(), scored, self._box_of is not None)
+            result = scoring.tally(self._names(), scored, self._box_of is not None)
         else:
             result = _evaluate_on_ray(options, self.items, self.boxes, progress, report)
         result.skipped += self.dataset.missing_lines
@@ -285,10 +285,10 @@ class EvaluateJob:
             _write_tables(self.outdir, result, self.options, self.without_box)
         return result
 
-    def _scores(self, batch_size: int) -> Iterator[tuple[ImageItem, evaluation.Outcome]]:
+    def _scores(self, batch_size: int) -> Iterator[tuple[ImageItem, scoring.Outcome]]:
         """Each pending image with its outcome: in this process, in order, or in worker processes as they complete."""
         if self.plan.jobs == 1:
-            yield from evaluation.score_items(self.ensemble, self.pending, self._box_of, batch_size)
+            yield from scoring.score_items(self.ensemble, self.pending, self._box_of, batch_size)
             return
         from fcnx.jobs.workers import run_in_workers
 
@@ -301,10 +301,10 @@ class EvaluateJob:
 def _evaluate_on_ray(
     options: EvaluateOptions,
     items: list[ImageItem],
-    boxes: evaluation.BoxIndex | None,
+    boxes: scoring.BoxIndex | None,
     progress: Callable[[], None] | None,
     report: Callable[[str], None] | None,
-) -> evaluation.Evaluation:
+) -> scoring.Evaluation:
     """Score ``items`` (and their crops) on a Ray cluster."""
     from fcnx.engine.options import CropOptions
     from fcnx.jobs.ray import evaluate_on_ray
@@ -337,7 +337,7 @@ def _check_classes(classes: Sequence[str], known: Sequence[str], data: Path) -> 
 
 
 def _write_tables(
-    out: Path, result: evaluation.Evaluation, options: EvaluateOptions, without_box: list[ImageItem]
+    out: Path, result: scoring.Evaluation, options: EvaluateOptions, without_box: list[ImageItem]
 ) -> None:
     """Write evaluation.csv and evaluation.json: the table's rows, the images skipped and left out."""
     from fcnx.io.files import atomic_text, writing

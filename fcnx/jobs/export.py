@@ -193,7 +193,7 @@ def collect(outdir: Path, box: str | None = None) -> Collected:
 def model_version(outdir: Path) -> str:
     """What made the boxes of ``outdir``, for Label Studio's ``model_version``: fcnx's version and the nets
     of the crop settings (``.fcnx-crop.json``) when there are some."""
-    from fcnx.jobs.settings import SETTINGS
+    from fcnx.jobs.outdir.settings import SETTINGS
     from fcnx.version import __version__
 
     try:

@@ -2,7 +2,7 @@
 
 The driver (``fcnx crop`` or :func:`crop_on_ray`) keeps everything that touches OUTDIR: it lists
 the images, skips the done ones, and writes crops, ``boxes.jsonl`` and the table from the results
-exactly as the local engine does (:mod:`fcnx.jobs.outputs`). Ray only decides *where*
+exactly as the local engine does (:mod:`fcnx.jobs.outdir.outputs`). Ray only decides *where*
 :meth:`fcnx.engine.cropper.Cropper.crop_decoded` runs: in a pool of actors, each holding a
 :class:`~fcnx.engine.cropper.Cropper` (one actor per GPU with ``num_gpus=1``; on a cluster without GPUs,
 one actor per CPU, one torch thread each). Each actor batches the images of a Ray Data batch by
@@ -117,7 +117,7 @@ def _unpack(raw: bytes) -> Any:
 
 
 class EvaluateActor:
-    """Ray Data actor: :func:`fcnx.jobs.evaluation.evaluate` of a batch of images (the result comes with its first row)."""
+    """Ray Data actor: :func:`fcnx.jobs.scoring.evaluate` of a batch of images (the result comes with its first row)."""
 
     def __init__(
         self, options: CropOptions, device: str, boxes: Any = None, crop: bool = False, batch_size: int | None = None
@@ -126,17 +126,17 @@ class EvaluateActor:
 
         from fcnx.engine.cropper import Cropper
         from fcnx.engine.devices import default_batch_size
-        from fcnx.jobs import evaluation
+        from fcnx.jobs import scoring
 
         if device == "cpu":
             torch.set_num_threads(1)
         cropper = Cropper.from_options(options, device)
         self.ensemble = cropper.ensemble
         self.batch_size = batch_size or default_batch_size(torch.device(device))
-        self.box_of = boxes.box_of if boxes is not None else (evaluation.crops_of(cropper) if crop else None)
+        self.box_of = boxes.box_of if boxes is not None else (scoring.crops_of(cropper) if crop else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from fcnx.jobs.evaluation import evaluate
+        from fcnx.jobs.scoring import evaluate
 
         items = [pickle.loads(raw) for raw in batch["item"]]
         before, start, cpu = self.ensemble.forward_seconds, time.perf_counter(), time.process_time()
@@ -227,15 +227,15 @@ def evaluate_on_ray(
     progress: Callable[[], None] | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Any:
-    """:func:`fcnx.jobs.evaluation.evaluate` of ``items`` on a Ray cluster: the same :class:`~fcnx.jobs.evaluation.Evaluation`.
+    """:func:`fcnx.jobs.scoring.evaluate` of ``items`` on a Ray cluster: the same :class:`~fcnx.jobs.scoring.Evaluation`.
 
     ``options``: the nets (their ``weights`` as absolute paths), ``backend`` and ``precision``.
-    ``boxes``: a :class:`~fcnx.jobs.evaluation.BoxIndex` to score crops from; ``crop``: crop each image
+    ``boxes``: a :class:`~fcnx.jobs.scoring.BoxIndex` to score crops from; ``crop``: crop each image
     for its label in the actors. The actors score batches of images; the driver adds up their
     counts and lists the skipped images in input order. Cluster, ``device`` and ``actors``: as
     :func:`crop_on_ray`.
     """
-    from fcnx.jobs.evaluation import Evaluation, Scores
+    from fcnx.jobs.scoring import Evaluation, Scores
 
     ray = import_ray()
     items = list(items)

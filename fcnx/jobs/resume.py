@@ -2,7 +2,7 @@
 
 The folder is locked for one run (:class:`~fcnx.io.files.OutdirLock`), a killed run's temporaries
 are removed, the settings its results were made with are checked and its fixed-name outputs claimed
-(:class:`~fcnx.jobs.settings.SettingsFile`), and each image's result is appended to a journal as soon
+(:class:`~fcnx.jobs.outdir.settings.SettingsFile`), and each image's result is appended to a journal as soon
 as it is known: one line with its source ``path``, written and flushed in one go
 (:func:`~fcnx.io.journal.append_lines`). A rerun reads the journal back and does only the rest.
 """
@@ -17,7 +17,7 @@ from fcnx.errors import UsageError
 from fcnx.io.files import OutdirLock, atomic_bytes, remove_temporaries, writing
 from fcnx.io.journal import append_lines, dump_line, read_journal
 from fcnx.io.record import Json
-from fcnx.jobs.settings import SettingsFile
+from fcnx.jobs.outdir.settings import SettingsFile
 
 
 class ResumeJournal:

@@ -46,7 +46,7 @@ FIELDS = ["path", "label", "other_category", "other_votes", "other_mean_confiden
 #: columns of ``label_issues.csv``: cleanlab's (``Datalab.get_issues("label")``), after the image's path
 ISSUE_FIELDS = ["path", "is_label_issue", "label_score", "given_label", "predicted_label"]
 
-#: the files a run writes into its output folder (never one it did not write: :class:`~fcnx.jobs.settings.SettingsFile`)
+#: the files a run writes into its output folder (never one it did not write: :class:`~fcnx.jobs.outdir.settings.SettingsFile`)
 OUTPUTS = ("suspects.csv", "suspects.json", "suspects.html", "label_issues.csv")
 #: the journal of the images scored (:class:`~fcnx.jobs.resume.ResumeJournal`): a killed run resumes from it
 JOURNAL = "suspects.jsonl"
@@ -397,7 +397,7 @@ class SuspectsJob:
         from fcnx.io.files import atomic_text, writing
         from fcnx.io.review_index import keep_index
         from fcnx.io.tables import write_csv
-        from fcnx.jobs.outputs import JOURNAL as CROP_JOURNAL
+        from fcnx.jobs.outdir.outputs import JOURNAL as CROP_JOURNAL
         from fcnx.render.html import suspects_page
 
         o, out = self.options, self.outdir

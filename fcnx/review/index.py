@@ -25,7 +25,7 @@ from fcnx.io.files import read_class_list
 from fcnx.io.record import BOXES, CropRecord
 from fcnx.io.replayed import CODE
 from fcnx.io.review_index import Columns, fresh
-from fcnx.jobs.outputs import JOURNAL
+from fcnx.jobs.outdir.outputs import JOURNAL
 from fcnx.jobs.suspects import OUTPUTS as SUSPECTS_OUTPUTS
 
 SUSPECTS = SUSPECTS_OUTPUTS[1]

@@ -98,7 +98,7 @@ def _ensemble_top1(manifest: manifests.Manifest, outdir: Path, device: str) -> f
     """Top-1 of the members' mean probabilities on their validation images (``None`` without validation)."""
     from fcnx.engine.devices import resolve_device
     from fcnx.engine.ensemble import load_ensemble
-    from fcnx.jobs import evaluation
+    from fcnx.jobs import scoring
 
     config = trainer.TrainConfig.from_dict({**manifest.config, "net": manifest.members[0].net})
     images = trainer.split(config)  # the members' own validation images (and crops)
@@ -108,7 +108,7 @@ def _ensemble_top1(manifest: manifests.Manifest, outdir: Path, device: str) -> f
         return None
     files = {m.net: str(outdir / m.checkpoint) for m in manifest.members}
     ensemble = load_ensemble(list(files), files, kernel=manifest.kernel, device=resolve_device(device))
-    scored = evaluation.evaluate(ensemble, val_items, box_of)
+    scored = scoring.evaluate(ensemble, val_items, box_of)
     side = scored.cropped if config.crops else scored.original
     return side[scored.names[-1]].rate(1)
 

@@ -352,7 +352,7 @@ def split(config: TrainConfig) -> Split:
     data = listing.open_dataset(config.data, config.split)
     boxes = None
     if config.crops:
-        from fcnx.jobs.evaluation import read_boxes
+        from fcnx.jobs.scoring import read_boxes
         from fcnx.training.transforms import boxes_of
 
         path = Path(config.crops)

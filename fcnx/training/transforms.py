@@ -4,7 +4,7 @@
   the sample's first ``BoundingBoxes``, with optional seeded jitter of position and scale;
 - :class:`BoxCrops`: a map-style dataset of ``(image, label)`` over a Food-101 root or class folders
   (:func:`fcnx.io.datasets.open_dataset`), each image cut to its box from a ``boxes.jsonl``
-  (read as ``fcnx evaluate --crops`` reads it: :func:`fcnx.jobs.evaluation.read_boxes`);
+  (read as ``fcnx evaluate --crops`` reads it: :func:`fcnx.jobs.scoring.read_boxes`);
 - :class:`BoxCutter`: the same cut inside ``fcnx train --crops`` (:class:`fcnx.training.datasets.ImageDataset`).
 
 Jitter draws from torch's generator (or the ``generator`` given), so a seeded run crops the same
@@ -37,7 +37,7 @@ from fcnx.errors import FcnxError, UsageError
 from fcnx.io.datasets import open_dataset
 from fcnx.io.decoding import load_rgb
 from fcnx.io.discovery import ImageItem
-from fcnx.jobs.evaluation import BoxIndex, read_boxes
+from fcnx.jobs.scoring import BoxIndex, read_boxes
 from fcnx.method import geometry
 from fcnx.method.geometry import XYWH
 

@@ -183,7 +183,7 @@ def test_score_maps_are_float32_in_0_1_at_the_image_size_and_hold_the_tight_box(
 def test_map_names_keep_the_image_name_and_add_the_category_when_there_are_several():
     from pathlib import PurePosixPath
 
-    from fcnx.jobs.naming import map_name
+    from fcnx.jobs.outdir.naming import map_name
 
     assert map_name(PurePosixPath("images/cat/x.png"), None) == PurePosixPath("maps/images/cat/x.png.npy")
     assert map_name(PurePosixPath("a/x.jpg"), "ice cream/2") == PurePosixPath("maps/a/x.jpg.ice_cream_2.npy")

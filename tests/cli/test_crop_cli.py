@@ -302,7 +302,7 @@ def test_no_output_is_ever_written_at_the_path_of_an_input(tmp_path, weights):
     from fcnx.engine.cropper import Cropper
     from fcnx.engine.ensemble import load_ensemble
     from fcnx.io.discovery import discover
-    from fcnx.jobs.outputs import CropOutputs
+    from fcnx.jobs.outdir.outputs import CropOutputs
 
     photos = tmp_path / "photos"
     source = square(photos / "x.png")

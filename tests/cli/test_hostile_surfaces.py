@@ -530,7 +530,7 @@ def test_export_leaves_out_a_record_of_no_image_size_in_one_line(tmp_path, nets,
 def test_a_crop_that_fails_at_the_end_releases_its_outdir_for_the_next_run_in_the_same_process(
     tmp_path, nets, monkeypatch
 ):
-    from fcnx.jobs import reports
+    from fcnx.jobs.outdir import reports
 
     photos, out = dataset(tmp_path / "photos"), tmp_path / "out"
 

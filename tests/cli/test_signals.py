@@ -20,7 +20,7 @@ from tiny_backbones import color_checkpoint
 from tiny_train_backbone import NAME, make_food101
 
 from fcnx.cli import cli
-from fcnx.jobs import outputs, reports
+from fcnx.jobs.outdir import outputs, reports
 
 NETS = ["tiny0", "tiny43"]
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -132,9 +132,9 @@ def test_a_second_signal_while_crop_writes_its_tables_is_ignored(tmp_path, nets,
 
 
 def test_evaluate_without_an_outdir_says_nothing_is_kept(tmp_path, nets, monkeypatch):
-    from fcnx.jobs import evaluation
+    from fcnx.jobs import scoring
 
-    monkeypatch.setattr(evaluation, "score_items", _signal_self(signal.SIGINT))
+    monkeypatch.setattr(scoring, "score_items", _signal_self(signal.SIGINT))
     data = make_food101(tmp_path / "food", train=1, test=1)
     result = CliRunner().invoke(
         cli, ["evaluate", *nets, "--data", str(data), "--split", "test"], catch_exceptions=False

@@ -17,7 +17,7 @@ from fcnx.engine.fcn import load_fcn
 from fcnx.errors import UsageError
 from fcnx.io.decoding import load_rgb
 from fcnx.io.discovery import discover
-from fcnx.jobs.evaluation import classify_batch, squash
+from fcnx.jobs.scoring import classify_batch, squash
 from fcnx.method import geometry
 from fcnx.method.selection import Level, select
 

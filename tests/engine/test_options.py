@@ -17,8 +17,8 @@ from fcnx.engine.cropper import Cropper
 from fcnx.engine.options import CropOptions
 from fcnx.errors import UsageError
 from fcnx.jobs.crop import run_crop, weights_identity
-from fcnx.jobs.outputs import CropOutputs
-from fcnx.jobs.settings import SettingsFile
+from fcnx.jobs.outdir.outputs import CropOutputs
+from fcnx.jobs.outdir.settings import SettingsFile
 from fcnx.method import geometry
 
 NETS = ("tiny0", "tiny43")

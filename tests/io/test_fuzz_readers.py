@@ -24,9 +24,9 @@ from fcnx.io.datasets import open_dataset
 from fcnx.io.files import read_class_list
 from fcnx.io.journal import CropJournal, read_journal
 from fcnx.io.record import record_problem
-from fcnx.jobs.evaluation import read_boxes
+from fcnx.jobs.outdir.settings import SETTINGS, SettingsFile
 from fcnx.jobs.resume import ResumeJournal
-from fcnx.jobs.settings import SETTINGS, SettingsFile
+from fcnx.jobs.scoring import read_boxes
 from fcnx.training.manifest import MANIFEST, ensemble_weights
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

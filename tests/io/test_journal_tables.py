@@ -18,7 +18,7 @@ from fcnx.io import files
 from fcnx.io.files import OutdirLock, atomic_bytes
 from fcnx.io.journal import append_lines, dump_line, read_journal
 from fcnx.io.tables import csv_bytes
-from fcnx.jobs.naming import NAME_MAX, crop_name, fit, heatmap_name, is_own_output, unique
+from fcnx.jobs.outdir.naming import NAME_MAX, crop_name, fit, heatmap_name, is_own_output, unique
 
 #: file names as a POSIX file system allows them: any bytes but NUL and '/'
 NAMES = st.binary(min_size=1, max_size=60).filter(lambda b: b"\0" not in b and b"/" not in b and b not in (b".", b".."))

@@ -15,7 +15,7 @@ import pytest
 from fcnx.errors import UsageError
 from fcnx.io.journal import dump_line, read_box_lines, read_records
 from fcnx.io.record import BOXES, FIELDS, OPTIONAL, BoxLine, CropRecord, record_problem
-from fcnx.jobs.reports import write_table
+from fcnx.jobs.outdir.reports import write_table
 from fcnx.testing.records import crop_record
 
 PIN = Path(__file__).parents[1] / "data" / "crop_pin"

@@ -17,7 +17,7 @@ from fcnx.cli import cli
 from fcnx.io.datasets import open_dataset
 from fcnx.io.decisions import Decision, append_decision
 from fcnx.io.decoding import open_upright
-from fcnx.jobs.encoding import encode_crop
+from fcnx.jobs.outdir.encoding import encode_crop
 
 
 def run(*args: object):

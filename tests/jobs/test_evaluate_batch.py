@@ -14,7 +14,7 @@ from fcnx.cli import cli
 from fcnx.engine.ensemble import load_ensemble
 from fcnx.io import datasets
 from fcnx.io.decoding import load_rgb
-from fcnx.jobs.evaluation import classify_batch, cut_box, evaluate, squash
+from fcnx.jobs.scoring import classify_batch, cut_box, evaluate, squash
 
 
 @pytest.fixture

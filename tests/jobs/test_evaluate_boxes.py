@@ -19,7 +19,7 @@ from fcnx.cli import cli
 from fcnx.errors import UsageError
 from fcnx.io.discovery import ImageItem
 from fcnx.io.journal import read_journal
-from fcnx.jobs.evaluation import read_boxes
+from fcnx.jobs.scoring import read_boxes
 
 
 def test_journal_lines_and_a_cut_last_line(tmp_path):

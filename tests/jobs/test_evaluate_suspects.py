@@ -20,7 +20,7 @@ from PIL import Image
 from tiny_backbones import color_checkpoint
 
 from fcnx.cli import cli
-from fcnx.jobs.evaluation import cut_box, read_boxes
+from fcnx.jobs.scoring import cut_box, read_boxes
 
 COLORS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 PER_CLASS = 3

@@ -25,8 +25,8 @@ class Toy(CropRecord):
 
 
 def test_a_toy_field_declared_once_reaches_the_journal_and_the_table(tmp_path, tiny_registry, monkeypatch):
-    monkeypatch.setattr("fcnx.jobs.outputs.CropRecord", Toy)
-    monkeypatch.setattr("fcnx.jobs.reports.CropRecord", Toy)
+    monkeypatch.setattr("fcnx.jobs.outdir.outputs.CropRecord", Toy)
+    monkeypatch.setattr("fcnx.jobs.outdir.reports.CropRecord", Toy)
     weights = color_checkpoint(tmp_path / "tiny0.safetensors", "tiny0")
     root, out = tmp_path / "data", tmp_path / "out"
     n = make_dataset(root)

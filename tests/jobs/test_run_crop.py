@@ -86,7 +86,7 @@ def test_other_settings_are_refused_naming_both_values(tmp_path):
     import pytest
 
     from fcnx.errors import UsageError
-    from fcnx.jobs.settings import SettingsFile
+    from fcnx.jobs.outdir.settings import SettingsFile
 
     SettingsFile(tmp_path, {"step": 1.2, "categories": ["x" * 100]}).check([], "boxes.jsonl")
     again = SettingsFile(tmp_path, {"step": 1.5, "categories": ["x" * 100], "box": "tight"})

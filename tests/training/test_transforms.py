@@ -19,7 +19,7 @@ from fcnx.engine.ensemble import resize
 from fcnx.errors import UsageError
 from fcnx.io import datasets as listing
 from fcnx.io.decoding import load_rgb
-from fcnx.jobs.evaluation import cut_box, read_boxes
+from fcnx.jobs.scoring import cut_box, read_boxes
 from fcnx.method.geometry import pixel_box
 from fcnx.training import datasets
 from fcnx.training.transforms import BoxCrops, BoxCutter, CropToBox, jittered_box

@@ -15,7 +15,7 @@ write of whole lines), then the files renamed into place: the journal doubles as
 manifest, and an image is done when its records match the file's path, size and mtime and its
 files exist. fcnx never replaces a file it did not write: a crop or heatmap whose name is taken
 by a file the journal does not give to the same image gets a unique name
-(:mod:`fcnx.jobs.naming`); a fixed-name file (``boxes.csv``, ``gallery.html``, ``failures.txt``,
+(:mod:`fcnx.jobs.outdir.naming`); a fixed-name file (``boxes.csv``, ``gallery.html``, ``failures.txt``,
 dataset lists) that fcnx did not write refuses the run before it starts.
 """
 
@@ -37,12 +37,12 @@ from fcnx.io.files import OutdirLock, commit, is_disk_full, remove_temporaries, 
 from fcnx.io.journal import CropJournal
 from fcnx.io.record import CropRecord, Json, line_warning
 from fcnx.io.review_index import indexed_records
-from fcnx.jobs import naming, reports
-from fcnx.jobs.encoding import encode_crop, encode_png
-from fcnx.jobs.maps import encode_map
-from fcnx.jobs.pool import OrderedPool
-from fcnx.jobs.reports import FAILURES, GALLERY, TABLE
-from fcnx.jobs.settings import SETTINGS, SettingsFile
+from fcnx.jobs.outdir import naming, reports
+from fcnx.jobs.outdir.encoding import encode_crop, encode_png
+from fcnx.jobs.outdir.maps import encode_map
+from fcnx.jobs.outdir.pool import OrderedPool
+from fcnx.jobs.outdir.reports import FAILURES, GALLERY, TABLE
+from fcnx.jobs.outdir.settings import SETTINGS, SettingsFile
 from fcnx.jobs.suspects import OUTPUTS as SUSPECTS_OUTPUTS
 from fcnx.method import geometry
 
@@ -90,7 +90,7 @@ class CropOutputs:
     """The output folder of one ``fcnx crop`` run: lock, resume state, files, journal, table and gallery.
 
     ``options``: the run's, which say what is written (``dry_run``: no crops; ``heatmaps``, ``heatmaps_npy``,
-    ``gallery``; ``in_place`` marks crop names with :data:`~fcnx.jobs.naming.IN_PLACE_MARK`); ``settings``: their
+    ``gallery``; ``in_place`` marks crop names with :data:`~fcnx.jobs.outdir.naming.IN_PLACE_MARK`); ``settings``: their
     settings form (:meth:`~fcnx.engine.options.CropOptions.settings`): an OUTDIR made with other settings is refused.
     ``expected_boxes`` is the number of records an image gets (one per category). Nothing is ever written at the path of a
     ``protected`` file (the inputs). ``meta_copies``: dataset lists copied at the end, ``(source,
