@@ -20,6 +20,8 @@ import dataclasses
 import logging
 import os
 import pickle
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -271,8 +273,10 @@ def evaluate_on_ray(
 
 @contextlib.contextmanager
 def _cluster(ray: Any, address: str | None) -> Iterator[None]:
-    """Join or start a cluster unless Ray is initialised already; shut down one that was started here."""
+    """Join or start a cluster unless Ray is initialised already; shut down one that was started here, and give
+    back the signal handlers ``ray.init`` replaces (its SIGTERM handler would outlive the cluster)."""
     started = not ray.is_initialized()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     if started:
         try:
             ray.init(address=address, logging_level="WARNING", include_dashboard=False)
@@ -285,6 +289,10 @@ def _cluster(ray: Any, address: str | None) -> Iterator[None]:
     finally:
         if started:
             ray.shutdown()
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(sig, handler)
 
 
 def _plan(ray: Any, device: str, actors: int | None, half: bool) -> tuple[bool, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,9 +35,11 @@ KERNEL = 56
 def cluster():
     """A local Ray cluster of 2 CPUs for the module (nothing leaves this machine); skips without Ray."""
     ray = pytest.importorskip("ray", reason="the Ray engine needs pip install 'fcnx[ray]'")
+    handler = signal.getsignal(signal.SIGTERM)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
+    signal.signal(signal.SIGTERM, handler)  # ray.init's handler would outlive the cluster (tests of signals follow)
 
 
 @pytest.fixture(scope="module")
