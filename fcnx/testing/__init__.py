@@ -18,7 +18,7 @@ from fcnx.backbones.spec import Preprocess
 def calibrate_batchnorm(
     model: Any, size: int, preprocess: Preprocess | None = None, batches: int = 2, batch_size: int = 4, seed: int = 0
 ) -> Any:
-    """Re-estimate every batch-norm layer's running statistics on uniformly random pixels.
+    """Re-estimate every batch-norm layer's running statistics on uniformly random pixels (none: nothing is run).
 
     The pixels go through ``preprocess`` first, so the statistics fit inputs like the ones tests feed.
     """
@@ -29,6 +29,8 @@ def calibrate_batchnorm(
     mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:  # nothing to re-estimate (VGG): skip the forward passes, the slowest part of a random checkpoint
+        return model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the calibration batches
