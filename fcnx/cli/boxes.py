@@ -8,11 +8,28 @@ import click
 
 from fcnx.method.boxes import DEFAULT, RULES
 
+
+class RuleChoice(click.Choice[str]):
+    """The names in :data:`~fcnx.method.boxes.RULES` as click's choices, read each time they are used: a rule
+    registered after import (a plugin, a test) is offered (click's own ``Choice`` keeps a copy)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(RULES)
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        """Ignored: the table is the one list."""
+
+
 box_option = click.option(
     "--box",
     default=DEFAULT,
     show_default=True,
-    type=click.Choice(list(RULES)),
+    type=RuleChoice(),
     help="; ".join(f"{r.name}: {r.help}" for r in RULES.values())
     + ". Which to pick: the default for training crops and ordinary photos (it keeps >= 90 % of the object on "
     "83 % of held-out real photos); fitted for the tightest box on objects that stand out; square for the "

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from fcnx.cli.boxes import RuleChoice
 from fcnx.cli.common import PathType, stoppable
-from fcnx.method.boxes import RULES
 
 
 @click.command("export")
@@ -32,7 +32,7 @@ from fcnx.method.boxes import RULES
 @click.option(
     "--box",
     default=None,
-    type=click.Choice(list(RULES)),
+    type=RuleChoice(),
     help="square: the kernel window (the paper's crop); tight: the tight box where boxes.jsonl has one, "
     "else the window; another kind: that box where it has one, else the kind before it in this list "
     "[default: each box as it was cropped].",

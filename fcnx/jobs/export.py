@@ -38,7 +38,6 @@ from fcnx.method.geometry import XYWH
 
 JOURNAL = "boxes.jsonl"
 SUSPECTS = "suspects.json"
-BOXES = tuple(RULES)
 #: crop-record facts carried into the export as box attributes
 ATTRIBUTES = ("found", "votes", "nets", "confidence")
 
@@ -55,14 +54,15 @@ class Collected:
 
 
 def _kinds(line: BoxLine) -> dict[str, XYWH | None]:
-    """The boxes by kind (:data:`BOXES`) of a box line: the square window (its box where it gives none), the tight
+    """The boxes by kind (every rule of :data:`~fcnx.method.boxes.RULES`) of a box line: the square window (its box
+    where it gives none), the tight
     and the fitted box (``None`` if absent); its own box (``x, y, w, h``: what its crop was cut to) is its kind's."""
     record = line.line
-    kind = record.get("box_kind", "square")
-    if kind not in BOXES:
+    kind, kinds = record.get("box_kind", "square"), tuple(RULES)
+    if kind not in kinds:
         raise ValueError(f"unknown box kind {kind!r}")
     given = {
-        k: _given(record.get("window" if k == "square" else k)) or (line.box if kind == k else None) for k in BOXES
+        k: _given(record.get("window" if k == "square" else k)) or (line.box if kind == k else None) for k in kinds
     }
     return given | {"square": given["square"] or line.box}
 
@@ -94,8 +94,9 @@ def _detection(category: str, box: XYWH, size: tuple[int, int], **facts: Any) ->
 def collect_crops(outdir: Path, box: str | None = None) -> Collected:
     """The images and boxes of the crop output ``outdir`` (its ``boxes.jsonl``): ``box`` square or tight, or
     ``None`` for each record's own box (the one its crop was cut to)."""
-    if box is not None and box not in BOXES:
-        raise UsageError(f"unknown box {box!r}; use one of {', '.join(BOXES)}")
+    kinds = tuple(RULES)  # read now: a rule registered after import counts
+    if box is not None and box not in kinds:
+        raise UsageError(f"unknown box {box!r}; use one of {', '.join(kinds)}")
     path = outdir / JOURNAL
     result = Collected([], [], path)
     grouped: dict[str, dict[tuple[str | None, Any], tuple[int, BoxLine]]] = {}
@@ -111,11 +112,11 @@ def collect_crops(outdir: Path, box: str | None = None) -> Collected:
         for number, line in records.values():
             record = line.line
             try:
-                kinds = _kinds(line)
+                given = _kinds(line)
                 chosen = line.box
                 if box is not None:
-                    kind = next(k for k in BOXES[BOXES.index(box) :: -1] if kinds[k] is not None)
-                    chosen = cast(XYWH, kinds[kind])
+                    kind = next(k for k in kinds[kinds.index(box) :: -1] if given[k] is not None)
+                    chosen = cast(XYWH, given[kind])
                     if kind != box:
                         fallbacks[kind] = fallbacks.get(kind, 0) + 1
                 category = record.get("category") or record.get("label")
